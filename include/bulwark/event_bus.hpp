@@ -1,0 +1,132 @@
+#pragma once
+// The event bus concept: durable publish, consumer groups with at-least-once delivery.
+//
+// Requirements, for a model B, an lvalue b of B, topic of type std::string_view, m of type
+// message, o of type subscribe_options, h of type message_handler:
+//
+// | expression            | type                            | semantics, errors
+// |-----------------------|---------------------------------|--------------------------------------
+// | b.publish(topic, m)   | task<delivery>                  | completes once m is durable; messages
+// |                       |                                 | with one key keep their order (one
+// |                       |                                 | partition per key). errc::rejected when
+// |                       |                                 | the bus is full or stopping
+// | b.subscribe(o, h)     | task<B::subscription>           | joins consumer group o.group on
+// |                       |                                 | o.topic; h runs for every message
+// |                       |                                 | (below); errc::invalid_argument for an
+// |                       |                                 | empty topic or group
+// | s.stop()  (s an       | asio::awaitable<void>           | leaves the group after the message in
+// |  lvalue of            |                                 | flight finished (drain); its offset is
+// |  B::subscription)     |                                 | committed, nothing later is
+//
+// Delivery: a message's offset is committed only after h succeeded for it (at-least-once),
+// per partition and in order (per-key order). A failing h is retried with o.retry_backoff;
+// after o.max_attempts attempts the message is published to the dead-letter topic with the
+// dead_letter_* headers below, and committed. A member that joins a group later, or again
+// after a stop, resumes from the group's committed offsets. Model: memory::event_bus.
+
+#include <bulwark/resilience/backoff.hpp>
+#include <bulwark/result.hpp>
+
+#include <asio/awaitable.hpp>
+
+#include <concepts>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bulwark {
+
+struct header {
+  std::string name;
+  std::string value;
+  friend bool operator==(const header&, const header&) = default;
+};
+
+/// What a producer publishes. The key chooses the partition (and so the order domain).
+struct message {
+  std::string key;
+  std::string value;
+  std::vector<header> headers;
+
+  /// The first header named `name`, if any.
+  std::optional<std::string_view> find_header(std::string_view name) const noexcept {
+    for (const auto& h : headers)
+      if (h.name == name) return std::string_view(h.value);
+    return std::nullopt;
+  }
+  friend bool operator==(const message&, const message&) = default;
+};
+
+/// Where a published message landed.
+struct delivery {
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+};
+
+/// What a handler sees: views valid until the handler's task completes.
+struct envelope {
+  std::string_view topic;
+  std::int32_t partition = 0;
+  std::int64_t offset = 0;
+  unsigned attempt = 1; ///< 1 on the first delivery, +1 on every retry
+  std::string_view key;
+  std::string_view value;
+  std::span<const header> headers;
+
+  std::optional<std::string_view> find_header(std::string_view name) const noexcept {
+    for (const auto& h : headers)
+      if (h.name == name) return std::string_view(h.value);
+    return std::nullopt;
+  }
+};
+
+/// A handler's error asks for a retry; success commits the message.
+using message_handler = std::function<task<void>(const envelope&)>;
+
+/// Where a new group starts reading.
+enum class start_from { earliest, latest };
+
+struct subscribe_options {
+  std::string topic;
+  std::string group;
+  unsigned max_attempts = 5;           ///< deliveries before the message is dead-lettered
+  backoff retry_backoff{};             ///< delay between two attempts of one message
+  std::string dead_letter_topic;       ///< empty: topic + ".dlq"
+  start_from start = start_from::earliest;
+
+  std::string dead_letter_topic_name() const { return dead_letter_topic.empty() ? topic + ".dlq" : dead_letter_topic; }
+};
+
+/// Headers a dead-lettered message carries, naming where it came from and why it failed.
+inline constexpr std::string_view dead_letter_origin_topic = "bulwark-origin-topic";
+inline constexpr std::string_view dead_letter_origin_partition = "bulwark-origin-partition";
+inline constexpr std::string_view dead_letter_origin_offset = "bulwark-origin-offset";
+inline constexpr std::string_view dead_letter_error = "bulwark-error";
+inline constexpr std::string_view dead_letter_attempts = "bulwark-attempts";
+
+/// The dead-letter copy of a message that failed `attempts` times with `why`.
+inline message make_dead_letter(const envelope& e, const error& why, unsigned attempts) {
+  message dead{std::string(e.key), std::string(e.value), {e.headers.begin(), e.headers.end()}};
+  dead.headers.push_back({std::string(dead_letter_origin_topic), std::string(e.topic)});
+  dead.headers.push_back({std::string(dead_letter_origin_partition), std::to_string(e.partition)});
+  dead.headers.push_back({std::string(dead_letter_origin_offset), std::to_string(e.offset)});
+  dead.headers.push_back({std::string(dead_letter_error), why.message()});
+  dead.headers.push_back({std::string(dead_letter_attempts), std::to_string(attempts)});
+  return dead;
+}
+
+template <class B>
+concept event_bus = requires(B& b, std::string_view topic, message m, subscribe_options o, message_handler h) {
+  typename B::subscription;
+  { b.publish(topic, std::move(m)) } -> std::same_as<task<delivery>>;
+  { b.subscribe(std::move(o), std::move(h)) } -> std::same_as<task<typename B::subscription>>;
+  requires requires(typename B::subscription& s) {
+    { s.stop() } -> std::same_as<asio::awaitable<void>>;
+  };
+};
+
+} // namespace bulwark

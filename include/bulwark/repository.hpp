@@ -1,0 +1,79 @@
+#pragma once
+// The repository concept: the source of truth, a versioned key-value store.
+//
+// Backends deal in bytes (std::string, binary-safe); typed<T, Codec> sits above them.
+//
+// Requirements, for a model R, an lvalue r of R, key and prefix and after of type
+// std::string_view, value of type std::string, expected of type std::optional<version_t>,
+// limit of type std::size_t:
+//
+// | expression                      | type                          | semantics, errors
+// |---------------------------------|-------------------------------|-------------------------------
+// | r.get(key)                      | task<std::optional<versioned>>| the current value and version,
+// |                                 |                               | or nullopt when absent
+// | r.put(key, value, expected)     | task<version_t>               | stores value and returns the new
+// |                                 |                               | version (> every earlier version
+// |                                 |                               | of key, even across erase).
+// |                                 |                               | expected: nullopt = unconditional;
+// |                                 |                               | no_version (0) = key must be
+// |                                 |                               | absent; n = current must be n.
+// |                                 |                               | Mismatch: errc::conflict.
+// | r.erase(key)                    | task<bool>                    | removes key; true when it existed
+// | r.scan(prefix, after, limit)    | task<scan_page>               | up to limit entries whose key
+// |                                 |                               | starts with prefix and is > after,
+// |                                 |                               | in ascending byte order;
+// |                                 |                               | page.next is the `after` for the
+// |                                 |                               | next page, nullopt on the last
+//
+// Every operation may also fail with errc::unavailable, errc::timeout, errc::cancelled;
+// errc::invalid_argument for a key the backend cannot store (empty, or over its key limit),
+// errc::too_large for a value over its limit. Model: memory::repository.
+
+#include <bulwark/result.hpp>
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bulwark {
+
+using version_t = std::uint64_t;
+
+/// The expected version meaning "the key must not exist yet".
+inline constexpr version_t no_version = 0;
+
+/// A value with the version the repository gave it.
+struct versioned {
+  std::string value;
+  version_t version = no_version;
+  friend bool operator==(const versioned&, const versioned&) = default;
+};
+
+/// One entry of a scan.
+struct entry {
+  std::string key;
+  std::string value;
+  version_t version = no_version;
+  friend bool operator==(const entry&, const entry&) = default;
+};
+
+/// One page of a scan; `next` is the key to pass as `after` for the following page.
+struct scan_page {
+  std::vector<entry> entries;
+  std::optional<std::string> next;
+};
+
+template <class R>
+concept repository = requires(R& r, std::string_view key, std::string value, std::optional<version_t> expected,
+                              std::size_t limit) {
+  { r.get(key) } -> std::same_as<task<std::optional<versioned>>>;
+  { r.put(key, std::move(value), expected) } -> std::same_as<task<version_t>>;
+  { r.erase(key) } -> std::same_as<task<bool>>;
+  { r.scan(key, key, limit) } -> std::same_as<task<scan_page>>;
+};
+
+} // namespace bulwark

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs every Debian package bulwark needs to build, test, benchmark and run its demo.
+# Idempotent: installs only what is missing. Uses sudo when not root.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build ccache pkg-config git curl
+  libasio-dev libboost-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libhiredis-dev default-libmysqlclient-dev librdkafka-dev
+  redis-server mariadb-server nginx-light prometheus wrk
+  clang clang-format clang-tidy
+  default-jdk-headless maven
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# A JDK that is already on PATH (any vendor) is enough for Kafka and Hazelcast.
+if command -v java >/dev/null && command -v mvn >/dev/null; then
+  missing=("${missing[@]/default-jdk-headless/}")
+  missing=("${missing[@]/maven/}")
+fi
+read -r -a missing <<<"${missing[*]}"
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# Keep Debian's packaged services from starting system-wide: tests start their own servers.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+  $sudo chmod +x /usr/sbin/policy-rc.d
+  trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,34 @@
+# Helpers shared by the server scripts (sourced, not run).
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_until SECONDS CMD...: retries CMD every 0.1 s until it succeeds or SECONDS pass.
+wait_until() {
+  local limit=$1; shift
+  local deadline=$(( $(date +%s%N) + limit * 1000000000 ))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s%N)" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+# export_env NAME VALUE: records a variable for the tests in $BULWARK_SERVERS_DIR/env.
+export_env() {
+  echo "export $1=$(printf '%q' "$2")" >>"$BULWARK_SERVERS_DIR/env"
+}
+
+# stop_pidfile FILE: TERM the process, KILL it after 10 s.
+stop_pidfile() {
+  local f=$1
+  [ -f "$f" ] || return 0
+  local pid; pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}

@@ -1,0 +1,48 @@
+#pragma once
+// Test helpers: run a coroutine to completion on an io_context, with a deadline.
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace bulwark::test {
+
+/// Runs `op` on `ctx` (driving ctx on this thread) and returns its result. Throws when it has
+/// not finished within `limit`, so a hang fails the test instead of the whole run.
+template <class T>
+T run(asio::io_context& ctx, asio::awaitable<T> op, std::chrono::milliseconds limit = std::chrono::seconds(60)) {
+  auto future = asio::co_spawn(ctx, std::move(op), asio::use_future);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (future.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("test::run: operation timed out");
+    if (ctx.stopped()) ctx.restart();
+    ctx.run_one_for(std::chrono::milliseconds(10));
+  }
+  return future.get();
+}
+
+/// The value of environment variable `name`; when it is missing the test is skipped, or fails
+/// when BULWARK_REQUIRE_SERVERS is set (as scripts/test.sh does), so CI never skips silently.
+inline std::optional<std::string> server_env(const char* name) {
+  if (const char* v = std::getenv(name); v && *v) return std::string(v);
+  return std::nullopt;
+}
+
+} // namespace bulwark::test
+
+/// Skips (or, under scripts/test.sh, fails) the current test when `var` is not set.
+#define BULWARK_REQUIRE_SERVER(var, name)                                                                     \
+  auto var##_value = ::bulwark::test::server_env(name);                                                        \
+  if (!var##_value) {                                                                                          \
+    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << name << " is not set: start the servers first";      \
+    GTEST_SKIP() << name << " is not set (scripts/servers.sh up)";                                             \
+  }                                                                                                            \
+  const std::string var = *var##_value
