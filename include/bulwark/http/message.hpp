@@ -127,6 +127,8 @@ struct request {
   std::vector<std::pair<std::string, std::string>> params;
   /// The route pattern that matched ("/users/{id}"), empty before routing or when none did.
   std::string route;
+  /// Set by the router: which of its routes matched (-1: none).
+  int route_id = -1;
 
   /// The path part of the target (before '?').
   std::string_view path() const noexcept {
