@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
 
   kv::change_counter counter;
   bulwark::subscribe_options feed{.topic = std::string(kv::changes_topic), .group = "change-counter"};
-  auto subscribed = bulwark::app::block_on(bus_context.get_executor(), bus.subscribe(std::move(feed), counter.handler()));
+  auto subscribed =
+      bulwark::app::block_on(bus_context.get_executor(), bus.subscribe(std::move(feed), counter.handler()));
   if (!subscribed) {
     std::cerr << "kv-demo: " << subscribed.error().message() << '\n';
     return 1;
@@ -126,8 +127,8 @@ int main(int argc, char** argv) {
   }
   std::cout << "kv-demo: listening on http://" << options.address << ':' << server.port()
             << " (in-memory repository, cache and event bus)" << std::endl;
-  std::cout << "  curl -X PUT -d '{\"value\": {\"name\": \"AT One\"}}' http://" << options.address << ':' << server.port()
-            << "/api/items/GB" << std::endl;
+  std::cout << "  curl -X PUT -d '{\"value\": {\"name\": \"AT One\"}}' http://" << options.address << ':'
+            << server.port() << "/api/items/GB" << std::endl;
 
   signals.wait();
   std::cout << "kv-demo: stopping" << std::endl;

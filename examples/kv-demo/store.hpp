@@ -40,7 +40,8 @@ public:
   }
 
   /// Writes through: repository (compare-and-set when `expected` is set), cache, change event.
-  bulwark::task<bulwark::version_t> put(std::string key, std::string value, std::optional<bulwark::version_t> expected) {
+  bulwark::task<bulwark::version_t> put(std::string key, std::string value,
+                                        std::optional<bulwark::version_t> expected) {
     auto version = co_await repo_.put(key, value, expected);
     if (!version) co_return version.error();
     bulwark::versioned fresh{std::move(value), version.value()};
@@ -61,9 +62,7 @@ public:
     co_return existed.value();
   }
 
-  bulwark::task<bulwark::scan_page> list(std::string after, std::size_t limit) {
-    return repo_.scan("", after, limit);
-  }
+  bulwark::task<bulwark::scan_page> list(std::string after, std::size_t limit) { return repo_.scan("", after, limit); }
 
 private:
   Repository& repo_;

@@ -7,8 +7,8 @@
 #include <asio/use_future.hpp>
 
 #include <csignal>
-#include <optional>
 #include <cstdlib>
+#include <optional>
 #include <pthread.h>
 #include <string>
 #include <string_view>
@@ -34,8 +34,8 @@ template <class Executor, class T> T block_on(const Executor& executor, asio::aw
     asio::co_spawn(executor, std::move(op), asio::use_future).get();
   } else {
     auto wrapped = [](asio::awaitable<T> inner) -> asio::awaitable<std::optional<T>> {
-    co_return std::optional<T>(co_await std::move(inner));
-  };
+      co_return std::optional<T>(co_await std::move(inner));
+    };
     return std::move(*asio::co_spawn(executor, wrapped(std::move(op)), asio::use_future).get());
   }
 }

@@ -5,7 +5,7 @@
 
 #include <bulwark/repository.hpp>
 
-#include "support/run.hpp"
+#include "conformance/fixture.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -21,20 +21,9 @@
 
 namespace bulwark::test {
 
-template <class Factory> class repository_conformance : public ::testing::Test {
+template <class Factory> class repository_conformance : public conformance_fixture<Factory> {
 protected:
-  void SetUp() override {
-    if (!Factory::available()) {
-      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "backend not available";
-      GTEST_SKIP() << "backend not available";
-    }
-    model_ = factory_.make();
-  }
-  template <class T> T run(asio::awaitable<T> op) { return test::run(factory_.context(), std::move(op)); }
-  auto& repo() { return *model_; }
-
-  Factory factory_;
-  decltype(std::declval<Factory&>().make()) model_;
+  auto& repo() { return this->model(); }
 };
 
 TYPED_TEST_SUITE_P(repository_conformance);

@@ -3,11 +3,15 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <optional>
 #include <stdexcept>
@@ -50,6 +54,20 @@ T run(asio::io_context& ctx, asio::awaitable<T> op, std::chrono::milliseconds li
   } else {
     return std::move(*future.get());
   }
+}
+
+/// Polls `done` every 5 ms on the current executor until it holds (true) or `limit` passes
+/// (false). For waiting on what other coroutines or threads do, without blocking them.
+inline asio::awaitable<bool> eventually(std::function<bool()> done,
+                                        std::chrono::milliseconds limit = std::chrono::seconds(60)) {
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) co_return false;
+    tick.expires_after(std::chrono::milliseconds(5));
+    co_await tick.async_wait(asio::use_awaitable);
+  }
+  co_return true;
 }
 
 /// The value of environment variable `name`; when it is missing the test is skipped, or fails

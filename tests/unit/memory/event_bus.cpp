@@ -11,18 +11,7 @@ using bulwark::envelope;
 using bulwark::message;
 using bulwark::task;
 
-namespace {
-asio::awaitable<bool> until(std::function<bool()> done, std::chrono::milliseconds limit = 10s) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-    t.expires_after(2ms);
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  co_return true;
-}
-} // namespace
+using bulwark::test::eventually;
 
 TEST(memory_event_bus, full_partition_rejects_publish_until_consumers_commit) {
   asio::io_context ctx;
@@ -42,7 +31,7 @@ TEST(memory_event_bus, full_partition_rejects_publish_until_consumers_commit) {
   ASSERT_FALSE(full.has_value());
   EXPECT_EQ(full.error(), bulwark::errc::rejected);
   open = true;
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return seen.load() == 3; })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return seen.load() == 3; })));
   EXPECT_TRUE(publish("fits again").has_value());
   bulwark::test::run(ctx, sub.value().stop());
 }
@@ -75,7 +64,7 @@ TEST(memory_event_bus, two_members_split_partitions_and_keep_per_key_order) {
             own, bus.publish("t", message{"key" + std::to_string(p * 10 + i % 10), std::to_string(i), {}}));
     });
   for (auto& t : producers) t.join();
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return total.load() == 1000; })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return total.load() == 1000; })));
   bulwark::test::run(ctx, s1.stop());
   bulwark::test::run(ctx, s2.stop());
   EXPECT_EQ(members_seen.size(), 2u) << "both members got partitions";
@@ -93,7 +82,7 @@ TEST(memory_event_bus, handler_exception_is_a_failure_and_is_retried) {
                                                      co_return bulwark::ok();
                                                    }))
                  .value();
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return calls.load() == 2; })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return calls.load() == 2; })));
   bulwark::test::run(ctx, sub.stop());
   EXPECT_EQ(bus.committed("t", "g", bus.partition_of("k")), 1);
 }
@@ -123,7 +112,7 @@ TEST(memory_event_bus, start_from_latest_skips_the_backlog) {
                                                    }))
                  .value();
   ASSERT_TRUE(bulwark::test::run(ctx, bus.publish("t", message{"k", "new", {}})).has_value());
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return !seen.empty(); })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return !seen.empty(); })));
   bulwark::test::run(ctx, sub.stop());
   EXPECT_EQ(seen, std::vector<std::string>{"new"});
 }
