@@ -12,6 +12,7 @@
 #   hazelcast.sh stop N      SIGTERM (graceful shutdown: partitions migrate away first)
 #   hazelcast.sh start N     starts member N again on its port, waits until it is ready
 #   hazelcast.sh jar         only fetches the jar (Maven, cached in ~/.m2) and prints its path
+# BULWARK_HAZELCAST_CONFIG overrides the member config (e.g. to try backup-count 0).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -48,7 +49,7 @@ launch() {
   # Small heap, serial GC and C1 only: start-up time and memory matter more than peak speed here.
   java -Xms64m -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:-UsePerfData -Xshare:auto \
     -Djava.net.preferIPv4Stack=true \
-    -Dhazelcast.config="$repo/scripts/hazelcast/member.xml" \
+    -Dhazelcast.config="${BULWARK_HAZELCAST_CONFIG:-$repo/scripts/hazelcast/member.xml}" \
     -Dbulwark.cluster="$cluster" -Dbulwark.port="$port" -Dbulwark.members="$members" -Dbulwark.rest.data="$data" \
     -cp "$jar" com.hazelcast.core.server.HazelcastMemberStarter >>"$dir/member.log" 2>&1 &
   echo $! >"$dir/pid"

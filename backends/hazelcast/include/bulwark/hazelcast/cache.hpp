@@ -18,6 +18,8 @@
 // conditional put), and then the last write wins even if its version is lower. Erase is likewise
 // a GET (to learn whether the key was present) then a DELETE.
 //
+// (Temporaries are kept out of co_await expressions on purpose: GCC 12 may destroy them twice.)
+//
 // Errors: hazelcast_errc (error.hpp) and errc::invalid_argument (negative ttl), errc::too_large
 // (value over max_value_bytes), errc::rejected (too many writers waiting for one key's lock).
 
@@ -79,8 +81,8 @@ public:
     const auto now = clock_.now();
     if (current && !current->expired_at(now) && current->entry.version > value.version) co_return false;
     auto body = encode_envelope(value.value, value.version, now, ttl);
-    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(http::make_request("POST", path, std::move(body),
-                                                                          std::string(envelope_content_type))));
+    auto request = http::make_request("POST", path, std::move(body), std::string(envelope_content_type));
+    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(std::move(request)));
     if (resp.status != 200) co_return unexpected(resp, "POST", path);
     co_return true;
   }
@@ -95,7 +97,8 @@ public:
     const bool present = current.has_value() && current.value() && !current.value()->expired_at(clock_.now());
     if (!current.has_value() && current.error().code() != make_error_code(hazelcast_errc::bad_envelope))
       co_return current.error();
-    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(http::make_request("DELETE", path)));
+    auto request = http::make_request("DELETE", path);
+    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(std::move(request)));
     if (resp.status != 200) co_return unexpected(resp, "DELETE", path);
     co_return present;
   }
@@ -103,7 +106,8 @@ public:
   /// Removes every entry of the map (DELETE on the map).
   task<void> clear() {
     const auto path = "/hazelcast/rest/maps/" + options_.map;
-    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(http::make_request("DELETE", path)));
+    auto request = http::make_request("DELETE", path);
+    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(std::move(request)));
     if (resp.status != 200) co_return unexpected(resp, "DELETE", path);
     co_return ok();
   }
@@ -120,7 +124,8 @@ private:
 
   // The stored envelope, or nullopt on 204.
   task<std::optional<envelope>> read(const std::string& path) {
-    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(http::make_request("GET", path)));
+    auto request = http::make_request("GET", path);
+    BOOST_OUTCOME_CO_TRY(resp, co_await members_->send(std::move(request)));
     if (resp.status == 204) co_return std::optional<envelope>{};
     if (resp.status != 200) co_return unexpected(resp, "GET", path);
     BOOST_OUTCOME_CO_TRY(e, decode_envelope(resp.body, resp.headers.value_or("Content-Type", "")));

@@ -167,7 +167,10 @@ private:
   asio::awaitable<probe_result> probe(member& m, clock::time_point deadline) {
     m.probing = true;
     const auto limit = std::min(options_.probe_timeout, left(deadline));
-    auto r = co_await with_timeout(client_.get(m.address, "/hazelcast/health/ready"), limit, "readiness probe");
+    // Named operands: GCC 12 may destroy temporaries of a co_await expression twice.
+    auto what = std::string("readiness probe of ") + m.address.to_string();
+    auto op = client_.get(m.address, "/hazelcast/health/ready");
+    auto r = co_await with_timeout(std::move(op), limit, std::move(what));
     m.probing = false;
     probe_result p = probe_result::unreachable;
     if (r.has_value()) {
@@ -202,7 +205,9 @@ private:
         }
         const auto limit = std::min(options_.attempt_timeout, left(deadline));
         if (limit.count() <= 0) break;
-        auto r = co_await with_timeout(client_.request(m.address, req), limit, req.method + " " + req.target);
+        auto what = req.method + " " + req.target;
+        auto op = client_.request(m.address, req);
+        auto r = co_await with_timeout(std::move(op), limit, std::move(what));
         if (r.has_value() && r.value().status != 503) {
           m.healthy = true;
           m.misconfigured = false;
