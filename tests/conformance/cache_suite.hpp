@@ -59,7 +59,8 @@ TYPED_TEST_P(cache_conformance, put_then_get_returns_value_version_and_stored_at
 }
 
 TYPED_TEST_P(cache_conformance, binary_values_round_trip) {
-  const std::string value("\0\x01\xff'\"\r\n\xc3\xa9", 9);
+  static constexpr char raw[] = "\0\x01\xff'\"\r\n\xc3\xa9";
+  const std::string value(raw, sizeof(raw) - 1);
   ASSERT_TRUE(this->run(this->cache().put("bin", versioned{value, 1}, 60s)).value());
   EXPECT_EQ(this->run(this->cache().get("bin")).value()->value, value);
 }

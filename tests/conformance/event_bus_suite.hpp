@@ -133,7 +133,8 @@ TYPED_TEST_P(event_bus_conformance, delivers_every_message_in_per_key_order) {
   for (const auto& [k, v] : log.messages) by_key[k].push_back(v);
   for (const char* k : {"alpha", "beta", "gamma"}) {
     ASSERT_EQ(by_key[k].size(), 30u) << k;
-    for (int i = 0; i < 30; ++i) EXPECT_EQ(by_key[k][static_cast<std::size_t>(i)], std::string(k) + ":" + std::to_string(i));
+    for (int i = 0; i < 30; ++i)
+      EXPECT_EQ(by_key[k][static_cast<std::size_t>(i)], std::string(k) + ":" + std::to_string(i));
   }
 }
 

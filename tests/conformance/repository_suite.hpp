@@ -56,7 +56,8 @@ TYPED_TEST_P(repository_conformance, put_then_get_round_trips_value_and_version)
 }
 
 TYPED_TEST_P(repository_conformance, binary_values_round_trip) {
-  const std::string value("a\0b'\"\\\xff\xfe unicode: \xc3\xa9\xe2\x82\xac", 26);
+  static constexpr char raw[] = "a\0b'\"\\\xff\xfe unicode: \xc3\xa9\xe2\x82\xac";
+  const std::string value(raw, sizeof(raw) - 1);
   const std::string key = "bin/\xc3\xa9'\"";
   ASSERT_TRUE(this->run(this->repo().put(key, value, no_version)).has_value());
   auto got = this->run(this->repo().get(key));

@@ -62,10 +62,10 @@ inline std::optional<std::string> server_env(const char* name) {
 } // namespace bulwark::test
 
 /// Skips (or, under scripts/test.sh, fails) the current test when `var` is not set.
-#define BULWARK_REQUIRE_SERVER(var, name)                                                                     \
-  auto var##_value = ::bulwark::test::server_env(name);                                                        \
-  if (!var##_value) {                                                                                          \
-    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << name << " is not set: start the servers first";      \
-    GTEST_SKIP() << name << " is not set (scripts/servers.sh up)";                                             \
-  }                                                                                                            \
+#define BULWARK_REQUIRE_SERVER(var, name)                                                                              \
+  auto var##_value = ::bulwark::test::server_env(name);                                                                \
+  if (!var##_value) {                                                                                                  \
+    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << name << " is not set: start the servers first";              \
+    GTEST_SKIP() << name << " is not set (scripts/servers.sh up)";                                                     \
+  }                                                                                                                    \
   const std::string var = *var##_value

@@ -32,10 +32,10 @@ TEST(memory_event_bus, full_partition_rejects_publish_until_consumers_commit) {
   std::atomic<int> seen{0};
   std::atomic<bool> open{false};
   auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g"}, [&](const envelope&) -> task<void> {
-                                  if (!open) co_return bulwark::error(bulwark::errc::unavailable, "closed");
-                                  ++seen;
-                                  co_return bulwark::ok();
-                                }));
+    if (!open) co_return bulwark::error(bulwark::errc::unavailable, "closed");
+    ++seen;
+    co_return bulwark::ok();
+  }));
   ASSERT_TRUE(sub.has_value());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(publish(std::to_string(i)).has_value());
   auto full = publish("overflow");
@@ -71,7 +71,8 @@ TEST(memory_event_bus, two_members_split_partitions_and_keep_per_key_order) {
     producers.emplace_back([&bus, p] {
       asio::io_context own;
       for (int i = 0; i < 500; ++i)
-        (void)bulwark::test::run(own, bus.publish("t", message{"key" + std::to_string(p * 10 + i % 10), std::to_string(i), {}}));
+        (void)bulwark::test::run(
+            own, bus.publish("t", message{"key" + std::to_string(p * 10 + i % 10), std::to_string(i), {}}));
     });
   for (auto& t : producers) t.join();
   ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return total.load() == 1000; })));
@@ -100,9 +101,9 @@ TEST(memory_event_bus, handler_exception_is_a_failure_and_is_retried) {
 TEST(memory_event_bus, stop_of_the_bus_refuses_publish_and_stops_members) {
   asio::io_context ctx;
   bulwark::memory::event_bus bus(ctx.get_executor());
-  auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g"},
-                                                   [](const envelope&) -> task<void> { co_return bulwark::ok(); }))
-                 .value();
+  auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g"}, [](const envelope&) -> task<void> {
+               co_return bulwark::ok();
+             })).value();
   bulwark::test::run(ctx, bus.stop());
   auto late = bulwark::test::run(ctx, bus.publish("t", message{"k", "v", {}}));
   ASSERT_FALSE(late.has_value());
