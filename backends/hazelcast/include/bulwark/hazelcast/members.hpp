@@ -8,9 +8,10 @@
 //    probe per probe_interval; concurrent requests never probe the same member twice).
 //  - Failover on: connect refused, a reset or a connection closed without an answer, an attempt
 //    timeout (attempt_timeout), a connection closed in the middle of an answer, and 503.
-//  - A connection closed without an answer by a member that then answers its readiness probe is
-//    the symptom of a disabled REST endpoint group (the member drops requests it has no handler
-//    for instead of answering 403/404): the member is marked misconfigured, and when no member
+//  - A connection closed without an answer by a member that then answers its readiness probe
+//    (200) and drops the same request again on a fresh connection is the symptom of a disabled
+//    REST endpoint group (the member drops requests it has no handler for instead of answering
+//    403/404): the member is marked misconfigured, and when no member
 //    answered, send fails with hazelcast_errc::rest_group_disabled (condition protocol_error)
 //    naming the member, the path and the likely cause. Never a hang.
 //  - Rounds over the members repeat (waiting for the next due probe) until operation_timeout;
@@ -225,22 +226,38 @@ private:
             code == make_error_code(http::client_errc::response_too_large))
           co_return r.error();
         if (code == make_error_code(http::client_errc::closed_without_response)) {
-          // Crashed, or alive with the REST group that serves this path disabled? Ask it.
+          // Crashed, or alive with the REST group that serves this path disabled? Ask it, and
+          // if it answers, repeat the request once on a fresh connection: a member dying right
+          // now can still pass a probe, but not drop the same request twice while staying up.
           const auto p = co_await probe(m, deadline);
-          if (p == probe_result::ready || p == probe_result::no_answer) {
-            m.healthy = false;
-            m.misconfigured = true;
-            m.next_probe = clock::now() + options_.misconfigured_retry;
-            ++m.failures;
-            answered_probe_but_dropped = true;
-            dropped =
-                error(make_error_code(hazelcast_errc::rest_group_disabled),
-                      "member " + m.address.to_string() + (p == probe_result::ready ? " is ready but" : " is up but") +
-                          " closed the connection without answering " + req.method + " " + req.target +
-                          ": enable the REST API and its DATA endpoint group in the member configuration "
-                          "(<rest-api enabled=\"true\"><endpoint-group name=\"DATA\" enabled=\"true\"/>)");
-            m.last_error = std::string(dropped.detail());
+          if (p != probe_result::ready) continue; // probe() marked it down
+          const auto again_limit = std::min(options_.attempt_timeout, left(deadline));
+          if (again_limit.count() <= 0) break;
+          auto again_what = req.method + " " + req.target;
+          auto again_op = client_.request(m.address, req);
+          auto again = co_await with_timeout(std::move(again_op), again_limit, std::move(again_what));
+          if (again.has_value() && again.value().status != 503) {
+            m.misconfigured = false;
+            preferred_ = i;
+            co_return again;
           }
+          if (again.has_value() ||
+              again.error().code() != make_error_code(http::client_errc::closed_without_response)) {
+            mark_down(m, again.has_value() ? "503 Service Unavailable" : again.error().message());
+            continue;
+          }
+          m.healthy = false;
+          m.misconfigured = true;
+          m.next_probe = clock::now() + options_.misconfigured_retry;
+          ++m.failures;
+          answered_probe_but_dropped = true;
+          dropped =
+              error(make_error_code(hazelcast_errc::rest_group_disabled),
+                    "member " + m.address.to_string() + " is ready but closed the connection twice without answering " +
+                        req.method + " " + req.target +
+                        ": enable the REST API and its DATA endpoint group in the member configuration "
+                        "(<rest-api enabled=\"true\"><endpoint-group name=\"DATA\" enabled=\"true\"/>)");
+          m.last_error = std::string(dropped.detail());
           continue;
         }
         mark_down(m, r.error().message());
