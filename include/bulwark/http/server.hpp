@@ -140,6 +140,7 @@ public:
       open_gauge_ =
           &options_.metrics->gauge_family("bulwark_http_open_connections", "Open HTTP connections", {}).labels({});
     }
+    for (std::size_t i = 0; i < options_.threads; ++i) workers_.push_back(std::make_unique<worker>());
   }
   server(const server&) = delete;
   server& operator=(const server&) = delete;
@@ -148,13 +149,12 @@ public:
   /// Binds the listening sockets and starts the threads. Errors: unavailable when the address
   /// cannot be bound (detail says why).
   result<void> start() {
+    if (started_) return error(errc::rejected, "server already started");
     asio::error_code ec;
     const auto address = asio::ip::make_address(options_.address, ec);
     if (ec) return error(errc::invalid_argument, "bad listen address: " + options_.address);
     std::uint16_t port = options_.port;
-    for (std::size_t i = 0; i < options_.threads; ++i) {
-      auto w = std::make_unique<worker>();
-      w->owner = this;
+    for (auto& w : workers_) {
       w->acceptor.open(address.is_v6() ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), ec);
       if (!ec) w->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
       if (!ec) {
@@ -165,14 +165,14 @@ public:
       if (!ec) w->acceptor.bind(asio::ip::tcp::endpoint(address, port), ec);
       if (!ec) w->acceptor.listen(asio::socket_base::max_listen_connections, ec);
       if (ec) {
-        workers_.clear();
+        for (auto& other : workers_) other->acceptor.close(ec);
         return error(errc::unavailable,
                      "cannot listen on " + options_.address + ":" + std::to_string(port) + ": " + ec.message());
       }
       port = w->acceptor.local_endpoint().port();
-      workers_.push_back(std::move(w));
     }
     port_ = port;
+    started_ = true;
     for (auto& w : workers_) {
       worker* raw = w.get();
       asio::co_spawn(raw->ctx, accept_loop(raw), asio::detached);
@@ -181,6 +181,11 @@ public:
     }
     return ok();
   }
+
+  /// The executor of worker thread `i` (< options.threads), valid from construction on. Handlers
+  /// of connections accepted by that thread run on it; with threads == 1 a backend client made
+  /// on executor(0) is used from one thread only, as clients require.
+  asio::any_io_executor executor(std::size_t i = 0) const { return workers_.at(i)->ctx.get_executor(); }
 
   /// The port the server listens on (after start()).
   std::uint16_t port() const noexcept { return port_; }
@@ -191,8 +196,7 @@ public:
   /// finish and closes everything still open once `deadline` has passed. Blocks until all
   /// threads have ended. Must not be called from a handler. Idempotent.
   void stop(std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
-    if (workers_.empty()) return;
-    stopping_.store(true);
+    if (!started_ || stopping_.exchange(true)) return;
     const auto until = std::chrono::steady_clock::now() + deadline;
     for (auto& w : workers_) {
       asio::post(w->ctx, [w = w.get(), until] {
@@ -206,7 +210,6 @@ public:
     }
     for (auto& w : workers_)
       if (w->thread.joinable()) w->thread.join();
-    workers_.clear();
   }
 
 private:
@@ -226,7 +229,14 @@ private:
     std::list<connection*> connections;
     std::optional<std::chrono::steady_clock::time_point> stop_deadline;
     std::thread thread;
-    server* owner = nullptr;
+  };
+
+  // The metric children a connection used last: a keep-alive connection usually repeats them.
+  struct metric_cache {
+    std::string route, method;
+    int status = 0;
+    metrics::counter* requests = nullptr;
+    metrics::histogram* latency = nullptr;
   };
 
   asio::awaitable<void> accept_loop(worker* w) {
@@ -291,14 +301,21 @@ private:
     }
   }
 
-  void record(const request& req, const response& resp, std::chrono::steady_clock::time_point started) {
+  void record(const request& req, const response& resp, std::chrono::steady_clock::time_point started,
+              metric_cache& cache) {
     if (!requests_) return;
     const std::string& route = req.route.empty() ? unmatched_ : req.route;
-    char status[4] = {static_cast<char>('0' + resp.status / 100 % 10), static_cast<char>('0' + resp.status / 10 % 10),
-                      static_cast<char>('0' + resp.status % 10), 0};
-    requests_->labels({route, req.method, status}).inc();
-    latency_->labels({route, req.method})
-        .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (!cache.requests || cache.status != resp.status || cache.route != route || cache.method != req.method) {
+      char status[4] = {static_cast<char>('0' + resp.status / 100 % 10), static_cast<char>('0' + resp.status / 10 % 10),
+                        static_cast<char>('0' + resp.status % 10), 0};
+      cache.requests = &requests_->labels({route, req.method, status});
+      cache.latency = &latency_->labels({route, req.method});
+      cache.route = route;
+      cache.method = req.method;
+      cache.status = resp.status;
+    }
+    cache.requests->inc();
+    cache.latency->observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   }
 
   asio::awaitable<void> serve(worker* w, asio::ip::tcp::socket socket) {
@@ -310,6 +327,7 @@ private:
     std::string out;
     request_parser parser(options_.limits);
     bool sent_continue = false;
+    metric_cache metric_cache_;
     asio::error_code ec;
 
     auto write_out = [&]() -> asio::awaitable<bool> {
@@ -366,7 +384,7 @@ private:
         conn.deadline = std::chrono::steady_clock::time_point::max();
         const auto started = std::chrono::steady_clock::now();
         response resp = co_await invoke(req);
-        record(req, resp, started);
+        record(req, resp, started, metric_cache_);
         const bool keep = req.keep_alive && !resp.close && !stopping_.load(std::memory_order_relaxed);
         const bool head = req.method == "HEAD";
         if (resp.stream) {
@@ -426,6 +444,7 @@ private:
   std::vector<std::unique_ptr<worker>> workers_;
   std::atomic<std::size_t> open_{0};
   std::atomic<bool> stopping_{false};
+  bool started_ = false;
   std::uint16_t port_ = 0;
   metrics::family<metrics::counter>* requests_ = nullptr;
   metrics::family<metrics::histogram>* latency_ = nullptr;
