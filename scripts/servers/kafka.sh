@@ -5,9 +5,9 @@
 #   scripts/servers/kafka.sh up        fetch the jars (once), format, start 3 nodes, wait until
 #                                      every broker is unfenced; records BULWARK_KAFKA_BOOTSTRAP
 #   scripts/servers/kafka.sh down      stop every node, remove the data dir
-#   scripts/servers/kafka.sh kill N    SIGKILL node N (1..3): a crash
-#   scripts/servers/kafka.sh stop N    SIGTERM node N and wait: a clean shutdown
-#   scripts/servers/kafka.sh start N   start node N again on its ports and data, wait until it serves
+#   scripts/servers/kafka.sh kill N... SIGKILL nodes (1..3): a crash
+#   scripts/servers/kafka.sh stop N... SIGTERM nodes and wait: a clean shutdown
+#   scripts/servers/kafka.sh start N.. start nodes again on their ports and data, wait until they serve
 #   scripts/servers/kafka.sh status    which nodes run
 #
 # The Kafka version is pinned in scripts/kafka/pom.xml; Maven copies the jars once into
@@ -127,10 +127,10 @@ wait_started() {
 }
 
 check_node() {
-  case "${1:-}" in 1|2|3) ;; *) echo "kafka: node must be 1, 2 or 3" >&2; exit 2 ;; esac
+  case "${1:-}" in 1|2|3) ;; *) echo "kafka: node must be 1, 2 or 3, not '${1:-}'" >&2; exit 2 ;; esac
 }
 
-action=${1:?usage: kafka.sh up|down|kill N|stop N|start N|status}
+action=${1:?usage: kafka.sh up|down|kill N...|stop N...|start N...|status}
 case "$action" in
   up)
     command -v java >/dev/null || { echo "kafka: java not found (scripts/install-deps.sh)" >&2; exit 1; }
@@ -169,22 +169,35 @@ case "$action" in
     rm -rf "$dir"
     ;;
   kill)
-    check_node "${2:-}"
-    p=$(pid_of "$2")
-    [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-    # Reaped by init; wait until the process is gone so a restart can bind the ports.
-    wait_until 10 bash -c "! kill -0 $p" || true
-    rm -f "$dir/node$2/pid"
+    shift
+    [ $# -gt 0 ] || { echo "usage: kafka.sh kill N..." >&2; exit 2; }
+    for n in "$@"; do check_node "$n"; done
+    for n in "$@"; do
+      p=$(pid_of "$n")
+      [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
+    done
+    for n in "$@"; do
+      p=$(pid_of "$n")
+      # Wait until the process is gone so that a restart can bind its ports again.
+      [ -n "$p" ] && { wait_until 10 bash -c "! kill -0 $p" || true; }
+      rm -f "$dir/node$n/pid"
+    done
     ;;
   stop)
-    check_node "${2:-}"
-    stop_pidfile "$dir/node$2/pid"
+    shift
+    [ $# -gt 0 ] || { echo "usage: kafka.sh stop N..." >&2; exit 2; }
+    for n in "$@"; do check_node "$n"; done
+    for n in "$@"; do stop_pidfile "$dir/node$n/pid" & done
+    wait
     ;;
   start)
-    check_node "${2:-}"
-    [ -f "$dir/node$2/server.properties" ] || { echo "kafka: cluster is not up" >&2; exit 1; }
-    start_node "$2"
-    wait_started "$2"
+    shift
+    [ $# -gt 0 ] || { echo "usage: kafka.sh start N..." >&2; exit 2; }
+    for n in "$@"; do check_node "$n"; done
+    [ -f "$dir/node1/server.properties" ] || { echo "kafka: cluster is not up" >&2; exit 1; }
+    # All at once: after a full outage no node can finish starting without a controller quorum.
+    for n in "$@"; do start_node "$n"; done
+    wait_started "$@"
     ;;
   status)
     for n in "${nodes[@]}"; do
@@ -192,5 +205,5 @@ case "$action" in
       else echo "node $n: stopped"; fi
     done
     ;;
-  *) echo "usage: kafka.sh up|down|kill N|stop N|start N|status" >&2; exit 2 ;;
+  *) echo "usage: kafka.sh up|down|kill N...|stop N...|start N...|status" >&2; exit 2 ;;
 esac
