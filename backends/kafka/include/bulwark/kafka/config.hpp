@@ -36,7 +36,7 @@ struct config {
   /// A rebalance or stop waits at most this long for the handlers in flight to finish.
   std::chrono::milliseconds drain_timeout{30000};
   /// Messages buffered per partition before the partition is paused (resumed at half).
-  std::size_t max_buffered_per_partition = 2000;
+  std::size_t max_buffered_per_partition = 10000;
 
   // --- topics created by subscribe() when missing ----------------------------------------
   int default_partitions = -1;         ///< -1: the broker's num.partitions

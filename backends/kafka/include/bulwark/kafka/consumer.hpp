@@ -25,8 +25,10 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/execution/outstanding_work.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
+#include <asio/prefer.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
@@ -76,7 +78,8 @@ struct partition_worker {
 struct consumer_state : std::enable_shared_from_this<consumer_state> {
   consumer_state(asio::any_io_executor ex, config c, subscribe_options o, message_handler h, dead_letter_publisher d)
       : cfg(std::move(c)), options(std::move(o)), handler(std::move(h)), publish_dead_letter(std::move(d)),
-        strand(asio::make_strand(std::move(ex))), rng(std::random_device{}()) {}
+        strand(asio::make_strand(ex)), keep_running(asio::prefer(ex, asio::execution::outstanding_work.tracked)),
+        rng(std::random_device{}()) {}
 
   ~consumer_state() {
     closing = true;
@@ -95,6 +98,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   message_handler handler;
   dead_letter_publisher publish_dead_letter;
   asio::strand<asio::any_io_executor> strand;
+  /// A running member is work: io_context::run() does not return while it consumes.
+  asio::any_io_executor keep_running;
   handle rk;
   std::thread thread;
   std::atomic<bool> closing{false};  ///< the consumer thread closes and exits
@@ -253,10 +258,20 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   bool interrupted(const partition_worker& w) const { return w.revoked || stopping.load(); }
 
   static asio::awaitable<void> work(std::shared_ptr<consumer_state> self, std::shared_ptr<partition_worker> w) {
+    std::vector<header> headers; // reused: no allocation for messages without headers
     while (!self->interrupted(*w) && !w->queue.empty()) {
       rd_kafka_message_t* m = w->queue.front().get();
-      const bool done = co_await self->process(*w, m);
-      if (!done) break; // abandoned on revoke or stop: redelivered to the next owner
+      const envelope e = make_envelope(m, headers);
+      // The first attempt runs inline (no extra coroutine frame per message); retries and
+      // dead-lettering, the rare path, in handle_failure().
+      result<void> first = ok();
+      try {
+        first = co_await self->handler(e);
+      } catch (const std::exception& ex) {
+        first = error(errc::rejected, std::string("handler threw: ") + ex.what());
+      }
+      if (!first && !co_await self->handle_failure(*w, e, first.error()))
+        break; // abandoned on revoke or stop: redelivered to the next owner
       rd_kafka_offset_store(m->rkt, m->partition, m->offset);
       self->processed.fetch_add(1, std::memory_order_relaxed);
       w->queue.pop_front();
@@ -268,9 +283,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     if (w->on_drained) std::exchange(w->on_drained, nullptr)();
   }
 
-  // true once m was handled or dead-lettered; false when a revoke or stop interrupted it.
-  asio::awaitable<bool> process(partition_worker& w, rd_kafka_message_t* m) {
-    std::vector<header> headers;
+  static envelope make_envelope(rd_kafka_message_t* m, std::vector<header>& headers) {
+    headers.clear();
     if (rd_kafka_headers_t* hs = nullptr; rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
       const char* name = nullptr;
       const void* value = nullptr;
@@ -285,28 +299,36 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     e.key = m->key ? std::string_view(static_cast<const char*>(m->key), m->key_len) : std::string_view();
     e.value = m->payload ? std::string_view(static_cast<const char*>(m->payload), m->len) : std::string_view();
     e.headers = headers;
+    return e;
+  }
+
+  // One call of the handler; an exception counts as a failure.
+  task<void> attempt(const envelope& e) {
+    try {
+      co_return co_await handler(e);
+    } catch (const std::exception& ex) {
+      co_return error(errc::rejected, std::string("handler threw: ") + ex.what());
+    }
+  }
+
+  // After a failed first attempt: retries with backoff, then the dead-letter topic. true once
+  // the message was handled or dead-lettered; false when a revoke or stop interrupted it.
+  asio::awaitable<bool> handle_failure(partition_worker& w, envelope e, error why) {
     const unsigned max_attempts = std::max(1u, options.max_attempts);
-    error why;
-    for (unsigned attempt = 1;; ++attempt) {
-      e.attempt = attempt;
-      result<void> r = ok();
-      try {
-        r = co_await handler(e);
-      } catch (const std::exception& ex) {
-        r = error(errc::rejected, std::string("handler threw: ") + ex.what());
-      }
+    for (unsigned attempt_no = 2; attempt_no <= max_attempts; ++attempt_no) {
+      if (!co_await pause_for(options.retry_backoff.delay(attempt_no - 1, rng), w)) co_return false;
+      e.attempt = attempt_no;
+      auto r = co_await attempt(e);
       if (r) co_return true;
       why = r.error();
-      if (attempt >= max_attempts) break;
-      if (!co_await pause_for(options.retry_backoff.delay(attempt, rng), w)) co_return false;
     }
     const auto dead = make_dead_letter(e, why, max_attempts);
     const auto dead_letter_topic = options.dead_letter_topic_name();
-    for (unsigned attempt = 1;; ++attempt) {
+    for (unsigned n = 1;; ++n) {
       auto publish = publish_dead_letter(dead_letter_topic, dead);
       auto d = co_await std::move(publish);
       if (d) co_return true;
-      if (!co_await pause_for(options.retry_backoff.delay(attempt, rng), w)) co_return false;
+      if (!co_await pause_for(options.retry_backoff.delay(n, rng), w)) co_return false;
     }
   }
 
@@ -399,6 +421,7 @@ public:
     }
     // The last strand work (workers releasing their messages) runs before the state goes.
     co_await asio::post(s->strand, asio::use_awaitable);
+    s->keep_running = asio::any_io_executor();
   }
 
   /// Messages handled (or dead-lettered) and stored for commit so far.
