@@ -49,7 +49,9 @@ std::string unique(std::string_view base) {
 bool control(const std::string& args) {
   const char* script = std::getenv("BULWARK_KAFKA_CONTROL");
   if (!script) return false;
-  return std::system((std::string(script) + " " + args + " >/dev/null 2>&1").c_str()) == 0;
+  // A restart after a crash recovers every partition's log; on a loaded 2-core machine with
+  // all three nodes starting at once that can take minutes, hence the generous bound.
+  return std::system(("KAFKA_START_TIMEOUT=240 " + std::string(script) + " " + args + " >/dev/null 2>&1").c_str()) == 0;
 }
 
 /// Restarts `nodes` when the test ends, however it ends.
