@@ -91,6 +91,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
         thread.join();
     }
     workers.clear(); // messages must be destroyed before the handle
+    pending.clear();
   }
 
   config cfg;
@@ -107,6 +108,10 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::atomic<bool> thread_done{false};
   std::atomic<bool> assigned{false};
   std::atomic<std::size_t> processed{0};
+  // --- consumer thread only ---
+  static constexpr std::size_t max_batch = 4096;
+  std::vector<message_ptr> pending;      ///< polled, not yet handed to the strand
+  std::atomic<int> batches_in_flight{0}; ///< posted batches the strand has not dispatched
   std::mutex error_mutex;
   error last_error; ///< the last consumer error librdkafka reported (for diagnostics)
 
@@ -118,30 +123,40 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
 
   // --- consumer thread --------------------------------------------------------------------
   void run() {
-    std::vector<message_ptr> batch;
     while (!closing.load()) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), 100);
+      // While the executor still works through the last batch, keep collecting: fewer, larger
+      // hand-overs (each one wakes the executor) when messages arrive faster than handled.
+      const bool busy = !pending.empty();
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), busy ? 1 : 100);
       while (m) {
         message_ptr owned(m);
         if (m->err)
           record_error(m->err, rd_kafka_message_errstr(m));
         else
-          batch.push_back(std::move(owned));
-        if (batch.size() >= 1024) break;
+          pending.push_back(std::move(owned));
+        if (pending.size() >= max_batch) break;
         m = rd_kafka_consumer_poll(rk.get(), 0);
       }
-      if (!batch.empty()) {
-        if (auto self = weak_from_this().lock()) {
-          asio::post(strand, [self, b = std::move(batch)]() mutable {
-            for (auto& msg : b) self->dispatch(std::move(msg));
-          });
-        }
-        batch.clear();
-      }
+      if (!pending.empty() && (batches_in_flight.load() == 0 || pending.size() >= max_batch)) flush_pending();
     }
+    flush_pending();
     // Runs the revoke callback (drain, commit) and leaves the group.
     rd_kafka_consumer_close(rk.get());
     thread_done = true;
+  }
+
+  // Consumer thread: hands the collected messages to the strand. Also called first thing in
+  // the rebalance callback, so messages always reach the strand before a revoke or an assign.
+  void flush_pending() {
+    if (pending.empty()) return;
+    if (auto self = weak_from_this().lock()) {
+      batches_in_flight.fetch_add(1);
+      asio::post(strand, [self, b = std::move(pending)]() mutable {
+        for (auto& msg : b) self->dispatch(std::move(msg));
+        self->batches_in_flight.fetch_sub(1);
+      });
+    }
+    pending.clear(); // moved from: valid, and empty after clear()
   }
 
   void record_error(rd_kafka_resp_err_t err, std::string text) {
@@ -152,6 +167,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
                            void* opaque) {
     auto* self = static_cast<consumer_state*>(opaque);
+    self->flush_pending();
     const bool coop = self->cooperative();
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       if (self->options.start == start_from::latest) self->resolve_latest(parts);
