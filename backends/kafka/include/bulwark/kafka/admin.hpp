@@ -1,0 +1,183 @@
+#pragma once
+// kafka::admin: create and describe topics on librdkafka's admin API.
+//
+// The blocking forms wait at most config::admin_timeout; the task forms run the same call on a
+// thread of their own and resume the caller on its executor (admin calls are rare).
+
+#include <bulwark/kafka/config.hpp>
+#include <bulwark/kafka/detail/handle.hpp>
+#include <bulwark/kafka/detail/offload.hpp>
+#include <bulwark/kafka/error.hpp>
+#include <bulwark/result.hpp>
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace bulwark::kafka {
+
+/// What create_topic makes.
+struct topic_spec {
+  std::string name;
+  int partitions = -1;         ///< -1: the broker's num.partitions
+  int replication_factor = -1; ///< -1: the broker's default.replication.factor
+  /// Topic configs, e.g. {"min.insync.replicas", "2"}.
+  std::vector<std::pair<std::string, std::string>> configs;
+};
+
+struct partition_description {
+  std::int32_t id = 0;
+  std::int32_t leader = -1; ///< broker id, -1 while none
+  std::vector<std::int32_t> replicas;
+  std::vector<std::int32_t> in_sync_replicas;
+};
+
+struct topic_description {
+  std::string name;
+  std::vector<partition_description> partitions;
+};
+
+class admin {
+public:
+  /// Errors: errc::invalid_argument for a configuration librdkafka refuses.
+  static result<admin> create(const config& cfg) {
+    const detail::property_list own{{"allow.auto.create.topics", "false"}, {"client.id", "bulwark-admin"}};
+    BOOST_OUTCOME_TRY(conf, detail::make_conf(cfg, own));
+    BOOST_OUTCOME_TRY(rk, detail::make_handle(RD_KAFKA_PRODUCER, std::move(conf)));
+    auto s = std::make_shared<state>();
+    s->cfg = cfg;
+    s->rk = std::move(rk);
+    return admin(std::move(s));
+  }
+
+  /// Creates a topic and waits until every partition has a leader. Errors: errc::duplicate
+  /// (TOPIC_ALREADY_EXISTS), errc::invalid_argument (bad name, partitions or replication
+  /// factor, e.g. more replicas than brokers), errc::timeout, errc::unavailable.
+  result<void> create_topic_blocking(const topic_spec& spec) const { return s_->create(spec); }
+
+  /// Describes a topic from the cluster's metadata. errc::not_found when it does not exist.
+  result<topic_description> describe_topic_blocking(const std::string& name) const { return s_->describe(name); }
+
+  /// create_topic_blocking() without blocking the caller's thread.
+  task<void> create_topic(topic_spec spec) const {
+    auto call = [s = s_, spec = std::move(spec)] { return s->create(spec); };
+    co_return co_await detail::offload(std::move(call));
+  }
+
+  /// create_topic() that treats an existing topic as success.
+  task<void> ensure_topic(topic_spec spec) const {
+    auto r = co_await create_topic(std::move(spec));
+    if (!r && r.error() == errc::duplicate) co_return ok();
+    co_return r;
+  }
+
+  /// describe_topic_blocking() without blocking the caller's thread.
+  task<topic_description> describe_topic(std::string name) const {
+    auto call = [s = s_, name = std::move(name)] { return s->describe(name); };
+    co_return co_await detail::offload(std::move(call));
+  }
+
+private:
+  struct state {
+    config cfg;
+    detail::handle rk;
+
+    result<void> create(const topic_spec& spec) const {
+      char errstr[512] = {};
+      rd_kafka_NewTopic_t* topic =
+          rd_kafka_NewTopic_new(spec.name.c_str(), spec.partitions, spec.replication_factor, errstr, sizeof errstr);
+      if (!topic) return make_error(RD_KAFKA_RESP_ERR__INVALID_ARG, errstr);
+      for (const auto& [name, value] : spec.configs) {
+        if (auto e = rd_kafka_NewTopic_set_config(topic, name.c_str(), value.c_str())) {
+          rd_kafka_NewTopic_destroy(topic);
+          return make_error(e, name);
+        }
+      }
+      const auto timeout_ms = static_cast<int>(cfg.admin_timeout.count());
+      rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+      rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof errstr);
+      rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, errstr, sizeof errstr);
+      rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
+      rd_kafka_CreateTopics(rk.get(), &topic, 1, options, queue);
+      rd_kafka_event_t* event = rd_kafka_queue_poll(queue, timeout_ms + 2000);
+      result<void> outcome = ok();
+      if (!event) {
+        outcome = make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "CreateTopics " + spec.name);
+      } else if (rd_kafka_event_error(event)) {
+        outcome = make_error(rd_kafka_event_error(event), rd_kafka_event_error_string(event));
+      } else {
+        size_t count = 0;
+        const rd_kafka_topic_result_t** results =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count);
+        for (size_t i = 0; i < count; ++i) {
+          if (const auto e = rd_kafka_topic_result_error(results[i])) {
+            const char* text = rd_kafka_topic_result_error_string(results[i]);
+            outcome = make_error(e, text ? text : "");
+          }
+        }
+      }
+      if (event) rd_kafka_event_destroy(event);
+      rd_kafka_queue_destroy(queue);
+      rd_kafka_AdminOptions_destroy(options);
+      rd_kafka_NewTopic_destroy(topic);
+      if (!outcome) return outcome;
+      return wait_for_leaders(spec.name);
+    }
+
+    // The controller answers CreateTopics before every broker learnt the new leaders.
+    result<void> wait_for_leaders(const std::string& name) const {
+      const auto deadline = std::chrono::steady_clock::now() + cfg.admin_timeout;
+      for (;;) {
+        auto d = describe(name);
+        if (d && !d.value().partitions.empty()) {
+          bool led = true;
+          for (const auto& p : d.value().partitions) led = led && p.leader >= 0;
+          if (led) return ok();
+        }
+        if (std::chrono::steady_clock::now() > deadline)
+          return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "no leader for every partition of " + name);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+
+    result<topic_description> describe(const std::string& name) const {
+      rd_kafka_topic_t* topic = rd_kafka_topic_new(rk.get(), name.c_str(), nullptr);
+      if (!topic) return make_error(rd_kafka_last_error(), name);
+      const rd_kafka_metadata_t* md = nullptr;
+      const auto err = rd_kafka_metadata(rk.get(), 0, topic, &md, static_cast<int>(cfg.admin_timeout.count()));
+      rd_kafka_topic_destroy(topic);
+      if (err) return make_error(err, "metadata for " + name);
+      result<topic_description> out = make_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, name);
+      for (int t = 0; t < md->topic_cnt; ++t) {
+        const auto& mt = md->topics[t];
+        if (name != mt.topic) continue;
+        if (mt.err) {
+          out = make_error(mt.err, name);
+          break;
+        }
+        topic_description d{name, {}};
+        for (int p = 0; p < mt.partition_cnt; ++p) {
+          const auto& mp = mt.partitions[p];
+          partition_description pd{mp.id, mp.leader, {}, {}};
+          pd.replicas.assign(mp.replicas, mp.replicas + mp.replica_cnt);
+          pd.in_sync_replicas.assign(mp.isrs, mp.isrs + mp.isr_cnt);
+          d.partitions.push_back(std::move(pd));
+        }
+        out = std::move(d);
+      }
+      rd_kafka_metadata_destroy(md);
+      return out;
+    }
+  };
+
+  explicit admin(std::shared_ptr<state> s) : s_(std::move(s)) {}
+  std::shared_ptr<state> s_;
+};
+
+} // namespace bulwark::kafka

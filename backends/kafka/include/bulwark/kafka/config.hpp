@@ -1,0 +1,60 @@
+#pragma once
+// Connection and behaviour settings shared by the producer, the consumer and the admin helper.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace bulwark::kafka {
+
+struct config {
+  /// Comma-separated host:port list (librdkafka's bootstrap.servers).
+  std::string bootstrap_servers;
+  /// Extra librdkafka properties ("name", "value"), applied after bulwark's own, so they win:
+  /// security settings (security.protocol, sasl.*, ssl.*) and tuning go here.
+  std::vector<std::pair<std::string, std::string>> properties;
+
+  // --- producer -------------------------------------------------------------------------
+  /// How long a message may wait for its acknowledgement (message.timeout.ms); after it the
+  /// publish fails (errc::unavailable when no broker was reachable, errc::timeout otherwise).
+  std::chrono::milliseconds delivery_timeout{30000};
+  /// How long the producer waits to fill a batch (linger.ms).
+  std::chrono::milliseconds linger{5};
+  /// Messages the producer may hold before publish is rejected (queue.buffering.max.messages).
+  std::size_t max_queued_messages = 200000;
+  /// stop() waits at most this long for queued messages to be acknowledged, then purges them.
+  std::chrono::milliseconds stop_timeout{10000};
+
+  // --- consumer -------------------------------------------------------------------------
+  std::chrono::milliseconds session_timeout{10000};   ///< session.timeout.ms
+  std::chrono::milliseconds heartbeat_interval{1000}; ///< heartbeat.interval.ms
+  /// subscribe() fails with errc::timeout when the group has not assigned partitions by then.
+  std::chrono::milliseconds subscribe_timeout{30000};
+  /// A rebalance or stop waits at most this long for the handlers in flight to finish.
+  std::chrono::milliseconds drain_timeout{30000};
+  /// Messages buffered per partition before the partition is paused (resumed at half).
+  std::size_t max_buffered_per_partition = 10000;
+
+  // --- topics created by subscribe() when missing ----------------------------------------
+  int default_partitions = -1;         ///< -1: the broker's num.partitions
+  int default_replication_factor = -1; ///< -1: the broker's default.replication.factor
+  std::chrono::milliseconds admin_timeout{15000};
+
+  /// A config for the cluster named by $BULWARK_KAFKA_BOOTSTRAP (the test cluster), else
+  /// $KAFKA_BOOTSTRAP_SERVERS, else localhost:9092.
+  static config from_env() {
+    config c;
+    if (const char* v = std::getenv("BULWARK_KAFKA_BOOTSTRAP"); v && *v)
+      c.bootstrap_servers = v;
+    else if (const char* w = std::getenv("KAFKA_BOOTSTRAP_SERVERS"); w && *w)
+      c.bootstrap_servers = w;
+    else
+      c.bootstrap_servers = "localhost:9092";
+    return c;
+  }
+};
+
+} // namespace bulwark::kafka

@@ -1,0 +1,460 @@
+#pragma once
+// kafka::consumer: one member of a consumer group whose handler is a coroutine.
+//
+// Threads: a consumer thread polls librdkafka (rd_kafka_consumer_poll, which also runs the
+// rebalance callback) and posts batches of messages to a strand on the caller's executor.
+// On the strand, every assigned partition has a worker that runs the handler for its messages
+// one at a time, in offset order, so messages with one key (one partition) keep their order.
+//
+// At-least-once: a message's offset is stored (rd_kafka_offset_store, offset + 1) only after
+// its handler succeeded, or after it was parked on the dead-letter topic; librdkafka commits
+// stored offsets every second, and the consumer commits synchronously when partitions are
+// revoked and on stop. A failing handler is retried with the subscription's backoff; after
+// max_attempts it is published to the dead-letter topic (make_dead_letter) and committed.
+//
+// Bounds: a partition whose buffer reaches config::max_buffered_per_partition is paused and
+// resumed at half. A rebalance or a stop waits (up to config::drain_timeout) for the handler
+// in flight; queued messages are dropped uncommitted and redelivered to the next owner.
+
+#include <bulwark/event_bus.hpp>
+#include <bulwark/kafka/config.hpp>
+#include <bulwark/kafka/detail/handle.hpp>
+#include <bulwark/kafka/error.hpp>
+#include <bulwark/result.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/execution/outstanding_work.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/prefer.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace bulwark::kafka {
+
+/// Publishes a dead letter: (topic, message) -> delivery.
+using dead_letter_publisher = std::function<task<delivery>(const std::string&, message)>;
+
+namespace detail {
+
+struct message_deleter {
+  void operator()(rd_kafka_message_t* m) const noexcept { rd_kafka_message_destroy(m); }
+};
+using message_ptr = std::unique_ptr<rd_kafka_message_t, message_deleter>;
+
+struct partition_worker {
+  explicit partition_worker(std::int32_t p) : partition(p) {}
+  std::int32_t partition;
+  std::deque<message_ptr> queue; ///< front() is the message in flight while running
+  bool running = false;
+  bool revoked = false;
+  bool paused = false;
+  std::function<void()> on_drained; ///< set by a revoke that waits for this worker
+};
+
+struct consumer_state : std::enable_shared_from_this<consumer_state> {
+  consumer_state(asio::any_io_executor ex, config c, subscribe_options o, message_handler h, dead_letter_publisher d)
+      : cfg(std::move(c)), options(std::move(o)), handler(std::move(h)), publish_dead_letter(std::move(d)),
+        strand(asio::make_strand(ex)), keep_running(asio::prefer(ex, asio::execution::outstanding_work.tracked)),
+        rng(std::random_device{}()) {}
+
+  ~consumer_state() {
+    closing = true;
+    if (thread.joinable()) {
+      // The last owner may be the consumer thread itself (a callback's temporary reference).
+      if (thread.get_id() == std::this_thread::get_id())
+        thread.detach();
+      else
+        thread.join();
+    }
+    workers.clear(); // messages must be destroyed before the handle
+    pending.clear();
+  }
+
+  config cfg;
+  subscribe_options options;
+  message_handler handler;
+  dead_letter_publisher publish_dead_letter;
+  asio::strand<asio::any_io_executor> strand;
+  /// A running member is work: io_context::run() does not return while it consumes.
+  asio::any_io_executor keep_running;
+  handle rk;
+  std::thread thread;
+  std::atomic<bool> closing{false};  ///< the consumer thread closes and exits
+  std::atomic<bool> stopping{false}; ///< workers finish the message in flight, start no other
+  std::atomic<bool> thread_done{false};
+  std::atomic<bool> assigned{false};
+  std::atomic<std::size_t> processed{0};
+  // --- consumer thread only ---
+  static constexpr std::size_t max_batch = 4096;
+  std::vector<message_ptr> pending;      ///< polled, not yet handed to the strand
+  std::atomic<int> batches_in_flight{0}; ///< posted batches the strand has not dispatched
+  std::mutex error_mutex;
+  error last_error; ///< the last consumer error librdkafka reported (for diagnostics)
+
+  // --- strand only ---
+  std::map<std::int32_t, std::shared_ptr<partition_worker>> workers;
+  std::mt19937_64 rng;
+
+  bool cooperative() const { return std::strcmp(rd_kafka_rebalance_protocol(rk.get()), "COOPERATIVE") == 0; }
+
+  // --- consumer thread --------------------------------------------------------------------
+  void run() {
+    while (!closing.load()) {
+      // While the executor still works through the last batch, keep collecting: fewer, larger
+      // hand-overs (each one wakes the executor) when messages arrive faster than handled.
+      const bool busy = !pending.empty();
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), busy ? 1 : 100);
+      while (m) {
+        message_ptr owned(m);
+        if (m->err)
+          record_error(m->err, rd_kafka_message_errstr(m));
+        else
+          pending.push_back(std::move(owned));
+        if (pending.size() >= max_batch) break;
+        m = rd_kafka_consumer_poll(rk.get(), 0);
+      }
+      if (!pending.empty() && (batches_in_flight.load() == 0 || pending.size() >= max_batch)) flush_pending();
+    }
+    flush_pending();
+    // Runs the revoke callback (drain, commit) and leaves the group.
+    rd_kafka_consumer_close(rk.get());
+    thread_done = true;
+  }
+
+  // Consumer thread: hands the collected messages to the strand. Also called first thing in
+  // the rebalance callback, so messages always reach the strand before a revoke or an assign.
+  void flush_pending() {
+    if (pending.empty()) return;
+    if (auto self = weak_from_this().lock()) {
+      batches_in_flight.fetch_add(1);
+      asio::post(strand, [self, b = std::move(pending)]() mutable {
+        for (auto& msg : b) self->dispatch(std::move(msg));
+        self->batches_in_flight.fetch_sub(1);
+      });
+    }
+    pending.clear(); // moved from: valid, and empty after clear()
+  }
+
+  void record_error(rd_kafka_resp_err_t err, std::string text) {
+    std::lock_guard lock(error_mutex);
+    last_error = make_error(err, std::move(text));
+  }
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                           void* opaque) {
+    auto* self = static_cast<consumer_state*>(opaque);
+    self->flush_pending();
+    const bool coop = self->cooperative();
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      if (self->options.start == start_from::latest) self->resolve_latest(parts);
+      std::vector<std::int32_t> ids;
+      for (int i = 0; i < parts->cnt; ++i) ids.push_back(parts->elems[i].partition);
+      if (auto strong = self->weak_from_this().lock()) {
+        asio::post(self->strand, [strong, ids] {
+          for (auto id : ids) strong->workers[id] = std::make_shared<partition_worker>(id);
+        });
+      }
+      if (coop) {
+        if (auto* e = rd_kafka_incremental_assign(rk, parts)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk, parts);
+      }
+      self->assigned = true;
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+      std::vector<std::int32_t> ids;
+      for (int i = 0; i < parts->cnt; ++i) ids.push_back(parts->elems[i].partition);
+      self->drain(ids);
+      rd_kafka_commit(rk, nullptr, 0); // synchronous: what the handlers finished
+      if (coop) {
+        if (auto* e = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
+    } else {
+      self->record_error(err, "rebalance");
+      rd_kafka_assign(rk, nullptr);
+    }
+  }
+
+  // start_from::latest: a partition without a committed offset starts at its end as of the
+  // assignment, so that nothing published after subscribe() returned is skipped.
+  void resolve_latest(rd_kafka_topic_partition_list_t* parts) {
+    const int timeout_ms = static_cast<int>(cfg.admin_timeout.count());
+    rd_kafka_committed(rk.get(), parts, timeout_ms);
+    for (int i = 0; i < parts->cnt; ++i) {
+      auto& p = parts->elems[i];
+      if (p.offset >= 0) continue;
+      std::int64_t low = 0, high = 0;
+      if (rd_kafka_query_watermark_offsets(rk.get(), p.topic, p.partition, &low, &high, timeout_ms) == 0)
+        p.offset = high;
+      else
+        p.offset = RD_KAFKA_OFFSET_END;
+    }
+  }
+
+  // Waits (up to drain_timeout) until the workers of `ids` finished their message in flight.
+  void drain(const std::vector<std::int32_t>& ids) {
+    auto self = weak_from_this().lock();
+    if (!self) return;
+    auto done = std::make_shared<std::promise<void>>();
+    auto finished = done->get_future();
+    asio::post(strand, [self, ids, done] { self->revoke(ids, done); });
+    finished.wait_for(cfg.drain_timeout);
+  }
+
+  // --- strand -------------------------------------------------------------------------------
+  void revoke(const std::vector<std::int32_t>& ids, std::shared_ptr<std::promise<void>> done) {
+    auto remaining = std::make_shared<std::size_t>(0);
+    auto release = [remaining, done] {
+      if (--*remaining == 0) done->set_value();
+    };
+    ++*remaining; // held until every worker is looked at
+    for (auto id : ids) {
+      auto it = workers.find(id);
+      if (it == workers.end()) continue;
+      auto w = it->second;
+      workers.erase(it);
+      w->revoked = true;
+      if (w->running) {
+        ++*remaining;
+        w->on_drained = release;
+      } else {
+        w->queue.clear();
+      }
+    }
+    release();
+  }
+
+  void dispatch(message_ptr m) {
+    auto it = workers.find(m->partition);
+    if (it == workers.end() || it->second->revoked || stopping.load()) return; // redelivered later
+    auto& w = it->second;
+    w->queue.push_back(std::move(m));
+    if (!w->paused && w->queue.size() >= cfg.max_buffered_per_partition) set_paused(*w, true);
+    if (!w->running) {
+      w->running = true;
+      asio::co_spawn(strand, work(shared_from_this(), w), asio::detached);
+    }
+  }
+
+  void set_paused(partition_worker& w, bool pause) {
+    partition_list list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), w.partition);
+    if (pause)
+      rd_kafka_pause_partitions(rk.get(), list.get());
+    else
+      rd_kafka_resume_partitions(rk.get(), list.get());
+    w.paused = pause;
+  }
+
+  bool interrupted(const partition_worker& w) const { return w.revoked || stopping.load(); }
+
+  static asio::awaitable<void> work(std::shared_ptr<consumer_state> self, std::shared_ptr<partition_worker> w) {
+    std::vector<header> headers; // reused: no allocation for messages without headers
+    while (!self->interrupted(*w) && !w->queue.empty()) {
+      rd_kafka_message_t* m = w->queue.front().get();
+      const envelope e = make_envelope(m, headers);
+      // The first attempt runs inline (no extra coroutine frame per message); retries and
+      // dead-lettering, the rare path, in handle_failure().
+      result<void> first = ok();
+      try {
+        first = co_await self->handler(e);
+      } catch (const std::exception& ex) {
+        first = error(errc::rejected, std::string("handler threw: ") + ex.what());
+      }
+      if (!first && !co_await self->handle_failure(*w, e, first.error()))
+        break; // abandoned on revoke or stop: redelivered to the next owner
+      rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+      self->processed.fetch_add(1, std::memory_order_relaxed);
+      w->queue.pop_front();
+      if (w->paused && !w->revoked && w->queue.size() <= self->cfg.max_buffered_per_partition / 2)
+        self->set_paused(*w, false);
+    }
+    w->running = false;
+    if (self->interrupted(*w)) w->queue.clear();
+    if (w->on_drained) std::exchange(w->on_drained, nullptr)();
+  }
+
+  static envelope make_envelope(rd_kafka_message_t* m, std::vector<header>& headers) {
+    headers.clear();
+    if (rd_kafka_headers_t* hs = nullptr; rd_kafka_message_headers(m, &hs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* value = nullptr;
+      size_t size = 0;
+      for (size_t i = 0; rd_kafka_header_get_all(hs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+        headers.push_back({name, value ? std::string(static_cast<const char*>(value), size) : std::string()});
+    }
+    envelope e;
+    e.topic = rd_kafka_topic_name(m->rkt);
+    e.partition = m->partition;
+    e.offset = m->offset;
+    e.key = m->key ? std::string_view(static_cast<const char*>(m->key), m->key_len) : std::string_view();
+    e.value = m->payload ? std::string_view(static_cast<const char*>(m->payload), m->len) : std::string_view();
+    e.headers = headers;
+    return e;
+  }
+
+  // One call of the handler; an exception counts as a failure.
+  task<void> attempt(const envelope& e) {
+    try {
+      co_return co_await handler(e);
+    } catch (const std::exception& ex) {
+      co_return error(errc::rejected, std::string("handler threw: ") + ex.what());
+    }
+  }
+
+  // After a failed first attempt: retries with backoff, then the dead-letter topic. true once
+  // the message was handled or dead-lettered; false when a revoke or stop interrupted it.
+  asio::awaitable<bool> handle_failure(partition_worker& w, envelope e, error why) {
+    const unsigned max_attempts = std::max(1u, options.max_attempts);
+    for (unsigned attempt_no = 2; attempt_no <= max_attempts; ++attempt_no) {
+      if (!co_await pause_for(options.retry_backoff.delay(attempt_no - 1, rng), w)) co_return false;
+      e.attempt = attempt_no;
+      auto r = co_await attempt(e);
+      if (r) co_return true;
+      why = r.error();
+    }
+    const auto dead = make_dead_letter(e, why, max_attempts);
+    const auto dead_letter_topic = options.dead_letter_topic_name();
+    for (unsigned n = 1;; ++n) {
+      auto publish = publish_dead_letter(dead_letter_topic, dead);
+      auto d = co_await std::move(publish);
+      if (d) co_return true;
+      if (!co_await pause_for(options.retry_backoff.delay(n, rng), w)) co_return false;
+    }
+  }
+
+  // Sleeps `delay` in short steps; false when a revoke or stop came first.
+  asio::awaitable<bool> pause_for(std::chrono::milliseconds delay, const partition_worker& w) {
+    asio::steady_timer timer(strand);
+    const auto until = std::chrono::steady_clock::now() + delay;
+    while (std::chrono::steady_clock::now() < until) {
+      if (interrupted(w)) co_return false;
+      timer.expires_at(std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(20)));
+      co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+    co_return !interrupted(w);
+  }
+};
+
+} // namespace detail
+
+/// A running group member. stop() (awaited) drains and leaves the group; destroying a member
+/// that was not stopped closes it too, blocking.
+class consumer {
+public:
+  /// Joins group o.group on o.topic and returns once the group assigned partitions to this
+  /// member (possibly none). Errors: errc::invalid_argument (empty topic or group, bad
+  /// configuration), errc::timeout (no assignment within config::subscribe_timeout).
+  static task<consumer> start(asio::any_io_executor ex, config cfg, subscribe_options o, message_handler h,
+                              dead_letter_publisher dead_letters) {
+    if (o.topic.empty() || o.group.empty())
+      co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
+    if (!h) co_return error(errc::invalid_argument, "subscribe needs a handler");
+    auto s = std::make_shared<detail::consumer_state>(ex, cfg, o, std::move(h), std::move(dead_letters));
+    const detail::property_list own{
+        {"group.id", o.group},
+        {"client.id", "bulwark-consumer"},
+        {"enable.auto.commit", "true"},
+        {"auto.commit.interval.ms", "1000"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "false"},
+        {"auto.offset.reset", o.start == start_from::earliest ? "earliest" : "latest"},
+        {"session.timeout.ms", std::to_string(cfg.session_timeout.count())},
+        {"heartbeat.interval.ms", std::to_string(cfg.heartbeat_interval.count())},
+        {"fetch.wait.max.ms", "100"},
+        {"reconnect.backoff.ms", "100"},
+        {"reconnect.backoff.max.ms", "1000"},
+    };
+    auto conf = detail::make_conf(cfg, own);
+    if (!conf) co_return conf.error();
+    rd_kafka_conf_set_opaque(conf.value().get(), s.get());
+    rd_kafka_conf_set_rebalance_cb(conf.value().get(), &detail::consumer_state::on_rebalance);
+    auto rk = detail::make_handle(RD_KAFKA_CONSUMER, std::move(conf).value());
+    if (!rk) co_return rk.error();
+    s->rk = std::move(rk).value();
+    rd_kafka_poll_set_consumer(s->rk.get());
+    detail::partition_list topics(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(topics.get(), o.topic.c_str(), RD_KAFKA_PARTITION_UA);
+    if (const auto err = rd_kafka_subscribe(s->rk.get(), topics.get())) co_return make_error(err, o.topic);
+    auto* raw = s.get();
+    s->thread = std::thread([raw] { raw->run(); });
+
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    const auto deadline = std::chrono::steady_clock::now() + cfg.subscribe_timeout;
+    while (!s->assigned.load()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        consumer failed(std::move(s));
+        co_await failed.stop();
+        co_return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "no partition assignment for group " + o.group);
+      }
+      timer.expires_after(std::chrono::milliseconds(5));
+      co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+    co_return consumer(std::move(s));
+  }
+
+  consumer(consumer&&) noexcept = default;
+  consumer& operator=(consumer&&) noexcept = default;
+  ~consumer() = default;
+
+  /// Finishes the handler in flight (no further retries), commits what was handled, leaves the
+  /// group. Bounded by config::drain_timeout plus the group's leave round trip.
+  asio::awaitable<void> stop() {
+    auto s = std::exchange(state_, nullptr);
+    if (!s) co_return;
+    s->stopping = true;
+    s->closing = true;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    const auto deadline = std::chrono::steady_clock::now() + s->cfg.drain_timeout + s->cfg.session_timeout;
+    while (!s->thread_done.load() && std::chrono::steady_clock::now() < deadline) {
+      timer.expires_after(std::chrono::milliseconds(5));
+      co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+    // The last strand work (workers releasing their messages) runs before the state goes.
+    co_await asio::post(s->strand, asio::use_awaitable);
+    s->keep_running = asio::any_io_executor();
+  }
+
+  /// Messages handled (or dead-lettered) and stored for commit so far.
+  std::size_t processed() const noexcept { return state_ ? state_->processed.load() : 0; }
+
+  /// The last error librdkafka reported to this member (none when healthy).
+  error last_error() const {
+    if (!state_) return {};
+    std::lock_guard lock(state_->error_mutex);
+    return state_->last_error;
+  }
+
+  rd_kafka_t* native_handle() const noexcept { return state_ ? state_->rk.get() : nullptr; }
+
+private:
+  explicit consumer(std::shared_ptr<detail::consumer_state> s) : state_(std::move(s)) {}
+  std::shared_ptr<detail::consumer_state> state_;
+};
+
+} // namespace bulwark::kafka

@@ -1,0 +1,93 @@
+#pragma once
+// kafka::event_bus: bulwark::event_bus on Kafka. publish() goes through one idempotent
+// producer (acks=all); every subscribe() is a consumer-group member of its own (a
+// kafka::consumer) that dead-letters through the same producer.
+//
+// Topics: publish relies on the brokers' auto-creation (or topics made beforehand);
+// subscribe creates its topic when missing (config::default_partitions and
+// default_replication_factor) so that the group has partitions to assign.
+
+#include <bulwark/event_bus.hpp>
+#include <bulwark/kafka/admin.hpp>
+#include <bulwark/kafka/config.hpp>
+#include <bulwark/kafka/consumer.hpp>
+#include <bulwark/kafka/producer.hpp>
+#include <bulwark/result.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace bulwark::kafka {
+
+class event_bus {
+public:
+  /// A group member; stop() drains it (see kafka::consumer).
+  class subscription {
+  public:
+    subscription() = default;
+    explicit subscription(kafka::consumer c) : consumer_(std::make_unique<kafka::consumer>(std::move(c))) {}
+    /// Finishes the message in flight, commits what was handled and leaves the group.
+    asio::awaitable<void> stop() {
+      if (consumer_) co_await consumer_->stop();
+    }
+    /// The underlying member (processed count, last error, librdkafka handle).
+    kafka::consumer* member() noexcept { return consumer_.get(); }
+
+  private:
+    std::unique_ptr<kafka::consumer> consumer_;
+  };
+
+  /// A bus on the cluster `cfg` names; handlers and completions run on `ex`. Errors:
+  /// errc::invalid_argument for a configuration librdkafka refuses. Nothing is contacted yet.
+  static result<event_bus> create(asio::any_io_executor ex, config cfg) {
+    BOOST_OUTCOME_TRY(p, kafka::producer::create(cfg));
+    BOOST_OUTCOME_TRY(a, kafka::admin::create(cfg));
+    return event_bus(std::move(ex), std::move(cfg), std::make_shared<kafka::producer>(std::move(p)),
+                     std::make_shared<kafka::admin>(std::move(a)));
+  }
+
+  /// Publishes m to topic; completes once all in-sync replicas have it (see producer::publish).
+  task<delivery> publish(std::string_view topic, message m) { return producer_->publish(topic, std::move(m)); }
+
+  /// Joins group o.group on o.topic (creating the topic when missing); h runs on this bus's
+  /// executor. Errors: errc::invalid_argument (empty topic or group), errc::timeout,
+  /// errc::unavailable (topic creation failed for want of brokers).
+  task<subscription> subscribe(subscribe_options o, message_handler h) {
+    if (o.topic.empty() || o.group.empty())
+      co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
+    topic_spec spec{o.topic, cfg_.default_partitions, cfg_.default_replication_factor, {}};
+    auto created = co_await admin_->ensure_topic(std::move(spec));
+    if (!created) co_return created.error();
+    dead_letter_publisher dead_letters = [p = producer_](const std::string& topic, message m) {
+      return p->publish(topic, std::move(m));
+    };
+    auto c = co_await consumer::start(ex_, cfg_, std::move(o), std::move(h), std::move(dead_letters));
+    if (!c) co_return c.error();
+    co_return subscription(std::move(c).value());
+  }
+
+  /// Flushes the producer (up to config::stop_timeout); later publishes are rejected.
+  asio::awaitable<void> stop() { co_await producer_->stop(); }
+
+  kafka::producer& producer() noexcept { return *producer_; }
+  const kafka::admin& admin() const noexcept { return *admin_; }
+  const config& settings() const noexcept { return cfg_; }
+
+private:
+  event_bus(asio::any_io_executor ex, config cfg, std::shared_ptr<kafka::producer> p, std::shared_ptr<kafka::admin> a)
+      : ex_(std::move(ex)), cfg_(std::move(cfg)), producer_(std::move(p)), admin_(std::move(a)) {}
+
+  asio::any_io_executor ex_;
+  config cfg_;
+  std::shared_ptr<kafka::producer> producer_;
+  std::shared_ptr<kafka::admin> admin_;
+};
+
+} // namespace bulwark::kafka
+
+static_assert(bulwark::event_bus<bulwark::kafka::event_bus>, "kafka::event_bus models bulwark::event_bus");

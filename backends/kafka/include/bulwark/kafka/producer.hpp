@@ -1,0 +1,256 @@
+#pragma once
+// kafka::producer: an idempotent (enable.idempotence, acks=all) librdkafka producer whose
+// publish completes when the broker acknowledged the message (its delivery report).
+//
+// A poll thread serves librdkafka's delivery reports and hands each result back to the
+// awaiting coroutine's own executor (asio::post), so no coroutine ever runs on a librdkafka
+// thread. Messages with one key go to one partition (librdkafka's consistent hash) and keep
+// their order: idempotence keeps it across retries too.
+
+#include <bulwark/event_bus.hpp>
+#include <bulwark/kafka/config.hpp>
+#include <bulwark/kafka/detail/handle.hpp>
+#include <bulwark/kafka/detail/offload.hpp>
+#include <bulwark/kafka/error.hpp>
+#include <bulwark/result.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace bulwark::kafka {
+
+namespace detail {
+
+/// One publish waiting for its delivery report.
+class pending_delivery {
+public:
+  /// The awaiting handler's executor (holding its work count).
+  virtual const asio::any_io_executor& executor() const noexcept = 0;
+  /// Calls the handler with r and frees this; runs on executor().
+  virtual void invoke(result<delivery> r) = 0;
+  /// invoke(r) posted to executor().
+  void post(result<delivery> r) {
+    asio::post(executor(), [this, r = std::move(r)]() mutable { invoke(std::move(r)); });
+  }
+
+protected:
+  ~pending_delivery() = default;
+};
+
+template <class Handler> class delivery_op final : public pending_delivery {
+public:
+  explicit delivery_op(Handler h) : handler_(std::move(h)), work_(tracked_executor(handler_)) {}
+  const asio::any_io_executor& executor() const noexcept override { return work_; }
+  void invoke(result<delivery> r) override {
+    auto handler = std::move(handler_);
+    delete this;
+    std::move(handler)(std::move(r));
+  }
+
+private:
+  Handler handler_;
+  asio::any_io_executor work_;
+};
+
+struct producer_state {
+  config cfg;
+  handle rk;
+  std::thread poll_thread;
+  std::atomic<bool> polling{true};
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> all_brokers_down{false};
+  std::atomic<std::size_t> in_flight{0};
+  /// Reports served by one rd_kafka_poll(), handed over together (one post per executor run
+  /// instead of one per message). Touched only by the thread that polls.
+  std::vector<std::pair<pending_delivery*, result<delivery>>> completed;
+
+  ~producer_state() {
+    if (rk && in_flight.load() > 0) rd_kafka_purge(rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    join_poll_thread();
+    // Serve the purged messages' reports so every waiting publish completes (cancelled).
+    if (rk) rd_kafka_flush(rk.get(), 2000);
+    hand_over();
+  }
+
+  void join_poll_thread() {
+    polling = false;
+    if (poll_thread.joinable()) poll_thread.join();
+  }
+
+  void poll_loop() {
+    while (polling.load()) {
+      rd_kafka_poll(rk.get(), 50);
+      hand_over();
+    }
+  }
+
+  // Posts the collected completions, one batch per run of publishes sharing an executor.
+  void hand_over() {
+    for (std::size_t i = 0; i < completed.size();) {
+      std::size_t j = i + 1;
+      while (j < completed.size() && completed[j].first->executor() == completed[i].first->executor()) ++j;
+      std::vector<std::pair<pending_delivery*, result<delivery>>> batch(
+          std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(i)),
+          std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(j)));
+      asio::post(completed[i].first->executor(), [batch = std::move(batch)]() mutable {
+        for (auto& [op, r] : batch) op->invoke(std::move(r));
+      });
+      i = j;
+    }
+    completed.clear();
+  }
+
+  static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* self = static_cast<producer_state*>(opaque);
+    auto* op = static_cast<pending_delivery*>(m->_private);
+    if (!op) return; // produced by someone else on this handle (benchmarks' raw path)
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      self->all_brokers_down = false;
+      self->completed.emplace_back(op, delivery{m->partition, m->offset});
+    } else {
+      const bool maybe = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
+      std::string detail(maybe ? possibly_persisted_prefix : not_persisted_prefix);
+      detail += rd_kafka_err2str(m->err);
+      auto code = m->err;
+      // A message that timed out while no broker was reachable failed because the cluster
+      // is unavailable, not because it was slow.
+      if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && self->all_brokers_down) {
+        code = RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+        detail += " (no broker was reachable)";
+      }
+      self->completed.emplace_back(op, make_error(code, std::move(detail)));
+    }
+    self->in_flight.fetch_sub(1);
+  }
+
+  static void on_error(rd_kafka_t*, int err, const char*, void* opaque) {
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) static_cast<producer_state*>(opaque)->all_brokers_down = true;
+  }
+};
+
+} // namespace detail
+
+class producer {
+public:
+  /// Connects lazily (librdkafka connects in the background). Errors: errc::invalid_argument
+  /// for a configuration librdkafka refuses.
+  static result<producer> create(const config& cfg) {
+    auto state = std::make_shared<detail::producer_state>();
+    state->cfg = cfg;
+    const detail::property_list own{
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"message.timeout.ms", std::to_string(cfg.delivery_timeout.count())},
+        {"linger.ms", std::to_string(cfg.linger.count())},
+        {"queue.buffering.max.messages", std::to_string(cfg.max_queued_messages)},
+        {"reconnect.backoff.ms", "100"},
+        {"reconnect.backoff.max.ms", "1000"},
+        {"client.id", "bulwark-producer"},
+    };
+    BOOST_OUTCOME_TRY(conf, detail::make_conf(cfg, own));
+    rd_kafka_conf_set_opaque(conf.get(), state.get());
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), &detail::producer_state::on_delivery);
+    rd_kafka_conf_set_error_cb(conf.get(), &detail::producer_state::on_error);
+    BOOST_OUTCOME_TRY(rk, detail::make_handle(RD_KAFKA_PRODUCER, std::move(conf)));
+    state->rk = std::move(rk);
+    auto* raw = state.get();
+    state->poll_thread = std::thread([raw] { raw->poll_loop(); });
+    return producer(std::move(state));
+  }
+
+  producer(producer&&) noexcept = default;
+  producer& operator=(producer&&) noexcept = default;
+  ~producer() = default;
+
+  /// Publishes `m` to `topic`; completes (on the caller's executor) once every in-sync
+  /// replica has it. Errors: errc::rejected when stopping or when the local queue is full;
+  /// errc::unavailable when no broker could be reached within config::delivery_timeout;
+  /// errc::timeout when the brokers did not acknowledge in time; errc::too_large. The error's
+  /// detail tells whether the message may still have been written (possibly_persisted()).
+  task<delivery> publish(std::string_view topic, message m) {
+    // Not a coroutine itself: the initiation runs inside the awaitable that async_initiate
+    // makes, which saves a coroutine frame per message.
+    return asio::async_initiate<decltype(asio::use_awaitable), void(result<delivery>)>(
+        [s = state_, topic_name = std::string(topic), m = std::move(m)](auto handler) mutable {
+          start(s, topic_name, m, std::move(handler));
+        },
+        asio::use_awaitable);
+  }
+
+  /// Stops accepting messages, waits up to config::stop_timeout for the queued ones to be
+  /// acknowledged, then purges what is left (those publishes fail with errc::cancelled).
+  asio::awaitable<void> stop() {
+    auto s = state_;
+    if (!s || !s->poll_thread.joinable()) co_return;
+    s->stopping = true;
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    auto wait_drained = [&](std::chrono::steady_clock::time_point deadline) -> asio::awaitable<void> {
+      while (s->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+        timer.expires_after(std::chrono::milliseconds(2));
+        co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+      }
+    };
+    co_await wait_drained(std::chrono::steady_clock::now() + s->cfg.stop_timeout);
+    if (s->in_flight.load() > 0) {
+      rd_kafka_purge(s->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+      co_await wait_drained(std::chrono::steady_clock::now() + std::chrono::seconds(5));
+    }
+    s->join_poll_thread();
+  }
+
+  /// Publishes waiting for their delivery report.
+  std::size_t in_flight() const noexcept { return state_ ? state_->in_flight.load() : 0; }
+
+  /// The librdkafka handle (for metrics or tuning); owned by the producer.
+  rd_kafka_t* native_handle() const noexcept { return state_ ? state_->rk.get() : nullptr; }
+
+private:
+  explicit producer(std::shared_ptr<detail::producer_state> s) : state_(std::move(s)) {}
+
+  template <class Handler> static void start(const std::shared_ptr<detail::producer_state>& s, const std::string& topic,
+                                             const message& m, Handler handler) {
+    auto* op = new detail::delivery_op<Handler>(std::move(handler));
+    if (!s || s->stopping.load()) {
+      op->post(error(errc::rejected, "producer is stopping"));
+      return;
+    }
+    rd_kafka_headers_t* headers = nullptr;
+    if (!m.headers.empty()) {
+      headers = rd_kafka_headers_new(m.headers.size());
+      for (const auto& h : m.headers)
+        rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                            static_cast<ssize_t>(h.value.size()));
+    }
+    s->in_flight.fetch_add(1);
+    const auto err = rd_kafka_producev(
+        s->rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
+        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(static_cast<detail::pending_delivery*>(op)), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      if (headers) rd_kafka_headers_destroy(headers);
+      s->in_flight.fetch_sub(1);
+      op->post(make_error(err, std::string(not_persisted_prefix) + rd_kafka_err2str(err)));
+    }
+  }
+
+  std::shared_ptr<detail::producer_state> state_;
+};
+
+} // namespace bulwark::kafka

@@ -1,0 +1,281 @@
+// Publish N messages of S bytes through kafka::event_bus and through a raw librdkafka produce
+// loop with the same producer configuration; then consume N messages both ways (a raw
+// rd_kafka_consumer_poll loop storing every offset, as bulwark does, against an event_bus
+// subscription). Prints msgs/s and the ratios bulwark/raw.
+//   bulwark_kafka_bench [messages] [bytes] [window]     (cluster: $BULWARK_KAFKA_BOOTSTRAP)
+#include <bulwark/kafka.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <random>
+#include <string>
+#include <sys/resource.h>
+#include <thread>
+
+namespace {
+
+namespace kafka = bulwark::kafka;
+using clock_type = std::chrono::steady_clock;
+
+/// CPU seconds this process used so far (all threads): the client's own cost.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "kafka_vs_raw: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::string key_of(long i) { return "key-" + std::to_string(i % 1000); }
+
+// The producer settings kafka::producer uses, for the raw loop.
+rd_kafka_conf_t* raw_producer_conf(const kafka::config& cfg) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  const std::pair<const char*, std::string> props[] = {
+      {"bootstrap.servers", cfg.bootstrap_servers},
+      {"enable.idempotence", "true"},
+      {"acks", "all"},
+      {"message.timeout.ms", std::to_string(cfg.delivery_timeout.count())},
+      {"linger.ms", std::to_string(cfg.linger.count())},
+      {"queue.buffering.max.messages", std::to_string(cfg.max_queued_messages)},
+      {"reconnect.backoff.ms", "100"},
+      {"reconnect.backoff.max.ms", "1000"},
+  };
+  for (const auto& [name, value] : props)
+    if (rd_kafka_conf_set(conf, name, value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) die(errstr);
+  return conf;
+}
+
+std::atomic<long> raw_delivered{0}, raw_failed{0};
+
+double raw_publish(const kafka::config& cfg, const std::string& topic, long n, const std::string& value) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = raw_producer_conf(cfg);
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+    if (m->err)
+      ++raw_failed;
+    else
+      ++raw_delivered;
+  });
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  if (!rk) die(errstr);
+  // Same threading as kafka::producer: a poll thread serves the delivery reports.
+  std::atomic<bool> polling{true};
+  std::thread poller([&] {
+    while (polling) rd_kafka_poll(rk, 50);
+  });
+  const auto t0 = clock_type::now();
+  for (long i = 0; i < n; ++i) {
+    const auto key = key_of(i);
+    for (;;) {
+      const auto err =
+          rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(key.data(), key.size()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) die(rd_kafka_err2str(err));
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  while (raw_delivered + raw_failed < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const double elapsed = seconds_since(t0);
+  polling = false;
+  poller.join();
+  rd_kafka_destroy(rk);
+  if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
+  return elapsed;
+}
+
+double bulwark_publish(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long n,
+                       const std::string& value, long window) {
+  std::atomic<long> done{0}, failed{0};
+  // `window` publishers, each awaiting its delivery before publishing the next message.
+  auto lane = [&](long first) -> asio::awaitable<void> {
+    for (long i = first; i < n; i += window) {
+      bulwark::message m{key_of(i), value, {}};
+      auto d = co_await bus.publish(topic, std::move(m));
+      if (!d) ++failed;
+      if (++done == n) ctx.stop();
+    }
+  };
+  const auto t0 = clock_type::now();
+  for (long l = 0; l < window && l < n; ++l) asio::co_spawn(ctx, lane(l), asio::detached);
+  ctx.restart();
+  ctx.run(); // until the last delivery stops it (a plain run(): no per-handler clock reads)
+  const double elapsed = seconds_since(t0);
+  if (failed) die(std::to_string(failed.load()) + " bulwark publishes failed");
+  return elapsed;
+}
+
+double raw_consume(const kafka::config& cfg, const std::string& topic, long n) {
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  const std::pair<const char*, std::string> props[] = {
+      {"bootstrap.servers", cfg.bootstrap_servers},
+      {"group.id", topic + "-raw-reader"},
+      {"enable.auto.commit", "true"},
+      {"auto.commit.interval.ms", "1000"},
+      {"enable.auto.offset.store", "false"},
+      {"enable.partition.eof", "false"},
+      {"auto.offset.reset", "earliest"},
+      {"fetch.wait.max.ms", "100"},
+  };
+  for (const auto& [name, value] : props)
+    if (rd_kafka_conf_set(conf, name, value.c_str(), errstr, sizeof errstr) != RD_KAFKA_CONF_OK) die(errstr);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  if (!rk) die(errstr);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  long seen = 0;
+  clock_type::time_point t0;
+  std::size_t bytes = 0;
+  while (seen < n) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100);
+    if (!m) continue;
+    if (!m->err) {
+      if (seen == 0) t0 = clock_type::now();
+      bytes += m->len;
+      rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+      ++seen;
+    }
+    rd_kafka_message_destroy(m);
+  }
+  const double elapsed = seconds_since(t0);
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  if (bytes == 0) die("raw consumer read nothing");
+  return elapsed;
+}
+
+double bulwark_consume(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long n) {
+  long seen = 0;
+  std::size_t bytes = 0;
+  clock_type::time_point t0;
+  bulwark::subscribe_options o;
+  o.topic = topic;
+  o.group = topic + "-bulwark-reader";
+  std::optional<kafka::event_bus::subscription> sub;
+  auto start = [&]() -> asio::awaitable<void> {
+    auto s = co_await bus.subscribe(o, [&](const bulwark::envelope& e) -> bulwark::task<void> {
+      if (seen++ == 0) t0 = clock_type::now();
+      bytes += e.value.size();
+      if (seen == n) ctx.stop();
+      co_return bulwark::ok();
+    });
+    if (!s) die("subscribe: " + s.error().message());
+    sub.emplace(std::move(s).value());
+  };
+  asio::co_spawn(ctx, start(), asio::detached);
+  ctx.restart();
+  // A watchdog: the handler stops the context at the n-th message, or this after 60 s idle.
+  asio::steady_timer watchdog(ctx);
+  long last = -1;
+  std::function<void()> arm = [&] {
+    watchdog.expires_after(std::chrono::seconds(60));
+    watchdog.async_wait([&](std::error_code ec) {
+      if (ec) return;
+      if (seen == last)
+        die("bulwark consumer stalled at " + std::to_string(seen) + " of " + std::to_string(n) +
+            (sub && sub->member() ? ", last error: " + sub->member()->last_error().message() : std::string()));
+      last = seen;
+      arm();
+    });
+  };
+  arm();
+  ctx.run();
+  watchdog.cancel();
+  const double elapsed = seconds_since(t0);
+  bool stopped = false;
+  auto stop = [&]() -> asio::awaitable<void> {
+    co_await sub->stop();
+    stopped = true;
+  };
+  asio::co_spawn(ctx, stop(), asio::detached);
+  ctx.restart();
+  while (!stopped) ctx.run_one_for(std::chrono::milliseconds(10));
+  if (bytes == 0) die("bulwark consumer read nothing");
+  return elapsed;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  const long n = argc > 1 ? std::atol(argv[1]) : 1'000'000;
+  const std::size_t size = argc > 2 ? static_cast<std::size_t>(std::atol(argv[2])) : 100;
+  const long window = argc > 3 ? std::atol(argv[3]) : 50'000;
+  auto cfg = kafka::config::from_env();
+  if (const char* b = std::getenv("BENCH_BUFFERED")) cfg.max_buffered_per_partition = std::strtoul(b, nullptr, 10);
+  const std::string value(size, 'x');
+  const std::string run = std::to_string(std::random_device{}() % 1'000'000);
+  const std::string raw_topic = "bench-raw-" + run, bulwark_topic = "bench-bulwark-" + run;
+
+  asio::io_context ctx;
+  auto bus = kafka::event_bus::create(ctx.get_executor(), cfg);
+  if (!bus) die(bus.error().message());
+  for (const auto& t : {raw_topic, bulwark_topic}) {
+    auto created = bus.value().admin().create_topic_blocking({t, -1, -1, {}});
+    if (!created) die("create " + t + ": " + created.error().message());
+  }
+  std::printf("kafka_vs_raw: %ld messages of %zu bytes, bootstrap %s, window %ld\n", n, size,
+              cfg.bootstrap_servers.c_str(), window);
+
+  double cpu = cpu_seconds();
+  const double raw_pub = raw_publish(cfg, raw_topic, n, value);
+  const double raw_pub_cpu = cpu_seconds() - cpu;
+  std::printf("publish raw librdkafka:      %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", n / raw_pub, raw_pub,
+              raw_pub_cpu);
+  cpu = cpu_seconds();
+  const double bulwark_pub = bulwark_publish(bus.value(), ctx, bulwark_topic, n, value, window);
+  const double bulwark_pub_cpu = cpu_seconds() - cpu;
+  std::printf("publish kafka::event_bus:    %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", n / bulwark_pub, bulwark_pub,
+              bulwark_pub_cpu);
+
+  cpu = cpu_seconds();
+  const double raw_con = raw_consume(cfg, raw_topic, n);
+  const double raw_con_cpu = cpu_seconds() - cpu;
+  std::printf("consume raw librdkafka:      %10.0f msgs/s  (%.2f s, client cpu %.2f s incl. group join)\n", n / raw_con,
+              raw_con, raw_con_cpu);
+  cpu = cpu_seconds();
+  const double bulwark_con = bulwark_consume(bus.value(), ctx, bulwark_topic, n);
+  const double bulwark_con_cpu = cpu_seconds() - cpu;
+  std::printf("consume kafka::event_bus:    %10.0f msgs/s  (%.2f s, client cpu %.2f s incl. group join)\n",
+              n / bulwark_con, bulwark_con, bulwark_con_cpu);
+
+  bool stopped = false;
+  auto stop = [&]() -> asio::awaitable<void> {
+    co_await bus.value().stop();
+    stopped = true;
+  };
+  asio::co_spawn(ctx, stop(), asio::detached);
+  ctx.restart();
+  while (!stopped) ctx.run_one_for(std::chrono::milliseconds(10));
+
+  std::printf("ratio: %.3f\n", raw_pub / bulwark_pub);
+  std::printf("ratio_consume: %.3f\n", raw_con / bulwark_con);
+  return 0;
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# kafka::event_bus against raw librdkafka on the same local 3-node cluster (started here):
+# publish N messages of 100 bytes both ways (same producer configuration: idempotent,
+# acks=all, linger 5 ms), then consume them both ways. Prints msgs/s and
+#   ratio: <publish bulwark/raw>      ratio_consume: <consume bulwark/raw>
+# Usage: benchmarks/kafka_vs_raw.sh [messages=1000000] [bytes=100] [window=50000]
+#   BUILD_DIR=build/release  use an existing build (default: configure and build the release preset)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+messages=${1:-1000000}
+bytes=${2:-100}
+window=${3:-50000}
+
+if [ -z "${BUILD_DIR:-}" ]; then
+  BUILD_DIR=$root/build/release
+  cmake --preset release >/dev/null
+fi
+cmake --build "$BUILD_DIR" --target bulwark_kafka_bench >/dev/null
+
+# A cluster of its own, so that the benchmark's topics never burden the test cluster.
+export BULWARK_SERVERS_DIR=$root/.servers/bench-kafka
+rm -rf "$BULWARK_SERVERS_DIR"
+mkdir -p "$BULWARK_SERVERS_DIR"
+cleanup() { scripts/servers/kafka.sh down >/dev/null 2>&1 || true; rm -rf "$BULWARK_SERVERS_DIR"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+scripts/servers/kafka.sh up
+# shellcheck disable=SC1091
+source "$BULWARK_SERVERS_DIR/env"
+echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+"$BUILD_DIR/benchmarks/kafka/bulwark_kafka_bench" "$messages" "$bytes" "$window" 2> >(grep -v '^%' >&2)

@@ -1,0 +1,169 @@
+// What a real broker cannot do on cue, on librdkafka's mock cluster (rdkafka_mock.h): injected
+// request errors and a moved partition leader. Plus the kafka error category's mapping.
+#include <bulwark/kafka/event_bus.hpp>
+
+#include "support/run.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <gtest/gtest.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include <memory>
+#include <string>
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace kafka = bulwark::kafka;
+using bulwark::errc;
+
+constexpr int16_t produce_api = 0; // the Kafka protocol's ApiKey of Produce
+
+TEST(kafka_errors, native_codes_map_onto_bulwark_conditions) {
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__TRANSPORT), errc::unavailable);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN), errc::unavailable);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS), errc::unavailable);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT), errc::timeout);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT), errc::timeout);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART), errc::not_found);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE), errc::too_large);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR), errc::invalid_argument);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__QUEUE_FULL), errc::rejected);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED), errc::rejected);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__PURGE_QUEUE), errc::cancelled);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS), errc::duplicate);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__BAD_MSG), errc::protocol_error);
+  EXPECT_EQ(bulwark::condition_of(kafka::make_error_code(RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION)), errc{});
+  EXPECT_STREQ(kafka::category().name(), "kafka");
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__TRANSPORT).message(), "Local: Broker transport failure");
+}
+
+TEST(kafka_errors, persistence_is_read_from_the_detail) {
+  const auto maybe =
+      kafka::make_error(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, "possibly persisted: Local: Message timed out");
+  const auto never = kafka::make_error(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, "not persisted: Local: Message timed out");
+  EXPECT_TRUE(kafka::possibly_persisted(maybe));
+  EXPECT_FALSE(kafka::possibly_persisted(never));
+  EXPECT_FALSE(kafka::possibly_persisted(bulwark::error(errc::unavailable)));
+}
+
+TEST(kafka_errors, bad_configuration_is_invalid_argument) {
+  kafka::config cfg;
+  cfg.bootstrap_servers = "127.0.0.1:1";
+  cfg.properties.emplace_back("no.such.property", "1");
+  auto p = kafka::producer::create(cfg);
+  ASSERT_FALSE(p.has_value());
+  EXPECT_EQ(p.error(), errc::invalid_argument);
+  EXPECT_NE(p.error().message().find("no.such.property"), std::string::npos);
+}
+
+/// A 3-broker mock cluster living in this process for the test's duration.
+class kafka_mock : public ::testing::Test {
+protected:
+  void SetUp() override {
+    char errstr[256];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "log_level", "0", errstr, sizeof errstr);
+    host_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    ASSERT_NE(host_, nullptr) << errstr;
+    cluster_ = rd_kafka_mock_cluster_new(host_, 3);
+    ASSERT_NE(cluster_, nullptr);
+    ASSERT_EQ(rd_kafka_mock_topic_create(cluster_, topic_.c_str(), 1, 3), RD_KAFKA_RESP_ERR_NO_ERROR);
+    cfg_.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(cluster_);
+    cfg_.delivery_timeout = 10s;
+  }
+  void TearDown() override {
+    if (cluster_) rd_kafka_mock_cluster_destroy(cluster_);
+    if (host_) rd_kafka_destroy(host_);
+  }
+  bulwark::result<bulwark::delivery> publish(kafka::producer& p, std::string value) {
+    auto op = [&]() -> bulwark::task<bulwark::delivery> {
+      bulwark::message m{"key", std::move(value), {{"h", "v"}}};
+      co_return co_await p.publish(topic_, std::move(m));
+    };
+    return bulwark::test::run(ctx_, op(), 30s);
+  }
+
+  asio::io_context ctx_;
+  rd_kafka_t* host_ = nullptr;
+  rd_kafka_mock_cluster_t* cluster_ = nullptr;
+  std::string topic_ = "mocked";
+  kafka::config cfg_;
+};
+
+// Retriable Produce errors (leader moved, too few replicas) are retried inside librdkafka:
+// the publish succeeds, and the idempotent producer writes the message once (offset 0, 1).
+TEST_F(kafka_mock, retriable_produce_errors_are_retried_without_duplicates) {
+  auto p = kafka::producer::create(cfg_).value();
+  ASSERT_TRUE(publish(p, "warm-up").has_value()); // PID acquired, metadata known
+  rd_kafka_mock_push_request_errors(cluster_, produce_api, 3, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                    RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND);
+  auto first = publish(p, "one");
+  ASSERT_TRUE(first.has_value()) << first.error();
+  EXPECT_EQ(first.value().offset, 1);
+  auto second = publish(p, "two");
+  ASSERT_TRUE(second.has_value()) << second.error();
+  EXPECT_EQ(second.value().offset, 2) << "a retried message was written twice";
+  bulwark::test::run(ctx_, p.stop());
+}
+
+// A permanent Produce error fails the publish with the broker's code mapped onto a condition,
+// and the message is reported as not written.
+TEST_F(kafka_mock, permanent_produce_error_fails_the_publish) {
+  auto p = kafka::producer::create(cfg_).value();
+  ASSERT_TRUE(publish(p, "warm-up").has_value());
+  rd_kafka_mock_push_request_errors(cluster_, produce_api, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+  auto r = publish(p, "refused");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), errc::too_large) << r.error();
+  EXPECT_EQ(r.error().code(), kafka::make_error_code(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE));
+  bulwark::test::run(ctx_, p.stop());
+}
+
+// The partition leader moves to another broker between two publishes; the producer follows.
+TEST_F(kafka_mock, publish_follows_a_moved_partition_leader) {
+  auto p = kafka::producer::create(cfg_).value();
+  ASSERT_TRUE(publish(p, "before").has_value());
+  ASSERT_EQ(rd_kafka_mock_partition_set_leader(cluster_, topic_.c_str(), 0, 2), RD_KAFKA_RESP_ERR_NO_ERROR);
+  rd_kafka_mock_push_request_errors(cluster_, produce_api, 1, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+  auto r = publish(p, "after");
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r.value().offset, 1);
+  bulwark::test::run(ctx_, p.stop());
+}
+
+// stop() gives up on messages that cannot be delivered within config::stop_timeout: they fail
+// with errc::cancelled instead of hanging the caller.
+TEST_F(kafka_mock, stop_purges_what_it_cannot_flush_in_time) {
+  cfg_.stop_timeout = 300ms;
+  auto p = kafka::producer::create(cfg_).value();
+  ASSERT_TRUE(publish(p, "warm-up").has_value());
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_down(cluster_, b);
+  bulwark::result<bulwark::delivery> pending = bulwark::error(errc::timeout);
+  bool stopped = false;
+  auto op = [&]() -> asio::awaitable<void> {
+    bulwark::message m{"key", "stuck", {}};
+    pending = co_await p.publish(topic_, std::move(m));
+  };
+  auto stop = [&]() -> asio::awaitable<void> {
+    co_await p.stop();
+    stopped = true;
+  };
+  asio::co_spawn(ctx_, op(), asio::detached);
+  const auto start = std::chrono::steady_clock::now();
+  bulwark::test::run(ctx_, stop(), 20s);
+  ctx_.restart();
+  ctx_.run_for(100ms);
+  EXPECT_TRUE(stopped);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
+  ASSERT_FALSE(pending.has_value());
+  EXPECT_EQ(pending.error(), errc::cancelled) << pending.error();
+  auto late = publish(p, "late");
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error(), errc::rejected);
+}
+
+} // namespace
