@@ -16,7 +16,22 @@ fi
 case "$action" in
   up)
     touch "$BULWARK_SERVERS_DIR/env"
-    for n in "${names[@]}"; do "$here/servers/$n.sh" up; done
+    # In parallel: JVM-based clusters take tens of seconds each. Each script appends whole
+    # lines to the env file, which concurrent appends keep intact.
+    pids=()
+    for n in "${names[@]}"; do
+      "$here/servers/$n.sh" up >"$BULWARK_SERVERS_DIR/$n.up.log" 2>&1 &
+      pids+=($!)
+    done
+    status=0
+    for i in "${!names[@]}"; do
+      if ! wait "${pids[$i]}"; then
+        echo "servers: ${names[$i]} failed to start:" >&2
+        tail -n 30 "$BULWARK_SERVERS_DIR/${names[$i]}.up.log" >&2
+        status=1
+      fi
+    done
+    [ $status -eq 0 ] || exit 1
     echo "servers: up (${names[*]:-none}); environment in $BULWARK_SERVERS_DIR/env" ;;
   down)
     status=0
