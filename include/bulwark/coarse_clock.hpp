@@ -19,8 +19,8 @@ struct coarse_system_clock {
 #if defined(CLOCK_REALTIME_COARSE)
     timespec ts{};
     ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-    return time_point(std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) +
-                                                           std::chrono::nanoseconds(ts.tv_nsec)));
+    return time_point(
+        std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
 #else
     return std::chrono::system_clock::now();
 #endif

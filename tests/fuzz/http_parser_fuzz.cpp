@@ -34,8 +34,10 @@ template <class Parser> trace run(std::string_view data, std::size_t step, const
     if (used > piece) std::abort();
     pos += used;
     if (p.failed()) {
-      if constexpr (std::is_same_v<Parser, http::request_parser>) t.statuses.push_back(p.error_status());
-      else t.statuses.push_back(1);
+      if constexpr (std::is_same_v<Parser, http::request_parser>)
+        t.statuses.push_back(p.error_status());
+      else
+        t.statuses.push_back(1);
       break;
     }
     if (p.complete()) {

@@ -35,10 +35,10 @@ struct cache_stats {
 template <class Clock = coarse_system_clock> class basic_cache {
 public:
   struct options {
-    std::size_t max_entries = 100'000;     ///< across all shards
-    std::size_t max_bytes = 256u << 20;    ///< keys + values + per-entry overhead
+    std::size_t max_entries = 100'000;  ///< across all shards
+    std::size_t max_bytes = 256u << 20; ///< keys + values + per-entry overhead
     std::size_t shards = 16;
-    std::size_t max_key_bytes = 1024;      ///< longer keys: errc::invalid_argument
+    std::size_t max_key_bytes = 1024; ///< longer keys: errc::invalid_argument
   };
 
   /// Accounted per entry on top of key and value: list node, map node, bookkeeping.
