@@ -1,7 +1,8 @@
 // hello: serves a fixed ~200-byte JSON document from memory at GET /hello (and metrics at
 // GET /metrics). Used by benchmarks/http_vs_nginx.sh.
 //
-//   hello [--port N] [--threads N] [--address A]     (or HELLO_PORT, HELLO_THREADS, HELLO_ADDRESS)
+//   hello [--port N] [--threads N] [--address A] [--accept reuse_port|round_robin]
+//   (or HELLO_PORT, HELLO_THREADS, HELLO_ADDRESS, HELLO_ACCEPT)
 // Stops gracefully on SIGINT/SIGTERM.
 
 #include <bulwark/http/metrics_handler.hpp>
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
   options.address = option(argc, argv, "--address", "HELLO_ADDRESS", "127.0.0.1");
   options.port = static_cast<std::uint16_t>(std::stoi(option(argc, argv, "--port", "HELLO_PORT", "8080")));
   options.threads = static_cast<std::size_t>(std::stoi(option(argc, argv, "--threads", "HELLO_THREADS", "2")));
+  if (option(argc, argv, "--accept", "HELLO_ACCEPT", "reuse_port") == "round_robin")
+    options.accept = http::server_options::accept_mode::round_robin;
   options.metrics = std::make_shared<bulwark::metrics::registry>();
 
   http::router routes;

@@ -46,6 +46,13 @@
 
 #include <sys/socket.h>
 
+// GCC 12 at -O1 and above (the asan preset) reports a false -Wmismatched-new-delete for Asio's
+// recycling coroutine-frame allocator once it inlines both halves; the pair does match.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace bulwark::http {
 
 enum class client_errc {
@@ -350,5 +357,9 @@ private:
 };
 
 } // namespace bulwark::http
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 template <> struct std::is_error_code_enum<bulwark::http::client_errc> : std::true_type {};

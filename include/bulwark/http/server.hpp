@@ -41,6 +41,13 @@
 
 #include <sys/socket.h>
 
+// GCC 12 at -O1 and above (the asan preset) reports a false -Wmismatched-new-delete for Asio's
+// recycling coroutine-frame allocator once it inlines both halves; the pair does match.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 namespace bulwark::http {
 
 /// What the server calls for every request. The request lives until the returned task ends.
@@ -51,6 +58,9 @@ struct server_options {
   std::string address = "127.0.0.1";
   std::uint16_t port = 0; ///< 0: pick a free port (see server::port())
   std::size_t threads = 1;
+  /// How connections reach threads: every thread accepts on its own SO_REUSEPORT socket (the
+  /// kernel spreads connections by hash), or thread 0 accepts and deals them out in turn.
+  enum class accept_mode { reuse_port, round_robin } accept = accept_mode::reuse_port;
   parser_limits limits{};
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};  ///< between requests
   std::chrono::milliseconds read_timeout{std::chrono::seconds(10)};  ///< from first byte to full request
@@ -112,9 +122,9 @@ inline void serialize_head(std::string& out, const response& r, std::optional<st
       out.append("Content-Length: ");
       append_number(out, *body_length);
       out.append("\r\n");
-    } else {
+    } else if (version_minor == 1) {
       out.append("Transfer-Encoding: chunked\r\n");
-    }
+    } // else HTTP/1.0: the body ends when the connection closes
   }
   if (!keep_alive) {
     out.append("Connection: close\r\n");
@@ -154,7 +164,9 @@ public:
     const auto address = asio::ip::make_address(options_.address, ec);
     if (ec) return error(errc::invalid_argument, "bad listen address: " + options_.address);
     std::uint16_t port = options_.port;
+    const bool round_robin = options_.accept == server_options::accept_mode::round_robin;
     for (auto& w : workers_) {
+      if (round_robin && w != workers_.front()) break; // only thread 0 listens
       w->acceptor.open(address.is_v6() ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), ec);
       if (!ec) w->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
       if (!ec) {
@@ -175,7 +187,7 @@ public:
     started_ = true;
     for (auto& w : workers_) {
       worker* raw = w.get();
-      asio::co_spawn(raw->ctx, accept_loop(raw), asio::detached);
+      if (raw->acceptor.is_open()) asio::co_spawn(raw->ctx, accept_loop(raw), asio::detached);
       asio::co_spawn(raw->ctx, sweep_loop(raw), asio::detached);
       raw->thread = std::thread([raw] { raw->ctx.run(); });
     }
@@ -265,7 +277,22 @@ private:
       }
       socket.set_option(asio::ip::tcp::no_delay(true), ec);
       if (open_gauge_) open_gauge_->add(1);
-      asio::co_spawn(w->ctx, serve(w, std::move(socket)), asio::detached);
+      worker* target = w;
+      if (options_.accept == server_options::accept_mode::round_robin)
+        target = workers_[next_worker_++ % workers_.size()].get();
+      if (target == w) {
+        asio::co_spawn(w->ctx, serve(w, std::move(socket)), asio::detached);
+      } else {
+        // Hand the descriptor over; the socket object is rebuilt on the target's own thread.
+        const bool v6 = socket.local_endpoint(ec).address().is_v6();
+        const auto fd = socket.release(ec);
+        asio::post(target->ctx, [this, target, fd, v6] {
+          asio::error_code e;
+          asio::ip::tcp::socket s(target->ctx);
+          s.assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, e);
+          asio::co_spawn(target->ctx, serve(target, std::move(s)), asio::detached);
+        });
+      }
     }
   }
 
@@ -444,6 +471,7 @@ private:
   std::vector<std::unique_ptr<worker>> workers_;
   std::atomic<std::size_t> open_{0};
   std::atomic<bool> stopping_{false};
+  std::size_t next_worker_ = 0; // round_robin: touched by thread 0 only
   bool started_ = false;
   std::uint16_t port_ = 0;
   metrics::family<metrics::counter>* requests_ = nullptr;
@@ -453,3 +481,7 @@ private:
 };
 
 } // namespace bulwark::http
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

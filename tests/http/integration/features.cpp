@@ -141,3 +141,49 @@ TEST_F(http_static, streams_large_files) {
   EXPECT_EQ(r->headers.value_or("Content-Length", ""), std::to_string(big_.size()));
   EXPECT_TRUE(r->body == big_);
 }
+
+namespace {
+// A body of unknown length: three pieces, then the end.
+class counting_source final : public http::body_source {
+public:
+  std::optional<std::uint64_t> size() const override { return std::nullopt; }
+  bulwark::result<std::size_t> read(std::span<char> out) override {
+    if (n_ == 3) return std::size_t{0};
+    const std::string piece = "piece" + std::to_string(n_++) + ";";
+    std::copy(piece.begin(), piece.end(), out.begin());
+    return piece.size();
+  }
+
+private:
+  int n_ = 0;
+};
+} // namespace
+
+TEST(http_streaming, unknown_length_body_is_sent_chunked_and_keeps_the_connection) {
+  http::router routes;
+  routes.get("/stream", [](http::request&) -> bulwark::task<http::response> {
+    http::response r(200);
+    r.stream = std::make_shared<counting_source>();
+    co_return r;
+  });
+  routes.get("/after", [](http::request&) -> bulwark::task<http::response> { co_return http::text(200, "after"); });
+  http::server server({}, routes.as_handler());
+  ASSERT_TRUE(server.start());
+  raw_client c(server.port());
+  c.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->headers.value_or("Transfer-Encoding", ""), "chunked");
+  EXPECT_EQ(r->body, "piece0;piece1;piece2;");
+  c.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "after");
+  // HTTP/1.0 gets a close-delimited body instead.
+  raw_client old(server.port());
+  old.send("GET /stream HTTP/1.0\r\n\r\n");
+  r = old.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r->headers.contains("Transfer-Encoding"));
+  EXPECT_EQ(r->body, "piece0;piece1;piece2;");
+}

@@ -255,19 +255,23 @@ TEST(http_server, shutdown_deadline_bounds_a_stuck_handler) {
   EXPECT_TRUE(busy.closed_by_peer());
 }
 
-TEST(http_server, several_threads_share_the_port) {
-  http::server_options o;
-  o.threads = 2;
-  fixture f(o);
-  std::vector<std::unique_ptr<raw_client>> clients;
-  for (int i = 0; i < 8; ++i) {
-    clients.push_back(std::make_unique<raw_client>(f.port()));
-    clients.back()->send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-  }
-  for (auto& c : clients) {
-    auto r = c->read_response();
-    ASSERT_TRUE(r);
-    EXPECT_EQ(r->body, "hello");
+TEST(http_server, several_threads_share_the_work_in_both_accept_modes) {
+  for (auto mode : {http::server_options::accept_mode::reuse_port, http::server_options::accept_mode::round_robin}) {
+    http::server_options o;
+    o.threads = 2;
+    o.accept = mode;
+    fixture f(o);
+    std::vector<std::unique_ptr<raw_client>> clients;
+    for (int i = 0; i < 8; ++i) {
+      clients.push_back(std::make_unique<raw_client>(f.port()));
+      clients.back()->send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    for (auto& c : clients) {
+      auto r = c->read_response();
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->body, "hello");
+    }
+    f.server->stop(std::chrono::seconds(1));
   }
 }
 
