@@ -5,6 +5,7 @@
 //   (or HELLO_PORT, HELLO_THREADS, HELLO_ADDRESS, HELLO_ACCEPT)
 // Stops gracefully on SIGINT/SIGTERM.
 
+#include <bulwark/app.hpp>
 #include <bulwark/http/metrics_handler.hpp>
 #include <bulwark/http/router.hpp>
 #include <bulwark/http/server.hpp>
@@ -24,16 +25,12 @@ constexpr std::string_view document =
     R"({"countryCode":"NL","name":"Netherlands","channels":["news","sport","music","film"],)"
     R"("defaultLanguage":"nl","timezone":"Europe/Amsterdam","updatedAt":"2024-05-01T12:00:00Z","version":42,"region":"EU"})";
 
-std::string option(int argc, char** argv, std::string_view flag, const char* env, std::string fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (argv[i] == flag) return argv[i + 1];
-  if (const char* v = std::getenv(env); v && *v) return v;
-  return fallback;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
+  using bulwark::app::option;
+  // Block the stop signals before the server's threads start, so only wait() sees them.
+  bulwark::app::stop_signals signals;
   http::server_options options;
   options.address = option(argc, argv, "--address", "HELLO_ADDRESS", "127.0.0.1");
   options.port = static_cast<std::uint16_t>(std::stoi(option(argc, argv, "--port", "HELLO_PORT", "8080")));
@@ -48,13 +45,6 @@ int main(int argc, char** argv) {
   });
   routes.get("/metrics", http::metrics_handler(options.metrics));
 
-  // Block the stop signals before the server's threads start, so only sigwait sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   http::server server(options, routes.as_handler());
   if (auto started = server.start(); !started) {
     std::cerr << "hello: " << started.error().message() << '\n';
@@ -62,8 +52,7 @@ int main(int argc, char** argv) {
   }
   std::cout << "hello: listening on " << options.address << ':' << server.port() << " with " << options.threads
             << " threads" << std::endl;
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  signals.wait();
   server.stop(std::chrono::seconds(5));
   return 0;
 }
