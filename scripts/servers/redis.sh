@@ -3,7 +3,8 @@
 #   redis.sh up                  starts the instances `main` (conformance and adapter tests) and
 #                                `fault` (failure tests stop, kill and restart it), appends
 #                                BULWARK_REDIS_HOST/PORT, BULWARK_REDIS_FAULT_PORT and
-#                                BULWARK_REDIS_CONTROL (this script) to $BULWARK_SERVERS_DIR/env
+#                                BULWARK_REDIS_CONTROL (this script) and
+#                                BULWARK_REDIS_SERVERS_DIR to $BULWARK_SERVERS_DIR/env
 #   redis.sh down                stops every instance
 #   redis.sh stop  [instance]    SIGTERM (a clean shutdown: the AOF is flushed), waits for exit
 #   redis.sh kill  [instance]    SIGKILL
@@ -63,6 +64,7 @@ case "$action" in
     export_env BULWARK_REDIS_PORT "$(cat "$root/main/port")"
     export_env BULWARK_REDIS_FAULT_PORT "$(cat "$root/fault/port")"
     export_env BULWARK_REDIS_CONTROL "$here/redis.sh"
+    export_env BULWARK_REDIS_SERVERS_DIR "$BULWARK_SERVERS_DIR"
     echo "redis: main on 127.0.0.1:$(cat "$root/main/port"), fault on 127.0.0.1:$(cat "$root/fault/port")" ;;
   down)
     for d in "$root"/*/; do [ -d "$d" ] && stop_instance "$(basename "$d")"; done
