@@ -239,7 +239,8 @@ TEST_F(redis_client, caller_cancellation_resumes_at_once_and_drops_the_late_repl
 
 TEST_F(redis_client, stop_drains_then_refuses) {
   redis::client c(ctx_.get_executor(), main_server());
-  auto f = bulwark::test::spawn(ctx_.get_executor(), c.execute("SET", key("drain"), "x"));
+  const auto k = key("drain"); // outlives the command, which starts later
+  auto f = bulwark::test::spawn(ctx_.get_executor(), c.execute("SET", k, "x"));
   run(c.stop());
   ASSERT_EQ(f.wait_for(0s), std::future_status::ready) << "stop() waits for commands in flight";
   EXPECT_TRUE(f.get()->has_value());

@@ -9,6 +9,7 @@
 #include <asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdlib>
 #include <iostream>
 #include <unistd.h>
@@ -77,7 +78,9 @@ burst(redis::cache& cache, int n) {
   auto ex = co_await asio::this_coro::executor;
   const auto start = steady::now();
   std::vector<std::future<std::optional<bulwark::result<std::optional<bulwark::cached>>>>> futures;
-  for (int i = 0; i < n; ++i) futures.push_back(bulwark::test::spawn(ex, cache.get("k" + std::to_string(i % 10))));
+  // The coroutines start later: their keys must outlive this statement (static storage).
+  static const std::array<std::string, 10> keys = {"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"};
+  for (int i = 0; i < n; ++i) futures.push_back(bulwark::test::spawn(ex, cache.get(keys[i % 10])));
   asio::steady_timer tick(ex);
   std::vector<bulwark::result<std::optional<bulwark::cached>>> out;
   for (auto& f : futures) {
@@ -103,7 +106,8 @@ TEST_F(redis_failure, server_stopped_mid_run_fails_unavailable_in_time_then_reco
   patient_options.command_timeout = 10s;
   redis::client patient(ctx_.get_executor(), patient_options);
   ASSERT_TRUE(run(patient.execute("PING")).has_value());
-  auto blocked = bulwark::test::spawn(ctx_.get_executor(), patient.execute("BLPOP", prefix_ + "never", "5"));
+  const auto never = prefix_ + "never"; // outlives the command, which starts later
+  auto blocked = bulwark::test::spawn(ctx_.get_executor(), patient.execute("BLPOP", never, "5"));
   auto in_flight = bulwark::test::spawn(ctx_.get_executor(), burst(cache, 200));
   ctx_.poll(); // the commands are written
   const auto stopped_at = steady::now();

@@ -9,6 +9,12 @@
 
 namespace bulwark::redis {
 
+// GCC 12 at -O2/-O3 reports a false -Wmaybe-uninitialized in reply's implicit move constructor
+// when Outcome moves a result<reply> holding an error (the value branch is never taken).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 /// One RESP2 reply. An error reply at the top level never reaches callers as a reply: it
 /// becomes a bulwark::error in the redis category; inside an array it stays kind::error.
 struct reply {
@@ -31,5 +37,8 @@ struct reply {
     return std::nullopt;
   }
 };
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 } // namespace bulwark::redis
