@@ -39,10 +39,20 @@ inline void append_hex16(std::string& out, std::uint64_t v) {
   for (int i = 15; i >= 0; --i) out.push_back(digits[(v >> (i * 4)) & 0xf]);
 }
 
-inline std::optional<std::uint64_t> parse_hex16(std::string_view s) {
+/// The 16 lowercase hex digits at the start of `s` (at least 16 bytes long), or nullopt.
+inline std::optional<std::uint64_t> parse_hex16(std::string_view s) noexcept {
   std::uint64_t v = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + 16, v, 16);
-  if (ec != std::errc() || end != s.data() + 16) return std::nullopt;
+  for (int i = 0; i < 16; ++i) {
+    const char c = s[static_cast<std::size_t>(i)];
+    unsigned d;
+    if (c >= '0' && c <= '9')
+      d = static_cast<unsigned>(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      d = static_cast<unsigned>(c - 'a' + 10);
+    else
+      return std::nullopt;
+    v = (v << 4) | d;
+  }
   return v;
 }
 

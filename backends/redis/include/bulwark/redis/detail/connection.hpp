@@ -41,6 +41,7 @@
 #include <sys/ioctl.h>
 
 #include <cassert>
+#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -55,6 +56,24 @@
 namespace bulwark::redis::detail {
 
 using steady = std::chrono::steady_clock;
+
+/// Appends `argv` as one RESP command (an array of bulk strings) to `out`.
+inline void format_command(std::string& out, int argc, const char** argv, const std::size_t* lengths) {
+  char digits[24];
+  auto append_number = [&](char tag, std::size_t n) {
+    out.push_back(tag);
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, n);
+    (void)ec;
+    out.append(digits, end);
+    out.append("\r\n", 2);
+  };
+  append_number('*', static_cast<std::size_t>(argc));
+  for (int i = 0; i < argc; ++i) {
+    append_number('$', lengths[i]);
+    out.append(argv[i], lengths[i]);
+    out.append("\r\n", 2);
+  }
+}
 
 /// Copies hiredis's reply (freed by hiredis after the callback) into a redis::reply.
 inline reply copy_reply(const redisReply* r) {
@@ -248,9 +267,15 @@ public:
       return fail_now(std::forward<Handler>(handler), executor_, error_of(errc::queue_full));
     using op_type = command_op<std::decay_t<Handler>, asio::any_io_executor>;
     auto* op = new op_type(std::forward<Handler>(handler), executor_);
-    op->deadline = steady::now() + options_.command_timeout;
+    // One clock read per batch: the commands of one flush were all submitted in this turn.
+    if (!flush_posted_) batch_now_ = steady::now();
+    op->deadline = batch_now_ + options_.command_timeout;
     op->internal = sending_internal_;
-    if (redisAsyncCommandArgv(ctx_, &connection::on_reply, op, argc, argv, lengths) != REDIS_OK) {
+    // Formatted here into a reused buffer: hiredis's own formatting allocates and reallocates.
+    command_buffer_.clear();
+    format_command(command_buffer_, argc, argv, lengths);
+    if (redisAsyncFormattedCommand(ctx_, &connection::on_reply, op, command_buffer_.data(), command_buffer_.size()) !=
+        REDIS_OK) {
       op->complete(error_of(errc::connection_closed), true);
       op->release();
       return;
@@ -496,11 +521,13 @@ private:
   redisAsyncContext* ctx_ = nullptr;
   std::optional<asio::posix::stream_descriptor> descriptor_;
   std::deque<pending_command*> pending_;
+  std::string command_buffer_;
   std::vector<std::pair<pending_command*, result<reply>>> ready_;
   asio::steady_timer timer_;
   steady::time_point timer_at_{};
   steady::time_point connect_deadline_{};
   steady::time_point retry_at_{};
+  steady::time_point batch_now_{};
   std::optional<errc> close_reason_;
   std::optional<bulwark::error> refused_;
   std::string last_failure_;
