@@ -125,8 +125,14 @@ public:
     detail::append_hex16(packed, static_cast<std::uint64_t>(now.count()));
     packed += value.value;
     const auto ttl_text = std::to_string(ttl.count());
-    auto r = co_await detail::cache_put_script().run(client_, std::array<std::string_view, 1>{full},
-                                                     std::array<std::string_view, 2>{packed, ttl_text});
+    const auto& put_script = detail::cache_put_script();
+    auto argv = put_script.command(std::array<std::string_view, 1>{full},
+                                   std::array<std::string_view, 2>{packed, ttl_text}, "1");
+    auto r = co_await client_.async_execute(argv);
+    if (script::not_loaded(r)) {
+      put_script.as_eval(argv);
+      r = co_await client_.async_execute(argv);
+    }
     if (!r) co_return r.error();
     if (auto n = r.value().as_integer()) co_return *n == 1;
     co_return bulwark::error(make_error_code(errc::unexpected_reply), "cache put script: not an integer");
