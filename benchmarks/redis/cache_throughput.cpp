@@ -128,8 +128,9 @@ int main(int argc, char** argv) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto stats = cache.connection().statistics();
   const double rate = static_cast<double>(s.requests) / seconds;
-  std::printf("op=%s concurrency=%d requests=%ld pool=%zu seconds=%.3f failed=%ld writes=%llu\n", s.op.c_str(),
-              s.concurrency, s.requests, s.pool, seconds, st.failed, static_cast<unsigned long long>(stats.writes));
+  std::printf("op=%s concurrency=%d requests=%ld pool=%zu seconds=%.3f failed=%ld writes=%llu reads=%llu\n",
+              s.op.c_str(), s.concurrency, s.requests, s.pool, seconds, st.failed,
+              static_cast<unsigned long long>(stats.writes), static_cast<unsigned long long>(stats.reads));
   if (!st.first_error.empty()) std::printf("first error: %s\n", st.first_error.c_str());
   std::printf("ops_per_sec: %.0f\n", rate);
   return st.failed == 0 ? 0 : 1;

@@ -13,10 +13,11 @@
 //             adapter does not write at once but posts one flush, so every command submitted
 //             before the flush runs (all coroutines resumed in this turn of the loop) leaves in
 //             one write() - automatic pipelining.
-//   reading   a wait for readability calls redisAsyncHandleRead until the socket is drained
-//             (hiredis reads 16 KiB at a time and Asio's epoll reactor is edge-triggered, so
-//             stopping early could strand bytes). Replies are matched FIFO and their callers
-//             resumed after hiredis returns, never from inside a hiredis callback.
+//   reading   a wait for readability calls redisAsyncHandleRead (16 KiB at most), resumes the
+//             callers of the replies it parsed (after hiredis returns, never from inside a
+//             hiredis callback), and continues from a posted handler while bytes remain (Asio's
+//             epoll reactor is edge-triggered: waiting again could strand them), so new
+//             commands are flushed between two chunks. Replies are matched FIFO.
 //   timeouts  one steady_timer per connection watches the oldest pending command (replies are
 //             FIFO, so it is the first to be late) and the connect deadline; when one passes,
 //             the context is freed (redisAsyncDisconnect would wait for the replies), every
@@ -182,12 +183,14 @@ template <class Handler, class Executor> void fail_now(Handler&& handler, const 
 struct connection_statistics {
   std::uint64_t commands = 0;    ///< commands submitted to a context
   std::uint64_t writes = 0;      ///< flushes of the output buffer (write() calls by hiredis)
+  std::uint64_t reads = 0;       ///< reads of up to 16 KiB (redisAsyncHandleRead calls)
   std::uint64_t connects = 0;    ///< connections established
   std::uint64_t disconnects = 0; ///< contexts ended (error, timeout, close)
   std::uint64_t timeouts = 0;    ///< contexts closed by connect_timeout or command_timeout
   connection_statistics& operator+=(const connection_statistics& o) noexcept {
     commands += o.commands;
     writes += o.writes;
+    reads += o.reads;
     connects += o.connects;
     disconnects += o.disconnects;
     timeouts += o.timeouts;
@@ -380,7 +383,7 @@ private:
     connected_ = false;
     refused_.reset();
     ++stats_.disconnects;
-    want_read_ = want_write_ = read_waiting_ = write_waiting_ = flush_posted_ = false;
+    want_read_ = want_write_ = read_waiting_ = write_waiting_ = flush_posted_ = in_read_ = false;
     ++generation_; // stale waits and flushes see a new generation and do nothing
     if (descriptor_) {
       descriptor_->release(); // hiredis closes the fd itself
@@ -396,7 +399,9 @@ private:
 
   void add_read() {
     want_read_ = true;
-    if (read_waiting_ || !descriptor_) return;
+    // Inside on_readable, hiredis asks for reads after every chunk: on_readable re-arms itself
+    // (one wait or one continuation at a time; two waits would both complete on one event).
+    if (in_read_ || read_waiting_ || !descriptor_) return;
     read_waiting_ = true;
     descriptor_->async_wait(asio::posix::stream_descriptor::wait_read,
                             [self = shared_from_this(), gen = generation_](std::error_code ec) {
@@ -406,14 +411,29 @@ private:
                             });
   }
 
+  // One chunk (hiredis reads at most 16 KiB), then its callers resume, and their new commands
+  // are flushed before the next chunk is read: the server works on the next batch while this
+  // one is processed. Bytes left in the socket are read from a posted continuation, not from
+  // a new readiness wait (the reactor is edge-triggered: no new edge would come for them).
   void on_readable() {
     if (!ctx_ || !want_read_) return;
-    int available = 0;
-    do {
-      redisAsyncHandleRead(ctx_);
-    } while (ctx_ != nullptr && ::ioctl(ctx_->c.fd, FIONREAD, &available) == 0 && available > 0);
+    ++stats_.reads;
+    in_read_ = true;
+    redisAsyncHandleRead(ctx_);
+    in_read_ = false;
     complete_ready(false);
-    if (ctx_ && want_read_) add_read();
+    if (!ctx_ || !want_read_) return;
+    int available = 0;
+    if (::ioctl(ctx_->c.fd, FIONREAD, &available) == 0 && available > 0) {
+      read_waiting_ = true; // the continuation stands for the wait
+      asio::post(executor_, [self = shared_from_this(), gen = generation_] {
+        if (gen != self->generation_) return;
+        self->read_waiting_ = false;
+        self->on_readable();
+      });
+      return;
+    }
+    add_read();
   }
 
   void add_write() {
@@ -542,6 +562,7 @@ private:
   bool read_waiting_ = false;
   bool write_waiting_ = false;
   bool flush_posted_ = false;
+  bool in_read_ = false;
   bool in_write_ = false;
   bool write_again_ = false;
   bool timer_armed_ = false;
