@@ -226,4 +226,32 @@ TEST_F(redis_failure, server_that_accepts_but_never_answers_times_out) {
   run(c.stop());
 }
 
+TEST_F(redis_failure, connect_that_never_completes_times_out) {
+  // A listener with a full accept queue (backlog 0, one connection already queued): the kernel
+  // drops further SYNs, so a connect stays in progress until the client gives up.
+  asio::ip::tcp::acceptor full(ctx_);
+  full.open(asio::ip::tcp::v4());
+  full.bind({asio::ip::make_address("127.0.0.1"), 0});
+  full.listen(0);
+  asio::ip::tcp::socket filler(ctx_);
+  bool filled = false;
+  filler.async_connect(full.local_endpoint(), [&](std::error_code ec) { filled = !ec; });
+  for (int i = 0; i < 100 && !filled; ++i) ctx_.run_one_for(10ms);
+  ASSERT_TRUE(filled);
+  auto o = options();
+  o.port = full.local_endpoint().port();
+  o.pool_size = 1;
+  o.connect_timeout = 300ms;
+  o.command_timeout = 5s;
+  redis::client c(ctx_.get_executor(), o);
+  const auto start = steady::now();
+  auto r = run(c.execute("PING"));
+  const auto took = steady::now() - start;
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), bulwark::errc::timeout) << r.error();
+  EXPECT_EQ(r.error().code(), redis::make_error_code(redis::errc::connect_timeout)) << r.error();
+  EXPECT_GE(took, 290ms);
+  EXPECT_LT(took, 1500ms);
+}
+
 } // namespace
