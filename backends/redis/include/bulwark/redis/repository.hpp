@@ -1,0 +1,216 @@
+#pragma once
+// bulwark::redis::repository: the repository concept on Redis.
+//
+// Key layout, for key_prefix P (one namespace per prefix):
+//   P d:<key>   a hash {v: version, d: value}
+//   P index     a sorted set of every key (all scores 0): scan reads it with ZRANGEBYLEX, in
+//               byte order, never SCAN over the keyspace
+//   P seq       the namespace's version counter (INCR): versions rise on every put of every
+//               key, so they stay monotonic per key even across erase
+// put and erase are Lua scripts (EVALSHA, EVAL on NOSCRIPT) that update the hash and the index
+// atomically; get is one HMGET; a scan page is one script that reads the index range and the
+// entries together (it touches keys it derives from the index, so it needs a standalone server
+// or a cluster in which all of P's keys share a hash slot, e.g. a prefix with a {hash tag}).
+
+#include <bulwark/redis/client.hpp>
+#include <bulwark/redis/script.hpp>
+#include <bulwark/repository.hpp>
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace bulwark::redis {
+
+struct repository_options {
+  /// The namespace: prepended to every Redis key this repository uses.
+  std::string key_prefix = "bulwark:repo:";
+  /// Longer keys fail with errc::invalid_argument.
+  std::size_t max_key_bytes = 1024;
+  /// Larger values fail with errc::too_large.
+  std::size_t max_value_bytes = 16u << 20;
+};
+
+namespace detail {
+// KEYS: data, index, seq. ARGV: key, value, mode ('a' any, 'n' absent, 'v' version), expected.
+// Returns the new version, or -1 on a conflict.
+inline const script& repository_put_script() {
+  static const script s(R"lua(
+local cur = redis.call('HGET', KEYS[1], 'v')
+if ARGV[3] == 'n' then
+  if cur then return -1 end
+elseif ARGV[3] == 'v' then
+  if cur ~= ARGV[4] then return -1 end
+end
+local v = redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'v', string.format('%d', v), 'd', ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return v
+)lua");
+  return s;
+}
+
+// KEYS: data, index. ARGV: key. Returns 1 when the key existed.
+inline const script& repository_erase_script() {
+  static const script s(R"lua(
+local n = redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return n
+)lua");
+  return s;
+}
+
+// KEYS: index. ARGV: min, max, count, data prefix. Returns {key, version, value, ...}.
+inline const script& repository_scan_script() {
+  static const script s(R"lua(
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, k in ipairs(keys) do
+  local f = redis.call('HMGET', ARGV[4] .. k, 'v', 'd')
+  if f[1] then
+    out[#out + 1] = k
+    out[#out + 1] = f[1]
+    out[#out + 1] = f[2]
+  end
+end
+return out
+)lua");
+  return s;
+}
+
+inline std::optional<version_t> parse_version(std::string_view s) {
+  version_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+/// The smallest string greater than every string starting with `prefix`, or nullopt when
+/// there is none (empty, or all 0xff).
+inline std::optional<std::string> prefix_successor(std::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty() && static_cast<unsigned char>(s.back()) == 0xff) s.pop_back();
+  if (s.empty()) return std::nullopt;
+  s.back() = static_cast<char>(static_cast<unsigned char>(s.back()) + 1);
+  return s;
+}
+} // namespace detail
+
+class repository {
+public:
+  /// A repository in namespace options.key_prefix on `client`'s server.
+  explicit repository(client c, repository_options options = {})
+      : client_(std::move(c)), options_(std::move(options)), index_key_(options_.key_prefix + "index"),
+        seq_key_(options_.key_prefix + "seq"), data_prefix_(options_.key_prefix + "d:") {}
+
+  /// The value and version at `key`, or nullopt. One HMGET.
+  task<std::optional<versioned>> get(std::string_view key) {
+    BOOST_OUTCOME_CO_TRY(check_key(key));
+    const auto data = data_prefix_ + std::string(key);
+    auto r = co_await client_.execute("HMGET", data, "v", "d");
+    if (!r) co_return r.error();
+    const auto& rep = r.value();
+    if (rep.type != reply::kind::array || rep.elements.size() != 2) co_return unexpected("HMGET");
+    if (rep.elements[0].is_nil()) co_return std::optional<versioned>();
+    const auto version = detail::parse_version(rep.elements[0].str);
+    if (!version || rep.elements[1].type != reply::kind::string) co_return unexpected("HMGET");
+    co_return std::optional<versioned>(versioned{rep.elements[1].str, *version});
+  }
+
+  /// Stores `value` and returns its new version. expected: nullopt = unconditional,
+  /// no_version = the key must be absent, n = the current version must be n; otherwise
+  /// errc::conflict. One script. Errors also: invalid_argument, too_large, the client's.
+  task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
+    BOOST_OUTCOME_CO_TRY(check_key(key));
+    if (value.size() > options_.max_value_bytes)
+      co_return bulwark::error(bulwark::errc::too_large, "value of " + std::to_string(value.size()) +
+                                                             " bytes exceeds " +
+                                                             std::to_string(options_.max_value_bytes));
+    const auto data = data_prefix_ + std::string(key);
+    const std::string_view mode = !expected ? "a" : *expected == no_version ? "n" : "v";
+    const auto expected_text = expected ? std::to_string(*expected) : std::string();
+    auto r = co_await detail::repository_put_script().run(
+        client_, std::array<std::string_view, 3>{data, index_key_, seq_key_},
+        std::array<std::string_view, 4>{key, value, mode, expected_text});
+    if (!r) co_return r.error();
+    const auto n = r.value().as_integer();
+    if (!n) co_return unexpected("put script");
+    if (*n < 0)
+      co_return bulwark::error(bulwark::errc::conflict,
+                               expected && *expected != no_version
+                                   ? "expected version " + std::to_string(*expected) + " is not the current one"
+                                   : "the key already exists");
+    co_return static_cast<version_t>(*n);
+  }
+
+  /// Removes `key`; true when it existed. One script.
+  task<bool> erase(std::string_view key) {
+    BOOST_OUTCOME_CO_TRY(check_key(key));
+    const auto data = data_prefix_ + std::string(key);
+    auto r = co_await detail::repository_erase_script().run(client_, std::array<std::string_view, 2>{data, index_key_},
+                                                            std::array<std::string_view, 1>{key});
+    if (!r) co_return r.error();
+    const auto n = r.value().as_integer();
+    if (!n) co_return unexpected("erase script");
+    co_return *n > 0;
+  }
+
+  /// Up to `limit` entries whose key starts with `prefix` and is greater than `after`, in
+  /// byte order; next is set when more may follow. One script (ZRANGEBYLEX + HMGETs).
+  /// Errors: invalid_argument for limit 0, the client's.
+  task<scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
+    if (limit == 0) co_return bulwark::error(bulwark::errc::invalid_argument, "scan limit must be positive");
+    std::string min;
+    if (!after.empty() && after >= prefix)
+      min = "(" + std::string(after);
+    else if (prefix.empty())
+      min = "-";
+    else
+      min = "[" + std::string(prefix);
+    const auto successor = detail::prefix_successor(prefix);
+    const std::string max = successor ? "(" + *successor : std::string("+");
+    const auto count = std::to_string(limit + 1);
+    auto r =
+        co_await detail::repository_scan_script().run(client_, std::array<std::string_view, 1>{index_key_},
+                                                      std::array<std::string_view, 4>{min, max, count, data_prefix_});
+    if (!r) co_return r.error();
+    auto& rep = r.value();
+    if (rep.type != reply::kind::array || rep.elements.size() % 3 != 0) co_return unexpected("scan script");
+    scan_page page;
+    const std::size_t found = rep.elements.size() / 3;
+    page.entries.reserve(std::min(found, limit));
+    for (std::size_t i = 0; i < found && i < limit; ++i) {
+      const auto version = detail::parse_version(rep.elements[3 * i + 1].str);
+      if (!version) co_return unexpected("scan script");
+      page.entries.push_back(
+          entry{std::move(rep.elements[3 * i].str), std::move(rep.elements[3 * i + 2].str), *version});
+    }
+    if (found > limit) page.next = page.entries.back().key;
+    co_return page;
+  }
+
+  const repository_options& options() const noexcept { return options_; }
+  client& connection() noexcept { return client_; }
+
+private:
+  result<void> check_key(std::string_view key) const {
+    if (key.empty()) return bulwark::error(bulwark::errc::invalid_argument, "empty key");
+    if (key.size() > options_.max_key_bytes) return bulwark::error(bulwark::errc::invalid_argument, "key too long");
+    return ok();
+  }
+  static bulwark::error unexpected(const char* what) {
+    return {make_error_code(errc::unexpected_reply), std::string(what) + ": unexpected reply"};
+  }
+
+  client client_;
+  repository_options options_;
+  std::string index_key_;
+  std::string seq_key_;
+  std::string data_prefix_;
+};
+
+} // namespace bulwark::redis
+
+static_assert(bulwark::repository<bulwark::redis::repository>, "redis::repository must model bulwark::repository");

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# redis::cache against redis-benchmark on one redis-server (loopback), 100-byte values.
+#   1. GET and SET, 50 concurrent coroutines on one thread  vs  redis-benchmark -c 50 -P 1
+#      (the same 50 requests in flight; bulwark pipelines them automatically)
+#   2. GET and SET, 800 concurrent coroutines on one thread vs  redis-benchmark -c 50 -P 16
+# A SET here is redis::cache::put: one EVALSHA of the version-checking Lua script, against a
+# plain SET for redis-benchmark. Each ratio is that of the GET+SET throughput (equal numbers of
+# both: 2 / (1/get + 1/set)); the per-command ratios are printed too. The last two lines are
+#   ratio: <bulwark/redis-benchmark, section 1>          (goal >= 2.0)
+#   ratio_pipelined: <bulwark/redis-benchmark, section 2> (goal >= 0.8)
+# Usage: benchmarks/redis_vs_redis_benchmark.sh        builds the release preset's target
+#        BUILD_DIR=build/release benchmarks/redis_vs_redis_benchmark.sh   uses that build
+# Environment: REQUESTS (section 1, default 400000), REQUESTS_PIPELINED (default 2000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+if [ -z "${BUILD_DIR:-}" ]; then
+  BUILD_DIR=build/release
+  cmake --preset release >/dev/null
+  cmake --build "$BUILD_DIR" --target bulwark_redis_benchmark >/dev/null
+fi
+bench="$BUILD_DIR/benchmarks/redis/bulwark_redis_benchmark"
+[ -x "$bench" ] || { echo "missing $bench (build the target bulwark_redis_benchmark)" >&2; exit 1; }
+requests=${REQUESTS:-400000}
+requests_pipelined=${REQUESTS_PIPELINED:-2000000}
+
+work=$(mktemp -d)
+port=$(free_port)
+redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no --daemonize no \
+  --logfile "$work/redis.log" >/dev/null 2>&1 &
+server=$!
+cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+wait_until 10 redis-cli -p "$port" ping || { echo "redis-server did not start" >&2; exit 1; }
+
+# redis_benchmark PIPELINE REQUESTS -> "set_rps get_rps"
+redis_benchmark() {
+  redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -P "$1" -n "$2" -d 100 -t set,get --csv 2>/dev/null |
+    awk -F'"' '$2 == "SET" { set = $4 } $2 == "GET" { get = $4 } END { printf "%.0f %.0f\n", set, get }'
+}
+# bulwark OP CONCURRENCY REQUESTS -> ops/s
+bulwark() {
+  "$bench" --port "$port" --op "$1" --concurrency "$2" --requests "$3" --value-size 100 --pool "${POOL:-1}" |
+    awk '/^ops_per_sec:/ { print $2 }'
+}
+mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$port, 100-byte values, $(nproc) cores"
+read -r rb_set rb_get < <(redis_benchmark 1 "$requests")
+bw_get=$(bulwark get 50 "$requests")
+bw_set=$(bulwark set 50 "$(( requests / 2 ))")
+echo "section 1: 50 in flight"
+echo "  redis-benchmark -c 50 -P 1:   GET $rb_get ops/s   SET $rb_set ops/s   GET+SET $(mixed "$rb_get" "$rb_set") ops/s"
+echo "  redis::cache, 50 coroutines:  GET $bw_get ops/s   SET $bw_set ops/s   GET+SET $(mixed "$bw_get" "$bw_set") ops/s"
+echo "  ratio_get: $(div "$bw_get" "$rb_get")   ratio_set: $(div "$bw_set" "$rb_set")"
+ratio=$(div "$(mixed "$bw_get" "$bw_set")" "$(mixed "$rb_get" "$rb_set")")
+
+read -r rbp_set rbp_get < <(redis_benchmark 16 "$requests_pipelined")
+bwp_get=$(bulwark get 800 "$requests_pipelined")
+bwp_set=$(bulwark set 800 "$(( requests_pipelined / 4 ))")
+echo "section 2: 800 in flight"
+echo "  redis-benchmark -c 50 -P 16:  GET $rbp_get ops/s   SET $rbp_set ops/s   GET+SET $(mixed "$rbp_get" "$rbp_set") ops/s"
+echo "  redis::cache, 800 coroutines: GET $bwp_get ops/s   SET $bwp_set ops/s   GET+SET $(mixed "$bwp_get" "$bwp_set") ops/s"
+echo "  ratio_get: $(div "$bwp_get" "$rbp_get")   ratio_set: $(div "$bwp_set" "$rbp_set")"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ratio: $ratio"
+echo "ratio_pipelined: $(div "$(mixed "$bwp_get" "$bwp_set")" "$(mixed "$rbp_get" "$rbp_set")")"

@@ -1,0 +1,357 @@
+// bulwark::redis against the `main` test server (scripts/servers/redis.sh up): the conformance
+// suites for redis::cache and redis::repository, then the client and adapter specifics.
+#include <bulwark/redis.hpp>
+
+#include "conformance/cache_suite.hpp"
+#include "conformance/repository_suite.hpp"
+#include "support/run.hpp"
+
+#include <bulwark/resilience/timeout.hpp>
+
+#include <asio/io_context.hpp>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+namespace redis = bulwark::redis;
+
+namespace {
+
+bool server_configured() { return bulwark::test::server_env("BULWARK_REDIS_PORT").has_value(); }
+
+redis::connection_options main_server() {
+  redis::connection_options o;
+  o.host = bulwark::test::server_env("BULWARK_REDIS_HOST").value_or("127.0.0.1");
+  o.port = static_cast<std::uint16_t>(std::stoi(bulwark::test::server_env("BULWARK_REDIS_PORT").value_or("0")));
+  return o;
+}
+
+/// A key prefix no other test (or earlier run) uses.
+std::string fresh_prefix(std::string_view what) {
+  static std::atomic<int> counter{0};
+  return "bulwark:test:" + std::string(what) + ":" + std::to_string(::getpid()) + ":" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ":" + std::to_string(counter++) +
+         ":";
+}
+
+struct redis_cache_factory {
+  static bool available() { return server_configured(); }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<redis::cache> make() {
+    return std::make_unique<redis::cache>(client, redis::cache_options{fresh_prefix("cache")});
+  }
+  void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
+  asio::io_context ctx;
+  redis::client client{ctx.get_executor(), main_server()};
+};
+
+struct redis_repository_factory {
+  static bool available() { return server_configured(); }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<redis::repository> make() {
+    return std::make_unique<redis::repository>(client, redis::repository_options{fresh_prefix("repo")});
+  }
+  asio::io_context ctx;
+  redis::client client{ctx.get_executor(), main_server()};
+};
+
+} // namespace
+
+namespace bulwark::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(redis, cache_conformance, ::testing::Types<redis_cache_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(redis, repository_conformance, ::testing::Types<redis_repository_factory>);
+} // namespace bulwark::test
+
+namespace {
+
+class redis_client : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!server_configured()) {
+      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_REDIS_PORT is not set";
+      GTEST_SKIP() << "BULWARK_REDIS_PORT is not set (scripts/servers.sh up redis)";
+    }
+    prefix_ = fresh_prefix("client");
+  }
+  template <class T> T run(asio::awaitable<T> op) { return bulwark::test::run(ctx_, std::move(op), 20s); }
+  std::string key(std::string_view k) const { return prefix_ + std::string(k); }
+
+  asio::io_context ctx_;
+  std::string prefix_;
+};
+
+TEST_F(redis_client, replies_of_every_kind) {
+  redis::client c(ctx_.get_executor(), main_server());
+  auto status = run(c.execute("SET", key("s"), "v"));
+  ASSERT_TRUE(status.has_value()) << status.error();
+  EXPECT_EQ(status.value().type, redis::reply::kind::status);
+  EXPECT_EQ(status.value().text(), "OK");
+  auto integer = run(c.execute("INCR", key("n")));
+  ASSERT_TRUE(integer.has_value()) << integer.error();
+  EXPECT_EQ(integer.value().as_integer(), 1);
+  ASSERT_TRUE(run(c.execute("RPUSH", key("l"), "a", "b")).has_value());
+  auto array = run(c.execute("LRANGE", key("l"), "0", "-1"));
+  ASSERT_TRUE(array.has_value()) << array.error();
+  ASSERT_EQ(array.value().elements.size(), 2u);
+  EXPECT_EQ(array.value().elements[1].str, "b");
+  auto nil = run(c.execute("GET", key("absent")));
+  ASSERT_TRUE(nil.has_value());
+  EXPECT_TRUE(nil.value().is_nil());
+  run(c.stop());
+}
+
+TEST_F(redis_client, server_errors_map_onto_conditions) {
+  redis::client c(ctx_.get_executor(), main_server());
+  ASSERT_TRUE(run(c.execute("RPUSH", key("list"), "x")).has_value());
+  auto wrong_type = run(c.execute("GET", key("list")));
+  ASSERT_FALSE(wrong_type.has_value());
+  EXPECT_EQ(wrong_type.error().code(), redis::make_error_code(redis::errc::wrong_type));
+  EXPECT_EQ(wrong_type.error(), bulwark::errc::invalid_argument);
+  EXPECT_NE(wrong_type.error().detail().find("WRONGTYPE"), std::string_view::npos);
+  auto unknown = run(c.execute("NO-SUCH-COMMAND"));
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error(), bulwark::errc::protocol_error);
+  EXPECT_EQ(unknown.error().code().category().name(), std::string("redis"));
+  // The connection is still usable after error replies.
+  EXPECT_TRUE(run(c.execute("PING")).has_value());
+  run(c.stop());
+}
+
+TEST_F(redis_client, concurrent_commands_leave_in_one_write) {
+  auto options = main_server();
+  options.pool_size = 1;
+  redis::client c(ctx_.get_executor(), options);
+  ASSERT_TRUE(run(c.execute("SET", key("p"), "v")).has_value()); // connected
+  const auto before = c.statistics();
+  auto burst = [&]() -> asio::awaitable<bulwark::result<int>> {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::future<std::optional<bulwark::result<redis::reply>>>> futures;
+    const auto k = key("p");
+    for (int i = 0; i < 50; ++i) futures.push_back(bulwark::test::spawn(ex, c.execute("GET", k)));
+    asio::steady_timer tick(ex);
+    int ok = 0;
+    for (auto& f : futures) {
+      while (f.wait_for(0s) != std::future_status::ready) {
+        tick.expires_after(1ms);
+        co_await tick.async_wait(asio::use_awaitable);
+      }
+      auto r = *f.get();
+      if (!r) co_return r.error();
+      ok += r.value().str == "v";
+    }
+    co_return ok;
+  };
+  auto ok = run(burst());
+  ASSERT_TRUE(ok.has_value()) << ok.error();
+  EXPECT_EQ(ok.value(), 50);
+  const auto after = c.statistics();
+  EXPECT_EQ(after.commands - before.commands, 50u);
+  EXPECT_LE(after.writes - before.writes, 2u) << "50 commands started in one turn must share a write";
+  run(c.stop());
+}
+
+TEST_F(redis_client, select_uses_the_configured_database) {
+  auto db3 = main_server();
+  db3.database = 3;
+  redis::client in_db3(ctx_.get_executor(), db3);
+  redis::client in_db0(ctx_.get_executor(), main_server());
+  ASSERT_TRUE(run(in_db3.execute("SET", key("db"), "three")).has_value());
+  EXPECT_EQ(run(in_db3.execute("GET", key("db"))).value().str, "three");
+  EXPECT_TRUE(run(in_db0.execute("GET", key("db"))).value().is_nil());
+  run(in_db3.stop());
+  run(in_db0.stop());
+}
+
+TEST_F(redis_client, auth_with_acl_user_and_refusal) {
+  redis::client admin(ctx_.get_executor(), main_server());
+  const std::string user = "bulwark_test_" + std::to_string(::getpid());
+  ASSERT_TRUE(run(admin.execute("ACL", "SETUSER", user, "on", ">secret", "~*", "+@all")).has_value());
+  auto good = main_server();
+  good.username = user;
+  good.password = "secret";
+  redis::client as_user(ctx_.get_executor(), good);
+  auto who = run(as_user.execute("ACL", "WHOAMI"));
+  ASSERT_TRUE(who.has_value()) << who.error();
+  EXPECT_EQ(who.value().str, user);
+
+  auto bad = good;
+  bad.password = "wrong";
+  bad.pool_size = 1;
+  redis::client refused(ctx_.get_executor(), bad);
+  auto r = run(refused.execute("PING"));
+  ASSERT_FALSE(r.has_value()) << "a command behind a refused AUTH must not run";
+  EXPECT_EQ(r.error(), bulwark::errc::rejected) << r.error();
+  EXPECT_TRUE(run(admin.execute("ACL", "DELUSER", user)).has_value());
+  run(as_user.stop());
+  run(refused.stop());
+  run(admin.stop());
+}
+
+TEST_F(redis_client, command_timeout_fails_with_timeout_then_reconnects) {
+  auto options = main_server();
+  options.pool_size = 1;
+  options.command_timeout = 200ms;
+  redis::client c(ctx_.get_executor(), options);
+  ASSERT_TRUE(run(c.execute("PING")).has_value());
+  const auto start = std::chrono::steady_clock::now();
+  auto blocked = run(c.execute("BLPOP", key("never"), "5")); // the server holds the reply 5 s
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(blocked.has_value());
+  EXPECT_EQ(blocked.error(), bulwark::errc::timeout) << blocked.error();
+  EXPECT_EQ(blocked.error().code(), redis::make_error_code(redis::errc::command_timeout));
+  EXPECT_GE(took, 200ms);
+  EXPECT_LT(took, 1500ms);
+  EXPECT_EQ(c.statistics().timeouts, 1u);
+  // The same client reconnects by itself once the backoff has passed.
+  auto recovered = run([&]() -> asio::awaitable<bulwark::result<redis::reply>> {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    for (int i = 0;; ++i) {
+      auto r = co_await c.execute("PING");
+      if (r || i == 200) co_return r;
+      t.expires_after(10ms);
+      co_await t.async_wait(asio::use_awaitable);
+    }
+  }());
+  ASSERT_TRUE(recovered.has_value()) << recovered.error();
+  EXPECT_EQ(c.statistics().connects, 2u);
+  run(c.stop());
+}
+
+TEST_F(redis_client, caller_cancellation_resumes_at_once_and_drops_the_late_reply) {
+  auto options = main_server();
+  options.pool_size = 1;
+  options.command_timeout = 5s;
+  redis::client c(ctx_.get_executor(), options);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = run(bulwark::with_timeout(c.execute("BLPOP", key("cancel"), "0.3"), 50ms, "blpop"));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), bulwark::errc::timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 250ms);
+  // The BLPOP reply (nil, after 0.3 s) is dropped; the next command gets its own reply.
+  auto pong = run(c.execute("ECHO", "after"));
+  ASSERT_TRUE(pong.has_value()) << pong.error();
+  EXPECT_EQ(pong.value().str, "after");
+  run(c.stop());
+}
+
+TEST_F(redis_client, stop_drains_then_refuses) {
+  redis::client c(ctx_.get_executor(), main_server());
+  const auto k = key("drain"); // outlives the command, which starts later
+  auto f = bulwark::test::spawn(ctx_.get_executor(), c.execute("SET", k, "x"));
+  run(c.stop());
+  ASSERT_EQ(f.wait_for(0s), std::future_status::ready) << "stop() waits for commands in flight";
+  EXPECT_TRUE(f.get()->has_value());
+  auto after = run(c.execute("PING"));
+  ASSERT_FALSE(after.has_value());
+  EXPECT_EQ(after.error(), bulwark::errc::cancelled);
+}
+
+TEST_F(redis_client, nothing_listening_is_unavailable_at_once) {
+  auto options = main_server();
+  {
+    asio::ip::tcp::acceptor probe(ctx_, {asio::ip::make_address("127.0.0.1"), 0});
+    options.port = probe.local_endpoint().port();
+  } // closed: nothing listens there now
+  redis::client c(ctx_.get_executor(), options);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    auto r = run(c.execute("PING"));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error(), bulwark::errc::unavailable) << r.error();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
+}
+
+// --- adapter specifics beyond the conformance suites ---
+
+TEST_F(redis_client, cache_rejects_a_value_not_in_its_layout_and_bad_arguments) {
+  redis::client c(ctx_.get_executor(), main_server());
+  redis::cache cache(c, {prefix_});
+  ASSERT_TRUE(run(c.execute("SET", key("foreign"), "short")).has_value());
+  auto got = run(cache.get("foreign"));
+  ASSERT_FALSE(got.has_value());
+  EXPECT_EQ(got.error(), bulwark::errc::protocol_error);
+  EXPECT_EQ(run(cache.put("k", {"v", 1}, -1ms)).error(), bulwark::errc::invalid_argument);
+  EXPECT_EQ(run(cache.get(std::string(2000, 'k'))).error(), bulwark::errc::invalid_argument);
+  redis::cache small(c, {prefix_, 1024, 8});
+  EXPECT_EQ(run(small.put("big", {"123456789", 1}, 0ms)).error(), bulwark::errc::too_large);
+  run(c.stop());
+}
+
+TEST_F(redis_client, cache_layout_ttl_and_noscript_fallback) {
+  redis::client c(ctx_.get_executor(), main_server());
+  redis::cache cache(c, {prefix_});
+  // After SCRIPT FLUSH the EVALSHA fails with NOSCRIPT and the adapter falls back to EVAL.
+  ASSERT_TRUE(run(c.execute("SCRIPT", "FLUSH")).has_value());
+  auto put = run(cache.put("t", {"value", 0x1234}, 5000ms));
+  ASSERT_TRUE(put.has_value()) << put.error();
+  EXPECT_TRUE(put.value());
+  auto raw = run(c.execute("GET", key("t")));
+  ASSERT_TRUE(raw.has_value());
+  EXPECT_EQ(raw.value().str.substr(0, 16), "0000000000001234");
+  EXPECT_EQ(raw.value().str.substr(32), "value");
+  auto pttl = run(c.execute("PTTL", key("t"))).value().integer;
+  EXPECT_GT(pttl, 4000);
+  EXPECT_LE(pttl, 5000);
+  ASSERT_TRUE(run(cache.put("t", {"value", 0x1234}, 0ms)).value());
+  EXPECT_EQ(run(c.execute("PTTL", key("t"))).value().integer, -1) << "ttl 0: no expiry";
+  // Versions above 2^32 compare correctly (the script compares two 32-bit halves).
+  ASSERT_TRUE(run(cache.put("big", {"a", (1ull << 40) + 1}, 0ms)).value());
+  EXPECT_FALSE(run(cache.put("big", {"b", (1ull << 40)}, 0ms)).value());
+  EXPECT_FALSE(run(cache.put("big", {"c", 1ull << 33}, 0ms)).value());
+  EXPECT_TRUE(run(cache.put("big", {"d", (2ull << 40)}, 0ms)).value());
+  auto now = std::chrono::system_clock::now();
+  auto got = run(cache.get("big")).value();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->value, "d");
+  EXPECT_LT(std::chrono::abs(now - got->stored_at), 5s);
+  run(c.stop());
+}
+
+TEST_F(redis_client, repository_layout_index_and_scan_edges) {
+  redis::client c(ctx_.get_executor(), main_server());
+  redis::repository repo(c, {prefix_});
+  const std::string hi("\xff\xff", 2);
+  for (std::string k : {std::string("a"), std::string("b"), hi + "x", std::string("a\xff", 2)})
+    ASSERT_TRUE(run(repo.put(k, "v", std::nullopt)).has_value());
+  EXPECT_EQ(run(c.execute("ZCARD", key("index"))).value().integer, 4);
+  EXPECT_EQ(run(c.execute("HGET", key("d:a"), "d")).value().str, "v");
+  auto all = run(repo.scan("", "", 10));
+  ASSERT_TRUE(all.has_value()) << all.error();
+  ASSERT_EQ(all.value().entries.size(), 4u);
+  EXPECT_EQ(all.value().entries[0].key, "a");
+  EXPECT_EQ(all.value().entries[1].key, std::string("a\xff", 2));
+  EXPECT_EQ(all.value().entries[3].key, hi + "x");
+  auto high = run(repo.scan(hi, "", 10));
+  ASSERT_EQ(high.value().entries.size(), 1u) << "a prefix of 0xff bytes has no successor: scan to the end";
+  auto after = run(repo.scan("a", "a", 10));
+  ASSERT_EQ(after.value().entries.size(), 1u);
+  EXPECT_EQ(after.value().entries[0].key, std::string("a\xff", 2));
+  EXPECT_EQ(run(repo.scan("", "", 0)).error(), bulwark::errc::invalid_argument);
+  EXPECT_TRUE(run(repo.erase("a")).value());
+  EXPECT_EQ(run(c.execute("ZCARD", key("index"))).value().integer, 3);
+  redis::repository small(c, {prefix_, 1024, 4});
+  EXPECT_EQ(run(small.put("k", "12345", std::nullopt)).error(), bulwark::errc::too_large);
+  run(c.stop());
+}
+
+TEST_F(redis_client, two_clients_share_versions_and_conflicts) {
+  redis::client one(ctx_.get_executor(), main_server());
+  redis::client two(ctx_.get_executor(), main_server());
+  redis::repository a(one, {prefix_});
+  redis::repository b(two, {prefix_});
+  auto v1 = run(a.put("shared", "from a", bulwark::no_version));
+  ASSERT_TRUE(v1.has_value()) << v1.error();
+  auto seen = run(b.get("shared"));
+  ASSERT_TRUE(seen.has_value() && seen.value().has_value());
+  EXPECT_EQ(seen.value()->version, v1.value());
+  ASSERT_TRUE(run(b.put("shared", "from b", v1.value())).has_value());
+  EXPECT_EQ(run(a.put("shared", "stale", v1.value())).error(), bulwark::errc::conflict);
+  run(one.stop());
+  run(two.stop());
+}
+
+} // namespace
