@@ -152,7 +152,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     if (auto self = weak_from_this().lock()) {
       batches_in_flight.fetch_add(1);
       asio::post(strand, [self, b = std::move(pending)]() mutable {
-        for (auto& msg : b) self->dispatch(std::move(msg));
+        self->dispatch(b);
         self->batches_in_flight.fetch_sub(1);
       });
     }
@@ -249,16 +249,25 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     release();
   }
 
-  void dispatch(message_ptr m) {
-    auto it = workers.find(m->partition);
-    if (it == workers.end() || it->second->revoked || stopping.load()) return; // redelivered later
-    auto& w = it->second;
-    w->queue.push_back(std::move(m));
-    if (!w->paused && w->queue.size() >= cfg.max_buffered_per_partition) set_paused(*w, true);
-    if (!w->running) {
-      w->running = true;
-      asio::co_spawn(strand, work(shared_from_this(), w), asio::detached);
+  // Queues a batch on its partitions' workers, then starts the idle ones. co_spawn dispatches:
+  // a worker started from the strand runs inline until its handler suspends, so starting it
+  // per message would run (and spawn) one worker per message; queued first, one worker runs
+  // through all of its partition's messages in the batch.
+  void dispatch(std::vector<message_ptr>& batch) {
+    if (stopping.load()) return; // redelivered later
+    std::vector<std::shared_ptr<partition_worker>> idle;
+    for (auto& m : batch) {
+      auto it = workers.find(m->partition);
+      if (it == workers.end() || it->second->revoked) continue; // redelivered later
+      auto& w = it->second;
+      w->queue.push_back(std::move(m));
+      if (!w->paused && w->queue.size() >= cfg.max_buffered_per_partition) set_paused(*w, true);
+      if (!w->running) {
+        w->running = true;
+        idle.push_back(w);
+      }
     }
+    for (auto& w : idle) asio::co_spawn(strand, work(shared_from_this(), std::move(w)), asio::detached);
   }
 
   void set_paused(partition_worker& w, bool pause) {
