@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# A throwaway MariaDB server for the mysql tests and benchmarks, under $BULWARK_SERVERS_DIR/mysql.
+#   up      install a datadir, start mariadbd on a free loopback port, create the test database
+#           and user, record BULWARK_MYSQL_{HOST,PORT,USER,PASSWORD,DATABASE} via export_env
+#   down    clean shutdown, datadir removed
+#   stop    clean shutdown, datadir kept          start   start again on the same datadir and port
+#   kill    SIGKILL (no shutdown)                 hang / resume   SIGSTOP / SIGCONT
+#   status  exits 0 when the server answers a ping
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
+: "${BULWARK_SERVERS_DIR:=$(cd "$here/../.." && pwd)/.servers}"
+export BULWARK_SERVERS_DIR
+dir="$BULWARK_SERVERS_DIR/mysql"
+sock="$dir/mysqld.sock"
+pidfile="$dir/mysqld.pid"
+user=bulwark
+password=bulwark-test
+database=bulwark_test
+
+admin() { mariadb-admin --no-defaults --socket="$sock" -uroot "$@"; }
+
+start_server() {
+  local port; port=$(cat "$dir/port")
+  local run_as=()
+  [ "$(id -u)" -eq 0 ] && run_as=(--user=root)
+  mariadbd --no-defaults --datadir="$dir/data" --socket="$sock" --port="$port" --bind-address=127.0.0.1 \
+    --pid-file="$pidfile" --log-error="$dir/error.log" --skip-log-bin --skip-name-resolve \
+    --innodb-buffer-pool-size=64M --max-connections=200 --max-allowed-packet=64M "${run_as[@]}" \
+    >/dev/null 2>&1 &
+  echo $! >"$dir/server.pid"
+  if ! wait_until 30 admin ping; then
+    echo "mysql: server did not start, see $dir/error.log" >&2
+    tail -n 20 "$dir/error.log" >&2 || true
+    return 1
+  fi
+}
+
+server_pid() { cat "$dir/server.pid" 2>/dev/null; }
+
+stop_server() {
+  local pid; pid=$(server_pid) || return 0
+  kill -CONT "$pid" 2>/dev/null || true
+  admin shutdown >/dev/null 2>&1 || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$dir/server.pid"
+}
+
+case "${1:-}" in
+  up)
+    stop_server 2>/dev/null || true
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+      --skip-test-db --skip-name-resolve $([ "$(id -u)" -eq 0 ] && echo --user=root) >"$dir/install.log" 2>&1 \
+      || { cat "$dir/install.log" >&2; exit 1; }
+    free_port >"$dir/port"
+    start_server
+    mariadb --no-defaults --socket="$sock" -uroot <<SQL
+CREATE DATABASE IF NOT EXISTS $database;
+CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$password';
+CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$password';
+GRANT ALL ON $database.* TO '$user'@'127.0.0.1';
+GRANT ALL ON $database.* TO '$user'@'localhost';
+SQL
+    export_env BULWARK_MYSQL_HOST 127.0.0.1
+    export_env BULWARK_MYSQL_PORT "$(cat "$dir/port")"
+    export_env BULWARK_MYSQL_USER "$user"
+    export_env BULWARK_MYSQL_PASSWORD "$password"
+    export_env BULWARK_MYSQL_DATABASE "$database"
+    export_env BULWARK_MYSQL_SCRIPT "$here/mysql.sh"
+    echo "mysql: up on 127.0.0.1:$(cat "$dir/port")" ;;
+  down) stop_server; rm -rf "$dir" ;;
+  stop) stop_server ;;
+  start) start_server ;;
+  kill) pid=$(server_pid) && { kill -9 "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done; rm -f "$dir/server.pid"; } ;;
+  hang) kill -STOP "$(server_pid)" ;;
+  resume) kill -CONT "$(server_pid)" ;;
+  status) admin ping >/dev/null 2>&1 ;;
+  *) echo "usage: mysql.sh up|down|stop|start|kill|hang|resume|status" >&2; exit 2 ;;
+esac
