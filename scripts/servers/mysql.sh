@@ -12,7 +12,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../lib.sh"
 : "${BULWARK_SERVERS_DIR:=$(cd "$here/../.." && pwd)/.servers}"
 export BULWARK_SERVERS_DIR
-dir="$BULWARK_SERVERS_DIR/mysql"
+# BULWARK_MYSQL_INSTANCE=<name> runs a private server in $BULWARK_SERVERS_DIR/<name> whose
+# variables go to $BULWARK_SERVERS_DIR/<name>/env instead of the shared env file (failure
+# tests use one each, so stopping or killing it never disturbs the other tests).
+instance=${BULWARK_MYSQL_INSTANCE:-mysql}
+dir="$BULWARK_SERVERS_DIR/$instance"
 sock="$dir/mysqld.sock"
 pidfile="$dir/mysqld.pid"
 user=bulwark
@@ -65,13 +69,16 @@ CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$password';
 GRANT ALL ON $database.* TO '$user'@'127.0.0.1';
 GRANT ALL ON $database.* TO '$user'@'localhost';
 SQL
+    if [ "$instance" != mysql ]; then
+      export_env() { echo "export $1=$(printf '%q' "$2")" >>"$dir/env"; }
+    fi
     export_env BULWARK_MYSQL_HOST 127.0.0.1
     export_env BULWARK_MYSQL_PORT "$(cat "$dir/port")"
     export_env BULWARK_MYSQL_USER "$user"
     export_env BULWARK_MYSQL_PASSWORD "$password"
     export_env BULWARK_MYSQL_DATABASE "$database"
     export_env BULWARK_MYSQL_SCRIPT "$here/mysql.sh"
-    echo "mysql: up on 127.0.0.1:$(cat "$dir/port")" ;;
+    echo "mysql ($instance): up on 127.0.0.1:$(cat "$dir/port")" ;;
   down) stop_server; rm -rf "$dir" ;;
   stop) stop_server ;;
   start) start_server ;;
