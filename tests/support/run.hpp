@@ -15,18 +15,41 @@
 
 namespace bulwark::test {
 
+/// co_spawn(ex, op, use_future) for any T: asio needs a default-constructible result type for
+/// use_future, and result<T> is not one, so the value travels in an optional: `*f.get()`.
+template <class T, class Executor> std::future<std::optional<T>> spawn(const Executor& ex, asio::awaitable<T> op) {
+  auto wrapped = [](asio::awaitable<T> inner) -> asio::awaitable<std::optional<T>> {
+    co_return std::optional<T>(co_await std::move(inner));
+  };
+  return asio::co_spawn(ex, wrapped(std::move(op)), asio::use_future);
+}
+
 /// Runs `op` on `ctx` (driving ctx on this thread) and returns its result. Throws when it has
 /// not finished within `limit`, so a hang fails the test instead of the whole run.
+template <class T> auto wrap(asio::awaitable<T> inner) {
+  if constexpr (std::is_void_v<T>) {
+    return inner;
+  } else {
+    return [](asio::awaitable<T> op) -> asio::awaitable<std::optional<T>> {
+      co_return std::optional<T>(co_await std::move(op));
+    }(std::move(inner));
+  }
+}
+
 template <class T>
 T run(asio::io_context& ctx, asio::awaitable<T> op, std::chrono::milliseconds limit = std::chrono::seconds(60)) {
-  auto future = asio::co_spawn(ctx, std::move(op), asio::use_future);
+  auto future = asio::co_spawn(ctx, wrap(std::move(op)), asio::use_future);
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (future.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
     if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("test::run: operation timed out");
     if (ctx.stopped()) ctx.restart();
     ctx.run_one_for(std::chrono::milliseconds(10));
   }
-  return future.get();
+  if constexpr (std::is_void_v<T>) {
+    future.get();
+  } else {
+    return std::move(*future.get());
+  }
 }
 
 /// The value of environment variable `name`; when it is missing the test is skipped, or fails

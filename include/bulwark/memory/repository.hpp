@@ -1,0 +1,144 @@
+#pragma once
+// memory::repository: the in-memory model of bulwark::repository (the embedded default).
+// Thread-safe: any number of threads and coroutines may call it at once.
+
+#include <bulwark/repository.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+
+namespace bulwark::memory {
+
+class repository {
+public:
+  struct options {
+    std::size_t max_key_bytes = 255;            ///< longer keys: errc::invalid_argument
+    std::size_t max_value_bytes = 16u << 20;    ///< larger values: errc::too_large
+  };
+
+  repository() = default;
+  explicit repository(options opts) : opts_(opts) {}
+
+  /// The current value and version of key, or nullopt.
+  task<std::optional<versioned>> get(std::string_view key) { co_return get_now(key); }
+
+  /// Stores value under key when `expected` matches (see bulwark::repository); the new version.
+  task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
+    co_return put_now(key, std::move(value), expected);
+  }
+
+  /// Removes key; true when it existed.
+  task<bool> erase(std::string_view key) { co_return erase_now(key); }
+
+  /// Up to `limit` entries with `prefix`, keys > `after`, in byte order.
+  task<scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
+    co_return scan_now(prefix, after, limit);
+  }
+
+  // The same operations, synchronous: the memory model never waits.
+  result<std::optional<versioned>> get_now(std::string_view key) const {
+    std::shared_lock lock(mutex_);
+    auto it = rows_.find(key);
+    if (it == rows_.end() || !it->second.live) return std::optional<versioned>{};
+    return std::optional<versioned>{versioned{it->second.value, it->second.version}};
+  }
+
+  result<version_t> put_now(std::string_view key, std::string value, std::optional<version_t> expected) {
+    if (auto bad = check(key)) return *bad;
+    if (value.size() > opts_.max_value_bytes)
+      return error(errc::too_large, "value of " + std::to_string(value.size()) + " bytes exceeds " +
+                                        std::to_string(opts_.max_value_bytes));
+    std::unique_lock lock(mutex_);
+    auto it = rows_.find(key);
+    const version_t current = (it != rows_.end() && it->second.live) ? it->second.version : no_version;
+    if (expected && *expected != current)
+      return error(errc::conflict, "expected version " + std::to_string(*expected) + ", current " +
+                                       std::to_string(current));
+    if (it == rows_.end()) it = rows_.emplace(std::string(key), row{{}, version_floor_, false}).first;
+    // Versions keep rising across erase: a tombstone remembers the last one.
+    it->second.version += 1;
+    it->second.value = std::move(value);
+    it->second.live = true;
+    return it->second.version;
+  }
+
+  result<bool> erase_now(std::string_view key) {
+    if (auto bad = check(key)) return *bad;
+    std::unique_lock lock(mutex_);
+    auto it = rows_.find(key);
+    if (it == rows_.end() || !it->second.live) return false;
+    it->second.live = false;
+    it->second.value = std::string();
+    ++tombstones_;
+    if (tombstones_ > 1024 && tombstones_ > rows_.size() / 2) compact_tombstones();
+    return true;
+  }
+
+  result<scan_page> scan_now(std::string_view prefix, std::string_view after, std::size_t limit) const {
+    scan_page page;
+    if (limit == 0) return error(errc::invalid_argument, "scan limit must be positive");
+    std::shared_lock lock(mutex_);
+    auto it = (after.empty() || after < prefix) ? rows_.lower_bound(prefix) : rows_.upper_bound(after);
+    for (; it != rows_.end(); ++it) {
+      std::string_view key = it->first;
+      if (key.substr(0, prefix.size()) != prefix) break;
+      if (!it->second.live) continue;
+      if (page.entries.size() == limit) {
+        page.next = page.entries.back().key;
+        break;
+      }
+      page.entries.push_back(entry{it->first, it->second.value, it->second.version});
+    }
+    return page;
+  }
+
+  /// The number of live keys.
+  std::size_t size() const {
+    std::shared_lock lock(mutex_);
+    return rows_.size() - tombstones_;
+  }
+
+private:
+  struct row {
+    std::string value;
+    version_t version = no_version;
+    bool live = false;
+  };
+
+  std::optional<error> check(std::string_view key) const {
+    if (key.empty()) return error(errc::invalid_argument, "empty key");
+    if (key.size() > opts_.max_key_bytes)
+      return error(errc::invalid_argument,
+                   "key of " + std::to_string(key.size()) + " bytes exceeds " + std::to_string(opts_.max_key_bytes));
+    return std::nullopt;
+  }
+
+  // Tombstones keep versions monotonic across erase; when they pile up they are dropped and
+  // the highest version among them becomes the floor every new row starts above.
+  void compact_tombstones() {
+    for (auto it = rows_.begin(); it != rows_.end();) {
+      if (!it->second.live) {
+        version_floor_ = std::max(version_floor_, it->second.version);
+        it = rows_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    tombstones_ = 0;
+  }
+
+  options opts_{};
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, row, std::less<>> rows_;
+  std::size_t tombstones_ = 0;
+  version_t version_floor_ = no_version;
+};
+
+static_assert(bulwark::repository<repository>, "memory::repository must model bulwark::repository");
+
+} // namespace bulwark::memory

@@ -1,0 +1,302 @@
+#pragma once
+// The event-bus conformance suite: every model of bulwark::event_bus passes it unchanged.
+//   INSTANTIATE_TYPED_TEST_SUITE_P(name, event_bus_conformance, ::testing::Types<Factory>);
+// Topics and groups get unique names per test, so a persistent broker needs no clean-up.
+// Each test publishes before it subscribes (a broker may create topics on first publish).
+
+#include <bulwark/event_bus.hpp>
+
+#include "support/run.hpp"
+
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace bulwark::test {
+
+using namespace std::chrono_literals;
+
+/// A unique topic or group name for one test.
+inline std::string unique_name(std::string_view base) {
+  static std::mt19937_64 rng(std::random_device{}());
+  static std::mutex m;
+  std::lock_guard lock(m);
+  return std::string(base) + "-" + std::to_string(rng() % 1'000'000'000);
+}
+
+/// Polls `done` every 5 ms on the current executor until it holds or `limit` passes.
+inline asio::awaitable<bool> eventually(std::function<bool()> done, std::chrono::milliseconds limit = 60s) {
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) co_return false;
+    tick.expires_after(5ms);
+    co_await tick.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
+/// What a handler saw, safe to read from the test body.
+struct received_log {
+  std::mutex mutex;
+  std::vector<std::pair<std::string, std::string>> messages; // key, value
+  std::map<std::string, int> attempts;                       // value -> last attempt seen
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return messages.size();
+  }
+  void add(const envelope& e) {
+    std::lock_guard lock(mutex);
+    messages.emplace_back(std::string(e.key), std::string(e.value));
+    attempts[std::string(e.value)] = static_cast<int>(e.attempt);
+  }
+};
+
+template <class Factory> class event_bus_conformance : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!Factory::available()) {
+      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "backend not available";
+      GTEST_SKIP() << "backend not available";
+    }
+    model_ = factory_.make();
+  }
+  template <class T> T run(asio::awaitable<T> op) { return test::run(factory_.context(), std::move(op), 120s); }
+  auto& bus() { return *model_; }
+
+  subscribe_options options(const std::string& topic, const std::string& group) {
+    subscribe_options o;
+    o.topic = topic;
+    o.group = group;
+    o.max_attempts = 3;
+    o.retry_backoff = backoff{5ms, 20ms, 2.0, true};
+    return o;
+  }
+  // Publishes (key, value) pairs in order; fails the test on any error.
+  void publish_all(const std::string& topic, const std::vector<std::pair<std::string, std::string>>& items) {
+    auto op = [&]() -> asio::awaitable<result<void>> {
+      for (const auto& item : items) {
+        message m{item.first, item.second, {header{"origin", "suite"}}};
+        auto d = co_await bus().publish(topic, std::move(m));
+        if (!d) co_return d.error();
+      }
+      co_return ok();
+    };
+    auto r = run(op());
+    ASSERT_TRUE(r.has_value()) << r.error();
+  }
+  using subscription_t = typename std::remove_reference_t<decltype(*std::declval<Factory&>().make())>::subscription;
+  subscription_t subscribe(subscribe_options o, message_handler h) {
+    auto s = run(bus().subscribe(std::move(o), std::move(h)));
+    EXPECT_TRUE(s.has_value()) << s.error();
+    return std::move(s).value();
+  }
+  void stop(subscription_t& s) { run(s.stop()); }
+  bool wait_for(std::function<bool()> done, std::chrono::milliseconds limit = 60s) {
+    return run(eventually(std::move(done), limit));
+  }
+
+  Factory factory_;
+  decltype(std::declval<Factory&>().make()) model_;
+};
+
+TYPED_TEST_SUITE_P(event_bus_conformance);
+
+TYPED_TEST_P(event_bus_conformance, delivers_every_message_in_per_key_order) {
+  const auto topic = unique_name("order");
+  std::vector<std::pair<std::string, std::string>> items;
+  for (int i = 0; i < 30; ++i)
+    for (const char* k : {"alpha", "beta", "gamma"}) items.emplace_back(k, std::string(k) + ":" + std::to_string(i));
+  this->publish_all(topic, items);
+  received_log log;
+  std::atomic<bool> headers_ok{true};
+  auto sub = this->subscribe(this->options(topic, unique_name("g")), [&](const envelope& e) -> task<void> {
+    if (e.find_header("origin") != std::optional<std::string_view>("suite")) headers_ok = false;
+    if (e.topic != topic) headers_ok = false;
+    log.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= items.size(); }));
+  this->stop(sub);
+  EXPECT_TRUE(headers_ok);
+  std::map<std::string, std::vector<std::string>> by_key;
+  for (const auto& [k, v] : log.messages) by_key[k].push_back(v);
+  for (const char* k : {"alpha", "beta", "gamma"}) {
+    ASSERT_EQ(by_key[k].size(), 30u) << k;
+    for (int i = 0; i < 30; ++i) EXPECT_EQ(by_key[k][static_cast<std::size_t>(i)], std::string(k) + ":" + std::to_string(i));
+  }
+}
+
+TYPED_TEST_P(event_bus_conformance, failed_handler_gets_the_message_again) {
+  const auto topic = unique_name("retry");
+  this->publish_all(topic, {{"k", "flaky"}, {"k", "after"}});
+  received_log log;
+  std::atomic<int> failures{0};
+  auto sub = this->subscribe(this->options(topic, unique_name("g")), [&](const envelope& e) -> task<void> {
+    if (e.value == "flaky" && e.attempt < 3) {
+      ++failures;
+      co_return error(errc::unavailable, "not yet");
+    }
+    log.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= 2; }));
+  this->stop(sub);
+  EXPECT_EQ(failures.load(), 2);
+  EXPECT_EQ(log.attempts["flaky"], 3);
+  ASSERT_EQ(log.messages.size(), 2u);
+  EXPECT_EQ(log.messages[0].second, "flaky");
+  EXPECT_EQ(log.messages[1].second, "after") << "per-key order holds across retries";
+}
+
+TYPED_TEST_P(event_bus_conformance, message_that_keeps_failing_is_dead_lettered) {
+  const auto topic = unique_name("poison");
+  this->publish_all(topic, {{"p", "poison"}, {"p", "healthy"}});
+  received_log log;
+  std::atomic<int> poison_attempts{0};
+  auto o = this->options(topic, unique_name("g"));
+  auto sub = this->subscribe(o, [&](const envelope& e) -> task<void> {
+    if (e.value == "poison") {
+      ++poison_attempts;
+      co_return error(errc::invalid_argument, "cannot parse");
+    }
+    log.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= 1; }));
+  this->stop(sub);
+  EXPECT_EQ(poison_attempts.load(), 3);
+
+  received_log dead;
+  std::mutex m;
+  std::map<std::string, std::string> dead_headers;
+  auto dlq = this->subscribe(this->options(o.dead_letter_topic_name(), unique_name("dlq")),
+                             [&](const envelope& e) -> task<void> {
+                               std::lock_guard lock(m);
+                               for (const auto& h : e.headers) dead_headers[h.name] = h.value;
+                               dead.add(e);
+                               co_return ok();
+                             });
+  ASSERT_TRUE(this->wait_for([&] { return dead.size() >= 1; }));
+  this->stop(dlq);
+  EXPECT_EQ(dead.messages[0], (std::pair<std::string, std::string>{"p", "poison"}));
+  EXPECT_EQ(dead_headers[std::string(dead_letter_origin_topic)], topic);
+  EXPECT_EQ(dead_headers[std::string(dead_letter_attempts)], "3");
+  EXPECT_EQ(dead_headers["origin"], "suite") << "original headers are kept";
+  EXPECT_FALSE(dead_headers[std::string(dead_letter_origin_partition)].empty());
+  EXPECT_FALSE(dead_headers[std::string(dead_letter_origin_offset)].empty());
+  EXPECT_NE(dead_headers[std::string(dead_letter_error)].find("cannot parse"), std::string::npos);
+}
+
+TYPED_TEST_P(event_bus_conformance, restarted_member_resumes_from_committed_offset) {
+  const auto topic = unique_name("resume");
+  const auto group = unique_name("g");
+  std::vector<std::pair<std::string, std::string>> first, second;
+  for (int i = 0; i < 10; ++i) first.emplace_back("k" + std::to_string(i % 3), "first-" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) second.emplace_back("k" + std::to_string(i % 3), "second-" + std::to_string(i));
+  this->publish_all(topic, first);
+  received_log log1;
+  auto sub = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    log1.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log1.size() >= 10; }));
+  this->stop(sub);
+  this->publish_all(topic, second);
+  received_log log2;
+  auto again = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    log2.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log2.size() >= 10; }));
+  this->stop(again);
+  std::set<std::string> values;
+  for (const auto& [k, v] : log2.messages) values.insert(v);
+  for (const auto& [k, v] : first) EXPECT_EQ(values.count(v), 0u) << v << " was committed before the restart";
+  for (const auto& [k, v] : second) EXPECT_EQ(values.count(v), 1u) << v;
+}
+
+TYPED_TEST_P(event_bus_conformance, stop_drains_the_message_in_flight) {
+  const auto topic = unique_name("drain");
+  const auto group = unique_name("g");
+  this->publish_all(topic, {{"d", "slow"}});
+  std::atomic<bool> started{false}, finished{false};
+  auto sub = this->subscribe(this->options(topic, group), [&](const envelope&) -> task<void> {
+    started = true;
+    asio::steady_timer t(co_await asio::this_coro::executor, 300ms);
+    co_await t.async_wait(asio::use_awaitable);
+    finished = true;
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return started.load(); }));
+  this->stop(sub);
+  EXPECT_TRUE(finished) << "stop() returned before the handler in flight finished";
+  // The drained message was committed: a new member of the group does not see it again.
+  this->publish_all(topic, {{"d", "marker"}});
+  received_log log;
+  auto again = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    log.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= 1; }));
+  this->stop(again);
+  ASSERT_EQ(log.messages.size(), 1u);
+  EXPECT_EQ(log.messages[0].second, "marker");
+}
+
+TYPED_TEST_P(event_bus_conformance, every_group_gets_every_message) {
+  const auto topic = unique_name("fanout");
+  this->publish_all(topic, {{"a", "1"}, {"b", "2"}, {"c", "3"}});
+  received_log one, two;
+  auto s1 = this->subscribe(this->options(topic, unique_name("g1")), [&](const envelope& e) -> task<void> {
+    one.add(e);
+    co_return ok();
+  });
+  auto s2 = this->subscribe(this->options(topic, unique_name("g2")), [&](const envelope& e) -> task<void> {
+    two.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return one.size() >= 3 && two.size() >= 3; }));
+  this->stop(s1);
+  this->stop(s2);
+}
+
+TYPED_TEST_P(event_bus_conformance, subscribe_without_group_is_invalid_argument) {
+  subscribe_options o;
+  o.topic = unique_name("t");
+  auto s = this->run(this->bus().subscribe(o, [](const envelope&) -> task<void> { co_return ok(); }));
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error(), errc::invalid_argument);
+}
+
+TYPED_TEST_P(event_bus_conformance, idle_member_stops_promptly) {
+  const auto topic = unique_name("idle");
+  this->publish_all(topic, {{"x", "only"}});
+  received_log log;
+  auto sub = this->subscribe(this->options(topic, unique_name("g")), [&](const envelope& e) -> task<void> {
+    log.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= 1; }));
+  const auto start = std::chrono::steady_clock::now();
+  this->stop(sub);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
+}
+
+REGISTER_TYPED_TEST_SUITE_P(event_bus_conformance, delivers_every_message_in_per_key_order,
+                            failed_handler_gets_the_message_again, message_that_keeps_failing_is_dead_lettered,
+                            restarted_member_resumes_from_committed_offset, stop_drains_the_message_in_flight,
+                            every_group_gets_every_message, subscribe_without_group_is_invalid_argument,
+                            idle_member_stops_promptly);
+
+} // namespace bulwark::test

@@ -1,0 +1,45 @@
+// The three conformance suites against the in-memory models.
+#include "conformance/cache_suite.hpp"
+#include "conformance/event_bus_suite.hpp"
+#include "conformance/repository_suite.hpp"
+
+#include <bulwark/manual_clock.hpp>
+#include <bulwark/memory/cache.hpp>
+#include <bulwark/memory/event_bus.hpp>
+#include <bulwark/memory/repository.hpp>
+
+namespace {
+
+struct memory_repository_factory {
+  static bool available() { return true; }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<bulwark::memory::repository> make() { return std::make_unique<bulwark::memory::repository>(); }
+  asio::io_context ctx;
+};
+
+struct memory_cache_factory {
+  using model = bulwark::memory::basic_cache<bulwark::manual_clock>;
+  static bool available() { return true; }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<model> make() { return std::make_unique<model>(model::options{}, clock); }
+  void advance(std::chrono::milliseconds d) { clock.advance(d); }
+  asio::io_context ctx;
+  bulwark::manual_clock clock;
+};
+
+struct memory_event_bus_factory {
+  static bool available() { return true; }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<bulwark::memory::event_bus> make() {
+    return std::make_unique<bulwark::memory::event_bus>(ctx.get_executor());
+  }
+  asio::io_context ctx;
+};
+
+} // namespace
+
+namespace bulwark::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(memory, repository_conformance, ::testing::Types<memory_repository_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(memory, cache_conformance, ::testing::Types<memory_cache_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(memory, event_bus_conformance, ::testing::Types<memory_event_bus_factory>);
+} // namespace bulwark::test

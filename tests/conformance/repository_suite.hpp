@@ -1,0 +1,194 @@
+#pragma once
+// The repository conformance suite: every model of bulwark::repository passes it unchanged.
+// Instantiate with a factory (see README.md):
+//   INSTANTIATE_TYPED_TEST_SUITE_P(name, repository_conformance, ::testing::Types<Factory>);
+
+#include <bulwark/repository.hpp>
+
+#include "support/run.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <future>
+#include <string>
+#include <vector>
+
+namespace bulwark::test {
+
+template <class Factory> class repository_conformance : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!Factory::available()) {
+      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "backend not available";
+      GTEST_SKIP() << "backend not available";
+    }
+    model_ = factory_.make();
+  }
+  template <class T> T run(asio::awaitable<T> op) { return test::run(factory_.context(), std::move(op)); }
+  auto& repo() { return *model_; }
+
+  Factory factory_;
+  decltype(std::declval<Factory&>().make()) model_;
+};
+
+TYPED_TEST_SUITE_P(repository_conformance);
+
+TYPED_TEST_P(repository_conformance, get_of_missing_key_is_empty_not_an_error) {
+  auto got = this->run(this->repo().get("absent"));
+  ASSERT_TRUE(got.has_value()) << got.error();
+  EXPECT_FALSE(got.value().has_value());
+}
+
+TYPED_TEST_P(repository_conformance, put_then_get_round_trips_value_and_version) {
+  auto v = this->run(this->repo().put("k1", "hello", std::nullopt));
+  ASSERT_TRUE(v.has_value()) << v.error();
+  auto got = this->run(this->repo().get("k1"));
+  ASSERT_TRUE(got.has_value() && got.value().has_value());
+  EXPECT_EQ(got.value()->value, "hello");
+  EXPECT_EQ(got.value()->version, v.value());
+  EXPECT_GT(v.value(), no_version);
+}
+
+TYPED_TEST_P(repository_conformance, binary_values_round_trip) {
+  const std::string value("a\0b'\"\\\xff\xfe unicode: \xc3\xa9\xe2\x82\xac", 26);
+  const std::string key = "bin/\xc3\xa9'\"";
+  ASSERT_TRUE(this->run(this->repo().put(key, value, no_version)).has_value());
+  auto got = this->run(this->repo().get(key));
+  ASSERT_TRUE(got.has_value() && got.value().has_value());
+  EXPECT_EQ(got.value()->value, value);
+}
+
+TYPED_TEST_P(repository_conformance, versions_rise_on_every_put_and_across_erase) {
+  auto& r = this->repo();
+  version_t last = no_version;
+  for (int i = 0; i < 5; ++i) {
+    auto v = this->run(r.put("mono", "v" + std::to_string(i), std::nullopt));
+    ASSERT_TRUE(v.has_value()) << v.error();
+    EXPECT_GT(v.value(), last);
+    last = v.value();
+  }
+  auto erased = this->run(r.erase("mono"));
+  ASSERT_TRUE(erased.has_value());
+  EXPECT_TRUE(erased.value());
+  auto again = this->run(r.put("mono", "back", no_version));
+  ASSERT_TRUE(again.has_value()) << again.error();
+  EXPECT_GT(again.value(), last);
+}
+
+TYPED_TEST_P(repository_conformance, compare_and_set_conflicts_on_stale_version) {
+  auto& r = this->repo();
+  auto v1 = this->run(r.put("cas", "one", no_version)).value();
+  auto v2 = this->run(r.put("cas", "two", v1));
+  ASSERT_TRUE(v2.has_value()) << v2.error();
+  auto stale = this->run(r.put("cas", "three", v1));
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error(), errc::conflict);
+  auto exists = this->run(r.put("cas", "again", no_version));
+  ASSERT_FALSE(exists.has_value());
+  EXPECT_EQ(exists.error(), errc::conflict);
+  auto missing = this->run(r.put("cas-missing", "x", version_t{7}));
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error(), errc::conflict);
+  EXPECT_EQ(this->run(r.get("cas")).value()->value, "two");
+}
+
+TYPED_TEST_P(repository_conformance, erase_reports_whether_the_key_existed) {
+  auto& r = this->repo();
+  ASSERT_TRUE(this->run(r.put("gone", "x", std::nullopt)).has_value());
+  EXPECT_TRUE(this->run(r.erase("gone")).value());
+  EXPECT_FALSE(this->run(r.erase("gone")).value());
+  EXPECT_FALSE(this->run(r.get("gone")).value().has_value());
+}
+
+TYPED_TEST_P(repository_conformance, empty_key_is_invalid_argument) {
+  auto put = this->run(this->repo().put("", "x", std::nullopt));
+  ASSERT_FALSE(put.has_value());
+  EXPECT_EQ(put.error(), errc::invalid_argument);
+}
+
+TYPED_TEST_P(repository_conformance, scan_returns_prefix_in_byte_order_with_pagination) {
+  auto& r = this->repo();
+  std::vector<std::string> keys = {"user/b", "user/a", "user/c", "user/aa", "users", "usea", "user/d", "zzz"};
+  for (const auto& k : keys) ASSERT_TRUE(this->run(r.put(k, "v:" + k, std::nullopt)).has_value());
+  ASSERT_TRUE(this->run(r.erase("user/c")).value());
+  std::vector<std::string> seen;
+  std::string after;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = this->run(r.scan("user/", after, 2));
+    ASSERT_TRUE(page.has_value()) << page.error();
+    EXPECT_LE(page.value().entries.size(), 2u);
+    for (const auto& e : page.value().entries) {
+      EXPECT_EQ(e.value, "v:" + e.key);
+      EXPECT_GT(e.version, no_version);
+      seen.push_back(e.key);
+    }
+    if (!page.value().next) break;
+    after = *page.value().next;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"user/a", "user/aa", "user/b", "user/d"}));
+  auto none = this->run(r.scan("nope/", "", 10));
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none.value().entries.empty());
+  EXPECT_FALSE(none.value().next.has_value());
+}
+
+TYPED_TEST_P(repository_conformance, concurrent_writers_lose_no_update) {
+  auto& r = this->repo();
+  ASSERT_TRUE(this->run(r.put("counter", "0", no_version)).has_value());
+  constexpr int writers = 8, increments = 10;
+  auto writer = [&r]() -> asio::awaitable<result<int>> {
+    int conflicts = 0;
+    for (int done = 0; done < increments;) {
+      auto cur = co_await r.get("counter");
+      if (!cur) co_return cur.error();
+      const int n = std::stoi(cur.value()->value);
+      auto put = co_await r.put("counter", std::to_string(n + 1), cur.value()->version);
+      if (put) {
+        ++done;
+      } else if (put.error() == errc::conflict) {
+        ++conflicts;
+      } else {
+        co_return put.error();
+      }
+    }
+    co_return conflicts;
+  };
+  auto all = [&]() -> asio::awaitable<result<int>> {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::future<std::optional<result<int>>>> futures;
+    for (int i = 0; i < writers; ++i) futures.push_back(spawn(ex, writer()));
+    // Yield until all are done, without blocking the executor they run on.
+    asio::steady_timer tick(ex);
+    for (auto& f : futures) {
+      while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        tick.expires_after(std::chrono::milliseconds(1));
+        co_await tick.async_wait(asio::use_awaitable);
+      }
+    }
+    int conflicts = 0;
+    for (auto& f : futures) {
+      auto c = *f.get();
+      if (!c) co_return c.error();
+      conflicts += c.value();
+    }
+    co_return conflicts;
+  };
+  auto conflicts = this->run(all());
+  ASSERT_TRUE(conflicts.has_value()) << conflicts.error();
+  auto final_value = this->run(r.get("counter"));
+  EXPECT_EQ(final_value.value()->value, std::to_string(writers * increments));
+}
+
+REGISTER_TYPED_TEST_SUITE_P(repository_conformance, get_of_missing_key_is_empty_not_an_error,
+                            put_then_get_round_trips_value_and_version, binary_values_round_trip,
+                            versions_rise_on_every_put_and_across_erase, compare_and_set_conflicts_on_stale_version,
+                            erase_reports_whether_the_key_existed, empty_key_is_invalid_argument,
+                            scan_returns_prefix_in_byte_order_with_pagination, concurrent_writers_lose_no_update);
+
+} // namespace bulwark::test

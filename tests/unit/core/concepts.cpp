@@ -1,0 +1,52 @@
+// Archetypes: the smallest types that model each concept, and near misses that must not.
+#include <bulwark/cache.hpp>
+#include <bulwark/event_bus.hpp>
+#include <bulwark/repository.hpp>
+
+#include <gtest/gtest.h>
+
+namespace archetype {
+struct repository {
+  bulwark::task<std::optional<bulwark::versioned>> get(std::string_view);
+  bulwark::task<bulwark::version_t> put(std::string_view, std::string, std::optional<bulwark::version_t>);
+  bulwark::task<bool> erase(std::string_view);
+  bulwark::task<bulwark::scan_page> scan(std::string_view, std::string_view, std::size_t);
+};
+struct repository_without_erase {
+  bulwark::task<std::optional<bulwark::versioned>> get(std::string_view);
+  bulwark::task<bulwark::version_t> put(std::string_view, std::string, std::optional<bulwark::version_t>);
+  bulwark::task<bulwark::scan_page> scan(std::string_view, std::string_view, std::size_t);
+};
+struct cache {
+  bulwark::task<std::optional<bulwark::cached>> get(std::string_view);
+  bulwark::task<bool> put(std::string_view, bulwark::versioned, std::chrono::milliseconds);
+  bulwark::task<bool> erase(std::string_view);
+};
+struct cache_with_sync_get {
+  std::optional<bulwark::cached> get(std::string_view);
+  bulwark::task<bool> put(std::string_view, bulwark::versioned, std::chrono::milliseconds);
+  bulwark::task<bool> erase(std::string_view);
+};
+struct bus {
+  struct subscription {
+    asio::awaitable<void> stop();
+  };
+  bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
+  bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
+};
+struct bus_without_stop {
+  struct subscription {};
+  bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
+  bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
+};
+} // namespace archetype
+
+static_assert(bulwark::repository<archetype::repository>);
+static_assert(!bulwark::repository<archetype::repository_without_erase>);
+static_assert(bulwark::cache<archetype::cache>);
+static_assert(!bulwark::cache<archetype::cache_with_sync_get>);
+static_assert(bulwark::event_bus<archetype::bus>);
+static_assert(!bulwark::event_bus<archetype::bus_without_stop>);
+static_assert(!bulwark::repository<archetype::cache>);
+
+TEST(concepts, archetypes_are_checked_at_compile_time) { SUCCEED() << "see the static_asserts above"; }

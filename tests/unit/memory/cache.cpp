@@ -1,0 +1,73 @@
+#include <bulwark/memory/cache.hpp>
+
+#include <bulwark/manual_clock.hpp>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+using namespace std::chrono_literals;
+using bulwark::versioned;
+using test_cache = bulwark::memory::basic_cache<bulwark::manual_clock>;
+
+TEST(memory_cache, evicts_least_recently_used_beyond_max_entries) {
+  test_cache c(test_cache::options{.max_entries = 3, .max_bytes = 1 << 20, .shards = 1});
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+  ASSERT_TRUE(c.get_now("k0").value().has_value()); // k0 is now the most recently used
+  ASSERT_TRUE(c.put_now("k3", versioned{"v", 1}, 0ms).value());
+  EXPECT_TRUE(c.get_now("k0").value().has_value());
+  EXPECT_FALSE(c.get_now("k1").value().has_value()) << "k1 was the least recently used";
+  EXPECT_TRUE(c.get_now("k3").value().has_value());
+  const auto s = c.stats();
+  EXPECT_EQ(s.entries, 3u);
+  EXPECT_EQ(s.evictions, 1u);
+}
+
+TEST(memory_cache, stays_within_max_bytes) {
+  const std::size_t budget = 10 * (1000 + test_cache::entry_overhead + 4);
+  test_cache c(test_cache::options{.max_entries = 1000, .max_bytes = budget, .shards = 1});
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{std::string(1000, 'x'), 1}, 0ms));
+  const auto s = c.stats();
+  EXPECT_LE(s.bytes, budget);
+  EXPECT_GE(s.entries, 9u);
+  EXPECT_LE(s.entries, 10u);
+}
+
+TEST(memory_cache, entry_larger_than_a_shard_is_too_large) {
+  test_cache c(test_cache::options{.max_entries = 10, .max_bytes = 512, .shards = 1});
+  auto r = c.put_now("big", versioned{std::string(1024, 'x'), 1}, 0ms);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), bulwark::errc::too_large);
+}
+
+TEST(memory_cache, ttl_follows_the_injected_clock_exactly) {
+  bulwark::manual_clock clock;
+  test_cache c(test_cache::options{}, clock);
+  ASSERT_TRUE(c.put_now("k", versioned{"v", 1}, 1000ms).value());
+  EXPECT_EQ(c.get_now("k").value()->stored_at, clock.now());
+  clock.advance(999ms);
+  EXPECT_TRUE(c.get_now("k").value().has_value());
+  clock.advance(1ms);
+  EXPECT_FALSE(c.get_now("k").value().has_value());
+  EXPECT_EQ(c.stats().expirations, 1u);
+}
+
+TEST(memory_cache, negative_ttl_is_invalid_argument) {
+  test_cache c;
+  EXPECT_EQ(c.put_now("k", versioned{"v", 1}, -1ms).error(), bulwark::errc::invalid_argument);
+}
+
+TEST(memory_cache, concurrent_threads_never_lower_a_version) {
+  bulwark::memory::cache c;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&c, t] {
+      for (bulwark::version_t v = 1; v <= 2000; ++v) {
+        (void)c.put_now("shared", versioned{std::to_string(v), v * 4 + static_cast<bulwark::version_t>(t)}, 0ms);
+        auto got = c.get_now("shared").value();
+        if (!got) std::abort();
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(c.get_now("shared").value()->version, 2000u * 4 + 3);
+}
