@@ -216,8 +216,12 @@ TEST_F(mysql_adapter, errors_map_onto_bulwark_conditions) {
 
 TEST_F(mysql_adapter, lock_wait_timeout_maps_to_timeout) {
   ASSERT_TRUE(run(repo_->put("locked", "a", std::nullopt)).has_value());
-  auto holder = run(pool_->acquire());
-  auto other = run(pool_->acquire());
+  // The server's lock wait timeout (1 s) must come before the client's read timeout.
+  auto cfg = test_config();
+  cfg.read_timeout = 10s;
+  mysql::pool patient(ctx_.get_executor(), cfg);
+  auto holder = run(patient.acquire());
+  auto other = run(patient.acquire());
   ASSERT_TRUE(holder.has_value() && other.has_value());
   const std::string t = "`" + repo_->collection() + "`";
   ASSERT_TRUE(run(holder.value()->run_ddl("START TRANSACTION")).has_value());
@@ -228,6 +232,9 @@ TEST_F(mysql_adapter, lock_wait_timeout_maps_to_timeout) {
   EXPECT_EQ(blocked.error().code().value(), 1205);
   EXPECT_EQ(blocked.error(), errc::timeout);
   ASSERT_TRUE(run(holder.value()->run_ddl("ROLLBACK")).has_value());
+  holder.value().release();
+  other.value().release();
+  run(patient.stop());
 }
 
 TEST_F(mysql_adapter, pool_bounds_its_connections_and_its_waiters) {
