@@ -176,6 +176,15 @@ TEST_F(mysql_adapter, scan_pages_through_a_prefix_in_byte_order) {
     after = *page.value().next;
   }
   EXPECT_EQ(seen, inside);
+  // Bounds longer than any key: a prefix matches nothing, an `after` still orders.
+  auto long_prefix = run(repo_->scan(std::string(300, 'p'), "", 10));
+  ASSERT_TRUE(long_prefix.has_value()) << long_prefix.error();
+  EXPECT_TRUE(long_prefix.value().entries.empty());
+  auto long_after = run(repo_->scan("p", std::string(300, 'p'), 10));
+  ASSERT_TRUE(long_after.has_value()) << long_after.error();
+  std::vector<std::string> after_keys;
+  for (auto& e : long_after.value().entries) after_keys.push_back(e.key);
+  EXPECT_EQ(after_keys, (std::vector<std::string>{"pz", "p\x7F", "p\xFF", "p\xFF\xFF"}));
   auto high = run(repo_->scan("\xFF", "", 10));
   ASSERT_TRUE(high.has_value());
   ASSERT_EQ(high.value().entries.size(), 1u);

@@ -207,11 +207,9 @@ public:
   /// Up to limit entries with key starting with prefix and greater than after, ascending by
   /// bytes; page.next is set when more may follow. One round trip, an index range scan.
   task<scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
-    if (prefix.size() > max_key_size || after.size() > max_key_size) {
-      co_return bulwark::error(errc::invalid_argument, "scan bound longer than 255 bytes");
-    }
     scan_page page;
-    if (limit == 0) co_return page;
+    // No key is longer than 255 bytes, so a longer prefix matches nothing.
+    if (limit == 0 || prefix.size() > max_key_size) co_return page;
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
     const auto upper = detail::prefix_successor(prefix);
     BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(upper ? sql_->scan_bounded : sql_->scan_open));
