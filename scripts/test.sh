@@ -8,6 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 scripts/install-deps.sh
+scripts/check-format.sh
 
 export BULWARK_SERVERS_DIR="$root/.servers"
 rm -rf "$BULWARK_SERVERS_DIR"

@@ -93,9 +93,7 @@ inline const std::error_category& category() noexcept {
   return instance;
 }
 
-inline std::error_condition make_error_condition(errc e) noexcept {
-  return {static_cast<int>(e), category()};
-}
+inline std::error_condition make_error_condition(errc e) noexcept { return {static_cast<int>(e), category()}; }
 
 /// A code in bulwark's category; compares equal to the condition of the same name.
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }

@@ -93,9 +93,9 @@ enum class start_from { earliest, latest };
 struct subscribe_options {
   std::string topic;
   std::string group;
-  unsigned max_attempts = 5;           ///< deliveries before the message is dead-lettered
-  backoff retry_backoff{};             ///< delay between two attempts of one message
-  std::string dead_letter_topic;       ///< empty: topic + ".dlq"
+  unsigned max_attempts = 5;     ///< deliveries before the message is dead-lettered
+  backoff retry_backoff{};       ///< delay between two attempts of one message
+  std::string dead_letter_topic; ///< empty: topic + ".dlq"
   start_from start = start_from::earliest;
 
   std::string dead_letter_topic_name() const { return dead_letter_topic.empty() ? topic + ".dlq" : dead_letter_topic; }
@@ -124,7 +124,7 @@ concept event_bus = requires(B& b, std::string_view topic, message m, subscribe_
   typename B::subscription;
   { b.publish(topic, std::move(m)) } -> std::same_as<task<delivery>>;
   { b.subscribe(std::move(o), std::move(h)) } -> std::same_as<task<typename B::subscription>>;
-  requires requires(typename B::subscription& s) {
+  requires requires(typename B::subscription & s) {
     { s.stop() } -> std::same_as<asio::awaitable<void>>;
   };
 };

@@ -56,7 +56,7 @@ template <class T> struct typed_cached {
 
 /// The codec pair for T: typed<T>::encode / typed<T>::decode.
 template <class T, class Codec = json_codec<T>>
-  requires codec_for<Codec, T>
+requires codec_for<Codec, T>
 struct typed {
   using value_type = T;
   using codec = Codec;
@@ -66,7 +66,7 @@ struct typed {
 
 /// A repository of T over a byte repository. Holds a reference: the model outlives it.
 template <bulwark::repository Repository, class T, class Codec = json_codec<T>>
-  requires codec_for<Codec, T>
+requires codec_for<Codec, T>
 class typed_repository {
 public:
   explicit typed_repository(Repository& repo) : repo_(repo) {}
@@ -94,7 +94,7 @@ private:
 
 /// A cache of T over a byte cache. Holds a reference: the model outlives it.
 template <bulwark::cache Cache, class T, class Codec = json_codec<T>>
-  requires codec_for<Codec, T>
+requires codec_for<Codec, T>
 class typed_cache {
 public:
   explicit typed_cache(Cache& cache) : cache_(cache) {}

@@ -6,7 +6,7 @@
 
 #include <bulwark/cache.hpp>
 
-#include "support/run.hpp"
+#include "conformance/fixture.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/steady_timer.hpp>
@@ -21,20 +21,9 @@
 
 namespace bulwark::test {
 
-template <class Factory> class cache_conformance : public ::testing::Test {
+template <class Factory> class cache_conformance : public conformance_fixture<Factory> {
 protected:
-  void SetUp() override {
-    if (!Factory::available()) {
-      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "backend not available";
-      GTEST_SKIP() << "backend not available";
-    }
-    model_ = factory_.make();
-  }
-  template <class T> T run(asio::awaitable<T> op) { return test::run(factory_.context(), std::move(op)); }
-  auto& cache() { return *model_; }
-
-  Factory factory_;
-  decltype(std::declval<Factory&>().make()) model_;
+  auto& cache() { return this->model(); }
 };
 
 using namespace std::chrono_literals;
@@ -59,7 +48,8 @@ TYPED_TEST_P(cache_conformance, put_then_get_returns_value_version_and_stored_at
 }
 
 TYPED_TEST_P(cache_conformance, binary_values_round_trip) {
-  const std::string value("\0\x01\xff'\"\r\n\xc3\xa9", 9);
+  static constexpr char raw[] = "\0\x01\xff'\"\r\n\xc3\xa9";
+  const std::string value(raw, sizeof(raw) - 1);
   ASSERT_TRUE(this->run(this->cache().put("bin", versioned{value, 1}, 60s)).value());
   EXPECT_EQ(this->run(this->cache().get("bin")).value()->value, value);
 }

@@ -6,7 +6,7 @@
 
 #include <bulwark/event_bus.hpp>
 
-#include "support/run.hpp"
+#include "conformance/fixture.hpp"
 
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
@@ -34,18 +34,6 @@ inline std::string unique_name(std::string_view base) {
   return std::string(base) + "-" + std::to_string(rng() % 1'000'000'000);
 }
 
-/// Polls `done` every 5 ms on the current executor until it holds or `limit` passes.
-inline asio::awaitable<bool> eventually(std::function<bool()> done, std::chrono::milliseconds limit = 60s) {
-  asio::steady_timer tick(co_await asio::this_coro::executor);
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-    tick.expires_after(5ms);
-    co_await tick.async_wait(asio::use_awaitable);
-  }
-  co_return true;
-}
-
 /// What a handler saw, safe to read from the test body.
 struct received_log {
   std::mutex mutex;
@@ -62,17 +50,10 @@ struct received_log {
   }
 };
 
-template <class Factory> class event_bus_conformance : public ::testing::Test {
+template <class Factory> class event_bus_conformance : public conformance_fixture<Factory> {
 protected:
-  void SetUp() override {
-    if (!Factory::available()) {
-      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "backend not available";
-      GTEST_SKIP() << "backend not available";
-    }
-    model_ = factory_.make();
-  }
-  template <class T> T run(asio::awaitable<T> op) { return test::run(factory_.context(), std::move(op), 120s); }
-  auto& bus() { return *model_; }
+  using conformance_fixture<Factory>::run;
+  auto& bus() { return this->model(); }
 
   subscribe_options options(const std::string& topic, const std::string& group) {
     subscribe_options o;
@@ -105,9 +86,6 @@ protected:
   bool wait_for(std::function<bool()> done, std::chrono::milliseconds limit = 60s) {
     return run(eventually(std::move(done), limit));
   }
-
-  Factory factory_;
-  decltype(std::declval<Factory&>().make()) model_;
 };
 
 TYPED_TEST_SUITE_P(event_bus_conformance);
@@ -133,7 +111,8 @@ TYPED_TEST_P(event_bus_conformance, delivers_every_message_in_per_key_order) {
   for (const auto& [k, v] : log.messages) by_key[k].push_back(v);
   for (const char* k : {"alpha", "beta", "gamma"}) {
     ASSERT_EQ(by_key[k].size(), 30u) << k;
-    for (int i = 0; i < 30; ++i) EXPECT_EQ(by_key[k][static_cast<std::size_t>(i)], std::string(k) + ":" + std::to_string(i));
+    for (int i = 0; i < 30; ++i)
+      EXPECT_EQ(by_key[k][static_cast<std::size_t>(i)], std::string(k) + ":" + std::to_string(i));
   }
 }
 

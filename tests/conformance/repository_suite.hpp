@@ -5,7 +5,7 @@
 
 #include <bulwark/repository.hpp>
 
-#include "support/run.hpp"
+#include "conformance/fixture.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -21,20 +21,9 @@
 
 namespace bulwark::test {
 
-template <class Factory> class repository_conformance : public ::testing::Test {
+template <class Factory> class repository_conformance : public conformance_fixture<Factory> {
 protected:
-  void SetUp() override {
-    if (!Factory::available()) {
-      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "backend not available";
-      GTEST_SKIP() << "backend not available";
-    }
-    model_ = factory_.make();
-  }
-  template <class T> T run(asio::awaitable<T> op) { return test::run(factory_.context(), std::move(op)); }
-  auto& repo() { return *model_; }
-
-  Factory factory_;
-  decltype(std::declval<Factory&>().make()) model_;
+  auto& repo() { return this->model(); }
 };
 
 TYPED_TEST_SUITE_P(repository_conformance);
@@ -56,7 +45,8 @@ TYPED_TEST_P(repository_conformance, put_then_get_round_trips_value_and_version)
 }
 
 TYPED_TEST_P(repository_conformance, binary_values_round_trip) {
-  const std::string value("a\0b'\"\\\xff\xfe unicode: \xc3\xa9\xe2\x82\xac", 26);
+  static constexpr char raw[] = "a\0b'\"\\\xff\xfe unicode: \xc3\xa9\xe2\x82\xac";
+  const std::string value(raw, sizeof(raw) - 1);
   const std::string key = "bin/\xc3\xa9'\"";
   ASSERT_TRUE(this->run(this->repo().put(key, value, no_version)).has_value());
   auto got = this->run(this->repo().get(key));

@@ -3,11 +3,15 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <future>
 #include <optional>
 #include <stdexcept>
@@ -52,6 +56,20 @@ T run(asio::io_context& ctx, asio::awaitable<T> op, std::chrono::milliseconds li
   }
 }
 
+/// Polls `done` every 5 ms on the current executor until it holds (true) or `limit` passes
+/// (false). For waiting on what other coroutines or threads do, without blocking them.
+inline asio::awaitable<bool> eventually(std::function<bool()> done,
+                                        std::chrono::milliseconds limit = std::chrono::seconds(60)) {
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) co_return false;
+    tick.expires_after(std::chrono::milliseconds(5));
+    co_await tick.async_wait(asio::use_awaitable);
+  }
+  co_return true;
+}
+
 /// The value of environment variable `name`; when it is missing the test is skipped, or fails
 /// when BULWARK_REQUIRE_SERVERS is set (as scripts/test.sh does), so CI never skips silently.
 inline std::optional<std::string> server_env(const char* name) {
@@ -62,10 +80,10 @@ inline std::optional<std::string> server_env(const char* name) {
 } // namespace bulwark::test
 
 /// Skips (or, under scripts/test.sh, fails) the current test when `var` is not set.
-#define BULWARK_REQUIRE_SERVER(var, name)                                                                     \
-  auto var##_value = ::bulwark::test::server_env(name);                                                        \
-  if (!var##_value) {                                                                                          \
-    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << name << " is not set: start the servers first";      \
-    GTEST_SKIP() << name << " is not set (scripts/servers.sh up)";                                             \
-  }                                                                                                            \
+#define BULWARK_REQUIRE_SERVER(var, name)                                                                              \
+  auto var##_value = ::bulwark::test::server_env(name);                                                                \
+  if (!var##_value) {                                                                                                  \
+    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << name << " is not set: start the servers first";              \
+    GTEST_SKIP() << name << " is not set (scripts/servers.sh up)";                                                     \
+  }                                                                                                                    \
   const std::string var = *var##_value

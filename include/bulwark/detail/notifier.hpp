@@ -9,8 +9,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace bulwark::detail {
+
+/// Type-erases a (move-only) completion handler into a copyable "resume on your executor".
+template <class Handler> std::function<void()> resumer(Handler handler) {
+  auto held = std::make_shared<Handler>(std::move(handler));
+  return [held]() { asio::post(std::move(*held)); };
+}
 
 class notifier {
 public:
@@ -18,8 +25,7 @@ public:
   template <class CompletionToken> auto async_wait(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void()>(
         [this](auto handler) {
-          auto held = std::make_shared<decltype(handler)>(std::move(handler));
-          std::function<void()> resume = [held]() { asio::post(std::move(*held)); };
+          auto resume = resumer(std::move(handler));
           std::unique_lock lock(mutex_);
           if (pending_) {
             pending_ = false;
@@ -60,8 +66,7 @@ public:
   template <class CompletionToken> auto async_wait(CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void()>(
         [this](auto handler) {
-          auto held = std::make_shared<decltype(handler)>(std::move(handler));
-          std::function<void()> resume = [held]() { asio::post(std::move(*held)); };
+          auto resume = resumer(std::move(handler));
           std::unique_lock lock(mutex_);
           if (set_) {
             lock.unlock();

@@ -1,9 +1,11 @@
 #pragma once
 // memory::cache: the in-memory model of bulwark::cache. Sharded (one lock per shard), LRU
-// within a shard, bounded by entries and by bytes, TTL read from an injected clock.
+// within a shard, bounded by entries and by bytes, TTL read from an injected clock (by
+// default the coarse wall clock: TTLs are exact to a kernel tick, 1-4 ms).
 // Thread-safe. get/put/erase cost one hash, one shard lock and one copy of the value.
 
 #include <bulwark/cache.hpp>
+#include <bulwark/coarse_clock.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -30,13 +32,13 @@ struct cache_stats {
   std::size_t bytes = 0;
 };
 
-template <class Clock = std::chrono::system_clock> class basic_cache {
+template <class Clock = coarse_system_clock> class basic_cache {
 public:
   struct options {
-    std::size_t max_entries = 100'000;     ///< across all shards
-    std::size_t max_bytes = 256u << 20;    ///< keys + values + per-entry overhead
+    std::size_t max_entries = 100'000;  ///< across all shards
+    std::size_t max_bytes = 256u << 20; ///< keys + values + per-entry overhead
     std::size_t shards = 16;
-    std::size_t max_key_bytes = 1024;      ///< longer keys: errc::invalid_argument
+    std::size_t max_key_bytes = 1024; ///< longer keys: errc::invalid_argument
   };
 
   /// Accounted per entry on top of key and value: list node, map node, bookkeeping.
@@ -64,10 +66,11 @@ public:
   task<bool> erase(std::string_view key) { co_return erase_now(key); }
 
   result<std::optional<cached>> get_now(std::string_view key) {
-    auto& s = shard_for(key);
+    const hashed_key hk{key, std::hash<std::string_view>{}(key)};
+    auto& s = shard_for(hk);
     const auto now = clock_.now();
     std::lock_guard lock(s.mutex);
-    auto it = s.index.find(key);
+    auto it = s.index.find(hk);
     if (it == s.index.end()) {
       ++s.misses;
       return std::optional<cached>{};
@@ -80,7 +83,7 @@ public:
       return std::optional<cached>{};
     }
     ++s.hits;
-    s.lru.splice(s.lru.begin(), s.lru, node);
+    if (node != s.lru.begin()) s.lru.splice(s.lru.begin(), s.lru, node);
     return std::optional<cached>{node->item};
   }
 
@@ -88,7 +91,8 @@ public:
     if (key.empty()) return error(errc::invalid_argument, "empty key");
     if (key.size() > opts_.max_key_bytes) return error(errc::invalid_argument, "key too long");
     if (ttl.count() < 0) return error(errc::invalid_argument, "negative ttl");
-    auto& s = shard_for(key);
+    const hashed_key hk{key, std::hash<std::string_view>{}(key)};
+    auto& s = shard_for(hk);
     const std::size_t cost = key.size() + value.value.size() + entry_overhead;
     if (cost > s.max_bytes)
       return error(errc::too_large, "entry of " + std::to_string(cost) + " bytes exceeds the shard bound of " +
@@ -97,7 +101,7 @@ public:
     const auto expires_at =
         ttl.count() == 0 ? no_expiry : now + std::chrono::duration_cast<std::chrono::system_clock::duration>(ttl);
     std::lock_guard lock(s.mutex);
-    auto it = s.index.find(key);
+    auto it = s.index.find(hk);
     if (it != s.index.end()) {
       auto node = it->second;
       const bool expired = node->expires_at != no_expiry && now >= node->expires_at;
@@ -109,8 +113,9 @@ public:
       s.bytes += cost;
       s.lru.splice(s.lru.begin(), s.lru, node);
     } else {
-      s.lru.push_front(slot{std::string(key), cached{std::move(value.value), value.version, now}, expires_at, cost});
-      s.index.emplace(std::string_view(s.lru.front().key), s.lru.begin());
+      s.lru.push_front(
+          slot{std::string(key), hk.hash, cached{std::move(value.value), value.version, now}, expires_at, cost});
+      s.index.emplace(hashed_key{s.lru.front().key, hk.hash}, s.lru.begin());
       s.bytes += cost;
     }
     s.evict_to_bounds();
@@ -118,9 +123,10 @@ public:
   }
 
   result<bool> erase_now(std::string_view key) {
-    auto& s = shard_for(key);
+    const hashed_key hk{key, std::hash<std::string_view>{}(key)};
+    auto& s = shard_for(hk);
     std::lock_guard lock(s.mutex);
-    auto it = s.index.find(key);
+    auto it = s.index.find(hk);
     if (it == s.index.end()) return false;
     s.remove(it);
     return true;
@@ -145,8 +151,19 @@ public:
 private:
   static constexpr auto no_expiry = std::chrono::system_clock::time_point::max();
 
+  // A key with its hash, computed once per call and shared by shard choice and index lookup.
+  struct hashed_key {
+    std::string_view key;
+    std::size_t hash = 0;
+    friend bool operator==(const hashed_key& a, const hashed_key& b) noexcept { return a.key == b.key; }
+  };
+  struct stored_hash {
+    std::size_t operator()(const hashed_key& k) const noexcept { return k.hash; }
+  };
+
   struct slot {
     std::string key;
+    std::size_t hash = 0;
     cached item;
     std::chrono::system_clock::time_point expires_at;
     std::size_t cost = 0;
@@ -157,7 +174,7 @@ private:
     mutable std::mutex mutex;
     lru_list lru; // most recently used first
     // Keys are views into the list nodes, which never move.
-    std::unordered_map<std::string_view, typename lru_list::iterator> index;
+    std::unordered_map<hashed_key, typename lru_list::iterator, stored_hash> index;
     std::size_t bytes = 0;
     std::size_t max_entries = 0;
     std::size_t max_bytes = 0;
@@ -171,13 +188,14 @@ private:
     }
     void evict_to_bounds() {
       while (!lru.empty() && (index.size() > max_entries || bytes > max_bytes)) {
-        remove(index.find(std::string_view(lru.back().key)));
+        remove(index.find(hashed_key{lru.back().key, lru.back().hash}));
         ++evictions;
       }
     }
   };
 
-  shard& shard_for(std::string_view key) { return shards_[std::hash<std::string_view>{}(key) % shards_.size()]; }
+  // The upper half of the hash picks the shard; the index buckets by the whole hash.
+  shard& shard_for(const hashed_key& k) { return shards_[(k.hash >> 32) % shards_.size()]; }
 
   options opts_;
   Clock clock_;

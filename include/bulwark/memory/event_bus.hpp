@@ -43,8 +43,8 @@ class event_bus {
 
 public:
   struct options {
-    std::int32_t partitions = 4;           ///< per topic, fixed at the topic's first use
-    std::size_t max_backlog = 1'000'000;   ///< uncommitted messages a partition holds at most
+    std::int32_t partitions = 4;         ///< per topic, fixed at the topic's first use
+    std::size_t max_backlog = 1'000'000; ///< uncommitted messages a partition holds at most
   };
 
   /// A member of a consumer group. stop() drains; dropping it without stop() asks the member
@@ -94,7 +94,8 @@ public:
 
   /// Joins group o.group on o.topic; `handler` runs on the member's strand.
   task<subscription> subscribe(subscribe_options o, message_handler handler) {
-    if (o.topic.empty() || o.group.empty()) co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
+    if (o.topic.empty() || o.group.empty())
+      co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
     if (!handler) co_return error(errc::invalid_argument, "subscribe needs a handler");
     if (o.max_attempts == 0) o.max_attempts = 1;
     auto joined = state_->join(std::move(o), std::move(handler));
@@ -264,7 +265,6 @@ private:
       for (auto& m : live) m->request_stop();
       return live;
     }
-
   };
 
   struct member : std::enable_shared_from_this<member> {
@@ -329,7 +329,7 @@ private:
     }
 
     asio::awaitable<result<void>> handle(const work& w, unsigned attempt) {
-      envelope e{topic->name, static_cast<std::int32_t>(w.partition), w.offset, attempt, w.msg->key, w.msg->value,
+      envelope e{topic->name,   static_cast<std::int32_t>(w.partition), w.offset, attempt, w.msg->key, w.msg->value,
                  w.msg->headers};
       try {
         co_return co_await handler(e);
@@ -347,8 +347,8 @@ private:
         auto outcome = co_await handle(w, attempt);
         if (outcome) co_return true;
         if (attempt >= opts.max_attempts) {
-          envelope e{topic->name, static_cast<std::int32_t>(w.partition), w.offset, attempt, w.msg->key,
-                     w.msg->value, w.msg->headers};
+          envelope e{topic->name,   static_cast<std::int32_t>(w.partition), w.offset, attempt, w.msg->key, w.msg->value,
+                     w.msg->headers};
           auto parked = bus->append(opts.dead_letter_topic_name(), make_dead_letter(e, outcome.error(), attempt));
           co_return parked.has_value();
         }

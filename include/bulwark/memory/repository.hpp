@@ -17,8 +17,8 @@ namespace bulwark::memory {
 class repository {
 public:
   struct options {
-    std::size_t max_key_bytes = 255;            ///< longer keys: errc::invalid_argument
-    std::size_t max_value_bytes = 16u << 20;    ///< larger values: errc::too_large
+    std::size_t max_key_bytes = 255;         ///< longer keys: errc::invalid_argument
+    std::size_t max_value_bytes = 16u << 20; ///< larger values: errc::too_large
   };
 
   repository() = default;
@@ -57,8 +57,8 @@ public:
     auto it = rows_.find(key);
     const version_t current = (it != rows_.end() && it->second.live) ? it->second.version : no_version;
     if (expected && *expected != current)
-      return error(errc::conflict, "expected version " + std::to_string(*expected) + ", current " +
-                                       std::to_string(current));
+      return error(errc::conflict,
+                   "expected version " + std::to_string(*expected) + ", current " + std::to_string(current));
     if (it == rows_.end()) it = rows_.emplace(std::string(key), row{{}, version_floor_, false}).first;
     // Versions keep rising across erase: a tombstone remembers the last one.
     it->second.version += 1;

@@ -27,9 +27,9 @@ task<T> with_timeout(task<T> op, std::chrono::steady_clock::duration limit, std:
   asio::steady_timer timer(co_await asio::this_coro::executor, limit);
   auto winner = co_await (std::move(op) || timer.async_wait(asio::use_awaitable));
   if (winner.index() == 0) co_return std::move(std::get<0>(winner));
-  co_return error(errc::timeout, what + " timed out after " +
-                                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()) +
-                                     " ms");
+  co_return error(errc::timeout,
+                  what + " timed out after " +
+                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()) + " ms");
 }
 
 } // namespace bulwark

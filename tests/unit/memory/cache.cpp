@@ -26,7 +26,8 @@ TEST(memory_cache, evicts_least_recently_used_beyond_max_entries) {
 TEST(memory_cache, stays_within_max_bytes) {
   const std::size_t budget = 10 * (1000 + test_cache::entry_overhead + 4);
   test_cache c(test_cache::options{.max_entries = 1000, .max_bytes = budget, .shards = 1});
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{std::string(1000, 'x'), 1}, 0ms));
+  for (int i = 0; i < 100; ++i)
+    ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{std::string(1000, 'x'), 1}, 0ms));
   const auto s = c.stats();
   EXPECT_LE(s.bytes, budget);
   EXPECT_GE(s.entries, 9u);

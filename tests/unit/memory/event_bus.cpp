@@ -11,18 +11,7 @@ using bulwark::envelope;
 using bulwark::message;
 using bulwark::task;
 
-namespace {
-asio::awaitable<bool> until(std::function<bool()> done, std::chrono::milliseconds limit = 10s) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) co_return false;
-    t.expires_after(2ms);
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  co_return true;
-}
-} // namespace
+using bulwark::test::eventually;
 
 TEST(memory_event_bus, full_partition_rejects_publish_until_consumers_commit) {
   asio::io_context ctx;
@@ -32,17 +21,17 @@ TEST(memory_event_bus, full_partition_rejects_publish_until_consumers_commit) {
   std::atomic<int> seen{0};
   std::atomic<bool> open{false};
   auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g"}, [&](const envelope&) -> task<void> {
-                                  if (!open) co_return bulwark::error(bulwark::errc::unavailable, "closed");
-                                  ++seen;
-                                  co_return bulwark::ok();
-                                }));
+    if (!open) co_return bulwark::error(bulwark::errc::unavailable, "closed");
+    ++seen;
+    co_return bulwark::ok();
+  }));
   ASSERT_TRUE(sub.has_value());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(publish(std::to_string(i)).has_value());
   auto full = publish("overflow");
   ASSERT_FALSE(full.has_value());
   EXPECT_EQ(full.error(), bulwark::errc::rejected);
   open = true;
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return seen.load() == 3; })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return seen.load() == 3; })));
   EXPECT_TRUE(publish("fits again").has_value());
   bulwark::test::run(ctx, sub.value().stop());
 }
@@ -71,10 +60,11 @@ TEST(memory_event_bus, two_members_split_partitions_and_keep_per_key_order) {
     producers.emplace_back([&bus, p] {
       asio::io_context own;
       for (int i = 0; i < 500; ++i)
-        (void)bulwark::test::run(own, bus.publish("t", message{"key" + std::to_string(p * 10 + i % 10), std::to_string(i), {}}));
+        (void)bulwark::test::run(
+            own, bus.publish("t", message{"key" + std::to_string(p * 10 + i % 10), std::to_string(i), {}}));
     });
   for (auto& t : producers) t.join();
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return total.load() == 1000; })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return total.load() == 1000; })));
   bulwark::test::run(ctx, s1.stop());
   bulwark::test::run(ctx, s2.stop());
   EXPECT_EQ(members_seen.size(), 2u) << "both members got partitions";
@@ -92,7 +82,7 @@ TEST(memory_event_bus, handler_exception_is_a_failure_and_is_retried) {
                                                      co_return bulwark::ok();
                                                    }))
                  .value();
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return calls.load() == 2; })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return calls.load() == 2; })));
   bulwark::test::run(ctx, sub.stop());
   EXPECT_EQ(bus.committed("t", "g", bus.partition_of("k")), 1);
 }
@@ -100,9 +90,9 @@ TEST(memory_event_bus, handler_exception_is_a_failure_and_is_retried) {
 TEST(memory_event_bus, stop_of_the_bus_refuses_publish_and_stops_members) {
   asio::io_context ctx;
   bulwark::memory::event_bus bus(ctx.get_executor());
-  auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g"},
-                                                   [](const envelope&) -> task<void> { co_return bulwark::ok(); }))
-                 .value();
+  auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g"}, [](const envelope&) -> task<void> {
+               co_return bulwark::ok();
+             })).value();
   bulwark::test::run(ctx, bus.stop());
   auto late = bulwark::test::run(ctx, bus.publish("t", message{"k", "v", {}}));
   ASSERT_FALSE(late.has_value());
@@ -122,7 +112,7 @@ TEST(memory_event_bus, start_from_latest_skips_the_backlog) {
                                                    }))
                  .value();
   ASSERT_TRUE(bulwark::test::run(ctx, bus.publish("t", message{"k", "new", {}})).has_value());
-  ASSERT_TRUE(bulwark::test::run(ctx, until([&] { return !seen.empty(); })));
+  ASSERT_TRUE(bulwark::test::run(ctx, eventually([&] { return !seen.empty(); })));
   bulwark::test::run(ctx, sub.stop());
   EXPECT_EQ(seen, std::vector<std::string>{"new"});
 }

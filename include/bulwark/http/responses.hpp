@@ -1,0 +1,57 @@
+#pragma once
+// Response helpers: JSON and text bodies, and the mapping from bulwark errors to statuses.
+
+#include <bulwark/error.hpp>
+#include <bulwark/http/message.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace bulwark::http {
+
+/// A response with a JSON body (Content-Type: application/json).
+inline response json(int status, const nlohmann::json& body) {
+  return response(status, "application/json", body.dump());
+}
+/// A 200 response with a JSON body.
+inline response json(const nlohmann::json& body) { return json(200, body); }
+/// A response with a UTF-8 plain text body.
+inline response text(int status, std::string body) {
+  return response(status, "text/plain; charset=utf-8", std::move(body));
+}
+
+/// The status a handler error is answered with: not_found 404, conflict and duplicate 409,
+/// invalid_argument 400, rejected 403, too_large 413, timeout 504, unavailable and
+/// circuit_open 503, cancelled 503, protocol_error 502, anything else 500.
+constexpr int status_for(errc e) noexcept {
+  switch (e) {
+  case errc::not_found: return 404;
+  case errc::conflict:
+  case errc::duplicate: return 409;
+  case errc::invalid_argument: return 400;
+  case errc::rejected: return 403;
+  case errc::too_large: return 413;
+  case errc::timeout: return 504;
+  case errc::unavailable:
+  case errc::circuit_open:
+  case errc::cancelled: return 503;
+  case errc::protocol_error: return 502;
+  }
+  return 500;
+}
+
+/// The JSON body every error answer carries: {"error": "<code name>", "message": "..."}.
+inline response error_response(int status, std::string_view code, std::string_view message) {
+  return json(status, nlohmann::json{{"error", code}, {"message", message}});
+}
+
+/// The answer for a handler's error: status from status_for(), body naming the code.
+inline response error_response(const error& e) {
+  const errc cond = e.condition();
+  const std::string_view name = cond == errc{} ? std::string_view("internal") : to_string(cond);
+  return error_response(status_for(cond), name, e.message());
+}
+
+} // namespace bulwark::http

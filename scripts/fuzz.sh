@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh SECONDS: builds the HTTP parser fuzzer with clang (libFuzzer + ASan + UBSan)
+# and runs it for SECONDS on the seed corpus in tests/fuzz/http_corpus (new inputs go to a
+# scratch corpus under build/fuzz so the checked-in seeds stay small). Prints the execution count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+out=build/fuzz
+mkdir -p "$out/corpus"
+clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
+  tests/fuzz/http_parser_fuzz.cpp -o "$out/http_parser_fuzz"
+"$out/http_parser_fuzz" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+  -artifact_prefix="$out/" "$out/corpus" tests/fuzz/http_corpus 2>&1 | tee "$out/last-run.log" |
+  grep -E '^(stat::number_of_executed_units|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)' || true
+grep -q 'stat::number_of_executed_units' "$out/last-run.log"   # fails when the run crashed

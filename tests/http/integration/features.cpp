@@ -1,0 +1,143 @@
+#include <bulwark/http.hpp>
+#include <bulwark/metrics.hpp>
+
+#include "support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+namespace http = bulwark::http;
+using bulwark::test::raw_client;
+
+namespace {
+
+std::string shell(const std::string& cmd, int* status) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (auto n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  *status = ::pclose(p);
+  return out;
+}
+
+} // namespace
+
+TEST(http_metrics, server_exports_requests_latency_and_connections_and_promtool_accepts_them) {
+  if (std::string(BULWARK_PROMTOOL).ends_with("NOTFOUND")) GTEST_SKIP() << "no promtool";
+  auto registry = std::make_shared<bulwark::metrics::registry>();
+  http::router routes;
+  routes.use(http::route_metrics(registry, "app_http"));
+  routes.get("/items/{id}", [](http::request&) -> bulwark::task<http::response> { co_return http::text(200, "i"); });
+  routes.get("/metrics", http::metrics_handler(registry));
+  http::server_options o;
+  o.metrics = registry;
+  http::server server(o, routes.as_handler());
+  ASSERT_TRUE(server.start());
+  raw_client c(server.port());
+  for (int i = 0; i < 3; ++i) {
+    c.send("GET /items/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(c.read_response());
+  }
+  c.send("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(c.read_response());
+  c.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->headers.value_or("Content-Type", ""), "text/plain; version=0.0.4; charset=utf-8");
+  const std::string& text = r->body;
+  EXPECT_NE(text.find("bulwark_http_requests_total{route=\"/items/{id}\",method=\"GET\",status=\"200\"} 3\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("bulwark_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("bulwark_http_request_duration_seconds_count{route=\"/items/{id}\",method=\"GET\"} 3\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("bulwark_http_open_connections 1\n"), std::string::npos);
+  EXPECT_NE(text.find("app_http_requests_total{route=\"/items/{id}\",method=\"GET\",status=\"200\"} 3\n"),
+            std::string::npos);
+
+  const auto file = std::filesystem::temp_directory_path() / ("bulwark-metrics-" + std::to_string(::getpid()));
+  std::ofstream(file) << text;
+  int status = 0;
+  auto out = shell(std::string(BULWARK_PROMTOOL) + " check metrics < " + file.string() + " 2>&1", &status);
+  std::filesystem::remove(file);
+  EXPECT_EQ(status, 0) << out;
+  EXPECT_EQ(out, "") << out; // promtool prints lint problems even when it exits 0
+  // promtool must be able to fail: a counter without _total is a lint error.
+  std::ofstream(file) << "# HELP bad a counter\n# TYPE bad counter\nbad 1\n";
+  out = shell(std::string(BULWARK_PROMTOOL) + " check metrics < " + file.string() + " 2>&1", &status);
+  std::filesystem::remove(file);
+  EXPECT_NE(status, 0) << out;
+}
+
+class http_static : public ::testing::Test {
+protected:
+  void SetUp() override {
+    root_ = std::filesystem::temp_directory_path() / ("bulwark-static-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(root_ / "www" / "sub");
+    std::ofstream(root_ / "www" / "index.html") << "<h1>hi</h1>";
+    std::ofstream(root_ / "www" / "sub" / "data.json") << "{\"a\":1}";
+    std::ofstream(root_ / "secret.txt") << "secret";
+    std::filesystem::create_symlink(root_ / "secret.txt", root_ / "www" / "link.txt");
+    big_.resize(1 << 20);
+    for (std::size_t i = 0; i < big_.size(); ++i) big_[i] = static_cast<char>('a' + i % 26);
+    std::ofstream(root_ / "www" / "big.bin", std::ios::binary) << big_;
+    routes_.get("/static/{path...}", http::static_files(root_ / "www"));
+    routes_.get("/static/", http::static_files(root_ / "www"));
+    server_ = std::make_unique<http::server>(http::server_options{}, routes_.as_handler());
+    ASSERT_TRUE(server_->start());
+  }
+  void TearDown() override {
+    server_.reset();
+    std::filesystem::remove_all(root_);
+  }
+  std::optional<http::response> get(const std::string& target, const std::string& extra = "") {
+    raw_client c(server_->port());
+    c.send("GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra + "\r\n");
+    return c.read_response();
+  }
+  std::filesystem::path root_;
+  std::string big_;
+  http::router routes_;
+  std::unique_ptr<http::server> server_;
+};
+
+TEST_F(http_static, serves_files_with_types_and_etags) {
+  auto r = get("/static/sub/data.json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "{\"a\":1}");
+  EXPECT_EQ(r->headers.value_or("Content-Type", ""), "application/json");
+  const std::string etag(r->headers.value_or("ETag", ""));
+  ASSERT_FALSE(etag.empty());
+  r = get("/static/sub/data.json", "If-None-Match: \"other\", " + etag + "\r\n");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 304);
+  EXPECT_TRUE(r->body.empty());
+  r = get("/static/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "<h1>hi</h1>");
+  EXPECT_EQ(r->headers.value_or("Content-Type", ""), "text/html; charset=utf-8");
+}
+
+TEST_F(http_static, refuses_traversal_and_escaping_symlinks) {
+  for (const char* t : {"/static/../secret.txt", "/static/sub/../../secret.txt", "/static/%2e%2e/secret.txt",
+                        "/static/sub/%2E%2E/%2E%2E/secret.txt", "/static/link.txt", "/static/%2fetc%2fpasswd",
+                        "/static/missing.txt", "/static/sub%5c..%5c..%5csecret.txt"}) {
+    auto r = get(t);
+    ASSERT_TRUE(r) << t;
+    EXPECT_TRUE(r->status == 404 || r->status == 400) << t << " -> " << r->status;
+    EXPECT_EQ(r->body.find("secret"), std::string::npos) << t;
+  }
+}
+
+TEST_F(http_static, streams_large_files) {
+  auto r = get("/static/big.bin");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->headers.value_or("Content-Length", ""), std::to_string(big_.size()));
+  EXPECT_TRUE(r->body == big_);
+}
