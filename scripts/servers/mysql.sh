@@ -29,7 +29,9 @@ start_server() {
   local port; port=$(cat "$dir/port")
   local run_as=()
   [ "$(id -u)" -eq 0 ] && run_as=(--user=root)
-  mariadbd --no-defaults --datadir="$dir/data" --socket="$sock" --port="$port" --bind-address=127.0.0.1 \
+  # setsid: its own session, so it is never in a process group that the kernel finds orphaned
+  # with a stopped member (which sends SIGHUP + SIGCONT and would undo `hang`).
+  setsid mariadbd --no-defaults --datadir="$dir/data" --socket="$sock" --port="$port" --bind-address=127.0.0.1 \
     --pid-file="$pidfile" --log-error="$dir/error.log" --skip-log-bin --skip-name-resolve \
     --innodb-buffer-pool-size=64M --innodb-log-file-size=8M --max-connections=200 --max-allowed-packet=64M "${run_as[@]}" \
     >/dev/null 2>&1 &
