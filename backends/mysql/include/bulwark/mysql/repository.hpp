@@ -1,0 +1,320 @@
+#pragma once
+// mysql::repository: bulwark::repository on one MySQL/MariaDB table per collection.
+//
+//   CREATE TABLE <collection> (k VARBINARY(255) NOT NULL PRIMARY KEY, v LONGBLOB NULL,
+//                              version BIGINT UNSIGNED NOT NULL, updated_at TIMESTAMP(6) ...)
+//
+// - Prepared statements only; the table name is the one piece of SQL text that varies, and it
+//   is checked against [A-Za-z0-9_]{1,64} before any statement is built.
+// - Compare-and-set is one statement: `UPDATE ... SET version = LAST_INSERT_ID(version + 1)
+//   ... WHERE k = ? AND version = ?`; the new version comes back as the statement's insert id,
+//   so no second round trip and no transaction.
+// - erase() keeps a tombstone (v = NULL, version kept), so the next put of that key continues
+//   the sequence: versions stay monotonic across erase. Tombstones cost one row per erased key.
+// - scan(prefix, after, limit) is a range scan on the primary key in byte order (VARBINARY
+//   compares bytes): k >= prefix AND k < successor(prefix) AND k > after, LIMIT limit + 1 to
+//   know whether another page follows.
+// - Keys: 1..255 bytes, any bytes (NUL, quotes, UTF-8); longer or empty: errc::invalid_argument.
+//   Values: up to max_value_size (default 16 MiB; the server's max_allowed_packet must allow
+//   it): beyond, errc::too_large.
+
+#include <bulwark/mysql/connection.hpp>
+#include <bulwark/mysql/error.hpp>
+#include <bulwark/mysql/pool.hpp>
+#include <bulwark/repository.hpp>
+#include <bulwark/result.hpp>
+
+#include <mysql.h>
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace bulwark::mysql {
+
+/// The longest key a repository stores (the column is VARBINARY(255)).
+inline constexpr std::size_t max_key_size = 255;
+
+namespace detail {
+inline bool valid_table_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/// The smallest key greater than every key starting with prefix, or nullopt (no bound).
+inline std::optional<std::string> prefix_successor(std::string_view prefix) {
+  std::string s(prefix);
+  while (!s.empty() && static_cast<unsigned char>(s.back()) == 0xFF) s.pop_back();
+  if (s.empty()) return std::nullopt;
+  s.back() = static_cast<char>(static_cast<unsigned char>(s.back()) + 1);
+  return s;
+}
+
+/// Parameter and result bindings that point into the caller's frame.
+struct binder {
+  static MYSQL_BIND bytes(std::string_view s, unsigned long& length) noexcept {
+    static char empty = 0;
+    MYSQL_BIND b;
+    std::memset(&b, 0, sizeof b);
+    b.buffer_type = MYSQL_TYPE_BLOB;
+    b.buffer = s.empty() ? &empty : const_cast<char*>(s.data());
+    length = static_cast<unsigned long>(s.size());
+    b.buffer_length = length;
+    b.length = &length;
+    return b;
+  }
+  static MYSQL_BIND u64(unsigned long long& v) noexcept {
+    MYSQL_BIND b;
+    std::memset(&b, 0, sizeof b);
+    b.buffer_type = MYSQL_TYPE_LONGLONG;
+    b.buffer = &v;
+    b.is_unsigned = 1;
+    return b;
+  }
+  /// A zero-length result binding: the fetch reports the length, fetch_column copies.
+  static MYSQL_BIND sized(unsigned long& length, my_bool& is_null) noexcept {
+    MYSQL_BIND b;
+    std::memset(&b, 0, sizeof b);
+    b.buffer_type = MYSQL_TYPE_BLOB;
+    b.length = &length;
+    b.is_null = &is_null;
+    return b;
+  }
+};
+
+inline result<void> fetch_bytes(MYSQL_STMT* stmt, unsigned int column, unsigned long length, std::string& out) {
+  out.resize(length);
+  if (length == 0) return ok();
+  MYSQL_BIND b;
+  std::memset(&b, 0, sizeof b);
+  b.buffer_type = MYSQL_TYPE_BLOB;
+  b.buffer = out.data();
+  b.buffer_length = length;
+  unsigned long got = 0;
+  b.length = &got;
+  if (mysql_stmt_fetch_column(stmt, &b, column, 0) != 0) return last_error(stmt);
+  return ok();
+}
+} // namespace detail
+
+/// Creates the collection's table when it is missing (idempotent). Errors: invalid_argument
+/// for a bad name, the pool's and the server's errors.
+inline task<void> migrate(pool& p, std::string_view collection) {
+  if (!detail::valid_table_name(collection)) {
+    co_return bulwark::error(errc::invalid_argument, "mysql collection name must match [A-Za-z0-9_]{1,64}");
+  }
+  BOOST_OUTCOME_CO_TRY(l, co_await p.acquire());
+  const std::string sql = "CREATE TABLE IF NOT EXISTS `" + std::string(collection) +
+                          "` (k VARBINARY(255) NOT NULL PRIMARY KEY, v LONGBLOB NULL,"
+                          " version BIGINT UNSIGNED NOT NULL,"
+                          " updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB";
+  co_return co_await l->run_ddl(sql);
+}
+
+/// The repository concept on a MySQL table. Cheap to copy the handle around: it refers to the
+/// pool, which must outlive it. Use from the pool's executor.
+class repository {
+public:
+  /// Validates the collection name, creates its table when missing and returns the repository.
+  static task<repository> open(pool& p, std::string_view collection, std::size_t max_value_size = 16u << 20) {
+    BOOST_OUTCOME_CO_TRY(co_await migrate(p, collection));
+    co_return repository(p, std::string(collection), max_value_size);
+  }
+
+  /// The table this repository stores into.
+  const std::string& collection() const noexcept { return sql_->table; }
+
+  /// The current value and version of key, or nullopt. One round trip.
+  task<std::optional<versioned>> get(std::string_view key) {
+    BOOST_OUTCOME_CO_TRY(check_key(key));
+    BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
+    BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(sql_->get));
+    unsigned long key_length = 0;
+    MYSQL_BIND in[1] = {detail::binder::bytes(key, key_length)};
+    if (mysql_stmt_bind_param(stmt, in)) co_return last_error(stmt);
+    BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
+    unsigned long value_length = 0;
+    my_bool value_null = 0, version_null = 0;
+    unsigned long long version = 0;
+    MYSQL_BIND out[2] = {detail::binder::sized(value_length, value_null), detail::binder::u64(version)};
+    out[1].is_null = &version_null;
+    std::optional<versioned> found;
+    BOOST_OUTCOME_CO_TRY(co_await fetch_rows(*l, stmt, out, [&]() -> result<void> {
+      versioned v;
+      v.version = version;
+      BOOST_OUTCOME_TRY(detail::fetch_bytes(stmt, 0, value_length, v.value));
+      found = std::move(v);
+      return ok();
+    }));
+    co_return found;
+  }
+
+  /// Stores value under key and returns its new version. expected: nullopt = unconditional,
+  /// no_version = the key must be absent, n = the current version must be n; otherwise
+  /// errc::conflict. One statement, one round trip.
+  task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
+    BOOST_OUTCOME_CO_TRY(check_key(key));
+    if (value.size() > max_value_size_) {
+      co_return bulwark::error(errc::too_large, "value of " + std::to_string(value.size()) + " bytes");
+    }
+    BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
+    unsigned long key_length = 0, value_length = 0;
+    unsigned long long want = expected.value_or(0);
+    MYSQL_STMT* stmt = nullptr;
+    if (!expected || *expected == no_version) {
+      BOOST_OUTCOME_CO_TRY(prepared, co_await l->prepare(expected ? sql_->insert_absent : sql_->upsert));
+      stmt = prepared;
+      MYSQL_BIND in[2] = {detail::binder::bytes(key, key_length), detail::binder::bytes(value, value_length)};
+      if (mysql_stmt_bind_param(stmt, in)) co_return last_error(stmt);
+      BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
+    } else {
+      BOOST_OUTCOME_CO_TRY(prepared, co_await l->prepare(sql_->compare_and_set));
+      stmt = prepared;
+      MYSQL_BIND in[3] = {detail::binder::bytes(value, value_length), detail::binder::bytes(key, key_length),
+                          detail::binder::u64(want)};
+      if (mysql_stmt_bind_param(stmt, in)) co_return last_error(stmt);
+      BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
+    }
+    // 1: inserted, 2: updated by ON DUPLICATE KEY, 0: the condition did not hold.
+    if (mysql_stmt_affected_rows(stmt) == 0) {
+      co_return bulwark::error(errc::conflict, expected && *expected == no_version
+                                                   ? "key exists"
+                                                   : "expected version " + std::to_string(want));
+    }
+    co_return static_cast<version_t>(mysql_stmt_insert_id(stmt));
+  }
+
+  /// Removes key (keeping a tombstone so versions stay monotonic); true when it existed.
+  task<bool> erase(std::string_view key) {
+    BOOST_OUTCOME_CO_TRY(check_key(key));
+    BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
+    BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(sql_->erase));
+    unsigned long key_length = 0;
+    MYSQL_BIND in[1] = {detail::binder::bytes(key, key_length)};
+    if (mysql_stmt_bind_param(stmt, in)) co_return last_error(stmt);
+    BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
+    co_return mysql_stmt_affected_rows(stmt) > 0;
+  }
+
+  /// Up to limit entries with key starting with prefix and greater than after, ascending by
+  /// bytes; page.next is set when more may follow. One round trip, an index range scan.
+  task<scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
+    scan_page page;
+    // No key is longer than 255 bytes, so a longer prefix matches nothing.
+    if (limit == 0 || prefix.size() > max_key_size) co_return page;
+    BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
+    const auto upper = detail::prefix_successor(prefix);
+    BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(upper ? sql_->scan_bounded : sql_->scan_open));
+    unsigned long prefix_length = 0, after_length = 0, upper_length = 0;
+    unsigned long long rows = static_cast<unsigned long long>(limit) + 1;
+    MYSQL_BIND in[4] = {
+        detail::binder::bytes(prefix, prefix_length), detail::binder::bytes(after, after_length), {}, {}};
+    if (upper) {
+      in[2] = detail::binder::bytes(*upper, upper_length);
+      in[3] = detail::binder::u64(rows);
+    } else {
+      in[2] = detail::binder::u64(rows);
+    }
+    if (mysql_stmt_bind_param(stmt, in)) co_return last_error(stmt);
+    BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
+    unsigned long key_length = 0, value_length = 0;
+    my_bool key_null = 0, value_null = 0, version_null = 0;
+    unsigned long long version = 0;
+    MYSQL_BIND out[3] = {detail::binder::sized(key_length, key_null), detail::binder::sized(value_length, value_null),
+                         detail::binder::u64(version)};
+    out[2].is_null = &version_null;
+    bool more = false;
+    BOOST_OUTCOME_CO_TRY(co_await fetch_rows(*l, stmt, out, [&]() -> result<void> {
+      if (page.entries.size() == limit) {
+        more = true;
+        return ok();
+      }
+      entry e;
+      e.version = version;
+      BOOST_OUTCOME_TRY(detail::fetch_bytes(stmt, 0, key_length, e.key));
+      BOOST_OUTCOME_TRY(detail::fetch_bytes(stmt, 1, value_length, e.value));
+      page.entries.push_back(std::move(e));
+      return ok();
+    }));
+    if (more) page.next = page.entries.back().key;
+    co_return page;
+  }
+
+private:
+  struct statements {
+    std::string table, get, upsert, insert_absent, compare_and_set, erase, scan_bounded, scan_open;
+  };
+
+  repository(pool& p, std::string table, std::size_t max_value_size)
+      : pool_(&p), sql_(make_statements(std::move(table))), max_value_size_(max_value_size) {}
+
+  static std::shared_ptr<const statements> make_statements(std::string table) {
+    auto sql_ = std::make_shared<statements>();
+    const std::string t = "`" + table + "`";
+    sql_->table = std::move(table);
+    sql_->get = "SELECT v, version FROM " + t + " WHERE k = ? AND v IS NOT NULL";
+    sql_->upsert = "INSERT INTO " + t +
+                   " (k, v, version, updated_at) VALUES (?, ?, LAST_INSERT_ID(1), NOW(6))"
+                   " ON DUPLICATE KEY UPDATE version = LAST_INSERT_ID(version + 1), v = VALUES(v),"
+                   " updated_at = VALUES(updated_at)";
+    // Over a tombstone (v IS NULL) the key counts as absent and its sequence continues.
+    sql_->insert_absent = "INSERT INTO " + t +
+                          " (k, v, version, updated_at) VALUES (?, ?, LAST_INSERT_ID(1), NOW(6))"
+                          " ON DUPLICATE KEY UPDATE version = IF(v IS NULL, LAST_INSERT_ID(version + 1), version),"
+                          " updated_at = IF(v IS NULL, VALUES(updated_at), updated_at),"
+                          " v = IF(v IS NULL, VALUES(v), v)";
+    sql_->compare_and_set = "UPDATE " + t +
+                            " SET version = LAST_INSERT_ID(version + 1), v = ?, updated_at = NOW(6)"
+                            " WHERE k = ? AND version = ? AND v IS NOT NULL";
+    sql_->erase = "UPDATE " + t + " SET v = NULL, updated_at = NOW(6) WHERE k = ? AND v IS NOT NULL";
+    sql_->scan_bounded =
+        "SELECT k, v, version FROM " + t + " WHERE k >= ? AND k > ? AND k < ? AND v IS NOT NULL ORDER BY k LIMIT ?";
+    sql_->scan_open = "SELECT k, v, version FROM " + t + " WHERE k >= ? AND k > ? AND v IS NOT NULL ORDER BY k LIMIT ?";
+    return sql_;
+  }
+
+  static result<void> check_key(std::string_view key) {
+    if (key.empty()) return bulwark::error(errc::invalid_argument, "empty key");
+    if (key.size() > max_key_size) {
+      return bulwark::error(errc::invalid_argument, "key of " + std::to_string(key.size()) + " bytes (max 255)");
+    }
+    return ok();
+  }
+
+  /// Binds the result buffers and calls on_row for every row until the result set ends.
+  /// A failure part way leaves the protocol mid-result: the connection is then discarded.
+  template <class OnRow> static task<void> fetch_rows(connection& c, MYSQL_STMT* stmt, MYSQL_BIND* out, OnRow on_row) {
+    if (mysql_stmt_bind_result(stmt, out)) {
+      c.mark_broken();
+      co_return last_error(stmt);
+    }
+    for (;;) {
+      auto rc = co_await c.fetch(stmt);
+      if (!rc) {
+        c.mark_broken();
+        co_return rc.error();
+      }
+      if (rc.value() == MYSQL_NO_DATA) co_return ok();
+      if (auto r = on_row(); !r) {
+        c.mark_broken();
+        co_return r.error();
+      }
+    }
+  }
+
+  pool* pool_;
+  std::shared_ptr<const statements> sql_;
+  std::size_t max_value_size_;
+};
+
+} // namespace bulwark::mysql
+
+static_assert(bulwark::repository<bulwark::mysql::repository>);
