@@ -17,9 +17,8 @@ if(EXISTS ${WORK_DIR}/prefix/include/bulwark/http)
   list(APPEND components http)
 endif()
 message(STATUS "consumer: components ${components}")
-string(REPLACE ";" "\\;" components_arg "${components}")
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/build -G Ninja
-                        -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix "-DBULWARK_COMPONENTS=${components_arg}"
+                        -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix "-DBULWARK_COMPONENTS=${components}"
                 RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "configure against the installed package failed")
@@ -28,7 +27,8 @@ execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build RESULT_VARIAB
 if(rc)
   message(FATAL_ERROR "build against the installed package failed")
 endif()
-execute_process(COMMAND ${WORK_DIR}/build/consumer RESULT_VARIABLE rc)
+execute_process(COMMAND ${WORK_DIR}/build/consumer RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+message(STATUS "${out}")
 if(rc)
   message(FATAL_ERROR "consumer failed")
 endif()
