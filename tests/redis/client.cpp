@@ -360,12 +360,14 @@ namespace {
 /// Starts every put in `puts` (key, version) in the same turn of the event loop, then waits
 /// for all of them: their results in order.
 asio::awaitable<std::vector<bulwark::result<bool>>>
-concurrent_puts(redis::cache& cache, const std::vector<std::pair<std::string, bulwark::version_t>>& puts) {
+concurrent_puts(redis::cache& cache, const std::vector<std::pair<std::string, bulwark::version_t>>& puts,
+                std::vector<std::chrono::milliseconds> ttls = {}) {
   auto ex = co_await asio::this_coro::executor;
   std::vector<std::future<std::optional<bulwark::result<bool>>>> futures;
-  for (auto& [k, v] : puts) {
+  for (std::size_t i = 0; i < puts.size(); ++i) {
+    auto& [k, v] = puts[i];
     bulwark::versioned entry{"value:" + std::to_string(v), v};
-    futures.push_back(bulwark::test::spawn(ex, cache.put(k, std::move(entry), 0ms)));
+    futures.push_back(bulwark::test::spawn(ex, cache.put(k, std::move(entry), i < ttls.size() ? ttls[i] : 0ms)));
   }
   asio::steady_timer tick(ex);
   std::vector<bulwark::result<bool>> out;
@@ -457,5 +459,19 @@ TEST_F(redis_client, a_batch_of_puts_keeps_individual_results_and_issue_order) {
   EXPECT_EQ(run(cache.get("same")).value()->version, 7u);
   EXPECT_EQ(run(cache.get("up")).value()->version, 2u);
   EXPECT_EQ(run(cache.get("high")).value()->version, 11u);
+  // Only the last accepted put of a key is written, with its own ttl (none, or PX).
+  results = run(concurrent_puts(cache, {{"t", 1}, {"t", 2}, {"t", 1}, {"u", 1}, {"u", 2}, {"v", 1}, {"v", 0}},
+                                {5000ms, 0ms, 5000ms, 0ms, 5000ms, 5000ms, 0ms}));
+  ASSERT_EQ(results.size(), 7u);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i].has_value()) << i;
+    EXPECT_EQ(results[i].value(), i != 2 && i != 6) << i;
+  }
+  EXPECT_EQ(run(c.execute("PTTL", key("t"))).value().integer, -1);
+  EXPECT_GT(run(c.execute("PTTL", key("u"))).value().integer, 4000);
+  EXPECT_GT(run(c.execute("PTTL", key("v"))).value().integer, 4000);
+  EXPECT_EQ(run(cache.get("t")).value()->version, 2u);
+  EXPECT_EQ(run(cache.get("u")).value()->value, "value:2");
+  EXPECT_EQ(run(cache.get("v")).value()->value, "value:1");
   run(c.stop());
 }

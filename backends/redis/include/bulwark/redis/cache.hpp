@@ -45,6 +45,7 @@ struct cache_options {
   /// Larger values fail with errc::too_large (Redis itself caps a string at 512 MiB).
   std::size_t max_value_bytes = 64u << 20;
   /// Most puts coalesced into one script call (see "Put batching" above); 1: one call per put.
+  /// Clamped to 1..1024 (the script unpacks a batch into one MSET).
   std::size_t max_put_batch = 128;
 };
 
@@ -75,28 +76,61 @@ inline std::optional<std::uint64_t> parse_hex16(std::string_view s) noexcept {
 
 // The batched put: KEYS[i] entry, ARGV[2i-1] packed entry, ARGV[2i] ttl in ms ("0": none), in
 // issue order. Returns an array: per key 1 stored, 0 not, or the server's error for that key.
+// Each distinct key is read once (GETRANGE of its 32-byte header, so a large value is never
+// copied into Lua); the puts are then decided in order against the header the earlier ones
+// left, and only the last accepted put of each key is written (a SET replaces value and ttl
+// whole, so the end state is the same): one MSET for those without ttl, one SET PX per other.
 inline const script& cache_put_batch_script() {
   static const script s(R"lua(
-local out = {}
+local out, head, last, order = {}, {}, {}, {}
 for i = 1, #KEYS do
-  local k, e, ttl = KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]
-  local cur = redis.pcall('GET', k)
-  local ok = 1
-  if type(cur) == 'table' and cur.err then
-    ok = cur
-  elseif cur and string.len(cur) >= 32 then
-    local ch = tonumber(string.sub(cur, 1, 8), 16)
-    local cl = tonumber(string.sub(cur, 9, 16), 16)
-    local nh = tonumber(string.sub(e, 1, 8), 16)
-    local nl = tonumber(string.sub(e, 9, 16), 16)
-    if ch and cl and (ch > nh or (ch == nh and cl > nl)) then ok = 0 end
+  local k, e = KEYS[i], ARGV[2 * i - 1]
+  local h = head[k]
+  if h == nil then
+    h = redis.pcall('GETRANGE', k, 0, 31)
+    head[k] = h
   end
-  if ok == 1 then
-    local r
-    if ttl == '0' then r = redis.pcall('SET', k, e) else r = redis.pcall('SET', k, e, 'PX', ttl) end
-    if type(r) == 'table' and r.err then ok = r end
+  if type(h) == 'table' then
+    out[i] = h
+  else
+    local ok = 1
+    if string.len(h) == 32 then
+      local ch = tonumber(string.sub(h, 1, 8), 16)
+      local cl = tonumber(string.sub(h, 9, 16), 16)
+      local nh = tonumber(string.sub(e, 1, 8), 16)
+      local nl = tonumber(string.sub(e, 9, 16), 16)
+      if ch and cl and (ch > nh or (ch == nh and cl > nl)) then ok = 0 end
+    end
+    if ok == 1 then
+      if last[k] == nil then order[#order + 1] = k end
+      last[k] = i
+      head[k] = string.sub(e, 1, 32)
+    end
+    out[i] = ok
   end
-  out[i] = ok
+end
+local plain, failed = {}, {}
+for _, k in ipairs(order) do
+  local i = last[k]
+  local ttl = ARGV[2 * i]
+  if ttl == '0' then
+    plain[#plain + 1] = k
+    plain[#plain + 1] = ARGV[2 * i - 1]
+  else
+    local r = redis.pcall('SET', k, ARGV[2 * i - 1], 'PX', ttl)
+    if type(r) == 'table' and r.err then failed[k] = r end
+  end
+end
+if #plain > 0 then
+  local r = redis.pcall('MSET', unpack(plain))
+  if type(r) == 'table' and r.err then
+    for j = 1, #plain, 2 do failed[plain[j]] = r end
+  end
+end
+if next(failed) ~= nil then
+  for i = 1, #KEYS do
+    if out[i] == 1 and failed[KEYS[i]] then out[i] = failed[KEYS[i]] end
+  end
 end
 return out
 )lua");
@@ -107,7 +141,8 @@ return out
 /// Shared by a cache and its copies; lives while a posted flush or a batch in flight needs it.
 class put_batcher : public std::enable_shared_from_this<put_batcher> {
 public:
-  put_batcher(client c, std::size_t max_batch) : client_(std::move(c)), max_batch_(max_batch == 0 ? 1 : max_batch) {}
+  put_batcher(client c, std::size_t max_batch)
+      : client_(std::move(c)), max_batch_(std::clamp<std::size_t>(max_batch, 1, 1024)) {}
   put_batcher(const put_batcher&) = delete;
   put_batcher& operator=(const put_batcher&) = delete;
   ~put_batcher() {
