@@ -18,6 +18,9 @@
 // joins a batch, and a per-key server error (e.g. WRONGTYPE) fails that put only; an error of
 // the whole command (transport, timeout, stop) fails every put of the batch with that error.
 // A cancelled caller resumes at once with redis::errc::cancelled (its write may still happen).
+// A put joins the client's outstanding() only when its batch is flushed (at the end of the
+// turn), so one started in the same turn as client::stop() fails with stopped. On a cluster,
+// a batch's keys must share a slot ({tag} prefix) or max_put_batch must be 1.
 
 #include <bulwark/cache.hpp>
 #include <bulwark/redis/client.hpp>
