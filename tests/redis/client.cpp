@@ -355,3 +355,123 @@ TEST_F(redis_client, two_clients_share_versions_and_conflicts) {
 }
 
 } // namespace
+
+namespace {
+/// Starts every put in `puts` (key, version) in the same turn of the event loop, then waits
+/// for all of them: their results in order.
+asio::awaitable<std::vector<bulwark::result<bool>>>
+concurrent_puts(redis::cache& cache, const std::vector<std::pair<std::string, bulwark::version_t>>& puts,
+                std::vector<std::chrono::milliseconds> ttls = {}) {
+  auto ex = co_await asio::this_coro::executor;
+  std::vector<std::future<std::optional<bulwark::result<bool>>>> futures;
+  for (std::size_t i = 0; i < puts.size(); ++i) {
+    auto& [k, v] = puts[i];
+    bulwark::versioned entry{"value:" + std::to_string(v), v};
+    futures.push_back(bulwark::test::spawn(ex, cache.put(k, std::move(entry), i < ttls.size() ? ttls[i] : 0ms)));
+  }
+  asio::steady_timer tick(ex);
+  std::vector<bulwark::result<bool>> out;
+  for (auto& f : futures) {
+    while (f.wait_for(0s) != std::future_status::ready) {
+      tick.expires_after(1ms);
+      co_await tick.async_wait(asio::use_awaitable);
+    }
+    out.push_back(*f.get());
+  }
+  co_return out;
+}
+} // namespace
+
+TEST_F(redis_client, concurrent_cache_puts_share_one_script_call) {
+  auto options = main_server();
+  options.pool_size = 1;
+  redis::client c(ctx_.get_executor(), options);
+  redis::cache cache(c, {prefix_});
+  ASSERT_TRUE(run(c.execute("PING")).has_value()); // connected
+  std::vector<std::pair<std::string, bulwark::version_t>> puts;
+  for (int i = 0; i < 100; ++i) puts.emplace_back("k" + std::to_string(i), 1 + i);
+  const auto before = c.statistics();
+  const auto batches_before = cache.put_batches();
+  auto results = run(concurrent_puts(cache, puts));
+  const auto after = c.statistics();
+  ASSERT_EQ(results.size(), 100u);
+  for (auto& r : results) {
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_TRUE(r.value());
+  }
+  EXPECT_EQ(cache.put_batches() - batches_before, 1u) << "100 puts of one turn must share one script call";
+  EXPECT_EQ(after.commands - before.commands, 1u);
+  EXPECT_EQ(cache.batched_puts(), 100u);
+  for (int i : {0, 57, 99}) {
+    auto got = run(cache.get("k" + std::to_string(i)));
+    ASSERT_TRUE(got.has_value() && got.value().has_value());
+    EXPECT_EQ(got.value()->version, static_cast<bulwark::version_t>(1 + i));
+    EXPECT_EQ(got.value()->value, "value:" + std::to_string(1 + i));
+  }
+  // The batch size is bounded: 20 puts with max_put_batch 8 take 3 script calls.
+  redis::cache small(c, {prefix_ + "small:", 1024, 1024, 8});
+  puts.resize(20);
+  const auto commands_before = c.statistics().commands;
+  results = run(concurrent_puts(small, puts));
+  for (auto& r : results) ASSERT_TRUE(r.has_value() && r.value());
+  EXPECT_EQ(small.put_batches(), 3u);
+  EXPECT_EQ(c.statistics().commands - commands_before, 3u);
+  run(c.stop());
+}
+
+TEST_F(redis_client, a_batch_of_puts_keeps_individual_results_and_issue_order) {
+  auto options = main_server();
+  options.pool_size = 1;
+  redis::client c(ctx_.get_executor(), options);
+  redis::cache cache(c, {prefix_});
+  ASSERT_TRUE(run(cache.put("high", {"stored", 10}, 0ms)).value());
+  ASSERT_TRUE(run(c.execute("HSET", key("hash"), "f", "v")).has_value()); // WRONGTYPE for GET
+  const auto batches_before = cache.put_batches();
+  auto results = run(concurrent_puts(cache, {{"a", 1},
+                                             {"high", 5}, // lower than the stored 10: false, alone
+                                             {"hash", 1}, // WRONGTYPE: fails alone
+                                             {"", 1},     // invalid: never joins the batch
+                                             {"b", 2},
+                                             {"same", 7},
+                                             {"same", 3}, // after 7 in issue order: false
+                                             {"up", 1},
+                                             {"up", 2}, // after 1: true
+                                             {"high", 11}}));
+  ASSERT_EQ(results.size(), 10u);
+  EXPECT_EQ(cache.put_batches() - batches_before, 1u);
+  auto expect_stored = [&](std::size_t i, bool stored) {
+    ASSERT_TRUE(results[i].has_value()) << i << ": " << results[i].error();
+    EXPECT_EQ(results[i].value(), stored) << i;
+  };
+  expect_stored(0, true);
+  expect_stored(1, false);
+  ASSERT_FALSE(results[2].has_value());
+  EXPECT_EQ(results[2].error(), bulwark::errc::invalid_argument); // redis wrong_type
+  EXPECT_EQ(results[2].error().code(), make_error_code(redis::errc::wrong_type));
+  ASSERT_FALSE(results[3].has_value());
+  EXPECT_EQ(results[3].error(), bulwark::errc::invalid_argument);
+  expect_stored(4, true);
+  expect_stored(5, true);
+  expect_stored(6, false);
+  expect_stored(7, true);
+  expect_stored(8, true);
+  expect_stored(9, true);
+  EXPECT_EQ(run(cache.get("same")).value()->version, 7u);
+  EXPECT_EQ(run(cache.get("up")).value()->version, 2u);
+  EXPECT_EQ(run(cache.get("high")).value()->version, 11u);
+  // Only the last accepted put of a key is written, with its own ttl (none, or PX).
+  results = run(concurrent_puts(cache, {{"t", 1}, {"t", 2}, {"t", 1}, {"u", 1}, {"u", 2}, {"v", 1}, {"v", 0}},
+                                {5000ms, 0ms, 5000ms, 0ms, 5000ms, 5000ms, 0ms}));
+  ASSERT_EQ(results.size(), 7u);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i].has_value()) << i;
+    EXPECT_EQ(results[i].value(), i != 2 && i != 6) << i;
+  }
+  EXPECT_EQ(run(c.execute("PTTL", key("t"))).value().integer, -1);
+  EXPECT_GT(run(c.execute("PTTL", key("u"))).value().integer, 4000);
+  EXPECT_GT(run(c.execute("PTTL", key("v"))).value().integer, 4000);
+  EXPECT_EQ(run(cache.get("t")).value()->version, 2u);
+  EXPECT_EQ(run(cache.get("u")).value()->value, "value:2");
+  EXPECT_EQ(run(cache.get("v")).value()->value, "value:1");
+  run(c.stop());
+}

@@ -5,6 +5,8 @@
 
 #include "support/run.hpp"
 
+#include <bulwark/resilience/timeout.hpp>
+
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
@@ -255,3 +257,54 @@ TEST_F(redis_failure, connect_that_never_completes_times_out) {
 }
 
 } // namespace
+
+// A batch of puts on a paused server (CLIENT PAUSE WRITE holds every script call): a caller
+// that cancels resumes at once, the others of its batch all fail with the command timeout,
+// and puts work again once the pause ends.
+TEST_F(redis_failure, batched_puts_time_out_together_and_a_cancelled_caller_resumes_at_once) {
+  auto o = options();
+  o.pool_size = 1;
+  redis::client c(ctx_.get_executor(), o);
+  redis::cache cache(c, {prefix_});
+  redis::client admin(ctx_.get_executor(), options());
+  ASSERT_TRUE(run(cache.put("k", {"v", 1}, 0ms)).has_value());
+  ASSERT_TRUE(run(admin.execute("CLIENT", "PAUSE", "1500", "WRITE")).has_value());
+  std::vector<std::string> keys;
+  for (int i = 0; i < 30; ++i) keys.push_back("k" + std::to_string(i));
+  const auto batches_before = cache.put_batches();
+  auto all = [&]() -> asio::awaitable<std::pair<bulwark::result<bool>, steady::duration>> {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::future<std::optional<bulwark::result<bool>>>> futures;
+    for (auto& k : keys) futures.push_back(bulwark::test::spawn(ex, cache.put(k, {"w", 2}, 0ms)));
+    const auto start = steady::now();
+    // (Named values, not temporaries in the co_await: GCC 12 destroys such temporaries twice.)
+    bulwark::versioned entry{"w", 2};
+    auto put = cache.put("impatient", std::move(entry), 0ms);
+    auto cancelled = co_await bulwark::with_timeout(std::move(put), 50ms, "put");
+    const auto took = steady::now() - start;
+    asio::steady_timer tick(ex);
+    for (auto& f : futures) {
+      while (f.wait_for(0s) != std::future_status::ready) {
+        tick.expires_after(1ms);
+        co_await tick.async_wait(asio::use_awaitable);
+      }
+      auto r = *f.get();
+      EXPECT_FALSE(r.has_value());
+      if (!r) {
+        EXPECT_EQ(r.error(), bulwark::errc::timeout) << r.error();
+      }
+    }
+    co_return std::pair{std::move(cancelled), took};
+  };
+  auto [cancelled, took] = run(all());
+  ASSERT_FALSE(cancelled.has_value());
+  EXPECT_EQ(cancelled.error(), bulwark::errc::timeout);
+  EXPECT_LT(took, 300ms) << "a cancelled caller must not wait for its batch";
+  EXPECT_EQ(cache.put_batches() - batches_before, 1u) << "the 31 puts of one turn form one batch";
+  ASSERT_TRUE(run(admin.execute("CLIENT", "UNPAUSE")).has_value());
+  auto back = poll_until_ok([&] { return cache.put("k", {"v", 3}, 0ms); }, 5000ms);
+  ASSERT_TRUE(back.has_value()) << back.error();
+  EXPECT_TRUE(back.value());
+  run(admin.stop());
+  run(c.stop());
+}

@@ -3,22 +3,40 @@
 //
 // Key layout: one string per entry at <key_prefix><key>, holding
 //   16 hex digits of the version | 16 hex digits of stored_at (ms since the Unix epoch) | value
-// so a get is one plain GET. A put is one Lua script (EVALSHA, EVAL on NOSCRIPT) that compares
+// so a get is one plain GET. A put runs a Lua script (EVALSHA, EVAL on NOSCRIPT) that compares
 // the stored version with the new one and writes with PX <ttl> (or no expiry for ttl 0), so
 // "a lower version never replaces a higher one" holds atomically across every process sharing
 // the server. Expiry is Redis's own (PEXPIRE semantics): an expired entry is a miss and no
 // longer blocks a lower version.
+//
+// Put batching: the server's cost of a script call dwarfs that of the SET inside it, so the
+// puts started in the same turn of the event loop (on one cache and its copies) are coalesced
+// into ONE EVALSHA of a multi-key script (KEYS = the keys, ARGV = entry/ttl pairs) that applies
+// the rule above to each key in issue order (a later put of the same key sees the earlier one)
+// and returns one 0/1 per key. A batch holds at most cache_options::max_put_batch puts; more go
+// in the next one. Each caller still gets its own result: arguments are checked before a put
+// joins a batch, and a per-key server error (e.g. WRONGTYPE) fails that put only; an error of
+// the whole command (transport, timeout, stop) fails every put of the batch with that error.
+// A cancelled caller resumes at once with redis::errc::cancelled (its write may still happen).
+// A put joins the client's outstanding() only when its batch is flushed (at the end of the
+// turn), so one started in the same turn as client::stop() fails with stopped. On a cluster,
+// a batch's keys must share a slot ({tag} prefix) or max_put_batch must be 1.
 
 #include <bulwark/cache.hpp>
 #include <bulwark/redis/client.hpp>
 #include <bulwark/redis/script.hpp>
 
+#include <asio/post.hpp>
+
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace bulwark::redis {
 
@@ -29,6 +47,9 @@ struct cache_options {
   std::size_t max_key_bytes = 1024;
   /// Larger values fail with errc::too_large (Redis itself caps a string at 512 MiB).
   std::size_t max_value_bytes = 64u << 20;
+  /// Most puts coalesced into one script call (see "Put batching" above); 1: one call per put.
+  /// Clamped to 1..1024 (the script unpacks a batch into one MSET).
+  std::size_t max_put_batch = 128;
 };
 
 namespace detail {
@@ -56,33 +77,205 @@ inline std::optional<std::uint64_t> parse_hex16(std::string_view s) noexcept {
   return v;
 }
 
-// KEYS[1] entry; ARGV[1] packed entry, ARGV[2] ttl in ms ("0": none). Returns 1 stored, 0 not.
-// Versions are compared as two 32-bit halves: Lua numbers are doubles.
-inline const script& cache_put_script() {
+// The batched put: KEYS[i] entry, ARGV[2i-1] packed entry, ARGV[2i] ttl in ms ("0": none), in
+// issue order. Returns an array: per key 1 stored, 0 not, or the server's error for that key.
+// Each distinct key is read once (GETRANGE of its 32-byte header, so a large value is never
+// copied into Lua); the puts are then decided in order against the header the earlier ones
+// left, and only the last accepted put of each key is written (a SET replaces value and ttl
+// whole, so the end state is the same): one MSET for those without ttl, one SET PX per other.
+inline const script& cache_put_batch_script() {
   static const script s(R"lua(
-local cur = redis.call('GET', KEYS[1])
-if cur and string.len(cur) >= 32 then
-  local ch = tonumber(string.sub(cur, 1, 8), 16)
-  local cl = tonumber(string.sub(cur, 9, 16), 16)
-  local nh = tonumber(string.sub(ARGV[1], 1, 8), 16)
-  local nl = tonumber(string.sub(ARGV[1], 9, 16), 16)
-  if ch and cl and (ch > nh or (ch == nh and cl > nl)) then return 0 end
+local out, head, last, order = {}, {}, {}, {}
+for i = 1, #KEYS do
+  local k, e = KEYS[i], ARGV[2 * i - 1]
+  local h = head[k]
+  if h == nil then
+    h = redis.pcall('GETRANGE', k, 0, 31)
+    head[k] = h
+  end
+  if type(h) == 'table' then
+    out[i] = h
+  else
+    local ok = 1
+    if string.len(h) == 32 then
+      local ch = tonumber(string.sub(h, 1, 8), 16)
+      local cl = tonumber(string.sub(h, 9, 16), 16)
+      local nh = tonumber(string.sub(e, 1, 8), 16)
+      local nl = tonumber(string.sub(e, 9, 16), 16)
+      if ch and cl and (ch > nh or (ch == nh and cl > nl)) then ok = 0 end
+    end
+    if ok == 1 then
+      if last[k] == nil then order[#order + 1] = k end
+      last[k] = i
+      head[k] = string.sub(e, 1, 32)
+    end
+    out[i] = ok
+  end
 end
-if ARGV[2] == '0' then
-  redis.call('SET', KEYS[1], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local plain, failed = {}, {}
+for _, k in ipairs(order) do
+  local i = last[k]
+  local ttl = ARGV[2 * i]
+  if ttl == '0' then
+    plain[#plain + 1] = k
+    plain[#plain + 1] = ARGV[2 * i - 1]
+  else
+    local r = redis.pcall('SET', k, ARGV[2 * i - 1], 'PX', ttl)
+    if type(r) == 'table' and r.err then failed[k] = r end
+  end
 end
-return 1
+if #plain > 0 then
+  local r = redis.pcall('MSET', unpack(plain))
+  if type(r) == 'table' and r.err then
+    for j = 1, #plain, 2 do failed[plain[j]] = r end
+  end
+end
+if next(failed) ~= nil then
+  for i = 1, #KEYS do
+    if out[i] == 1 and failed[KEYS[i]] then out[i] = failed[KEYS[i]] end
+  end
+end
+return out
 )lua");
   return s;
 }
+
+/// Coalesces the puts of one turn of the event loop into one script call (see the header).
+/// Shared by a cache and its copies; lives while a posted flush or a batch in flight needs it.
+class put_batcher : public std::enable_shared_from_this<put_batcher> {
+public:
+  put_batcher(client c, std::size_t max_batch)
+      : client_(std::move(c)), max_batch_(std::clamp<std::size_t>(max_batch, 1, 1024)) {}
+  put_batcher(const put_batcher&) = delete;
+  put_batcher& operator=(const put_batcher&) = delete;
+  ~put_batcher() {
+    for (auto& e : open_) {
+      e.op->complete(bulwark::error(make_error_code(errc::stopped)), true);
+      e.op->release();
+    }
+  }
+
+  /// Queues one put (key and packed entry moved in); completes with that key's element of the
+  /// script's reply (an integer, or an error element) or with the batch's error.
+  auto enqueue(std::string key, std::string packed, std::string ttl) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(result<reply>)>(
+        initiation{}, asio::use_awaitable, shared_from_this(), std::move(key), std::move(packed), std::move(ttl));
+  }
+
+  /// Script calls issued and puts they carried (for metrics and tests).
+  std::uint64_t batches() const noexcept { return batches_; }
+  std::uint64_t puts() const noexcept { return puts_; }
+
+private:
+  struct entry {
+    std::string key;
+    std::string packed;
+    std::string ttl;
+    pending_command* op; // one reference, released once completed
+  };
+  struct batch {
+    std::vector<entry> entries;
+    std::vector<std::string_view> argv;
+    std::string nkeys;
+    ~batch() {
+      for (auto& e : entries) {
+        if (e.op == nullptr) continue;
+        e.op->complete(bulwark::error(make_error_code(errc::stopped)), true);
+        e.op->release();
+      }
+    }
+  };
+
+  struct initiation {
+    template <class Handler> void operator()(Handler&& handler, const std::shared_ptr<put_batcher>& self,
+                                             std::string key, std::string packed, std::string ttl) const {
+      using op_type = command_op<std::decay_t<Handler>, asio::any_io_executor>;
+      auto* op = new op_type(std::forward<Handler>(handler), self->client_.get_executor());
+      op->hook_cancellation();
+      self->add(entry{std::move(key), std::move(packed), std::move(ttl), op});
+    }
+  };
+
+  void add(entry e) {
+    open_.push_back(std::move(e));
+    if (open_.size() >= max_batch_) {
+      flush(); // full: its command joins the connection's current write; later puts start a new batch
+      return;
+    }
+    if (!flush_posted_) {
+      flush_posted_ = true;
+      asio::post(client_.get_executor(), [self = shared_from_this()] {
+        self->flush_posted_ = false;
+        self->flush();
+      });
+    }
+  }
+
+  void flush() {
+    if (open_.empty()) return;
+    auto b = std::make_shared<batch>();
+    b->entries.swap(open_);
+    open_.reserve(std::min<std::size_t>(max_batch_, 64));
+    const auto n = b->entries.size();
+    b->nkeys = std::to_string(n);
+    const auto& s = cache_put_batch_script();
+    b->argv.reserve(3 + 3 * n);
+    b->argv.push_back("EVALSHA");
+    b->argv.push_back(s.sha());
+    b->argv.push_back(b->nkeys);
+    for (auto& e : b->entries) b->argv.push_back(e.key);
+    for (auto& e : b->entries) {
+      b->argv.push_back(e.packed);
+      b->argv.push_back(e.ttl);
+    }
+    ++batches_;
+    puts_ += n;
+    send(std::move(b));
+  }
+
+  void send(std::shared_ptr<batch> b) {
+    auto& argv = b->argv;
+    client_.async_execute(argv, [self = shared_from_this(), b = std::move(b)](result<reply> r) mutable {
+      self->on_reply(std::move(b), std::move(r));
+    });
+  }
+
+  void on_reply(std::shared_ptr<batch> b, result<reply> r) {
+    if (script::not_loaded(r) && b->argv[0] == "EVALSHA") {
+      const auto& s = cache_put_batch_script();
+      b->argv[0] = "EVAL";
+      b->argv[1] = s.text();
+      return send(std::move(b));
+    }
+    auto& entries = b->entries;
+    if (r && (r.value().type != reply::kind::array || r.value().elements.size() != entries.size()))
+      r = bulwark::error(make_error_code(errc::unexpected_reply), "cache put script: not one reply per key");
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      pending_command* op = std::exchange(entries[i].op, nullptr);
+      if (r)
+        op->complete(std::move(r.value().elements[i]), false);
+      else
+        op->complete(r.error(), false);
+      op->release();
+    }
+    entries.clear();
+  }
+
+  client client_;
+  std::size_t max_batch_;
+  std::vector<entry> open_;
+  bool flush_posted_ = false;
+  std::uint64_t batches_ = 0;
+  std::uint64_t puts_ = 0;
+};
 } // namespace detail
 
 class cache {
 public:
   /// A cache on `client`'s server; cheap to construct (connections belong to the client).
-  explicit cache(client c, cache_options options = {}) : client_(std::move(c)), options_(std::move(options)) {}
+  explicit cache(client c, cache_options options = {})
+      : client_(std::move(c)), options_(std::move(options)),
+        batcher_(std::make_shared<detail::put_batcher>(client_, options_.max_put_batch)) {}
 
   /// The entry, or nullopt on a miss or after its ttl. One GET.
   /// Errors: the client's (unavailable, timeout, ...); invalid_argument for a bad key;
@@ -107,7 +300,8 @@ public:
   }
 
   /// Stores `value` stamped with stored_at = now unless a higher version is present (then
-  /// false). ttl 0: no expiry. One EVALSHA. Errors: the client's; invalid_argument for a bad
+  /// false). ttl 0: no expiry. One EVALSHA per batch of the puts started in the same turn of
+  /// the event loop (see "Put batching" above). Errors: the client's; invalid_argument for a bad
   /// key or a negative ttl; too_large over max_value_bytes.
   task<bool> put(std::string_view key, versioned value, std::chrono::milliseconds ttl) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
@@ -124,17 +318,11 @@ public:
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
     detail::append_hex16(packed, static_cast<std::uint64_t>(now.count()));
     packed += value.value;
-    const auto ttl_text = std::to_string(ttl.count());
-    const auto& put_script = detail::cache_put_script();
-    auto argv = put_script.command(std::array<std::string_view, 1>{full},
-                                   std::array<std::string_view, 2>{packed, ttl_text}, "1");
-    auto r = co_await client_.async_execute(argv);
-    if (script::not_loaded(r)) {
-      put_script.as_eval(argv);
-      r = co_await client_.async_execute(argv);
-    }
+    auto r = co_await batcher_->enqueue(std::move(full), std::move(packed), std::to_string(ttl.count()));
     if (!r) co_return r.error();
-    if (auto n = r.value().as_integer()) co_return *n == 1;
+    auto& rep = r.value();
+    if (auto n = rep.as_integer()) co_return *n == 1;
+    if (rep.type == reply::kind::error) co_return server_error(rep.str);
     co_return bulwark::error(make_error_code(errc::unexpected_reply), "cache put script: not an integer");
   }
 
@@ -149,6 +337,9 @@ public:
   }
 
   const cache_options& options() const noexcept { return options_; }
+  /// Script calls made for puts so far (one per batch), and the puts they carried.
+  std::uint64_t put_batches() const noexcept { return batcher_->batches(); }
+  std::uint64_t batched_puts() const noexcept { return batcher_->puts(); }
   client& connection() noexcept { return client_; }
 
 private:
@@ -163,6 +354,7 @@ private:
 
   client client_;
   cache_options options_;
+  std::shared_ptr<detail::put_batcher> batcher_;
 };
 
 } // namespace bulwark::redis
