@@ -6,7 +6,8 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git curl
   libasio-dev libboost-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev default-libmysqlclient-dev librdkafka-dev
-  redis-server mariadb-server nginx-light prometheus wrk
+  redis-server redis-tools mariadb-server mariadb-client nginx-light prometheus wrk
+  iproute2 procps python3 util-linux
   clang clang-format clang-tidy
   default-jdk-headless maven
 )
