@@ -9,6 +9,7 @@
 # build/release), ROUNDS, DURATION (default 10s), CONNECTIONS (default 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh --all   # nginx and wrk
 source scripts/lib.sh
 
 ROUNDS=${ROUNDS:-3}

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 export CCACHE_DIR="${CCACHE_DIR:-$(pwd)/.cache/ccache}"
+export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros}"
 cmake --preset release >/dev/null
 cmake --build build/release --target kv-demo
 exec build/release/examples/kv-demo/kv-demo "$@"

@@ -4,6 +4,7 @@
 # scratch corpus under build/fuzz so the checked-in seeds stay small). Prints the execution count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh --all   # clang (libFuzzer)
 seconds=${1:-60}
 out=build/fuzz
 mkdir -p "$out/corpus"

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Installs every Debian package bulwark needs to build, test, benchmark and run its demo.
-# Idempotent: installs only what is missing. Uses sudo when not root.
+# Installs every Debian package bulwark needs to build, test and run its demo; with --all, also
+# what the benchmarks and the fuzzer need. Idempotent: installs only what is missing. Uses sudo
+# when not root.
+#   scripts/install-deps.sh [--all]
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git curl
   libasio-dev libboost-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev default-libmysqlclient-dev librdkafka-dev
-  redis-server redis-tools mariadb-server mariadb-client nginx-light prometheus wrk
+  redis-server redis-tools mariadb-server mariadb-client prometheus
   iproute2 procps python3 util-linux
-  clang clang-format clang-tidy
+  clang-format
   default-jdk-headless maven
 )
+# --all: also what the benchmarks and the fuzzer need (nginx and wrk, clang's libFuzzer).
+if [ "${1:-}" = "--all" ]; then
+  packages+=(nginx-light wrk clang clang-tidy)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,22 @@
 # Helpers shared by the server scripts (sourced, not run).
 
-# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now and that no other server
+# script of this run has been handed: the scripts start in parallel and bind seconds later, so
+# every port handed out is recorded (under a lock) in $BULWARK_SERVERS_DIR/ports.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+  local ledger="${BULWARK_SERVERS_DIR:-/tmp}/ports" port
+  (
+    flock 9
+    for _ in $(seq 50); do
+      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+      if ! grep -qx "$port" "$ledger" 2>/dev/null; then
+        echo "$port" >>"$ledger"
+        echo "$port"
+        exit 0
+      fi
+    done
+    exit 1
+  ) 9>>"$ledger.lock"
 }
 
 # wait_until SECONDS CMD...: retries CMD every 0.1 s until it succeeds or SECONDS pass.

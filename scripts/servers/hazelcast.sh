@@ -28,7 +28,7 @@ jar="$jar_dir/hazelcast-$version.jar"
 fetch_jar() {
   [ -f "$jar" ] && return 0
   mkdir -p "$jar_dir"
-  mvn -q -B -f "$repo/scripts/hazelcast/pom.xml" dependency:copy-dependencies -DoutputDirectory="$jar_dir" >&2
+  mvn -q -B -f "$repo/scripts/hazelcast/pom.xml" org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies -DoutputDirectory="$jar_dir" >&2
   [ -f "$jar" ] || { echo "hazelcast.sh: $jar not fetched" >&2; return 1; }
 }
 
