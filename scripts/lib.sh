@@ -34,15 +34,25 @@ export_env() {
   echo "export $1=$(printf '%q' "$2")" >>"$BULWARK_SERVERS_DIR/env"
 }
 
-# stop_pidfile FILE: TERM the process, KILL it after 10 s.
-stop_pidfile() {
-  local f=$1
+# alive PID: the process exists and is not a zombie (init here reaps only about once a second,
+# so kill -0 alone would report a dead server as running).
+alive() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [ -n "$st" ] && [[ $st != Z* ]]
+}
+
+# signal_pidfile FILE SIGNAL SECONDS: sends SIGNAL to the process in FILE, waits up to SECONDS
+# for it to exit (then SIGKILL), and removes FILE.
+signal_pidfile() {
+  local f=$1 sig=$2 seconds=$3
   [ -f "$f" ] || return 0
   local pid; pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq $((seconds * 40))); do alive "$pid" || break; sleep 0.025; done
+  alive "$pid" && kill -9 "$pid" 2>/dev/null
   rm -f "$f"
 }
+
+# stop_pidfile FILE: TERM the process, KILL it after 10 s.
+stop_pidfile() { signal_pidfile "$1" TERM 10; }

@@ -32,11 +32,6 @@ fetch_jar() {
   [ -f "$jar" ] || { echo "hazelcast.sh: $jar not fetched" >&2; return 1; }
 }
 
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [ -n "$st" ] && [[ $st != Z* ]]
-}
 ready() { curl -sf -m 1 -o /dev/null "http://127.0.0.1:$1/hazelcast/health/ready"; }
 cluster_size_is() { curl -sf -m 1 "http://127.0.0.1:$1/hazelcast/health" | grep -q "\"clusterSize\":$2[,}]"; }
 
@@ -61,15 +56,7 @@ wait_ready() {
 }
 
 # signal_member NAME SIGNAL: sends SIGNAL and waits (up to 30 s, then SIGKILL) for the exit.
-signal_member() {
-  local f="$root/$1/pid"
-  [ -f "$f" ] || return 0
-  local pid; pid=$(cat "$f")
-  kill "-$2" "$pid" 2>/dev/null || true
-  for _ in $(seq 1200); do alive "$pid" || break; sleep 0.025; done
-  alive "$pid" && kill -9 "$pid" 2>/dev/null
-  rm -f "$f"
-}
+signal_member() { signal_pidfile "$root/$1/pid" "$2" 30; }
 
 cluster_members=(1 2 3 4)
 action=${1:?usage: hazelcast.sh up|down|kill N|stop N|start N|jar}

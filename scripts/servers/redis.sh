@@ -32,24 +32,8 @@ start_instance() {
   wait_until 10 ping "$port" || { echo "redis.sh: $name did not start (see $dir/redis.log)" >&2; return 1; }
 }
 
-# alive PID: the process exists and is not a zombie (init here reaps orphans only about once
-# a second, so `kill -0` alone would make every stop take a second longer).
-alive() {
-  local st
-  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-  [ -n "$st" ] && [[ $st != Z* ]]
-}
-
 # signal_instance NAME SIGNAL: sends SIGNAL and waits (up to 10 s, then SIGKILL) for the exit.
-signal_instance() {
-  local f="$root/$1/pid"
-  [ -f "$f" ] || return 0
-  local pid; pid=$(cat "$f")
-  kill "-$2" "$pid" 2>/dev/null || true
-  for _ in $(seq 400); do alive "$pid" || break; sleep 0.025; done
-  alive "$pid" && kill -9 "$pid" 2>/dev/null
-  rm -f "$f"
-}
+signal_instance() { signal_pidfile "$root/$1/pid" "$2" 10; }
 stop_instance() { signal_instance "$1" TERM; }
 kill_instance() { signal_instance "$1" KILL; }
 

@@ -388,10 +388,15 @@ TEST_F(redis_client, concurrent_cache_puts_share_one_script_call) {
   redis::client c(ctx_.get_executor(), options);
   redis::cache cache(c, {prefix_});
   ASSERT_TRUE(run(c.execute("PING")).has_value()); // connected
+  // One put first, so the server has the script cached: on a fresh server the first EVALSHA
+  // answers NOSCRIPT and is followed by an EVAL, which would count as a second command.
+  bulwark::versioned warm_up{"warm", 1};
+  ASSERT_TRUE(run(cache.put("warm-up", std::move(warm_up), std::chrono::seconds(60))).has_value());
   std::vector<std::pair<std::string, bulwark::version_t>> puts;
   for (int i = 0; i < 100; ++i) puts.emplace_back("k" + std::to_string(i), 1 + i);
   const auto before = c.statistics();
   const auto batches_before = cache.put_batches();
+  const auto batched_before = cache.batched_puts();
   auto results = run(concurrent_puts(cache, puts));
   const auto after = c.statistics();
   ASSERT_EQ(results.size(), 100u);
@@ -401,7 +406,7 @@ TEST_F(redis_client, concurrent_cache_puts_share_one_script_call) {
   }
   EXPECT_EQ(cache.put_batches() - batches_before, 1u) << "100 puts of one turn must share one script call";
   EXPECT_EQ(after.commands - before.commands, 1u);
-  EXPECT_EQ(cache.batched_puts(), 100u);
+  EXPECT_EQ(cache.batched_puts() - batched_before, 100u);
   for (int i : {0, 57, 99}) {
     auto got = run(cache.get("k" + std::to_string(i)));
     ASSERT_TRUE(got.has_value() && got.value().has_value());
