@@ -23,6 +23,18 @@ template <class Body> void in_coroutine(Body body) {
   ctx.run();
 }
 
+// The benchmark loop inside one coroutine: each iteration co_awaits next(i), i = 0, 1, ...
+template <class Next> void co_await_loop(benchmark::State& state, Next next) {
+  in_coroutine([&]() -> asio::awaitable<void> {
+    std::size_t i = 0;
+    for (auto _ : state) {
+      auto r = co_await next(i++);
+      benchmark::DoNotOptimize(r);
+    }
+  });
+  state.SetItemsProcessed(state.iterations());
+}
+
 std::vector<std::string> make_keys(std::size_t n) {
   std::vector<std::string> keys;
   for (std::size_t i = 0; i < n; ++i) keys.push_back("channel:" + std::to_string(i));
@@ -35,14 +47,7 @@ void cache_get_hit(benchmark::State& state) {
   bulwark::memory::cache cache;
   const auto keys = make_keys(1024);
   for (const auto& k : keys) (void)cache.put_now(k, bulwark::versioned{value_100, 1}, std::chrono::minutes(5));
-  in_coroutine([&]() -> asio::awaitable<void> {
-    std::size_t i = 0;
-    for (auto _ : state) {
-      auto r = co_await cache.get(keys[i++ & 1023]);
-      benchmark::DoNotOptimize(r);
-    }
-  });
-  state.SetItemsProcessed(state.iterations());
+  co_await_loop(state, [&](std::size_t i) { return cache.get(keys[i & 1023]); });
 }
 BENCHMARK(cache_get_hit);
 
@@ -63,32 +68,20 @@ BENCHMARK(cache_get_hit_sync);
 void cache_get_miss(benchmark::State& state) {
   bulwark::memory::cache cache;
   const auto keys = make_keys(1024);
-  in_coroutine([&]() -> asio::awaitable<void> {
-    std::size_t i = 0;
-    for (auto _ : state) {
-      auto r = co_await cache.get(keys[i++ & 1023]);
-      benchmark::DoNotOptimize(r);
-    }
-  });
-  state.SetItemsProcessed(state.iterations());
+  co_await_loop(state, [&](std::size_t i) { return cache.get(keys[i & 1023]); });
 }
 BENCHMARK(cache_get_miss);
 
 void cache_put(benchmark::State& state) {
   bulwark::memory::cache cache;
   const auto keys = make_keys(1024);
-  in_coroutine([&]() -> asio::awaitable<void> {
-    bulwark::version_t v = 0;
-    for (auto _ : state) {
-      ++v;
-      // A named value, not a braced temporary: GCC 12 may destroy an aggregate temporary twice
-      // when it sits in the same full-expression as co_await (GCC PR 100611).
-      bulwark::versioned value{value_100, v};
-      auto r = co_await cache.put(keys[v & 1023], std::move(value), std::chrono::minutes(5));
-      benchmark::DoNotOptimize(r);
-    }
+  co_await_loop(state, [&](std::size_t i) {
+    // The value is built here, outside the co_await full-expression: GCC 12 may destroy a braced
+    // aggregate temporary there twice (GCC PR 100611).
+    const auto v = static_cast<bulwark::version_t>(i + 1);
+    bulwark::versioned value{value_100, v};
+    return cache.put(keys[v & 1023], std::move(value), std::chrono::minutes(5));
   });
-  state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(cache_put);
 
@@ -96,28 +89,14 @@ void repository_get(benchmark::State& state) {
   bulwark::memory::repository repo;
   const auto keys = make_keys(1024);
   for (const auto& k : keys) (void)repo.put_now(k, value_100, std::nullopt);
-  in_coroutine([&]() -> asio::awaitable<void> {
-    std::size_t i = 0;
-    for (auto _ : state) {
-      auto r = co_await repo.get(keys[i++ & 1023]);
-      benchmark::DoNotOptimize(r);
-    }
-  });
-  state.SetItemsProcessed(state.iterations());
+  co_await_loop(state, [&](std::size_t i) { return repo.get(keys[i & 1023]); });
 }
 BENCHMARK(repository_get);
 
 void repository_put(benchmark::State& state) {
   bulwark::memory::repository repo;
   const auto keys = make_keys(1024);
-  in_coroutine([&]() -> asio::awaitable<void> {
-    std::size_t i = 0;
-    for (auto _ : state) {
-      auto r = co_await repo.put(keys[i++ & 1023], value_100, std::nullopt);
-      benchmark::DoNotOptimize(r);
-    }
-  });
-  state.SetItemsProcessed(state.iterations());
+  co_await_loop(state, [&](std::size_t i) { return repo.put(keys[i & 1023], value_100, std::nullopt); });
 }
 BENCHMARK(repository_put);
 
