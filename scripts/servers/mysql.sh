@@ -17,7 +17,9 @@ export BULWARK_SERVERS_DIR
 # tests use one each, so stopping or killing it never disturbs the other tests).
 instance=${BULWARK_MYSQL_INSTANCE:-mysql}
 dir="$BULWARK_SERVERS_DIR/$instance"
-sock="$dir/mysqld.sock"
+# The socket lives in /tmp under a name derived from $dir: a Unix socket path is limited to
+# 107 bytes, and $dir (checkout path + instance name) can be longer than that.
+sock="/tmp/bulwark-mysqld.$(printf '%s' "$dir" | md5sum | cut -c1-16).sock"
 pidfile="$dir/mysqld.pid"
 user=bulwark
 password=bulwark-test
@@ -62,6 +64,7 @@ case "${1:-}" in
   up)
     stop_server 2>/dev/null || true
     rm -rf "$dir"
+    rm -f "$sock" "$sock.lock"
     mkdir -p "$dir"
     # mariadb-install-db takes 1-6 s on a busy machine: do it once into a template datadir
     # (never started, so a plain copy is consistent) and copy that for every instance.
@@ -103,6 +106,7 @@ SQL
     # The datadir is thrown away: no clean shutdown needed.
     if pid=$(server_pid); then kill -9 "$pid" 2>/dev/null || true; while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done; fi
     rm -rf "$dir"
+    rm -f "$sock" "$sock.lock"
     [ "$instance" = mysql ] && rm -rf "$BULWARK_SERVERS_DIR/mysql.template"
     # Private instances a crashed failure test left behind.
     if [ "$instance" = mysql ]; then

@@ -21,7 +21,7 @@ protected:
     BULWARK_REQUIRE_SERVER(script, "BULWARK_MYSQL_SCRIPT");
     server_.emplace(script, "mysql-" + mysql::test::table_name(mysql::test::current_test_name()));
     auto cfg = server_->up();
-    ASSERT_TRUE(cfg) << "could not start a private mariadbd";
+    ASSERT_TRUE(cfg) << "could not start a private mariadbd:\n" << server_->log();
     cfg_ = *cfg;
     pool_.emplace(ctx_.get_executor(), cfg_);
     auto r = run(mysql::repository::open(*pool_, "failure"));

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -64,11 +65,20 @@ public:
       : script_(std::move(script)), instance_(std::move(instance)) {}
   ~private_server() { command("down"); }
 
-  /// Runs `mysql.sh <action>` for this instance; true on exit status 0.
+  /// Runs `mysql.sh <action>` for this instance; true on exit status 0. Its output goes to
+  /// log_path() (outside the instance's directory, which `down` removes).
   bool command(const std::string& action) const {
     const std::string cmd = "BULWARK_SERVERS_DIR=" + servers_dir() + " BULWARK_MYSQL_INSTANCE=" + instance_ + " " +
-                            script_ + " " + action + " >/dev/null 2>&1";
+                            script_ + " " + action + " >>" + log_path() + " 2>&1";
     return std::system(cmd.c_str()) == 0;
+  }
+
+  std::string log_path() const { return servers_dir() + "/" + instance_ + ".log"; }
+
+  /// The script's output so far, for a failure message.
+  std::string log() const {
+    std::ifstream in(log_path());
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   }
 
   /// Starts it and returns its configuration (test timeouts).
