@@ -2,6 +2,7 @@
 #include <bulwark/metrics.hpp>
 
 #include "support.hpp"
+#include "support/run.hpp"
 
 #include <gtest/gtest.h>
 

@@ -3,6 +3,7 @@
 #include <bulwark/http/router.hpp>
 
 #include "support.hpp"
+#include "support/run.hpp"
 
 #include <asio/steady_timer.hpp>
 #include <gtest/gtest.h>
