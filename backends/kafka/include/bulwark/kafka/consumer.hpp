@@ -18,8 +18,8 @@
 // librdkafka's pause raises a version barrier at once, so no later poll returns a message of
 // that partition, and on resume it fetches from the one after the last message returned. The
 // strand counts handled messages out and resumes the partition at half the bound. A revoke
-// resumes what this member paused: librdkafka keeps an application's pause through a
-// re-assignment, and the partition would never be fetched again.
+// leaves no partition paused: librdkafka keeps an application's pause through a revoke and a
+// re-assignment, and a partition paused then would never be fetched again.
 //
 // A rebalance or a stop waits (up to config::drain_timeout) for the handler in flight; queued
 // messages are dropped uncommitted and redelivered to the next owner.
@@ -47,6 +47,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -154,6 +155,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::vector<polled> pending;                                   ///< polled, not yet handed to the strand
   std::map<std::int32_t, std::shared_ptr<partition_gate>> gates; ///< the assigned partitions
   std::atomic<int> batches_in_flight{0};                         ///< posted batches the strand has not dispatched
+  std::mutex hand_over_mutex;                                    ///< with hand_over: a full batch waits for the strand
+  std::condition_variable hand_over;                             ///< notified when the strand dispatched a batch
   std::mutex error_mutex;
   error last_error; ///< the last consumer error librdkafka reported (for diagnostics)
 
@@ -166,20 +169,30 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   // --- consumer thread --------------------------------------------------------------------
   void run() {
     while (!closing.load()) {
-      // While the executor still works through the last batch, keep collecting: fewer, larger
-      // hand-overs (each one wakes the executor) when messages arrive faster than handled.
-      const bool busy = !pending.empty();
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), busy ? 1 : 100);
-      while (m) {
-        message_ptr owned(m);
-        if (m->err)
-          record_error(m->err, rd_kafka_message_errstr(m));
-        else
-          admit(std::move(owned));
-        if (pending.size() >= max_batch) break;
-        m = rd_kafka_consumer_poll(rk.get(), 0);
+      if (pending.size() >= max_batch) {
+        // A full batch waits until the strand took the last one: one batch in flight at a
+        // time, so a busy executor slows the polling down instead of piling batches up (and
+        // the per-partition counts stay below the bound unless a handler is slow).
+        std::unique_lock lock(hand_over_mutex);
+        hand_over.wait_for(lock, std::chrono::milliseconds(10),
+                           [this] { return batches_in_flight.load() == 0 || closing.load(); });
+      } else {
+        // While the executor still works through the last batch, keep collecting: fewer,
+        // larger hand-overs (each one wakes the executor) when messages arrive faster than
+        // handled.
+        const bool busy = !pending.empty();
+        rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), busy ? 1 : 100);
+        while (m) {
+          message_ptr owned(m);
+          if (m->err)
+            record_error(m->err, rd_kafka_message_errstr(m));
+          else
+            admit(std::move(owned));
+          if (pending.size() >= max_batch) break;
+          m = rd_kafka_consumer_poll(rk.get(), 0);
+        }
       }
-      if (!pending.empty() && (batches_in_flight.load() == 0 || pending.size() >= max_batch)) flush_pending();
+      if (!pending.empty() && batches_in_flight.load() == 0) flush_pending();
     }
     flush_pending();
     // Runs the revoke callback (drain, commit) and leaves the group.
@@ -229,9 +242,11 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     if (g.paused.load() && left <= bound() / 2) set_paused(g, false);
   }
 
-  // Consumer thread, in the revoke callback: the assignment of `ids` ends. A partition this
-  // member paused is resumed first: librdkafka keeps an application's pause through a
-  // re-assignment, so the next owner (possibly this member again) would never fetch it.
+  // Consumer thread, in the revoke callback, after the drain: the assignment of `ids` ends.
+  // librdkafka keeps an application's pause through a revoke and a re-assignment, so a
+  // partition left paused would never be fetched again by this member. Usually the drain
+  // already resumed it (dropping the queue brings the count to 0); this covers a drain that
+  // timed out with a handler still running.
   void close_gates(const std::vector<std::int32_t>& ids) {
     for (auto id : ids) {
       auto it = gates.find(id);
@@ -261,7 +276,11 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       batches_in_flight.fetch_add(1);
       asio::post(strand, [self, b = std::move(pending)]() mutable {
         self->dispatch(b);
-        self->batches_in_flight.fetch_sub(1);
+        {
+          std::lock_guard lock(self->hand_over_mutex); // no lost wake-up for the waiting thread
+          self->batches_in_flight.fetch_sub(1);
+        }
+        self->hand_over.notify_one();
       });
     }
     pending.clear(); // moved from: valid, and empty after clear()
@@ -511,6 +530,11 @@ public:
         {"session.timeout.ms", std::to_string(cfg.session_timeout.count())},
         {"heartbeat.interval.ms", std::to_string(cfg.heartbeat_interval.count())},
         {"fetch.wait.max.ms", "100"},
+        // librdkafka 2.0.2 stops fetching for a fixed second whenever its queue (all partitions
+        // together) holds queued.min.messages: at the default 100,000 a member whose handlers
+        // run slightly slower than the fetches stalled for 1 s at a time. Prefetching stays
+        // bounded by queued.max.messages.kbytes (64 MB); config::properties can override both.
+        {"queued.min.messages", "1000000"},
         {"reconnect.backoff.ms", "100"},
         {"reconnect.backoff.max.ms", "1000"},
     };
