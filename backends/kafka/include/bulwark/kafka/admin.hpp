@@ -76,11 +76,12 @@ public:
   }
 
   /// create_topic() that treats an existing topic as success; an existing topic is left as it
-  /// is (its partitions and replication factor are not compared with `spec`).
+  /// is (its partitions and replication factor are not compared with `spec`). A topic that one
+  /// metadata request already finds is not created at all: CreateTopics goes to the active
+  /// controller, and while that is being elected again (a broker died) it times out.
   task<void> ensure_topic(topic_spec spec) const {
-    auto r = co_await create_topic(std::move(spec));
-    if (!r && r.error() == errc::duplicate) co_return ok();
-    co_return r;
+    auto call = [s = s_, spec = std::move(spec)] { return s->ensure(spec); };
+    co_return co_await detail::offload(std::move(call));
   }
 
   /// describe_topic_blocking() without blocking the caller's thread.
@@ -134,6 +135,13 @@ private:
       rd_kafka_NewTopic_destroy(topic);
       if (!outcome) return outcome;
       return wait_for_leaders(spec.name);
+    }
+
+    result<void> ensure(const topic_spec& spec) const {
+      if (auto d = describe_once(spec.name); d && !d.value().partitions.empty()) return ok();
+      auto r = create(spec);
+      if (!r && r.error() == errc::duplicate) return ok(); // created meanwhile, or a broker lagged
+      return r;
     }
 
     // The controller answers CreateTopics before every broker learnt the new leaders.
