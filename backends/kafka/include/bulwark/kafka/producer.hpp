@@ -26,8 +26,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <iterator>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -80,6 +83,10 @@ struct producer_state {
   /// Reports served by one rd_kafka_poll(), handed over together (one post per executor run
   /// instead of one per message). Touched only by the thread that polls.
   std::vector<std::pair<pending_delivery*, result<delivery>>> completed;
+  /// A topic handle per topic published to, looked up once per publish instead of a copied
+  /// name per message and librdkafka's own lookup by name; released with the producer.
+  std::mutex topics_mutex;
+  std::map<std::string, rd_kafka_topic_t*, std::less<>> topics;
 
   ~producer_state() {
     if (rk && in_flight.load() > 0) rd_kafka_purge(rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -87,6 +94,21 @@ struct producer_state {
     // Serve the purged messages' reports so every waiting publish completes (cancelled).
     if (rk) rd_kafka_flush(rk.get(), 2000);
     hand_over();
+    for (auto& [name, rkt] : topics) rd_kafka_topic_destroy(rkt);
+  }
+
+  /// The handle for `name` (created on first use), or the librdkafka error that refused it.
+  result<rd_kafka_topic_t*> topic(std::string_view name) {
+    std::lock_guard lock(topics_mutex);
+    if (auto it = topics.find(name); it != topics.end()) return it->second;
+    std::string owned(name);
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), owned.c_str(), nullptr);
+    if (!rkt) {
+      const auto err = rd_kafka_last_error();
+      return make_error(err, std::string(not_persisted_prefix) + "topic '" + owned + "': " + rd_kafka_err2str(err));
+    }
+    topics.emplace(std::move(owned), rkt);
+    return rkt;
   }
 
   void join_poll_thread() {
@@ -186,10 +208,12 @@ public:
   /// detail tells whether the message may still have been written (possibly_persisted()).
   task<delivery> publish(std::string_view topic, message m) {
     // Not a coroutine itself: the initiation runs inside the awaitable that async_initiate
-    // makes, which saves a coroutine frame per message.
+    // makes, which saves a coroutine frame per message. The topic is resolved now, while
+    // `topic` is certainly alive.
+    result<rd_kafka_topic_t*> rkt = state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr);
     return asio::async_initiate<decltype(asio::use_awaitable), void(result<delivery>)>(
-        [s = state_, topic_name = std::string(topic), m = std::move(m)](auto handler) mutable {
-          start(s, topic_name, m, std::move(handler));
+        [s = state_, rkt = std::move(rkt), m = std::move(m)](auto handler) mutable {
+          start(s, rkt, m, std::move(handler));
         },
         asio::use_awaitable);
   }
@@ -224,11 +248,15 @@ public:
 private:
   explicit producer(std::shared_ptr<detail::producer_state> s) : state_(std::move(s)) {}
 
-  template <class Handler> static void start(const std::shared_ptr<detail::producer_state>& s, const std::string& topic,
-                                             const message& m, Handler handler) {
+  template <class Handler> static void start(const std::shared_ptr<detail::producer_state>& s,
+                                             const result<rd_kafka_topic_t*>& topic, const message& m, Handler handler) {
     auto* op = new detail::delivery_op<Handler>(std::move(handler));
     if (!s || s->stopping.load()) {
       op->post(error(errc::rejected, "producer is stopping"));
+      return;
+    }
+    if (!topic) {
+      op->post(topic.error());
       return;
     }
     rd_kafka_headers_t* headers = nullptr;
@@ -240,7 +268,7 @@ private:
     }
     s->in_flight.fetch_add(1);
     const auto err = rd_kafka_producev(
-        s->rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        s->rk.get(), RD_KAFKA_V_RKT(topic.value()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(m.key.data(), m.key.size()), RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
         RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(static_cast<detail::pending_delivery*>(op)), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
