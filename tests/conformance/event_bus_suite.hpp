@@ -5,9 +5,15 @@
 // Each test publishes before it subscribes (a broker may create topics on first publish).
 
 #include <bulwark/event_bus.hpp>
+#include <bulwark/resilience/timeout.hpp>
 
 #include "conformance/fixture.hpp"
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
@@ -272,10 +278,148 @@ TYPED_TEST_P(event_bus_conformance, idle_member_stops_promptly) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
 }
 
+// Cancellation inside a handler: the handler bounds a slow call with with_timeout, the call is
+// cancelled at the deadline and the handler fails with errc::timeout; the bus retries and the
+// second attempt goes through, in order. publish and subscribe run under with_timeout too
+// (generous bounds: their own results come back).
+TYPED_TEST_P(event_bus_conformance, handler_call_cancelled_by_its_timeout_is_retried) {
+  const auto topic = unique_name("deadline");
+  auto publish = [&]() -> asio::awaitable<result<void>> {
+    for (const char* v : {"slow", "after"}) {
+      message m{"t", v, {}}; // named: a braced temporary in co_await trips GCC 12 (PR 100611)
+      auto publish_call = with_timeout(this->bus().publish(topic, std::move(m)), 30s, "publish");
+      auto d = co_await std::move(publish_call);
+      if (!d) co_return d.error();
+    }
+    co_return ok();
+  };
+  auto published = this->run(publish());
+  ASSERT_TRUE(published.has_value()) << published.error();
+  received_log log;
+  std::atomic<int> timeouts{0}, other_outcomes{0};
+  std::atomic<long long> waited_ms{-1};
+  auto slow_call = []() -> task<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 60s);
+    co_await t.async_wait(asio::use_awaitable); // throws operation_aborted when cancelled
+    co_return ok();
+  };
+  message_handler handler = [&](const envelope& e) -> task<void> {
+    if (e.value == "slow" && e.attempt == 1) {
+      const auto start = std::chrono::steady_clock::now();
+      auto bounded = with_timeout(slow_call(), 100ms, "slow call");
+      auto r = co_await std::move(bounded);
+      waited_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+      if (!r && r.error() == errc::timeout) {
+        ++timeouts;
+        co_return r.error();
+      }
+      ++other_outcomes;
+      co_return error(errc::unavailable, "the slow call was not timed out");
+    }
+    log.add(e);
+    co_return ok();
+  };
+  auto s =
+      this->run(with_timeout(this->bus().subscribe(this->options(topic, unique_name("g")), handler), 60s, "subscribe"));
+  ASSERT_TRUE(s.has_value()) << s.error();
+  auto sub = std::move(s).value();
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= 2; }));
+  this->stop(sub);
+  EXPECT_EQ(timeouts.load(), 1);
+  EXPECT_EQ(other_outcomes.load(), 0);
+  EXPECT_GE(waited_ms.load(), 90);
+  EXPECT_LT(waited_ms.load(), 5000) << "the cancelled call did not end promptly";
+  ASSERT_EQ(log.messages.size(), 2u);
+  EXPECT_EQ(log.messages[0].second, "slow");
+  EXPECT_EQ(log.messages[1].second, "after");
+  EXPECT_EQ(log.attempts["slow"], 2);
+}
+
+// Stop while a handler is blocked, then a cancellation: the application stops its member and
+// cancels the handler's slow work through an asio::cancellation_signal. The handler ends at
+// once with errc::cancelled; since it failed, stop() does not retry or commit the message and
+// returns; nothing after it was handled (per-key order), and the next member of the group gets
+// the message again (at-least-once).
+TYPED_TEST_P(event_bus_conformance, handler_cancelled_during_stop_is_redelivered) {
+  const auto topic = unique_name("cancel");
+  const auto group = unique_name("g");
+  this->publish_all(topic, {{"c", "blocked"}, {"c", "next"}});
+  asio::cancellation_signal cancel;
+  std::atomic<bool> blocked_once{false}, started{false}, saw_cancel{false}, handler_done{false};
+  std::atomic<bool> stop_began{false}, stopped{false};
+  received_log first;
+  auto sub = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    if (e.value == "blocked" && !blocked_once.exchange(true)) {
+      asio::steady_timer t(co_await asio::this_coro::executor, 60s);
+      asio::error_code ec;
+      started = true;
+      co_await t.async_wait(asio::bind_cancellation_slot(cancel.slot(), asio::redirect_error(asio::use_awaitable, ec)));
+      saw_cancel = ec == asio::error::operation_aborted;
+      handler_done = true;
+      if (saw_cancel) co_return error(errc::cancelled, "handler cancelled");
+      co_return ok();
+    }
+    first.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return started.load(); }));
+
+  struct timing {
+    bool stopped = false;
+    long long handler_ms = -1, stop_ms = -1;
+  };
+  auto shutdown = [&]() -> asio::awaitable<timing> {
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<void> {
+          stop_began = true; // stop() runs from here to its first wait: the stop is requested
+          co_await sub.stop();
+          stopped = true;
+        },
+        asio::detached);
+    // Waits are named before co_await (temporaries in co_await expressions trip GCC 12).
+    auto began = eventually([&] { return stop_began.load(); }, 5s);
+    co_await std::move(began);
+    const auto at = std::chrono::steady_clock::now();
+    cancel.emit(asio::cancellation_type::terminal);
+    auto since = [&] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - at).count();
+    };
+    timing t;
+    auto handler_ended = eventually([&] { return handler_done.load(); }, 30s);
+    if (co_await std::move(handler_ended)) t.handler_ms = since();
+    auto stop_returned = eventually([&] { return stopped.load(); }, 60s);
+    t.stopped = co_await std::move(stop_returned);
+    if (t.stopped) t.stop_ms = since();
+    co_return t;
+  };
+  const auto t = this->run(shutdown());
+  ASSERT_TRUE(t.stopped) << "stop() did not return after the handler was cancelled";
+  EXPECT_TRUE(saw_cancel.load()) << "the handler's wait was not cancelled";
+  EXPECT_GE(t.handler_ms, 0);
+  EXPECT_LT(t.handler_ms, 5000) << "the cancelled handler did not end promptly";
+  EXPECT_LT(t.stop_ms, 30000);
+  EXPECT_EQ(first.size(), 0u) << "a message after the uncommitted one was handled";
+
+  received_log second;
+  auto again = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    second.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return second.size() >= 2; }));
+  this->stop(again);
+  ASSERT_GE(second.messages.size(), 2u);
+  EXPECT_EQ(second.messages[0].second, "blocked") << "the cancelled message was committed";
+  EXPECT_EQ(second.messages[1].second, "next");
+}
+
 REGISTER_TYPED_TEST_SUITE_P(event_bus_conformance, delivers_every_message_in_per_key_order,
                             failed_handler_gets_the_message_again, message_that_keeps_failing_is_dead_lettered,
                             restarted_member_resumes_from_committed_offset, stop_drains_the_message_in_flight,
                             every_group_gets_every_message, subscribe_without_group_is_invalid_argument,
-                            idle_member_stops_promptly);
+                            idle_member_stops_promptly, handler_call_cancelled_by_its_timeout_is_retried,
+                            handler_cancelled_during_stop_is_redelivered);
 
 } // namespace bulwark::test

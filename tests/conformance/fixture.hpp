@@ -5,13 +5,27 @@
 
 #include "support/run.hpp"
 
+#include <asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <thread>
 #include <utility>
+#include <vector>
 
 namespace bulwark::test {
+
+/// How many threads may drive a factory's context() at once: `Factory::context_threads` when
+/// the factory declares it (its model and everything the model uses are thread-safe), else 1
+/// (a backend whose client is bound to one thread keeps the single-threaded shape).
+template <class Factory> constexpr int context_threads() {
+  if constexpr (requires { Factory::context_threads; }) {
+    return Factory::context_threads > 1 ? static_cast<int>(Factory::context_threads) : 1;
+  } else {
+    return 1;
+  }
+}
 
 template <class Factory> class conformance_fixture : public ::testing::Test {
 protected:
@@ -24,6 +38,41 @@ protected:
   }
   template <class T> T run(asio::awaitable<T> op, std::chrono::milliseconds limit = std::chrono::seconds(120)) {
     return test::run(factory_.context(), std::move(op), limit);
+  }
+
+  /// Like run(), but drives the context from context_threads<Factory>() threads at once, so
+  /// the coroutines `op` spawns on it run in parallel against the model (one thread, as run(),
+  /// when the factory does not declare context_threads).
+  template <class T>
+  T run_threaded(asio::awaitable<T> op, std::chrono::milliseconds limit = std::chrono::seconds(120)) {
+    constexpr int threads = context_threads<Factory>();
+    if constexpr (threads == 1) {
+      return run(std::move(op), limit);
+    } else {
+      auto& ctx = factory_.context();
+      if (ctx.stopped()) ctx.restart();
+      struct helpers {
+        asio::io_context& ctx;
+        asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
+        std::vector<std::thread> threads;
+        bool finished = false;
+        ~helpers() {
+          work.reset();
+          if (!finished) ctx.stop(); // the run failed or timed out: do not wait for its work
+          for (auto& t : threads) t.join();
+          if (ctx.stopped()) ctx.restart();
+        }
+      } pool{ctx};
+      for (int i = 1; i < threads; ++i) pool.threads.emplace_back([&ctx] { ctx.run(); });
+      if constexpr (std::is_void_v<T>) {
+        run(std::move(op), limit);
+        pool.finished = true;
+      } else {
+        T value = run(std::move(op), limit);
+        pool.finished = true;
+        return value;
+      }
+    }
   }
   auto& model() { return *model_; }
 

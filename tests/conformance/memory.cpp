@@ -11,6 +11,7 @@
 namespace {
 
 struct memory_repository_factory {
+  static constexpr int context_threads = 4; // the model is thread-safe: concurrency tests use 4 threads
   static bool available() { return true; }
   asio::io_context& context() { return ctx; }
   std::unique_ptr<bulwark::memory::repository> make() { return std::make_unique<bulwark::memory::repository>(); }
@@ -19,6 +20,7 @@ struct memory_repository_factory {
 
 struct memory_cache_factory {
   using model = bulwark::memory::basic_cache<bulwark::manual_clock>;
+  static constexpr int context_threads = 4;
   static bool available() { return true; }
   asio::io_context& context() { return ctx; }
   std::unique_ptr<model> make() { return std::make_unique<model>(model::options{}, clock); }
