@@ -5,6 +5,8 @@
 
 #include "support/run.hpp"
 
+#include <bulwark/error.hpp>
+
 #include <asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
 
@@ -75,6 +77,23 @@ protected:
     }
   }
   auto& model() { return *model_; }
+
+  /// Errors a backend may return for a while after one of its calls was cancelled (its
+  /// connection is re-opened): unavailable, cancelled, timeout.
+  static bool transient(const error& e) { return e == errc::unavailable || e == errc::cancelled || e == errc::timeout; }
+
+  /// Runs `make()` (a fresh call per try) until it succeeds or fails with a non-transient
+  /// error, riding out transient ones for up to `window` (counted in `transient_errors`).
+  template <class Make>
+  auto run_settled(Make make, int& transient_errors, std::chrono::milliseconds window = std::chrono::seconds(5)) {
+    const auto until = std::chrono::steady_clock::now() + window;
+    for (;;) {
+      auto r = run(make());
+      if (r || !transient(r.error()) || std::chrono::steady_clock::now() > until) return r;
+      ++transient_errors;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
 
   Factory factory_;
   decltype(std::declval<Factory&>().make()) model_;
