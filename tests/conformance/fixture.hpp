@@ -10,6 +10,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -53,27 +54,23 @@ protected:
     } else {
       auto& ctx = factory_.context();
       if (ctx.stopped()) ctx.restart();
+      // Helpers run handlers until told to leave; work that outlives `op` (a subscription
+      // waiting for messages) stays on the context for the next run().
       struct helpers {
         asio::io_context& ctx;
         asio::executor_work_guard<asio::io_context::executor_type> work{ctx.get_executor()};
+        std::atomic<bool> leave{false};
         std::vector<std::thread> threads;
-        bool finished = false;
         ~helpers() {
-          work.reset();
-          if (!finished) ctx.stop(); // the run failed or timed out: do not wait for its work
+          leave = true;
           for (auto& t : threads) t.join();
-          if (ctx.stopped()) ctx.restart();
         }
       } pool{ctx};
-      for (int i = 1; i < threads; ++i) pool.threads.emplace_back([&ctx] { ctx.run(); });
-      if constexpr (std::is_void_v<T>) {
-        run(std::move(op), limit);
-        pool.finished = true;
-      } else {
-        T value = run(std::move(op), limit);
-        pool.finished = true;
-        return value;
-      }
+      for (int i = 1; i < threads; ++i)
+        pool.threads.emplace_back([&pool] {
+          while (!pool.leave) pool.ctx.run_one_for(std::chrono::milliseconds(5));
+        });
+      return run(std::move(op), limit);
     }
   }
   auto& model() { return *model_; }

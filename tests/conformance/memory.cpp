@@ -30,6 +30,7 @@ struct memory_cache_factory {
 };
 
 struct memory_event_bus_factory {
+  static constexpr int context_threads = 4;
   static bool available() { return true; }
   asio::io_context& context() { return ctx; }
   std::unique_ptr<bulwark::memory::event_bus> make() {
