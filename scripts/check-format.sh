@@ -8,8 +8,10 @@ if [ "${1:-}" = "--fix" ]; then
   clang-format -i "${files[@]}"
   exit 0
 fi
-if ! clang-format --dry-run --Werror "${files[@]}" 2>/tmp/bulwark-format.log; then
-  grep -m 20 "error:" /tmp/bulwark-format.log >&2 || true
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! clang-format --dry-run --Werror "${files[@]}" 2>"$log"; then
+  grep -m 20 "error:" "$log" >&2 || true
   echo "check-format: files above are not clang-format clean (scripts/check-format.sh --fix)" >&2
   exit 1
 fi

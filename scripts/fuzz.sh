@@ -10,7 +10,16 @@ out=build/fuzz
 mkdir -p "$out/corpus"
 clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
   tests/fuzz/http_parser_fuzz.cpp -o "$out/http_parser_fuzz"
+rm -f "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*
+status=0
 "$out/http_parser_fuzz" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
-  -artifact_prefix="$out/" "$out/corpus" tests/fuzz/http_corpus 2>&1 | tee "$out/last-run.log" |
-  grep -E '^(stat::number_of_executed_units|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)' || true
-grep -q 'stat::number_of_executed_units' "$out/last-run.log"   # fails when the run crashed
+  -artifact_prefix="$out/" "$out/corpus" tests/fuzz/http_corpus >"$out/last-run.log" 2>&1 || status=$?
+grep -E '^(stat::number_of_executed_units|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)' "$out/last-run.log" || true
+# libFuzzer exits non-zero on a crash, a leak, a timeout or an out-of-memory input and leaves
+# the input in $out as crash-*/leak-*/timeout-*/oom-*: either one fails this script.
+artifacts=$(find "$out" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \))
+if [ "$status" -ne 0 ] || [ -n "$artifacts" ]; then
+  echo "fuzz: FAILED (exit $status); inputs: ${artifacts:-none}; log: $out/last-run.log" >&2
+  exit 1
+fi
+echo "fuzz: no crash, leak or timeout in ${seconds} s"

@@ -1,10 +1,18 @@
 # Helpers shared by the server scripts (sourced, not run).
 
+# Debian puts server binaries (mariadbd, nginx) in /usr/sbin, which is not on a normal user's PATH.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin:/sbin" ;; esac
+
 # free_port: a TCP port on 127.0.0.1 that nothing listens on now and that no other server
 # script of this run has been handed: the scripts start in parallel and bind seconds later, so
 # every port handed out is recorded (under a lock) in $BULWARK_SERVERS_DIR/ports.
+# Without BULWARK_SERVERS_DIR (a benchmark starting one server) there is no ledger.
 free_port() {
-  local ledger="${BULWARK_SERVERS_DIR:-/tmp}/ports" port
+  if [ -z "${BULWARK_SERVERS_DIR:-}" ]; then
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    return
+  fi
+  local ledger="$BULWARK_SERVERS_DIR/ports" port
   (
     flock 9
     for _ in $(seq 50); do

@@ -11,6 +11,8 @@ scripts/install-deps.sh
 scripts/check-format.sh
 
 export BULWARK_SERVERS_DIR="$root/.servers"
+# Servers an interrupted earlier run left behind are stopped before their pidfiles go.
+[ -d "$BULWARK_SERVERS_DIR" ] && { scripts/servers.sh down >/dev/null 2>&1 || true; }
 rm -rf "$BULWARK_SERVERS_DIR"
 mkdir -p "$BULWARK_SERVERS_DIR"
 cleanup() { scripts/servers.sh down >/dev/null 2>&1 || true; }

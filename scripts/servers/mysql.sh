@@ -51,6 +51,15 @@ ready() { admin ping && ss -ltnpH "sport = :$1" | grep -q "pid=$2,"; }
 
 server_pid() { cat "$dir/server.pid" 2>/dev/null; }
 
+# all_threads_stopped PID: every thread of PID is in state T (stopped by a signal).
+all_threads_stopped() {
+  local stat state
+  for stat in /proc/"$1"/task/*/stat; do
+    state=$(sed 's/^.*) //' "$stat" | cut -d' ' -f1) || return 1
+    [ "$state" = T ] || return 1
+  done
+}
+
 stop_server() {
   local pid; pid=$(server_pid) || return 0
   kill -CONT "$pid" 2>/dev/null || true
@@ -117,7 +126,12 @@ SQL
   stop) stop_server ;;
   start) start_server ;;
   kill) pid=$(server_pid) && { kill -9 "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done; rm -f "$dir/server.pid"; } ;;
-  hang) kill -STOP "$(server_pid)" ;;
+  hang)
+    # SIGSTOP takes effect asynchronously (each thread stops when the kernel next schedules
+    # it): return only once every thread of the server is stopped.
+    pid=$(server_pid)
+    kill -STOP "$pid"
+    wait_until 10 all_threads_stopped "$pid" ;;
   resume) kill -CONT "$(server_pid)" ;;
   status) admin ping >/dev/null 2>&1 ;;
   *) echo "usage: mysql.sh up|down|stop|start|kill|hang|resume|status" >&2; exit 2 ;;

@@ -6,16 +6,23 @@ execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${WORK
 if(rc)
   message(FATAL_ERROR "install failed")
 endif()
-file(GLOB component_files ${WORK_DIR}/prefix/lib/cmake/bulwark/bulwark-*-targets.cmake)
+# EXPECTED: the components the tree built (comma-separated); each must have been installed.
+string(REPLACE "," ";" expected "${EXPECTED}")
+file(GLOB component_files ${WORK_DIR}/prefix/${LIBDIR}/cmake/bulwark/bulwark-*-targets.cmake)
 set(components)
 foreach(f IN LISTS component_files)
   get_filename_component(name ${f} NAME)
   string(REGEX REPLACE "^bulwark-(.*)-targets.cmake$" "\\1" c ${name})
   list(APPEND components ${c})
 endforeach()
-if(EXISTS ${WORK_DIR}/prefix/include/bulwark/http)
+if(EXISTS ${WORK_DIR}/prefix/${INCLUDEDIR}/bulwark/http)
   list(APPEND components http)
 endif()
+foreach(c IN LISTS expected)
+  if(NOT c IN_LIST components)
+    message(FATAL_ERROR "component ${c} was built but not installed under ${WORK_DIR}/prefix/${LIBDIR}/cmake/bulwark")
+  endif()
+endforeach()
 message(STATUS "consumer: components ${components}")
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/build -G Ninja
                         -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix "-DBULWARK_COMPONENTS=${components}"
@@ -35,7 +42,7 @@ endif()
 # pkg-config sees the package too.
 find_program(PKG_CONFIG pkg-config)
 if(PKG_CONFIG)
-  execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${WORK_DIR}/prefix/share/pkgconfig
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${WORK_DIR}/prefix/${DATADIR}/pkgconfig
                           ${PKG_CONFIG} --cflags bulwark RESULT_VARIABLE rc OUTPUT_VARIABLE cflags)
   if(rc OR NOT cflags MATCHES "-I[^ ]*/include")
     message(FATAL_ERROR "pkg-config --cflags bulwark: '${cflags}'")

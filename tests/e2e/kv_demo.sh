@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Black-box test of examples/kv-demo over HTTP with curl: start it on a free port, exercise the
-# API, stop it with SIGTERM and check it exits cleanly.
+# Black-box test of examples/kv-demo over HTTP with curl: start it on port 0 (the kernel picks a
+# free one, read back from its log), exercise the API, stop it with SIGTERM and check it exits
+# cleanly.
 set -euo pipefail
 bin=${1:?usage: kv_demo.sh path/to/kv-demo}
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" --port "$port" >/tmp/kv-demo-$$.log 2>&1 &
+work=$(mktemp -d)
+log=$work/kv-demo.log
+"$bin" --port 0 >"$log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; rm -f /tmp/kv-demo-$$.log' EXIT
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; cat "$log"; exit 1; }
+port=
+for _ in $(seq 100); do
+  port=$(sed -n 's|^kv-demo: listening on http://[^:]*:\([0-9]*\).*|\1|p' "$log")
+  [ -n "$port" ] && break
+  kill -0 $pid 2>/dev/null || fail "exited before listening"
+  sleep 0.1
+done
+[ -n "$port" ] || fail "no 'listening on' line within 10 s"
 base="http://127.0.0.1:$port"
 for _ in $(seq 50); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
-fail() { echo "FAIL: $*"; cat /tmp/kv-demo-$$.log; exit 1; }
+passed=0
 expect() { # expect STATUS BODY_REGEX -- curl args
   local status=$1 pattern=$2; shift 3
   local out code
@@ -17,6 +28,7 @@ expect() { # expect STATUS BODY_REGEX -- curl args
   code=${out##*$'\n'}; out=${out%$'\n'*}
   [ "$code" = "$status" ] || fail "$* -> $code (wanted $status): $out"
   [[ "$out" =~ $pattern ]] || fail "$* -> body '$out' does not match '$pattern'"
+  passed=$((passed + 1))
 }
 expect 404 '"error":"not_found"' -- "$base/api/items/GB"
 expect 200 '"version":1' -- -X PUT -d '{"value":{"name":"AT One"}}' "$base/api/items/GB"
@@ -34,5 +46,5 @@ kill -TERM $pid
 for _ in $(seq 100); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && fail "did not stop within 10 s of SIGTERM"
 wait $pid || fail "exited with status $?"
-grep -q "kv-demo: stopping" /tmp/kv-demo-$$.log || fail "no graceful stop in the log"
-echo "kv-demo e2e: 12 passed, 0 failed"
+grep -q "kv-demo: stopping" "$log" || fail "no graceful stop in the log"
+echo "kv-demo e2e: $passed requests as expected, then a clean stop on SIGTERM"

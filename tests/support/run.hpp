@@ -87,3 +87,12 @@ inline std::optional<std::string> server_env(const char* name) {
     GTEST_SKIP() << name << " is not set (scripts/servers.sh up)";                                                     \
   }                                                                                                                    \
   const std::string var = *var##_value
+
+/// Skips (or, under scripts/test.sh, fails) the current test when the external tool at `path`
+/// (a CMake find_program result) was not found.
+#define BULWARK_REQUIRE_TOOL(path, what)                                                                               \
+  if (const std::string bulwark_tool_path_ = (path);                                                                   \
+      bulwark_tool_path_.empty() || bulwark_tool_path_.ends_with("NOTFOUND")) {                                        \
+    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << what << " is not installed (scripts/install-deps.sh)";       \
+    GTEST_SKIP() << what << " is not installed";                                                                       \
+  }

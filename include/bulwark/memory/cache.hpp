@@ -3,21 +3,29 @@
 // within a shard, bounded by entries and by bytes, TTL read from an injected clock (by
 // default the coarse wall clock: TTLs are exact to a kernel tick, 1-4 ms).
 // Thread-safe. get/put/erase cost one hash, one shard lock and one copy of the value.
+//
+// Recency is kept the way memcached keeps it: a hit moves its entry to the front of the
+// shard's list only when the entry may have left the front half (more than half the shard's
+// entries were inserted or moved ahead of it since it was last put in front). A hot entry
+// therefore costs no list writes, and an entry used since half the shard turned over is never
+// the next one evicted.
 
 #include <bulwark/cache.hpp>
 #include <bulwark/coarse_clock.hpp>
+#include <bulwark/detail/hash_index.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <iterator>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace bulwark::memory {
@@ -37,8 +45,8 @@ public:
   struct options {
     std::size_t max_entries = 100'000;  ///< across all shards
     std::size_t max_bytes = 256u << 20; ///< keys + values + per-entry overhead
-    std::size_t shards = 16;
-    std::size_t max_key_bytes = 1024; ///< longer keys: errc::invalid_argument
+    std::size_t shards = 16;            ///< rounded up to a power of two
+    std::size_t max_key_bytes = 1024;   ///< longer keys: errc::invalid_argument
   };
 
   /// Accounted per entry on top of key and value: list node, map node, bookkeeping.
@@ -46,7 +54,8 @@ public:
 
   basic_cache() : basic_cache(options{}) {}
   explicit basic_cache(options opts, Clock clock = Clock{}) : opts_(opts), clock_(std::move(clock)) {
-    opts_.shards = std::max<std::size_t>(1, opts_.shards);
+    opts_.shards = std::bit_ceil(std::max<std::size_t>(1, opts_.shards));
+    shard_mask_ = opts_.shards - 1;
     shards_ = std::vector<shard>(opts_.shards);
     for (auto& s : shards_) {
       s.max_entries = std::max<std::size_t>(1, opts_.max_entries / opts_.shards);
@@ -68,22 +77,21 @@ public:
   result<std::optional<cached>> get_now(std::string_view key) {
     const hashed_key hk{key, std::hash<std::string_view>{}(key)};
     auto& s = shard_for(hk);
-    const auto now = clock_.now();
     std::lock_guard lock(s.mutex);
-    auto it = s.index.find(hk);
-    if (it == s.index.end()) {
+    auto* it = s.find(hk);
+    if (!it) {
       ++s.misses;
       return std::optional<cached>{};
     }
-    auto node = it->second;
-    if (node->expires_at != no_expiry && now >= node->expires_at) {
+    auto node = it->handle;
+    if (node->expires_at != no_expiry && clock_.now() >= node->expires_at) {
       ++s.expirations;
       ++s.misses;
       s.remove(it);
       return std::optional<cached>{};
     }
     ++s.hits;
-    if (node != s.lru.begin()) s.lru.splice(s.lru.begin(), s.lru, node);
+    if (s.moves - node->moved_at > s.index.size() / 2) s.to_front(node);
     return std::optional<cached>{node->item};
   }
 
@@ -101,9 +109,8 @@ public:
     const auto expires_at =
         ttl.count() == 0 ? no_expiry : now + std::chrono::duration_cast<std::chrono::system_clock::duration>(ttl);
     std::lock_guard lock(s.mutex);
-    auto it = s.index.find(hk);
-    if (it != s.index.end()) {
-      auto node = it->second;
+    if (auto* it = s.find(hk)) {
+      auto node = it->handle;
       const bool expired = node->expires_at != no_expiry && now >= node->expires_at;
       if (!expired && node->item.version > value.version) return false;
       s.bytes -= node->cost;
@@ -111,11 +118,11 @@ public:
       node->expires_at = expires_at;
       node->cost = cost;
       s.bytes += cost;
-      s.lru.splice(s.lru.begin(), s.lru, node);
+      s.to_front(node);
     } else {
-      s.lru.push_front(
-          slot{std::string(key), hk.hash, cached{std::move(value.value), value.version, now}, expires_at, cost});
-      s.index.emplace(hashed_key{s.lru.front().key, hk.hash}, s.lru.begin());
+      s.lru.push_front(slot{std::string(key), hk.hash, cached{std::move(value.value), value.version, now}, expires_at,
+                            cost, ++s.moves});
+      s.index.insert(hk.hash, s.lru.begin());
       s.bytes += cost;
     }
     s.evict_to_bounds();
@@ -126,8 +133,8 @@ public:
     const hashed_key hk{key, std::hash<std::string_view>{}(key)};
     auto& s = shard_for(hk);
     std::lock_guard lock(s.mutex);
-    auto it = s.index.find(hk);
-    if (it == s.index.end()) return false;
+    auto* it = s.find(hk);
+    if (!it) return false;
     s.remove(it);
     return true;
   }
@@ -155,10 +162,6 @@ private:
   struct hashed_key {
     std::string_view key;
     std::size_t hash = 0;
-    friend bool operator==(const hashed_key& a, const hashed_key& b) noexcept { return a.key == b.key; }
-  };
-  struct stored_hash {
-    std::size_t operator()(const hashed_key& k) const noexcept { return k.hash; }
   };
 
   struct slot {
@@ -167,38 +170,51 @@ private:
     cached item;
     std::chrono::system_clock::time_point expires_at;
     std::size_t cost = 0;
+    std::uint64_t moved_at = 0; ///< shard::moves when this entry was last put in front
   };
   using lru_list = std::list<slot>;
 
   struct shard {
     mutable std::mutex mutex;
     lru_list lru; // most recently used first
-    // Keys are views into the list nodes, which never move.
-    std::unordered_map<hashed_key, typename lru_list::iterator, stored_hash> index;
+    detail::hash_index<typename lru_list::iterator> index;
     std::size_t bytes = 0;
     std::size_t max_entries = 0;
     std::size_t max_bytes = 0;
     std::uint64_t hits = 0, misses = 0, evictions = 0, expirations = 0;
+    std::uint64_t moves = 0; ///< entries put in front so far (inserted or moved)
 
-    void remove(typename decltype(index)::iterator it) {
-      auto node = it->second;
+    void to_front(typename lru_list::iterator node) {
+      if (node != lru.begin()) lru.splice(lru.begin(), lru, node);
+      node->moved_at = ++moves;
+    }
+
+    using cell = typename detail::hash_index<typename lru_list::iterator>::cell;
+
+    cell* find(const hashed_key& k) {
+      return index.find(k.hash, [&](typename lru_list::iterator node) { return node->key == k.key; });
+    }
+    void remove(cell* c) {
+      auto node = c->handle;
       bytes -= node->cost;
-      index.erase(it);
+      index.erase(c);
       lru.erase(node);
     }
     void evict_to_bounds() {
       while (!lru.empty() && (index.size() > max_entries || bytes > max_bytes)) {
-        remove(index.find(hashed_key{lru.back().key, lru.back().hash}));
+        auto last = std::prev(lru.end());
+        remove(index.find(last->hash, [&](typename lru_list::iterator node) { return node == last; }));
         ++evictions;
       }
     }
   };
 
-  // The upper half of the hash picks the shard; the index buckets by the whole hash.
-  shard& shard_for(const hashed_key& k) { return shards_[(k.hash >> 32) % shards_.size()]; }
+  // The upper half of the hash picks the shard; the index probes from its lower half.
+  shard& shard_for(const hashed_key& k) { return shards_[(k.hash >> 32) & shard_mask_]; }
 
   options opts_;
   Clock clock_;
+  std::size_t shard_mask_ = 0;
   std::vector<shard> shards_;
 };
 

@@ -2,6 +2,7 @@
 #include <bulwark/metrics.hpp>
 
 #include "support.hpp"
+#include "support/run.hpp"
 
 #include <gtest/gtest.h>
 
@@ -26,7 +27,7 @@ std::string shell(const std::string& cmd, int* status) {
 } // namespace
 
 TEST(http_metrics, server_exports_requests_latency_and_connections_and_promtool_accepts_them) {
-  if (std::string(BULWARK_PROMTOOL).ends_with("NOTFOUND")) GTEST_SKIP() << "no promtool";
+  BULWARK_REQUIRE_TOOL(BULWARK_PROMTOOL, "promtool");
   auto registry = std::make_shared<bulwark::metrics::registry>();
   http::router routes;
   routes.use(http::route_metrics(registry, "app_http"));

@@ -3,6 +3,7 @@
 #include <bulwark/http/router.hpp>
 
 #include "support.hpp"
+#include "support/run.hpp"
 
 #include <asio/steady_timer.hpp>
 #include <gtest/gtest.h>
@@ -276,7 +277,7 @@ TEST(http_server, several_threads_share_the_work_in_both_accept_modes) {
 }
 
 TEST(http_server, curl_as_an_independent_client) {
-  if (std::string(BULWARK_CURL).empty() || std::string(BULWARK_CURL).ends_with("NOTFOUND")) GTEST_SKIP() << "no curl";
+  BULWARK_REQUIRE_TOOL(BULWARK_CURL, "curl");
   fixture f;
   const std::string url = "http://127.0.0.1:" + std::to_string(f.port());
   // Two URLs on one curl: the second reuses the connection; also a POST with a body.

@@ -72,3 +72,24 @@ TEST(memory_cache, concurrent_threads_never_lower_a_version) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(c.get_now("shared").value()->version, 2000u * 4 + 3);
 }
+
+TEST(memory_cache, a_hit_entry_outlives_half_a_shard_of_inserts) {
+  test_cache c(test_cache::options{.max_entries = 100, .max_bytes = 1 << 20, .shards = 1});
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+  ASSERT_TRUE(c.get_now("k0").value().has_value()); // the oldest entry, hit: moved to the front
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(c.put_now("n" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+  EXPECT_TRUE(c.get_now("k0").value().has_value());
+  for (int i = 1; i <= 50; ++i) EXPECT_FALSE(c.get_now("k" + std::to_string(i)).value().has_value()) << i;
+  EXPECT_TRUE(c.get_now("k51").value().has_value());
+  EXPECT_EQ(c.stats().evictions, 50u);
+}
+
+TEST(memory_cache, a_hot_entry_survives_any_amount_of_churn) {
+  test_cache c(test_cache::options{.max_entries = 100, .max_bytes = 1 << 20, .shards = 1});
+  ASSERT_TRUE(c.put_now("hot", versioned{"v", 1}, 0ms).value());
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(c.get_now("hot").value().has_value()) << "evicted after " << i << " inserts";
+    ASSERT_TRUE(c.put_now("cold" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+  }
+  EXPECT_EQ(c.stats().entries, 100u);
+}

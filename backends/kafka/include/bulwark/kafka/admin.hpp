@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -61,7 +62,11 @@ public:
   /// factor, e.g. more replicas than brokers), errc::timeout, errc::unavailable.
   result<void> create_topic_blocking(const topic_spec& spec) const { return s_->create(spec); }
 
-  /// Describes a topic from the cluster's metadata. errc::not_found when it does not exist.
+  /// Describes a topic from the cluster's metadata. errc::not_found (UNKNOWN_TOPIC_OR_PART, the
+  /// topic's name as detail) when it does not exist. Brokers learn of a new topic one after the
+  /// other, so an "unknown" answer is asked again (another broker, or the same one a moment
+  /// later) until every broker said so or a second passed: not_found takes up to a second,
+  /// and a topic just created (by any client) is found. Describing never creates a topic.
   result<topic_description> describe_topic_blocking(const std::string& name) const { return s_->describe(name); }
 
   /// create_topic_blocking() without blocking the caller's thread.
@@ -70,11 +75,13 @@ public:
     co_return co_await detail::offload(std::move(call));
   }
 
-  /// create_topic() that treats an existing topic as success.
+  /// create_topic() that treats an existing topic as success; an existing topic is left as it
+  /// is (its partitions and replication factor are not compared with `spec`). A topic that one
+  /// metadata request already finds is not created at all: CreateTopics goes to the active
+  /// controller, and while that is being elected again (a broker died) it times out.
   task<void> ensure_topic(topic_spec spec) const {
-    auto r = co_await create_topic(std::move(spec));
-    if (!r && r.error() == errc::duplicate) co_return ok();
-    co_return r;
+    auto call = [s = s_, spec = std::move(spec)] { return s->ensure(spec); };
+    co_return co_await detail::offload(std::move(call));
   }
 
   /// describe_topic_blocking() without blocking the caller's thread.
@@ -130,11 +137,18 @@ private:
       return wait_for_leaders(spec.name);
     }
 
+    result<void> ensure(const topic_spec& spec) const {
+      if (auto d = describe_once(spec.name); d && !d.value().partitions.empty()) return ok();
+      auto r = create(spec);
+      if (!r && r.error() == errc::duplicate) return ok(); // created meanwhile, or a broker lagged
+      return r;
+    }
+
     // The controller answers CreateTopics before every broker learnt the new leaders.
     result<void> wait_for_leaders(const std::string& name) const {
       const auto deadline = std::chrono::steady_clock::now() + cfg.admin_timeout;
       for (;;) {
-        auto d = describe(name);
+        auto d = describe_once(name);
         if (d && !d.value().partitions.empty()) {
           bool led = true;
           for (const auto& p : d.value().partitions) led = led && p.leader >= 0;
@@ -146,13 +160,35 @@ private:
       }
     }
 
+    // describe_once() until a broker knows the topic, every broker said it does not, or
+    // unknown_topic_grace passed.
     result<topic_description> describe(const std::string& name) const {
+      static constexpr auto unknown_topic_grace = std::chrono::milliseconds(1000);
+      const auto deadline = std::chrono::steady_clock::now() + unknown_topic_grace;
+      std::set<std::int32_t> said_unknown;
+      for (;;) {
+        std::int32_t broker = -1, brokers = 0;
+        auto d = describe_once(name, &broker, &brokers);
+        if (d || d.error() != errc::not_found) return d;
+        said_unknown.insert(broker);
+        if (static_cast<std::int32_t>(said_unknown.size()) >= brokers || std::chrono::steady_clock::now() > deadline)
+          return d;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+
+    // One metadata request (to a broker librdkafka picks). `broker` gets the id of the broker
+    // that answered, `brokers` how many the cluster has.
+    result<topic_description> describe_once(const std::string& name, std::int32_t* broker = nullptr,
+                                            std::int32_t* brokers = nullptr) const {
       rd_kafka_topic_t* topic = rd_kafka_topic_new(rk.get(), name.c_str(), nullptr);
       if (!topic) return make_error(rd_kafka_last_error(), name);
       const rd_kafka_metadata_t* md = nullptr;
       const auto err = rd_kafka_metadata(rk.get(), 0, topic, &md, static_cast<int>(cfg.admin_timeout.count()));
       rd_kafka_topic_destroy(topic);
       if (err) return make_error(err, "metadata for " + name);
+      if (broker) *broker = md->orig_broker_id;
+      if (brokers) *brokers = md->broker_cnt;
       result<topic_description> out = make_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, name);
       for (int t = 0; t < md->topic_cnt; ++t) {
         const auto& mt = md->topics[t];

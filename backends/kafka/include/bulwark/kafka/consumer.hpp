@@ -12,9 +12,17 @@
 // revoked and on stop. A failing handler is retried with the subscription's backoff; after
 // max_attempts it is published to the dead-letter topic (make_dead_letter) and committed.
 //
-// Bounds: a partition whose buffer reaches config::max_buffered_per_partition is paused and
-// resumed at half. A rebalance or a stop waits (up to config::drain_timeout) for the handler
-// in flight; queued messages are dropped uncommitted and redelivered to the next owner.
+// Bounds: a partition holds at most config::max_buffered_per_partition messages (polled, not
+// yet handled; the one in flight included). The consumer thread counts each polled message on
+// its partition's gate and pauses the partition as soon as the count reaches the bound:
+// librdkafka's pause raises a version barrier at once, so no later poll returns a message of
+// that partition, and on resume it fetches from the one after the last message returned. The
+// strand counts handled messages out and resumes the partition at half the bound. A revoke
+// leaves no partition paused: librdkafka keeps an application's pause through a revoke and a
+// re-assignment, and a partition paused then would never be fetched again.
+//
+// A rebalance or a stop waits (up to config::drain_timeout) for the handler in flight; queued
+// messages are dropped uncommitted and redelivered to the next owner.
 
 #include <bulwark/event_bus.hpp>
 #include <bulwark/kafka/config.hpp>
@@ -39,6 +47,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -55,6 +64,17 @@
 
 namespace bulwark::kafka {
 
+/// A snapshot of one member's buffering (consumer::stats()); every figure is read atomically,
+/// the snapshot as a whole is not.
+struct consumer_stats {
+  std::size_t buffered = 0;          ///< messages polled and not yet handled (or dropped), those in flight included
+  std::size_t max_buffered = 0;      ///< the most one partition ever held: never above max_buffered_per_partition
+  std::size_t paused_partitions = 0; ///< partitions paused now because their buffer was full
+  std::size_t pauses = 0;            ///< times a partition was paused
+  std::size_t resumes = 0;           ///< times a partition was resumed
+  std::size_t processed = 0;         ///< messages handled (or dead-lettered) and stored for commit
+};
+
 /// Publishes a dead letter: (topic, message) -> delivery.
 using dead_letter_publisher = std::function<task<delivery>(const std::string&, message)>;
 
@@ -65,13 +85,31 @@ struct message_deleter {
 };
 using message_ptr = std::unique_ptr<rd_kafka_message_t, message_deleter>;
 
-struct partition_worker {
-  explicit partition_worker(std::int32_t p) : partition(p) {}
+/// One assignment of one partition: how many of its messages the member holds, and whether it
+/// is paused for that. The consumer thread counts messages in (and pauses), the strand counts
+/// them out (and resumes); pause and resume happen under `m`.
+struct partition_gate {
+  explicit partition_gate(std::int32_t p) : partition(p) {}
   std::int32_t partition;
-  std::deque<message_ptr> queue; ///< front() is the message in flight while running
+  std::atomic<std::size_t> held{0}; ///< polled, not yet handled or dropped
+  std::atomic<bool> paused{false};  ///< written under m; read without it as a hint
+  std::mutex m;
+  bool revoked = false; ///< under m: the assignment ended, no pause or resume any more
+};
+
+/// A polled message and the gate that counted it.
+struct polled {
+  message_ptr message;
+  std::shared_ptr<partition_gate> gate;
+};
+
+struct partition_worker {
+  partition_worker(std::int32_t p, std::shared_ptr<partition_gate> g) : partition(p), gate(std::move(g)) {}
+  std::int32_t partition;
+  std::shared_ptr<partition_gate> gate; ///< counted every message in queue
+  std::deque<message_ptr> queue;        ///< front() is the message in flight while running
   bool running = false;
   bool revoked = false;
-  bool paused = false;
   std::function<void()> on_drained; ///< set by a revoke that waits for this worker
 };
 
@@ -94,6 +132,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     pending.clear();
   }
 
+  std::size_t bound() const { return std::max<std::size_t>(1, cfg.max_buffered_per_partition); }
+
   config cfg;
   subscribe_options options;
   message_handler handler;
@@ -108,10 +148,15 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::atomic<bool> thread_done{false};
   std::atomic<bool> assigned{false};
   std::atomic<std::size_t> processed{0};
+  // Buffering figures for stats().
+  std::atomic<std::size_t> buffered{0}, max_buffered{0}, paused_partitions{0}, pauses{0}, resumes{0};
   // --- consumer thread only ---
   static constexpr std::size_t max_batch = 4096;
-  std::vector<message_ptr> pending;      ///< polled, not yet handed to the strand
-  std::atomic<int> batches_in_flight{0}; ///< posted batches the strand has not dispatched
+  std::vector<polled> pending;                                   ///< polled, not yet handed to the strand
+  std::map<std::int32_t, std::shared_ptr<partition_gate>> gates; ///< the assigned partitions
+  std::atomic<int> batches_in_flight{0};                         ///< posted batches the strand has not dispatched
+  std::mutex hand_over_mutex;                                    ///< with hand_over: a full batch waits for the strand
+  std::condition_variable hand_over;                             ///< notified when the strand dispatched a batch
   std::mutex error_mutex;
   error last_error; ///< the last consumer error librdkafka reported (for diagnostics)
 
@@ -124,25 +169,103 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   // --- consumer thread --------------------------------------------------------------------
   void run() {
     while (!closing.load()) {
-      // While the executor still works through the last batch, keep collecting: fewer, larger
-      // hand-overs (each one wakes the executor) when messages arrive faster than handled.
-      const bool busy = !pending.empty();
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), busy ? 1 : 100);
-      while (m) {
-        message_ptr owned(m);
-        if (m->err)
-          record_error(m->err, rd_kafka_message_errstr(m));
-        else
-          pending.push_back(std::move(owned));
-        if (pending.size() >= max_batch) break;
-        m = rd_kafka_consumer_poll(rk.get(), 0);
+      if (pending.size() >= max_batch) {
+        // A full batch waits until the strand took the last one: one batch in flight at a
+        // time, so a busy executor slows the polling down instead of piling batches up (and
+        // the per-partition counts stay below the bound unless a handler is slow).
+        std::unique_lock lock(hand_over_mutex);
+        hand_over.wait_for(lock, std::chrono::milliseconds(10),
+                           [this] { return batches_in_flight.load() == 0 || closing.load(); });
+      } else {
+        // While the executor still works through the last batch, keep collecting: fewer,
+        // larger hand-overs (each one wakes the executor) when messages arrive faster than
+        // handled.
+        const bool busy = !pending.empty();
+        rd_kafka_message_t* m = rd_kafka_consumer_poll(rk.get(), busy ? 1 : 100);
+        while (m) {
+          message_ptr owned(m);
+          if (m->err)
+            record_error(m->err, rd_kafka_message_errstr(m));
+          else
+            admit(std::move(owned));
+          if (pending.size() >= max_batch) break;
+          m = rd_kafka_consumer_poll(rk.get(), 0);
+        }
       }
-      if (!pending.empty() && (batches_in_flight.load() == 0 || pending.size() >= max_batch)) flush_pending();
+      if (!pending.empty() && batches_in_flight.load() == 0) flush_pending();
     }
     flush_pending();
     // Runs the revoke callback (drain, commit) and leaves the group.
     rd_kafka_consumer_close(rk.get());
     thread_done = true;
+  }
+
+  // Consumer thread: counts a polled message on its partition's gate and pauses the partition
+  // when that reaches the bound, before the next poll.
+  void admit(message_ptr m) {
+    auto it = gates.find(m->partition);
+    if (it == gates.end()) return; // not assigned (any more): the owner fetches it
+    const auto held = it->second->held.fetch_add(1) + 1;
+    buffered.fetch_add(1, std::memory_order_relaxed);
+    if (held > max_buffered.load(std::memory_order_relaxed)) max_buffered.store(held, std::memory_order_relaxed);
+    if (held >= bound()) set_paused(*it->second, true);
+    pending.push_back({std::move(m), it->second});
+  }
+
+  // Any thread: pauses a partition whose count reached the bound, or resumes one whose count
+  // fell to half of it; the count is read again under the gate's lock, so a pause and a resume
+  // racing each other leave the partition in the state its count calls for.
+  void set_paused(partition_gate& g, bool pause) {
+    std::lock_guard lock(g.m);
+    if (g.revoked || g.paused.load() == pause) return;
+    const auto held = g.held.load();
+    if (pause ? held < bound() : held > bound() / 2) return;
+    partition_list list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), g.partition);
+    if (pause) {
+      rd_kafka_pause_partitions(rk.get(), list.get());
+      paused_partitions.fetch_add(1, std::memory_order_relaxed);
+      pauses.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      rd_kafka_resume_partitions(rk.get(), list.get());
+      paused_partitions.fetch_sub(1, std::memory_order_relaxed);
+      resumes.fetch_add(1, std::memory_order_relaxed);
+    }
+    g.paused = pause;
+  }
+
+  // Strand: `n` messages counted on `g` were handled or dropped.
+  void release(partition_gate& g, std::size_t n) {
+    if (n == 0) return;
+    const auto left = g.held.fetch_sub(n) - n;
+    buffered.fetch_sub(n, std::memory_order_relaxed);
+    if (g.paused.load() && left <= bound() / 2) set_paused(g, false);
+  }
+
+  // Consumer thread, in the revoke callback, after the drain: the assignment of `ids` ends.
+  // librdkafka keeps an application's pause through a revoke and a re-assignment, so a
+  // partition left paused would never be fetched again by this member. Usually the drain
+  // already resumed it (dropping the queue brings the count to 0); this covers a drain that
+  // timed out with a handler still running.
+  void close_gates(const std::vector<std::int32_t>& ids) {
+    for (auto id : ids) {
+      auto it = gates.find(id);
+      if (it == gates.end()) continue;
+      auto& g = *it->second;
+      {
+        std::lock_guard lock(g.m);
+        if (g.paused.load()) {
+          partition_list list(rd_kafka_topic_partition_list_new(1));
+          rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), g.partition);
+          rd_kafka_resume_partitions(rk.get(), list.get());
+          g.paused = false;
+          paused_partitions.fetch_sub(1, std::memory_order_relaxed);
+          resumes.fetch_add(1, std::memory_order_relaxed);
+        }
+        g.revoked = true;
+      }
+      gates.erase(it);
+    }
   }
 
   // Consumer thread: hands the collected messages to the strand. Also called first thing in
@@ -153,7 +276,11 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       batches_in_flight.fetch_add(1);
       asio::post(strand, [self, b = std::move(pending)]() mutable {
         self->dispatch(b);
-        self->batches_in_flight.fetch_sub(1);
+        {
+          std::lock_guard lock(self->hand_over_mutex); // no lost wake-up for the waiting thread
+          self->batches_in_flight.fetch_sub(1);
+        }
+        self->hand_over.notify_one();
       });
     }
     pending.clear(); // moved from: valid, and empty after clear()
@@ -171,11 +298,16 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     const bool coop = self->cooperative();
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       if (self->options.start == start_from::latest) self->resolve_latest(parts);
-      std::vector<std::int32_t> ids;
-      for (int i = 0; i < parts->cnt; ++i) ids.push_back(parts->elems[i].partition);
+      std::vector<std::shared_ptr<partition_gate>> opened;
+      for (int i = 0; i < parts->cnt; ++i) {
+        auto g = std::make_shared<partition_gate>(parts->elems[i].partition);
+        self->gates[g->partition] = g;
+        opened.push_back(std::move(g));
+      }
       if (auto strong = self->weak_from_this().lock()) {
-        asio::post(self->strand, [strong, ids] {
-          for (auto id : ids) strong->workers[id] = std::make_shared<partition_worker>(id);
+        asio::post(self->strand, [strong, opened] {
+          for (const auto& g : opened)
+            strong->workers[g->partition] = std::make_shared<partition_worker>(g->partition, g);
         });
       }
       if (coop) {
@@ -188,6 +320,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       std::vector<std::int32_t> ids;
       for (int i = 0; i < parts->cnt; ++i) ids.push_back(parts->elems[i].partition);
       self->drain(ids);
+      self->close_gates(ids);
       rd_kafka_commit(rk, nullptr, 0); // synchronous: what the handlers finished
       if (coop) {
         if (auto* e = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(e);
@@ -196,6 +329,9 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       }
     } else {
       self->record_error(err, "rebalance");
+      std::vector<std::int32_t> ids;
+      for (const auto& [id, g] : self->gates) ids.push_back(id);
+      self->close_gates(ids);
       rd_kafka_assign(rk, nullptr);
     }
   }
@@ -229,7 +365,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   // --- strand -------------------------------------------------------------------------------
   void revoke(const std::vector<std::int32_t>& ids, std::shared_ptr<std::promise<void>> done) {
     auto remaining = std::make_shared<std::size_t>(0);
-    auto release = [remaining, done] {
+    auto one_drained = [remaining, done] {
       if (--*remaining == 0) done->set_value();
     };
     ++*remaining; // held until every worker is looked at
@@ -241,27 +377,29 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       w->revoked = true;
       if (w->running) {
         ++*remaining;
-        w->on_drained = release;
+        w->on_drained = one_drained;
       } else {
-        w->queue.clear();
+        discard(*w);
       }
     }
-    release();
+    one_drained();
   }
 
   // Queues a batch on its partitions' workers, then starts the idle ones. co_spawn dispatches:
   // a worker started from the strand runs inline until its handler suspends, so starting it
   // per message would run (and spawn) one worker per message; queued first, one worker runs
   // through all of its partition's messages in the batch.
-  void dispatch(std::vector<message_ptr>& batch) {
-    if (stopping.load()) return; // redelivered later
+  void dispatch(std::vector<polled>& batch) {
     std::vector<std::shared_ptr<partition_worker>> idle;
-    for (auto& m : batch) {
-      auto it = workers.find(m->partition);
-      if (it == workers.end() || it->second->revoked) continue; // redelivered later
+    for (auto& p : batch) {
+      auto it = workers.find(p.message->partition);
+      if (stopping.load() || it == workers.end() || it->second->revoked || it->second->gate != p.gate) {
+        p.message.reset(); // redelivered later (to the partition's next owner)
+        release(*p.gate, 1);
+        continue;
+      }
       auto& w = it->second;
-      w->queue.push_back(std::move(m));
-      if (!w->paused && w->queue.size() >= cfg.max_buffered_per_partition) set_paused(*w, true);
+      w->queue.push_back(std::move(p.message));
       if (!w->running) {
         w->running = true;
         idle.push_back(w);
@@ -270,14 +408,11 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     for (auto& w : idle) asio::co_spawn(strand, work(shared_from_this(), std::move(w)), asio::detached);
   }
 
-  void set_paused(partition_worker& w, bool pause) {
-    partition_list list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), options.topic.c_str(), w.partition);
-    if (pause)
-      rd_kafka_pause_partitions(rk.get(), list.get());
-    else
-      rd_kafka_resume_partitions(rk.get(), list.get());
-    w.paused = pause;
+  // Drops a worker's queued messages (uncommitted: the partition's next owner gets them again).
+  void discard(partition_worker& w) {
+    const auto n = w.queue.size();
+    w.queue.clear();
+    release(*w.gate, n);
   }
 
   bool interrupted(const partition_worker& w) const { return w.revoked || stopping.load(); }
@@ -300,11 +435,10 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       rd_kafka_offset_store(m->rkt, m->partition, m->offset);
       self->processed.fetch_add(1, std::memory_order_relaxed);
       w->queue.pop_front();
-      if (w->paused && !w->revoked && w->queue.size() <= self->cfg.max_buffered_per_partition / 2)
-        self->set_paused(*w, false);
+      self->release(*w->gate, 1); // resumes the partition at half the bound
     }
     w->running = false;
-    if (self->interrupted(*w)) w->queue.clear();
+    if (self->interrupted(*w)) self->discard(*w);
     if (w->on_drained) std::exchange(w->on_drained, nullptr)();
   }
 
@@ -396,6 +530,11 @@ public:
         {"session.timeout.ms", std::to_string(cfg.session_timeout.count())},
         {"heartbeat.interval.ms", std::to_string(cfg.heartbeat_interval.count())},
         {"fetch.wait.max.ms", "100"},
+        // librdkafka 2.0.2 stops fetching for a fixed second whenever its queue (all partitions
+        // together) holds queued.min.messages: at the default 100,000 a member whose handlers
+        // run slightly slower than the fetches stalled for 1 s at a time. Prefetching stays
+        // bounded by queued.max.messages.kbytes (64 MB); config::properties can override both.
+        {"queued.min.messages", "1000000"},
         {"reconnect.backoff.ms", "100"},
         {"reconnect.backoff.max.ms", "1000"},
     };
@@ -451,6 +590,21 @@ public:
 
   /// Messages handled (or dead-lettered) and stored for commit so far.
   std::size_t processed() const noexcept { return state_ ? state_->processed.load() : 0; }
+
+  /// This member's buffering: what it holds now, its high-water mark, paused partitions. Safe
+  /// from any thread; all zero after stop().
+  consumer_stats stats() const noexcept {
+    consumer_stats st;
+    if (!state_) return st;
+    const auto& s = *state_;
+    st.buffered = s.buffered.load(std::memory_order_relaxed);
+    st.max_buffered = s.max_buffered.load(std::memory_order_relaxed);
+    st.paused_partitions = s.paused_partitions.load(std::memory_order_relaxed);
+    st.pauses = s.pauses.load(std::memory_order_relaxed);
+    st.resumes = s.resumes.load(std::memory_order_relaxed);
+    st.processed = s.processed.load(std::memory_order_relaxed);
+    return st;
+  }
 
   /// The last error librdkafka reported to this member (none when healthy).
   error last_error() const {

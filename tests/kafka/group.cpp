@@ -1,0 +1,383 @@
+// Consumer-group behaviour and topic administration against the real 3-node cluster
+// (scripts/servers/kafka.sh): rebalances commit on revoke, the per-partition buffer bound
+// holds (pause/resume, also across a rebalance), and admin create/describe/ensure.
+#include <bulwark/kafka/event_bus.hpp>
+
+#include "support/run.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace kafka = bulwark::kafka;
+using bulwark::errc;
+using bulwark::task;
+
+std::string unique(std::string_view base) {
+  static std::mt19937_64 rng(std::random_device{}());
+  return std::string(base) + "-" + std::to_string(rng() % 1'000'000'000);
+}
+
+kafka::config group_config() {
+  auto cfg = kafka::config::from_env();
+  cfg.session_timeout = 6000ms;
+  cfg.heartbeat_interval = 500ms;
+  return cfg;
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor, d);
+  co_await t.async_wait(asio::use_awaitable);
+}
+
+/// Publishes values "v<from>".."v<to - 1>" (keys spread over the partitions), 200 at a time;
+/// true when every publish succeeded.
+bool publish_range(asio::io_context& ctx, kafka::event_bus& bus, const std::string& topic, int from, int to) {
+  std::atomic<int> failed{0};
+  auto lane = [&](int first) -> asio::awaitable<void> {
+    for (int i = first; i < to; i += 200) {
+      // Named before co_await: GCC 12 mis-destroys temporaries inside a co_await expression.
+      bulwark::message m{"key-" + std::to_string(i), "v" + std::to_string(i), {}};
+      auto d = co_await bus.publish(topic, std::move(m));
+      if (!d) ++failed;
+    }
+  };
+  auto all = [&]() -> asio::awaitable<void> {
+    std::vector<std::future<void>> lanes;
+    for (int l = 0; l < 200 && from + l < to; ++l)
+      lanes.push_back(asio::co_spawn(ctx, lane(from + l), asio::use_future));
+    std::function<bool()> finished = [&] {
+      return std::all_of(lanes.begin(), lanes.end(),
+                         [](auto& f) { return f.wait_for(0s) == std::future_status::ready; });
+    };
+    co_await bulwark::test::eventually(std::move(finished));
+  };
+  bulwark::test::run(ctx, all(), 60s);
+  return failed.load() == 0;
+}
+
+/// Waits (driving ctx) until `done` holds or `limit` passes; returns done().
+bool wait_until(asio::io_context& ctx, std::function<bool()> done, std::chrono::milliseconds limit) {
+  return bulwark::test::run(ctx, bulwark::test::eventually(done, limit), limit + 5s);
+}
+
+/// Every handler call that completed: which member, which message.
+struct handled_log {
+  struct entry {
+    char member;
+    std::int32_t partition;
+    std::int64_t offset;
+    std::string value;
+  };
+  mutable std::mutex m;
+  std::vector<entry> entries;
+  std::set<std::string> distinct;
+  std::map<char, std::size_t> per_member;
+
+  void add(char member, const bulwark::envelope& e) {
+    std::lock_guard lock(m);
+    entries.push_back({member, e.partition, e.offset, std::string(e.value)});
+    distinct.insert(std::string(e.value));
+    ++per_member[member];
+  }
+  std::size_t distinct_count() const {
+    std::lock_guard lock(m);
+    return distinct.size();
+  }
+  std::size_t count_of(char member) const {
+    std::lock_guard lock(m);
+    auto it = per_member.find(member);
+    return it == per_member.end() ? 0 : it->second;
+  }
+};
+
+/// A handler that takes `delay` per message and logs it as `member` once done.
+bulwark::message_handler logging_handler(handled_log& log, char member, std::chrono::milliseconds delay) {
+  return [&log, member, delay](const bulwark::envelope& e) -> task<void> {
+    co_await sleep_for(delay);
+    log.add(member, e);
+    co_return bulwark::ok();
+  };
+}
+
+class kafka_group : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!std::getenv("BULWARK_KAFKA_BOOTSTRAP")) {
+      if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_KAFKA_BOOTSTRAP is not set";
+      GTEST_SKIP() << "BULWARK_KAFKA_BOOTSTRAP is not set (scripts/servers.sh up kafka)";
+    }
+  }
+
+  kafka::event_bus make_bus(kafka::config cfg = group_config()) {
+    return kafka::event_bus::create(ctx.get_executor(), std::move(cfg)).value();
+  }
+
+  asio::io_context ctx;
+};
+
+// A member (a) works through a stream; a second member (b) joins mid-stream, then leaves
+// while it still has a backlog. Each rebalance is graceful, so the member losing a partition
+// finishes its message in flight and commits what it handled before the partition moves: the
+// next owner starts exactly there. Checked per partition: after every hand-over from one
+// member to another, no offset at or below the old owner's last handled offset (the offset
+// committed on revoke, minus one) is handled again. Overall every message is handled at least
+// once and, rebalances being graceful, none twice. Without the commit on revoke (or its drain)
+// the new owner restarts at the last auto-commit, up to a second of handled messages back.
+TEST_F(kafka_group, rebalance_commits_on_revoke_so_nothing_committed_is_processed_twice) {
+  constexpr int partitions = 6;
+  constexpr int first_half = 1200, total = 2400;
+  auto bus = make_bus();
+  const auto topic = unique("rebalance");
+  const auto group = unique("rebalance-group");
+  auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, partitions, 3, {}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  ASSERT_TRUE(publish_range(ctx, bus, topic, 0, first_half));
+
+  handled_log log;
+  bulwark::subscribe_options o;
+  o.topic = topic;
+  o.group = group;
+  // 10 ms per message: one member with 6 partitions handles ~600 messages/s, so the stream
+  // lasts several seconds and every rebalance lands while messages are being handled.
+  auto a = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'a', 10ms)));
+  ASSERT_TRUE(a.has_value()) << a.error();
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return log.distinct_count() >= 300; }, 30s))
+      << "member a handled too little";
+
+  auto b = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'b', 10ms)));
+  ASSERT_TRUE(b.has_value()) << b.error();
+  const auto when_b_joined = log.distinct_count();
+  EXPECT_LT(when_b_joined, static_cast<std::size_t>(first_half)) << "b joined after the stream's first half";
+  ASSERT_TRUE(publish_range(ctx, bus, topic, first_half, total));
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return log.count_of('b') >= 150; }, 30s))
+      << "member b handled too little";
+  const auto when_b_left = log.distinct_count();
+  bulwark::test::run(ctx, b.value().stop(), 45s);
+  EXPECT_LT(when_b_left, static_cast<std::size_t>(total)) << "b left after the stream ended";
+  EXPECT_GT(when_b_left, when_b_joined);
+
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return log.distinct_count() >= static_cast<std::size_t>(total); }, 60s))
+      << "only " << log.distinct_count() << " of " << total << " messages were handled";
+  bulwark::test::run(ctx, sleep_for(1000ms)); // a duplicate, if any, would come right behind
+  bulwark::test::run(ctx, a.value().stop(), 45s);
+
+  std::lock_guard lock(log.m);
+  // At least once: every message, by exact count.
+  std::map<std::string, int> times;
+  for (const auto& e : log.entries) ++times[e.value];
+  int missing = 0, duplicated = 0;
+  for (int i = 0; i < total; ++i) {
+    const auto n = times["v" + std::to_string(i)];
+    missing += n == 0;
+    duplicated += n > 1;
+  }
+  EXPECT_EQ(missing, 0);
+  EXPECT_EQ(duplicated, 0) << "a graceful rebalance handed a message to two members (or one twice)";
+
+  // Per partition, in handling order: at a hand-over from member x to member y, x had
+  // committed everything up to its last handled offset; nothing at or below it comes again.
+  int handovers_a_to_b = 0, handovers_b_to_a = 0, reprocessed = 0;
+  std::ostringstream report;
+  for (int p = 0; p < partitions; ++p) {
+    char owner = 0;
+    std::int64_t last = -1;      // the current owner's last handled offset
+    std::int64_t committed = -1; // the offset committed at the last hand-over
+    for (const auto& e : log.entries) {
+      if (e.partition != p) continue;
+      if (owner != 0 && e.member != owner) {
+        committed = std::max(committed, last + 1);
+        (owner == 'a' ? handovers_a_to_b : handovers_b_to_a)++;
+      }
+      if (e.offset < committed) {
+        if (++reprocessed <= 10)
+          report << " p" << p << "@" << e.offset << " by " << e.member << " (committed " << committed << ")";
+      }
+      owner = e.member;
+      last = e.offset;
+    }
+  }
+  EXPECT_EQ(reprocessed, 0) << "committed messages processed again:" << report.str();
+  EXPECT_GT(handovers_a_to_b, 0) << "no partition moved from a to b";
+  EXPECT_GT(handovers_b_to_a, 0) << "no partition moved back to a when b left";
+  EXPECT_GT(log.per_member['b'], 0u);
+  bulwark::test::run(ctx, bus.stop());
+}
+
+// A slow handler and a bound of 20 messages per partition: the member pauses a partition
+// whose buffer is full and resumes it at half, never holds more than the bound, and handles
+// every message.
+TEST_F(kafka_group, slow_handler_pauses_partitions_at_the_bound_and_resumes_them) {
+  constexpr std::size_t bound = 20;
+  constexpr int total = 800;
+  auto cfg = group_config();
+  cfg.max_buffered_per_partition = bound;
+  auto bus = make_bus(cfg);
+  const auto topic = unique("bounded");
+  auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 2, 3, {}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  ASSERT_TRUE(publish_range(ctx, bus, topic, 0, total));
+
+  handled_log log;
+  bulwark::subscribe_options o;
+  o.topic = topic;
+  o.group = unique("bounded-group");
+  auto sub = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'a', 3ms)));
+  ASSERT_TRUE(sub.has_value()) << sub.error();
+  auto* member = sub.value().member();
+  ASSERT_NE(member, nullptr);
+
+  // Sampled while the stream drains: the total held never exceeds partitions x bound.
+  std::size_t most_held = 0, most_paused = 0;
+  auto drained = [&] {
+    const auto st = member->stats();
+    most_held = std::max(most_held, st.buffered);
+    most_paused = std::max(most_paused, st.paused_partitions);
+    return log.distinct_count() >= static_cast<std::size_t>(total);
+  };
+  EXPECT_TRUE(wait_until(ctx, drained, 40s)) << "only " << log.distinct_count() << " of " << total << " handled";
+  const auto st = member->stats();
+  EXPECT_LE(st.max_buffered, bound) << "a partition held more than max_buffered_per_partition";
+  EXPECT_GT(st.max_buffered, bound / 2) << "the slow handler never let a buffer fill up";
+  EXPECT_LE(most_held, 2 * bound);
+  EXPECT_GE(st.pauses, 1u);
+  EXPECT_GE(most_paused, 1u);
+  EXPECT_EQ(st.resumes, st.pauses) << "a paused partition was not resumed";
+  EXPECT_EQ(st.paused_partitions, 0u);
+  EXPECT_EQ(st.buffered, 0u);
+  EXPECT_GE(st.processed, static_cast<std::size_t>(total));
+  bulwark::test::run(ctx, sub.value().stop(), 45s);
+  bulwark::test::run(ctx, bus.stop());
+}
+
+// librdkafka keeps a partition paused through a revoke and a re-assignment (the pause is the
+// application's): a member whose partitions are paused when a rebalance takes them away and
+// gives some back must not leave those paused for good. A second member joins while the
+// first one's partitions are paused; every message is still handled, within the bound.
+TEST_F(kafka_group, partitions_paused_during_a_rebalance_are_consumed_again) {
+  constexpr std::size_t bound = 20;
+  constexpr int total = 1600;
+  auto cfg = group_config();
+  cfg.max_buffered_per_partition = bound;
+  auto bus = make_bus(cfg);
+  const auto topic = unique("paused-rebalance");
+  auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 4, 3, {}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  ASSERT_TRUE(publish_range(ctx, bus, topic, 0, total));
+
+  handled_log log;
+  bulwark::subscribe_options o;
+  o.topic = topic;
+  o.group = unique("paused-group");
+  auto a = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'a', 4ms)));
+  ASSERT_TRUE(a.has_value()) << a.error();
+  auto* member_a = a.value().member();
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return member_a->stats().paused_partitions >= 3; }, 30s))
+      << "a's partitions did not fill up";
+  auto b = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'b', 4ms)));
+  ASSERT_TRUE(b.has_value()) << b.error();
+  const bool all = wait_until(
+      ctx, [&] { return log.distinct_count() >= static_cast<std::size_t>(total); }, 40s);
+  const auto sa = member_a->stats();
+  const auto sb = b.value().member()->stats();
+  EXPECT_TRUE(all) << "only " << log.distinct_count() << " of " << total << " handled (a: " << log.count_of('a')
+                   << ", b: " << log.count_of('b') << "; a paused now: " << sa.paused_partitions << ")";
+  EXPECT_GT(log.count_of('b'), 0u);
+  EXPECT_LE(sa.max_buffered, bound);
+  EXPECT_LE(sb.max_buffered, bound);
+  bulwark::test::run(ctx, b.value().stop(), 45s);
+  bulwark::test::run(ctx, a.value().stop(), 45s);
+  bulwark::test::run(ctx, bus.stop());
+}
+
+// --- topic administration --------------------------------------------------------------
+
+TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
+  auto bus = make_bus();
+  const auto& admin = bus.admin();
+  const auto topic = unique("admin");
+
+  auto created = bulwark::test::run(ctx, admin.create_topic({topic, 5, 3, {{"min.insync.replicas", "2"}}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  auto described = bulwark::test::run(ctx, admin.describe_topic(topic));
+  ASSERT_TRUE(described.has_value()) << described.error();
+  const auto& d = described.value();
+  EXPECT_EQ(d.name, topic);
+  ASSERT_EQ(d.partitions.size(), 5u);
+  for (std::size_t i = 0; i < d.partitions.size(); ++i) {
+    const auto& p = d.partitions[i];
+    EXPECT_EQ(p.id, static_cast<std::int32_t>(i));
+    EXPECT_EQ(std::set<std::int32_t>(p.replicas.begin(), p.replicas.end()), (std::set<std::int32_t>{1, 2, 3}))
+        << "partition " << p.id << " is not on all three brokers";
+    EXPECT_NE(std::find(p.replicas.begin(), p.replicas.end(), p.leader), p.replicas.end())
+        << "partition " << p.id << " has leader " << p.leader;
+    EXPECT_GE(p.in_sync_replicas.size(), 2u);
+  }
+
+  // Creating it again is an error; ensuring it is not, and changes nothing.
+  auto again = bulwark::test::run(ctx, admin.create_topic({topic, 5, 3, {}}));
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error(), errc::duplicate) << again.error();
+  for (int i = 0; i < 2; ++i) {
+    auto ensured = bulwark::test::run(ctx, admin.ensure_topic({topic, 8, 3, {}}));
+    EXPECT_TRUE(ensured.has_value()) << ensured.error();
+  }
+  auto after = bulwark::test::run(ctx, admin.describe_topic(topic));
+  ASSERT_TRUE(after.has_value()) << after.error();
+  EXPECT_EQ(after.value().partitions.size(), 5u) << "ensure_topic changed an existing topic";
+
+  // ensure_topic creates a missing topic.
+  const auto fresh = unique("admin-ensured");
+  auto ensured = bulwark::test::run(ctx, admin.ensure_topic({fresh, 2, 3, {}}));
+  ASSERT_TRUE(ensured.has_value()) << ensured.error();
+  auto fresh_described = bulwark::test::run(ctx, admin.describe_topic(fresh));
+  ASSERT_TRUE(fresh_described.has_value()) << fresh_described.error();
+  EXPECT_EQ(fresh_described.value().partitions.size(), 2u);
+
+  // A missing topic: not_found, and describing it does not create it (the brokers would
+  // auto-create a topic on a metadata request that allows it).
+  const auto missing = unique("admin-missing");
+  for (int i = 0; i < 2; ++i) {
+    auto none = bulwark::test::run(ctx, admin.describe_topic(missing));
+    ASSERT_FALSE(none.has_value()) << "describe found a topic that was never created";
+    EXPECT_EQ(none.error(), errc::not_found) << none.error();
+    EXPECT_NE(none.error().detail().find(missing), std::string::npos) << none.error();
+    if (i == 0) bulwark::test::run(ctx, sleep_for(500ms));
+  }
+
+  // More replicas than brokers: invalid_argument, nothing created.
+  const auto too_wide = unique("admin-rf4");
+  auto refused = bulwark::test::run(ctx, admin.create_topic({too_wide, 1, 4, {}}));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error(), errc::invalid_argument) << refused.error();
+  auto absent = bulwark::test::run(ctx, admin.describe_topic(too_wide));
+  ASSERT_FALSE(absent.has_value());
+  EXPECT_EQ(absent.error(), errc::not_found) << absent.error();
+  bulwark::test::run(ctx, bus.stop());
+}
+
+} // namespace
