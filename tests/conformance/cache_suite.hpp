@@ -5,10 +5,12 @@
 // so the TTLs used here are short.
 
 #include <bulwark/cache.hpp>
+#include <bulwark/resilience/timeout.hpp>
 
 #include "conformance/fixture.hpp"
 
 #include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
@@ -117,10 +119,123 @@ TYPED_TEST_P(cache_conformance, concurrent_puts_keep_the_highest_version) {
   EXPECT_EQ(this->run(c.get("race")).value()->version, 9u);
 }
 
+// Writers put rising versions of one key and read it back after a yield. In round k writer w
+// puts version k*writers + (writers - w): writer 0 holds the round's highest, so whenever the
+// writers overlap (always in the first round, where all put before any reads) the others'
+// puts are refused. After an accepted put of v no reader may see less than v, and a refused
+// put means something higher was there. A factory that declares context_threads (memory) runs
+// the writers on several threads at once, with more rounds, so races inside the model show.
+TYPED_TEST_P(cache_conformance, concurrent_writers_never_go_back_a_version) {
+  auto& c = this->cache();
+  constexpr int writers = 4, rounds = context_threads<TypeParam>() > 1 ? 200 : 10;
+  struct tally {
+    int accepted = 0, refused = 0;
+  };
+  auto writer = [&c](int w) -> asio::awaitable<result<tally>> {
+    tally t;
+    for (int k = 0; k < rounds; ++k) {
+      const auto v = static_cast<version_t>(k * writers + (writers - w));
+      versioned item{std::to_string(v), v}; // named: a braced temporary in co_await trips GCC 12 (PR 100611)
+      auto put = co_await c.put("climb", std::move(item), 60s);
+      if (!put) co_return put.error();
+      ++(put.value() ? t.accepted : t.refused);
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+      auto got = co_await c.get("climb");
+      if (!got) co_return got.error();
+      if (!got.value()) co_return error(errc::not_found, "entry vanished after a put of " + std::to_string(v));
+      const auto seen = got.value()->version;
+      if (seen < v || (!put.value() && seen == v))
+        co_return error(errc::conflict, "writer " + std::to_string(w) + " put version " + std::to_string(v) + " (" +
+                                            (put.value() ? "accepted" : "refused") + ") then read version " +
+                                            std::to_string(seen));
+      if (got.value()->value != std::to_string(seen))
+        co_return error(errc::conflict,
+                        "version " + std::to_string(seen) + " carries the value of another put: " + got.value()->value);
+    }
+    co_return t;
+  };
+  auto all = [&]() -> asio::awaitable<result<tally>> {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::future<std::optional<result<tally>>>> futures;
+    for (int w = 0; w < writers; ++w) futures.push_back(spawn(ex, writer(w)));
+    asio::steady_timer tick(ex);
+    tally total;
+    for (auto& f : futures) {
+      while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        tick.expires_after(1ms);
+        co_await tick.async_wait(asio::use_awaitable);
+      }
+      auto t = *f.get();
+      if (!t) co_return t.error();
+      total.accepted += t.value().accepted;
+      total.refused += t.value().refused;
+    }
+    co_return total;
+  };
+  auto total = this->run_threaded(all());
+  ASSERT_TRUE(total.has_value()) << total.error();
+  EXPECT_EQ(total.value().accepted + total.value().refused, writers * rounds);
+  this->RecordProperty("refused", total.value().refused);
+  // Without refusals the writers never overlapped and the test proved nothing.
+  EXPECT_GE(total.value().refused, writers - 1) << "the writers' puts never overlapped";
+  auto last = this->run(c.get("climb"));
+  ASSERT_TRUE(last.has_value() && last.value().has_value());
+  EXPECT_EQ(last.value()->version, static_cast<version_t>(rounds * writers));
+  EXPECT_EQ(last.value()->value, std::to_string(rounds * writers));
+}
+
+// with_timeout around cache calls: with a generous bound the call's own result comes back;
+// with a bound that has passed before the call can finish, the result is the value or
+// errc::timeout (a backend's call is cancelled in flight). Afterwards the cache still never
+// goes back a version and is usable again (transient errors allowed for at most 5 s while a
+// backend re-opens a connection the cancellation closed).
+TYPED_TEST_P(cache_conformance, timed_out_calls_leave_the_cache_consistent) {
+  auto& c = this->cache();
+  auto first = this->run(with_timeout(c.put("deadline", versioned{"1", 1}, 60s), 5s, "put"));
+  ASSERT_TRUE(first.has_value()) << first.error();
+  EXPECT_TRUE(first.value());
+  auto got = this->run(with_timeout(c.get("deadline"), 5s, "get"));
+  ASSERT_TRUE(got.has_value() && got.value().has_value()) << (got ? "missing" : got.error().message());
+  EXPECT_EQ(got.value()->version, 1u);
+  int timeouts = 0, transient_errors = 0;
+  for (version_t v = 2; v <= 6; ++v) {
+    auto raced = this->run(with_timeout(c.put("deadline", versioned{std::to_string(v), v}, 60s), 0ms, "put"));
+    if (raced) {
+      EXPECT_TRUE(raced.value()) << "version " << v << " is the highest yet";
+    } else {
+      EXPECT_TRUE(this->transient(raced.error())) << raced.error();
+      if (raced.error() == errc::timeout) ++timeouts;
+    }
+    auto quick_get = this->run(with_timeout(c.get("deadline"), 0ms, "get"));
+    if (!quick_get) {
+      EXPECT_TRUE(this->transient(quick_get.error())) << quick_get.error();
+    }
+  }
+  this->RecordProperty("timeouts", timeouts);
+  auto now = this->run_settled([&] { return c.get("deadline"); }, transient_errors);
+  ASSERT_TRUE(now.has_value() && now.value().has_value()) << (now ? "no entry" : now.error().message());
+  EXPECT_GE(now.value()->version, 1u);
+  EXPECT_LE(now.value()->version, 6u);
+  EXPECT_EQ(now.value()->value, std::to_string(now.value()->version));
+  // Still usable, and still monotonic: a lower version is refused, a higher one lands.
+  auto lower = this->run_settled([&] { return c.put("deadline", versioned{"0", 0}, 60s); }, transient_errors);
+  ASSERT_TRUE(lower.has_value()) << lower.error();
+  EXPECT_FALSE(lower.value());
+  auto higher = this->run_settled([&] { return c.put("deadline", versioned{"7", 7}, 60s); }, transient_errors);
+  ASSERT_TRUE(higher.has_value()) << higher.error();
+  EXPECT_TRUE(higher.value());
+  auto last = this->run_settled([&] { return c.get("deadline"); }, transient_errors);
+  ASSERT_TRUE(last.has_value() && last.value().has_value());
+  EXPECT_EQ(last.value()->version, 7u);
+  EXPECT_EQ(last.value()->value, "7");
+  this->RecordProperty("transient_errors", transient_errors);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(cache_conformance, miss_is_empty_not_an_error,
                             put_then_get_returns_value_version_and_stored_at, binary_values_round_trip,
                             lower_version_never_replaces_higher, entry_expires_after_its_ttl,
                             erase_reports_whether_present, empty_key_is_invalid_argument,
-                            concurrent_puts_keep_the_highest_version);
+                            concurrent_puts_keep_the_highest_version, concurrent_writers_never_go_back_a_version,
+                            timed_out_calls_leave_the_cache_consistent);
 
 } // namespace bulwark::test

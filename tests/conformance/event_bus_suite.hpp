@@ -5,9 +5,16 @@
 // Each test publishes before it subscribes (a broker may create topics on first publish).
 
 #include <bulwark/event_bus.hpp>
+#include <bulwark/resilience/timeout.hpp>
 
 #include "conformance/fixture.hpp"
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
@@ -15,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -272,10 +280,199 @@ TYPED_TEST_P(event_bus_conformance, idle_member_stops_promptly) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 30s);
 }
 
+// Publishers on several coroutines at once (on several threads when the factory declares
+// context_threads, delivery too): every message arrives once, each key's in publish order.
+TYPED_TEST_P(event_bus_conformance, concurrent_publishers_keep_per_key_order) {
+  const auto topic = unique_name("parallel");
+  constexpr int publishers = 4, per_key = context_threads<TypeParam>() > 1 ? 200 : 25;
+  auto publisher = [&](int p) -> asio::awaitable<result<void>> {
+    const std::string key = "k" + std::to_string(p);
+    for (int i = 0; i < per_key; ++i) {
+      message m{key, key + ":" + std::to_string(i), {}};
+      auto d = co_await this->bus().publish(topic, std::move(m));
+      if (!d) co_return d.error();
+      co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+    }
+    co_return ok();
+  };
+  auto all = [&]() -> asio::awaitable<result<void>> {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::future<std::optional<result<void>>>> futures;
+    for (int p = 0; p < publishers; ++p) futures.push_back(spawn(ex, publisher(p)));
+    asio::steady_timer tick(ex);
+    for (auto& f : futures) {
+      while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+        tick.expires_after(1ms);
+        co_await tick.async_wait(asio::use_awaitable);
+      }
+      auto r = *f.get();
+      if (!r) co_return r.error();
+    }
+    co_return ok();
+  };
+  auto published = this->run_threaded(all());
+  ASSERT_TRUE(published.has_value()) << published.error();
+  received_log log;
+  auto sub = this->subscribe(this->options(topic, unique_name("g")), [&](const envelope& e) -> task<void> {
+    log.add(e);
+    co_return ok();
+  });
+  const std::size_t total = publishers * per_key;
+  ASSERT_TRUE(this->run_threaded(eventually([&] { return log.size() >= total; }, 60s)))
+      << log.size() << " of " << total;
+  this->stop(sub);
+  std::map<std::string, std::vector<std::string>> by_key;
+  for (const auto& [k, v] : log.messages) by_key[k].push_back(v);
+  ASSERT_EQ(by_key.size(), static_cast<std::size_t>(publishers));
+  for (const auto& [k, values] : by_key) {
+    ASSERT_EQ(values.size(), static_cast<std::size_t>(per_key)) << k;
+    for (int i = 0; i < per_key; ++i) EXPECT_EQ(values[static_cast<std::size_t>(i)], k + ":" + std::to_string(i));
+  }
+}
+
+// Cancellation inside a handler: the handler bounds a slow call with with_timeout, the call is
+// cancelled at the deadline and the handler fails with errc::timeout; the bus retries and the
+// second attempt goes through, in order. publish runs under with_timeout too (a generous
+// bound: its own result comes back).
+TYPED_TEST_P(event_bus_conformance, handler_call_cancelled_by_its_timeout_is_retried) {
+  const auto topic = unique_name("deadline");
+  auto publish = [&]() -> asio::awaitable<result<void>> {
+    for (const char* v : {"slow", "after"}) {
+      message m{"t", v, {}}; // named: a braced temporary in co_await trips GCC 12 (PR 100611)
+      auto publish_call = with_timeout(this->bus().publish(topic, std::move(m)), 30s, "publish");
+      auto d = co_await std::move(publish_call);
+      if (!d) co_return d.error();
+    }
+    co_return ok();
+  };
+  auto published = this->run(publish());
+  ASSERT_TRUE(published.has_value()) << published.error();
+  received_log log;
+  std::atomic<int> timeouts{0}, other_outcomes{0};
+  std::atomic<long long> waited_ms{-1};
+  auto slow_call = []() -> task<void> {
+    asio::steady_timer t(co_await asio::this_coro::executor, 60s);
+    co_await t.async_wait(asio::use_awaitable); // throws operation_aborted when cancelled
+    co_return ok();
+  };
+  message_handler handler = [&](const envelope& e) -> task<void> {
+    if (e.value == "slow" && e.attempt == 1) {
+      const auto start = std::chrono::steady_clock::now();
+      auto bounded = with_timeout(slow_call(), 100ms, "slow call");
+      auto r = co_await std::move(bounded);
+      waited_ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+      if (!r && r.error() == errc::timeout) {
+        ++timeouts;
+        co_return r.error();
+      }
+      ++other_outcomes;
+      co_return error(errc::unavailable, "the slow call was not timed out");
+    }
+    log.add(e);
+    co_return ok();
+  };
+  auto sub = this->subscribe(this->options(topic, unique_name("g")), handler);
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= 2; }, 30s))
+      << "timeouts: " << timeouts << ", the slow call took " << waited_ms << " ms (-1: still running)";
+  this->stop(sub);
+  EXPECT_EQ(timeouts.load(), 1);
+  EXPECT_EQ(other_outcomes.load(), 0);
+  EXPECT_GE(waited_ms.load(), 90);
+  EXPECT_LT(waited_ms.load(), 5000) << "the cancelled call did not end promptly";
+  ASSERT_EQ(log.messages.size(), 2u);
+  EXPECT_EQ(log.messages[0].second, "slow");
+  EXPECT_EQ(log.messages[1].second, "after");
+  EXPECT_EQ(log.attempts["slow"], 2);
+}
+
+// Stop while a handler is blocked, then a cancellation: the application stops its member and
+// cancels the handler's slow work through an asio::cancellation_signal. The handler ends at
+// once with errc::cancelled; since it failed, stop() does not retry or commit the message and
+// returns; nothing after it was handled (per-key order), and the next member of the group gets
+// the message again (at-least-once).
+TYPED_TEST_P(event_bus_conformance, handler_cancelled_during_stop_is_redelivered) {
+  const auto topic = unique_name("cancel");
+  const auto group = unique_name("g");
+  this->publish_all(topic, {{"c", "blocked"}, {"c", "next"}});
+  asio::cancellation_signal cancel;
+  std::atomic<bool> blocked_once{false}, started{false}, saw_cancel{false}, handler_done{false};
+  std::atomic<bool> stop_began{false}, stopped{false};
+  received_log first;
+  auto sub = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    if (e.value == "blocked" && !blocked_once.exchange(true)) {
+      asio::steady_timer t(co_await asio::this_coro::executor, 60s);
+      asio::error_code ec;
+      started = true;
+      co_await t.async_wait(asio::bind_cancellation_slot(cancel.slot(), asio::redirect_error(asio::use_awaitable, ec)));
+      saw_cancel = ec == asio::error::operation_aborted;
+      handler_done = true;
+      if (saw_cancel) co_return error(errc::cancelled, "handler cancelled");
+      co_return ok();
+    }
+    first.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return started.load(); }));
+
+  struct timing {
+    bool stopped = false;
+    long long handler_ms = -1, stop_ms = -1;
+  };
+  auto shutdown = [&]() -> asio::awaitable<timing> {
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<void> {
+          stop_began = true; // stop() runs from here to its first wait: the stop is requested
+          co_await sub.stop();
+          stopped = true;
+        },
+        asio::detached);
+    // Waits are named before co_await (temporaries in co_await expressions trip GCC 12).
+    auto began = eventually([&] { return stop_began.load(); }, 5s);
+    co_await std::move(began);
+    const auto at = std::chrono::steady_clock::now();
+    cancel.emit(asio::cancellation_type::terminal);
+    auto since = [&] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - at).count();
+    };
+    timing t;
+    auto handler_ended = eventually([&] { return handler_done.load(); }, 30s);
+    if (co_await std::move(handler_ended)) t.handler_ms = since();
+    auto stop_returned = eventually([&] { return stopped.load(); }, 60s);
+    t.stopped = co_await std::move(stop_returned);
+    if (t.stopped) t.stop_ms = since();
+    co_return t;
+  };
+  const auto t = this->run(shutdown());
+  ASSERT_TRUE(t.stopped) << "stop() did not return after the handler was cancelled";
+  EXPECT_TRUE(saw_cancel.load()) << "the handler's wait was not cancelled";
+  EXPECT_GE(t.handler_ms, 0);
+  EXPECT_LT(t.handler_ms, 5000) << "the cancelled handler did not end promptly";
+  EXPECT_LT(t.stop_ms, 30000);
+  EXPECT_EQ(first.size(), 0u) << "a message after the uncommitted one was handled";
+
+  received_log second;
+  auto again = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    second.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return second.size() >= 1; }));
+  {
+    std::lock_guard lock(second.mutex);
+    ASSERT_EQ(second.messages[0].second, "blocked") << "the cancelled message was committed";
+  }
+  ASSERT_TRUE(this->wait_for([&] { return second.size() >= 2; }));
+  this->stop(again);
+  EXPECT_EQ(second.messages[1].second, "next");
+}
+
 REGISTER_TYPED_TEST_SUITE_P(event_bus_conformance, delivers_every_message_in_per_key_order,
                             failed_handler_gets_the_message_again, message_that_keeps_failing_is_dead_lettered,
                             restarted_member_resumes_from_committed_offset, stop_drains_the_message_in_flight,
                             every_group_gets_every_message, subscribe_without_group_is_invalid_argument,
-                            idle_member_stops_promptly);
+                            idle_member_stops_promptly, handler_call_cancelled_by_its_timeout_is_retried,
+                            handler_cancelled_during_stop_is_redelivered, concurrent_publishers_keep_per_key_order);
 
 } // namespace bulwark::test
