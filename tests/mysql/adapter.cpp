@@ -1,5 +1,6 @@
 // mysql::repository, pool and error mapping against a real MariaDB.
 #include <bulwark/mysql.hpp>
+#include <bulwark/resilience/timeout.hpp>
 
 #include "fixture.hpp"
 #include "support/run.hpp"
@@ -290,6 +291,27 @@ TEST_F(mysql_adapter, pool_bounds_its_connections_and_its_waiters) {
   auto after_stop = run(p.acquire());
   ASSERT_FALSE(after_stop.has_value());
   EXPECT_EQ(after_stop.error(), errc::cancelled);
+}
+
+TEST_F(mysql_adapter, a_cancelled_connect_starts_no_backoff_for_other_callers) {
+  // A deadline that has already passed cancels the connect an acquire starts on a fresh pool;
+  // the next caller must connect at once, not meet a reconnect backoff.
+  std::optional<mysql::pool> p;
+  int cancelled = 0;
+  for (int attempt = 0; attempt < 20 && cancelled < 3; ++attempt) {
+    if (p) run(p->stop());
+    p.emplace(ctx_.get_executor(), test_config());
+    auto cut = run(with_timeout(p->acquire(), 0ms, "acquire"));
+    if (cut.has_value()) continue; // the connect won the race: again, on a fresh pool
+    ++cancelled;
+    EXPECT_EQ(cut.error(), errc::timeout) << cut.error();
+    auto next = run(p->acquire());
+    ASSERT_TRUE(next.has_value()) << "after a cancelled connect: " << next.error();
+    ASSERT_TRUE(run(next.value()->ping()).has_value());
+    EXPECT_EQ(p->stats().connect_failures, 0u);
+  }
+  EXPECT_GT(cancelled, 0) << "no connect was ever cut by the deadline";
+  if (p) run(p->stop());
 }
 
 } // namespace

@@ -249,7 +249,8 @@ private:
   explicit producer(std::shared_ptr<detail::producer_state> s) : state_(std::move(s)) {}
 
   template <class Handler> static void start(const std::shared_ptr<detail::producer_state>& s,
-                                             const result<rd_kafka_topic_t*>& topic, const message& m, Handler handler) {
+                                             const result<rd_kafka_topic_t*>& topic, const message& m,
+                                             Handler handler) {
     auto* op = new detail::delivery_op<Handler>(std::move(handler));
     if (!s || s->stopping.load()) {
       op->post(error(errc::rejected, "producer is stopping"));

@@ -111,6 +111,13 @@ public:
         }
         ++open_;
         auto c = co_await connection::open(ex_, cfg_);
+        if (!c && c.error() == errc::cancelled) {
+          // The caller gave up (its cancellation slot fired): nothing is known about the
+          // server, so no backoff for the other callers.
+          --open_;
+          wake_all();
+          co_return c.error();
+        }
         if (!c) {
           --open_;
           ++connect_failures_;
