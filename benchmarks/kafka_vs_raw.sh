@@ -3,7 +3,10 @@
 # publish N messages of 100 bytes both ways (same producer configuration: idempotent,
 # acks=all, linger 5 ms), then consume them both ways. Prints msgs/s and
 #   ratio: <publish bulwark/raw>      ratio_consume: <consume bulwark/raw>
-# Usage: benchmarks/kafka_vs_raw.sh [messages=1000000] [bytes=100] [window=50000]
+# The publish phase runs three ways, 1M messages each, in 3 rounds rotating their order: raw
+# librdkafka; bulwark publish_batch (1000 per batch, 50 batches in flight) -> `ratio:`; bulwark
+# publish per message (50000 coroutines) -> `ratio_per_message_publish:`.
+# Usage: benchmarks/kafka_vs_raw.sh [messages=1000000] [bytes=100] [window=50000] [rounds=3] [batch=1000]
 #   BUILD_DIR=build/release  use an existing build (default: configure and build the release preset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +14,8 @@ root=$(pwd)
 messages=${1:-1000000}
 bytes=${2:-100}
 window=${3:-50000}
+rounds=${4:-3}
+batch=${5:-1000}
 
 if [ -z "${BUILD_DIR:-}" ]; then
   BUILD_DIR=$root/build/release
@@ -29,4 +34,4 @@ scripts/servers/kafka.sh up
 # shellcheck disable=SC1091
 source "$BULWARK_SERVERS_DIR/env"
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-"$BUILD_DIR/benchmarks/kafka/bulwark_kafka_bench" "$messages" "$bytes" "$window" 2> >(grep -v '^%' >&2)
+"$BUILD_DIR/benchmarks/kafka/bulwark_kafka_bench" "$messages" "$bytes" "$window" "$rounds" "$batch" 2> >(grep -v '^%' >&2)

@@ -2,7 +2,11 @@
 // loop with the same producer configuration; then consume N messages both ways (a raw
 // rd_kafka_consumer_poll loop storing every offset, as bulwark does, against an event_bus
 // subscription). Prints msgs/s and the ratios bulwark/raw.
-//   bulwark_kafka_bench [messages] [bytes] [window]     (cluster: $BULWARK_KAFKA_BOOTSTRAP)
+//   bulwark_kafka_bench [messages] [bytes] [window] [rounds] [batch]   (cluster: $BULWARK_KAFKA_BOOTSTRAP)
+// The publish phase runs three ways (raw; bulwark publish per message with `window`
+// coroutines; bulwark publish_batch of `batch` messages, window/batch batches in flight) in
+// `rounds` rounds (default 3) that rotate their order. `ratio:` is raw / publish_batch;
+// `ratio_per_message_publish:` is raw / publish.
 #include <bulwark/kafka.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -13,6 +17,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -69,62 +74,106 @@ rd_kafka_conf_t* raw_producer_conf(const kafka::config& cfg) {
 
 std::atomic<long> raw_delivered{0}, raw_failed{0};
 
-double raw_publish(const kafka::config& cfg, const std::string& topic, long n, const std::string& value) {
-  char errstr[512];
-  rd_kafka_conf_t* conf = raw_producer_conf(cfg);
-  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
-    if (m->err)
-      ++raw_failed;
-    else
-      ++raw_delivered;
-  });
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
-  if (!rk) die(errstr);
-  // Same threading as kafka::producer: a poll thread serves the delivery reports.
-  std::atomic<bool> polling{true};
-  std::thread poller([&] {
-    while (polling) rd_kafka_poll(rk, 50);
-  });
-  const auto t0 = clock_type::now();
-  for (long i = 0; i < n; ++i) {
-    const auto key = key_of(i);
-    for (;;) {
-      const auto err =
-          rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_KEY(key.data(), key.size()),
-                            RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) die(rd_kafka_err2str(err));
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
+// A raw librdkafka producer with kafka::producer's threading: a poll thread serves the
+// delivery reports. Kept for every round, as the bus keeps its producer.
+class raw_producer {
+public:
+  explicit raw_producer(const kafka::config& cfg) {
+    char errstr[512];
+    rd_kafka_conf_t* conf = raw_producer_conf(cfg);
+    rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
+      if (m->err)
+        ++raw_failed;
+      else
+        ++raw_delivered;
+    });
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (!rk_) die(errstr);
+    poller_ = std::thread([this] {
+      while (polling_) rd_kafka_poll(rk_, 50);
+    });
   }
-  while (raw_delivered + raw_failed < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  const double elapsed = seconds_since(t0);
-  polling = false;
-  poller.join();
-  rd_kafka_destroy(rk);
-  if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
-  return elapsed;
-}
+  ~raw_producer() {
+    polling_ = false;
+    poller_.join();
+    rd_kafka_destroy(rk_);
+  }
 
-double bulwark_publish(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long n,
+  // Publishes messages [first, first + count) and waits for their reports; returns seconds.
+  double publish(const std::string& topic, long first, long count, const std::string& value) {
+    const long target = raw_delivered + raw_failed + count;
+    const auto t0 = clock_type::now();
+    for (long i = first; i < first + count; ++i) {
+      const auto key = key_of(i);
+      for (;;) {
+        const auto err =
+            rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_KEY(key.data(), key.size()),
+                              RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) die(rd_kafka_err2str(err));
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    }
+    while (raw_delivered + raw_failed < target) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const double elapsed = seconds_since(t0);
+    if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
+    return elapsed;
+  }
+
+private:
+  rd_kafka_t* rk_ = nullptr;
+  std::atomic<bool> polling_{true};
+  std::thread poller_;
+};
+
+// Publishes messages [first, first + count) through the bus with `window` publishers, each
+// awaiting its delivery before publishing the next message; returns seconds.
+double bulwark_publish(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long first, long count,
                        const std::string& value, long window) {
   std::atomic<long> done{0}, failed{0};
-  // `window` publishers, each awaiting its delivery before publishing the next message.
-  auto lane = [&](long first) -> asio::awaitable<void> {
-    for (long i = first; i < n; i += window) {
+  auto lane = [&](long lane_first) -> asio::awaitable<void> {
+    for (long i = lane_first; i < first + count; i += window) {
       bulwark::message m{key_of(i), value, {}};
       auto d = co_await bus.publish(topic, std::move(m));
       if (!d) ++failed;
-      if (++done == n) ctx.stop();
+      if (++done == count) ctx.stop();
     }
   };
   const auto t0 = clock_type::now();
-  for (long l = 0; l < window && l < n; ++l) asio::co_spawn(ctx, lane(l), asio::detached);
+  for (long l = 0; l < window && l < count; ++l) asio::co_spawn(ctx, lane(first + l), asio::detached);
   ctx.restart();
   ctx.run(); // until the last delivery stops it (a plain run(): no per-handler clock reads)
   const double elapsed = seconds_since(t0);
   if (failed) die(std::to_string(failed.load()) + " bulwark publishes failed");
+  return elapsed;
+}
+
+// Publishes messages [first, first + count) through the bus in batches of `batch_size` with
+// publish_batch, `window / batch_size` batches in flight; returns seconds.
+double bulwark_publish_batched(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long first,
+                               long count, const std::string& value, long window, long batch_size) {
+  std::atomic<long> done{0}, failed{0};
+  const long lanes = std::max(1L, window / batch_size);
+  auto lane = [&](long lane_index) -> asio::awaitable<void> {
+    for (long b = first + lane_index * batch_size; b < first + count; b += lanes * batch_size) {
+      std::vector<bulwark::message> batch;
+      const long end = std::min(b + batch_size, first + count);
+      batch.reserve(static_cast<std::size_t>(end - b));
+      for (long i = b; i < end; ++i) batch.push_back(bulwark::message{key_of(i), value, {}});
+      auto results = co_await bus.publish_batch(topic, std::move(batch));
+      for (const auto& r : results)
+        if (!r) ++failed;
+      if ((done += static_cast<long>(results.size())) == count) ctx.stop();
+    }
+  };
+  const auto t0 = clock_type::now();
+  for (long l = 0; l < lanes && first + l * batch_size < first + count; ++l)
+    asio::co_spawn(ctx, lane(l), asio::detached);
+  ctx.restart();
+  ctx.run();
+  const double elapsed = seconds_since(t0);
+  if (failed) die(std::to_string(failed.load()) + " bulwark batched publishes failed");
   return elapsed;
 }
 
@@ -228,6 +277,8 @@ int main(int argc, char** argv) {
   const long n = argc > 1 ? std::atol(argv[1]) : 1'000'000;
   const std::size_t size = argc > 2 ? static_cast<std::size_t>(std::atol(argv[2])) : 100;
   const long window = argc > 3 ? std::atol(argv[3]) : 50'000;
+  const int rounds = std::max(1, argc > 4 ? std::atoi(argv[4]) : 3);
+  const long batch_size = std::max(1L, argc > 5 ? std::atol(argv[5]) : 1000);
   auto cfg = kafka::config::from_env();
   if (const char* b = std::getenv("BENCH_BUFFERED")) cfg.max_buffered_per_partition = std::strtoul(b, nullptr, 10);
   const std::string value(size, 'x');
@@ -244,17 +295,57 @@ int main(int argc, char** argv) {
   std::printf("kafka_vs_raw: %ld messages of %zu bytes, bootstrap %s, window %ld\n", n, size,
               cfg.bootstrap_servers.c_str(), window);
 
-  double cpu = cpu_seconds();
-  const double raw_pub = raw_publish(cfg, raw_topic, n, value);
-  const double raw_pub_cpu = cpu_seconds() - cpu;
-  std::printf("publish raw librdkafka:      %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", n / raw_pub, raw_pub,
-              raw_pub_cpu);
-  cpu = cpu_seconds();
-  const double bulwark_pub = bulwark_publish(bus.value(), ctx, bulwark_topic, n, value, window);
-  const double bulwark_pub_cpu = cpu_seconds() - cpu;
-  std::printf("publish kafka::event_bus:    %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", n / bulwark_pub, bulwark_pub,
-              bulwark_pub_cpu);
+  // Publish in rounds that rotate the order of the three ways (raw, bulwark publish per
+  // message, bulwark publish_batch), so that each meets the brokers in the same states (fresh
+  // topics, growing logs, JVM warm-up); each way's time and client CPU are sums over rounds.
+  const std::string batched_topic = bulwark_topic + "-batched";
+  {
+    auto created = bus.value().admin().create_topic_blocking({batched_topic, -1, -1, {}});
+    if (!created) die("create " + batched_topic + ": " + created.error().message());
+  }
+  double secs[3] = {0, 0, 0}, cpus[3] = {0, 0, 0};
+  const char* names[3] = {"raw", "publish", "publish_batch"};
+  {
+    raw_producer raw(cfg);
+    // Warm-up, not counted: every way connects and the brokers' JVMs warm up before timing.
+    const long warm = std::max(1000L, n / 10);
+    raw.publish(raw_topic, 0, warm, value);
+    bulwark_publish(bus.value(), ctx, bulwark_topic, 0, warm, value, std::min(window, warm));
+    bulwark_publish_batched(bus.value(), ctx, batched_topic, 0, warm, value, window, batch_size);
+    std::printf("  warm-up: %ld messages each way, not counted\n", warm);
+    long first = 0;
+    for (int r = 0; r < rounds; ++r) {
+      const long count = r + 1 < rounds ? n / rounds : n - first;
+      double round_secs[3] = {0, 0, 0};
+      for (int k = 0; k < 3; ++k) {
+        const int way = (r + k) % 3;
+        const double cpu = cpu_seconds();
+        if (way == 0)
+          round_secs[0] = raw.publish(raw_topic, first, count, value);
+        else if (way == 1)
+          round_secs[1] = bulwark_publish(bus.value(), ctx, bulwark_topic, first, count, value, window);
+        else
+          round_secs[2] =
+              bulwark_publish_batched(bus.value(), ctx, batched_topic, first, count, value, window, batch_size);
+        cpus[way] += cpu_seconds() - cpu;
+      }
+      for (int w = 0; w < 3; ++w) secs[w] += round_secs[w];
+      std::printf(
+          "  publish round %d (%ld messages each, %s first): raw %8.0f, publish %8.0f, publish_batch %8.0f msgs/s\n",
+          r + 1, count, names[r % 3], count / round_secs[0], count / round_secs[1], count / round_secs[2]);
+      first += count;
+    }
+  }
+  const double raw_pub = secs[0], bulwark_pub = secs[2];
+  std::printf("publish raw librdkafka:      %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", n / secs[0], secs[0],
+              cpus[0]);
+  std::printf("publish kafka::event_bus, publish_batch (%ld per batch): %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n",
+              batch_size, n / secs[2], secs[2], cpus[2]);
+  std::printf(
+      "publish kafka::event_bus, publish per message (%ld coroutines): %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n",
+      window, n / secs[1], secs[1], cpus[1]);
 
+  double cpu = 0;
   cpu = cpu_seconds();
   const double raw_con = raw_consume(cfg, raw_topic, n);
   const double raw_con_cpu = cpu_seconds() - cpu;
@@ -275,6 +366,7 @@ int main(int argc, char** argv) {
   ctx.restart();
   while (!stopped) ctx.run_one_for(std::chrono::milliseconds(10));
 
+  std::printf("ratio_per_message_publish: %.3f\n", secs[0] / secs[1]);
   std::printf("ratio: %.3f\n", raw_pub / bulwark_pub);
   std::printf("ratio_consume: %.3f\n", raw_con / bulwark_con);
   return 0;

@@ -54,12 +54,13 @@ asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
 /// true when every publish succeeded.
 bool publish_range(asio::io_context& ctx, kafka::event_bus& bus, const std::string& topic, int from, int to) {
   std::atomic<int> failed{0};
+  std::string first_error;
   auto lane = [&](int first) -> asio::awaitable<void> {
     for (int i = first; i < to; i += 200) {
       // Named before co_await: GCC 12 mis-destroys temporaries inside a co_await expression.
       bulwark::message m{"key-" + std::to_string(i), "v" + std::to_string(i), {}};
       auto d = co_await bus.publish(topic, std::move(m));
-      if (!d) ++failed;
+      if (!d && failed++ == 0) first_error = d.error().message();
     }
   };
   auto all = [&]() -> asio::awaitable<void> {
@@ -73,6 +74,8 @@ bool publish_range(asio::io_context& ctx, kafka::event_bus& bus, const std::stri
     co_await bulwark::test::eventually(std::move(finished));
   };
   bulwark::test::run(ctx, all(), 60s);
+  if (failed.load() != 0)
+    ADD_FAILURE() << failed.load() << " of " << (to - from) << " publishes failed, the first with: " << first_error;
   return failed.load() == 0;
 }
 
@@ -378,6 +381,44 @@ TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
   ASSERT_FALSE(absent.has_value());
   EXPECT_EQ(absent.error(), errc::not_found) << absent.error();
   bulwark::test::run(ctx, bus.stop());
+}
+
+// publish_batch: one result per message, in batch order; every message stored exactly once
+// and per partition in batch order (offsets 0, 1, 2, ... of a fresh topic); an empty batch
+// completes at once; a stopped producer refuses every message of a batch.
+TEST_F(kafka_group, publish_batch_reports_every_message_in_order) {
+  auto bus = make_bus();
+  const auto topic = unique("batch");
+  auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 3, 3, {{"min.insync.replicas", "2"}}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  constexpr int count = 2000;
+  std::vector<bulwark::message> batch;
+  for (int i = 0; i < count; ++i) batch.push_back({"key-" + std::to_string(i % 7), "v" + std::to_string(i), {}});
+  auto results = bulwark::test::run(ctx, bus.publish_batch(topic, std::move(batch)), 60s);
+  ASSERT_EQ(results.size(), static_cast<std::size_t>(count));
+  std::map<std::int32_t, std::int64_t> next_offset;
+  std::map<int, std::int32_t> partition_of_key;
+  for (int i = 0; i < count; ++i) {
+    ASSERT_TRUE(results[i].has_value()) << "message " << i << ": " << results[i].error();
+    const auto d = results[i].value();
+    auto [it, first] = partition_of_key.emplace(i % 7, d.partition);
+    EXPECT_EQ(it->second, d.partition) << "key " << i % 7 << " moved partitions";
+    EXPECT_EQ(d.offset, next_offset[d.partition]++) << "message " << i << " on partition " << d.partition;
+  }
+
+  auto empty = bulwark::test::run(ctx, bus.publish_batch(topic, {}), 5s);
+  EXPECT_TRUE(empty.empty());
+
+  bulwark::test::run(ctx, bus.stop());
+  std::vector<bulwark::message> late;
+  late.push_back({"k", "late-1", {}});
+  late.push_back({"k", "late-2", {}});
+  auto refused = bulwark::test::run(ctx, bus.publish_batch(topic, std::move(late)), 5s);
+  ASSERT_EQ(refused.size(), 2u);
+  for (const auto& r : refused) {
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error(), errc::rejected) << r.error();
+  }
 }
 
 } // namespace

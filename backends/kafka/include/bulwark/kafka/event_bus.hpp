@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace bulwark::kafka {
 
@@ -53,6 +54,12 @@ public:
 
   /// Publishes m to topic; completes once all in-sync replicas have it (see producer::publish).
   task<delivery> publish(std::string_view topic, message m) { return producer_->publish(topic, std::move(m)); }
+
+  /// Publishes a batch with one coroutine resumption for all of it (see
+  /// producer::publish_batch): one result per message, in batch order.
+  asio::awaitable<std::vector<result<delivery>>> publish_batch(std::string_view topic, std::vector<message> batch) {
+    return producer_->publish_batch(topic, std::move(batch));
+  }
 
   /// Joins group o.group on o.topic (creating the topic when missing); h runs on this bus's
   /// executor. Errors: errc::invalid_argument (empty topic or group), errc::timeout,
