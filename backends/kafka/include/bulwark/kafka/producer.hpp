@@ -100,7 +100,7 @@ template <class Handler> class batch_op final : public batch_base {
 public:
   batch_op(Handler h, std::size_t n)
       : handler_(std::move(h)), work_(tracked_executor(handler_)),
-        results_(n, result<delivery>(error(errc::cancelled, "not published"))), remaining_(n) {
+        results_(n, result<delivery>(error(errc::cancelled))), remaining_(n) {
     slots_.reserve(n);
     for (std::size_t i = 0; i < n; ++i) slots_.push_back(slot{this, i});
   }
