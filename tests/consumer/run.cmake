@@ -1,3 +1,4 @@
+cmake_minimum_required(VERSION 3.25) # script mode: IN_LIST and other new-policy behaviour
 # Installs the build tree into WORK_DIR/prefix, then configures, builds and runs the consumer
 # project against it with find_package(bulwark) and every component the tree installed.
 file(REMOVE_RECURSE ${WORK_DIR})
