@@ -104,13 +104,9 @@ TYPED_TEST_P(cache_conformance, concurrent_puts_keep_the_highest_version) {
     std::vector<std::future<std::optional<result<bool>>>> futures;
     for (version_t v : {4, 9, 1, 7, 3, 8, 2, 6, 5})
       futures.push_back(spawn(ex, c.put("race", versioned{std::to_string(v), v}, 60s)));
-    asio::steady_timer tick(ex);
     for (auto& f : futures) {
-      while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-        tick.expires_after(1ms);
-        co_await tick.async_wait(asio::use_awaitable);
-      }
-      auto r = *f.get();
+      auto got = co_await bulwark::test::await_future(f);
+      auto r = *got;
       if (!r) co_return r.error();
     }
     co_return ok();
@@ -158,14 +154,10 @@ TYPED_TEST_P(cache_conformance, concurrent_writers_never_go_back_a_version) {
     auto ex = co_await asio::this_coro::executor;
     std::vector<std::future<std::optional<result<tally>>>> futures;
     for (int w = 0; w < writers; ++w) futures.push_back(spawn(ex, writer(w)));
-    asio::steady_timer tick(ex);
     tally total;
     for (auto& f : futures) {
-      while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-        tick.expires_after(1ms);
-        co_await tick.async_wait(asio::use_awaitable);
-      }
-      auto t = *f.get();
+      auto got = co_await bulwark::test::await_future(f);
+      auto t = *got;
       if (!t) co_return t.error();
       total.accepted += t.value().accepted;
       total.refused += t.value().refused;

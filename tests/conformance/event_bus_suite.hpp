@@ -34,14 +34,6 @@ namespace bulwark::test {
 
 using namespace std::chrono_literals;
 
-/// A unique topic or group name for one test.
-inline std::string unique_name(std::string_view base) {
-  static std::mt19937_64 rng(std::random_device{}());
-  static std::mutex m;
-  std::lock_guard lock(m);
-  return std::string(base) + "-" + std::to_string(rng() % 1'000'000'000);
-}
-
 /// What a handler saw, safe to read from the test body.
 struct received_log {
   std::mutex mutex;
@@ -299,13 +291,9 @@ TYPED_TEST_P(event_bus_conformance, concurrent_publishers_keep_per_key_order) {
     auto ex = co_await asio::this_coro::executor;
     std::vector<std::future<std::optional<result<void>>>> futures;
     for (int p = 0; p < publishers; ++p) futures.push_back(spawn(ex, publisher(p)));
-    asio::steady_timer tick(ex);
     for (auto& f : futures) {
-      while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-        tick.expires_after(1ms);
-        co_await tick.async_wait(asio::use_awaitable);
-      }
-      auto r = *f.get();
+      auto got = co_await bulwark::test::await_future(f);
+      auto r = *got;
       if (!r) co_return r.error();
     }
     co_return ok();

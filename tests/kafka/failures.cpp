@@ -40,10 +40,7 @@ namespace kafka = bulwark::kafka;
 using bulwark::errc;
 using bulwark::task;
 
-std::string unique(std::string_view base) {
-  static std::mt19937_64 rng(std::random_device{}());
-  return std::string(base) + "-" + std::to_string(rng() % 1'000'000'000);
-}
+using bulwark::test::unique_name;
 
 /// Runs the cluster control script (kill/start/stop N...); true on success.
 bool control(const std::string& args) {
@@ -82,7 +79,7 @@ std::map<std::string, int> read_all(asio::io_context& ctx, kafka::event_bus& bus
   std::map<std::string, int> seen;
   bulwark::subscribe_options o;
   o.topic = topic;
-  o.group = unique("reader");
+  o.group = unique_name("reader");
   auto sub = bulwark::test::run(ctx, bus.subscribe(o, [&](const bulwark::envelope& e) -> task<void> {
     std::lock_guard lock(m);
     ++seen[std::string(e.value)];
@@ -123,7 +120,7 @@ protected:
 // every message exactly once (the idempotent producer writes no duplicate on its retries).
 TEST_F(kafka_failures, broker_killed_for_ten_seconds_loses_and_duplicates_nothing) {
   auto bus = kafka::event_bus::create(ctx.get_executor(), test_config()).value();
-  const auto topic = unique("killed-broker");
+  const auto topic = unique_name("killed-broker");
   auto created = bulwark::test::run(
       ctx, bus.admin().create_topic(
                {topic, 3, 3, {{"min.insync.replicas", "2"}, {"unclean.leader.election.enable", "false"}}}));
@@ -181,7 +178,7 @@ TEST_F(kafka_failures, all_brokers_down_publish_fails_unavailable_after_the_deli
   auto cfg = test_config();
   cfg.delivery_timeout = 3000ms;
   auto bus = kafka::event_bus::create(ctx.get_executor(), cfg).value();
-  const auto topic = unique("outage");
+  const auto topic = unique_name("outage");
   bulwark::message first{"k", "before", {}};
   auto warm = bulwark::test::run(ctx, bus.publish(topic, std::move(first)));
   ASSERT_TRUE(warm.has_value()) << warm.error();
@@ -255,8 +252,8 @@ TEST(kafka_child, DISABLED_slow_consumer) {
 
 TEST_F(kafka_failures, consumer_killed_mid_batch_resumes_from_the_committed_offset) {
   auto bus = kafka::event_bus::create(ctx.get_executor(), test_config()).value();
-  const auto topic = unique("crash");
-  const auto group = unique("crash-group");
+  const auto topic = unique_name("crash");
+  const auto group = unique_name("crash-group");
   constexpr int total = 600;
   auto publish_all = [&]() -> asio::awaitable<bool> {
     for (int i = 0; i < total; ++i) {
@@ -268,7 +265,7 @@ TEST_F(kafka_failures, consumer_killed_mid_batch_resumes_from_the_committed_offs
   };
   ASSERT_TRUE(bulwark::test::run(ctx, publish_all()));
 
-  const std::string out = ::testing::TempDir() + unique("child") + ".log";
+  const std::string out = ::testing::TempDir() + unique_name("child") + ".log";
   std::vector<std::string> env_strings{"BULWARK_KAFKA_CHILD_TOPIC=" + topic, "BULWARK_KAFKA_CHILD_GROUP=" + group,
                                        "BULWARK_KAFKA_CHILD_OUT=" + out};
   std::vector<char*> envp;

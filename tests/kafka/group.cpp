@@ -19,7 +19,6 @@
 #include <future>
 #include <map>
 #include <mutex>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -33,10 +32,7 @@ namespace kafka = bulwark::kafka;
 using bulwark::errc;
 using bulwark::task;
 
-std::string unique(std::string_view base) {
-  static std::mt19937_64 rng(std::random_device{}());
-  return std::string(base) + "-" + std::to_string(rng() % 1'000'000'000);
-}
+using bulwark::test::unique_name;
 
 kafka::config group_config() {
   auto cfg = kafka::config::from_env();
@@ -151,8 +147,8 @@ TEST_F(kafka_group, rebalance_commits_on_revoke_so_nothing_committed_is_processe
   constexpr int partitions = 6;
   constexpr int first_half = 1200, total = 2400;
   auto bus = make_bus();
-  const auto topic = unique("rebalance");
-  const auto group = unique("rebalance-group");
+  const auto topic = unique_name("rebalance");
+  const auto group = unique_name("rebalance-group");
   auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, partitions, 3, {}}));
   ASSERT_TRUE(created.has_value()) << created.error();
   ASSERT_TRUE(publish_range(ctx, bus, topic, 0, first_half));
@@ -239,7 +235,7 @@ TEST_F(kafka_group, slow_handler_pauses_partitions_at_the_bound_and_resumes_them
   auto cfg = group_config();
   cfg.max_buffered_per_partition = bound;
   auto bus = make_bus(cfg);
-  const auto topic = unique("bounded");
+  const auto topic = unique_name("bounded");
   auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 2, 3, {}}));
   ASSERT_TRUE(created.has_value()) << created.error();
   ASSERT_TRUE(publish_range(ctx, bus, topic, 0, total));
@@ -247,7 +243,7 @@ TEST_F(kafka_group, slow_handler_pauses_partitions_at_the_bound_and_resumes_them
   handled_log log;
   bulwark::subscribe_options o;
   o.topic = topic;
-  o.group = unique("bounded-group");
+  o.group = unique_name("bounded-group");
   auto sub = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'a', 3ms)));
   ASSERT_TRUE(sub.has_value()) << sub.error();
   auto* member = sub.value().member();
@@ -286,7 +282,7 @@ TEST_F(kafka_group, partitions_paused_during_a_rebalance_are_consumed_again) {
   auto cfg = group_config();
   cfg.max_buffered_per_partition = bound;
   auto bus = make_bus(cfg);
-  const auto topic = unique("paused-rebalance");
+  const auto topic = unique_name("paused-rebalance");
   auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 4, 3, {}}));
   ASSERT_TRUE(created.has_value()) << created.error();
   ASSERT_TRUE(publish_range(ctx, bus, topic, 0, total));
@@ -294,7 +290,7 @@ TEST_F(kafka_group, partitions_paused_during_a_rebalance_are_consumed_again) {
   handled_log log;
   bulwark::subscribe_options o;
   o.topic = topic;
-  o.group = unique("paused-group");
+  o.group = unique_name("paused-group");
   auto a = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'a', 4ms)));
   ASSERT_TRUE(a.has_value()) << a.error();
   auto* member_a = a.value().member();
@@ -322,7 +318,7 @@ TEST_F(kafka_group, partitions_paused_during_a_rebalance_are_consumed_again) {
 TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
   auto bus = make_bus();
   const auto& admin = bus.admin();
-  const auto topic = unique("admin");
+  const auto topic = unique_name("admin");
 
   auto created = bulwark::test::run(ctx, admin.create_topic({topic, 5, 3, {{"min.insync.replicas", "2"}}}));
   ASSERT_TRUE(created.has_value()) << created.error();
@@ -354,7 +350,7 @@ TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
   EXPECT_EQ(after.value().partitions.size(), 5u) << "ensure_topic changed an existing topic";
 
   // ensure_topic creates a missing topic.
-  const auto fresh = unique("admin-ensured");
+  const auto fresh = unique_name("admin-ensured");
   auto ensured = bulwark::test::run(ctx, admin.ensure_topic({fresh, 2, 3, {}}));
   ASSERT_TRUE(ensured.has_value()) << ensured.error();
   auto fresh_described = bulwark::test::run(ctx, admin.describe_topic(fresh));
@@ -363,7 +359,7 @@ TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
 
   // A missing topic: not_found, and describing it does not create it (the brokers would
   // auto-create a topic on a metadata request that allows it).
-  const auto missing = unique("admin-missing");
+  const auto missing = unique_name("admin-missing");
   for (int i = 0; i < 2; ++i) {
     auto none = bulwark::test::run(ctx, admin.describe_topic(missing));
     ASSERT_FALSE(none.has_value()) << "describe found a topic that was never created";
@@ -373,7 +369,7 @@ TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
   }
 
   // More replicas than brokers: invalid_argument, nothing created.
-  const auto too_wide = unique("admin-rf4");
+  const auto too_wide = unique_name("admin-rf4");
   auto refused = bulwark::test::run(ctx, admin.create_topic({too_wide, 1, 4, {}}));
   ASSERT_FALSE(refused.has_value());
   EXPECT_EQ(refused.error(), errc::invalid_argument) << refused.error();
@@ -388,7 +384,7 @@ TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
 // completes at once; a stopped producer refuses every message of a batch.
 TEST_F(kafka_group, publish_batch_reports_every_message_in_order) {
   auto bus = make_bus();
-  const auto topic = unique("batch");
+  const auto topic = unique_name("batch");
   auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 3, 3, {{"min.insync.replicas", "2"}}}));
   ASSERT_TRUE(created.has_value()) << created.error();
   constexpr int count = 2000;

@@ -131,14 +131,10 @@ TEST_F(redis_client, concurrent_commands_leave_in_one_write) {
     std::vector<std::future<std::optional<bulwark::result<redis::reply>>>> futures;
     const auto k = key("p");
     for (int i = 0; i < 50; ++i) futures.push_back(bulwark::test::spawn(ex, c.execute("GET", k)));
-    asio::steady_timer tick(ex);
     int ok = 0;
     for (auto& f : futures) {
-      while (f.wait_for(0s) != std::future_status::ready) {
-        tick.expires_after(1ms);
-        co_await tick.async_wait(asio::use_awaitable);
-      }
-      auto r = *f.get();
+      auto got = co_await bulwark::test::await_future(f);
+      auto r = *got;
       if (!r) co_return r.error();
       ok += r.value().str == "v";
     }
@@ -369,14 +365,10 @@ concurrent_puts(redis::cache& cache, const std::vector<std::pair<std::string, bu
     bulwark::versioned entry{"value:" + std::to_string(v), v};
     futures.push_back(bulwark::test::spawn(ex, cache.put(k, std::move(entry), i < ttls.size() ? ttls[i] : 0ms)));
   }
-  asio::steady_timer tick(ex);
   std::vector<bulwark::result<bool>> out;
   for (auto& f : futures) {
-    while (f.wait_for(0s) != std::future_status::ready) {
-      tick.expires_after(1ms);
-      co_await tick.async_wait(asio::use_awaitable);
-    }
-    out.push_back(*f.get());
+    auto got = co_await bulwark::test::await_future(f);
+    out.push_back(*got);
   }
   co_return out;
 }

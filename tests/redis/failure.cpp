@@ -83,14 +83,10 @@ burst(redis::cache& cache, int n) {
   // The coroutines start later: their keys must outlive this statement (static storage).
   static const std::array<std::string, 10> keys = {"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"};
   for (int i = 0; i < n; ++i) futures.push_back(bulwark::test::spawn(ex, cache.get(keys[i % 10])));
-  asio::steady_timer tick(ex);
   std::vector<bulwark::result<std::optional<bulwark::cached>>> out;
   for (auto& f : futures) {
-    while (f.wait_for(0s) != std::future_status::ready) {
-      tick.expires_after(1ms);
-      co_await tick.async_wait(asio::use_awaitable);
-    }
-    out.push_back(std::move(*f.get()));
+    auto got = co_await bulwark::test::await_future(f);
+    out.push_back(std::move(*got));
   }
   co_return std::make_pair(std::move(out), steady::now() - start);
 }
@@ -282,13 +278,9 @@ TEST_F(redis_failure, batched_puts_time_out_together_and_a_cancelled_caller_resu
     auto put = cache.put("impatient", std::move(entry), 0ms);
     auto cancelled = co_await bulwark::with_timeout(std::move(put), 50ms, "put");
     const auto took = steady::now() - start;
-    asio::steady_timer tick(ex);
     for (auto& f : futures) {
-      while (f.wait_for(0s) != std::future_status::ready) {
-        tick.expires_after(1ms);
-        co_await tick.async_wait(asio::use_awaitable);
-      }
-      auto r = *f.get();
+      auto got = co_await bulwark::test::await_future(f);
+      auto r = *got;
       EXPECT_FALSE(r.has_value());
       if (!r) {
         EXPECT_EQ(r.error(), bulwark::errc::timeout) << r.error();

@@ -13,9 +13,12 @@
 #include <cstdlib>
 #include <functional>
 #include <future>
+#include <mutex>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace bulwark::test {
 
@@ -26,6 +29,29 @@ template <class T, class Executor> std::future<std::optional<T>> spawn(const Exe
     co_return std::optional<T>(co_await std::move(inner));
   };
   return asio::co_spawn(ex, wrapped(std::move(op)), asio::use_future);
+}
+
+/// The value of `f` (a spawn() future), awaited without blocking the executor that runs the
+/// spawned coroutine: polls every millisecond.
+/// (A coroutine lambda, as in spawn(): a coroutine function template whose frame holds a type
+/// from an anonymous namespace trips GCC's -Wsubobject-linkage.)
+template <class T> asio::awaitable<T> await_future(std::future<T>& f) {
+  return [](std::future<T>* future) -> asio::awaitable<T> {
+    asio::steady_timer tick(co_await asio::this_coro::executor);
+    while (future->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      tick.expires_after(std::chrono::milliseconds(1));
+      co_await tick.async_wait(asio::use_awaitable);
+    }
+    co_return future->get();
+  }(&f);
+}
+
+/// `base` with a random suffix: a topic, group or key no earlier run has used. Thread-safe.
+inline std::string unique_name(std::string_view base) {
+  static std::mt19937_64 rng(std::random_device{}());
+  static std::mutex m;
+  std::lock_guard lock(m);
+  return std::string(base) + "-" + std::to_string(rng() % 1'000'000'000);
 }
 
 /// Runs `op` on `ctx` (driving ctx on this thread) and returns its result. Throws when it has
