@@ -63,6 +63,8 @@ kafka::config test_config() {
   auto cfg = kafka::config::from_env();
   cfg.session_timeout = 6000ms;
   cfg.heartbeat_interval = 500ms;
+  // BULWARK_KAFKA_DEBUG=metadata,topic,... turns on librdkafka's debug log for a failing run.
+  if (const char* d = std::getenv("BULWARK_KAFKA_DEBUG"); d && *d) cfg.properties.emplace_back("debug", d);
   return cfg;
 }
 
@@ -168,6 +170,26 @@ TEST_F(kafka_failures, broker_killed_for_ten_seconds_loses_and_duplicates_nothin
   int duplicated = 0;
   for (const auto& [value, times] : seen) duplicated += times > 1;
   EXPECT_EQ(duplicated, 0);
+  bulwark::test::run(ctx, bus.stop());
+}
+
+// A topic takes publishes as soon as create_topic returned. KRaft brokers learn a new topic
+// with a lag, and one that has not yet may answer "unknown topic" to the producer's first
+// metadata request; librdkafka then fails the topic's queued messages, and the producer must
+// produce them again instead of failing the publishes.
+TEST_F(kafka_failures, publish_right_after_create_topic_fails_nothing) {
+  auto bus = kafka::event_bus::create(ctx.get_executor(), test_config()).value();
+  for (int round = 0; round < 8; ++round) {
+    const auto topic = unique_name("fresh");
+    auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 3, 3, {}}));
+    ASSERT_TRUE(created.has_value()) << created.error();
+    std::vector<bulwark::message> batch;
+    for (int i = 0; i < 40; ++i) batch.push_back({"key-" + std::to_string(i % 7), "value-" + std::to_string(i), {}});
+    const auto results = bulwark::test::run(ctx, bus.publish_batch(topic, std::move(batch)), 60s);
+    ASSERT_EQ(results.size(), 40u);
+    for (std::size_t i = 0; i < results.size(); ++i)
+      ASSERT_TRUE(results[i].has_value()) << "round " << round << ", message " << i << ": " << results[i].error();
+  }
   bulwark::test::run(ctx, bus.stop());
 }
 

@@ -7,11 +7,17 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -73,6 +79,7 @@ protected:
     ASSERT_EQ(rd_kafka_mock_topic_create(cluster_, topic_.c_str(), 1, 3), RD_KAFKA_RESP_ERR_NO_ERROR);
     cfg_.bootstrap_servers = rd_kafka_mock_cluster_bootstraps(cluster_);
     cfg_.delivery_timeout = 10s;
+    if (const char* d = std::getenv("BULWARK_KAFKA_DEBUG"); d && *d) cfg_.properties.emplace_back("debug", d);
   }
   void TearDown() override {
     if (cluster_) rd_kafka_mock_cluster_destroy(cluster_);
@@ -132,6 +139,76 @@ TEST_F(kafka_mock, publish_follows_a_moved_partition_leader) {
   auto r = publish(p, "after");
   ASSERT_TRUE(r.has_value()) << r.error();
   EXPECT_EQ(r.value().offset, 1);
+  bulwark::test::run(ctx_, p.stop());
+}
+
+// A broker that has not caught up with the cluster's metadata answers "unknown topic" for a
+// topic that exists (KRaft, right after the topic was created or the broker restarted), and
+// librdkafka then fails every queued message of the topic at once. The producer produces them
+// again once the topic is known, each exactly once and in publish order.
+TEST_F(kafka_mock, a_topic_briefly_reported_unknown_loses_and_reorders_nothing) {
+  auto p = kafka::producer::create(cfg_).value();
+  ASSERT_TRUE(publish(p, "warm-up").has_value());
+  // The next Produce is refused, the refresh it triggers says the topic is gone, and the
+  // topic comes back 1.5 s later.
+  rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  rd_kafka_mock_push_request_errors(cluster_, produce_api, 1, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  std::jthread heal([&] {
+    std::this_thread::sleep_for(1500ms);
+    rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_NO_ERROR);
+  });
+  constexpr std::size_t n = 40;
+  std::vector<bulwark::result<bulwark::delivery>> results(n, bulwark::error(errc::cancelled));
+  std::size_t done = 0;
+  auto one = [&](std::size_t i) -> asio::awaitable<void> {
+    bulwark::message m{"key", "v" + std::to_string(i), {{"h", "v"}}};
+    results[i] = co_await p.publish(topic_, std::move(m));
+    ++done;
+  };
+  auto all = [&]() -> asio::awaitable<void> {
+    for (std::size_t i = 0; i < n; ++i) {
+      asio::co_spawn(ctx_, one(i), asio::detached);
+      if (i % 10 == 9) { // four waves, the later ones while the topic is unknown
+        asio::steady_timer t(ctx_, 300ms);
+        co_await t.async_wait(asio::use_awaitable);
+      }
+    }
+    while (done < n) {
+      asio::steady_timer t(ctx_, 10ms);
+      co_await t.async_wait(asio::use_awaitable);
+    }
+  };
+  bulwark::test::run(ctx_, all(), 30s);
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(results[i].has_value()) << "message " << i << ": " << results[i].error();
+    EXPECT_EQ(results[i].value().offset, static_cast<std::int64_t>(i + 1)) << "message " << i;
+  }
+  bulwark::test::run(ctx_, p.stop());
+}
+
+// A topic that stays unknown fails its publishes with errc::not_found once the delivery
+// timeout has passed, as not written.
+TEST_F(kafka_mock, a_topic_that_stays_unknown_fails_after_the_delivery_timeout) {
+  cfg_.delivery_timeout = 2s;
+  auto p = kafka::producer::create(cfg_).value();
+  ASSERT_TRUE(publish(p, "warm-up").has_value());
+  rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  // The producer learns that the topic is gone from a metadata answer of its own.
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(p.native_handle(), topic_.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  ASSERT_EQ(rd_kafka_metadata(p.native_handle(), 0, rkt, &md, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_EQ(md->topic_cnt, 1);
+  EXPECT_EQ(md->topics[0].err, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+  const auto start = std::chrono::steady_clock::now();
+  auto r = publish(p, "lost");
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error(), errc::not_found) << r.error();
+  EXPECT_FALSE(kafka::possibly_persisted(r.error())) << r.error();
+  EXPECT_GE(elapsed, 1900ms);
+  EXPECT_LT(elapsed, 6s);
   bulwark::test::run(ctx_, p.stop());
 }
 

@@ -6,6 +6,13 @@
 // awaiting coroutine's own executor (asio::post), so no coroutine ever runs on a librdkafka
 // thread. Messages with one key go to one partition (librdkafka's consistent hash) and keep
 // their order: idempotence keeps it across retries too.
+//
+// librdkafka fails every queued message of a topic at once when one metadata answer says the
+// topic or its partition is unknown, although that is often a broker that has not caught up
+// yet: a topic just created, a broker just restarted (KRaft brokers learn topics
+// asynchronously). Such messages, certainly not written, are produced again by the poll
+// thread until their delivery timeout has passed; later publishes to that topic queue behind
+// them so that per-key order holds.
 
 #include <bulwark/event_bus.hpp>
 #include <bulwark/kafka/config.hpp>
@@ -23,18 +30,22 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -125,7 +136,31 @@ private:
   std::atomic<std::size_t> remaining_;
 };
 
+/// librdkafka's verdict "this topic or partition does not exist", which a broker that has not
+/// caught up with the cluster's metadata gives too.
+inline bool unknown_topic_or_partition(rd_kafka_resp_err_t err) noexcept {
+  return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+         err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+}
+
+/// A message waiting to be produced again (see the file comment), with everything librdkafka
+/// needs to take it anew.
+struct retry_entry {
+  using clock = std::chrono::steady_clock;
+  rd_kafka_topic_t* rkt;
+  std::string key, value;
+  rd_kafka_headers_t* headers; ///< owned until produced
+  void* opaque;                ///< the delivery-report token
+  clock::time_point deadline;  ///< fails with `last` once this has passed
+  clock::time_point next_attempt;
+  rd_kafka_resp_err_t last;
+};
+
 struct producer_state {
+  using clock = std::chrono::steady_clock;
+  /// Spacing of the attempts to produce a message whose topic was reported unknown.
+  static constexpr std::chrono::milliseconds retry_interval{100};
+
   config cfg;
   handle rk;
   std::thread poll_thread;
@@ -140,12 +175,27 @@ struct producer_state {
   /// name per message and librdkafka's own lookup by name; released with the producer.
   std::mutex topics_mutex;
   std::map<std::string, rd_kafka_topic_t*, std::less<>> topics;
+  /// Messages to produce again, oldest first; `retrying` mirrors its size so that publishes
+  /// check it without the lock. `purge_retries` asks the poll thread to cancel them all.
+  std::mutex retry_mutex;
+  std::deque<retry_entry> retries;
+  std::atomic<std::size_t> retrying{0};
+  std::atomic<bool> purge_retries{false};
+  /// Each message produced again, by its token: its original deadline and why it was retried.
+  /// Poll thread only.
+  struct retried {
+    clock::time_point deadline;
+    rd_kafka_resp_err_t why;
+  };
+  std::unordered_map<void*, retried> retry_deadlines;
 
   ~producer_state() {
     if (rk && in_flight.load() > 0) rd_kafka_purge(rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     join_poll_thread();
     // Serve the purged messages' reports so every waiting publish completes (cancelled).
+    purge_retries = true;
     if (rk) rd_kafka_flush(rk.get(), 2000);
+    pump_retries();
     hand_over();
     for (auto& [name, rkt] : topics) rd_kafka_topic_destroy(rkt);
   }
@@ -171,9 +221,84 @@ struct producer_state {
 
   void poll_loop() {
     while (polling.load()) {
-      rd_kafka_poll(rk.get(), 50);
+      rd_kafka_poll(rk.get(), retrying.load() > 0 ? 10 : 50);
+      if (retrying.load() > 0) pump_retries();
       hand_over();
     }
+  }
+
+  /// Completes the publish (or batch slot) behind `opaque` with r. Poll thread only.
+  void complete(void* opaque, result<delivery> r) {
+    if (auto* slot = batch_base::untag(opaque)) {
+      // A report for one message of a batch: recorded in place; the batch completes with its last.
+      if (slot->op->record(slot->index, std::move(r))) completed.emplace_back(slot->op, delivery{});
+    } else {
+      completed.emplace_back(static_cast<pending_delivery*>(opaque), std::move(r));
+    }
+  }
+
+  /// Queues a message for another attempt. Any thread.
+  void defer(retry_entry e) {
+    std::lock_guard lock(retry_mutex);
+    retries.push_back(std::move(e));
+    retrying.store(retries.size());
+  }
+
+  /// True when messages for `rkt` wait to be produced again: a new one must queue behind them.
+  bool has_retries_for(rd_kafka_topic_t* rkt) {
+    if (retrying.load() == 0) return false;
+    std::lock_guard lock(retry_mutex);
+    for (const auto& e : retries)
+      if (e.rkt == rkt) return true;
+    return false;
+  }
+
+  /// Produces again the messages whose time has come, oldest first and, per topic, in order
+  /// (a topic still unknown holds back its later messages); fails those past their deadline.
+  /// Poll thread only (or the destructor after it).
+  void pump_retries() {
+    std::lock_guard lock(retry_mutex);
+    const auto now = clock::now();
+    const bool purge = purge_retries.load();
+    std::vector<rd_kafka_topic_t*> held; // topics whose oldest message could not go yet
+    for (auto it = retries.begin(); it != retries.end();) {
+      auto& e = *it;
+      auto fail = [&](rd_kafka_resp_err_t err, const char* why) {
+        if (e.headers) rd_kafka_headers_destroy(e.headers);
+        complete(e.opaque, make_error(err, std::string(not_persisted_prefix) + rd_kafka_err2str(err) + why));
+        in_flight.fetch_sub(1);
+        it = retries.erase(it);
+      };
+      if (purge) {
+        fail(RD_KAFKA_RESP_ERR__PURGE_QUEUE, "");
+        continue;
+      }
+      if (now >= e.deadline) {
+        fail(e.last, " (still unknown when the delivery timeout passed)");
+        continue;
+      }
+      if (std::find(held.begin(), held.end(), e.rkt) != held.end() || now < e.next_attempt) {
+        held.push_back(e.rkt);
+        ++it;
+        continue;
+      }
+      const auto err = rd_kafka_producev(rk.get(), RD_KAFKA_V_RKT(e.rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                         RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
+                                         RD_KAFKA_V_VALUE(e.value.data(), e.value.size()),
+                                         RD_KAFKA_V_HEADERS(e.headers), RD_KAFKA_V_OPAQUE(e.opaque), RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        retry_deadlines[e.opaque] = retried{e.deadline, e.last}; // librdkafka owns the headers now
+        it = retries.erase(it);
+      } else if (unknown_topic_or_partition(err)) {
+        e.last = err;
+        e.next_attempt = now + retry_interval;
+        held.push_back(e.rkt);
+        ++it;
+      } else {
+        fail(err, "");
+      }
+    }
+    retrying.store(retries.size());
   }
 
   // Posts the collected completions, one batch per run of publishes sharing an executor.
@@ -195,33 +320,60 @@ struct producer_state {
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<producer_state*>(opaque);
     if (!m->_private) return; // produced by someone else on this handle (benchmarks' raw path)
-    auto* op = static_cast<pending_delivery*>(m->_private);
-    auto* slot = batch_base::untag(m->_private);
-    // A report for one message of a batch: recorded in place; the batch completes with its last.
-    auto complete = [&](result<delivery> r) {
-      if (!slot) {
-        self->completed.emplace_back(op, std::move(r));
-      } else if (slot->op->record(slot->index, std::move(r))) {
-        self->completed.emplace_back(slot->op, delivery{});
+    std::optional<retried> again;
+    if (!self->retry_deadlines.empty()) {
+      if (auto it = self->retry_deadlines.find(m->_private); it != self->retry_deadlines.end()) {
+        again = it->second;
+        self->retry_deadlines.erase(it);
       }
-    };
+    }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       self->all_brokers_down = false;
-      complete(delivery{m->partition, m->offset});
+      self->complete(m->_private, delivery{m->partition, m->offset});
+    } else if (self->retry_unknown(m, again ? std::optional(again->deadline) : std::nullopt)) {
+      return; // still in flight
     } else {
       const bool maybe = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
       std::string detail(maybe ? possibly_persisted_prefix : not_persisted_prefix);
       detail += rd_kafka_err2str(m->err);
       auto code = m->err;
       // A message that timed out while no broker was reachable failed because the cluster
-      // is unavailable, not because it was slow.
+      // is unavailable, not because it was slow; one produced again because its topic was
+      // unknown timed out waiting for the topic.
       if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && self->all_brokers_down) {
         code = RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
         detail += " (no broker was reachable)";
+      } else if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && again && !maybe) {
+        code = again->why;
+        detail = std::string(not_persisted_prefix) + rd_kafka_err2str(code) +
+                 " (still unknown when the delivery timeout passed)";
       }
-      complete(make_error(code, std::move(detail)));
+      self->complete(m->_private, make_error(code, std::move(detail)));
     }
     self->in_flight.fetch_sub(1);
+  }
+
+  /// Takes a message that failed because its topic or partition was unknown, was certainly not
+  /// written and still has time, for another attempt; false when it must fail now.
+  bool retry_unknown(const rd_kafka_message_t* m, std::optional<clock::time_point> deadline) {
+    if (!unknown_topic_or_partition(m->err) || rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED)
+      return false;
+    const auto now = clock::now();
+    if (!deadline) {
+      const auto waited = std::chrono::microseconds(std::max<std::int64_t>(0, rd_kafka_message_latency(m)));
+      deadline = now + cfg.delivery_timeout - waited;
+    }
+    if (now >= *deadline) return false;
+    rd_kafka_headers_t* headers = nullptr;
+    if (rd_kafka_headers_t* h = nullptr;
+        rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+      headers = rd_kafka_headers_copy(h);
+    const auto* key = static_cast<const char*>(m->key);
+    const auto* value = static_cast<const char*>(m->payload);
+    defer(retry_entry{m->rkt, key ? std::string(key, m->key_len) : std::string(),
+                      value ? std::string(value, m->len) : std::string(), headers, m->_private, *deadline,
+                      now + retry_interval, m->err});
+    return true;
   }
 
   static void on_error(rd_kafka_t*, int err, const char*, void* opaque) {
@@ -266,8 +418,11 @@ public:
   /// Publishes `m` to `topic`; completes (on the caller's executor) once every in-sync
   /// replica has it. Errors: errc::rejected when stopping or when the local queue is full;
   /// errc::unavailable when no broker could be reached within config::delivery_timeout;
-  /// errc::timeout when the brokers did not acknowledge in time; errc::too_large. The error's
-  /// detail tells whether the message may still have been written (possibly_persisted()).
+  /// errc::timeout when the brokers did not acknowledge in time; errc::too_large;
+  /// errc::not_found when the topic was still unknown when the delivery timeout passed (an
+  /// unknown topic or partition is retried until then: brokers learn new topics with a lag).
+  /// The error's detail tells whether the message may still have been written
+  /// (possibly_persisted()).
   task<delivery> publish(std::string_view topic, message m) {
     // Not a coroutine itself: the initiation runs inside the awaitable that async_initiate
     // makes, which saves a coroutine frame per message. The topic is resolved now, while
@@ -308,6 +463,7 @@ public:
     };
     co_await wait_drained(std::chrono::steady_clock::now() + s->cfg.stop_timeout);
     if (s->in_flight.load() > 0) {
+      s->purge_retries = true; // the poll thread cancels the messages waiting for another attempt
       rd_kafka_purge(s->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       co_await wait_drained(std::chrono::steady_clock::now() + std::chrono::seconds(5));
     }
@@ -334,10 +490,19 @@ private:
                             static_cast<ssize_t>(h.value.size()));
     }
     s.in_flight.fetch_add(1);
+    const auto defer = [&](rd_kafka_resp_err_t why) {
+      const auto now = detail::producer_state::clock::now();
+      s.defer(detail::retry_entry{rkt, m.key, m.value, headers, opaque, now + s.cfg.delivery_timeout, now, why});
+      return RD_KAFKA_RESP_ERR_NO_ERROR;
+    };
+    // Behind the messages of this topic that wait for another attempt, to keep their order.
+    if (s.has_retries_for(rkt)) return defer(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC);
     const auto err = rd_kafka_producev(s.rk.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                        RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
                                        RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
                                        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    // A topic this client was just told is unknown may be a broker lagging behind: retried.
+    if (detail::unknown_topic_or_partition(err) && !s.stopping.load()) return defer(err);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
       if (headers) rd_kafka_headers_destroy(headers);
       s.in_flight.fetch_sub(1);
