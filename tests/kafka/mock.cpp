@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -93,6 +94,19 @@ protected:
     return bulwark::test::run(ctx_, op(), 30s);
   }
 
+  /// The mock cluster calls topic_ unknown from now on, and the producer has heard it: its
+  /// own metadata request got that answer (as from a broker that has not caught up).
+  void make_topic_unknown(kafka::producer& p) {
+    rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    rd_kafka_topic_t* rkt = rd_kafka_topic_new(p.native_handle(), topic_.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    ASSERT_EQ(rd_kafka_metadata(p.native_handle(), 0, rkt, &md, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    ASSERT_EQ(md->topic_cnt, 1);
+    EXPECT_EQ(md->topics[0].err, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+  }
+
   asio::io_context ctx_;
   rd_kafka_t* host_ = nullptr;
   rd_kafka_mock_cluster_t* cluster_ = nullptr;
@@ -147,28 +161,41 @@ TEST_F(kafka_mock, publish_follows_a_moved_partition_leader) {
 // librdkafka then fails every queued message of the topic at once. The producer produces them
 // again once the topic is known, each exactly once and in publish order.
 TEST_F(kafka_mock, a_topic_briefly_reported_unknown_loses_and_reorders_nothing) {
+  cfg_.linger = 500ms;
   auto p = kafka::producer::create(cfg_).value();
   ASSERT_TRUE(publish(p, "warm-up").has_value());
-  // The next Produce is refused, the refresh it triggers says the topic is gone, and the
-  // topic comes back 1.5 s later.
-  rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
-  rd_kafka_mock_push_request_errors(cluster_, produce_api, 1, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  // The first wave waits in librdkafka's queue (a long linger) when the topic turns unknown:
+  // librdkafka fails it, and the producer takes it back. The topic comes back 1.5 s later.
+  using clock = std::chrono::steady_clock;
+  std::atomic<clock::time_point> healed_at{clock::time_point::max()};
   std::jthread heal([&] {
     std::this_thread::sleep_for(1500ms);
     rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_NO_ERROR);
+    healed_at = clock::now();
   });
-  constexpr std::size_t n = 40;
+  // Eight waves of ten, 300 ms apart: five while the topic is unknown, three after it is
+  // back, while the earlier ones may still wait for their next attempt.
+  constexpr std::size_t n = 80;
   std::vector<bulwark::result<bulwark::delivery>> results(n, bulwark::error(errc::cancelled));
+  std::vector<clock::time_point> done_at(n);
+  std::vector<clock::time_point> sent_at(n);
   std::size_t done = 0;
   auto one = [&](std::size_t i) -> asio::awaitable<void> {
     bulwark::message m{"key", "v" + std::to_string(i), {{"h", "v"}}};
+    sent_at[i] = clock::now();
     results[i] = co_await p.publish(topic_, std::move(m));
+    done_at[i] = clock::now();
     ++done;
   };
   auto all = [&]() -> asio::awaitable<void> {
     for (std::size_t i = 0; i < n; ++i) {
       asio::co_spawn(ctx_, one(i), asio::detached);
-      if (i % 10 == 9) { // four waves, the later ones while the topic is unknown
+      if (i == 9) { // the first wave is in librdkafka's queue once its coroutines ran
+        asio::steady_timer t(ctx_, 0ms);
+        co_await t.async_wait(asio::use_awaitable);
+        make_topic_unknown(p);
+      }
+      if (i % 10 == 9) {
         asio::steady_timer t(ctx_, 300ms);
         co_await t.async_wait(asio::use_awaitable);
       }
@@ -179,10 +206,17 @@ TEST_F(kafka_mock, a_topic_briefly_reported_unknown_loses_and_reorders_nothing) 
     }
   };
   bulwark::test::run(ctx_, all(), 30s);
+  heal.join();
+  std::size_t waited = 0;
   for (std::size_t i = 0; i < n; ++i) {
     ASSERT_TRUE(results[i].has_value()) << "message " << i << ": " << results[i].error();
-    EXPECT_EQ(results[i].value().offset, static_cast<std::int64_t>(i + 1)) << "message " << i;
+    EXPECT_EQ(results[i].value().offset, static_cast<std::int64_t>(i + 1)) << "message " << i << " out of order";
+    if (sent_at[i] < healed_at.load()) {
+      EXPECT_GE(done_at[i], healed_at.load()) << "message " << i << " was written while its topic was unknown";
+      ++waited;
+    }
   }
+  EXPECT_GE(waited, 30u) << "the topic was not unknown for long: the test proved nothing";
   bulwark::test::run(ctx_, p.stop());
 }
 
@@ -192,15 +226,7 @@ TEST_F(kafka_mock, a_topic_that_stays_unknown_fails_after_the_delivery_timeout) 
   cfg_.delivery_timeout = 2s;
   auto p = kafka::producer::create(cfg_).value();
   ASSERT_TRUE(publish(p, "warm-up").has_value());
-  rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
-  // The producer learns that the topic is gone from a metadata answer of its own.
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(p.native_handle(), topic_.c_str(), nullptr);
-  const rd_kafka_metadata_t* md = nullptr;
-  ASSERT_EQ(rd_kafka_metadata(p.native_handle(), 0, rkt, &md, 5000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  ASSERT_EQ(md->topic_cnt, 1);
-  EXPECT_EQ(md->topics[0].err, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
-  rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
+  make_topic_unknown(p);
   const auto start = std::chrono::steady_clock::now();
   auto r = publish(p, "lost");
   const auto elapsed = std::chrono::steady_clock::now() - start;

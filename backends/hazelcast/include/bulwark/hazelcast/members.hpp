@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -188,6 +189,20 @@ private:
     co_return p;
   }
 
+  // One request to m, bounded by attempt_timeout and the deadline; nullopt when no time is left.
+  asio::awaitable<std::optional<result<http::response>>> attempt(const member& m, const http::request& req,
+                                                                 clock::time_point deadline) {
+    const auto limit = std::min(options_.attempt_timeout, left(deadline));
+    if (limit.count() <= 0) co_return std::nullopt;
+    auto what = req.method + " " + req.target;
+    auto op = client_.request(m.address, req);
+    auto r = co_await with_timeout(std::move(op), limit, std::move(what));
+    co_return r;
+  }
+
+  // An answer that ends the failover: any status but 503.
+  static bool answered(const result<http::response>& r) { return r.has_value() && r.value().status != 503; }
+
   task<http::response> send_with_failover(http::request req) {
     const auto deadline = clock::now() + options_.operation_timeout;
     const std::size_t n = members_.size();
@@ -204,16 +219,14 @@ private:
           const auto p = co_await probe(m, deadline);
           if (p != probe_result::ready) continue;
         }
-        const auto limit = std::min(options_.attempt_timeout, left(deadline));
-        if (limit.count() <= 0) break;
-        auto what = req.method + " " + req.target;
-        auto op = client_.request(m.address, req);
-        auto r = co_await with_timeout(std::move(op), limit, std::move(what));
-        if (r.has_value() && r.value().status != 503) {
+        auto first = co_await attempt(m, req, deadline);
+        if (!first) break;
+        auto& r = *first;
+        if (answered(r)) {
           m.healthy = true;
           m.misconfigured = false;
           preferred_ = i;
-          co_return r;
+          co_return std::move(r);
         }
         if (r.has_value()) {
           last_failure = m.address.to_string() + ": 503";
@@ -231,15 +244,13 @@ private:
           // now can still pass a probe, but not drop the same request twice while staying up.
           const auto p = co_await probe(m, deadline);
           if (p != probe_result::ready) continue; // probe() marked it down
-          const auto again_limit = std::min(options_.attempt_timeout, left(deadline));
-          if (again_limit.count() <= 0) break;
-          auto again_what = req.method + " " + req.target;
-          auto again_op = client_.request(m.address, req);
-          auto again = co_await with_timeout(std::move(again_op), again_limit, std::move(again_what));
-          if (again.has_value() && again.value().status != 503) {
+          auto second = co_await attempt(m, req, deadline);
+          if (!second) break;
+          auto& again = *second;
+          if (answered(again)) {
             m.misconfigured = false;
             preferred_ = i;
-            co_return again;
+            co_return std::move(again);
           }
           if (again.has_value() ||
               again.error().code() != make_error_code(http::client_errc::closed_without_response)) {

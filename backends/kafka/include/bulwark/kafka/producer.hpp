@@ -10,14 +10,17 @@
 // librdkafka fails every queued message of a topic at once when one metadata answer says the
 // topic or its partition is unknown, although that is often a broker that has not caught up
 // yet: a topic just created, a broker just restarted (KRaft brokers learn topics
-// asynchronously). Such messages, certainly not written, are produced again by the poll
-// thread until their delivery timeout has passed; later publishes to that topic queue behind
-// them so that per-key order holds.
+// asynchronously). Such messages, certainly not written, go back to the producer
+// (detail::topic_retries), which produces them again every 100 ms, in publish order, until
+// their delivery timeout (counted from the publish) has passed; later publishes to that topic
+// queue behind them, so per-key order holds. A topic unknown for a whole delivery timeout is
+// taken for missing: publishes to it fail at once until a message to it is delivered again.
 
 #include <bulwark/event_bus.hpp>
 #include <bulwark/kafka/config.hpp>
 #include <bulwark/kafka/detail/handle.hpp>
 #include <bulwark/kafka/detail/offload.hpp>
+#include <bulwark/kafka/detail/topic_retries.hpp>
 #include <bulwark/kafka/error.hpp>
 #include <bulwark/result.hpp>
 
@@ -30,18 +33,15 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -65,6 +65,7 @@ public:
   void post(result<delivery> r) {
     asio::post(executor(), [this, r = std::move(r)]() mutable { invoke(std::move(r)); });
   }
+  std::uint64_t seq = 0; ///< publish order, for messages that must be produced again
 
 protected:
   ~pending_delivery() = default;
@@ -93,6 +94,7 @@ public:
   struct slot {
     batch_base* op;
     std::size_t index;
+    std::uint64_t seq; ///< publish order, for messages that must be produced again
   };
   /// Records message `index`'s outcome; true when it was the last one outstanding.
   virtual bool record(std::size_t index, result<delivery> r) = 0;
@@ -113,7 +115,7 @@ public:
       : handler_(std::move(h)), work_(tracked_executor(handler_)),
         results_(n, result<delivery>(error(errc::cancelled))), remaining_(n) {
     slots_.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) slots_.push_back(slot{this, i});
+    for (std::size_t i = 0; i < n; ++i) slots_.push_back(slot{this, i, 0});
   }
   const asio::any_io_executor& executor() const noexcept override { return work_; }
   void invoke(result<delivery>) override {
@@ -136,30 +138,8 @@ private:
   std::atomic<std::size_t> remaining_;
 };
 
-/// librdkafka's verdict "this topic or partition does not exist", which a broker that has not
-/// caught up with the cluster's metadata gives too.
-inline bool unknown_topic_or_partition(rd_kafka_resp_err_t err) noexcept {
-  return err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC || err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-         err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
-}
-
-/// A message waiting to be produced again (see the file comment), with everything librdkafka
-/// needs to take it anew.
-struct retry_entry {
-  using clock = std::chrono::steady_clock;
-  rd_kafka_topic_t* rkt;
-  std::string key, value;
-  rd_kafka_headers_t* headers; ///< owned until produced
-  void* opaque;                ///< the delivery-report token
-  clock::time_point deadline;  ///< fails with `last` once this has passed
-  clock::time_point next_attempt;
-  rd_kafka_resp_err_t last;
-};
-
 struct producer_state {
   using clock = std::chrono::steady_clock;
-  /// Spacing of the attempts to produce a message whose topic was reported unknown.
-  static constexpr std::chrono::milliseconds retry_interval{100};
 
   config cfg;
   handle rk;
@@ -175,29 +155,29 @@ struct producer_state {
   /// name per message and librdkafka's own lookup by name; released with the producer.
   std::mutex topics_mutex;
   std::map<std::string, rd_kafka_topic_t*, std::less<>> topics;
-  /// Messages to produce again, oldest first; `retrying` mirrors its size so that publishes
-  /// check it without the lock. `purge_retries` asks the poll thread to cancel them all.
-  std::mutex retry_mutex;
-  std::deque<retry_entry> retries;
-  std::atomic<std::size_t> retrying{0};
-  std::atomic<bool> purge_retries{false};
-  /// Each message produced again, by its token: its original deadline and why it was retried.
-  /// Poll thread only.
-  struct retried {
-    clock::time_point deadline;
-    rd_kafka_resp_err_t why;
-  };
-  std::unordered_map<void*, retried> retry_deadlines;
+  /// Messages to produce again (see the file comment), and the tokens of those produced
+  /// again with their original deadlines (poll thread only).
+  topic_retries retries;
+  std::unordered_map<void*, clock::time_point> reproduced;
+  std::atomic<std::uint64_t> next_seq{0};
 
   ~producer_state() {
-    if (rk && in_flight.load() > 0) rd_kafka_purge(rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     join_poll_thread();
-    // Serve the purged messages' reports so every waiting publish completes (cancelled).
-    purge_retries = true;
-    if (rk) rd_kafka_flush(rk.get(), 2000);
+    // Cancel what waits for another attempt, purge librdkafka's queue, and serve the purged
+    // messages' reports here, so that every waiting publish completes (errc::cancelled).
+    retries.purge();
     pump_retries();
+    if (rk && in_flight.load() > 0) rd_kafka_purge(rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    if (rk) rd_kafka_flush(rk.get(), 2000);
+    pump_retries(); // a report served by the flush may have been taken back
     hand_over();
     for (auto& [name, rkt] : topics) rd_kafka_topic_destroy(rkt);
+  }
+
+  /// The publish order slot of the message behind `opaque`.
+  static std::uint64_t& seq_of(void* opaque) noexcept {
+    if (auto* slot = batch_base::untag(opaque)) return slot->seq;
+    return static_cast<pending_delivery*>(opaque)->seq;
   }
 
   /// The handle for `name` (created on first use), or the librdkafka error that refused it.
@@ -221,8 +201,8 @@ struct producer_state {
 
   void poll_loop() {
     while (polling.load()) {
-      rd_kafka_poll(rk.get(), retrying.load() > 0 ? 10 : 50);
-      if (retrying.load() > 0) pump_retries();
+      rd_kafka_poll(rk.get(), retries.active() ? 10 : 50);
+      if (retries.active()) pump_retries();
       hand_over();
     }
   }
@@ -237,68 +217,21 @@ struct producer_state {
     }
   }
 
-  /// Queues a message for another attempt. Any thread.
-  void defer(retry_entry e) {
-    std::lock_guard lock(retry_mutex);
-    retries.push_back(std::move(e));
-    retrying.store(retries.size());
-  }
-
-  /// True when messages for `rkt` wait to be produced again: a new one must queue behind them.
-  bool has_retries_for(rd_kafka_topic_t* rkt) {
-    if (retrying.load() == 0) return false;
-    std::lock_guard lock(retry_mutex);
-    for (const auto& e : retries)
-      if (e.rkt == rkt) return true;
-    return false;
-  }
-
-  /// Produces again the messages whose time has come, oldest first and, per topic, in order
-  /// (a topic still unknown holds back its later messages); fails those past their deadline.
-  /// Poll thread only (or the destructor after it).
+  /// Produces the messages waiting for another attempt whose time has come. Poll thread only
+  /// (or the destructor after it).
   void pump_retries() {
-    std::lock_guard lock(retry_mutex);
-    const auto now = clock::now();
-    const bool purge = purge_retries.load();
-    std::vector<rd_kafka_topic_t*> held; // topics whose oldest message could not go yet
-    for (auto it = retries.begin(); it != retries.end();) {
-      auto& e = *it;
-      auto fail = [&](rd_kafka_resp_err_t err, const char* why) {
-        if (e.headers) rd_kafka_headers_destroy(e.headers);
-        complete(e.opaque, make_error(err, std::string(not_persisted_prefix) + rd_kafka_err2str(err) + why));
-        in_flight.fetch_sub(1);
-        it = retries.erase(it);
-      };
-      if (purge) {
-        fail(RD_KAFKA_RESP_ERR__PURGE_QUEUE, "");
-        continue;
-      }
-      if (now >= e.deadline) {
-        fail(e.last, " (still unknown when the delivery timeout passed)");
-        continue;
-      }
-      if (std::find(held.begin(), held.end(), e.rkt) != held.end() || now < e.next_attempt) {
-        held.push_back(e.rkt);
-        ++it;
-        continue;
-      }
-      const auto err = rd_kafka_producev(rk.get(), RD_KAFKA_V_RKT(e.rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                         RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
-                                         RD_KAFKA_V_VALUE(e.value.data(), e.value.size()),
-                                         RD_KAFKA_V_HEADERS(e.headers), RD_KAFKA_V_OPAQUE(e.opaque), RD_KAFKA_V_END);
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        retry_deadlines[e.opaque] = retried{e.deadline, e.last}; // librdkafka owns the headers now
-        it = retries.erase(it);
-      } else if (unknown_topic_or_partition(err)) {
-        e.last = err;
-        e.next_attempt = now + retry_interval;
-        held.push_back(e.rkt);
-        ++it;
-      } else {
-        fail(err, "");
-      }
-    }
-    retrying.store(retries.size());
+    retries.pump(
+        [&](topic_retries::entry& e) {
+          return rd_kafka_producev(rk.get(), RD_KAFKA_V_RKT(e.rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                   RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
+                                   RD_KAFKA_V_VALUE(e.value.data(), e.value.size()),
+                                   RD_KAFKA_V_HEADERS(e.headers.get()), RD_KAFKA_V_OPAQUE(e.opaque), RD_KAFKA_V_END);
+        },
+        [&](topic_retries::entry& e, rd_kafka_resp_err_t err, const char* why) {
+          complete(e.opaque, make_error(err, std::string(not_persisted_prefix) + rd_kafka_err2str(err) + why));
+          in_flight.fetch_sub(1);
+        },
+        [&](topic_retries::entry& e) { reproduced[e.opaque] = e.deadline; });
   }
 
   // Posts the collected completions, one batch per run of publishes sharing an executor.
@@ -319,60 +252,61 @@ struct producer_state {
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
     auto* self = static_cast<producer_state*>(opaque);
-    if (!m->_private) return; // produced by someone else on this handle (benchmarks' raw path)
-    std::optional<retried> again;
-    if (!self->retry_deadlines.empty()) {
-      if (auto it = self->retry_deadlines.find(m->_private); it != self->retry_deadlines.end()) {
-        again = it->second;
-        self->retry_deadlines.erase(it);
+    if (!m->_private) return;                  // produced by someone else on this handle (benchmarks' raw path)
+    std::optional<clock::time_point> deadline; // set for a message produced again
+    if (!self->reproduced.empty()) {
+      if (auto it = self->reproduced.find(m->_private); it != self->reproduced.end()) {
+        deadline = it->second;
+        self->reproduced.erase(it);
       }
     }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       self->all_brokers_down = false;
+      if (self->retries.active()) self->retries.delivered(m->rkt);
       self->complete(m->_private, delivery{m->partition, m->offset});
-    } else if (self->retry_unknown(m, again ? std::optional(again->deadline) : std::nullopt)) {
-      return; // still in flight
-    } else {
-      const bool maybe = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
-      std::string detail(maybe ? possibly_persisted_prefix : not_persisted_prefix);
-      detail += rd_kafka_err2str(m->err);
-      auto code = m->err;
-      // A message that timed out while no broker was reachable failed because the cluster
-      // is unavailable, not because it was slow; one produced again because its topic was
-      // unknown timed out waiting for the topic.
-      if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && self->all_brokers_down) {
-        code = RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
-        detail += " (no broker was reachable)";
-      } else if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && again && !maybe) {
-        code = again->why;
+      self->in_flight.fetch_sub(1);
+      return;
+    }
+    const bool maybe = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
+    if (!maybe && unknown_topic_or_partition(m->err) && self->take_back(m, deadline)) return; // still in flight
+    std::string detail(maybe ? possibly_persisted_prefix : not_persisted_prefix);
+    detail += rd_kafka_err2str(m->err);
+    auto code = m->err;
+    if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && self->all_brokers_down) {
+      // Timed out while no broker was reachable: the cluster is unavailable, not slow.
+      code = RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN;
+      detail += " (no broker was reachable)";
+    } else if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && deadline && !maybe) {
+      // Produced again and timed out while its topic is still unknown: that is the cause.
+      if (const auto why = self->retries.unknown(m->rkt)) {
+        code = *why;
         detail = std::string(not_persisted_prefix) + rd_kafka_err2str(code) +
                  " (still unknown when the delivery timeout passed)";
       }
-      self->complete(m->_private, make_error(code, std::move(detail)));
     }
+    self->complete(m->_private, make_error(code, std::move(detail)));
     self->in_flight.fetch_sub(1);
   }
 
-  /// Takes a message that failed because its topic or partition was unknown, was certainly not
-  /// written and still has time, for another attempt; false when it must fail now.
-  bool retry_unknown(const rd_kafka_message_t* m, std::optional<clock::time_point> deadline) {
-    if (!unknown_topic_or_partition(m->err) || rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED)
-      return false;
+  /// Takes back a message that failed because its topic or partition was unknown, for another
+  /// attempt, while its delivery timeout (counted from its first publish) lasts.
+  bool take_back(const rd_kafka_message_t* m, std::optional<clock::time_point> deadline) {
     const auto now = clock::now();
     if (!deadline) {
       const auto waited = std::chrono::microseconds(std::max<std::int64_t>(0, rd_kafka_message_latency(m)));
       deadline = now + cfg.delivery_timeout - waited;
     }
     if (now >= *deadline) return false;
-    rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_headers_t* h = nullptr;
-        rd_kafka_message_headers(const_cast<rd_kafka_message_t*>(m), &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
-      headers = rd_kafka_headers_copy(h);
+    owned_headers headers;
+    if (rd_kafka_headers_t* h = nullptr; rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+      headers.reset(rd_kafka_headers_copy(h));
     const auto* key = static_cast<const char*>(m->key);
     const auto* value = static_cast<const char*>(m->payload);
-    defer(retry_entry{m->rkt, key ? std::string(key, m->key_len) : std::string(),
-                      value ? std::string(value, m->len) : std::string(), headers, m->_private, *deadline,
-                      now + retry_interval, m->err});
+    retries.take_back(topic_retries::entry{seq_of(m->_private), m->rkt,
+                                           key ? std::string(key, m->key_len) : std::string(),
+                                           value ? std::string(value, m->len) : std::string(), std::move(headers),
+                                           m->_private, *deadline, now},
+                      m->err);
     return true;
   }
 
@@ -463,7 +397,7 @@ public:
     };
     co_await wait_drained(std::chrono::steady_clock::now() + s->cfg.stop_timeout);
     if (s->in_flight.load() > 0) {
-      s->purge_retries = true; // the poll thread cancels the messages waiting for another attempt
+      s->retries.purge(); // the poll thread cancels the messages waiting for another attempt
       rd_kafka_purge(s->rk.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
       co_await wait_drained(std::chrono::steady_clock::now() + std::chrono::seconds(5));
     }
@@ -489,25 +423,35 @@ private:
         rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
                             static_cast<ssize_t>(h.value.size()));
     }
+    const auto seq = s.next_seq.fetch_add(1, std::memory_order_relaxed);
+    detail::producer_state::seq_of(opaque) = seq;
     s.in_flight.fetch_add(1);
-    const auto defer = [&](rd_kafka_resp_err_t why) {
-      const auto now = detail::producer_state::clock::now();
-      s.defer(detail::retry_entry{rkt, m.key, m.value, headers, opaque, now + s.cfg.delivery_timeout, now, why});
-      return RD_KAFKA_RESP_ERR_NO_ERROR;
+    using admission = detail::topic_retries::admission;
+    const auto decided = [&](admission a, rd_kafka_resp_err_t err) {
+      if (a == admission::queued) return RD_KAFKA_RESP_ERR_NO_ERROR;
+      if (headers) rd_kafka_headers_destroy(headers);
+      s.in_flight.fetch_sub(1);
+      return a == admission::full ? RD_KAFKA_RESP_ERR__QUEUE_FULL : err;
     };
     // Behind the messages of this topic that wait for another attempt, to keep their order.
-    if (s.has_retries_for(rkt)) return defer(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC);
+    if (s.retries.active()) {
+      if (const auto a = s.retries.behind(rkt, m.key, m.value, headers, opaque, seq,
+                                          detail::producer_state::clock::now() + s.cfg.delivery_timeout,
+                                          s.cfg.max_queued_messages);
+          a != admission::produce)
+        return decided(a, RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
     const auto err = rd_kafka_producev(s.rk.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                        RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
                                        RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
                                        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return err;
     // A topic this client was just told is unknown may be a broker lagging behind: retried.
-    if (detail::unknown_topic_or_partition(err) && !s.stopping.load()) return defer(err);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (headers) rd_kafka_headers_destroy(headers);
-      s.in_flight.fetch_sub(1);
-    }
-    return err;
+    if (detail::unknown_topic_or_partition(err))
+      return decided(s.retries.refused(rkt, err, m.key, m.value, headers, opaque, seq, s.cfg.delivery_timeout,
+                                       s.cfg.max_queued_messages),
+                     err);
+    return decided(admission::expired, err);
   }
 
   static bulwark::error refused(rd_kafka_resp_err_t err) {
