@@ -132,6 +132,8 @@ protected:
     return kafka::event_bus::create(ctx.get_executor(), std::move(cfg)).value();
   }
 
+  void rebalance_hands_over_exactly(const std::string& strategy, const char* protocol);
+
   asio::io_context ctx;
 };
 
@@ -143,10 +145,15 @@ protected:
 // committed on revoke, minus one) is handled again. Overall every message is handled at least
 // once and, rebalances being graceful, none twice. Without the commit on revoke (or its drain)
 // the new owner restarts at the last auto-commit, up to a second of handled messages back.
-TEST_F(kafka_group, rebalance_commits_on_revoke_so_nothing_committed_is_processed_twice) {
+// Both rebalance protocols: eager (librdkafka's default range,roundrobin: every partition is
+// revoked at each rebalance) and cooperative (cooperative-sticky: only the partitions that
+// move are revoked, the others keep running).
+void kafka_group::rebalance_hands_over_exactly(const std::string& strategy, const char* protocol) {
   constexpr int partitions = 6;
   constexpr int first_half = 1200, total = 2400;
-  auto bus = make_bus();
+  auto cfg = group_config();
+  cfg.properties.emplace_back("partition.assignment.strategy", strategy);
+  auto bus = make_bus(cfg);
   const auto topic = unique_name("rebalance");
   const auto group = unique_name("rebalance-group");
   auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, partitions, 3, {}}));
@@ -161,6 +168,7 @@ TEST_F(kafka_group, rebalance_commits_on_revoke_so_nothing_committed_is_processe
   // lasts several seconds and every rebalance lands while messages are being handled.
   auto a = bulwark::test::run(ctx, bus.subscribe(o, logging_handler(log, 'a', 10ms)));
   ASSERT_TRUE(a.has_value()) << a.error();
+  EXPECT_STREQ(rd_kafka_rebalance_protocol(a.value().member()->native_handle()), protocol);
   ASSERT_TRUE(wait_until(
       ctx, [&] { return log.distinct_count() >= 300; }, 30s))
       << "member a handled too little";
@@ -224,6 +232,14 @@ TEST_F(kafka_group, rebalance_commits_on_revoke_so_nothing_committed_is_processe
   EXPECT_GT(handovers_b_to_a, 0) << "no partition moved back to a when b left";
   EXPECT_GT(log.per_member['b'], 0u);
   bulwark::test::run(ctx, bus.stop());
+}
+
+TEST_F(kafka_group, rebalance_commits_on_revoke_so_nothing_committed_is_processed_twice) {
+  rebalance_hands_over_exactly("range,roundrobin", "EAGER");
+}
+
+TEST_F(kafka_group, cooperative_rebalance_commits_on_revoke_so_nothing_committed_is_processed_twice) {
+  rebalance_hands_over_exactly("cooperative-sticky", "COOPERATIVE");
 }
 
 // A slow handler and a bound of 20 messages per partition: the member pauses a partition
