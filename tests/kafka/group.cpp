@@ -395,6 +395,39 @@ TEST_F(kafka_group, admin_creates_describes_and_ensures_topics) {
   bulwark::test::run(ctx, bus.stop());
 }
 
+// delete_topic removes a topic for good (describe: not_found), a missing one is not_found, and
+// the name can be created again at once, empty (the producer's cached handle for the old
+// topic publishes to the new one).
+TEST_F(kafka_group, admin_deletes_topics) {
+  auto bus = make_bus();
+  const auto& admin = bus.admin();
+  const auto topic = unique_name("admin-deleted");
+  auto created = bulwark::test::run(ctx, admin.create_topic({topic, 3, 3, {}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  ASSERT_TRUE(publish_range(ctx, bus, topic, 0, 10));
+
+  auto deleted = bulwark::test::run(ctx, admin.delete_topic(topic));
+  ASSERT_TRUE(deleted.has_value()) << deleted.error();
+  auto gone = bulwark::test::run(ctx, admin.describe_topic(topic));
+  ASSERT_FALSE(gone.has_value()) << "the deleted topic is still described";
+  EXPECT_EQ(gone.error(), errc::not_found) << gone.error();
+  auto twice = bulwark::test::run(ctx, admin.delete_topic(topic));
+  ASSERT_FALSE(twice.has_value());
+  EXPECT_EQ(twice.error(), errc::not_found) << twice.error();
+  auto never = bulwark::test::run(ctx, admin.delete_topic(unique_name("admin-never")));
+  ASSERT_FALSE(never.has_value());
+  EXPECT_EQ(never.error(), errc::not_found) << never.error();
+
+  // The same name again: a new, empty topic that takes publishes (offsets start at 0).
+  auto recreated = bulwark::test::run(ctx, admin.create_topic({topic, 1, 3, {}}));
+  ASSERT_TRUE(recreated.has_value()) << recreated.error();
+  auto d = bulwark::test::run(ctx, bus.publish(topic, bulwark::message{"k", "after", {}}), 60s);
+  ASSERT_TRUE(d.has_value()) << d.error();
+  EXPECT_EQ(d.value().partition, 0);
+  EXPECT_EQ(d.value().offset, 0) << "the recreated topic kept the old one's messages";
+  bulwark::test::run(ctx, bus.stop());
+}
+
 // publish_batch: one result per message, in batch order; every message stored exactly once
 // and per partition in batch order (offsets 0, 1, 2, ... of a fresh topic); an empty batch
 // completes at once; a stopped producer refuses every message of a batch.

@@ -1,5 +1,5 @@
 #pragma once
-// kafka::admin: create and describe topics on librdkafka's admin API.
+// kafka::admin: create, describe and delete topics on librdkafka's admin API.
 //
 // The blocking forms wait at most config::admin_timeout; the task forms run the same call on a
 // thread of their own and resume the caller on its executor (admin calls are rare).
@@ -84,6 +84,18 @@ public:
     co_return co_await detail::offload(std::move(call));
   }
 
+  /// Deletes a topic and waits until the cluster's metadata no longer shows it, so that the
+  /// name can be created again at once. Errors: errc::not_found (UNKNOWN_TOPIC_OR_PART) when it
+  /// does not exist, errc::timeout, errc::unavailable. The brokers remove its data in the
+  /// background; a consumer still subscribed to it reports the topic as gone.
+  result<void> delete_topic_blocking(const std::string& name) const { return s_->remove(name); }
+
+  /// delete_topic_blocking() without blocking the caller's thread.
+  task<void> delete_topic(std::string name) const {
+    auto call = [s = s_, name = std::move(name)] { return s->remove(name); };
+    co_return co_await detail::offload(std::move(call));
+  }
+
   /// describe_topic_blocking() without blocking the caller's thread.
   task<topic_description> describe_topic(std::string name) const {
     auto call = [s = s_, name = std::move(name)] { return s->describe(name); };
@@ -106,35 +118,74 @@ private:
           return make_error(e, name);
         }
       }
+      auto outcome = call(
+          RD_KAFKA_ADMIN_OP_CREATETOPICS, "CreateTopics " + spec.name,
+          [&](rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
+            rd_kafka_CreateTopics(rk.get(), &topic, 1, options, queue);
+          },
+          [](rd_kafka_event_t* event, size_t* count) {
+            return rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), count);
+          });
+      rd_kafka_NewTopic_destroy(topic);
+      if (!outcome) return outcome;
+      return wait_for_leaders(spec.name);
+    }
+
+    result<void> remove(const std::string& name) const {
+      rd_kafka_DeleteTopic_t* topic = rd_kafka_DeleteTopic_new(name.c_str());
+      auto outcome = call(
+          RD_KAFKA_ADMIN_OP_DELETETOPICS, "DeleteTopics " + name,
+          [&](rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
+            rd_kafka_DeleteTopics(rk.get(), &topic, 1, options, queue);
+          },
+          [](rd_kafka_event_t* event, size_t* count) {
+            return rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event), count);
+          });
+      rd_kafka_DeleteTopic_destroy(topic);
+      if (!outcome) return outcome;
+      // The controller answers before every broker forgot the topic.
+      const auto deadline = std::chrono::steady_clock::now() + cfg.admin_timeout;
+      for (;;) {
+        auto d = describe_once(name);
+        if (!d && d.error() == errc::not_found) return ok();
+        if (std::chrono::steady_clock::now() > deadline)
+          return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "the cluster still shows the deleted topic " + name);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+
+    // One admin request on a queue of its own, bounded by admin_timeout: `issue(options,
+    // queue)` sends it, `topics(event, &count)` reads its per-topic results; the first
+    // request-level or topic-level error is the outcome.
+    template <class Issue, class Topics>
+    result<void> call(rd_kafka_admin_op_t op, const std::string& what, Issue issue, Topics topics) const {
+      char errstr[512] = {};
       const auto timeout_ms = static_cast<int>(cfg.admin_timeout.count());
-      rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_CREATETOPICS);
+      rd_kafka_AdminOptions_t* options = rd_kafka_AdminOptions_new(rk.get(), op);
       rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof errstr);
       rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, errstr, sizeof errstr);
       rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
-      rd_kafka_CreateTopics(rk.get(), &topic, 1, options, queue);
+      issue(options, queue);
       rd_kafka_event_t* event = rd_kafka_queue_poll(queue, timeout_ms + 2000);
       result<void> outcome = ok();
       if (!event) {
-        outcome = make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "CreateTopics " + spec.name);
+        outcome = make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, what);
       } else if (rd_kafka_event_error(event)) {
         outcome = make_error(rd_kafka_event_error(event), rd_kafka_event_error_string(event));
       } else {
         size_t count = 0;
-        const rd_kafka_topic_result_t** results =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event), &count);
-        for (size_t i = 0; i < count; ++i) {
+        const rd_kafka_topic_result_t** results = topics(event, &count);
+        for (size_t i = 0; i < count && outcome; ++i) {
           if (const auto e = rd_kafka_topic_result_error(results[i])) {
             const char* text = rd_kafka_topic_result_error_string(results[i]);
-            outcome = make_error(e, text ? text : "");
+            outcome = make_error(e, what + ": " + (text ? text : rd_kafka_err2str(e)));
           }
         }
       }
       if (event) rd_kafka_event_destroy(event);
       rd_kafka_queue_destroy(queue);
       rd_kafka_AdminOptions_destroy(options);
-      rd_kafka_NewTopic_destroy(topic);
-      if (!outcome) return outcome;
-      return wait_for_leaders(spec.name);
+      return outcome;
     }
 
     result<void> ensure(const topic_spec& spec) const {
