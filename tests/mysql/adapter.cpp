@@ -5,10 +5,18 @@
 #include "fixture.hpp"
 #include "support/run.hpp"
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -293,25 +301,87 @@ TEST_F(mysql_adapter, pool_bounds_its_connections_and_its_waiters) {
   EXPECT_EQ(after_stop.error(), errc::cancelled);
 }
 
-TEST_F(mysql_adapter, a_cancelled_connect_starts_no_backoff_for_other_callers) {
-  // A deadline that has already passed cancels the connect an acquire starts on a fresh pool;
-  // the next caller must connect at once, not meet a reconnect backoff.
-  std::optional<mysql::pool> p;
-  int cancelled = 0;
-  for (int attempt = 0; attempt < 20 && cancelled < 3; ++attempt) {
-    if (p) run(p->stop());
-    p.emplace(ctx_.get_executor(), test_config());
-    auto cut = run(with_timeout(p->acquire(), 0ms, "acquire"));
-    if (cut.has_value()) continue; // the connect won the race: again, on a fresh pool
-    ++cancelled;
-    EXPECT_EQ(cut.error(), errc::timeout) << cut.error();
-    auto next = run(p->acquire());
-    ASSERT_TRUE(next.has_value()) << "after a cancelled connect: " << next.error();
-    ASSERT_TRUE(run(next.value()->ping()).has_value());
-    EXPECT_EQ(p->stats().connect_failures, 0u);
+/// A TCP proxy on a free loopback port in front of the MySQL server. It holds the first
+/// connection it accepts without a byte (a connect that hangs until its caller gives up) and
+/// forwards every later one both ways.
+class holding_proxy {
+public:
+  holding_proxy(asio::io_context& ctx, const std::string& host, unsigned short port)
+      : ex_(ctx.get_executor()), acceptor_(ctx, {asio::ip::make_address("127.0.0.1"), 0}),
+        upstream_(asio::ip::make_address(host), port) {
+    asio::co_spawn(ex_, accept_loop(), asio::detached);
   }
-  EXPECT_GT(cancelled, 0) << "no connect was ever cut by the deadline";
-  if (p) run(p->stop());
+  ~holding_proxy() {
+    asio::error_code ignored;
+    acceptor_.close(ignored);
+    for (auto& s : held_) s.close(ignored);
+  }
+  unsigned short port() const { return acceptor_.local_endpoint().port(); }
+  std::size_t accepted() const { return accepted_; }
+
+private:
+  using socket_ptr = std::shared_ptr<asio::ip::tcp::socket>;
+
+  asio::awaitable<void> accept_loop() {
+    for (;;) {
+      auto [ec, client] = co_await acceptor_.async_accept(asio::experimental::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      if (accepted_++ == 0) {
+        held_.push_back(std::move(client));
+        continue;
+      }
+      asio::co_spawn(ex_, forward(std::make_shared<asio::ip::tcp::socket>(std::move(client))), asio::detached);
+    }
+  }
+
+  asio::awaitable<void> forward(socket_ptr client) {
+    auto server = std::make_shared<asio::ip::tcp::socket>(ex_);
+    auto [ec] = co_await server->async_connect(upstream_, asio::experimental::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    asio::co_spawn(ex_, pipe(client, server), asio::detached);
+    co_await pipe(server, client);
+  }
+
+  static asio::awaitable<void> pipe(socket_ptr from, socket_ptr to) {
+    std::array<char, 16384> buf;
+    for (;;) {
+      auto [rec, n] =
+          co_await from->async_read_some(asio::buffer(buf), asio::experimental::as_tuple(asio::use_awaitable));
+      if (rec) break;
+      auto [wec, m] =
+          co_await asio::async_write(*to, asio::buffer(buf, n), asio::experimental::as_tuple(asio::use_awaitable));
+      if (wec) break;
+    }
+    asio::error_code ignored;
+    to->shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  }
+
+  asio::any_io_executor ex_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::endpoint upstream_;
+  std::vector<asio::ip::tcp::socket> held_;
+  std::size_t accepted_ = 0;
+};
+
+TEST_F(mysql_adapter, a_cancelled_connect_starts_no_backoff_for_other_callers) {
+  // The pool's first connect hangs (the proxy holds it), and the caller's deadline cuts it.
+  // The next caller must connect at once, not meet a reconnect backoff started by the cut.
+  auto cfg = test_config();
+  holding_proxy proxy(ctx_, cfg.host, static_cast<unsigned short>(cfg.port));
+  cfg.host = "127.0.0.1";
+  cfg.port = proxy.port();
+  cfg.unix_socket.clear();
+  mysql::pool p(ctx_.get_executor(), cfg);
+  auto cut = run(with_timeout(p.acquire(), 100ms, "acquire"));
+  ASSERT_FALSE(cut.has_value()) << "the connect the proxy held was not cut";
+  EXPECT_EQ(cut.error(), errc::timeout) << cut.error();
+  auto next = run(p.acquire());
+  ASSERT_TRUE(next.has_value()) << "after a cancelled connect: " << next.error();
+  ASSERT_TRUE(run(next.value()->ping()).has_value());
+  EXPECT_EQ(p.stats().connect_failures, 0u);
+  EXPECT_EQ(proxy.accepted(), 2u);
+  next.value().release();
+  run(p.stop());
 }
 
 } // namespace
