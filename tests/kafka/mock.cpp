@@ -170,8 +170,8 @@ TEST_F(kafka_mock, a_topic_briefly_reported_unknown_loses_and_reorders_nothing) 
   std::atomic<clock::time_point> healed_at{clock::time_point::max()};
   std::jthread heal([&] {
     std::this_thread::sleep_for(1500ms);
+    healed_at = clock::now(); // before the topic is back: nothing can complete ahead of it
     rd_kafka_mock_topic_set_error(cluster_, topic_.c_str(), RD_KAFKA_RESP_ERR_NO_ERROR);
-    healed_at = clock::now();
   });
   // Eight waves of ten, 300 ms apart: five while the topic is unknown, three after it is
   // back, while the earlier ones may still wait for their next attempt.
