@@ -39,6 +39,7 @@ TEST(kafka_errors, native_codes_map_onto_bulwark_conditions) {
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR), errc::invalid_argument);
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__QUEUE_FULL), errc::rejected);
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED), errc::rejected);
+  EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_TOPIC_DELETION_DISABLED), errc::rejected);
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__PURGE_QUEUE), errc::cancelled);
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS), errc::duplicate);
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__BAD_MSG), errc::protocol_error);

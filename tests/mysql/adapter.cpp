@@ -308,7 +308,7 @@ class holding_proxy {
 public:
   holding_proxy(asio::io_context& ctx, const std::string& host, unsigned short port)
       : ex_(ctx.get_executor()), acceptor_(ctx, {asio::ip::make_address("127.0.0.1"), 0}),
-        upstream_(asio::ip::make_address(host), port) {
+        upstream_(*asio::ip::tcp::resolver(ctx).resolve(host, std::to_string(port)).begin()) {
     asio::co_spawn(ex_, accept_loop(), asio::detached);
   }
   ~holding_proxy() {
@@ -330,15 +330,17 @@ private:
         held_.push_back(std::move(client));
         continue;
       }
-      asio::co_spawn(ex_, forward(std::make_shared<asio::ip::tcp::socket>(std::move(client))), asio::detached);
+      asio::co_spawn(ex_, forward(ex_, upstream_, std::make_shared<asio::ip::tcp::socket>(std::move(client))),
+                     asio::detached);
     }
   }
 
-  asio::awaitable<void> forward(socket_ptr client) {
-    auto server = std::make_shared<asio::ip::tcp::socket>(ex_);
-    auto [ec] = co_await server->async_connect(upstream_, asio::experimental::as_tuple(asio::use_awaitable));
+  // Static, with its own copies: a forwarding outlives nothing of the proxy object.
+  static asio::awaitable<void> forward(asio::any_io_executor ex, asio::ip::tcp::endpoint upstream, socket_ptr client) {
+    auto server = std::make_shared<asio::ip::tcp::socket>(ex);
+    auto [ec] = co_await server->async_connect(upstream, asio::experimental::as_tuple(asio::use_awaitable));
     if (ec) co_return;
-    asio::co_spawn(ex_, pipe(client, server), asio::detached);
+    asio::co_spawn(ex, pipe(client, server), asio::detached);
     co_await pipe(server, client);
   }
 

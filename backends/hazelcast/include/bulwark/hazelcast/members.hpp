@@ -197,7 +197,7 @@ private:
     auto what = req.method + " " + req.target;
     auto op = client_.request(m.address, req);
     auto r = co_await with_timeout(std::move(op), limit, std::move(what));
-    co_return r;
+    co_return std::move(r);
   }
 
   // An answer that ends the failover: any status but 503.

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -84,9 +85,10 @@ public:
     co_return co_await detail::offload(std::move(call));
   }
 
-  /// Deletes a topic and waits until the cluster's metadata no longer shows it, so that the
-  /// name can be created again at once. Errors: errc::not_found (UNKNOWN_TOPIC_OR_PART) when it
-  /// does not exist, errc::timeout, errc::unavailable. The brokers remove its data in the
+  /// Deletes a topic and waits until every broker's metadata no longer shows it (or "unknown"
+  /// answers held for a second), so that the name can be created again at once. Errors:
+  /// errc::not_found (UNKNOWN_TOPIC_OR_PART) when it does not exist, errc::rejected when the
+  /// cluster has topic deletion disabled, errc::timeout, errc::unavailable. The brokers remove its data in the
   /// background; a consumer still subscribed to it reports the topic as gone.
   result<void> delete_topic_blocking(const std::string& name) const { return s_->remove(name); }
 
@@ -104,6 +106,10 @@ public:
 
 private:
   struct state {
+    /// How long "unknown topic" answers must hold before they are believed: brokers learn of
+    /// a new or deleted topic one after the other.
+    static constexpr std::chrono::milliseconds unknown_topic_grace{1000};
+
     config cfg;
     detail::handle rk;
 
@@ -143,12 +149,27 @@ private:
           });
       rd_kafka_DeleteTopic_destroy(topic);
       if (!outcome) return outcome;
-      // The controller answers before every broker forgot the topic.
-      const auto deadline = std::chrono::steady_clock::now() + cfg.admin_timeout;
+      // The controller answers before every broker forgot the topic: done once every broker
+      // said "unknown" since the last one that still showed it, or those answers held for
+      // unknown_topic_grace (librdkafka may keep asking the same broker).
+      using clock = std::chrono::steady_clock;
+      const auto deadline = clock::now() + cfg.admin_timeout;
+      std::set<std::int32_t> said_gone;
+      std::optional<clock::time_point> gone_since;
       for (;;) {
-        auto d = describe_once(name);
-        if (!d && d.error() == errc::not_found) return ok();
-        if (std::chrono::steady_clock::now() > deadline)
+        std::int32_t broker = -1, brokers = 0;
+        auto d = describe_once(name, &broker, &brokers);
+        if (!d && d.error() == errc::not_found) {
+          said_gone.insert(broker);
+          if (!gone_since) gone_since = clock::now();
+          if (static_cast<std::int32_t>(said_gone.size()) >= brokers ||
+              clock::now() - *gone_since >= unknown_topic_grace)
+            return ok();
+        } else {
+          said_gone.clear();
+          gone_since.reset();
+        }
+        if (clock::now() > deadline)
           return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "the cluster still shows the deleted topic " + name);
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
@@ -214,7 +235,6 @@ private:
     // describe_once() until a broker knows the topic, every broker said it does not, or
     // unknown_topic_grace passed.
     result<topic_description> describe(const std::string& name) const {
-      static constexpr auto unknown_topic_grace = std::chrono::milliseconds(1000);
       const auto deadline = std::chrono::steady_clock::now() + unknown_topic_grace;
       std::set<std::int32_t> said_unknown;
       for (;;) {
