@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -149,27 +148,14 @@ private:
           });
       rd_kafka_DeleteTopic_destroy(topic);
       if (!outcome) return outcome;
-      // The controller answers before every broker forgot the topic: done once every broker
-      // said "unknown" since the last one that still showed it, or those answers held for
-      // unknown_topic_grace (librdkafka may keep asking the same broker).
-      using clock = std::chrono::steady_clock;
-      const auto deadline = clock::now() + cfg.admin_timeout;
-      std::set<std::int32_t> said_gone;
-      std::optional<clock::time_point> gone_since;
+      // The controller answers before every broker forgot the topic. describe() believes
+      // "unknown" only once every broker said so or such answers held for
+      // unknown_topic_grace; a broker that still shows the topic starts it over.
+      const auto deadline = std::chrono::steady_clock::now() + cfg.admin_timeout;
       for (;;) {
-        std::int32_t broker = -1, brokers = 0;
-        auto d = describe_once(name, &broker, &brokers);
-        if (!d && d.error() == errc::not_found) {
-          said_gone.insert(broker);
-          if (!gone_since) gone_since = clock::now();
-          if (static_cast<std::int32_t>(said_gone.size()) >= brokers ||
-              clock::now() - *gone_since >= unknown_topic_grace)
-            return ok();
-        } else {
-          said_gone.clear();
-          gone_since.reset();
-        }
-        if (clock::now() > deadline)
+        auto d = describe(name);
+        if (!d && d.error() == errc::not_found) return ok();
+        if (std::chrono::steady_clock::now() > deadline)
           return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "the cluster still shows the deleted topic " + name);
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }

@@ -138,6 +138,23 @@ private:
   std::atomic<std::size_t> remaining_;
 };
 
+/// A failure of a message that was certainly not written: "not persisted: <err><why>".
+inline bulwark::error not_persisted(rd_kafka_resp_err_t err, std::string_view why = {}) {
+  std::string detail(not_persisted_prefix);
+  detail += rd_kafka_err2str(err);
+  detail += why;
+  return make_error(err, std::move(detail));
+}
+
+/// Hands one message (copied) to librdkafka; its headers become librdkafka's on success only.
+inline rd_kafka_resp_err_t produce_copy(rd_kafka_t* rk, rd_kafka_topic_t* rkt, std::string_view key,
+                                        std::string_view value, rd_kafka_headers_t* headers, void* opaque) {
+  return rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                           RD_KAFKA_V_KEY(key.data(), key.size()),
+                           RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_HEADERS(headers),
+                           RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+}
+
 struct producer_state {
   using clock = std::chrono::steady_clock;
 
@@ -222,13 +239,10 @@ struct producer_state {
   void pump_retries() {
     retries.pump(
         [&](topic_retries::entry& e) {
-          return rd_kafka_producev(rk.get(), RD_KAFKA_V_RKT(e.rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                   RD_KAFKA_V_KEY(e.key.data(), e.key.size()),
-                                   RD_KAFKA_V_VALUE(e.value.data(), e.value.size()),
-                                   RD_KAFKA_V_HEADERS(e.headers.get()), RD_KAFKA_V_OPAQUE(e.opaque), RD_KAFKA_V_END);
+          return produce_copy(rk.get(), e.rkt, e.key, e.value, e.headers.get(), e.opaque);
         },
-        [&](topic_retries::entry& e, rd_kafka_resp_err_t err, const char* why) {
-          complete(e.opaque, make_error(err, std::string(not_persisted_prefix) + rd_kafka_err2str(err) + why));
+        [&](topic_retries::entry& e, rd_kafka_resp_err_t err, std::string_view why) {
+          complete(e.opaque, not_persisted(err, why));
           in_flight.fetch_sub(1);
         },
         [&](topic_retries::entry& e) { reproduced[e.opaque] = e.deadline; });
@@ -279,9 +293,9 @@ struct producer_state {
     } else if (code == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT && deadline && !maybe) {
       // Produced again and timed out while its topic is still unknown: that is the cause.
       if (const auto why = self->retries.unknown(m->rkt)) {
-        code = *why;
-        detail = std::string(not_persisted_prefix) + rd_kafka_err2str(code) +
-                 " (still unknown when the delivery timeout passed)";
+        self->complete(m->_private, not_persisted(*why, topic_retries::still_unknown));
+        self->in_flight.fetch_sub(1);
+        return;
       }
     }
     self->complete(m->_private, make_error(code, std::move(detail)));
@@ -441,21 +455,14 @@ private:
           a != admission::produce)
         return decided(a, RD_KAFKA_RESP_ERR_NO_ERROR);
     }
-    const auto err = rd_kafka_producev(s.rk.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                       RD_KAFKA_V_KEY(m.key.data(), m.key.size()),
-                                       RD_KAFKA_V_VALUE(const_cast<char*>(m.value.data()), m.value.size()),
-                                       RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    const auto err = detail::produce_copy(s.rk.get(), rkt, m.key, m.value, headers, opaque);
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return err;
     // A topic this client was just told is unknown may be a broker lagging behind: retried.
     if (detail::unknown_topic_or_partition(err))
       return decided(s.retries.refused(rkt, err, m.key, m.value, headers, opaque, seq, s.cfg.delivery_timeout,
                                        s.cfg.max_queued_messages),
                      err);
-    return decided(admission::expired, err);
-  }
-
-  static bulwark::error refused(rd_kafka_resp_err_t err) {
-    return make_error(err, std::string(not_persisted_prefix) + rd_kafka_err2str(err));
+    return decided(admission::expired, err); // refused for good: no report will come
   }
 
   template <class Handler> static void start(const std::shared_ptr<detail::producer_state>& s,
@@ -472,7 +479,7 @@ private:
     }
     if (const auto err = enqueue(*s, topic.value(), m, static_cast<detail::pending_delivery*>(op));
         err != RD_KAFKA_RESP_ERR_NO_ERROR)
-      op->post(refused(err));
+      op->post(detail::not_persisted(err));
   }
 
   template <class Handler> static void start_batch(const std::shared_ptr<detail::producer_state>& s,
@@ -490,7 +497,7 @@ private:
         e = topic.error();
       } else if (const auto err = enqueue(*s, topic.value(), batch[i], detail::batch_base::tag(op->slot_at(i)));
                  err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        e = refused(err);
+        e = detail::not_persisted(err);
       } else {
         continue;
       }

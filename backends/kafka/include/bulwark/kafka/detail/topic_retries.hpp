@@ -38,6 +38,8 @@ public:
   using clock = std::chrono::steady_clock;
   /// Spacing of the attempts to produce a message whose topic is unknown.
   static constexpr std::chrono::milliseconds interval{100};
+  /// The end of the detail of a publish that failed because its topic stayed unknown.
+  static constexpr std::string_view still_unknown = " (still unknown when the delivery timeout passed)";
 
   /// A message waiting for another attempt, with everything librdkafka needs to take it anew.
   struct entry {
@@ -130,7 +132,7 @@ public:
       } else if (now >= e.deadline) {
         const auto v = unknown_.find(e.rkt);
         if (v != unknown_.end())
-          fail(e, v->second.why, " (still unknown when the delivery timeout passed)");
+          fail(e, v->second.why, still_unknown);
         else
           fail(e, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, " (waiting to be produced again)");
       } else if (now < e.next_attempt || std::find(held.begin(), held.end(), e.rkt) != held.end()) {
