@@ -10,6 +10,7 @@
 
 #include <bulwark/http/handler.hpp>
 #include <bulwark/http/message.hpp>
+#include <bulwark/http/parser.hpp>
 #include <bulwark/http/responses.hpp>
 
 #include <cstdio>
