@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace http = bulwark::http;
 using bulwark::test::raw_client;
@@ -120,6 +121,38 @@ TEST(http_metrics, server_metrics_and_route_metrics_count_one_request_once) {
   EXPECT_NE(text.find("bulwark_http_requests_total{route=\"/boom\",method=\"GET\",status=\"500\"} 1\n"),
             std::string::npos)
       << text;
+}
+
+TEST(http_metrics, open_connections_return_to_zero_however_a_connection_ends) {
+  auto registry = std::make_shared<bulwark::metrics::registry>();
+  http::router routes;
+  routes.get("/hello", [](http::request&) -> bulwark::task<http::response> { co_return http::text(200, "hi"); });
+  http::server_options o;
+  o.metrics = registry;
+  o.idle_timeout = std::chrono::seconds(1);
+  http::server server(o, routes.as_handler());
+  ASSERT_TRUE(server.start());
+  // Connections are accepted and closed on the server's thread: wait (bounded) for it.
+  auto open_after_waiting_for = [&](std::size_t n) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (server.open_connections() != n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return server.open_connections();
+  };
+  {
+    raw_client answered(server.port()), malformed(server.port()), idle(server.port());
+    EXPECT_EQ(open_after_waiting_for(3), 3u);
+    EXPECT_NE(registry->expose().find("bulwark_http_open_connections 3\n"), std::string::npos);
+    answered.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(answered.read_response());
+    malformed.send("GET /hello HTTP/1.1\r\nHost x\r\n\r\n");
+    auto rejected = malformed.read_response();
+    ASSERT_TRUE(rejected);
+    EXPECT_EQ(rejected->status, 400);
+    EXPECT_TRUE(idle.closed_by_peer()); // the idle timeout
+  }                                     // `answered` leaves
+  EXPECT_EQ(open_after_waiting_for(0), 0u);
+  EXPECT_NE(registry->expose().find("bulwark_http_open_connections 0\n"), std::string::npos) << registry->expose();
 }
 
 class http_static : public ::testing::Test {
