@@ -7,9 +7,9 @@
 // max_connections, the open-connections gauge) is given back by its destructor, however the
 // connection ends.
 //
-// Every co_await here is a statement of its own (`const bool x = co_await f();`): GCC 12 at -O0
-// miscompiles a coroutine that has both `if (!co_await f())` and `co_return co_await g()`
-// (the callee's frame is read past its end and `this` is garbage).
+// Every co_await here is a statement of its own (`const bool x = co_await f();`): GCC 12.2, at
+// -O0 and -O2 alike, miscompiles a member coroutine that has both `if (!co_await f())` and
+// `co_return co_await g()` (f's frame is read past its end, its `this` is garbage).
 
 #include <bulwark/http/detail/request_metrics.hpp>
 #include <bulwark/http/detail/serializer.hpp>
