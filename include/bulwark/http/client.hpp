@@ -24,6 +24,7 @@
 //
 // A client belongs to one executor: call it from coroutines on that executor only.
 
+#include <bulwark/http/detail/serializer.hpp>
 #include <bulwark/http/message.hpp>
 #include <bulwark/http/parser.hpp>
 #include <bulwark/result.hpp>
@@ -148,7 +149,8 @@ public:
 
   /// Sends `req` to `to` and returns the response (any status). Errors: see client_errc.
   task<response> request(const endpoint& to, http::request req) {
-    std::string wire = serialize(to, req);
+    std::string wire;
+    detail::append_request(wire, req, to.host, to.port);
     const bool idempotent = is_idempotent(req.method);
     const bool head = req.method == "HEAD";
     const int attempts = 1 + (idempotent ? std::max(0, options_.max_retries) : 0);
@@ -190,37 +192,6 @@ private:
     std::shared_ptr<connection> conn;
     std::chrono::steady_clock::time_point since;
   };
-
-  static std::string serialize(const endpoint& to, const http::request& req) {
-    std::string w;
-    w.reserve(128 + req.body.size());
-    w += req.method;
-    w += ' ';
-    w += req.target.empty() ? "/" : req.target;
-    w += " HTTP/1.1\r\n";
-    if (!req.headers.contains("Host")) {
-      w += "Host: ";
-      w += to.host.find(':') != std::string::npos ? "[" + to.host + "]" : to.host;
-      w += ':';
-      w += std::to_string(to.port);
-      w += "\r\n";
-    }
-    for (const auto& [n, v] : req.headers) {
-      if (iequals(n, "Content-Length") || iequals(n, "Transfer-Encoding")) continue;
-      w += n;
-      w += ": ";
-      w += v;
-      w += "\r\n";
-    }
-    if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
-      w += "Content-Length: ";
-      w += std::to_string(req.body.size());
-      w += "\r\n";
-    }
-    w += "\r\n";
-    w += req.body;
-    return w;
-  }
 
   // A pooled connection is usable if the peer has neither closed it nor sent anything.
   static bool still_open(connection& c) {

@@ -129,6 +129,9 @@ struct request {
   std::string route;
   /// Set by the router: which of its routes matched (-1: none).
   int route_id = -1;
+  /// Set by the request metrics (the server's and route_metrics): the series this request was
+  /// counted in, so that it is counted once when both are used.
+  const void* counted_in = nullptr;
 
   /// The path part of the target (before '?').
   std::string_view path() const noexcept {

@@ -2,8 +2,8 @@
 // A ready-made handler that serves a metrics registry in the Prometheus text format 0.0.4:
 //   routes.get("/metrics", http::metrics_handler(registry));
 
+#include <bulwark/http/handler.hpp>
 #include <bulwark/http/message.hpp>
-#include <bulwark/http/server.hpp>
 #include <bulwark/metrics/registry.hpp>
 
 #include <memory>

@@ -5,9 +5,12 @@
 //   bearer_auth(tokens)   Authorization: Bearer, constant-time token comparison
 //   cors(options)         preflight answers and Access-Control-* headers for configured origins
 //   access_log(sink)      one JSON line per request (method, target, route, status, ms, id)
-//   route_metrics(reg)    requests and latency per route, method and status
+//   route_metrics(reg)    requests and latency per route, method and status (the server's
+//                         series, counted once when the server exports them too)
 
+#include <bulwark/http/detail/request_metrics.hpp>
 #include <bulwark/http/message.hpp>
+#include <bulwark/http/parser.hpp>
 #include <bulwark/http/responses.hpp>
 #include <bulwark/http/router.hpp>
 #include <bulwark/metrics/registry.hpp>
@@ -256,22 +259,22 @@ inline middleware access_log(std::function<void(const std::string&)> sink) {
   };
 }
 
-/// Requests by route, method and status (<prefix>_requests_total) and latency by route and
-/// method (<prefix>_request_duration_seconds) in `registry`.
-inline middleware route_metrics(std::shared_ptr<metrics::registry> registry, std::string prefix = "http") {
-  auto& requests = registry->counter_family(prefix + "_requests_total", "Requests by route, method and status",
-                                            {"route", "method", "status"});
-  auto& latency =
-      registry->histogram_family(prefix + "_request_duration_seconds", "Handler latency by route and method",
-                                 {"route", "method"}, metrics::default_latency_buckets());
-  return [&requests, &latency, registry](request& req, const handler& next) -> task<response> {
+/// Requests by route, method and status (<prefix>_requests_total) and their latency by route
+/// and method (<prefix>_request_duration_seconds) in `registry`, recorded by the same code as
+/// the server's built-in metrics (server_options::metrics): with the default prefix these are
+/// the server's series. A request is counted once per series, so a server exporting into the
+/// same registry leaves the requests this middleware counted alone; a handler's exception
+/// passes through uncounted here (the server counts its 500).
+inline middleware route_metrics(std::shared_ptr<metrics::registry> registry, std::string prefix = "bulwark_http") {
+  auto recorder = std::make_shared<detail::request_metrics>(*registry, prefix, false);
+  // The registry is kept alive with the recorder: the recorder points into it.
+  return [recorder, registry](request& req, const handler& next) -> task<response> {
     const auto started = std::chrono::steady_clock::now();
     auto r = co_await next(req);
     const int status = r.has_value() ? r.value().status : status_for(r.error().condition());
-    const std::string_view route = req.route.empty() ? std::string_view("unmatched") : std::string_view(req.route);
-    requests.labels({route, req.method, std::to_string(status)}).inc();
-    latency.labels({route, req.method})
-        .observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    // No cache across requests: this middleware may serve several threads and registries.
+    detail::request_metrics::recent labels;
+    recorder->record(req, status, std::chrono::steady_clock::now() - started, labels);
     co_return r;
   };
 }

@@ -13,9 +13,9 @@
 // Middleware runs after matching (so it sees request::route, for metrics and logs) and around
 // the handler, the 404 and the 405 alike; the first one added is the outermost.
 
+#include <bulwark/http/handler.hpp>
 #include <bulwark/http/message.hpp>
 #include <bulwark/http/responses.hpp>
-#include <bulwark/http/server.hpp>
 
 #include <functional>
 #include <memory>

@@ -8,9 +8,10 @@
 // 304 on a matching If-None-Match; files larger than `stream_threshold` are streamed in 64 KiB
 // pieces instead of read into memory. A directory serves its index.html.
 
+#include <bulwark/http/handler.hpp>
 #include <bulwark/http/message.hpp>
+#include <bulwark/http/parser.hpp>
 #include <bulwark/http/responses.hpp>
-#include <bulwark/http/server.hpp>
 
 #include <cstdio>
 #include <filesystem>

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace http = bulwark::http;
 using bulwark::test::raw_client;
@@ -72,6 +73,86 @@ TEST(http_metrics, server_exports_requests_latency_and_connections_and_promtool_
   out = shell(std::string(BULWARK_PROMTOOL) + " check metrics < " + file.string() + " 2>&1", &status);
   std::filesystem::remove(file);
   EXPECT_NE(status, 0) << out;
+}
+
+// Regression: the server's built-in metrics and route_metrics both counted every request, into
+// bulwark_http_* and http_* (or twice into one series when given the same prefix).
+TEST(http_metrics, server_metrics_and_route_metrics_count_one_request_once) {
+  auto registry = std::make_shared<bulwark::metrics::registry>();
+  http::router routes;
+  routes.use(http::route_metrics(registry));
+  routes.get("/items/{id}", [](http::request&) -> bulwark::task<http::response> { co_return http::text(200, "i"); });
+  routes.get("/boom", [](http::request&) -> bulwark::task<http::response> {
+    throw std::runtime_error("boom");
+    co_return http::text(200, "never");
+  });
+  http::server_options o;
+  o.metrics = registry;
+  http::server server(o, routes.as_handler());
+  ASSERT_TRUE(server.start());
+  raw_client c(server.port());
+  c.send("GET /items/1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(c.read_response());
+  c.send("GET /boom HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto boom = c.read_response();
+  ASSERT_TRUE(boom);
+  EXPECT_EQ(boom->status, 500);
+  const std::string text = registry->expose();
+  // Every sample of every *_requests_total and *_request_duration_seconds_count series, summed.
+  auto total = [&](std::string_view series) {
+    double sum = 0;
+    for (std::size_t at = 0; at < text.size();) {
+      const auto eol = std::min(text.find('\n', at), text.size());
+      const std::string_view line(text.data() + at, eol - at);
+      at = eol + 1;
+      if (line.starts_with("#")) continue;
+      const auto name_end = line.find_first_of("{ ");
+      if (!line.substr(0, name_end).ends_with(series)) continue;
+      sum += std::stod(std::string(line.substr(line.rfind(' ') + 1)));
+    }
+    return sum;
+  };
+  EXPECT_EQ(total("_requests_total"), 2) << text;
+  EXPECT_EQ(total("_request_duration_seconds_count"), 2) << text;
+  EXPECT_NE(text.find("bulwark_http_requests_total{route=\"/items/{id}\",method=\"GET\",status=\"200\"} 1\n"),
+            std::string::npos)
+      << text;
+  // The exception never reached route_metrics as an answer; the server counted its 500.
+  EXPECT_NE(text.find("bulwark_http_requests_total{route=\"/boom\",method=\"GET\",status=\"500\"} 1\n"),
+            std::string::npos)
+      << text;
+}
+
+TEST(http_metrics, open_connections_return_to_zero_however_a_connection_ends) {
+  auto registry = std::make_shared<bulwark::metrics::registry>();
+  http::router routes;
+  routes.get("/hello", [](http::request&) -> bulwark::task<http::response> { co_return http::text(200, "hi"); });
+  http::server_options o;
+  o.metrics = registry;
+  o.idle_timeout = std::chrono::seconds(1);
+  http::server server(o, routes.as_handler());
+  ASSERT_TRUE(server.start());
+  // Connections are accepted and closed on the server's thread: wait (bounded) for it.
+  auto open_after_waiting_for = [&](std::size_t n) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (server.open_connections() != n && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return server.open_connections();
+  };
+  {
+    raw_client answered(server.port()), malformed(server.port()), idle(server.port());
+    EXPECT_EQ(open_after_waiting_for(3), 3u);
+    EXPECT_NE(registry->expose().find("bulwark_http_open_connections 3\n"), std::string::npos);
+    answered.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(answered.read_response());
+    malformed.send("GET /hello HTTP/1.1\r\nHost x\r\n\r\n");
+    auto rejected = malformed.read_response();
+    ASSERT_TRUE(rejected);
+    EXPECT_EQ(rejected->status, 400);
+    EXPECT_TRUE(idle.closed_by_peer()); // the idle timeout
+  }                                     // `answered` leaves
+  EXPECT_EQ(open_after_waiting_for(0), 0u);
+  EXPECT_NE(registry->expose().find("bulwark_http_open_connections 0\n"), std::string::npos) << registry->expose();
 }
 
 class http_static : public ::testing::Test {

@@ -199,3 +199,35 @@ TEST(http_middleware, access_log_writes_one_json_line) {
   EXPECT_EQ(j["status"], 200);
   EXPECT_EQ(j["request_id"].get<std::string>().size(), 36u);
 }
+
+TEST(http_middleware, route_metrics_counts_each_request_once_per_series) {
+  auto registry = std::make_shared<bulwark::metrics::registry>();
+  http::router r;
+  r.use(http::route_metrics(registry));
+  r.use(http::route_metrics(registry)); // the same series again: must not count twice
+  r.use(http::route_metrics(registry, "app_http"));
+  r.get("/x/{id}", answer("x"));
+  r.get("/fail", [](http::request&) -> bulwark::task<http::response> {
+    co_return bulwark::error(bulwark::errc::conflict, "stale");
+  });
+  for (const auto& target : {"/x/1", "/x/2", "/nope", "/fail"}) {
+    auto q = make("GET", target);
+    route(r, q);
+  }
+  const std::string text = registry->expose();
+  for (const std::string prefix : {"bulwark_http", "app_http"}) {
+    EXPECT_NE(text.find(prefix + "_requests_total{route=\"/x/{id}\",method=\"GET\",status=\"200\"} 2\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find(prefix + "_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find(prefix + "_requests_total{route=\"/fail\",method=\"GET\",status=\"409\"} 1\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find(prefix + "_request_duration_seconds_count{route=\"/x/{id}\",method=\"GET\"} 2\n"),
+              std::string::npos)
+        << text;
+  }
+  EXPECT_EQ(text.find("open_connections"), std::string::npos) << text; // a server's gauge, not the router's
+}
