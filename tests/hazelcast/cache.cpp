@@ -211,7 +211,10 @@ TEST_F(hazelcast_cache_test, a_large_binary_value_round_trips) {
 
 TEST(hazelcast_members, all_members_down_is_unavailable_within_the_timeout) {
   asio::io_context ctx;
-  hz::member_list members(ctx.get_executor(), {.members = {closed_port(), closed_port()}, .operation_timeout = 800ms});
+  auto owned_members = hz::member_list::create(ctx.get_executor(),
+                                               {.members = {closed_port(), closed_port()}, .operation_timeout = 800ms})
+                           .value();
+  auto& members = *owned_members;
   const auto start = std::chrono::steady_clock::now();
   auto r = bulwark::test::run(ctx, members.send(http::make_request("GET", "/hazelcast/rest/maps/m/k")), 10s);
   const auto took = std::chrono::steady_clock::now() - start;
@@ -228,10 +231,13 @@ TEST(hazelcast_members, a_hung_member_times_out_and_the_next_one_answers) {
   asio::io_context ctx;
   asio::ip::tcp::acceptor silent(ctx, {asio::ip::make_address("127.0.0.1"), 0});
   fake_member good;
-  hz::member_list members(ctx.get_executor(),
-                          {.members = {{"127.0.0.1", silent.local_endpoint().port()}, good.address()},
-                           .attempt_timeout = 300ms,
-                           .operation_timeout = 3s});
+  auto owned_members =
+      hz::member_list::create(ctx.get_executor(),
+                              {.members = {{"127.0.0.1", silent.local_endpoint().port()}, good.address()},
+                               .attempt_timeout = 300ms,
+                               .operation_timeout = 3s})
+          .value();
+  auto& members = *owned_members;
   const auto start = std::chrono::steady_clock::now();
   auto r = bulwark::test::run(ctx, members.send(http::make_request("GET", "/hazelcast/rest/maps/m/k")), 10s);
   ASSERT_TRUE(r.has_value()) << r.error();
@@ -246,9 +252,11 @@ TEST(hazelcast_members, a_failed_member_is_probed_before_it_is_used_again) {
   fake_member flaky, other;
   flaky.data_status = 503;
   flaky.ready_status = 503;
-  hz::member_list members(
-      ctx.get_executor(),
-      {.members = {flaky.address(), other.address()}, .operation_timeout = 600ms, .probe_interval = 50ms});
+  auto owned_members = hz::member_list::create(ctx.get_executor(), {.members = {flaky.address(), other.address()},
+                                                                    .operation_timeout = 600ms,
+                                                                    .probe_interval = 50ms})
+                           .value();
+  auto& members = *owned_members;
   auto send = [&] {
     return bulwark::test::run(ctx, members.send(http::make_request("GET", "/hazelcast/rest/maps/m/k")));
   };
@@ -310,7 +318,8 @@ TEST(hazelcast_members, a_misconfigured_member_next_to_good_ones_is_skipped) {
 TEST(hazelcast_members, stop_rejects_new_requests) {
   asio::io_context ctx;
   fake_member m;
-  hz::member_list members(ctx.get_executor(), {.members = {m.address()}});
+  auto owned_members = hz::member_list::create(ctx.get_executor(), {.members = {m.address()}}).value();
+  auto& members = *owned_members;
   ASSERT_TRUE(bulwark::test::run(ctx, members.send(http::make_request("GET", "/x"))).has_value());
   bulwark::test::run(ctx, members.stop()).value();
   auto r = bulwark::test::run(ctx, members.send(http::make_request("GET", "/x")));
