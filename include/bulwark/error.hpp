@@ -97,9 +97,10 @@ constexpr std::string_view to_string(errc e) noexcept {
 
 inline std::error_condition make_error_condition(errc e) noexcept;
 
-namespace detail {
-/// A category whose messages and conditions come from its table of error_row. `native_message`
-/// gives the text of a code without a row or with an empty message (a library's own text).
+/// A category whose messages and conditions come from its table of error_row: every bulwark
+/// category is one, and an application's own category can be too (docs/errors.md).
+/// `native_message` gives the text of a code without a row or with an empty message (a
+/// library's own text, e.g. librdkafka's). A code without a row maps onto no condition.
 class table_category : public std::error_category {
 public:
   using native_message_fn = std::string (*)(int);
@@ -125,11 +126,10 @@ private:
   std::span<const error_row> rows_;
   native_message_fn native_message_;
 };
-} // namespace detail
 
 /// The category of bulwark's own codes and of the conditions backends map onto ("bulwark").
 inline const std::error_category& category() noexcept {
-  static const detail::table_category instance("bulwark", errc_rows);
+  static const table_category instance("bulwark", errc_rows);
   return instance;
 }
 

@@ -40,7 +40,7 @@ inline constexpr std::array<error_row, 6> client_errc_rows{{
 
 /// The category of client_errc codes ("http.client").
 inline const std::error_category& client_category() noexcept {
-  static const bulwark::detail::table_category instance("http.client", client_errc_rows);
+  static const bulwark::table_category instance("http.client", client_errc_rows);
   return instance;
 }
 inline std::error_code make_error_code(client_errc e) noexcept { return {static_cast<int>(e), client_category()}; }

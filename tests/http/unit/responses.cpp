@@ -15,7 +15,7 @@ namespace {
 constexpr std::array<bulwark::error_row, 1> backend_rows{
     {{1045, "ER_ACCESS_DENIED_ERROR", "access denied", errc::rejected}}};
 const std::error_category& backend_category() {
-  static const bulwark::detail::table_category instance("backend", backend_rows);
+  static const bulwark::table_category instance("backend", backend_rows);
   return instance;
 }
 } // namespace

@@ -44,7 +44,7 @@ inline constexpr std::array<error_row, 6> hazelcast_errc_rows{{
 
 /// The category of hazelcast_errc codes ("hazelcast").
 inline const std::error_category& hazelcast_category() noexcept {
-  static const bulwark::detail::table_category instance("hazelcast", hazelcast_errc_rows);
+  static const bulwark::table_category instance("hazelcast", hazelcast_errc_rows);
   return instance;
 }
 

@@ -85,7 +85,7 @@ inline constexpr std::array<error_row, 52> kafka_error_rows{{
 
 /// The category of librdkafka's codes ("kafka").
 inline const std::error_category& kafka_category() noexcept {
-  static const bulwark::detail::table_category instance("kafka", kafka_error_rows, &detail::librdkafka_message);
+  static const bulwark::table_category instance("kafka", kafka_error_rows, &detail::librdkafka_message);
   return instance;
 }
 

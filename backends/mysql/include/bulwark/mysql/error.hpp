@@ -61,7 +61,7 @@ inline std::string unknown_message(int value) {
 
 /// The category of MySQL/MariaDB server and client error numbers ("mysql").
 inline const std::error_category& mysql_category() noexcept {
-  static const bulwark::detail::table_category instance("mysql", mysql_error_rows, &detail::unknown_message);
+  static const bulwark::table_category instance("mysql", mysql_error_rows, &detail::unknown_message);
   return instance;
 }
 

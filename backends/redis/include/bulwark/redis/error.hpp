@@ -72,7 +72,7 @@ inline constexpr std::array<error_row, 16> redis_errc_rows{{
 
 /// The category of redis_errc codes ("redis").
 inline const std::error_category& redis_category() noexcept {
-  static const bulwark::detail::table_category instance("redis", redis_errc_rows);
+  static const bulwark::table_category instance("redis", redis_errc_rows);
   return instance;
 }
 
