@@ -12,20 +12,42 @@
 // |                     |                            | ttl has passed since stored_at
 // | c.put(key, value,   | task<bool>                 | stores value stamped with stored_at = now;
 // |       ttl)          |                            | false (and nothing stored) when the entry
-// |                     |                            | present has a higher version. ttl 0: no
-// |                     |                            | expiry (the model's bounds still apply)
+// |                     |                            | present has a higher version. An equal
+// |                     |                            | version refreshes: value, stored_at and
+// |                     |                            | ttl are replaced and put returns true.
+// |                     |                            | ttl 0: no expiry (the model's bounds
+// |                     |                            | still apply); an expired entry counts as
+// |                     |                            | absent, whatever its version
 // | c.erase(key)        | task<bool>                 | removes key; true when it was present
 //
-// Failures: errc::unavailable, errc::timeout, errc::cancelled, errc::invalid_argument,
-// errc::too_large. A cache failure is never fatal to a read the repository can answer: the
-// flows treat every cache error as a miss. Model: memory::cache.
+// Failures: errc::unavailable, errc::timeout, errc::cancelled, errc::invalid_argument (a key
+// the model cannot store, a negative ttl), errc::too_large. The key, value and ttl rules and
+// their texts are detail/key_rules.hpp's, shared by every model. A cache failure is never fatal
+// to a read the repository can answer: a caller treats every cache error as a miss.
+//
+// Models (each ends with a static_assert that it satisfies this concept):
+//   memory::cache     include/bulwark/memory/cache.hpp           the embedded default (LRU, sharded)
+//   redis::cache      backends/redis/.../redis/cache.hpp         one string per key, a version script
+//   hazelcast::cache  backends/hazelcast/.../hazelcast/cache.hpp an envelope per key, REST
+// Conformance suite: tests/conformance/cache_suite.hpp, run by every model
+// (tests/conformance/memory.cpp, tests/redis/client.cpp, tests/hazelcast/cache.cpp).
+// Archetype (the smallest model) and a near miss: tests/unit/core/concepts.cpp.
+//
+// Threads and executors. A task resumes its caller on the caller's executor. What may be shared:
+//   memory::cache     any number of threads and coroutines at once (a lock per shard); its
+//                     tasks never suspend, so they complete inline on the caller's thread.
+//   redis::cache      one executor: the redis::client's (a single-threaded io_context or a
+//                     strand); call it only from coroutines on that executor.
+//   hazelcast::cache  one executor: its member_list's (like http::client); call it only from
+//                     coroutines on that executor.
 
-#include <bulwark/repository.hpp>
 #include <bulwark/result.hpp>
+#include <bulwark/versioned.hpp>
 
 #include <chrono>
 #include <concepts>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace bulwark {

@@ -9,22 +9,28 @@
 // bulwark::make_error_code(errc) makes a code in bulwark's own category for failures that
 // have no native code (the in-memory models, the flows).
 //
-// Stable codes (never renumbered; documented in docs/errors.md):
-//   value  name              meaning
-//   1      not_found         the key, topic or route does not exist
-//   2      conflict          compare-and-set lost: the expected version is not the current one
-//   3      unavailable       the backend cannot be reached or refused the connection
-//   4      timeout           the operation did not complete within its deadline
-//   5      circuit_open      a circuit breaker refused the call without trying
-//   6      invalid_argument  the input is malformed (bad key, undecodable value, bad request)
-//   7      rejected          the backend or a bulkhead refused the work (full, stopping, auth)
-//   8      too_large         the input exceeds a configured size limit
-//   9      protocol_error    the peer answered something that breaks the protocol
-//   10     cancelled         the operation was cancelled or its component stopped
-//   11     duplicate         the work was already done (idempotency key seen before)
+// Stable codes (never renumbered, only appended): errc_rows below is the one table of them
+// (value, name, message); docs/errors.md shows the same rows and a test checks that it does.
+//   1 not_found  2 conflict  3 unavailable  4 timeout  5 circuit_open  6 invalid_argument
+//   7 rejected  8 too_large  9 protocol_error  10 cancelled  11 duplicate  12 declined
+//
+// `rejected` and `declined` are both refusals, told apart by who refuses and whether asking
+// again can help. `rejected`: the work was refused before it was judged on its merits (a full
+// queue or bulkhead, a component stopping, credentials refused); the same request may succeed
+// later. `declined`: the request was understood and judged, and the domain's rules say no (not
+// enough stock or credit, a precondition of the business that does not hold); asking again
+// unchanged gets the same answer until the state changes. The word is the domain's own, as a
+// card payment is declined. `conflict` stays the compare-and-set loss of a version.
+//
+// Every category (this one and each backend's) follows one pattern: an enum `<source>_errc` (or
+// a library's own native numbers), a constexpr table of error_row from which the category's
+// message() and default_error_condition() come, a category named after its source and returned
+// by `<source>_category()` (this one: category()), and make_error_code().
 
+#include <array>
 #include <memory>
 #include <ostream>
+#include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -44,52 +50,86 @@ enum class errc : int {
   protocol_error = 9,
   cancelled = 10,
   duplicate = 11,
+  declined = 12,
 };
+
+/// One code of a category: the single source of its message, of the bulwark condition it maps
+/// onto and of its row in docs/errors.md (a test per category walks every row against the docs).
+struct error_row {
+  int value;
+  /// The stable identifier ("not_found", "connection_closed", "ER_DUP_ENTRY").
+  std::string_view name;
+  /// The category's message; empty where the native library's own text is used (Kafka).
+  std::string_view message;
+  /// The condition the code compares equal to; errc{} when it maps onto none.
+  errc condition;
+};
+
+/// The row of `value` in `rows`, or nullptr.
+constexpr const error_row* find_row(std::span<const error_row> rows, int value) noexcept {
+  for (const auto& row : rows) {
+    if (row.value == value) return &row;
+  }
+  return nullptr;
+}
+
+/// bulwark's own codes, which are also the conditions every backend's codes map onto.
+inline constexpr std::array<error_row, 12> errc_rows{{
+    {1, "not_found", "not found", errc::not_found},
+    {2, "conflict", "version conflict", errc::conflict},
+    {3, "unavailable", "backend unavailable", errc::unavailable},
+    {4, "timeout", "timed out", errc::timeout},
+    {5, "circuit_open", "circuit open", errc::circuit_open},
+    {6, "invalid_argument", "invalid argument", errc::invalid_argument},
+    {7, "rejected", "rejected", errc::rejected},
+    {8, "too_large", "too large", errc::too_large},
+    {9, "protocol_error", "protocol error", errc::protocol_error},
+    {10, "cancelled", "cancelled", errc::cancelled},
+    {11, "duplicate", "duplicate", errc::duplicate},
+    {12, "declined", "declined by the rules", errc::declined},
+}};
 
 /// The stable, machine-readable name of a code ("not_found", ...), or "unknown".
 constexpr std::string_view to_string(errc e) noexcept {
-  switch (e) {
-  case errc::not_found: return "not_found";
-  case errc::conflict: return "conflict";
-  case errc::unavailable: return "unavailable";
-  case errc::timeout: return "timeout";
-  case errc::circuit_open: return "circuit_open";
-  case errc::invalid_argument: return "invalid_argument";
-  case errc::rejected: return "rejected";
-  case errc::too_large: return "too_large";
-  case errc::protocol_error: return "protocol_error";
-  case errc::cancelled: return "cancelled";
-  case errc::duplicate: return "duplicate";
-  }
-  return "unknown";
+  const auto* row = find_row(errc_rows, static_cast<int>(e));
+  return row ? row->name : std::string_view("unknown");
 }
 
-namespace detail {
-class errc_category final : public std::error_category {
-public:
-  const char* name() const noexcept override { return "bulwark"; }
-  std::string message(int value) const override {
-    switch (static_cast<errc>(value)) {
-    case errc::not_found: return "not found";
-    case errc::conflict: return "version conflict";
-    case errc::unavailable: return "backend unavailable";
-    case errc::timeout: return "timed out";
-    case errc::circuit_open: return "circuit open";
-    case errc::invalid_argument: return "invalid argument";
-    case errc::rejected: return "rejected";
-    case errc::too_large: return "too large";
-    case errc::protocol_error: return "protocol error";
-    case errc::cancelled: return "cancelled";
-    case errc::duplicate: return "duplicate";
-    }
-    return "unknown bulwark error";
-  }
-};
-} // namespace detail
+inline std::error_condition make_error_condition(errc e) noexcept;
 
-/// The category of bulwark's own codes and of the conditions backends map onto.
+/// A category whose messages and conditions come from its table of error_row: every bulwark
+/// category is one, and an application's own category can be too (docs/errors.md).
+/// `native_message` gives the text of a code without a row or with an empty message (a
+/// library's own text, e.g. librdkafka's). A code without a row maps onto no condition.
+class table_category : public std::error_category {
+public:
+  using native_message_fn = std::string (*)(int);
+  table_category(const char* name, std::span<const error_row> rows, native_message_fn native_message = nullptr) noexcept
+      : name_(name), rows_(rows), native_message_(native_message) {}
+
+  const char* name() const noexcept override { return name_; }
+  std::string message(int value) const override {
+    const auto* row = find_row(rows_, value);
+    if (row && !row->message.empty()) return std::string(row->message);
+    if (native_message_) return native_message_(value);
+    return "unknown " + std::string(name_) + " error " + std::to_string(value);
+  }
+  std::error_condition default_error_condition(int value) const noexcept override {
+    const auto* row = find_row(rows_, value);
+    if (row && row->condition != errc{}) return make_error_condition(row->condition);
+    return {value, *this};
+  }
+  std::span<const error_row> rows() const noexcept { return rows_; }
+
+private:
+  const char* name_;
+  std::span<const error_row> rows_;
+  native_message_fn native_message_;
+};
+
+/// The category of bulwark's own codes and of the conditions backends map onto ("bulwark").
 inline const std::error_category& category() noexcept {
-  static const detail::errc_category instance;
+  static const table_category instance("bulwark", errc_rows);
   return instance;
 }
 
@@ -101,9 +141,10 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 /// The bulwark condition a code maps onto, if any: errc{} (0) when it maps onto none.
 inline errc condition_of(const std::error_code& ec) noexcept {
   const auto cond = ec.default_error_condition();
-  if (cond.category() == category()) return static_cast<errc>(cond.value());
-  for (int v = 1; v <= static_cast<int>(errc::duplicate); ++v) {
-    if (ec == make_error_condition(static_cast<errc>(v))) return static_cast<errc>(v);
+  if (cond.category() == category())
+    return find_row(errc_rows, cond.value()) ? static_cast<errc>(cond.value()) : errc{};
+  for (const auto& row : errc_rows) {
+    if (ec == make_error_condition(row.condition)) return row.condition;
   }
   return errc{};
 }

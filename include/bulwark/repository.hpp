@@ -26,32 +26,38 @@
 // |                                 |                               | next page, nullopt on the last
 //
 // Every operation may also fail with errc::unavailable, errc::timeout, errc::cancelled;
-// errc::invalid_argument for a key the backend cannot store (empty, or over its key limit),
-// errc::too_large for a value over its limit. Model: memory::repository.
+// errc::invalid_argument for a key the backend cannot store (empty, or over its key limit) or a
+// scan limit of 0, errc::too_large for a value over its limit. The key, value and scan rules and
+// their texts are detail/key_rules.hpp's, shared by every model.
+//
+// Models (each ends with a static_assert that it satisfies this concept):
+//   memory::repository  include/bulwark/memory/repository.hpp   the embedded default
+//   redis::repository   backends/redis/.../redis/repository.hpp a hash per key + a sorted index
+//   mysql::repository   backends/mysql/.../mysql/repository.hpp one table per collection
+// Conformance suite: tests/conformance/repository_suite.hpp, run by every model
+// (tests/conformance/memory.cpp, tests/redis/client.cpp, tests/mysql/conformance.cpp).
+// Archetype (the smallest model) and a near miss: tests/unit/core/concepts.cpp.
+//
+// Threads and executors. A task resumes its caller on the caller's executor. What may be shared:
+//   memory::repository  any number of threads and coroutines at once (a shared_mutex); its
+//                       tasks never suspend, so they complete inline on the caller's thread.
+//   redis::repository   one executor: the redis::client's (a single-threaded io_context or a
+//                       strand); call it only from coroutines on that executor. One client per
+//                       thread to use several.
+//   mysql::repository   one executor: its mysql::pool's (one io_context thread or a strand);
+//                       the pool takes no locks.
 
 #include <bulwark/result.hpp>
+#include <bulwark/versioned.hpp>
 
 #include <concepts>
 #include <cstddef>
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace bulwark {
-
-using version_t = std::uint64_t;
-
-/// The expected version meaning "the key must not exist yet".
-inline constexpr version_t no_version = 0;
-
-/// A value with the version the repository gave it.
-struct versioned {
-  std::string value;
-  version_t version = no_version;
-  friend bool operator==(const versioned&, const versioned&) = default;
-};
 
 /// One entry of a scan.
 struct entry {

@@ -91,10 +91,21 @@ TYPED_TEST_P(cache_conformance, erase_reports_whether_present) {
   EXPECT_FALSE(this->run(c.get("e")).value().has_value());
 }
 
+// The key and ttl rules every model takes from detail/key_rules.hpp, texts included.
 TYPED_TEST_P(cache_conformance, empty_key_is_invalid_argument) {
   auto put = this->run(this->cache().put("", versioned{"x", 1}, 60s));
   ASSERT_FALSE(put.has_value());
   EXPECT_EQ(put.error(), errc::invalid_argument);
+  EXPECT_EQ(put.error().detail(), "empty key");
+  // Longer than any model's key limit.
+  auto too_long = this->run(this->cache().put(std::string(4097, 'k'), versioned{"x", 1}, 60s));
+  ASSERT_FALSE(too_long.has_value());
+  EXPECT_EQ(too_long.error(), errc::invalid_argument);
+  EXPECT_TRUE(too_long.error().detail().starts_with("key of 4097 bytes exceeds ")) << too_long.error();
+  auto negative_ttl = this->run(this->cache().put("k", versioned{"x", 1}, std::chrono::milliseconds(-1)));
+  ASSERT_FALSE(negative_ttl.has_value());
+  EXPECT_EQ(negative_ttl.error(), errc::invalid_argument);
+  EXPECT_EQ(negative_ttl.error().detail(), "negative ttl");
 }
 
 TYPED_TEST_P(cache_conformance, concurrent_puts_keep_the_highest_version) {

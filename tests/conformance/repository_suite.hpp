@@ -102,10 +102,20 @@ TYPED_TEST_P(repository_conformance, erase_reports_whether_the_key_existed) {
   EXPECT_FALSE(this->run(r.get("gone")).value().has_value());
 }
 
+// The key and scan rules every model takes from detail/key_rules.hpp, texts included.
 TYPED_TEST_P(repository_conformance, empty_key_is_invalid_argument) {
   auto put = this->run(this->repo().put("", "x", std::nullopt));
   ASSERT_FALSE(put.has_value());
   EXPECT_EQ(put.error(), errc::invalid_argument);
+  EXPECT_EQ(put.error().detail(), "empty key");
+  // Longer than any model's key limit.
+  auto too_long = this->run(this->repo().put(std::string(4097, 'k'), "x", std::nullopt));
+  ASSERT_FALSE(too_long.has_value());
+  EXPECT_EQ(too_long.error(), errc::invalid_argument);
+  EXPECT_TRUE(too_long.error().detail().starts_with("key of 4097 bytes exceeds ")) << too_long.error();
+  auto no_limit = this->run(this->repo().scan("", "", 0));
+  ASSERT_FALSE(no_limit.has_value());
+  EXPECT_EQ(no_limit.error(), errc::invalid_argument);
 }
 
 TYPED_TEST_P(repository_conformance, scan_returns_prefix_in_byte_order_with_pagination) {

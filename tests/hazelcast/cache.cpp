@@ -4,6 +4,7 @@
 #include <bulwark/hazelcast.hpp>
 
 #include "conformance/cache_suite.hpp"
+#include "support/error_table.hpp"
 #include "support/run.hpp"
 
 #include <bulwark/http/server.hpp>
@@ -41,8 +42,8 @@ struct hazelcast_cache_factory {
   static bool available() { return std::getenv("BULWARK_HAZELCAST_MEMBERS") != nullptr; }
   asio::io_context& context() { return ctx; }
   std::unique_ptr<hz::cache> make() {
-    auto members = std::make_shared<hz::member_list>(ctx.get_executor(), hz::member_options{.members = real_members()});
-    return std::make_unique<hz::cache>(members, hz::cache_options{.map = unique_map("conformance")});
+    auto members = hz::member_list::create(ctx.get_executor(), hz::member_options{.members = real_members()}).value();
+    return std::make_unique<hz::cache>(hz::cache::create(members, {.map = unique_map("conformance")}).value());
   }
   // Real members, real time: TTLs are judged on this process's wall clock.
   void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
@@ -135,9 +136,10 @@ class hazelcast_cache_test : public ::testing::Test {
 protected:
   void SetUp() override {
     BULWARK_REQUIRE_SERVER(list, "BULWARK_HAZELCAST_MEMBERS");
-    members_ = std::make_shared<hz::member_list>(ctx_.get_executor(),
-                                                 hz::member_options{.members = hz::parse_members(list).value()});
-    cache_ = std::make_unique<hz::cache>(members_, hz::cache_options{.map = unique_map("adapter")});
+    members_ =
+        hz::member_list::create(ctx_.get_executor(), hz::member_options{.members = hz::parse_members(list).value()})
+            .value();
+    cache_ = std::make_unique<hz::cache>(hz::cache::create(members_, {.map = unique_map("adapter")}).value());
   }
   template <class T> T run(asio::awaitable<T> op) { return bulwark::test::run(ctx_, std::move(op), 30s); }
 
@@ -177,11 +179,25 @@ TEST_F(hazelcast_cache_test, a_foreign_value_is_a_protocol_error_not_a_hit) {
 }
 
 TEST_F(hazelcast_cache_test, limits_and_bad_arguments) {
-  hz::cache small(members_, {.map = cache_->options().map, .max_key_bytes = 8, .max_value_bytes = 4});
+  auto small =
+      hz::cache::create(members_, {.map = cache_->options().map, .max_key_bytes = 8, .max_value_bytes = 4}).value();
   EXPECT_EQ(run(small.put("123456789", versioned{"x", 1}, 60s)).error(), errc::invalid_argument);
   EXPECT_EQ(run(small.put("k", versioned{"12345", 1}, 60s)).error(), errc::too_large);
   EXPECT_EQ(run(small.put("k", versioned{"x", 1}, -1ms)).error(), errc::invalid_argument);
-  EXPECT_THROW(hz::cache(members_, {.map = "bad/name"}), std::invalid_argument);
+  EXPECT_EQ(run(small.put("", versioned{"x", 1}, 60s)).error().code(),
+            hz::make_error_code(hz::hazelcast_errc::bad_key));
+}
+
+// Construction fails one way across bulwark: a factory's result, never a throwing constructor.
+TEST_F(hazelcast_cache_test, bad_options_fail_the_factories_not_a_constructor) {
+  const auto bad_map = hz::cache::create(members_, {.map = "bad/name"});
+  ASSERT_FALSE(bad_map.has_value());
+  EXPECT_EQ(bad_map.error(), errc::invalid_argument);
+  EXPECT_EQ(bad_map.error().detail(), "hazelcast::cache: bad map name bad/name");
+  EXPECT_EQ(hz::cache::create(nullptr).error(), errc::invalid_argument);
+  const auto no_members = hz::member_list::create(ctx_.get_executor(), hz::member_options{});
+  ASSERT_FALSE(no_members.has_value());
+  EXPECT_EQ(no_members.error(), errc::invalid_argument);
 }
 
 TEST_F(hazelcast_cache_test, a_large_binary_value_round_trips) {
@@ -195,7 +211,10 @@ TEST_F(hazelcast_cache_test, a_large_binary_value_round_trips) {
 
 TEST(hazelcast_members, all_members_down_is_unavailable_within_the_timeout) {
   asio::io_context ctx;
-  hz::member_list members(ctx.get_executor(), {.members = {closed_port(), closed_port()}, .operation_timeout = 800ms});
+  auto owned_members = hz::member_list::create(ctx.get_executor(),
+                                               {.members = {closed_port(), closed_port()}, .operation_timeout = 800ms})
+                           .value();
+  auto& members = *owned_members;
   const auto start = std::chrono::steady_clock::now();
   auto r = bulwark::test::run(ctx, members.send(http::make_request("GET", "/hazelcast/rest/maps/m/k")), 10s);
   const auto took = std::chrono::steady_clock::now() - start;
@@ -212,10 +231,13 @@ TEST(hazelcast_members, a_hung_member_times_out_and_the_next_one_answers) {
   asio::io_context ctx;
   asio::ip::tcp::acceptor silent(ctx, {asio::ip::make_address("127.0.0.1"), 0});
   fake_member good;
-  hz::member_list members(ctx.get_executor(),
-                          {.members = {{"127.0.0.1", silent.local_endpoint().port()}, good.address()},
-                           .attempt_timeout = 300ms,
-                           .operation_timeout = 3s});
+  auto owned_members =
+      hz::member_list::create(ctx.get_executor(),
+                              {.members = {{"127.0.0.1", silent.local_endpoint().port()}, good.address()},
+                               .attempt_timeout = 300ms,
+                               .operation_timeout = 3s})
+          .value();
+  auto& members = *owned_members;
   const auto start = std::chrono::steady_clock::now();
   auto r = bulwark::test::run(ctx, members.send(http::make_request("GET", "/hazelcast/rest/maps/m/k")), 10s);
   ASSERT_TRUE(r.has_value()) << r.error();
@@ -230,9 +252,11 @@ TEST(hazelcast_members, a_failed_member_is_probed_before_it_is_used_again) {
   fake_member flaky, other;
   flaky.data_status = 503;
   flaky.ready_status = 503;
-  hz::member_list members(
-      ctx.get_executor(),
-      {.members = {flaky.address(), other.address()}, .operation_timeout = 600ms, .probe_interval = 50ms});
+  auto owned_members = hz::member_list::create(ctx.get_executor(), {.members = {flaky.address(), other.address()},
+                                                                    .operation_timeout = 600ms,
+                                                                    .probe_interval = 50ms})
+                           .value();
+  auto& members = *owned_members;
   auto send = [&] {
     return bulwark::test::run(ctx, members.send(http::make_request("GET", "/hazelcast/rest/maps/m/k")));
   };
@@ -260,9 +284,11 @@ TEST(hazelcast_members, a_failed_member_is_probed_before_it_is_used_again) {
 TEST(hazelcast_members, a_member_with_the_rest_data_group_disabled_is_a_protocol_error_not_a_hang) {
   BULWARK_REQUIRE_SERVER(member, "BULWARK_HAZELCAST_NO_DATA_MEMBER");
   asio::io_context ctx;
-  auto members = std::make_shared<hz::member_list>(
-      ctx.get_executor(), hz::member_options{.members = hz::parse_members(member).value(), .operation_timeout = 5s});
-  hz::cache c(members, {.map = unique_map("nodata")});
+  auto members =
+      hz::member_list::create(ctx.get_executor(),
+                              hz::member_options{.members = hz::parse_members(member).value(), .operation_timeout = 5s})
+          .value();
+  auto c = hz::cache::create(members, {.map = unique_map("nodata")}).value();
   for (int i = 0; i < 2; ++i) { // the second call finds the member already marked misconfigured
     const auto start = std::chrono::steady_clock::now();
     auto got = bulwark::test::run(ctx, c.get("k"), 10s);
@@ -282,8 +308,8 @@ TEST(hazelcast_members, a_misconfigured_member_next_to_good_ones_is_skipped) {
   BULWARK_REQUIRE_SERVER(list, "BULWARK_HAZELCAST_MEMBERS");
   asio::io_context ctx;
   auto endpoints = hz::parse_members(nodata + "," + list).value();
-  auto members = std::make_shared<hz::member_list>(ctx.get_executor(), hz::member_options{.members = endpoints});
-  hz::cache c(members, {.map = unique_map("mixed")});
+  auto members = hz::member_list::create(ctx.get_executor(), hz::member_options{.members = endpoints}).value();
+  auto c = hz::cache::create(members, {.map = unique_map("mixed")}).value();
   ASSERT_TRUE(bulwark::test::run(ctx, c.put("k", versioned{"v", 1}, 60s), 10s).value());
   EXPECT_TRUE(members->status()[0].misconfigured);
   EXPECT_EQ(bulwark::test::run(ctx, c.get("k"), 10s).value()->value, "v");
@@ -292,10 +318,16 @@ TEST(hazelcast_members, a_misconfigured_member_next_to_good_ones_is_skipped) {
 TEST(hazelcast_members, stop_rejects_new_requests) {
   asio::io_context ctx;
   fake_member m;
-  hz::member_list members(ctx.get_executor(), {.members = {m.address()}});
+  auto owned_members = hz::member_list::create(ctx.get_executor(), {.members = {m.address()}}).value();
+  auto& members = *owned_members;
   ASSERT_TRUE(bulwark::test::run(ctx, members.send(http::make_request("GET", "/x"))).has_value());
   bulwark::test::run(ctx, members.stop()).value();
   auto r = bulwark::test::run(ctx, members.send(http::make_request("GET", "/x")));
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error(), errc::cancelled);
+}
+
+TEST(hazelcast_errors, the_table_matches_the_category_and_docs_errors_md) {
+  EXPECT_STREQ(hz::hazelcast_category().name(), "hazelcast");
+  bulwark::test::expect_category_matches_table_and_docs(hz::hazelcast_category(), hz::hazelcast_errc_rows, 7);
 }

@@ -52,13 +52,14 @@ TEST_F(hazelcast_failure, two_of_four_members_killed_under_load_lose_no_entry) {
   BULWARK_REQUIRE_SERVER(control, "BULWARK_HAZELCAST_CONTROL");
   control_ = control;
   asio::io_context ctx;
-  auto members = std::make_shared<hz::member_list>(ctx.get_executor(),
-                                                   hz::member_options{.members = hz::parse_members(list).value(),
-                                                                      .attempt_timeout = 2s,
-                                                                      .operation_timeout = 20s,
-                                                                      .probe_interval = 200ms});
+  auto members =
+      hz::member_list::create(ctx.get_executor(), hz::member_options{.members = hz::parse_members(list).value(),
+                                                                     .attempt_timeout = 2s,
+                                                                     .operation_timeout = 20s,
+                                                                     .probe_interval = 200ms})
+          .value();
   ASSERT_EQ(members->status().size(), 4u);
-  hz::cache cache(members, {.map = "failure-" + std::to_string(::getpid())});
+  auto cache = hz::cache::create(members, {.map = "failure-" + std::to_string(::getpid())}).value();
 
   constexpr std::size_t keys = 200, workers = 4;
   std::vector<version_t> acked(keys, 0);

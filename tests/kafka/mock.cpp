@@ -2,6 +2,7 @@
 // request errors and a moved partition leader. Plus the kafka error category's mapping.
 #include <bulwark/kafka/event_bus.hpp>
 
+#include "support/error_table.hpp"
 #include "support/run.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -44,7 +45,7 @@ TEST(kafka_errors, native_codes_map_onto_bulwark_conditions) {
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS), errc::duplicate);
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__BAD_MSG), errc::protocol_error);
   EXPECT_EQ(bulwark::condition_of(kafka::make_error_code(RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION)), errc{});
-  EXPECT_STREQ(kafka::category().name(), "kafka");
+  EXPECT_STREQ(kafka::kafka_category().name(), "kafka");
   EXPECT_EQ(kafka::make_error_code(RD_KAFKA_RESP_ERR__TRANSPORT).message(), "Local: Broker transport failure");
 }
 
@@ -271,3 +272,16 @@ TEST_F(kafka_mock, stop_purges_what_it_cannot_flush_in_time) {
 }
 
 } // namespace
+
+// librdkafka owns the codes and texts, bulwark the mapping: each row's name is librdkafka's own
+// name for that value, and the docs row shows librdkafka's text.
+TEST(kafka_errors, the_table_matches_librdkafka_the_category_and_docs_errors_md) {
+  bulwark::test::expect_category_matches_table_and_docs(kafka::kafka_category(), kafka::kafka_error_rows,
+                                                        RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION);
+  for (const auto& row : kafka::kafka_error_rows) {
+    const auto code = static_cast<rd_kafka_resp_err_t>(row.value);
+    EXPECT_EQ(row.name, rd_kafka_err2name(code)) << row.value;
+    EXPECT_TRUE(row.message.empty()) << row.name;
+    EXPECT_EQ(kafka::make_error_code(code).message(), rd_kafka_err2str(code));
+  }
+}

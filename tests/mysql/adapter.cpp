@@ -1,8 +1,10 @@
 // mysql::repository, pool and error mapping against a real MariaDB.
+#include <bulwark/http/responses.hpp>
 #include <bulwark/mysql.hpp>
 #include <bulwark/resilience/timeout.hpp>
 
 #include "fixture.hpp"
+#include "support/error_table.hpp"
 #include "support/run.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -12,7 +14,9 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+#include <errmsg.h>
 #include <gtest/gtest.h>
+#include <mysqld_error.h>
 
 #include <algorithm>
 #include <array>
@@ -387,3 +391,66 @@ TEST_F(mysql_adapter, a_cancelled_connect_starts_no_backoff_for_other_callers) {
 }
 
 } // namespace
+
+// Each row's name is the client headers' macro for that number, so a typo in a number shows.
+TEST(mysql_errors, the_table_matches_the_client_headers_the_category_and_docs_errors_md) {
+  EXPECT_STREQ(mysql::mysql_category().name(), "mysql");
+  bulwark::test::expect_category_matches_table_and_docs(mysql::mysql_category(), mysql::mysql_error_rows, 1064);
+#define BULWARK_MACRO(m)                                                                                               \
+  { #m, m }
+  const std::map<std::string_view, int> macros{
+      BULWARK_MACRO(ER_CON_COUNT_ERROR),
+      BULWARK_MACRO(ER_DBACCESS_DENIED_ERROR),
+      BULWARK_MACRO(ER_ACCESS_DENIED_ERROR),
+      BULWARK_MACRO(ER_SERVER_SHUTDOWN),
+      BULWARK_MACRO(ER_DUP_ENTRY),
+      BULWARK_MACRO(ER_TABLEACCESS_DENIED_ERROR),
+      BULWARK_MACRO(ER_NET_PACKET_TOO_LARGE),
+      BULWARK_MACRO(ER_LOCK_WAIT_TIMEOUT),
+      BULWARK_MACRO(ER_LOCK_DEADLOCK),
+      BULWARK_MACRO(ER_TRUNCATED_WRONG_VALUE_FOR_FIELD),
+      BULWARK_MACRO(ER_DATA_TOO_LONG),
+      BULWARK_MACRO(ER_CONNECTION_KILLED),
+      BULWARK_MACRO(CR_SOCKET_CREATE_ERROR),
+      BULWARK_MACRO(CR_CONNECTION_ERROR),
+      BULWARK_MACRO(CR_CONN_HOST_ERROR),
+      BULWARK_MACRO(CR_IPSOCK_ERROR),
+      BULWARK_MACRO(CR_UNKNOWN_HOST),
+      BULWARK_MACRO(CR_SERVER_GONE_ERROR),
+      BULWARK_MACRO(CR_TCP_CONNECTION),
+      BULWARK_MACRO(CR_SERVER_HANDSHAKE_ERR),
+      BULWARK_MACRO(CR_SERVER_LOST),
+      BULWARK_MACRO(CR_COMMANDS_OUT_OF_SYNC),
+      BULWARK_MACRO(CR_NET_PACKET_TOO_LARGE),
+      BULWARK_MACRO(CR_SSL_CONNECTION_ERROR),
+      BULWARK_MACRO(CR_MALFORMED_PACKET),
+      BULWARK_MACRO(CR_SERVER_LOST_EXTENDED),
+      BULWARK_MACRO(CR_ERR_NET_READ),
+      BULWARK_MACRO(CR_ERR_NET_WRITE),
+  };
+#undef BULWARK_MACRO
+  for (const auto& row : mysql::mysql_error_rows) {
+    const auto macro = macros.find(row.name);
+    ASSERT_NE(macro, macros.end()) << row.name;
+    EXPECT_EQ(macro->second, row.value) << row.name;
+  }
+  EXPECT_EQ(mysql::make_error_code(1064).message(), "mysql server error 1064");
+  EXPECT_EQ(mysql::make_error_code(2099).message(), "mysql client error 2099");
+}
+
+// The service's own credentials refused by the server (a real 1045) is "rejected", which the
+// HTTP layer answers 503: the caller is not at fault, so neither 401 nor 403.
+TEST_F(mysql_adapter, a_refused_login_is_rejected_and_answered_503) {
+  auto cfg = test_config();
+  cfg.user = "bulwark_no_such_user";
+  cfg.password = "wrong";
+  mysql::pool refused(ctx_.get_executor(), cfg);
+  auto l = run(refused.acquire());
+  ASSERT_FALSE(l.has_value());
+  EXPECT_EQ(l.error().code(), mysql::make_error_code(1045)) << l.error();
+  EXPECT_EQ(l.error(), errc::rejected);
+  const auto answer = bulwark::http::error_response(l.error());
+  EXPECT_EQ(answer.status, 503);
+  EXPECT_EQ(answer.headers.get("Retry-After"), std::optional<std::string_view>("1"));
+  run(refused.stop());
+}

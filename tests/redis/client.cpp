@@ -4,6 +4,7 @@
 
 #include "conformance/cache_suite.hpp"
 #include "conformance/repository_suite.hpp"
+#include "support/error_table.hpp"
 #include "support/run.hpp"
 
 #include <bulwark/resilience/timeout.hpp>
@@ -108,7 +109,7 @@ TEST_F(redis_client, server_errors_map_onto_conditions) {
   ASSERT_TRUE(run(c.execute("RPUSH", key("list"), "x")).has_value());
   auto wrong_type = run(c.execute("GET", key("list")));
   ASSERT_FALSE(wrong_type.has_value());
-  EXPECT_EQ(wrong_type.error().code(), redis::make_error_code(redis::errc::wrong_type));
+  EXPECT_EQ(wrong_type.error().code(), redis::make_error_code(redis::redis_errc::wrong_type));
   EXPECT_EQ(wrong_type.error(), bulwark::errc::invalid_argument);
   EXPECT_NE(wrong_type.error().detail().find("WRONGTYPE"), std::string_view::npos);
   auto unknown = run(c.execute("NO-SUCH-COMMAND"));
@@ -197,7 +198,7 @@ TEST_F(redis_client, command_timeout_fails_with_timeout_then_reconnects) {
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(blocked.has_value());
   EXPECT_EQ(blocked.error(), bulwark::errc::timeout) << blocked.error();
-  EXPECT_EQ(blocked.error().code(), redis::make_error_code(redis::errc::command_timeout));
+  EXPECT_EQ(blocked.error().code(), redis::make_error_code(redis::redis_errc::command_timeout));
   EXPECT_GE(took, 200ms);
   EXPECT_LT(took, 1500ms);
   EXPECT_EQ(c.statistics().timeouts, 1u);
@@ -444,7 +445,7 @@ TEST_F(redis_client, a_batch_of_puts_keeps_individual_results_and_issue_order) {
   expect_stored(1, false);
   ASSERT_FALSE(results[2].has_value());
   EXPECT_EQ(results[2].error(), bulwark::errc::invalid_argument); // redis wrong_type
-  EXPECT_EQ(results[2].error().code(), make_error_code(redis::errc::wrong_type));
+  EXPECT_EQ(results[2].error().code(), make_error_code(redis::redis_errc::wrong_type));
   ASSERT_FALSE(results[3].has_value());
   EXPECT_EQ(results[3].error(), bulwark::errc::invalid_argument);
   expect_stored(4, true);
@@ -471,4 +472,10 @@ TEST_F(redis_client, a_batch_of_puts_keeps_individual_results_and_issue_order) {
   EXPECT_EQ(run(cache.get("u")).value()->value, "value:2");
   EXPECT_EQ(run(cache.get("v")).value()->value, "value:1");
   run(c.stop());
+}
+
+TEST(redis_errors, the_table_matches_the_category_and_docs_errors_md) {
+  EXPECT_STREQ(redis::redis_category().name(), "redis");
+  bulwark::test::expect_category_matches_table_and_docs(redis::redis_category(), redis::redis_errc_rows, 17);
+  EXPECT_EQ(redis::classify_server_error("WRONGPASS invalid username-password pair"), redis::redis_errc::auth_failed);
 }

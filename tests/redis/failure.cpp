@@ -247,7 +247,7 @@ TEST_F(redis_failure, connect_that_never_completes_times_out) {
   const auto took = steady::now() - start;
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error(), bulwark::errc::timeout) << r.error();
-  EXPECT_EQ(r.error().code(), redis::make_error_code(redis::errc::connect_timeout)) << r.error();
+  EXPECT_EQ(r.error().code(), redis::make_error_code(redis::redis_errc::connect_timeout)) << r.error();
   EXPECT_GE(took, 290ms);
   EXPECT_LT(took, 1500ms);
 }

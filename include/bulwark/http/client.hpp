@@ -7,15 +7,8 @@
 //   if (!r) ...                      // r.error() == errc::unavailable / timeout / protocol_error
 //   else if (r.value().status == 200) ...
 //
-// Errors (http::client_errc, each mapping onto a bulwark::errc condition):
-//   connect_failed           unavailable     nothing accepted the connection (refused, unreachable, DNS)
-//   timed_out                timeout         connect or request exceeded its timeout
-//   closed_without_response  protocol_error  the server closed the connection (or reset it) after
-//                                            the request and before the first byte of an answer
-//   truncated_response       protocol_error  the connection ended in the middle of an answer
-//   malformed_response       protocol_error  the answer is not valid HTTP/1.1
-//   response_too_large       too_large       the body exceeds client_options::limits.max_body
-// A status code is not an error: 404 and 503 are responses.
+// Errors: http::client_errc (http/client_error.hpp), each mapping onto a bulwark::errc condition;
+// a status code is not an error: 404 and 503 are responses.
 //
 // Retries: after a connection failure (connect_failed, closed_without_response, a reset while
 // writing or before the answer) an idempotent request (GET HEAD PUT DELETE OPTIONS TRACE) is
@@ -24,6 +17,7 @@
 //
 // A client belongs to one executor: call it from coroutines on that executor only.
 
+#include <bulwark/http/client_error.hpp>
 #include <bulwark/http/detail/serializer.hpp>
 #include <bulwark/http/message.hpp>
 #include <bulwark/http/parser.hpp>
@@ -55,51 +49,6 @@
 #endif
 
 namespace bulwark::http {
-
-enum class client_errc {
-  connect_failed = 1,
-  timed_out = 2,
-  closed_without_response = 3,
-  truncated_response = 4,
-  malformed_response = 5,
-  response_too_large = 6,
-};
-
-namespace detail {
-class client_category final : public std::error_category {
-public:
-  const char* name() const noexcept override { return "bulwark.http.client"; }
-  std::string message(int v) const override {
-    switch (static_cast<client_errc>(v)) {
-    case client_errc::connect_failed: return "connect failed";
-    case client_errc::timed_out: return "timed out";
-    case client_errc::closed_without_response: return "connection closed without a response";
-    case client_errc::truncated_response: return "connection closed in the middle of a response";
-    case client_errc::malformed_response: return "malformed response";
-    case client_errc::response_too_large: return "response too large";
-    }
-    return "unknown http client error";
-  }
-  std::error_condition default_error_condition(int v) const noexcept override {
-    switch (static_cast<client_errc>(v)) {
-    case client_errc::connect_failed: return make_error_condition(errc::unavailable);
-    case client_errc::timed_out: return make_error_condition(errc::timeout);
-    case client_errc::closed_without_response:
-    case client_errc::truncated_response:
-    case client_errc::malformed_response: return make_error_condition(errc::protocol_error);
-    case client_errc::response_too_large: return make_error_condition(errc::too_large);
-    }
-    return {v, *this};
-  }
-};
-} // namespace detail
-
-/// The category of client_errc codes.
-inline const std::error_category& client_category() noexcept {
-  static const detail::client_category instance;
-  return instance;
-}
-inline std::error_code make_error_code(client_errc e) noexcept { return {static_cast<int>(e), client_category()}; }
 
 /// Where to send a request: a host name or IP address and a port.
 struct endpoint {
@@ -332,5 +281,3 @@ private:
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
-
-template <> struct std::is_error_code_enum<bulwark::http::client_errc> : std::true_type {};

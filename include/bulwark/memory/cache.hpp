@@ -13,6 +13,7 @@
 #include <bulwark/cache.hpp>
 #include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/hash_index.hpp>
+#include <bulwark/detail/key_rules.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -96,9 +97,8 @@ public:
   }
 
   result<bool> put_now(std::string_view key, versioned value, std::chrono::milliseconds ttl) {
-    if (key.empty()) return error(errc::invalid_argument, "empty key");
-    if (key.size() > opts_.max_key_bytes) return error(errc::invalid_argument, "key too long");
-    if (ttl.count() < 0) return error(errc::invalid_argument, "negative ttl");
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    BOOST_OUTCOME_TRY(detail::check_ttl(ttl));
     const hashed_key hk{key, std::hash<std::string_view>{}(key)};
     auto& s = shard_for(hk);
     const std::size_t cost = key.size() + value.value.size() + entry_overhead;

@@ -2,6 +2,7 @@
 // memory::repository: the in-memory model of bulwark::repository (the embedded default).
 // Thread-safe: any number of threads and coroutines may call it at once.
 
+#include <bulwark/detail/key_rules.hpp>
 #include <bulwark/repository.hpp>
 
 #include <algorithm>
@@ -49,10 +50,8 @@ public:
   }
 
   result<version_t> put_now(std::string_view key, std::string value, std::optional<version_t> expected) {
-    if (auto bad = check(key)) return *bad;
-    if (value.size() > opts_.max_value_bytes)
-      return error(errc::too_large, "value of " + std::to_string(value.size()) + " bytes exceeds " +
-                                        std::to_string(opts_.max_value_bytes));
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    BOOST_OUTCOME_TRY(detail::check_value_size(value.size(), opts_.max_value_bytes));
     std::unique_lock lock(mutex_);
     auto it = rows_.find(key);
     const version_t current = (it != rows_.end() && it->second.live) ? it->second.version : no_version;
@@ -68,7 +67,7 @@ public:
   }
 
   result<bool> erase_now(std::string_view key) {
-    if (auto bad = check(key)) return *bad;
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
     std::unique_lock lock(mutex_);
     auto it = rows_.find(key);
     if (it == rows_.end() || !it->second.live) return false;
@@ -80,8 +79,8 @@ public:
   }
 
   result<scan_page> scan_now(std::string_view prefix, std::string_view after, std::size_t limit) const {
+    BOOST_OUTCOME_TRY(detail::check_scan_limit(limit));
     scan_page page;
-    if (limit == 0) return error(errc::invalid_argument, "scan limit must be positive");
     std::shared_lock lock(mutex_);
     auto it = (after.empty() || after < prefix) ? rows_.lower_bound(prefix) : rows_.upper_bound(after);
     for (; it != rows_.end(); ++it) {
@@ -109,14 +108,6 @@ private:
     version_t version = no_version;
     bool live = false;
   };
-
-  std::optional<error> check(std::string_view key) const {
-    if (key.empty()) return error(errc::invalid_argument, "empty key");
-    if (key.size() > opts_.max_key_bytes)
-      return error(errc::invalid_argument,
-                   "key of " + std::to_string(key.size()) + " bytes exceeds " + std::to_string(opts_.max_key_bytes));
-    return std::nullopt;
-  }
 
   // Tombstones keep versions monotonic across erase; when they pile up they are dropped and
   // the highest version among them becomes the floor every new row starts above.

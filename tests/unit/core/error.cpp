@@ -1,5 +1,8 @@
 #include <bulwark/error.hpp>
+#include <bulwark/http/client_error.hpp>
 #include <bulwark/result.hpp>
+
+#include "support/error_table.hpp"
 
 #include <gtest/gtest.h>
 
@@ -35,6 +38,7 @@ bulwark::result<int> twice(int x) {
 TEST(error, codes_are_stable) {
   EXPECT_EQ(static_cast<int>(bulwark::errc::not_found), 1);
   EXPECT_EQ(static_cast<int>(bulwark::errc::duplicate), 11);
+  EXPECT_EQ(static_cast<int>(bulwark::errc::declined), 12);
   EXPECT_EQ(bulwark::to_string(bulwark::errc::circuit_open), "circuit_open");
   EXPECT_STREQ(bulwark::category().name(), "bulwark");
 }
@@ -56,6 +60,35 @@ TEST(error, bulwark_codes_compare_equal_to_their_condition) {
   EXPECT_TRUE(ec == bulwark::errc::conflict);
   EXPECT_FALSE(ec == bulwark::errc::not_found);
   EXPECT_EQ(ec.message(), "version conflict");
+}
+
+TEST(error, the_bulwark_table_matches_the_category_and_docs_errors_md) {
+  bulwark::test::expect_category_matches_table_and_docs(bulwark::category(), bulwark::errc_rows, 13);
+  // The table is the conditions themselves: one row per errc, in value order.
+  for (std::size_t i = 0; i < bulwark::errc_rows.size(); ++i) {
+    EXPECT_EQ(bulwark::errc_rows[i].value, static_cast<int>(i + 1));
+    EXPECT_EQ(static_cast<int>(bulwark::errc_rows[i].condition), bulwark::errc_rows[i].value);
+  }
+  EXPECT_EQ(bulwark::to_string(bulwark::errc{}), "unknown");
+}
+
+TEST(error, the_http_client_table_matches_the_category_and_docs_errors_md) {
+  EXPECT_STREQ(bulwark::http::client_category().name(), "http.client");
+  bulwark::test::expect_category_matches_table_and_docs(bulwark::http::client_category(),
+                                                        bulwark::http::client_errc_rows, 7);
+  EXPECT_EQ(std::error_code(bulwark::http::client_errc::timed_out), bulwark::errc::timeout);
+}
+
+// A business refusal is its own condition: neither an overload/auth refusal nor a lost
+// compare-and-set, so a caller can tell "try later" and "your version is stale" from "no".
+TEST(error, declined_is_a_refusal_by_the_rules_distinct_from_rejected_and_conflict) {
+  const bulwark::error no_stock(bulwark::errc::declined, "2 left, 3 asked");
+  EXPECT_EQ(no_stock, bulwark::errc::declined);
+  EXPECT_FALSE(no_stock == bulwark::errc::rejected);
+  EXPECT_FALSE(no_stock == bulwark::errc::conflict);
+  EXPECT_EQ(no_stock.condition(), bulwark::errc::declined);
+  EXPECT_EQ(bulwark::to_string(no_stock.condition()), "declined");
+  EXPECT_EQ(no_stock.message(), "declined by the rules: 2 left, 3 asked");
 }
 
 TEST(result, try_propagates_the_error_with_its_detail) {

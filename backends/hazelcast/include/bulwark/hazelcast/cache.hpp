@@ -1,9 +1,9 @@
 #pragma once
 // hazelcast::cache: bulwark::cache over the member REST API, one Hazelcast map per cache.
 //
-//   auto members = std::make_shared<hazelcast::member_list>(ex, hazelcast::member_options{
-//       .members = hazelcast::parse_members("127.0.0.1:5701,127.0.0.1:5702").value()});
-//   hazelcast::cache c(members, {.map = "channel-metadata"});
+//   auto members = hazelcast::member_list::create(ex, hazelcast::member_options{
+//       .members = hazelcast::parse_members("127.0.0.1:5701,127.0.0.1:5702").value()}).value();
+//   auto c = hazelcast::cache::create(members, {.map = "channel-metadata"}).value();
 //   co_await c.put("NL", versioned{bytes, 7}, 60s);   // true, or false if version > 7 is there
 //
 // Each entry is GET/POST/DELETE /hazelcast/rest/maps/{map}/{percent-encoded key}; its body is an
@@ -24,6 +24,7 @@
 // (value over max_value_bytes), errc::rejected (too many writers waiting for one key's lock).
 
 #include <bulwark/cache.hpp>
+#include <bulwark/detail/key_rules.hpp>
 #include <bulwark/hazelcast/detail/key_locks.hpp>
 #include <bulwark/hazelcast/envelope.hpp>
 #include <bulwark/hazelcast/error.hpp>
@@ -33,7 +34,6 @@
 #include <chrono>
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -50,12 +50,15 @@ struct cache_options {
 /// and judges expiry.
 template <class Clock = std::chrono::system_clock> class basic_cache {
 public:
-  /// Throws std::invalid_argument for a map name the adapter does not accept.
-  explicit basic_cache(std::shared_ptr<member_list> members, cache_options options = {}, Clock clock = Clock{})
-      : members_(std::move(members)), options_(std::move(options)), clock_(std::move(clock)),
-        locks_(options_.max_waiting_writers) {
-    if (!members_) throw std::invalid_argument("hazelcast::cache: no member list");
-    if (!valid_map_name(options_.map)) throw std::invalid_argument("hazelcast::cache: bad map name " + options_.map);
+  /// A cache over `members`. Construction fails one way across bulwark (docs/errors.md):
+  /// errc::invalid_argument for no member list or a map name the adapter does not accept.
+  /// Move it only while no operation is in flight.
+  static result<basic_cache> create(std::shared_ptr<member_list> members, cache_options options = {},
+                                    Clock clock = Clock{}) {
+    if (!members) return error(errc::invalid_argument, "hazelcast::cache: no member list");
+    if (!valid_map_name(options.map))
+      return error(errc::invalid_argument, "hazelcast::cache: bad map name " + options.map);
+    return basic_cache(std::move(members), std::move(options), std::move(clock));
   }
 
   /// The entry for key, or nullopt on a miss (204) or once its ttl has passed since stored_at.
@@ -71,10 +74,8 @@ public:
   /// POST, serialised with other writes of this key from this object.
   task<bool> put(std::string_view key, versioned value, std::chrono::milliseconds ttl) {
     BOOST_OUTCOME_CO_TRY(path, entry_path(options_.map, key, options_.max_key_bytes));
-    if (ttl.count() < 0) co_return error(errc::invalid_argument, "negative ttl");
-    if (value.value.size() > options_.max_value_bytes)
-      co_return error(errc::too_large, "value of " + std::to_string(value.value.size()) + " bytes exceeds " +
-                                           std::to_string(options_.max_value_bytes));
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_ttl(ttl));
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.value.size(), options_.max_value_bytes));
     auto locked = co_await locks_.lock(path); // held until the end of this call
     if (!locked) co_return locked.error();
     BOOST_OUTCOME_CO_TRY(current, co_await read(path));
@@ -116,6 +117,10 @@ public:
   member_list& members() noexcept { return *members_; }
 
 private:
+  basic_cache(std::shared_ptr<member_list> members, cache_options options, Clock clock)
+      : members_(std::move(members)), options_(std::move(options)), clock_(std::move(clock)),
+        locks_(options_.max_waiting_writers) {}
+
   static error unexpected(const http::response& resp, std::string_view method, std::string_view path) {
     std::string detail = std::string(method) + " " + std::string(path) + ": status " + std::to_string(resp.status);
     if (!resp.body.empty()) detail += " " + resp.body.substr(0, 200);
@@ -142,4 +147,4 @@ using cache = basic_cache<>;
 
 } // namespace bulwark::hazelcast
 
-static_assert(bulwark::cache<bulwark::hazelcast::cache>);
+static_assert(bulwark::cache<bulwark::hazelcast::cache>, "hazelcast::cache must model bulwark::cache");

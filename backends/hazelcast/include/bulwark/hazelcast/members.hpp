@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -85,15 +86,25 @@ struct member_status {
 };
 
 class member_list {
+  struct passkey {
+    explicit passkey() = default;
+  };
+
 public:
-  /// Errors from send() only: a bad option is a programming error and throws std::invalid_argument.
-  member_list(asio::any_io_executor ex, member_options options)
+  /// A member list on `ex` (shared: every cache over it holds it). Construction fails one way
+  /// across bulwark (docs/errors.md): errc::invalid_argument for an empty member list.
+  static result<std::shared_ptr<member_list>> create(asio::any_io_executor ex, member_options options) {
+    if (options.members.empty()) return error(errc::invalid_argument, "hazelcast::member_list: no members");
+    return std::make_shared<member_list>(passkey{}, std::move(ex), std::move(options));
+  }
+
+  /// Use create(); public only for std::make_shared.
+  member_list(passkey, asio::any_io_executor ex, member_options options)
       : ex_(ex), options_(std::move(options)),
         client_(ex, http::client_options{.connect_timeout = options_.connect_timeout,
                                          .request_timeout = options_.attempt_timeout,
                                          .max_retries = 0,
                                          .limits = limits(options_.max_body)}) {
-    if (options_.members.empty()) throw std::invalid_argument("hazelcast::member_list: no members");
     for (auto& m : options_.members) members_.push_back(member{m});
   }
 

@@ -6,6 +6,7 @@
 // collapse into U+FFFD (so "\xff" and "\xfe" would be one key). Hence every byte outside the
 // RFC 3986 unreserved set is percent-encoded, and keys must be valid UTF-8.
 
+#include <bulwark/detail/key_rules.hpp>
 #include <bulwark/hazelcast/error.hpp>
 #include <bulwark/result.hpp>
 
@@ -80,10 +81,7 @@ constexpr bool valid_map_name(std::string_view map) noexcept {
 /// The REST path of `key` in `map`. Errors: hazelcast_errc::bad_key (empty, longer than
 /// max_key_bytes, not UTF-8).
 inline result<std::string> entry_path(std::string_view map, std::string_view key, std::size_t max_key_bytes) {
-  if (key.empty()) return error(make_error_code(hazelcast_errc::bad_key), "empty key");
-  if (key.size() > max_key_bytes)
-    return error(make_error_code(hazelcast_errc::bad_key),
-                 "key of " + std::to_string(key.size()) + " bytes exceeds " + std::to_string(max_key_bytes));
+  BOOST_OUTCOME_TRY(bulwark::detail::check_key(key, max_key_bytes, make_error_code(hazelcast_errc::bad_key)));
   if (!valid_utf8(key)) return error(make_error_code(hazelcast_errc::bad_key), "key is not valid UTF-8");
   std::string path = "/hazelcast/rest/maps/";
   path += map;

@@ -18,6 +18,7 @@
 //   Values: up to max_value_size (default 16 MiB; the server's max_allowed_packet must allow
 //   it): beyond, errc::too_large.
 
+#include <bulwark/detail/key_rules.hpp>
 #include <bulwark/mysql/connection.hpp>
 #include <bulwark/mysql/error.hpp>
 #include <bulwark/mysql/pool.hpp>
@@ -47,15 +48,6 @@ inline bool valid_table_name(std::string_view name) noexcept {
     if (!ok) return false;
   }
   return true;
-}
-
-/// The smallest key greater than every key starting with prefix, or nullopt (no bound).
-inline std::optional<std::string> prefix_successor(std::string_view prefix) {
-  std::string s(prefix);
-  while (!s.empty() && static_cast<unsigned char>(s.back()) == 0xFF) s.pop_back();
-  if (s.empty()) return std::nullopt;
-  s.back() = static_cast<char>(static_cast<unsigned char>(s.back()) + 1);
-  return s;
 }
 
 /// Parameter and result bindings that point into the caller's frame.
@@ -162,9 +154,7 @@ public:
   /// errc::conflict. One statement, one round trip.
   task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    if (value.size() > max_value_size_) {
-      co_return bulwark::error(errc::too_large, "value of " + std::to_string(value.size()) + " bytes");
-    }
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.size(), max_value_size_));
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
     unsigned long key_length = 0, value_length = 0;
     unsigned long long want = expected.value_or(0);
@@ -207,11 +197,12 @@ public:
   /// Up to limit entries with key starting with prefix and greater than after, ascending by
   /// bytes; page.next is set when more may follow. One round trip, an index range scan.
   task<scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_scan_limit(limit));
     scan_page page;
     // No key is longer than 255 bytes, so a longer prefix matches nothing.
-    if (limit == 0 || prefix.size() > max_key_size) co_return page;
+    if (prefix.size() > max_key_size) co_return page;
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
-    const auto upper = detail::prefix_successor(prefix);
+    const auto upper = bulwark::detail::prefix_successor(prefix);
     BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(upper ? sql_->scan_bounded : sql_->scan_open));
     unsigned long prefix_length = 0, after_length = 0, upper_length = 0;
     unsigned long long rows = static_cast<unsigned long long>(limit) + 1;
@@ -281,13 +272,7 @@ private:
     return sql_;
   }
 
-  static result<void> check_key(std::string_view key) {
-    if (key.empty()) return bulwark::error(errc::invalid_argument, "empty key");
-    if (key.size() > max_key_size) {
-      return bulwark::error(errc::invalid_argument, "key of " + std::to_string(key.size()) + " bytes (max 255)");
-    }
-    return ok();
-  }
+  static result<void> check_key(std::string_view key) { return bulwark::detail::check_key(key, max_key_size); }
 
   /// Binds the result buffers and calls on_row for every row until the result set ends.
   /// A failure part way leaves the protocol mid-result: the connection is then discarded.
@@ -317,4 +302,4 @@ private:
 
 } // namespace bulwark::mysql
 
-static_assert(bulwark::repository<bulwark::mysql::repository>);
+static_assert(bulwark::repository<bulwark::mysql::repository>, "mysql::repository must model bulwark::repository");

@@ -17,12 +17,13 @@
 // in the next one. Each caller still gets its own result: arguments are checked before a put
 // joins a batch, and a per-key server error (e.g. WRONGTYPE) fails that put only; an error of
 // the whole command (transport, timeout, stop) fails every put of the batch with that error.
-// A cancelled caller resumes at once with redis::errc::cancelled (its write may still happen).
+// A cancelled caller resumes at once with redis::redis_errc::cancelled (its write may still happen).
 // A put joins the client's outstanding() only when its batch is flushed (at the end of the
 // turn), so one started in the same turn as client::stop() fails with stopped. On a cluster,
 // a batch's keys must share a slot ({tag} prefix) or max_put_batch must be 1.
 
 #include <bulwark/cache.hpp>
+#include <bulwark/detail/key_rules.hpp>
 #include <bulwark/redis/client.hpp>
 #include <bulwark/redis/script.hpp>
 
@@ -150,7 +151,7 @@ public:
   put_batcher& operator=(const put_batcher&) = delete;
   ~put_batcher() {
     for (auto& e : open_) {
-      e.op->complete(bulwark::error(make_error_code(errc::stopped)), true);
+      e.op->complete(bulwark::error(make_error_code(redis_errc::stopped)), true);
       e.op->release();
     }
   }
@@ -180,7 +181,7 @@ private:
     ~batch() {
       for (auto& e : entries) {
         if (e.op == nullptr) continue;
-        e.op->complete(bulwark::error(make_error_code(errc::stopped)), true);
+        e.op->complete(bulwark::error(make_error_code(redis_errc::stopped)), true);
         e.op->release();
       }
     }
@@ -249,7 +250,7 @@ private:
     }
     auto& entries = b->entries;
     if (r && (r.value().type != reply::kind::array || r.value().elements.size() != entries.size()))
-      r = bulwark::error(make_error_code(errc::unexpected_reply), "cache put script: not one reply per key");
+      r = bulwark::error(make_error_code(redis_errc::unexpected_reply), "cache put script: not one reply per key");
     for (std::size_t i = 0; i < entries.size(); ++i) {
       pending_command* op = std::exchange(entries[i].op, nullptr);
       if (r)
@@ -279,7 +280,7 @@ public:
 
   /// The entry, or nullopt on a miss or after its ttl. One GET.
   /// Errors: the client's (unavailable, timeout, ...); invalid_argument for a bad key;
-  /// protocol_error (redis::errc::unexpected_reply) for a value not in this layout.
+  /// protocol_error (redis::redis_errc::unexpected_reply) for a value not in this layout.
   task<std::optional<cached>> get(std::string_view key) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
     const auto full = options_.key_prefix + std::string(key);
@@ -305,11 +306,8 @@ public:
   /// key or a negative ttl; too_large over max_value_bytes.
   task<bool> put(std::string_view key, versioned value, std::chrono::milliseconds ttl) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    if (ttl.count() < 0) co_return bulwark::error(bulwark::errc::invalid_argument, "negative ttl");
-    if (value.value.size() > options_.max_value_bytes)
-      co_return bulwark::error(bulwark::errc::too_large, "value of " + std::to_string(value.value.size()) +
-                                                             " bytes exceeds " +
-                                                             std::to_string(options_.max_value_bytes));
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_ttl(ttl));
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.value.size(), options_.max_value_bytes));
     const auto full = options_.key_prefix + std::string(key);
     std::string packed;
     packed.reserve(detail::cache_header_size + value.value.size());
@@ -323,7 +321,7 @@ public:
     auto& rep = r.value();
     if (auto n = rep.as_integer()) co_return *n == 1;
     if (rep.type == reply::kind::error) co_return server_error(rep.str);
-    co_return bulwark::error(make_error_code(errc::unexpected_reply), "cache put script: not an integer");
+    co_return bulwark::error(make_error_code(redis_errc::unexpected_reply), "cache put script: not an integer");
   }
 
   /// Removes the entry; true when it was present. One DEL.
@@ -333,7 +331,7 @@ public:
     auto r = co_await client_.execute("DEL", full);
     if (!r) co_return r.error();
     if (auto n = r.value().as_integer()) co_return *n > 0;
-    co_return bulwark::error(make_error_code(errc::unexpected_reply), "DEL: not an integer");
+    co_return bulwark::error(make_error_code(redis_errc::unexpected_reply), "DEL: not an integer");
   }
 
   const cache_options& options() const noexcept { return options_; }
@@ -343,13 +341,9 @@ public:
   client& connection() noexcept { return client_; }
 
 private:
-  result<void> check_key(std::string_view key) const {
-    if (key.empty()) return bulwark::error(bulwark::errc::invalid_argument, "empty key");
-    if (key.size() > options_.max_key_bytes) return bulwark::error(bulwark::errc::invalid_argument, "key too long");
-    return ok();
-  }
+  result<void> check_key(std::string_view key) const { return bulwark::detail::check_key(key, options_.max_key_bytes); }
   static bulwark::error malformed(const std::string& key) {
-    return {make_error_code(errc::unexpected_reply), "value at " + key + " is not a bulwark cache entry"};
+    return {make_error_code(redis_errc::unexpected_reply), "value at " + key + " is not a bulwark cache entry"};
   }
 
   client client_;

@@ -68,7 +68,7 @@ public:
     std::string detail;
     for (auto& c : connections_)
       if (!c->last_failure().empty()) detail = "last failure: " + c->last_failure();
-    return {make_error_code(errc::not_connected), std::move(detail)};
+    return {make_error_code(redis_errc::not_connected), std::move(detail)};
   }
 
   std::size_t outstanding() const noexcept {
@@ -109,7 +109,8 @@ struct initiation {
   template <class Handler, class Args>
   void operator()(Handler&& handler, const std::shared_ptr<pool>& pool, const Args& args) const {
     if (pool->stopping())
-      return fail_now(std::forward<Handler>(handler), pool->executor(), bulwark::error(make_error_code(errc::stopped)));
+      return fail_now(std::forward<Handler>(handler), pool->executor(),
+                      bulwark::error(make_error_code(redis_errc::stopped)));
     connection* c = pool->pick();
     if (c == nullptr) return fail_now(std::forward<Handler>(handler), pool->executor(), pool->unavailable_error());
     constexpr std::size_t small = 16;
@@ -161,7 +162,7 @@ public:
         std::array<std::string_view, sizeof...(Args)>{std::string_view(args)...});
   }
 
-  /// Stops: new commands fail with errc::stopped, the ones in flight complete (each within
+  /// Stops: new commands fail with redis_errc::stopped, the ones in flight complete (each within
   /// command_timeout), then every connection is closed. Idempotent.
   asio::awaitable<void> stop() {
     auto pool = pool_;

@@ -27,17 +27,17 @@ struct connection_options {
   /// pipelining), so one or two connections are usually enough.
   std::size_t pool_size = 2;
   /// A connection attempt that has not completed within this time fails with
-  /// redis::errc::connect_timeout (condition timeout).
+  /// redis::redis_errc::connect_timeout (condition timeout).
   std::chrono::milliseconds connect_timeout{1000};
-  /// A command without a reply within this time fails with redis::errc::command_timeout
+  /// A command without a reply within this time fails with redis::redis_errc::command_timeout
   /// (condition timeout), and so does every command behind it on that connection: the
   /// connection is closed and reconnected (a stalled Redis connection cannot be resynchronised).
   std::chrono::milliseconds command_timeout{1000};
   /// Delay before reconnecting after the n-th consecutive failure. While a connection waits,
-  /// commands sent to it fail at once with redis::errc::not_connected (condition unavailable):
+  /// commands sent to it fail at once with redis::redis_errc::not_connected (condition unavailable):
   /// callers are not queued behind an outage.
   backoff reconnect{std::chrono::milliseconds(20), std::chrono::milliseconds(1000), 2.0, true};
-  /// Commands outstanding per connection; more fail with redis::errc::queue_full (rejected).
+  /// Commands outstanding per connection; more fail with redis::redis_errc::queue_full (rejected).
   std::size_t max_pending = 65536;
 };
 

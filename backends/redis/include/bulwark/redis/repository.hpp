@@ -12,6 +12,7 @@
 // entries together (it touches keys it derives from the index, so it needs a standalone server
 // or a cluster in which all of P's keys share a hash slot, e.g. a prefix with a {hash tag}).
 
+#include <bulwark/detail/key_rules.hpp>
 #include <bulwark/redis/client.hpp>
 #include <bulwark/redis/script.hpp>
 #include <bulwark/repository.hpp>
@@ -87,15 +88,6 @@ inline std::optional<version_t> parse_version(std::string_view s) {
   return v;
 }
 
-/// The smallest string greater than every string starting with `prefix`, or nullopt when
-/// there is none (empty, or all 0xff).
-inline std::optional<std::string> prefix_successor(std::string_view prefix) {
-  std::string s(prefix);
-  while (!s.empty() && static_cast<unsigned char>(s.back()) == 0xff) s.pop_back();
-  if (s.empty()) return std::nullopt;
-  s.back() = static_cast<char>(static_cast<unsigned char>(s.back()) + 1);
-  return s;
-}
 } // namespace detail
 
 class repository {
@@ -124,10 +116,7 @@ public:
   /// errc::conflict. One script. Errors also: invalid_argument, too_large, the client's.
   task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    if (value.size() > options_.max_value_bytes)
-      co_return bulwark::error(bulwark::errc::too_large, "value of " + std::to_string(value.size()) +
-                                                             " bytes exceeds " +
-                                                             std::to_string(options_.max_value_bytes));
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.size(), options_.max_value_bytes));
     const auto data = data_prefix_ + std::string(key);
     const std::string_view mode = !expected ? "a" : *expected == no_version ? "n" : "v";
     const auto expected_text = expected ? std::to_string(*expected) : std::string();
@@ -161,7 +150,7 @@ public:
   /// byte order; next is set when more may follow. One script (ZRANGEBYLEX + HMGETs).
   /// Errors: invalid_argument for limit 0, the client's.
   task<scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
-    if (limit == 0) co_return bulwark::error(bulwark::errc::invalid_argument, "scan limit must be positive");
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_scan_limit(limit));
     std::string min;
     if (!after.empty() && after >= prefix)
       min = "(" + std::string(after);
@@ -169,7 +158,7 @@ public:
       min = "-";
     else
       min = "[" + std::string(prefix);
-    const auto successor = detail::prefix_successor(prefix);
+    const auto successor = bulwark::detail::prefix_successor(prefix);
     const std::string max = successor ? "(" + *successor : std::string("+");
     const auto count = std::to_string(limit + 1);
     auto r =
@@ -195,13 +184,9 @@ public:
   client& connection() noexcept { return client_; }
 
 private:
-  result<void> check_key(std::string_view key) const {
-    if (key.empty()) return bulwark::error(bulwark::errc::invalid_argument, "empty key");
-    if (key.size() > options_.max_key_bytes) return bulwark::error(bulwark::errc::invalid_argument, "key too long");
-    return ok();
-  }
+  result<void> check_key(std::string_view key) const { return bulwark::detail::check_key(key, options_.max_key_bytes); }
   static bulwark::error unexpected(const char* what) {
-    return {make_error_code(errc::unexpected_reply), std::string(what) + ": unexpected reply"};
+    return {make_error_code(redis_errc::unexpected_reply), std::string(what) + ": unexpected reply"};
   }
 
   client client_;

@@ -36,7 +36,7 @@ public:
 
   /// True when `r` says the server does not know the script (NOSCRIPT): resend with as_eval().
   static bool not_loaded(const result<reply>& r) noexcept {
-    return !r && r.error().code() == make_error_code(errc::no_script);
+    return !r && r.error().code() == make_error_code(redis_errc::no_script);
   }
 
   /// Turns an EVALSHA command line from command() into the EVAL one (which also loads it).

@@ -24,6 +24,8 @@ public:
   explicit key_locks(std::size_t max_waiters) : max_waiters_(max_waiters) {}
   key_locks(const key_locks&) = delete;
   key_locks& operator=(const key_locks&) = delete;
+  /// Moves only while no lock is held or waited for (guards point at their owner).
+  key_locks(key_locks&&) noexcept = default;
 
   /// Holds the lock of one key until destroyed.
   class guard {

@@ -123,7 +123,7 @@ public:
       : handler_(std::move(handler)), executor_(asio::get_associated_executor(*handler_, fallback)) {}
 
   /// Lets the caller cancel (terminal, partial or total): the caller resumes at once with
-  /// errc::cancelled; the reply, when it comes, is dropped.
+  /// redis_errc::cancelled; the reply, when it comes, is dropped.
   void hook_cancellation() {
     slot_ = asio::get_associated_cancellation_slot(*handler_);
     if (slot_.is_connected()) {
@@ -143,7 +143,7 @@ private:
     void operator()(asio::cancellation_type type) {
       if (!!(type &
              (asio::cancellation_type::terminal | asio::cancellation_type::partial | asio::cancellation_type::total)))
-        op->finish(bulwark::error(make_error_code(errc::cancelled)), true, false);
+        op->finish(bulwark::error(make_error_code(redis_errc::cancelled)), true, false);
     }
     command_op* op;
   };
@@ -264,10 +264,11 @@ public:
 
   /// Queues one command. `handler` is completed exactly once with the reply or an error.
   template <class Handler> void submit(int argc, const char** argv, const std::size_t* lengths, Handler&& handler) {
-    if (stopped_ || stopping_) return fail_now(std::forward<Handler>(handler), executor_, error_of(errc::stopped));
+    if (stopped_ || stopping_)
+      return fail_now(std::forward<Handler>(handler), executor_, error_of(redis_errc::stopped));
     if (!ctx_) return fail_now(std::forward<Handler>(handler), executor_, not_connected());
     if (pending_.size() >= options_.max_pending)
-      return fail_now(std::forward<Handler>(handler), executor_, error_of(errc::queue_full));
+      return fail_now(std::forward<Handler>(handler), executor_, error_of(redis_errc::queue_full));
     using op_type = command_op<std::decay_t<Handler>, asio::any_io_executor>;
     auto* op = new op_type(std::forward<Handler>(handler), executor_);
     // One clock read per batch: the commands of one flush were all submitted in this turn.
@@ -279,7 +280,7 @@ public:
     format_command(command_buffer_, argc, argv, lengths);
     if (redisAsyncFormattedCommand(ctx_, &connection::on_reply, op, command_buffer_.data(), command_buffer_.size()) !=
         REDIS_OK) {
-      op->complete(error_of(errc::connection_closed), true);
+      op->complete(error_of(redis_errc::connection_closed), true);
       op->release();
       return;
     }
@@ -293,7 +294,7 @@ public:
   void begin_stop() noexcept { stopping_ = true; }
 
   /// Frees the context now: every pending command fails with `why`, posted to its caller.
-  void close(errc why) {
+  void close(redis_errc why) {
     if (!ctx_) return;
     close_reason_ = why;
     redisAsyncFree(ctx_); // runs the callbacks with NULL replies, then ev.cleanup
@@ -304,15 +305,18 @@ public:
   /// For destruction: close, and never reconnect.
   void shutdown() {
     stopped_ = true;
-    close(errc::stopped);
+    close(redis_errc::stopped);
     timer_.cancel();
   }
 
 private:
-  static bulwark::error error_of(errc e, std::string detail = {}) { return {make_error_code(e), std::move(detail)}; }
+  static bulwark::error error_of(redis_errc e, std::string detail = {}) {
+    return {make_error_code(e), std::move(detail)};
+  }
 
   bulwark::error not_connected() const {
-    return error_of(errc::not_connected, last_failure_.empty() ? std::string() : "last failure: " + last_failure_);
+    return error_of(redis_errc::not_connected,
+                    last_failure_.empty() ? std::string() : "last failure: " + last_failure_);
   }
 
   void note_failure(std::string why) {
@@ -347,7 +351,7 @@ private:
       // A refused AUTH or SELECT fails every command behind it on this connection: none may
       // run as the wrong user or in the wrong database.
       if (op->internal && !self->refused_)
-        self->refused_ = bulwark::error(make_error_code(errc::auth_failed), e.message());
+        self->refused_ = bulwark::error(make_error_code(redis_errc::auth_failed), e.message());
       self->ready_.emplace_back(op, std::move(e));
     } else if (self->refused_) {
       self->ready_.emplace_back(op, *self->refused_);
@@ -360,17 +364,19 @@ private:
   bulwark::error failure_of(const redisAsyncContext* ac) const {
     if (close_reason_) {
       switch (*close_reason_) {
-      case errc::connect_timeout: return error_of(errc::connect_timeout, "no connection within connect_timeout");
-      case errc::command_timeout: return error_of(errc::command_timeout, "no reply within command_timeout");
+      case redis_errc::connect_timeout:
+        return error_of(redis_errc::connect_timeout, "no connection within connect_timeout");
+      case redis_errc::command_timeout: return error_of(redis_errc::command_timeout, "no reply within command_timeout");
       default: return error_of(*close_reason_);
       }
     }
     std::string detail = ac->c.errstr;
     switch (ac->c.err) {
-    case REDIS_ERR_EOF: return error_of(errc::connection_closed, std::move(detail));
-    case REDIS_ERR_PROTOCOL: return error_of(errc::protocol, std::move(detail));
-    case REDIS_ERR_OOM: return error_of(errc::out_of_memory, std::move(detail));
-    default: return error_of(connected_ ? errc::connection_closed : errc::connection_failed, std::move(detail));
+    case REDIS_ERR_EOF: return error_of(redis_errc::connection_closed, std::move(detail));
+    case REDIS_ERR_PROTOCOL: return error_of(redis_errc::protocol, std::move(detail));
+    case REDIS_ERR_OOM: return error_of(redis_errc::out_of_memory, std::move(detail));
+    default:
+      return error_of(connected_ ? redis_errc::connection_closed : redis_errc::connection_failed, std::move(detail));
     }
   }
 
@@ -490,10 +496,10 @@ private:
     const auto now = steady::now();
     if (ctx_ && !connected_ && now >= connect_deadline_) {
       ++stats_.timeouts;
-      close(errc::connect_timeout);
+      close(redis_errc::connect_timeout);
     } else if (!pending_.empty() && now >= pending_.front()->deadline) {
       ++stats_.timeouts;
-      close(errc::command_timeout);
+      close(redis_errc::command_timeout);
     }
     std::optional<steady::time_point> next;
     if (ctx_ && !connected_) next = connect_deadline_;
@@ -530,7 +536,7 @@ private:
       auto self = weak.lock();
       if (!r && self && r.error() != bulwark::errc::timeout && r.error() != bulwark::errc::unavailable) {
         self->last_failure_ = r.error().message();
-        self->close(errc::auth_failed);
+        self->close(redis_errc::auth_failed);
       }
     });
     sending_internal_ = false;
@@ -548,7 +554,7 @@ private:
   steady::time_point connect_deadline_{};
   steady::time_point retry_at_{};
   steady::time_point batch_now_{};
-  std::optional<errc> close_reason_;
+  std::optional<redis_errc> close_reason_;
   std::optional<bulwark::error> refused_;
   std::string last_failure_;
   std::minstd_rand rng_;
