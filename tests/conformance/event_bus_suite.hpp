@@ -59,8 +59,8 @@ protected:
     subscribe_options o;
     o.topic = topic;
     o.group = group;
-    o.max_attempts = 3;
-    o.retry_backoff = backoff{5ms, 20ms, 2.0, true};
+    o.retry.max_attempts = 3;
+    o.retry.delays = backoff{5ms, 20ms, 2.0, true};
     return o;
   }
   // Publishes (key, value) pairs in order; fails the test on any error.

@@ -76,7 +76,7 @@ TEST(memory_event_bus, handler_exception_is_a_failure_and_is_retried) {
   bulwark::memory::event_bus bus(ctx.get_executor());
   std::atomic<int> calls{0};
   ASSERT_TRUE(bulwark::test::run(ctx, bus.publish("t", message{"k", "v", {}})).has_value());
-  auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g", .retry_backoff = {1ms, 1ms}},
+  auto sub = bulwark::test::run(ctx, bus.subscribe({.topic = "t", .group = "g", .retry = {.delays = {1ms, 1ms}}},
                                                    [&](const envelope&) -> task<void> {
                                                      if (++calls == 1) throw std::runtime_error("boom");
                                                      co_return bulwark::ok();
