@@ -127,7 +127,10 @@ struct envelope {
 /// A handler's error asks for a retry; success commits the message.
 using message_handler = std::function<task<void>(const envelope&)>;
 
-/// Where a new group starts reading.
+/// Where a new group starts reading: the oldest message the bus still holds, or the end.
+/// What a bus holds differs: Kafka keeps a topic's messages for its retention; the memory bus
+/// drops a message once every existing group committed it (a topic without groups keeps all),
+/// so a group that joins later does not see what the others already consumed.
 enum class start_from { earliest, latest };
 
 struct subscribe_options {
