@@ -26,6 +26,7 @@
 // Thread-safe: publish and subscribe from any thread; each member's workers and handlers run on
 // one strand of the bus's executor.
 
+#include <bulwark/clock.hpp>
 #include <bulwark/detail/delivery.hpp>
 #include <bulwark/detail/notifier.hpp>
 #include <bulwark/event_bus.hpp>
@@ -36,8 +37,6 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -71,6 +70,8 @@ public:
     std::size_t trim_every = 256;
     /// Where the backlog and lag gauges go; none when empty.
     std::shared_ptr<metrics::registry> metrics{};
+    /// The time of backoff waits and the drain period (clock::manual() in tests).
+    bulwark::clock clock{};
   };
 
   /// A member of a consumer group. stop() drains; dropping it without stop() asks the member
@@ -352,8 +353,7 @@ private:
   struct member : std::enable_shared_from_this<member> {
     member(state& s, topic_state& t, group_state& g, subscribe_options o, message_handler h)
         : topic(&t), group(&g), opts(std::move(o)), dead_letter_topic(opts.dead_letter_topic_name()),
-          handler(std::move(h)), strand(asio::make_strand(s.executor)), grace_timer(strand),
-          rng(std::random_device{}()) {
+          handler(std::move(h)), strand(asio::make_strand(s.executor)), rng(std::random_device{}()) {
       for (std::size_t p = 0; p < t.partitions.size(); ++p) workers.push_back(std::make_shared<partition_worker>(p));
     }
 
@@ -364,7 +364,7 @@ private:
     std::string dead_letter_topic;
     message_handler handler;
     asio::strand<asio::any_io_executor> strand;
-    asio::steady_timer grace_timer;
+    asio::cancellation_signal grace_cancel; // ends the drain period's wait once drained
     std::mt19937_64 rng;
     std::vector<std::shared_ptr<partition_worker>> workers; // per partition
     bool grace_over = false;
@@ -424,13 +424,6 @@ private:
       }
     }
 
-    // Strand: what the backoff waits run on.
-    asio::awaitable<bool> sleep(std::chrono::milliseconds d) {
-      asio::steady_timer timer(strand, d);
-      auto [ec] = co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-      co_return !ec;
-    }
-
     static asio::awaitable<void> work(std::shared_ptr<member> self, std::shared_ptr<partition_worker> w) {
       auto interrupted = [&] { return self->stop_requested.load(); };
       auto park = [&](const std::string& topic, message m) -> task<delivery> {
@@ -439,7 +432,8 @@ private:
       auto wait = [&](std::chrono::milliseconds d) -> asio::awaitable<bool> {
         if (interrupted()) co_return false;
         w->waiting = true;
-        const bool reached = co_await self->sleep(d);
+        auto backoff_wait = self->bus->opts.clock.wait_for(d);
+        const bool reached = co_await std::move(backoff_wait);
         w->waiting = false;
         co_return reached && !interrupted();
       };
@@ -470,10 +464,10 @@ private:
 
     // Strand: the end of the drain period.
     static asio::awaitable<void> grace(std::shared_ptr<member> self) {
-      if (!self->busy()) co_return; // drained before this started: nothing to cancel it later
-      self->grace_timer.expires_after(self->bus->opts.drain_timeout);
-      auto [ec] = co_await self->grace_timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-      if (ec) co_return;
+      if (!self->busy()) co_return; // drained before this started: nothing would cancel it later
+      auto period = self->bus->opts.clock.wait_for(self->bus->opts.drain_timeout);
+      const bool reached = co_await std::move(period);
+      if (!reached) co_return;
       self->grace_over = true;
       self->wake.notify();
     }
@@ -487,7 +481,8 @@ private:
       for (auto& w : self->workers)
         if (w->running && w->waiting) w->interrupt.emit(asio::cancellation_type::terminal);
       if (self->busy()) {
-        asio::co_spawn(self->strand, grace(self), asio::detached);
+        asio::co_spawn(self->strand, grace(self),
+                       asio::bind_cancellation_slot(self->grace_cancel.slot(), asio::detached));
         bool cancelled = false;
         while (self->busy()) {
           if (self->grace_over && !cancelled) {
@@ -497,7 +492,7 @@ private:
           }
           co_await self->wake.async_wait(asio::use_awaitable);
         }
-        self->grace_timer.cancel();
+        self->grace_cancel.emit(asio::cancellation_type::terminal);
       }
       {
         std::lock_guard lock(self->bus->mutex);
