@@ -30,7 +30,7 @@
 #include <bulwark/detail/delivery.hpp>
 #include <bulwark/detail/notifier.hpp>
 #include <bulwark/event_bus.hpp>
-#include <bulwark/metrics/registry.hpp>
+#include <bulwark/metrics/event_bus.hpp>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/bind_cancellation_slot.hpp>
@@ -49,6 +49,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -206,19 +207,12 @@ private:
       opts.partitions = std::max<std::int32_t>(1, opts.partitions);
       opts.max_backlog = std::max<std::size_t>(1, opts.max_backlog);
       opts.trim_every = std::max<std::size_t>(1, opts.trim_every);
-      if (opts.metrics) {
-        backlog_family = &opts.metrics->gauge_family("bulwark_bus_backlog_messages",
-                                                     "Messages an event-bus partition holds", {"topic", "partition"});
-        lag_family = &opts.metrics->gauge_family("bulwark_bus_consumer_lag_messages",
-                                                 "Messages of a partition its consumer group has not committed yet",
-                                                 {"topic", "group", "partition"});
-      }
+      if (opts.metrics) gauges.emplace(*opts.metrics);
     }
 
     asio::any_io_executor executor;
     options opts;
-    metrics::family<metrics::gauge>* backlog_family = nullptr;
-    metrics::family<metrics::gauge>* lag_family = nullptr;
+    std::optional<metrics::event_bus_gauges> gauges;
     mutable std::mutex mutex;
     std::map<std::string, std::unique_ptr<topic_state>, std::less<>> topics;
     std::vector<std::weak_ptr<member>> members;
@@ -230,9 +224,9 @@ private:
         auto t = std::make_unique<topic_state>();
         t->name = std::string(name);
         t->partitions.resize(static_cast<std::size_t>(opts.partitions));
-        if (backlog_family)
+        if (gauges)
           for (std::size_t p = 0; p < t->partitions.size(); ++p)
-            t->partitions[p].backlog = &backlog_family->labels({t->name, std::to_string(p)});
+            t->partitions[p].backlog = &gauges->backlog_of(t->name, static_cast<int>(p));
         it = topics.emplace(t->name, std::move(t)).first;
       }
       return *it->second;
@@ -297,7 +291,7 @@ private:
         g.in_flight.assign(n, nullptr);
         for (std::size_t p = 0; p < n; ++p) {
           g.committed[p] = o.start == start_from::earliest ? t.partitions[p].base : t.partitions[p].end();
-          if (lag_family) g.lag.push_back(&lag_family->labels({t.name, git->first, std::to_string(p)}));
+          if (gauges) g.lag.push_back(&gauges->lag_of(t.name, git->first, static_cast<int>(p)));
         }
         for (std::size_t p = 0; p < n; ++p) update_gauges_locked(t, p);
       }

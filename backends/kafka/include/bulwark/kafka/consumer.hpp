@@ -36,6 +36,7 @@
 #include <bulwark/kafka/config.hpp>
 #include <bulwark/kafka/detail/handle.hpp>
 #include <bulwark/kafka/error.hpp>
+#include <bulwark/metrics/event_bus.hpp>
 #include <bulwark/result.hpp>
 
 #include <asio/any_io_executor.hpp>
@@ -66,6 +67,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -104,7 +106,9 @@ struct partition_gate {
   std::atomic<std::size_t> held{0}; ///< polled, not yet handled or dropped
   std::atomic<bool> paused{false};  ///< written under m; read without it as a hint
   std::mutex m;
-  bool revoked = false; ///< under m: the assignment ended, no pause, resume or offset store any more
+  bool revoked = false;                 ///< under m: the assignment ended, no pause, resume or offset store any more
+  std::atomic<std::int64_t> stored{-1}; ///< the last offset stored + 1 (-1: none yet), for the lag gauge
+  std::int64_t first_polled = -1;       ///< consumer thread: the assignment's first message, for the lag gauge
 };
 
 /// A polled message and the gate that counted it.
@@ -129,7 +133,9 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   consumer_state(asio::any_io_executor ex, config c, subscribe_options o, message_handler h, dead_letter_publisher d)
       : cfg(std::move(c)), options(std::move(o)), handler(std::move(h)), publish_dead_letter(std::move(d)),
         strand(asio::make_strand(ex)), keep_running(asio::prefer(ex, asio::execution::outstanding_work.tracked)),
-        rng(std::random_device{}()) {}
+        rng(std::random_device{}()) {
+    if (cfg.metrics) gauges.emplace(*cfg.metrics);
+  }
 
   ~consumer_state() {
     closing = true;
@@ -170,7 +176,9 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::mutex hand_over_mutex;                                    ///< with hand_over: a full batch waits for the strand
   std::condition_variable hand_over;                             ///< notified when the strand dispatched a batch
   std::mutex error_mutex;
-  error last_error; ///< the last consumer error librdkafka reported (for diagnostics)
+  error last_error;                                ///< the last consumer error librdkafka reported (for diagnostics)
+  std::optional<metrics::event_bus_gauges> gauges; ///< when cfg.metrics is set
+  std::chrono::steady_clock::time_point next_report{}; ///< consumer thread only
 
   // --- strand only ---
   std::map<std::int32_t, std::shared_ptr<partition_worker>> workers;
@@ -205,6 +213,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
         }
       }
       if (!pending.empty() && batches_in_flight.load() == 0) flush_pending();
+      if (gauges) report_metrics();
     }
     flush_pending();
     // Runs the revoke callback (drain, commit) and leaves the group.
@@ -212,11 +221,38 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     thread_done = true;
   }
 
+  // Consumer thread, every cfg.metrics_interval: the backlog (high - low watermark, asked of the
+  // partition leader) and the group's lag (high watermark - the next offset to handle: the
+  // last stored one, else the first one polled, else the fetch position) of every assigned
+  // partition.
+  void report_metrics() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_report) return;
+    next_report = now + cfg.metrics_interval;
+    const int timeout_ms = static_cast<int>(std::min<std::int64_t>(cfg.admin_timeout.count(), 1000));
+    for (const auto& [id, g] : gates) {
+      std::int64_t low = 0, high = 0;
+      if (rd_kafka_query_watermark_offsets(rk.get(), options.topic.c_str(), id, &low, &high, timeout_ms) != 0) continue;
+      gauges->backlog_of(options.topic, id).set(static_cast<double>(high - low));
+      std::int64_t next = g->stored.load(std::memory_order_relaxed);
+      if (next < 0) next = g->first_polled;
+      if (next < 0) {
+        partition_list at(rd_kafka_topic_partition_list_new(1));
+        rd_kafka_topic_partition_list_add(at.get(), options.topic.c_str(), id);
+        if (rd_kafka_position(rk.get(), at.get()) == RD_KAFKA_RESP_ERR_NO_ERROR) next = at.get()->elems[0].offset;
+      }
+      if (next >= 0)
+        gauges->lag_of(options.topic, options.group, id)
+            .set(static_cast<double>(std::max<std::int64_t>(0, high - next)));
+    }
+  }
+
   // Consumer thread: counts a polled message on its partition's gate and pauses the partition
   // when that reaches the bound, before the next poll.
   void admit(message_ptr m) {
     auto it = gates.find(m->partition);
     if (it == gates.end()) return; // not assigned (any more): the owner fetches it
+    if (it->second->first_polled < 0) it->second->first_polled = m->offset;
     const auto held = it->second->held.fetch_add(1) + 1;
     buffered.fetch_add(1, std::memory_order_relaxed);
     if (held > max_buffered.load(std::memory_order_relaxed)) max_buffered.store(held, std::memory_order_relaxed);
@@ -472,6 +508,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
         std::lock_guard lock(w->gate->m);
         if (w->gate->revoked) break;
         rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+        w->gate->stored.store(m->offset + 1, std::memory_order_relaxed);
       }
       self->processed.fetch_add(1, std::memory_order_relaxed);
       w->queue.pop_front();
