@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   std::thread bus_thread([&] { bus_context.run(); });
   bulwark::memory::repository repository;
   bulwark::memory::cache cache;
-  bulwark::memory::event_bus bus(bus_context.get_executor());
+  // The bus drops what its groups committed; its backlog and lag gauges join the server's.
+  bulwark::memory::event_bus bus(bus_context.get_executor(), {.metrics = options.metrics});
   kv_store store(repository, cache, bus, std::chrono::minutes(5));
 
   kv::change_counter counter;

@@ -13,19 +13,59 @@
 // | b.subscribe(o, h)     | task<B::subscription>           | joins consumer group o.group on
 // |                       |                                 | o.topic; h runs for every message
 // |                       |                                 | (below); errc::invalid_argument for an
-// |                       |                                 | empty topic or group
-// | s.stop()  (s an       | asio::awaitable<void>           | leaves the group after the message in
-// |  lvalue of            |                                 | flight finished (drain); its offset is
-// |  B::subscription)     |                                 | committed, nothing later is
+// |                       |                                 | empty topic or group, errc::rejected
+// |                       |                                 | once the bus is stopping
+// | s.stop()  (s an       | asio::awaitable<void>           | leaves the group: waits up to the
+// |  lvalue of            |                                 | model's drain period for the handlers
+// |  B::subscription)     |                                 | in flight (a finished message is
+// |                       |                                 | committed), then interrupts those
+// |                       |                                 | still running (see Stopping)
+// | b.stop()              | asio::awaitable<void>           | refuses new publishes and subscribes
+// |                       |                                 | (errc::rejected), stops every
+// |                       |                                 | subscription as s.stop() does, then
+// |                       |                                 | makes what was published durable (a
+// |                       |                                 | producer's flush); later calls return
+// |                       |                                 | at once
 //
-// Delivery: a message's offset is committed only after h succeeded for it (at-least-once),
-// per partition and in order (per-key order). A failing h is retried with o.retry_backoff;
-// after o.max_attempts attempts the message is published to the dead-letter topic with the
-// dead_letter_* headers below, and committed. A member that joins a group later, or again
-// after a stop, resumes from the group's committed offsets. Model: memory::event_bus.
+// Delivery (detail/delivery.hpp implements it once for every model): a message's offset is
+// committed only after h succeeded for it (at-least-once), per partition and in order (per-key
+// order). A failing h (an error, or any exception) is retried under o.retry (a retry_policy:
+// its backoff between attempts, its max_attempts, and which errors retry: by default all but
+// errc::invalid_argument and errc::too_large). After the last attempt, or at once for an
+// error the policy does not retry, the message is published to the dead-letter topic with the
+// dead_letter_* headers below (that publish is retried with the same backoff until it succeeds
+// or a stop interrupts it), and committed. A member that joins a group later, or again after a
+// stop, resumes from the group's committed offsets.
+//
+// Concurrency, what a handler may assume: at most one message per partition is in flight in a
+// group (so one key's messages are handled one at a time, in order); handlers of different
+// partitions may overlap, also within one subscription. All handlers of one subscription run on
+// one strand of the bus's executor: they never run on two threads at once, but interleave at
+// their suspension points, and may run on any thread that runs that executor. A handler's
+// envelope views stay valid until its task completes.
+//
+// Stopping: s.stop() (and, on Kafka, a rebalance that revokes a partition) first lets the
+// handler in flight finish, for up to the model's drain period; a delivery waiting between two
+// attempts is interrupted at once. After the drain period the handler still running is
+// interrupted: the cancellation slot of the coroutine running it is emitted
+// (asio::cancellation_type::terminal), so its cancellable waits (timers, clock waits) end with
+// operation_aborted and every later co_await in it throws. A handler that waits on purpose
+// (for a database to come back) waits in a cancellable way, or checks
+// `(co_await asio::this_coro::cancellation_state).cancelled()`. An interrupted message is not
+// committed, is not dead-lettered, and is redelivered to the partition's next owner; the old
+// owner never commits past it, even if its handler completes later.
+//
+// Threads: a bus and its subscriptions may be used from any thread (publish and subscribe
+// concurrently); one subscription object is not to be stopped from two threads at once. Every
+// task resumes on the executor of the coroutine that awaits it.
+//
+// Models: memory::event_bus (bulwark/memory/event_bus.hpp; drain period
+// options::drain_timeout) and kafka::event_bus (backends/kafka; config::drain_timeout).
+// Conformance suite: tests/conformance/event_bus_suite.hpp (tests/conformance/memory.cpp,
+// tests/kafka/conformance.cpp). Archetype: archetype::bus in tests/unit/core/concepts.cpp.
 
-#include <bulwark/resilience/backoff.hpp>
 #include <bulwark/result.hpp>
+#include <bulwark/retry_policy.hpp>
 
 #include <asio/awaitable.hpp>
 
@@ -87,14 +127,16 @@ struct envelope {
 /// A handler's error asks for a retry; success commits the message.
 using message_handler = std::function<task<void>(const envelope&)>;
 
-/// Where a new group starts reading.
+/// Where a new group starts reading: the oldest message the bus still holds, or the end.
+/// What a bus holds differs: Kafka keeps a topic's messages for its retention; the memory bus
+/// drops a message once every existing group committed it (a topic without groups keeps all),
+/// so a group that joins later does not see what the others already consumed.
 enum class start_from { earliest, latest };
 
 struct subscribe_options {
   std::string topic;
   std::string group;
-  unsigned max_attempts = 5;     ///< deliveries before the message is dead-lettered
-  backoff retry_backoff{};       ///< delay between two attempts of one message
+  retry_policy retry{};          ///< attempts, the delay between two, and which errors retry
   std::string dead_letter_topic; ///< empty: topic + ".dlq"
   start_from start = start_from::earliest;
 
@@ -124,6 +166,7 @@ concept event_bus = requires(B& b, std::string_view topic, message m, subscribe_
   typename B::subscription;
   { b.publish(topic, std::move(m)) } -> std::same_as<task<delivery>>;
   { b.subscribe(std::move(o), std::move(h)) } -> std::same_as<task<typename B::subscription>>;
+  { b.stop() } -> std::same_as<asio::awaitable<void>>;
   requires requires(typename B::subscription & s) {
     { s.stop() } -> std::same_as<asio::awaitable<void>>;
   };

@@ -59,8 +59,8 @@ protected:
     subscribe_options o;
     o.topic = topic;
     o.group = group;
-    o.max_attempts = 3;
-    o.retry_backoff = backoff{5ms, 20ms, 2.0, true};
+    o.retry.max_attempts = 3;
+    o.retry.delays = backoff{5ms, 20ms, 2.0, true};
     return o;
   }
   // Publishes (key, value) pairs in order; fails the test on any error.
@@ -75,6 +75,15 @@ protected:
     };
     auto r = run(op());
     ASSERT_TRUE(r.has_value()) << r.error();
+  }
+  delivery publish_one(const std::string& topic, std::string key, std::string value) {
+    auto op = [&]() -> asio::awaitable<result<delivery>> {
+      message m{std::move(key), std::move(value), {}};
+      co_return co_await bus().publish(topic, std::move(m));
+    };
+    auto d = run(op());
+    EXPECT_TRUE(d.has_value()) << d.error();
+    return d ? d.value() : delivery{-1, -1};
   }
   using subscription_t = typename std::remove_reference_t<decltype(*std::declval<Factory&>().make())>::subscription;
   subscription_t subscribe(subscribe_options o, message_handler h) {
@@ -147,7 +156,7 @@ TYPED_TEST_P(event_bus_conformance, message_that_keeps_failing_is_dead_lettered)
   auto sub = this->subscribe(o, [&](const envelope& e) -> task<void> {
     if (e.value == "poison") {
       ++poison_attempts;
-      co_return error(errc::invalid_argument, "cannot parse");
+      co_return error(errc::unavailable, "cannot parse");
     }
     log.add(e);
     co_return ok();
@@ -233,18 +242,22 @@ TYPED_TEST_P(event_bus_conformance, stop_drains_the_message_in_flight) {
   EXPECT_EQ(log.messages[0].second, "marker");
 }
 
+// Both groups exist before the messages are published: a group that joins later starts at the
+// oldest message the bus still holds, and the memory bus holds only what an existing group has
+// not committed (see start_from).
 TYPED_TEST_P(event_bus_conformance, every_group_gets_every_message) {
   const auto topic = unique_name("fanout");
-  this->publish_all(topic, {{"a", "1"}, {"b", "2"}, {"c", "3"}});
+  this->publish_all(topic, {{"w", "warm-up"}});
   received_log one, two;
   auto s1 = this->subscribe(this->options(topic, unique_name("g1")), [&](const envelope& e) -> task<void> {
-    one.add(e);
+    if (e.value != "warm-up") one.add(e);
     co_return ok();
   });
   auto s2 = this->subscribe(this->options(topic, unique_name("g2")), [&](const envelope& e) -> task<void> {
-    two.add(e);
+    if (e.value != "warm-up") two.add(e);
     co_return ok();
   });
+  this->publish_all(topic, {{"a", "1"}, {"b", "2"}, {"c", "3"}});
   ASSERT_TRUE(this->wait_for([&] { return one.size() >= 3 && two.size() >= 3; }));
   this->stop(s1);
   this->stop(s2);
@@ -456,11 +469,127 @@ TYPED_TEST_P(event_bus_conformance, handler_cancelled_during_stop_is_redelivered
   EXPECT_EQ(second.messages[1].second, "next");
 }
 
+TYPED_TEST_P(event_bus_conformance, message_the_policy_does_not_retry_is_dead_lettered_at_once) {
+  const auto topic = unique_name("permanent");
+  this->publish_all(topic, {{"p", "unparsable"}, {"p", "fine"}});
+  received_log log;
+  std::atomic<int> attempts{0};
+  auto o = this->options(topic, unique_name("g"));
+  auto sub = this->subscribe(o, [&](const envelope& e) -> task<void> {
+    if (e.value == "unparsable") {
+      ++attempts;
+      co_return error(errc::invalid_argument, "cannot parse"); // retrying cannot cure it
+    }
+    log.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= 1; }));
+  this->stop(sub);
+  EXPECT_EQ(attempts.load(), 1);
+  std::atomic<bool> got{false};
+  std::string attempts_header;
+  auto dlq = this->subscribe(this->options(o.dead_letter_topic_name(), unique_name("dlq")),
+                             [&](const envelope& e) -> task<void> {
+                               if (!got)
+                                 attempts_header = std::string(e.find_header(dead_letter_attempts).value_or(""));
+                               got = true;
+                               co_return ok();
+                             });
+  ASSERT_TRUE(this->wait_for([&] { return got.load(); }));
+  this->stop(dlq);
+  EXPECT_EQ(attempts_header, "1");
+}
+
+// One message in flight per partition, partitions in parallel: a handler that waits for a
+// message of another partition sees it handled (on a bus that runs one handler at a time per
+// member it waits in vain).
+TYPED_TEST_P(event_bus_conformance, partitions_are_handled_in_parallel) {
+  const auto topic = unique_name("parallel-partitions");
+  const auto first = this->publish_one(topic, "a", "warm-up");
+  std::string other_key;
+  for (int i = 0; i < 64 && other_key.empty(); ++i) {
+    const auto key = "b" + std::to_string(i);
+    if (this->publish_one(topic, key, "warm-up").partition != first.partition) other_key = key;
+  }
+  ASSERT_FALSE(other_key.empty()) << "the topic needs two partitions";
+  std::atomic<int> warmed{0};
+  std::atomic<bool> blocker_started{false}, other_ran{false}, blocker_done{false}, blocker_saw_other{false};
+  auto sub = this->subscribe(this->options(topic, unique_name("g")), [&](const envelope& e) -> task<void> {
+    if (e.value == "blocker") {
+      blocker_started = true;
+      asio::steady_timer tick(co_await asio::this_coro::executor);
+      const auto until = std::chrono::steady_clock::now() + 10s;
+      while (!other_ran && std::chrono::steady_clock::now() < until) {
+        tick.expires_after(5ms);
+        co_await tick.async_wait(asio::use_awaitable);
+      }
+      blocker_saw_other = other_ran.load();
+      blocker_done = true;
+    } else if (e.value == "other") {
+      other_ran = true;
+    } else {
+      ++warmed;
+    }
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return warmed.load() >= 2; }));
+  this->publish_one(topic, "a", "blocker");
+  ASSERT_TRUE(this->wait_for([&] { return blocker_started.load(); }));
+  this->publish_one(topic, other_key, "other");
+  ASSERT_TRUE(this->wait_for([&] { return blocker_done.load(); }));
+  this->stop(sub);
+  EXPECT_TRUE(blocker_saw_other.load()) << "the other partition waited for the blocked one";
+}
+
+// stop() gives the handler in flight the drain period, then cancels it through its
+// cancellation slot: a handler waiting on a cancellable wait ends at once, its message is not
+// committed, and the next member of the group gets it again (then the one after it).
+TYPED_TEST_P(event_bus_conformance, stop_interrupts_a_waiting_handler_after_the_drain_period) {
+  const auto topic = unique_name("interrupt");
+  const auto group = unique_name("g");
+  this->publish_all(topic, {{"w", "waits"}, {"w", "next"}});
+  std::atomic<bool> waited_once{false}, started{false}, aborted{false};
+  received_log first;
+  auto sub = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    if (e.value == "waits" && !waited_once.exchange(true)) {
+      started = true;
+      asio::steady_timer until_back(co_await asio::this_coro::executor, 120s); // "until the database is back"
+      asio::error_code ec;
+      co_await until_back.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      aborted = ec == asio::error::operation_aborted;
+      co_return error(errc::cancelled, "interrupted");
+    }
+    first.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return started.load(); }));
+  const auto at = std::chrono::steady_clock::now();
+  this->stop(sub);
+  const auto took = std::chrono::steady_clock::now() - at;
+  EXPECT_TRUE(aborted.load()) << "the handler's wait was not cancelled";
+  EXPECT_GE(took, TypeParam::drain_period - 100ms) << "stop() did not give the handler its drain period";
+  EXPECT_LT(took, TypeParam::drain_period + 20s);
+  EXPECT_EQ(first.size(), 0u) << "a message after the interrupted one was handled";
+
+  received_log second;
+  auto again = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    second.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return second.size() >= 2; }));
+  this->stop(again);
+  EXPECT_EQ(second.messages[0].second, "waits") << "the interrupted message was committed";
+  EXPECT_EQ(second.messages[1].second, "next");
+}
+
 REGISTER_TYPED_TEST_SUITE_P(event_bus_conformance, delivers_every_message_in_per_key_order,
                             failed_handler_gets_the_message_again, message_that_keeps_failing_is_dead_lettered,
                             restarted_member_resumes_from_committed_offset, stop_drains_the_message_in_flight,
                             every_group_gets_every_message, subscribe_without_group_is_invalid_argument,
                             idle_member_stops_promptly, handler_call_cancelled_by_its_timeout_is_retried,
-                            handler_cancelled_during_stop_is_redelivered, concurrent_publishers_keep_per_key_order);
+                            handler_cancelled_during_stop_is_redelivered, concurrent_publishers_keep_per_key_order,
+                            message_the_policy_does_not_retry_is_dead_lettered_at_once,
+                            partitions_are_handled_in_parallel,
+                            stop_interrupts_a_waiting_handler_after_the_drain_period);
 
 } // namespace bulwark::test

@@ -37,10 +37,13 @@ struct memory_cache_factory {
 
 struct memory_event_bus_factory {
   static constexpr int context_threads = 4;
+  static constexpr std::chrono::milliseconds drain_period{1000};
   static bool available() { return true; }
   asio::io_context& context() { return ctx; }
   std::unique_ptr<bulwark::memory::event_bus> make() {
-    return std::make_unique<bulwark::memory::event_bus>(ctx.get_executor());
+    bulwark::memory::event_bus::options o;
+    o.drain_timeout = drain_period;
+    return std::make_unique<bulwark::memory::event_bus>(ctx.get_executor(), std::move(o));
   }
   asio::io_context ctx;
 };

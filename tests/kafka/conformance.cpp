@@ -11,6 +11,7 @@
 namespace {
 
 struct kafka_event_bus_factory {
+  static constexpr std::chrono::milliseconds drain_period{2000};
   static bool available() { return std::getenv("BULWARK_KAFKA_BOOTSTRAP") != nullptr; }
   asio::io_context& context() { return ctx; }
   std::unique_ptr<bulwark::kafka::event_bus> make() {
@@ -18,6 +19,7 @@ struct kafka_event_bus_factory {
     // Short group timings keep rejoins quick; the cluster starts groups without delay.
     cfg.session_timeout = std::chrono::milliseconds(6000);
     cfg.heartbeat_interval = std::chrono::milliseconds(500);
+    cfg.drain_timeout = drain_period;
     auto bus = bulwark::kafka::event_bus::create(ctx.get_executor(), cfg);
     return std::make_unique<bulwark::kafka::event_bus>(std::move(bus).value());
   }

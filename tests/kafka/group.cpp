@@ -2,12 +2,14 @@
 // (scripts/servers/kafka.sh): rebalances commit on revoke, the per-partition buffer bound
 // holds (pause/resume, also across a rebalance), and admin create/describe/ensure.
 #include <bulwark/kafka/event_bus.hpp>
+#include <bulwark/metrics/registry.hpp>
 
 #include "support/run.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/use_future.hpp>
 #include <gtest/gtest.h>
@@ -466,6 +468,111 @@ TEST_F(kafka_group, publish_batch_reports_every_message_in_order) {
     ASSERT_FALSE(r.has_value());
     EXPECT_EQ(r.error(), errc::rejected) << r.error();
   }
+}
+
+} // namespace
+
+namespace {
+
+TEST_F(kafka_group, backlog_and_lag_gauges_follow_the_assigned_partitions) {
+  auto cfg = group_config();
+  auto registry = std::make_shared<bulwark::metrics::registry>();
+  cfg.metrics = registry;
+  cfg.metrics_interval = 100ms;
+  auto bus = make_bus(cfg);
+  const auto topic = unique_name("gauges");
+  const auto group = unique_name("gauges-group");
+  auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 1, 3, {}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  ASSERT_TRUE(publish_range(ctx, bus, topic, 0, 5));
+  std::atomic<bool> open{false};
+  std::atomic<int> handled{0};
+  bulwark::subscribe_options o;
+  o.topic = topic;
+  o.group = group;
+  auto sub = bulwark::test::run(ctx, bus.subscribe(o, [&](const bulwark::envelope&) -> task<void> {
+    while (!open) co_await sleep_for(5ms);
+    ++handled;
+    co_return bulwark::ok();
+  }));
+  ASSERT_TRUE(sub.has_value()) << sub.error();
+  const std::string backlog = "bulwark_bus_backlog_messages{topic=\"" + topic + "\",partition=\"0\"} ";
+  const std::string lag =
+      "bulwark_bus_consumer_lag_messages{topic=\"" + topic + "\",group=\"" + group + "\",partition=\"0\"} ";
+  auto shows = [&](const std::string& line) { return registry->expose().find(line) != std::string::npos; };
+  EXPECT_TRUE(wait_until(
+      ctx, [&] { return shows(backlog + "5\n") && shows(lag + "5\n"); }, 20s))
+      << registry->expose();
+  open = true;
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return handled.load() == 5; }, 20s));
+  EXPECT_TRUE(wait_until(
+      ctx, [&] { return shows(lag + "0\n"); }, 20s))
+      << registry->expose();
+  bulwark::test::run(ctx, sub.value().stop(), 45s);
+}
+
+// A handler that ignores its cancellation outlives a revoke's drain_timeout: the revoke gives
+// up on it and the partition moves on. When that handler completes later, its old owner must
+// not store (and so commit) the message's offset: the group's committed offset stays at the
+// abandoned message while its redelivery is still being handled.
+TEST_F(kafka_group, a_handler_abandoned_by_a_revoke_never_commits_its_message) {
+  auto cfg = group_config();
+  cfg.drain_timeout = 1000ms;
+  auto bus = make_bus(cfg);
+  const auto topic = unique_name("abandoned");
+  const auto group = unique_name("abandoned-group");
+  auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 2, 3, {}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  auto published = bulwark::test::run(ctx, [&]() -> asio::awaitable<bulwark::result<bulwark::delivery>> {
+    bulwark::message m{"stuck-key", "stuck", {}};
+    co_return co_await bus.publish(topic, std::move(m));
+  }());
+  ASSERT_TRUE(published.has_value()) << published.error();
+  const auto stuck = published.value();
+
+  std::atomic<int> deliveries{0};
+  std::atomic<bool> release_first{false}, first_done{false}, release_all{false};
+  bulwark::message_handler handler = [&](const bulwark::envelope& e) -> task<void> {
+    if (e.value != "stuck") co_return bulwark::ok();
+    if (++deliveries == 1) {
+      // Ignores every cancellation: the revoke can only abandon it.
+      co_await asio::this_coro::reset_cancellation_state(
+          [](asio::cancellation_type) { return asio::cancellation_type::none; });
+      co_await asio::this_coro::throw_if_cancelled(false);
+      while (!release_first) co_await sleep_for(5ms);
+      first_done = true;
+      co_return bulwark::ok();
+    }
+    while (!release_all) co_await sleep_for(5ms);
+    co_return bulwark::ok();
+  };
+  bulwark::subscribe_options o;
+  o.topic = topic;
+  o.group = group;
+  auto a = bulwark::test::run(ctx, bus.subscribe(o, handler));
+  ASSERT_TRUE(a.has_value()) << a.error();
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return deliveries.load() == 1; }, 30s));
+  auto b = bulwark::test::run(ctx, bus.subscribe(o, handler)); // the rebalance revokes a's partitions
+  ASSERT_TRUE(b.has_value()) << b.error();
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return deliveries.load() >= 2; }, 30s))
+      << "the message was not redelivered";
+  release_first = true;
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return first_done.load(); }, 10s));
+  bulwark::test::run(ctx, sleep_for(2500ms)); // past two auto-commit intervals
+
+  kafka::detail::partition_list committed(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(committed.get(), topic.c_str(), stuck.partition);
+  ASSERT_EQ(rd_kafka_committed(a.value().member()->native_handle(), committed.get(), 10000),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_LE(committed.get()->elems[0].offset, stuck.offset)
+      << "the abandoned handler's completion committed its message";
+  release_all = true;
+  bulwark::test::run(ctx, b.value().stop(), 45s);
+  bulwark::test::run(ctx, a.value().stop(), 45s);
 }
 
 } // namespace

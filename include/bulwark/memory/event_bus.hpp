@@ -4,33 +4,52 @@
 // Topics have a fixed number of partitions; a message's key picks its partition (a message
 // without key goes round-robin). Each consumer group keeps a committed offset per partition;
 // the partitions of a topic are spread over the group's members and rebalanced when one joins
-// or leaves. A member handles one message at a time: offsets are committed after its handler
-// succeeded, in order, so per-key order and at-least-once delivery hold. A failing message is
-// retried with backoff, then dead-lettered. Memory is bounded: a partition keeps at most
-// `max_backlog` messages that some group has not committed yet, and refuses (errc::rejected)
-// further publishes until consumers catch up; committed messages are dropped.
+// or leaves. A member runs one worker per partition it owns and that has messages, so its
+// partitions are handled in parallel, one message in flight per partition (as on Kafka); each
+// worker delivers through detail::deliver (retries under the retry_policy, then the
+// dead-letter topic) and commits in order, so per-key order and at-least-once delivery hold.
 //
-// Thread-safe: publish from any thread; each member runs on a strand of the bus's executor.
+// Memory stays small: a partition drops the messages every group has committed, checked by
+// the committing worker every options::trim_every commits and whenever it caught up (never on
+// the publish path). A partition keeps at most `max_backlog` messages that some group has not
+// committed yet (a topic no group reads keeps everything up to that bound) and refuses
+// (errc::rejected) further publishes until consumers catch up. With options::metrics set, the
+// gauges bulwark_bus_backlog_messages{topic,partition} (messages held) and
+// bulwark_bus_consumer_lag_messages{topic,group,partition} (published, not yet committed by the
+// group) follow every publish and commit.
+//
+// Stopping: a member's stop() interrupts a delivery waiting between two attempts at once, waits
+// up to options::drain_timeout for its handlers in flight, then emits their cancellation slots
+// (see event_bus.hpp, "Stopping"); an interrupted message stays uncommitted for the next member.
+// Time (backoff waits, the drain period) runs on options::clock.
+//
+// Thread-safe: publish and subscribe from any thread; each member's workers and handlers run on
+// one strand of the bus's executor.
 
+#include <bulwark/clock.hpp>
+#include <bulwark/detail/delivery.hpp>
 #include <bulwark/detail/notifier.hpp>
 #include <bulwark/event_bus.hpp>
+#include <bulwark/metrics/event_bus.hpp>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <exception>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,10 +64,19 @@ public:
   struct options {
     std::int32_t partitions = 4;         ///< per topic, fixed at the topic's first use
     std::size_t max_backlog = 1'000'000; ///< uncommitted messages a partition holds at most
+    /// How long a stop waits for the handlers in flight before it interrupts them.
+    std::chrono::milliseconds drain_timeout{30000};
+    /// A partition drops what every group committed after this many commits (and when its
+    /// worker caught up): the cost of a trim is spread over this many messages.
+    std::size_t trim_every = 256;
+    /// Where the backlog and lag gauges go; none when empty.
+    std::shared_ptr<metrics::registry> metrics{};
+    /// The time of backoff waits and the drain period (clock::manual() in tests).
+    bulwark::clock clock{};
   };
 
   /// A member of a consumer group. stop() drains; dropping it without stop() asks the member
-  /// to stop without waiting.
+  /// to stop without waiting (it still drains in the background).
   class subscription {
   public:
     subscription() = default;
@@ -64,7 +92,9 @@ public:
     subscription& operator=(const subscription&) = delete;
     ~subscription() { request_stop(); }
 
-    /// Leaves the group once the message in flight is handled and committed.
+    /// Leaves the group: interrupts retry waits at once, waits up to options::drain_timeout for
+    /// the handlers in flight (their messages are committed), then cancels those still running
+    /// (their messages stay uncommitted) and returns once they ended.
     asio::awaitable<void> stop() {
       if (!member_) co_return;
       auto m = std::move(member_);
@@ -83,21 +113,21 @@ public:
 
   explicit event_bus(asio::any_io_executor executor) : event_bus(std::move(executor), options{}) {}
   event_bus(asio::any_io_executor executor, options opts)
-      : state_(std::make_shared<state>(std::move(executor), opts)) {}
+      : state_(std::make_shared<state>(std::move(executor), std::move(opts))) {}
   event_bus(const event_bus&) = delete;
   event_bus& operator=(const event_bus&) = delete;
   ~event_bus() { state_->request_stop_all(); }
 
   /// Appends m to its partition of topic; completes at once (memory is the durable store).
   /// errc::rejected when the partition's backlog is full or the bus is stopping.
-  task<delivery> publish(std::string_view topic, message m) { co_return state_->append(topic, std::move(m)); }
+  task<delivery> publish(std::string_view topic, message m) { co_return state_->append(topic, std::move(m), false); }
 
-  /// Joins group o.group on o.topic; `handler` runs on the member's strand.
+  /// Joins group o.group on o.topic; `handler` runs on the member's strand. Errors:
+  /// errc::invalid_argument (empty topic or group, no handler), errc::rejected (stopping).
   task<subscription> subscribe(subscribe_options o, message_handler handler) {
     if (o.topic.empty() || o.group.empty())
       co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
     if (!handler) co_return error(errc::invalid_argument, "subscribe needs a handler");
-    if (o.max_attempts == 0) o.max_attempts = 1;
     auto joined = state_->join(std::move(o), std::move(handler));
     if (!joined) co_return joined.error();
     auto m = std::move(joined).value();
@@ -105,7 +135,9 @@ public:
     co_return subscription(std::move(m));
   }
 
-  /// Refuses new publishes and subscriptions, stops every member and waits for them to drain.
+  /// Refuses new publishes and subscriptions, stops every member (each drains as
+  /// subscription::stop() does) and waits for them. Messages are durable once published, so
+  /// there is nothing to flush.
   asio::awaitable<void> stop() {
     auto members = state_->request_stop_all();
     for (auto& m : members) co_await m->done.async_wait(asio::use_awaitable);
@@ -130,6 +162,15 @@ public:
     return t->second->partitions[static_cast<std::size_t>(partition)].end();
   }
 
+  /// Messages a partition holds now (committed ones not yet dropped included; 0 for an
+  /// unknown topic).
+  std::size_t retained(std::string_view topic, std::int32_t partition) const {
+    std::lock_guard lock(state_->mutex);
+    auto t = state_->topics.find(topic);
+    if (t == state_->topics.end() || partition < 0 || partition >= t->second->partition_count()) return 0;
+    return t->second->partitions[static_cast<std::size_t>(partition)].log.size();
+  }
+
   /// The partition a key maps to (stable for the life of the process).
   std::int32_t partition_of(std::string_view key) const {
     return static_cast<std::int32_t>(std::hash<std::string_view>{}(key) %
@@ -139,7 +180,9 @@ public:
 private:
   struct partition_log {
     std::deque<std::shared_ptr<const message>> log;
-    std::int64_t base = 0; // offset of log.front()
+    std::int64_t base = 0;              // offset of log.front()
+    std::size_t commits_since_trim = 0; // commits by any group since the last trim
+    metrics::gauge* backlog = nullptr;  // bulwark_bus_backlog_messages, when metrics are on
     std::int64_t end() const { return base + static_cast<std::int64_t>(log.size()); }
   };
 
@@ -147,7 +190,8 @@ private:
     std::vector<std::int64_t> committed; // per partition: the next offset to handle
     std::vector<member*> members;        // in join order
     std::vector<member*> owner;          // per partition
-    std::vector<member*> in_flight;      // per partition: who holds an unfinished message
+    std::vector<member*> in_flight;      // per partition: whose worker runs on it
+    std::vector<metrics::gauge*> lag;    // per partition, when metrics are on
   };
 
   struct topic_state {
@@ -159,13 +203,16 @@ private:
   };
 
   struct state : std::enable_shared_from_this<state> {
-    state(asio::any_io_executor ex, options o) : executor(std::move(ex)), opts(o) {
+    state(asio::any_io_executor ex, options o) : executor(std::move(ex)), opts(std::move(o)) {
       opts.partitions = std::max<std::int32_t>(1, opts.partitions);
       opts.max_backlog = std::max<std::size_t>(1, opts.max_backlog);
+      opts.trim_every = std::max<std::size_t>(1, opts.trim_every);
+      if (opts.metrics) gauges.emplace(*opts.metrics);
     }
 
     asio::any_io_executor executor;
     options opts;
+    std::optional<metrics::event_bus_gauges> gauges;
     mutable std::mutex mutex;
     std::map<std::string, std::unique_ptr<topic_state>, std::less<>> topics;
     std::vector<std::weak_ptr<member>> members;
@@ -177,15 +224,27 @@ private:
         auto t = std::make_unique<topic_state>();
         t->name = std::string(name);
         t->partitions.resize(static_cast<std::size_t>(opts.partitions));
+        if (gauges)
+          for (std::size_t p = 0; p < t->partitions.size(); ++p)
+            t->partitions[p].backlog = &gauges->backlog_of(t->name, static_cast<int>(p));
         it = topics.emplace(t->name, std::move(t)).first;
       }
       return *it->second;
     }
 
-    result<delivery> append(std::string_view topic_name, message m) {
+    // The gauges of partition p after a change (metrics on): what it holds, each group's lag.
+    static void update_gauges_locked(topic_state& t, std::size_t p) {
+      auto& part = t.partitions[p];
+      if (!part.backlog) return;
+      part.backlog->set(static_cast<double>(part.log.size()));
+      for (auto& [name, g] : t.groups) g.lag[p]->set(static_cast<double>(part.end() - g.committed[p]));
+    }
+
+    // `parking`: a dead letter from a member, accepted while the bus stops (its members drain).
+    result<delivery> append(std::string_view topic_name, message m, bool parking) {
       if (topic_name.empty()) return error(errc::invalid_argument, "empty topic");
       std::lock_guard lock(mutex);
-      if (stopping) return error(errc::rejected, "event bus is stopping");
+      if (stopping && !parking) return error(errc::rejected, "event bus is stopping");
       auto& t = topic_locked(topic_name);
       const auto n = static_cast<std::size_t>(t.partition_count());
       const auto p = m.key.empty() ? t.round_robin++ % n : std::hash<std::string_view>{}(m.key) % n;
@@ -197,21 +256,26 @@ private:
                                            std::to_string(part.log.size()) + " uncommitted messages (max_backlog)");
       }
       part.log.push_back(std::make_shared<const message>(std::move(m)));
+      // A running worker finds the message itself (it looks under this lock): only an idle
+      // partition wakes its owner, so a busy member costs the publisher no wake-up.
       for (auto& [name, g] : t.groups)
-        if (auto* owner = g.owner[p]) owner->wake.notify();
+        if (auto* owner = g.owner[p]; owner && !g.in_flight[p]) owner->wake.notify();
+      update_gauges_locked(t, p);
       return delivery{static_cast<std::int32_t>(p), part.end() - 1};
     }
 
     // Drops the messages every group has committed. A topic nobody subscribes to keeps all.
     static void trim_locked(topic_state& t, std::size_t p) {
-      if (t.groups.empty()) return;
       auto& part = t.partitions[p];
+      part.commits_since_trim = 0;
+      if (t.groups.empty()) return;
       std::int64_t floor = part.end();
       for (auto& [name, g] : t.groups) floor = std::min(floor, g.committed[p]);
-      while (part.base < floor && !part.log.empty()) {
-        part.log.pop_front();
-        ++part.base;
-      }
+      if (floor <= part.base) return;
+      const auto n = std::min<std::int64_t>(floor - part.base, static_cast<std::int64_t>(part.log.size()));
+      part.log.erase(part.log.begin(), part.log.begin() + n);
+      part.base += n;
+      if (part.backlog) part.backlog->set(static_cast<double>(part.log.size()));
     }
 
     result<std::shared_ptr<member>> join(subscribe_options o, message_handler handler) {
@@ -225,8 +289,11 @@ private:
         g.committed.resize(n);
         g.owner.assign(n, nullptr);
         g.in_flight.assign(n, nullptr);
-        for (std::size_t p = 0; p < n; ++p)
+        for (std::size_t p = 0; p < n; ++p) {
           g.committed[p] = o.start == start_from::earliest ? t.partitions[p].base : t.partitions[p].end();
+          if (gauges) g.lag.push_back(&gauges->lag_of(t.name, git->first, static_cast<int>(p)));
+        }
+        for (std::size_t p = 0; p < n; ++p) update_gauges_locked(t, p);
       }
       auto m = std::make_shared<member>(*this, t, g, std::move(o), std::move(handler));
       m->bus = shared_from_this();
@@ -267,122 +334,159 @@ private:
     }
   };
 
+  // One partition's worker of a member (strand only): delivers that partition's messages one
+  // at a time while the member owns it and it has messages.
+  struct partition_worker {
+    explicit partition_worker(std::size_t p) : partition(p) {}
+    std::size_t partition;
+    asio::cancellation_signal interrupt; ///< bound to the worker's coroutine: stops its awaits
+    bool running = false;
+    bool waiting = false; ///< between two attempts (or parks): interrupted at once by a stop
+  };
+
   struct member : std::enable_shared_from_this<member> {
     member(state& s, topic_state& t, group_state& g, subscribe_options o, message_handler h)
-        : topic(&t), group(&g), opts(std::move(o)), handler(std::move(h)), strand(asio::make_strand(s.executor)),
-          backoff_timer(strand), rng(std::random_device{}()) {}
+        : topic(&t), group(&g), opts(std::move(o)), dead_letter_topic(opts.dead_letter_topic_name()),
+          handler(std::move(h)), strand(asio::make_strand(s.executor)), rng(std::random_device{}()) {
+      for (std::size_t p = 0; p < t.partitions.size(); ++p) workers.push_back(std::make_shared<partition_worker>(p));
+    }
 
     std::shared_ptr<state> bus;
     topic_state* topic;
     group_state* group;
     subscribe_options opts;
+    std::string dead_letter_topic;
     message_handler handler;
     asio::strand<asio::any_io_executor> strand;
-    asio::steady_timer backoff_timer;
+    asio::cancellation_signal grace_cancel; // ends the drain period's wait once drained
     std::mt19937_64 rng;
+    std::vector<std::shared_ptr<partition_worker>> workers; // per partition
+    bool grace_over = false;
     detail::notifier wake;
     detail::latch_event done;
     std::atomic<bool> stop_requested{false};
-    std::size_t cursor = 0;
 
     void request_stop() {
       if (stop_requested.exchange(true)) return;
       wake.notify();
-      asio::post(strand, [self = shared_from_this()]() { self->backoff_timer.cancel(); });
     }
 
-    struct work {
-      std::shared_ptr<const message> msg;
-      std::size_t partition = 0;
-      std::int64_t offset = 0;
-    };
+    bool busy() const {
+      return std::any_of(workers.begin(), workers.end(), [](const auto& w) { return w->running; });
+    }
 
-    // Under the lock: commit what was handled, then take the next message of a partition this
-    // member owns and nobody else has in flight. Stays on one partition for a run of messages.
-    std::optional<work> next_locked(const std::optional<work>& handled, std::size_t& run) {
+    // Under the lock: commits `handled` (an offset of partition p) if any, then takes the next
+    // message of p if this member still owns it and is not stopping; otherwise gives p up.
+    std::shared_ptr<const message> next_locked(std::size_t p, std::optional<std::int64_t> handled,
+                                               std::int64_t& offset) {
       auto& g = *group;
+      auto& part = topic->partitions[p];
       if (handled) {
-        const auto p = handled->partition;
-        g.committed[p] = std::max(g.committed[p], handled->offset + 1);
-        g.in_flight[p] = nullptr;
-        if (g.owner[p] && g.owner[p] != this) g.owner[p]->wake.notify();
+        g.committed[p] = std::max(g.committed[p], *handled + 1);
+        if (++part.commits_since_trim >= bus->opts.trim_every) state::trim_locked(*topic, p);
+        if (!g.lag.empty()) g.lag[p]->set(static_cast<double>(part.end() - g.committed[p]));
       }
-      const auto n = topic->partitions.size();
-      if (run >= 64) {
-        cursor = (cursor + 1) % n;
-        run = 0;
+      auto& pos = g.committed[p];
+      if (pos < part.base) pos = part.base;
+      if (!stop_requested && g.owner[p] == this && pos < part.end()) {
+        offset = pos;
+        return part.log[static_cast<std::size_t>(pos - part.base)];
       }
-      for (std::size_t i = 0; i < n; ++i) {
-        const auto p = (cursor + i) % n;
-        if (g.owner[p] != this || (g.in_flight[p] && g.in_flight[p] != this)) continue;
-        auto& part = topic->partitions[p];
-        auto& pos = g.committed[p];
-        if (pos < part.base) pos = part.base;
-        if (pos >= part.end()) continue;
-        if (p != cursor) run = 0;
-        cursor = p;
-        ++run;
-        g.in_flight[p] = this;
-        return work{part.log[static_cast<std::size_t>(pos - part.base)], p, pos};
-      }
-      return std::nullopt;
+      g.in_flight[p] = nullptr;
+      if (g.owner[p] && g.owner[p] != this) g.owner[p]->wake.notify();
+      if (pos >= part.end()) state::trim_locked(*topic, p); // caught up: drop what all committed
+      return nullptr;
     }
 
-    asio::awaitable<result<void>> handle(const work& w, unsigned attempt) {
-      envelope e{topic->name,   static_cast<std::int32_t>(w.partition), w.offset, attempt, w.msg->key, w.msg->value,
-                 w.msg->headers};
-      try {
-        co_return co_await handler(e);
-      } catch (const std::exception& ex) {
-        co_return error(errc::rejected, std::string("handler threw: ") + ex.what());
-      } catch (...) {
-        co_return error(errc::rejected, "handler threw a non-standard exception");
-      }
-    }
-
-    // Handles one message until it succeeds or is dead-lettered (true: commit it), or until
-    // a stop interrupts its retries (false: leave it uncommitted for the next member).
-    asio::awaitable<bool> deliver(const work& w) {
-      for (unsigned attempt = 1;; ++attempt) {
-        auto outcome = co_await handle(w, attempt);
-        if (outcome) co_return true;
-        if (attempt >= opts.max_attempts) {
-          envelope e{topic->name,   static_cast<std::int32_t>(w.partition), w.offset, attempt, w.msg->key, w.msg->value,
-                     w.msg->headers};
-          auto parked = bus->append(opts.dead_letter_topic_name(), make_dead_letter(e, outcome.error(), attempt));
-          co_return parked.has_value();
+    // Strand: starts a worker on every owned partition that has messages and no worker.
+    void start_workers(const std::shared_ptr<member>& self) {
+      std::vector<std::shared_ptr<partition_worker>> start;
+      {
+        std::lock_guard lock(bus->mutex);
+        auto& g = *group;
+        for (std::size_t p = 0; p < workers.size(); ++p) {
+          if (g.owner[p] != this || g.in_flight[p] || workers[p]->running) continue;
+          auto& part = topic->partitions[p];
+          if (std::max(g.committed[p], part.base) >= part.end()) continue;
+          g.in_flight[p] = this;
+          start.push_back(workers[p]);
         }
-        if (stop_requested) co_return false;
-        backoff_timer.expires_after(opts.retry_backoff.delay(attempt, rng));
-        co_await backoff_timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-        if (stop_requested) co_return false;
       }
+      for (auto& w : start) {
+        w->running = true;
+        asio::co_spawn(strand, work(self, w), asio::bind_cancellation_slot(w->interrupt.slot(), asio::detached));
+      }
+    }
+
+    static asio::awaitable<void> work(std::shared_ptr<member> self, std::shared_ptr<partition_worker> w) {
+      auto interrupted = [&] { return self->stop_requested.load(); };
+      auto park = [&](const std::string& topic, message m) -> task<delivery> {
+        co_return self->bus->append(topic, std::move(m), true);
+      };
+      auto wait = [&](std::chrono::milliseconds d) -> asio::awaitable<bool> {
+        if (interrupted()) co_return false;
+        w->waiting = true;
+        auto backoff_wait = self->bus->opts.clock.wait_for(d);
+        const bool reached = co_await std::move(backoff_wait);
+        w->waiting = false;
+        co_return reached && !interrupted();
+      };
+      const auto p = w->partition;
+      std::optional<std::int64_t> handled;
+      for (;;) {
+        std::shared_ptr<const message> msg;
+        std::int64_t offset = 0;
+        {
+          std::lock_guard lock(self->bus->mutex);
+          msg = self->next_locked(p, handled, offset);
+        }
+        if (!msg) break;
+        const envelope e{self->topic->name, static_cast<std::int32_t>(p), offset, 1, msg->key, msg->value,
+                         msg->headers};
+        const auto outcome = co_await detail::deliver(e, self->handler, self->opts.retry, self->dead_letter_topic, park,
+                                                      wait, interrupted, self->rng);
+        if (outcome == detail::delivery_outcome::abandon) {
+          std::lock_guard lock(self->bus->mutex);
+          self->group->in_flight[p] = nullptr;
+          break;
+        }
+        handled = offset;
+      }
+      w->running = false;
+      self->wake.notify();
+    }
+
+    // Strand: the end of the drain period.
+    static asio::awaitable<void> grace(std::shared_ptr<member> self) {
+      if (!self->busy()) co_return; // drained before this started: nothing would cancel it later
+      auto period = self->bus->opts.clock.wait_for(self->bus->opts.drain_timeout);
+      const bool reached = co_await std::move(period);
+      if (!reached) co_return;
+      self->grace_over = true;
+      self->wake.notify();
     }
 
     static asio::awaitable<void> run(std::shared_ptr<member> self) {
-      std::optional<work> handled;
-      std::size_t run = 0;
-      for (;;) {
-        std::optional<work> next;
-        {
-          std::lock_guard lock(self->bus->mutex);
-          if (self->stop_requested) {
-            if (handled) self->next_locked(handled, run);
-            break;
+      while (!self->stop_requested) {
+        self->start_workers(self);
+        co_await self->wake.async_wait(asio::use_awaitable);
+      }
+      // Drain: no retry waits any more, the handlers in flight get the drain period.
+      for (auto& w : self->workers)
+        if (w->running && w->waiting) w->interrupt.emit(asio::cancellation_type::terminal);
+      if (self->busy()) {
+        asio::co_spawn(self->strand, grace(self),
+                       asio::bind_cancellation_slot(self->grace_cancel.slot(), asio::detached));
+        bool cancelled = false;
+        while (self->busy()) {
+          if (self->grace_over && !cancelled) {
+            cancelled = true;
+            for (auto& w : self->workers)
+              if (w->running) w->interrupt.emit(asio::cancellation_type::terminal);
           }
-          next = self->next_locked(handled, run);
-          handled.reset();
-        }
-        if (!next) {
           co_await self->wake.async_wait(asio::use_awaitable);
-          continue;
         }
-        if (co_await self->deliver(*next)) {
-          handled = std::move(next);
-        } else {
-          std::lock_guard lock(self->bus->mutex);
-          self->group->in_flight[next->partition] = nullptr;
-        }
+        self->grace_cancel.emit(asio::cancellation_type::terminal);
       }
       {
         std::lock_guard lock(self->bus->mutex);

@@ -33,9 +33,18 @@ struct bus {
   };
   bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
   bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
+  asio::awaitable<void> stop();
 };
 struct bus_without_stop {
   struct subscription {};
+  bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
+  bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
+  asio::awaitable<void> stop();
+};
+struct bus_that_cannot_stop { // its subscriptions stop, the bus itself does not
+  struct subscription {
+    asio::awaitable<void> stop();
+  };
   bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
   bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
 };
@@ -47,6 +56,7 @@ static_assert(bulwark::cache<archetype::cache>);
 static_assert(!bulwark::cache<archetype::cache_with_sync_get>);
 static_assert(bulwark::event_bus<archetype::bus>);
 static_assert(!bulwark::event_bus<archetype::bus_without_stop>);
+static_assert(!bulwark::event_bus<archetype::bus_that_cannot_stop>);
 static_assert(!bulwark::repository<archetype::cache>);
 
 TEST(concepts, archetypes_are_checked_at_compile_time) { SUCCEED() << "see the static_asserts above"; }

@@ -1,9 +1,12 @@
 #pragma once
 // Connection and behaviour settings shared by the producer, the consumer and the admin helper.
 
+#include <bulwark/metrics/registry.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +40,14 @@ struct config {
   std::chrono::milliseconds drain_timeout{30000};
   /// Messages buffered per partition before the partition is paused (resumed at half).
   std::size_t max_buffered_per_partition = 10000;
+
+  // --- metrics ----------------------------------------------------------------------------
+  /// Where each member exports bulwark_bus_backlog_messages and
+  /// bulwark_bus_consumer_lag_messages (metrics/event_bus.hpp) for the partitions assigned to
+  /// it; none when empty.
+  std::shared_ptr<metrics::registry> metrics{};
+  /// How often a member refreshes those gauges (one watermark query per assigned partition).
+  std::chrono::milliseconds metrics_interval{5000};
 
   // --- topics created by subscribe() when missing ----------------------------------------
   int default_partitions = -1;         ///< -1: the broker's num.partitions

@@ -9,8 +9,10 @@
 // At-least-once: a message's offset is stored (rd_kafka_offset_store, offset + 1) only after
 // its handler succeeded, or after it was parked on the dead-letter topic; librdkafka commits
 // stored offsets every second, and the consumer commits synchronously when partitions are
-// revoked and on stop. A failing handler is retried with the subscription's backoff; after
-// max_attempts it is published to the dead-letter topic (make_dead_letter) and committed.
+// revoked and on stop. Each message goes through detail::deliver (bulwark/detail/delivery.hpp:
+// retries under the subscription's retry_policy, then the dead-letter topic), the rules every
+// bus shares; this member supplies the park (the bus's producer) and the wait (the real
+// bulwark::clock, cancelled by a revoke or a stop).
 //
 // Bounds: a partition holds at most config::max_buffered_per_partition messages (polled, not
 // yet handled; the one in flight included). The consumer thread counts each polled message on
@@ -21,16 +23,25 @@
 // leaves no partition paused: librdkafka keeps an application's pause through a revoke and a
 // re-assignment, and a partition paused then would never be fetched again.
 //
-// A rebalance or a stop waits (up to config::drain_timeout) for the handler in flight; queued
-// messages are dropped uncommitted and redelivered to the next owner.
+// A rebalance or a stop interrupts retry waits at once and waits (up to config::drain_timeout)
+// for the handler in flight; then it emits the cancellation slot of a handler still running
+// (event_bus.hpp, "Stopping"). Queued messages are dropped uncommitted and redelivered to the
+// next owner. A handler that outlives the drain is abandoned: the revoke closes its partition's
+// gate before it commits, and a closed gate stores no offset, so the old owner never commits
+// past that message even if its handler completes later.
 
+#include <bulwark/clock.hpp>
+#include <bulwark/detail/delivery.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/kafka/config.hpp>
 #include <bulwark/kafka/detail/handle.hpp>
 #include <bulwark/kafka/error.hpp>
+#include <bulwark/metrics/event_bus.hpp>
 #include <bulwark/result.hpp>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/execution/outstanding_work.hpp>
@@ -56,6 +67,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -94,7 +106,9 @@ struct partition_gate {
   std::atomic<std::size_t> held{0}; ///< polled, not yet handled or dropped
   std::atomic<bool> paused{false};  ///< written under m; read without it as a hint
   std::mutex m;
-  bool revoked = false; ///< under m: the assignment ended, no pause or resume any more
+  bool revoked = false;                 ///< under m: the assignment ended, no pause, resume or offset store any more
+  std::atomic<std::int64_t> stored{-1}; ///< the last offset stored + 1 (-1: none yet), for the lag gauge
+  std::int64_t first_polled = -1;       ///< consumer thread: the assignment's first message, for the lag gauge
 };
 
 /// A polled message and the gate that counted it.
@@ -110,14 +124,18 @@ struct partition_worker {
   std::deque<message_ptr> queue;        ///< front() is the message in flight while running
   bool running = false;
   bool revoked = false;
-  std::function<void()> on_drained; ///< set by a revoke that waits for this worker
+  bool waiting = false;                ///< between two attempts (or parks): a revoke or stop cancels at once
+  asio::cancellation_signal interrupt; ///< bound to the worker's coroutine
+  std::function<void()> on_drained;    ///< set by a revoke that waits for this worker
 };
 
 struct consumer_state : std::enable_shared_from_this<consumer_state> {
   consumer_state(asio::any_io_executor ex, config c, subscribe_options o, message_handler h, dead_letter_publisher d)
       : cfg(std::move(c)), options(std::move(o)), handler(std::move(h)), publish_dead_letter(std::move(d)),
         strand(asio::make_strand(ex)), keep_running(asio::prefer(ex, asio::execution::outstanding_work.tracked)),
-        rng(std::random_device{}()) {}
+        rng(std::random_device{}()) {
+    if (cfg.metrics) gauges.emplace(*cfg.metrics);
+  }
 
   ~consumer_state() {
     closing = true;
@@ -158,7 +176,9 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::mutex hand_over_mutex;                                    ///< with hand_over: a full batch waits for the strand
   std::condition_variable hand_over;                             ///< notified when the strand dispatched a batch
   std::mutex error_mutex;
-  error last_error; ///< the last consumer error librdkafka reported (for diagnostics)
+  error last_error;                                ///< the last consumer error librdkafka reported (for diagnostics)
+  std::optional<metrics::event_bus_gauges> gauges; ///< when cfg.metrics is set
+  std::chrono::steady_clock::time_point next_report{}; ///< consumer thread only
 
   // --- strand only ---
   std::map<std::int32_t, std::shared_ptr<partition_worker>> workers;
@@ -193,6 +213,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
         }
       }
       if (!pending.empty() && batches_in_flight.load() == 0) flush_pending();
+      if (gauges) report_metrics();
     }
     flush_pending();
     // Runs the revoke callback (drain, commit) and leaves the group.
@@ -200,11 +221,38 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     thread_done = true;
   }
 
+  // Consumer thread, every cfg.metrics_interval: the backlog (high - low watermark, asked of the
+  // partition leader) and the group's lag (high watermark - the next offset to handle: the
+  // last stored one, else the first one polled, else the fetch position) of every assigned
+  // partition.
+  void report_metrics() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_report) return;
+    next_report = now + cfg.metrics_interval;
+    const int timeout_ms = static_cast<int>(std::min<std::int64_t>(cfg.admin_timeout.count(), 1000));
+    for (const auto& [id, g] : gates) {
+      std::int64_t low = 0, high = 0;
+      if (rd_kafka_query_watermark_offsets(rk.get(), options.topic.c_str(), id, &low, &high, timeout_ms) != 0) continue;
+      gauges->backlog_of(options.topic, id).set(static_cast<double>(high - low));
+      std::int64_t next = g->stored.load(std::memory_order_relaxed);
+      if (next < 0) next = g->first_polled;
+      if (next < 0) {
+        partition_list at(rd_kafka_topic_partition_list_new(1));
+        rd_kafka_topic_partition_list_add(at.get(), options.topic.c_str(), id);
+        if (rd_kafka_position(rk.get(), at.get()) == RD_KAFKA_RESP_ERR_NO_ERROR) next = at.get()->elems[0].offset;
+      }
+      if (next >= 0)
+        gauges->lag_of(options.topic, options.group, id)
+            .set(static_cast<double>(std::max<std::int64_t>(0, high - next)));
+    }
+  }
+
   // Consumer thread: counts a polled message on its partition's gate and pauses the partition
   // when that reaches the bound, before the next poll.
   void admit(message_ptr m) {
     auto it = gates.find(m->partition);
     if (it == gates.end()) return; // not assigned (any more): the owner fetches it
+    if (it->second->first_polled < 0) it->second->first_polled = m->offset;
     const auto held = it->second->held.fetch_add(1) + 1;
     buffered.fetch_add(1, std::memory_order_relaxed);
     if (held > max_buffered.load(std::memory_order_relaxed)) max_buffered.store(held, std::memory_order_relaxed);
@@ -352,18 +400,26 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     }
   }
 
-  // Waits (up to drain_timeout) until the workers of `ids` finished their message in flight.
+  // Waits (up to drain_timeout) until the workers of `ids` finished their message in flight,
+  // then cancels the handlers still running (their messages stay uncommitted: close_gates()
+  // runs next, before the commit, and a closed gate stores no offset).
   void drain(const std::vector<std::int32_t>& ids) {
     auto self = weak_from_this().lock();
     if (!self) return;
     auto done = std::make_shared<std::promise<void>>();
     auto finished = done->get_future();
-    asio::post(strand, [self, ids, done] { self->revoke(ids, done); });
-    finished.wait_for(cfg.drain_timeout);
+    auto draining = std::make_shared<std::vector<std::shared_ptr<partition_worker>>>();
+    asio::post(strand, [self, ids, done, draining] { self->revoke(ids, done, *draining); });
+    if (finished.wait_for(cfg.drain_timeout) == std::future_status::ready) return;
+    asio::post(strand, [draining] {
+      for (auto& w : *draining)
+        if (w->running) w->interrupt.emit(asio::cancellation_type::terminal);
+    });
   }
 
   // --- strand -------------------------------------------------------------------------------
-  void revoke(const std::vector<std::int32_t>& ids, std::shared_ptr<std::promise<void>> done) {
+  void revoke(const std::vector<std::int32_t>& ids, std::shared_ptr<std::promise<void>> done,
+              std::vector<std::shared_ptr<partition_worker>>& draining) {
     auto remaining = std::make_shared<std::size_t>(0);
     auto one_drained = [remaining, done] {
       if (--*remaining == 0) done->set_value();
@@ -378,6 +434,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       if (w->running) {
         ++*remaining;
         w->on_drained = one_drained;
+        draining.push_back(w);
+        if (w->waiting) w->interrupt.emit(asio::cancellation_type::terminal); // no retry after a revoke
       } else {
         discard(*w);
       }
@@ -405,7 +463,11 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
         idle.push_back(w);
       }
     }
-    for (auto& w : idle) asio::co_spawn(strand, work(shared_from_this(), std::move(w)), asio::detached);
+    for (auto& w : idle) {
+      auto& slot = w->interrupt;
+      asio::co_spawn(strand, work(shared_from_this(), std::move(w)),
+                     asio::bind_cancellation_slot(slot.slot(), asio::detached));
+    }
   }
 
   // Drops a worker's queued messages (uncommitted: the partition's next owner gets them again).
@@ -417,22 +479,37 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
 
   bool interrupted(const partition_worker& w) const { return w.revoked || stopping.load(); }
 
+  // Strand, on stop: no retry waits any more (the handlers in flight get the drain period).
+  void interrupt_waiting() {
+    for (auto& [id, w] : workers)
+      if (w->running && w->waiting) w->interrupt.emit(asio::cancellation_type::terminal);
+  }
+
   static asio::awaitable<void> work(std::shared_ptr<consumer_state> self, std::shared_ptr<partition_worker> w) {
+    auto interrupted = [&] { return self->interrupted(*w); };
+    auto wait = [&](std::chrono::milliseconds d) -> asio::awaitable<bool> {
+      if (interrupted()) co_return false;
+      w->waiting = true;
+      auto backoff_wait = bulwark::clock().wait_for(d); // named: GCC 12 and temporaries in co_await
+      const bool reached = co_await std::move(backoff_wait);
+      w->waiting = false;
+      co_return reached && !interrupted();
+    };
+    const std::string dead_letter_topic = self->options.dead_letter_topic_name();
     std::vector<header> headers; // reused: no allocation for messages without headers
     while (!self->interrupted(*w) && !w->queue.empty()) {
       rd_kafka_message_t* m = w->queue.front().get();
       const envelope e = make_envelope(m, headers);
-      // The first attempt runs inline (no extra coroutine frame per message); retries and
-      // dead-lettering, the rare path, in handle_failure().
-      result<void> first = ok();
-      try {
-        first = co_await self->handler(e);
-      } catch (const std::exception& ex) {
-        first = error(errc::rejected, std::string("handler threw: ") + ex.what());
+      const auto outcome = co_await bulwark::detail::deliver(e, self->handler, self->options.retry, dead_letter_topic,
+                                                             self->publish_dead_letter, wait, interrupted, self->rng);
+      if (outcome == bulwark::detail::delivery_outcome::abandon) break; // redelivered to the next owner
+      {
+        // A revoke that gave up on this handler closed the gate before its commit.
+        std::lock_guard lock(w->gate->m);
+        if (w->gate->revoked) break;
+        rd_kafka_offset_store(m->rkt, m->partition, m->offset);
+        w->gate->stored.store(m->offset + 1, std::memory_order_relaxed);
       }
-      if (!first && !co_await self->handle_failure(*w, e, first.error()))
-        break; // abandoned on revoke or stop: redelivered to the next owner
-      rd_kafka_offset_store(m->rkt, m->partition, m->offset);
       self->processed.fetch_add(1, std::memory_order_relaxed);
       w->queue.pop_front();
       self->release(*w->gate, 1); // resumes the partition at half the bound
@@ -459,48 +536,6 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     e.value = m->payload ? std::string_view(static_cast<const char*>(m->payload), m->len) : std::string_view();
     e.headers = headers;
     return e;
-  }
-
-  // One call of the handler; an exception counts as a failure.
-  task<void> attempt(const envelope& e) {
-    try {
-      co_return co_await handler(e);
-    } catch (const std::exception& ex) {
-      co_return error(errc::rejected, std::string("handler threw: ") + ex.what());
-    }
-  }
-
-  // After a failed first attempt: retries with backoff, then the dead-letter topic. true once
-  // the message was handled or dead-lettered; false when a revoke or stop interrupted it.
-  asio::awaitable<bool> handle_failure(partition_worker& w, envelope e, error why) {
-    const unsigned max_attempts = std::max(1u, options.max_attempts);
-    for (unsigned attempt_no = 2; attempt_no <= max_attempts; ++attempt_no) {
-      if (!co_await pause_for(options.retry_backoff.delay(attempt_no - 1, rng), w)) co_return false;
-      e.attempt = attempt_no;
-      auto r = co_await attempt(e);
-      if (r) co_return true;
-      why = r.error();
-    }
-    const auto dead = make_dead_letter(e, why, max_attempts);
-    const auto dead_letter_topic = options.dead_letter_topic_name();
-    for (unsigned n = 1;; ++n) {
-      auto publish = publish_dead_letter(dead_letter_topic, dead);
-      auto d = co_await std::move(publish);
-      if (d) co_return true;
-      if (!co_await pause_for(options.retry_backoff.delay(n, rng), w)) co_return false;
-    }
-  }
-
-  // Sleeps `delay` in short steps; false when a revoke or stop came first.
-  asio::awaitable<bool> pause_for(std::chrono::milliseconds delay, const partition_worker& w) {
-    asio::steady_timer timer(strand);
-    const auto until = std::chrono::steady_clock::now() + delay;
-    while (std::chrono::steady_clock::now() < until) {
-      if (interrupted(w)) co_return false;
-      timer.expires_at(std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(20)));
-      co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-    }
-    co_return !interrupted(w);
   }
 };
 
@@ -570,23 +605,34 @@ public:
   consumer& operator=(consumer&&) noexcept = default;
   ~consumer() = default;
 
-  /// Finishes the handler in flight (no further retries), commits what was handled, leaves the
+  /// Interrupts retry waits, gives the handlers in flight up to config::drain_timeout (then
+  /// cancels them: their messages stay uncommitted), commits what was handled, leaves the
   /// group. Bounded by config::drain_timeout plus the group's leave round trip.
   asio::awaitable<void> stop() {
     auto s = std::exchange(state_, nullptr);
-    if (!s) co_return;
+    if (s) co_await stop(std::move(s));
+  }
+
+  /// stop() for a member known by its state (kafka::event_bus::stop() stops the members it
+  /// made this way). Safe to run more than once, also concurrently.
+  static asio::awaitable<void> stop(std::shared_ptr<detail::consumer_state> s) {
     s->stopping = true;
     s->closing = true;
+    asio::post(s->strand, [s] { s->interrupt_waiting(); });
     asio::steady_timer timer(co_await asio::this_coro::executor);
     const auto deadline = std::chrono::steady_clock::now() + s->cfg.drain_timeout + s->cfg.session_timeout;
     while (!s->thread_done.load() && std::chrono::steady_clock::now() < deadline) {
       timer.expires_after(std::chrono::milliseconds(5));
       co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     }
-    // The last strand work (workers releasing their messages) runs before the state goes.
+    // The last strand work (workers releasing their messages) runs before the state goes; the
+    // executor's work is released on the strand, where a second stop() may release it too.
     co_await asio::post(s->strand, asio::use_awaitable);
-    s->keep_running = asio::any_io_executor();
+    asio::post(s->strand, [s] { s->keep_running = asio::any_io_executor(); });
   }
+
+  /// The member's state, for a bus that may have to stop it (see stop(state)).
+  std::weak_ptr<detail::consumer_state> watch() const noexcept { return state_; }
 
   /// Messages handled (or dead-lettered) and stored for commit so far.
   std::size_t processed() const noexcept { return state_ ? state_->processed.load() : 0; }

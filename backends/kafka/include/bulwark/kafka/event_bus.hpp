@@ -1,7 +1,8 @@
 #pragma once
 // kafka::event_bus: bulwark::event_bus on Kafka. publish() goes through one idempotent
 // producer (acks=all); every subscribe() is a consumer-group member of its own (a
-// kafka::consumer) that dead-letters through the same producer.
+// kafka::consumer) that dead-letters through the same producer. stop() stops every member the
+// bus made (each drains), then flushes the producer.
 //
 // Topics: publish relies on the brokers' auto-creation (or topics made beforehand);
 // subscribe creates its topic when missing (config::default_partitions and
@@ -18,6 +19,7 @@
 #include <asio/awaitable.hpp>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -61,12 +63,14 @@ public:
     return producer_->publish_batch(topic, std::move(batch));
   }
 
-  /// Joins group o.group on o.topic (creating the topic when missing); h runs on this bus's
-  /// executor. Errors: errc::invalid_argument (empty topic or group), errc::timeout,
-  /// errc::unavailable (topic creation failed for want of brokers).
+  /// Joins group o.group on o.topic (creating the topic when missing); h runs on a strand of
+  /// this bus's executor. Errors: errc::invalid_argument (empty topic or group),
+  /// errc::timeout, errc::unavailable (topic creation failed for want of brokers),
+  /// errc::rejected (the bus is stopping).
   task<subscription> subscribe(subscribe_options o, message_handler h) {
     if (o.topic.empty() || o.group.empty())
       co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
+    if (members_->stopping()) co_return error(errc::rejected, "event bus is stopping");
     topic_spec spec{o.topic, cfg_.default_partitions, cfg_.default_replication_factor, {}};
     auto created = co_await admin_->ensure_topic(std::move(spec));
     if (!created) co_return created.error();
@@ -75,24 +79,66 @@ public:
     };
     auto c = co_await consumer::start(ex_, cfg_, std::move(o), std::move(h), std::move(dead_letters));
     if (!c) co_return c.error();
+    if (!members_->add(c.value().watch())) {
+      co_await c.value().stop(); // the bus began to stop while this member joined
+      co_return error(errc::rejected, "event bus is stopping");
+    }
     co_return subscription(std::move(c).value());
   }
 
-  /// Flushes the producer (up to config::stop_timeout); later publishes are rejected.
-  asio::awaitable<void> stop() { co_await producer_->stop(); }
+  /// Refuses new subscribes, stops every member this bus made (each drains as
+  /// subscription::stop() does; a dead letter parked meanwhile still goes out), then flushes
+  /// the producer (up to config::stop_timeout) and rejects later publishes.
+  asio::awaitable<void> stop() {
+    for (auto& m : members_->stop_all()) co_await kafka::consumer::stop(std::move(m));
+    co_await producer_->stop();
+  }
 
   kafka::producer& producer() noexcept { return *producer_; }
   const kafka::admin& admin() const noexcept { return *admin_; }
   const config& settings() const noexcept { return cfg_; }
 
 private:
+  // The members this bus made, so that stop() can stop them; a stopped or dropped member's
+  // entry expires. Any thread.
+  class member_list {
+  public:
+    bool stopping() const {
+      std::lock_guard lock(mutex_);
+      return stopping_;
+    }
+    bool add(std::weak_ptr<detail::consumer_state> m) {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return false;
+      std::erase_if(members_, [](const auto& w) { return w.expired(); });
+      members_.push_back(std::move(m));
+      return true;
+    }
+    std::vector<std::shared_ptr<detail::consumer_state>> stop_all() {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+      std::vector<std::shared_ptr<detail::consumer_state>> live;
+      for (auto& w : members_)
+        if (auto m = w.lock()) live.push_back(std::move(m));
+      members_.clear();
+      return live;
+    }
+
+  private:
+    mutable std::mutex mutex_;
+    bool stopping_ = false;
+    std::vector<std::weak_ptr<detail::consumer_state>> members_;
+  };
+
   event_bus(asio::any_io_executor ex, config cfg, std::shared_ptr<kafka::producer> p, std::shared_ptr<kafka::admin> a)
-      : ex_(std::move(ex)), cfg_(std::move(cfg)), producer_(std::move(p)), admin_(std::move(a)) {}
+      : ex_(std::move(ex)), cfg_(std::move(cfg)), producer_(std::move(p)), admin_(std::move(a)),
+        members_(std::make_shared<member_list>()) {}
 
   asio::any_io_executor ex_;
   config cfg_;
   std::shared_ptr<kafka::producer> producer_;
   std::shared_ptr<kafka::admin> admin_;
+  std::shared_ptr<member_list> members_;
 };
 
 } // namespace bulwark::kafka
