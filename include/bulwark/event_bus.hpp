@@ -31,7 +31,7 @@
 // committed only after h succeeded for it (at-least-once), per partition and in order (per-key
 // order). A failing h (an error, or any exception) is retried under o.retry (a retry_policy:
 // its backoff between attempts, its max_attempts, and which errors retry: by default all but
-// errc::invalid_argument and errc::too_large). After the last attempt, or at once for an
+// errc::invalid_argument, errc::too_large and errc::declined). After the last attempt, or at once for an
 // error the policy does not retry, the message is published to the dead-letter topic with the
 // dead_letter_* headers below (that publish is retried with the same backoff until it succeeds
 // or a stop interrupts it), and committed. A member that joins a group later, or again after a

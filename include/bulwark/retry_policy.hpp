@@ -41,9 +41,12 @@ struct backoff {
 };
 
 /// Failures a retry cannot cure: the input itself is wrong (errc::invalid_argument,
-/// errc::too_large). The default of retry_policy::retry_if; every other error is retried,
+/// errc::too_large), or the rules refused it (errc::declined: asked again unchanged, the answer
+/// is the same). The default of retry_policy::retry_if; every other error is retried,
 /// errc::timeout included (its outcome is unknown, so only idempotent operations are retried).
-inline bool is_permanent(const error& e) noexcept { return e == errc::invalid_argument || e == errc::too_large; }
+inline bool is_permanent(const error& e) noexcept {
+  return e == errc::invalid_argument || e == errc::too_large || e == errc::declined;
+}
 
 struct retry_policy {
   /// Delay before attempt n + 1 after n failed ones: delays.delay(n).

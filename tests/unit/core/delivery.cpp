@@ -206,6 +206,8 @@ TEST(retry_policy, counts_the_first_attempt_and_retries_all_but_permanent_errors
   EXPECT_FALSE(p.retries(error(errc::unavailable, ""), 3));
   EXPECT_FALSE(p.retries(error(errc::invalid_argument, ""), 1));
   EXPECT_FALSE(p.retries(error(errc::too_large, ""), 1));
+  EXPECT_FALSE(p.retries(error(errc::declined, "not enough stock"), 1));
+  EXPECT_TRUE(p.retries(error(errc::conflict, ""), 1));
   p.max_attempts = 0;
   EXPECT_EQ(p.attempts(), 1u);
   EXPECT_FALSE(p.retries(error(errc::unavailable, ""), 1));
