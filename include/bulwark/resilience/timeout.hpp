@@ -37,6 +37,8 @@
 #include <asio/awaitable.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/cancellation_state.hpp>
+#include <asio/detail/thread_context.hpp>
+#include <asio/detail/thread_info_base.hpp>
 #include <asio/dispatch.hpp>
 #include <asio/execution/outstanding_work.hpp>
 #include <asio/post.hpp>
@@ -119,6 +121,17 @@ private:
 template <class T> class bounded_call final : public deadline_entry {
 public:
   explicit bounded_call(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+  // One per bounded call, on the hot path: from Asio's per-thread recycling cache (the slot
+  // Asio keeps for parallel groups, which bounded calls replace) instead of malloc.
+  static void* operator new(std::size_t size) {
+    return asio::detail::thread_info_base::allocate(asio::detail::thread_info_base::parallel_group_tag(),
+                                                    asio::detail::thread_context::top_of_thread_call_stack(), size);
+  }
+  static void operator delete(void* p, std::size_t size) noexcept {
+    asio::detail::thread_info_base::deallocate(asio::detail::thread_info_base::parallel_group_tag(),
+                                               asio::detail::thread_context::top_of_thread_call_stack(), p, size);
+  }
 
   bounded_state state() const noexcept { return state_.load(std::memory_order_acquire); }
 
@@ -238,10 +251,8 @@ template <class T> void launch_bounded(const asio::any_io_executor& ex, bounded_
 template <class T> task<T> run_bounded(task<T> op, clock::time_point at, clock clk, std::string what,
                                        clock::duration limit, bool is_timeout) {
   auto ex = co_await asio::this_coro::executor;
-  auto* raw = new bounded_call<T>(ex);
-  entry_ref<bounded_call<T>> call(raw);
-  raw->release(); // `call` holds the creator's reference
-  launch_bounded(ex, raw, std::move(op));
+  entry_ref<bounded_call<T>> call(new bounded_call<T>(ex), entry_ref<bounded_call<T>>::adopt);
+  launch_bounded(ex, call.get(), std::move(op));
   if (call->state() != bounded_state::op_done) {
     co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
         [&](auto handler) { call->wait(std::move(handler), clk, at); }, asio::use_awaitable);
