@@ -19,6 +19,15 @@
 // Failures: errc::unavailable, errc::timeout, errc::cancelled, errc::invalid_argument,
 // errc::too_large. A cache failure is never fatal to a read the repository can answer: the
 // flows treat every cache error as a miss. Model: memory::cache.
+//
+// Deadlines and abandonment (as for the repository, see repository.hpp): an operation abandoned
+// at its deadline runs on unobserved, so it owns its arguments after its first step; a late put
+// may still be stored (never over a higher version).
+//   memory::cache     finishes every operation without suspending.
+//   redis::cache      reads the key and value before its first suspension (a put is packed,
+//                     then joins a batch); a cancelled caller resumes at once, its write may land.
+//   hazelcast::cache  builds the entry's path before its first suspension; honours cancellation
+//                     while waiting for the key lock or a member (the HTTP exchange is closed).
 
 #include <bulwark/repository.hpp>
 #include <bulwark/result.hpp>

@@ -23,6 +23,14 @@
 // after o.max_attempts attempts the message is published to the dead-letter topic with the
 // dead_letter_* headers below, and committed. A member that joins a group later, or again
 // after a stop, resumes from the group's committed offsets. Model: memory::event_bus.
+//
+// Deadlines and abandonment (see repository.hpp): publish reads its topic view before its
+// first suspension and owns its message (memory::event_bus appends without suspending;
+// kafka::event_bus resolves the topic when called and does not honour cancellation: abandoned,
+// it completes unobserved at its delivery report). The message may still be delivered, so
+// errc::timeout on publish means "unknown": publish idempotently (a request id in a header). A handler bounding its own
+// calls gets the same promise; the envelope it receives is valid for the handler's call only, so an operation it may
+// abandon copies what it needs from it.
 
 #include <bulwark/resilience/backoff.hpp>
 #include <bulwark/result.hpp>

@@ -28,6 +28,20 @@
 // Every operation may also fail with errc::unavailable, errc::timeout, errc::cancelled;
 // errc::invalid_argument for a key the backend cannot store (empty, or over its key limit),
 // errc::too_large for a value over its limit. Model: memory::repository.
+//
+// Deadlines and abandonment: with_timeout / with_deadline (resilience/timeout.hpp) resume the
+// caller at the deadline and leave an unfinished operation running, cancelled (terminal) but
+// unobserved. So each operation owns its arguments after its first step (the part before its
+// first suspension, while the caller still waits): a key read after a suspension is copied
+// first. A late completion is dropped, but its effect may still land: errc::timeout on a put or
+// erase means the outcome is unknown. The model object must outlive its operations, abandoned
+// ones included.
+//   memory::repository  finishes every operation without suspending: nothing is abandoned.
+//   redis::repository   put/erase copy the key first (the script is sent again after NOSCRIPT);
+//                       get/scan read their arguments before suspending; a cancelled command
+//                       completes at once (redis::errc::cancelled), its reply is dropped.
+//   mysql::repository   copies key / prefix / after first; honours cancellation while waiting
+//                       for a connection or the server (the connection is then discarded).
 
 #include <bulwark/result.hpp>
 
