@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the microbenchmarks of the in-memory models and prints a table, then the targets:
-#   memory cache hit <= 100 ns; memory bus publish-to-handler >= 1M messages/s on one core.
+#   memory cache hit <= 100 ns; memory bus publish-to-handler >= 1M messages/s on one core;
+#   a deadline costs at most as much as the call it bounds: ratio_deadline_overhead (bare get /
+#   with_timeout(get, 1s) on a memory repository) >= 0.5.
 # Builds the release preset unless BUILD_DIR points at an existing build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +37,9 @@ print(f"target bus_publish_to_handler >= 1,000,000 msg/s: {bus:,.0f} {'OK' if bu
 print(f"ratio_cache_hit_vs_target: {100.0 / hit:.2f}")
 print(f"ratio_cache_hit_sync_vs_target: {100.0 / hit_sync:.2f}")
 print(f"ratio_bus_vs_target: {bus / 1e6:.2f}")
+bare, bounded = rows["repository_get"][0], rows["repository_get_bounded"][0]
+print(f"target deadline overhead ratio >= 0.5: repository get {bare:.1f} ns, with_timeout {bounded:.1f} ns "
+      f"{'OK' if bare / bounded >= 0.5 else 'MISSED'}; an op that suspends once: "
+      f"{rows['suspending_get'][0]:.1f} ns bare, {rows['suspending_get_bounded'][0]:.1f} ns bounded")
+print(f"ratio_deadline_overhead: {bare / bounded:.2f}")
 PY

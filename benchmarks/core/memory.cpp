@@ -3,6 +3,7 @@
 #include <bulwark/memory/cache.hpp>
 #include <bulwark/memory/event_bus.hpp>
 #include <bulwark/memory/repository.hpp>
+#include <bulwark/resilience/timeout.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -92,6 +93,54 @@ void repository_get(benchmark::State& state) {
   co_await_loop(state, [&](std::size_t i) { return repo.get(keys[i & 1023]); });
 }
 BENCHMARK(repository_get);
+
+// The same get bounded by a deadline (ratio_deadline_overhead in run.sh: bare / bounded). A
+// memory get finishes without suspending, so this is the fast path: no timer is touched.
+void repository_get_bounded(benchmark::State& state) {
+  bulwark::memory::repository repo;
+  const auto keys = make_keys(1024);
+  for (const auto& k : keys) (void)repo.put_now(k, value_100, std::nullopt);
+  co_await_loop(
+      state, [&](std::size_t i) { return bulwark::with_timeout(repo.get(keys[i & 1023]), std::chrono::seconds(1)); });
+}
+BENCHMARK(repository_get_bounded);
+
+// One deadline carried down to every call (deadline propagation): no clock read per call
+// beyond the "already passed?" check.
+void repository_get_deadline(benchmark::State& state) {
+  bulwark::memory::repository repo;
+  const auto keys = make_keys(1024);
+  for (const auto& k : keys) (void)repo.put_now(k, value_100, std::nullopt);
+  const auto request = bulwark::deadline::after(std::chrono::hours(1));
+  co_await_loop(state, [&](std::size_t i) { return bulwark::with_deadline(repo.get(keys[i & 1023]), request); });
+}
+BENCHMARK(repository_get_deadline);
+
+// An operation that suspends once (a post, standing in for I/O) before its get: bare, and
+// bounded, where the deadline is registered in the context's deadline queue and withdrawn.
+bulwark::task<std::optional<bulwark::versioned>> get_after_a_post(const bulwark::memory::repository& repo,
+                                                                  const std::string& key) {
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  co_return repo.get_now(key);
+}
+
+void suspending_get(benchmark::State& state) {
+  bulwark::memory::repository repo;
+  const auto keys = make_keys(1024);
+  for (const auto& k : keys) (void)repo.put_now(k, value_100, std::nullopt);
+  co_await_loop(state, [&](std::size_t i) { return get_after_a_post(repo, keys[i & 1023]); });
+}
+BENCHMARK(suspending_get);
+
+void suspending_get_bounded(benchmark::State& state) {
+  bulwark::memory::repository repo;
+  const auto keys = make_keys(1024);
+  for (const auto& k : keys) (void)repo.put_now(k, value_100, std::nullopt);
+  co_await_loop(state, [&](std::size_t i) {
+    return bulwark::with_timeout(get_after_a_post(repo, keys[i & 1023]), std::chrono::seconds(1));
+  });
+}
+BENCHMARK(suspending_get_bounded);
 
 void repository_put(benchmark::State& state) {
   bulwark::memory::repository repo;

@@ -40,6 +40,15 @@
 //                     strand); call it only from coroutines on that executor.
 //   hazelcast::cache  one executor: its member_list's (like http::client); call it only from
 //                     coroutines on that executor.
+//
+// Deadlines and abandonment (as for the repository, see repository.hpp): an operation abandoned
+// at its deadline runs on unobserved, so it owns its arguments after its first step; a late put
+// may still be stored (never over a higher version).
+//   memory::cache     finishes every operation without suspending.
+//   redis::cache      reads the key and value before its first suspension (a put is packed,
+//                     then joins a batch); a cancelled caller resumes at once, its write may land.
+//   hazelcast::cache  builds the entry's path before its first suspension; honours cancellation
+//                     while waiting for the key lock or a member (the HTTP exchange is closed).
 
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>

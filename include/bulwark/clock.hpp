@@ -138,8 +138,7 @@ private:
       std::shared_ptr<detail::time_line> line = line_for(manual, ex);
       using wait_type = detail::clock_wait<Handler>;
       auto* wait = new wait_type(std::move(handler), asio::prefer(ex, asio::execution::outstanding_work.tracked), line);
-      detail::entry_ref<wait_type> own(wait);
-      wait->release(); // `own` holds the creator's reference from here on
+      detail::entry_ref<wait_type> own(wait, detail::entry_ref<wait_type>::adopt);
       if (slot.is_connected()) slot.template emplace<detail::cancel_clock_wait<wait_type>>(own);
       line->arm(*wait, at, ex);
     }

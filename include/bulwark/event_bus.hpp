@@ -63,6 +63,14 @@
 // options::drain_timeout) and kafka::event_bus (backends/kafka; config::drain_timeout).
 // Conformance suite: tests/conformance/event_bus_suite.hpp (tests/conformance/memory.cpp,
 // tests/kafka/conformance.cpp). Archetype: archetype::bus in tests/unit/core/concepts.cpp.
+//
+// Deadlines and abandonment (see repository.hpp): publish reads its topic view before its
+// first suspension and owns its message (memory::event_bus appends without suspending;
+// kafka::event_bus resolves the topic when called and does not honour cancellation: abandoned,
+// it completes unobserved at its delivery report). The message may still be delivered, so
+// errc::timeout on publish means "unknown": publish idempotently (a request id in a header). A handler bounding its own
+// calls gets the same promise; the envelope it receives is valid for the handler's call only, so an operation it may
+// abandon copies what it needs from it.
 
 #include <bulwark/result.hpp>
 #include <bulwark/retry_policy.hpp>

@@ -46,6 +46,20 @@
 //                       thread to use several.
 //   mysql::repository   one executor: its mysql::pool's (one io_context thread or a strand);
 //                       the pool takes no locks.
+//
+// Deadlines and abandonment: with_timeout / with_deadline (resilience/timeout.hpp) resume the
+// caller at the deadline and leave an unfinished operation running, cancelled (terminal) but
+// unobserved. So each operation owns its arguments after its first step (the part before its
+// first suspension, while the caller still waits): a key read after a suspension is copied
+// first. A late completion is dropped, but its effect may still land: errc::timeout on a put or
+// erase means the outcome is unknown. The model object must outlive its operations, abandoned
+// ones included.
+//   memory::repository  finishes every operation without suspending: nothing is abandoned.
+//   redis::repository   put/erase copy the key first (the script is sent again after NOSCRIPT);
+//                       get/scan read their arguments before suspending; a cancelled command
+//                       completes at once (redis::redis_errc::cancelled), its reply is dropped.
+//   mysql::repository   copies key / prefix / after first; honours cancellation while waiting
+//                       for a connection or the server (the connection is then discarded).
 
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>

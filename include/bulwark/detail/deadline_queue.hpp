@@ -63,7 +63,12 @@ private:
 /// A reference to a deadline_entry (retain on copy, release on destruction).
 template <class Entry> class entry_ref {
 public:
+  struct adopt_t {};
+  static constexpr adopt_t adopt{};
+
   entry_ref() = default;
+  /// Takes over a reference the caller holds (a new entry's first one): no atomic operation.
+  entry_ref(Entry* e, adopt_t) noexcept : e_(e) {}
   explicit entry_ref(Entry* e) noexcept : e_(e) {
     if (e_) e_->retain();
   }

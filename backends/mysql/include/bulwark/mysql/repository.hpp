@@ -125,7 +125,10 @@ public:
   const std::string& collection() const noexcept { return sql_->table; }
 
   /// The current value and version of key, or nullopt. One round trip.
-  task<std::optional<versioned>> get(std::string_view key) {
+  task<std::optional<versioned>> get(std::string_view key_view) {
+    // Owned: the key is bound after the first suspension (acquire), and a call abandoned at its
+    // deadline runs on after its caller's key is gone.
+    const std::string key(key_view);
     BOOST_OUTCOME_CO_TRY(check_key(key));
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
     BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(sql_->get));
@@ -152,7 +155,8 @@ public:
   /// Stores value under key and returns its new version. expected: nullopt = unconditional,
   /// no_version = the key must be absent, n = the current version must be n; otherwise
   /// errc::conflict. One statement, one round trip.
-  task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
+  task<version_t> put(std::string_view key_view, std::string value, std::optional<version_t> expected) {
+    const std::string key(key_view); // owned, as in get
     BOOST_OUTCOME_CO_TRY(check_key(key));
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.size(), max_value_size_));
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
@@ -183,7 +187,8 @@ public:
   }
 
   /// Removes key (keeping a tombstone so versions stay monotonic); true when it existed.
-  task<bool> erase(std::string_view key) {
+  task<bool> erase(std::string_view key_view) {
+    const std::string key(key_view); // owned, as in get
     BOOST_OUTCOME_CO_TRY(check_key(key));
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
     BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(sql_->erase));
@@ -196,7 +201,8 @@ public:
 
   /// Up to limit entries with key starting with prefix and greater than after, ascending by
   /// bytes; page.next is set when more may follow. One round trip, an index range scan.
-  task<scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
+  task<scan_page> scan(std::string_view prefix_view, std::string_view after_view, std::size_t limit) {
+    const std::string prefix(prefix_view), after(after_view); // owned, as in get
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_scan_limit(limit));
     scan_page page;
     // No key is longer than 255 bytes, so a longer prefix matches nothing.

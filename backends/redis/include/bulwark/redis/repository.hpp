@@ -114,10 +114,13 @@ public:
   /// Stores `value` and returns its new version. expected: nullopt = unconditional,
   /// no_version = the key must be absent, n = the current version must be n; otherwise
   /// errc::conflict. One script. Errors also: invalid_argument, too_large, the client's.
-  task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
+  task<version_t> put(std::string_view key_view, std::string value, std::optional<version_t> expected) {
+    // Owned: the script's argv is sent again after a suspension (EVAL after NOSCRIPT), and a
+    // call abandoned at its deadline runs on after its caller's key is gone.
+    const std::string key(key_view);
     BOOST_OUTCOME_CO_TRY(check_key(key));
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.size(), options_.max_value_bytes));
-    const auto data = data_prefix_ + std::string(key);
+    const auto data = data_prefix_ + key;
     const std::string_view mode = !expected ? "a" : *expected == no_version ? "n" : "v";
     const auto expected_text = expected ? std::to_string(*expected) : std::string();
     auto r = co_await detail::repository_put_script().run(
@@ -135,9 +138,10 @@ public:
   }
 
   /// Removes `key`; true when it existed. One script.
-  task<bool> erase(std::string_view key) {
+  task<bool> erase(std::string_view key_view) {
+    const std::string key(key_view); // owned, as in put
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    const auto data = data_prefix_ + std::string(key);
+    const auto data = data_prefix_ + key;
     auto r = co_await detail::repository_erase_script().run(client_, std::array<std::string_view, 2>{data, index_key_},
                                                             std::array<std::string_view, 1>{key});
     if (!r) co_return r.error();
