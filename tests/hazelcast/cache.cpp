@@ -1,9 +1,9 @@
-// hazelcast::cache and member_list: the cache conformance suite against real members, the
-// envelope and path encodings, and the failover policy (fake members on bulwark::http::server
-// next to real ones; a real member whose REST DATA group is disabled).
+// hazelcast::cache and member_list beyond the conformance suite (conformance.cpp): the envelope
+// and path encodings, and the failover policy (fake members on bulwark::http::server next to
+// real ones; a real member whose REST DATA group is disabled).
 #include <bulwark/hazelcast.hpp>
 
-#include "conformance/cache_suite.hpp"
+#include "fixture.hpp"
 #include "support/run.hpp"
 
 #include <bulwark/http/server.hpp>
@@ -24,30 +24,6 @@ using bulwark::errc;
 using bulwark::versioned;
 
 namespace {
-
-std::string unique_map(const char* prefix) {
-  static int counter = 0;
-  return std::string(prefix) + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1'000'000'007) + "-" +
-         std::to_string(++counter);
-}
-
-std::vector<http::endpoint> real_members() {
-  const char* list = std::getenv("BULWARK_HAZELCAST_MEMBERS");
-  return hz::parse_members(list ? list : "").value();
-}
-
-struct hazelcast_cache_factory {
-  static bool available() { return std::getenv("BULWARK_HAZELCAST_MEMBERS") != nullptr; }
-  asio::io_context& context() { return ctx; }
-  std::unique_ptr<hz::cache> make() {
-    auto members = std::make_shared<hz::member_list>(ctx.get_executor(), hz::member_options{.members = real_members()});
-    return std::make_unique<hz::cache>(members, hz::cache_options{.map = unique_map("conformance")});
-  }
-  // Real members, real time: TTLs are judged on this process's wall clock.
-  void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
-  asio::io_context ctx;
-};
 
 // A member impostor: answers readiness and data requests with configurable statuses and counts them.
 struct fake_member {
@@ -76,10 +52,6 @@ http::endpoint closed_port() {
 }
 
 } // namespace
-
-namespace bulwark::test {
-INSTANTIATE_TYPED_TEST_SUITE_P(hazelcast, cache_conformance, ::testing::Types<hazelcast_cache_factory>);
-} // namespace bulwark::test
 
 // --- envelope and path: pure functions ------------------------------------------------------
 
@@ -137,7 +109,7 @@ protected:
     BULWARK_REQUIRE_SERVER(list, "BULWARK_HAZELCAST_MEMBERS");
     members_ = std::make_shared<hz::member_list>(ctx_.get_executor(),
                                                  hz::member_options{.members = hz::parse_members(list).value()});
-    cache_ = std::make_unique<hz::cache>(members_, hz::cache_options{.map = unique_map("adapter")});
+    cache_ = std::make_unique<hz::cache>(members_, hz::cache_options{.map = hz::test::unique_map("adapter")});
   }
   template <class T> T run(asio::awaitable<T> op) { return bulwark::test::run(ctx_, std::move(op), 30s); }
 
@@ -262,7 +234,7 @@ TEST(hazelcast_members, a_member_with_the_rest_data_group_disabled_is_a_protocol
   asio::io_context ctx;
   auto members = std::make_shared<hz::member_list>(
       ctx.get_executor(), hz::member_options{.members = hz::parse_members(member).value(), .operation_timeout = 5s});
-  hz::cache c(members, {.map = unique_map("nodata")});
+  hz::cache c(members, {.map = hz::test::unique_map("nodata")});
   for (int i = 0; i < 2; ++i) { // the second call finds the member already marked misconfigured
     const auto start = std::chrono::steady_clock::now();
     auto got = bulwark::test::run(ctx, c.get("k"), 10s);
@@ -283,7 +255,7 @@ TEST(hazelcast_members, a_misconfigured_member_next_to_good_ones_is_skipped) {
   asio::io_context ctx;
   auto endpoints = hz::parse_members(nodata + "," + list).value();
   auto members = std::make_shared<hz::member_list>(ctx.get_executor(), hz::member_options{.members = endpoints});
-  hz::cache c(members, {.map = unique_map("mixed")});
+  hz::cache c(members, {.map = hz::test::unique_map("mixed")});
   ASSERT_TRUE(bulwark::test::run(ctx, c.put("k", versioned{"v", 1}, 60s), 10s).value());
   EXPECT_TRUE(members->status()[0].misconfigured);
   EXPECT_EQ(bulwark::test::run(ctx, c.get("k"), 10s).value()->value, "v");
