@@ -3,6 +3,7 @@
 #include <bulwark/redis.hpp>
 
 #include "fixture.hpp"
+#include "support/keys.hpp"
 #include "support/run.hpp"
 
 #include <bulwark/resilience/timeout.hpp>
@@ -341,7 +342,7 @@ TEST_F(redis_client, concurrent_cache_puts_share_one_script_call) {
   bulwark::versioned warm_up{"warm", 1};
   ASSERT_TRUE(run(cache.put("warm-up", std::move(warm_up), std::chrono::seconds(60))).has_value());
   std::vector<std::pair<std::string, bulwark::version_t>> puts;
-  for (int i = 0; i < 100; ++i) puts.emplace_back("k" + std::to_string(i), 1 + i);
+  for (int i = 0; i < 100; ++i) puts.emplace_back(bulwark::test::numbered_key("k", i), 1 + i);
   const auto before = c.statistics();
   const auto batches_before = cache.put_batches();
   const auto batched_before = cache.batched_puts();
