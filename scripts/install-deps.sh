@@ -14,8 +14,11 @@ packages=(
   default-jdk-headless maven
 )
 # --all: also what the benchmarks and the fuzzer need (nginx and wrk, clang's libFuzzer).
+# libclang-rt-dev holds libFuzzer and the sanitizer runtimes for the default clang (on Debian 12
+# libclang-rt-14-dev); clang pulls it in only as a recommendation (of libclang-common-14-dev),
+# which --no-install-recommends skips, and then -fsanitize=fuzzer fails to link.
 if [ "${1:-}" = "--all" ]; then
-  packages+=(nginx-light wrk clang clang-tidy)
+  packages+=(nginx-light wrk clang libclang-rt-dev clang-tidy)
 fi
 missing=()
 for p in "${packages[@]}"; do

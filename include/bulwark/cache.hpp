@@ -30,7 +30,7 @@
 //   redis::cache      backends/redis/.../redis/cache.hpp         one string per key, a version script
 //   hazelcast::cache  backends/hazelcast/.../hazelcast/cache.hpp an envelope per key, REST
 // Conformance suite: tests/conformance/cache_suite.hpp, run by every model
-// (tests/conformance/memory.cpp, tests/redis/client.cpp, tests/hazelcast/cache.cpp).
+// (tests/conformance/memory.cpp, tests/redis/conformance.cpp, tests/hazelcast/conformance.cpp).
 // Archetype (the smallest model) and a near miss: tests/unit/core/concepts.cpp.
 //
 // Threads and executors. A task resumes its caller on the caller's executor. What may be shared:

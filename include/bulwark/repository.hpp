@@ -35,7 +35,7 @@
 //   redis::repository   backends/redis/.../redis/repository.hpp a hash per key + a sorted index
 //   mysql::repository   backends/mysql/.../mysql/repository.hpp one table per collection
 // Conformance suite: tests/conformance/repository_suite.hpp, run by every model
-// (tests/conformance/memory.cpp, tests/redis/client.cpp, tests/mysql/conformance.cpp).
+// (tests/conformance/memory.cpp, tests/redis/conformance.cpp, tests/mysql/conformance.cpp).
 // Archetype (the smallest model) and a near miss: tests/unit/core/concepts.cpp.
 //
 // Threads and executors. A task resumes its caller on the caller's executor. What may be shared:

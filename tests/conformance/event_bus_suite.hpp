@@ -8,6 +8,7 @@
 #include <bulwark/resilience/timeout.hpp>
 
 #include "conformance/fixture.hpp"
+#include "support/keys.hpp"
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
@@ -190,8 +191,8 @@ TYPED_TEST_P(event_bus_conformance, restarted_member_resumes_from_committed_offs
   const auto topic = unique_name("resume");
   const auto group = unique_name("g");
   std::vector<std::pair<std::string, std::string>> first, second;
-  for (int i = 0; i < 10; ++i) first.emplace_back("k" + std::to_string(i % 3), "first-" + std::to_string(i));
-  for (int i = 0; i < 10; ++i) second.emplace_back("k" + std::to_string(i % 3), "second-" + std::to_string(i));
+  for (int i = 0; i < 10; ++i) first.emplace_back(numbered_key("k", i % 3), numbered_key("first-", i));
+  for (int i = 0; i < 10; ++i) second.emplace_back(numbered_key("k", i % 3), numbered_key("second-", i));
   this->publish_all(topic, first);
   received_log log1;
   auto sub = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {

@@ -7,6 +7,7 @@
 #include <bulwark/resilience/timeout.hpp>
 
 #include "conformance/fixture.hpp"
+#include "support/keys.hpp"
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -64,7 +65,7 @@ TYPED_TEST_P(repository_conformance, versions_rise_on_every_put_and_across_erase
   auto& r = this->repo();
   version_t last = no_version;
   for (int i = 0; i < 5; ++i) {
-    auto v = this->run(r.put("mono", "v" + std::to_string(i), std::nullopt));
+    auto v = this->run(r.put("mono", numbered_key("v", i), std::nullopt));
     ASSERT_TRUE(v.has_value()) << v.error();
     EXPECT_GT(v.value(), last);
     last = v.value();

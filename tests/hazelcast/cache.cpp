@@ -1,9 +1,9 @@
-// hazelcast::cache and member_list: the cache conformance suite against real members, the
-// envelope and path encodings, and the failover policy (fake members on bulwark::http::server
-// next to real ones; a real member whose REST DATA group is disabled).
+// hazelcast::cache and member_list beyond the conformance suite (conformance.cpp): the envelope
+// and path encodings, and the failover policy (fake members on bulwark::http::server next to
+// real ones; a real member whose REST DATA group is disabled).
 #include <bulwark/hazelcast.hpp>
 
-#include "conformance/cache_suite.hpp"
+#include "fixture.hpp"
 #include "support/error_table.hpp"
 #include "support/run.hpp"
 
@@ -25,30 +25,6 @@ using bulwark::errc;
 using bulwark::versioned;
 
 namespace {
-
-std::string unique_map(const char* prefix) {
-  static int counter = 0;
-  return std::string(prefix) + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1'000'000'007) + "-" +
-         std::to_string(++counter);
-}
-
-std::vector<http::endpoint> real_members() {
-  const char* list = std::getenv("BULWARK_HAZELCAST_MEMBERS");
-  return hz::parse_members(list ? list : "").value();
-}
-
-struct hazelcast_cache_factory {
-  static bool available() { return std::getenv("BULWARK_HAZELCAST_MEMBERS") != nullptr; }
-  asio::io_context& context() { return ctx; }
-  std::unique_ptr<hz::cache> make() {
-    auto members = hz::member_list::create(ctx.get_executor(), hz::member_options{.members = real_members()}).value();
-    return std::make_unique<hz::cache>(hz::cache::create(members, {.map = unique_map("conformance")}).value());
-  }
-  // Real members, real time: TTLs are judged on this process's wall clock.
-  void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
-  asio::io_context ctx;
-};
 
 // A member impostor: answers readiness and data requests with configurable statuses and counts them.
 struct fake_member {
@@ -77,10 +53,6 @@ http::endpoint closed_port() {
 }
 
 } // namespace
-
-namespace bulwark::test {
-INSTANTIATE_TYPED_TEST_SUITE_P(hazelcast, cache_conformance, ::testing::Types<hazelcast_cache_factory>);
-} // namespace bulwark::test
 
 // --- envelope and path: pure functions ------------------------------------------------------
 
@@ -139,7 +111,7 @@ protected:
     members_ =
         hz::member_list::create(ctx_.get_executor(), hz::member_options{.members = hz::parse_members(list).value()})
             .value();
-    cache_ = std::make_unique<hz::cache>(hz::cache::create(members_, {.map = unique_map("adapter")}).value());
+    cache_ = std::make_unique<hz::cache>(hz::cache::create(members_, {.map = hz::test::unique_map("adapter")}).value());
   }
   template <class T> T run(asio::awaitable<T> op) { return bulwark::test::run(ctx_, std::move(op), 30s); }
 
@@ -288,7 +260,7 @@ TEST(hazelcast_members, a_member_with_the_rest_data_group_disabled_is_a_protocol
       hz::member_list::create(ctx.get_executor(),
                               hz::member_options{.members = hz::parse_members(member).value(), .operation_timeout = 5s})
           .value();
-  auto c = hz::cache::create(members, {.map = unique_map("nodata")}).value();
+  auto c = hz::cache::create(members, {.map = hz::test::unique_map("nodata")}).value();
   for (int i = 0; i < 2; ++i) { // the second call finds the member already marked misconfigured
     const auto start = std::chrono::steady_clock::now();
     auto got = bulwark::test::run(ctx, c.get("k"), 10s);
@@ -309,7 +281,7 @@ TEST(hazelcast_members, a_misconfigured_member_next_to_good_ones_is_skipped) {
   asio::io_context ctx;
   auto endpoints = hz::parse_members(nodata + "," + list).value();
   auto members = hz::member_list::create(ctx.get_executor(), hz::member_options{.members = endpoints}).value();
-  auto c = hz::cache::create(members, {.map = unique_map("mixed")}).value();
+  auto c = hz::cache::create(members, {.map = hz::test::unique_map("mixed")}).value();
   ASSERT_TRUE(bulwark::test::run(ctx, c.put("k", versioned{"v", 1}, 60s), 10s).value());
   EXPECT_TRUE(members->status()[0].misconfigured);
   EXPECT_EQ(bulwark::test::run(ctx, c.get("k"), 10s).value()->value, "v");

@@ -1,10 +1,10 @@
-// bulwark::redis against the `main` test server (scripts/servers/redis.sh up): the conformance
-// suites for redis::cache and redis::repository, then the client and adapter specifics.
+// bulwark::redis against the `main` test server (scripts/servers/redis.sh up): the client, and the
+// cache and repository specifics the conformance suites (conformance.cpp) do not cover.
 #include <bulwark/redis.hpp>
 
-#include "conformance/cache_suite.hpp"
-#include "conformance/repository_suite.hpp"
+#include "fixture.hpp"
 #include "support/error_table.hpp"
+#include "support/keys.hpp"
 #include "support/run.hpp"
 
 #include <bulwark/resilience/timeout.hpp>
@@ -19,52 +19,9 @@
 using namespace std::chrono_literals;
 namespace redis = bulwark::redis;
 
-namespace {
-
-bool server_configured() { return bulwark::test::server_env("BULWARK_REDIS_PORT").has_value(); }
-
-redis::connection_options main_server() {
-  redis::connection_options o;
-  o.host = bulwark::test::server_env("BULWARK_REDIS_HOST").value_or("127.0.0.1");
-  o.port = static_cast<std::uint16_t>(std::stoi(bulwark::test::server_env("BULWARK_REDIS_PORT").value_or("0")));
-  return o;
-}
-
-/// A key prefix no other test (or earlier run) uses.
-std::string fresh_prefix(std::string_view what) {
-  static std::atomic<int> counter{0};
-  return "bulwark:test:" + std::string(what) + ":" + std::to_string(::getpid()) + ":" +
-         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ":" + std::to_string(counter++) +
-         ":";
-}
-
-struct redis_cache_factory {
-  static bool available() { return server_configured(); }
-  asio::io_context& context() { return ctx; }
-  std::unique_ptr<redis::cache> make() {
-    return std::make_unique<redis::cache>(client, redis::cache_options{fresh_prefix("cache")});
-  }
-  void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
-  asio::io_context ctx;
-  redis::client client{ctx.get_executor(), main_server()};
-};
-
-struct redis_repository_factory {
-  static bool available() { return server_configured(); }
-  asio::io_context& context() { return ctx; }
-  std::unique_ptr<redis::repository> make() {
-    return std::make_unique<redis::repository>(client, redis::repository_options{fresh_prefix("repo")});
-  }
-  asio::io_context ctx;
-  redis::client client{ctx.get_executor(), main_server()};
-};
-
-} // namespace
-
-namespace bulwark::test {
-INSTANTIATE_TYPED_TEST_SUITE_P(redis, cache_conformance, ::testing::Types<redis_cache_factory>);
-INSTANTIATE_TYPED_TEST_SUITE_P(redis, repository_conformance, ::testing::Types<redis_repository_factory>);
-} // namespace bulwark::test
+using bulwark::redis::test::fresh_prefix;
+using bulwark::redis::test::main_server;
+using bulwark::redis::test::server_configured;
 
 namespace {
 
@@ -386,7 +343,7 @@ TEST_F(redis_client, concurrent_cache_puts_share_one_script_call) {
   bulwark::versioned warm_up{"warm", 1};
   ASSERT_TRUE(run(cache.put("warm-up", std::move(warm_up), std::chrono::seconds(60))).has_value());
   std::vector<std::pair<std::string, bulwark::version_t>> puts;
-  for (int i = 0; i < 100; ++i) puts.emplace_back("k" + std::to_string(i), 1 + i);
+  for (int i = 0; i < 100; ++i) puts.emplace_back(bulwark::test::numbered_key("k", i), 1 + i);
   const auto before = c.statistics();
   const auto batches_before = cache.put_batches();
   const auto batched_before = cache.batched_puts();

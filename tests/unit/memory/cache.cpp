@@ -2,6 +2,8 @@
 
 #include <bulwark/manual_clock.hpp>
 
+#include "support/keys.hpp"
+
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -10,9 +12,11 @@ using namespace std::chrono_literals;
 using bulwark::versioned;
 using test_cache = bulwark::memory::basic_cache<bulwark::manual_clock>;
 
+using bulwark::test::numbered_key;
+
 TEST(memory_cache, evicts_least_recently_used_beyond_max_entries) {
   test_cache c(test_cache::options{.max_entries = 3, .max_bytes = 1 << 20, .shards = 1});
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.put_now(numbered_key("k", i), versioned{"v", 1}, 0ms).value());
   ASSERT_TRUE(c.get_now("k0").value().has_value()); // k0 is now the most recently used
   ASSERT_TRUE(c.put_now("k3", versioned{"v", 1}, 0ms).value());
   EXPECT_TRUE(c.get_now("k0").value().has_value());
@@ -26,8 +30,7 @@ TEST(memory_cache, evicts_least_recently_used_beyond_max_entries) {
 TEST(memory_cache, stays_within_max_bytes) {
   const std::size_t budget = 10 * (1000 + test_cache::entry_overhead + 4);
   test_cache c(test_cache::options{.max_entries = 1000, .max_bytes = budget, .shards = 1});
-  for (int i = 0; i < 100; ++i)
-    ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{std::string(1000, 'x'), 1}, 0ms));
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put_now(numbered_key("k", i), versioned{std::string(1000, 'x'), 1}, 0ms));
   const auto s = c.stats();
   EXPECT_LE(s.bytes, budget);
   EXPECT_GE(s.entries, 9u);
@@ -75,11 +78,11 @@ TEST(memory_cache, concurrent_threads_never_lower_a_version) {
 
 TEST(memory_cache, a_hit_entry_outlives_half_a_shard_of_inserts) {
   test_cache c(test_cache::options{.max_entries = 100, .max_bytes = 1 << 20, .shards = 1});
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put_now("k" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(c.put_now(numbered_key("k", i), versioned{"v", 1}, 0ms).value());
   ASSERT_TRUE(c.get_now("k0").value().has_value()); // the oldest entry, hit: moved to the front
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(c.put_now("n" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(c.put_now(numbered_key("n", i), versioned{"v", 1}, 0ms).value());
   EXPECT_TRUE(c.get_now("k0").value().has_value());
-  for (int i = 1; i <= 50; ++i) EXPECT_FALSE(c.get_now("k" + std::to_string(i)).value().has_value()) << i;
+  for (int i = 1; i <= 50; ++i) EXPECT_FALSE(c.get_now(numbered_key("k", i)).value().has_value()) << i;
   EXPECT_TRUE(c.get_now("k51").value().has_value());
   EXPECT_EQ(c.stats().evictions, 50u);
 }
@@ -89,7 +92,7 @@ TEST(memory_cache, a_hot_entry_survives_any_amount_of_churn) {
   ASSERT_TRUE(c.put_now("hot", versioned{"v", 1}, 0ms).value());
   for (int i = 0; i < 1000; ++i) {
     ASSERT_TRUE(c.get_now("hot").value().has_value()) << "evicted after " << i << " inserts";
-    ASSERT_TRUE(c.put_now("cold" + std::to_string(i), versioned{"v", 1}, 0ms).value());
+    ASSERT_TRUE(c.put_now(numbered_key("cold", i), versioned{"v", 1}, 0ms).value());
   }
   EXPECT_EQ(c.stats().entries, 100u);
 }

@@ -1,5 +1,7 @@
 #include <bulwark/memory/repository.hpp>
 
+#include "support/keys.hpp"
+
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -17,7 +19,7 @@ TEST(memory_repository, versions_stay_monotonic_after_tombstones_are_compacted) 
   repository r;
   bulwark::version_t highest = 0;
   for (int i = 0; i < 3000; ++i) {
-    const auto key = "k" + std::to_string(i);
+    const auto key = bulwark::test::numbered_key("k", i);
     for (int j = 0; j < 3; ++j) highest = std::max(highest, r.put_now(key, "v", std::nullopt).value());
     ASSERT_TRUE(r.erase_now(key).value());
   }

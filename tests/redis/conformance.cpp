@@ -1,0 +1,45 @@
+// The cache and repository conformance suites on redis::cache and redis::repository against the
+// `main` test server (scripts/servers/redis.sh up).
+#include <bulwark/redis.hpp>
+
+#include "conformance/cache_suite.hpp"
+#include "conformance/repository_suite.hpp"
+#include "fixture.hpp"
+
+#include <asio/io_context.hpp>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+namespace redis = bulwark::redis;
+
+namespace {
+
+struct redis_cache_factory {
+  static bool available() { return redis::test::server_configured(); }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<redis::cache> make() {
+    return std::make_unique<redis::cache>(client, redis::cache_options{redis::test::fresh_prefix("cache")});
+  }
+  void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
+  asio::io_context ctx;
+  redis::client client{ctx.get_executor(), redis::test::main_server()};
+};
+
+struct redis_repository_factory {
+  static bool available() { return redis::test::server_configured(); }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<redis::repository> make() {
+    return std::make_unique<redis::repository>(client, redis::repository_options{redis::test::fresh_prefix("repo")});
+  }
+  asio::io_context ctx;
+  redis::client client{ctx.get_executor(), redis::test::main_server()};
+};
+
+} // namespace
+
+namespace bulwark::test {
+INSTANTIATE_TYPED_TEST_SUITE_P(redis, cache_conformance, ::testing::Types<redis_cache_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(redis, repository_conformance, ::testing::Types<redis_repository_factory>);
+} // namespace bulwark::test
