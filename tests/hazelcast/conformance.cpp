@@ -20,8 +20,8 @@ struct hazelcast_cache_factory {
   static bool available() { return std::getenv("BULWARK_HAZELCAST_MEMBERS") != nullptr; }
   asio::io_context& context() { return ctx; }
   std::unique_ptr<hz::cache> make() {
-    auto members = hz::member_list::create(ctx.get_executor(), hz::member_options{.members = hz::test::real_members()})
-                       .value();
+    auto members =
+        hz::member_list::create(ctx.get_executor(), hz::member_options{.members = hz::test::real_members()}).value();
     return std::make_unique<hz::cache>(
         hz::cache::create(members, hz::cache_options{.map = hz::test::unique_map("conformance")}).value());
   }
