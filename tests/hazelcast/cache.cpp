@@ -140,7 +140,8 @@ TEST_F(hazelcast_cache_test, a_foreign_value_is_a_protocol_error_not_a_hit) {
   const auto to = members_->options().members.front();
   const auto path = hz::entry_path(cache_->options().map, "foreign", 100).value();
   auto posted = run(raw.request(to, http::make_request("POST", path, "plain", "text/plain")));
-  ASSERT_TRUE(posted.has_value() && posted.value().status == 200);
+  ASSERT_TRUE(posted.has_value()) << posted.error();
+  ASSERT_EQ(posted.value().status, 200) << posted.value().body;
   auto got = run(cache_->get("foreign"));
   ASSERT_FALSE(got.has_value());
   EXPECT_EQ(got.error().code(), hz::make_error_code(hz::hazelcast_errc::bad_envelope));
