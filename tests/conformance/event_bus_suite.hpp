@@ -509,7 +509,7 @@ TYPED_TEST_P(event_bus_conformance, partitions_are_handled_in_parallel) {
   const auto first = this->publish_one(topic, "a", "warm-up");
   std::string other_key;
   for (int i = 0; i < 64 && other_key.empty(); ++i) {
-    const auto key = "b" + std::to_string(i);
+    const auto key = bulwark::test::numbered_key("b", i);
     if (this->publish_one(topic, key, "warm-up").partition != first.partition) other_key = key;
   }
   ASSERT_FALSE(other_key.empty()) << "the topic needs two partitions";
