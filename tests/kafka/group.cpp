@@ -4,6 +4,7 @@
 #include <bulwark/kafka/event_bus.hpp>
 #include <bulwark/metrics/registry.hpp>
 
+#include "support/keys.hpp"
 #include "support/run.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -442,7 +443,8 @@ TEST_F(kafka_group, publish_batch_reports_every_message_in_order) {
   ASSERT_TRUE(created.has_value()) << created.error();
   constexpr int count = 2000;
   std::vector<bulwark::message> batch;
-  for (int i = 0; i < count; ++i) batch.push_back({"key-" + std::to_string(i % 7), "v" + std::to_string(i), {}});
+  for (int i = 0; i < count; ++i)
+    batch.push_back({bulwark::test::numbered_key("key-", i % 7), bulwark::test::numbered_key("v", i), {}});
   auto results = bulwark::test::run(ctx, bus.publish_batch(topic, std::move(batch)), 60s);
   ASSERT_EQ(results.size(), static_cast<std::size_t>(count));
   std::map<std::int32_t, std::int64_t> next_offset;
