@@ -357,6 +357,14 @@ TEST_F(breaker_test, a_probe_permit_never_reported_is_written_off_after_the_prob
   EXPECT_EQ(b.current(), state::open);
   b.record_success(*lost); // too late: from a period that ended
   EXPECT_EQ(b.current(), state::open);
+
+  clk.advance(10s); // the next half-open round
+  auto fresh = b.try_acquire();
+  ASSERT_TRUE(fresh);
+  b.record_success(*lost); // still from the first round: not this round's probe
+  EXPECT_EQ(b.current(), state::half_open);
+  b.record_success(*fresh);
+  EXPECT_EQ(b.current(), state::closed);
 }
 
 TEST_F(breaker_test, low_level_api_counts_like_call) {
@@ -385,23 +393,23 @@ TEST_F(breaker_test, low_level_api_counts_like_call) {
 
 TEST_F(breaker_test, an_outcome_from_an_earlier_period_changes_nothing) {
   auto o = opts();
+  o.minimum_calls = 1;
   o.half_open_probes = 1;
   circuit_breaker b(o);
   std::optional<bulwark::result<int>> old_call;
-  spawn_into(ctx, b.call(takes(runs, clk, 15s, 1)), &old_call); // admitted while closed
-  poll();
-  open(b);
+  spawn_into(ctx, b.call(takes(runs, clk, 15s, bulwark::result<int>(errc::unavailable))), &old_call);
+  poll(); // admitted while closed, fails at 15 s
+  fail(b);
+  ASSERT_EQ(b.current(), state::open);
   clk.advance(10s);
-  auto wake = std::make_shared<bulwark::detail::notifier>();
-  std::optional<bulwark::result<int>> probe;
-  spawn_into(ctx, b.call(never_returns(wake)), &probe);
+  succeed(b); // the probe closes it: a fresh window
+  ASSERT_EQ(b.current(), state::closed);
+  clk.advance(5s);
   poll();
-  clk.advance(5s); // the old call succeeds; the probe has timed out at 11 s
-  poll();
-  ASSERT_TRUE(old_call && old_call->has_value());
-  EXPECT_EQ(b.current(), state::open) << "the old closed-period success did not close the breaker";
-  wake->notify();
-  poll();
+  ASSERT_TRUE(old_call);
+  EXPECT_EQ(old_call->error(), errc::unavailable);
+  EXPECT_EQ(b.current(), state::closed)
+      << "the failure of a call admitted before the breaker opened does not count in the new window";
 }
 
 TEST_F(breaker_test, a_cancelled_caller_returns_its_probe_permit) {
