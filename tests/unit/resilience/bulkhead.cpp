@@ -129,6 +129,27 @@ TEST_F(bulkhead_test, waiters_are_served_first_come_first_served) {
   EXPECT_EQ(t->peak, 1);
 }
 
+TEST_F(bulkhead_test, a_freed_slot_goes_to_the_waiter_not_to_a_newcomer) {
+  bulkhead b(opts(1, 2));
+  std::optional<bulwark::result<int>> first, waiter, newcomer;
+  spawn_into(ctx, b.call(takes(t, clk, 100ms, 1)), &first);
+  spawn_into(ctx, b.call(takes(t, clk, 100ms, 2)), &waiter);
+  poll();
+  clk.advance(100ms);
+  // The first call ends and hands its slot over; the newcomer arrives before the waiter resumed.
+  spawn_into(ctx, b.call(takes(t, clk, 100ms, 3)), &newcomer);
+  poll();
+  EXPECT_EQ(t->order, (std::vector<int>{1, 2})) << "the newcomer queued behind the waiter";
+  EXPECT_EQ(b.waiting(), 1u);
+  clk.advance(100ms);
+  poll();
+  clk.advance(100ms);
+  poll();
+  ASSERT_TRUE(waiter && newcomer);
+  EXPECT_EQ(t->order, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(t->peak, 1);
+}
+
 TEST_F(bulkhead_test, a_waiter_is_refused_once_it_waited_max_wait) {
   bulkhead b(opts(1, 4, 1s));
   std::optional<bulwark::result<int>> first, second;
