@@ -240,6 +240,14 @@ TEST(channel_metadata_document, unknown_fields_wrong_types_repeats_and_depth_are
     expect_mismatch(body);
 }
 
+TEST(channel_metadata_document, deep_nesting_within_the_size_limit_is_refused_not_a_crash) {
+  const std::size_t depth = 30'000; // 60 kB: under the default limit
+  expect_mismatch(std::string(depth, '[') + std::string(depth, ']'));
+  expect_mismatch(R"({"countryCode":"GB","metadata":)" + std::string(depth, '[') + std::string(depth, ']') +
+                  R"(,"product":"p"})");
+  expect_malformed(R"({"metadata":)" + std::string(depth, '['));
+}
+
 TEST(channel_metadata_document, missing_blank_and_empty_fields_are_cms_0001_with_every_field) {
   EXPECT_EQ(expect_validation("{}"), (std::vector<cm::field_error>{{"countryCode", "must not be null"},
                                                                    {"metadata", "must not be null"},

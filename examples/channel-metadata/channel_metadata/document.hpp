@@ -68,10 +68,10 @@ inline std::string upper(std::string_view s) {
   return out;
 }
 
-/// Parses `body` as JSON, refusing a repeated key in one object (nlohmann would keep the last
-/// one silently) and nesting deeper than the document has (the bound also keeps a hostile
-/// body from costing more than its size). nullopt + `shape_error` for those; nullopt alone for
-/// bad syntax.
+/// Parses `body` as JSON: nullopt when it is not JSON. Sets `shape_error` for what JSON allows
+/// but the document cannot have: a key repeated in one object (nlohmann would keep the last one
+/// silently) or nesting deeper than the document's. Cost: one pass; memory bounded by the body
+/// size limit checked before.
 inline std::optional<nlohmann::json> parse_json(std::string_view body, bool& shape_error) {
   constexpr int max_depth = 3; // document -> metadata array -> channel object
   std::vector<std::set<std::string>> keys;
@@ -135,7 +135,7 @@ inline cms_result<document> parse_document(std::string_view body, const parse_li
   if (auto too_large = check_body_size(body, limits)) return *too_large;
   bool shape_error = false;
   auto parsed = detail::parse_json(body, shape_error);
-  if (!parsed) return shape_error ? errors::field_mismatch() : errors::malformed_json();
+  if (!parsed) return errors::malformed_json(); // whatever its shape: not JSON is the first thing to say
   if (shape_error || !parsed->is_object()) return errors::field_mismatch();
   const auto& j = *parsed;
   for (auto it = j.begin(); it != j.end(); ++it)
