@@ -501,6 +501,7 @@ TEST(channel_metadata_config, every_kind_of_value_parses) {
   EXPECT_EQ(crs.value().consumer_group, "g2");
   EXPECT_EQ(crs.value().outage_mysql_port, 3307);
   EXPECT_EQ(crs.value().reconcile_retry_delay, 1s);
+  EXPECT_EQ(load(cm::service::crs, {"--peer-url", "http://cms-1:8080"}).value().peer_url, "http://cms-1:8080");
 }
 
 TEST(channel_metadata_config, bad_configuration_is_refused_with_a_message_naming_it) {
@@ -522,6 +523,8 @@ TEST(channel_metadata_config, bad_configuration_is_refused_with_a_message_naming
   EXPECT_PRED2(has, refusal_of(service::cms, {"--max-body-bytes", "0"}), "--max-body-bytes");
   EXPECT_PRED2(has, refusal_of(service::cms, {"--soft-ttl", "2h", "--hard-limit", "1h"}), "exceeds hard-limit");
   EXPECT_PRED2(has, refusal_of(service::cms, {}, {{"CMS_PORT", "http"}}), "CMS_PORT: 'http' is not a port");
+  EXPECT_PRED2(has, refusal_of(service::crs, {"--peer-url", "cms:8080"}), "peer-url 'cms:8080' is not an http:// URL");
+  EXPECT_PRED2(has, refusal_of(service::crs, {"--peer-url", "http://"}), "is not an http:// URL");
   EXPECT_PRED2(has, refusal_of(service::cms, {"--config", "/nonexistent/cms.json"}),
                "cannot read config file '/nonexistent/cms.json'");
   EXPECT_PRED2(has, refusal_of(service::cms, {"--config", std::filesystem::temp_directory_path().string()}),

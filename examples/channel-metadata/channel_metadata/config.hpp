@@ -411,7 +411,7 @@ inline bulwark::result<void> apply_file(config& c, const std::string& path) {
 /// optional JSON file they name. Errors (errc::invalid_argument, the message naming the flag,
 /// variable or file and the value): unknown flag or file key, a flag without its value, a bad
 /// port, duration, size, backend or address list, an unreadable or non-JSON file, soft TTL
-/// above the hard limit. `--help` returns at once with `help` set.
+/// above the hard limit, a peer URL that is not http://. `--help` returns at once with `help` set.
 inline bulwark::result<config> load_config(service s, std::span<const std::string_view> args, const environment& env) {
   config c = defaults(s);
   // Flags are parsed first (and applied last) so that --config can name the file.
@@ -460,6 +460,9 @@ inline bulwark::result<config> load_config(service s, std::span<const std::strin
     auto set = detail::assign(c, o->field, value);
     if (!set) return detail::at("--" + std::string(o->name), set.error());
   }
+  // The client speaks plain HTTP/1.1; catching a typo here beats a failed call at run time.
+  if (!c.peer_url.starts_with("http://") || c.peer_url.size() == 7)
+    return detail::bad("peer-url '" + c.peer_url + "' is not an http:// URL");
   if (c.soft_ttl > c.hard_limit)
     return detail::bad("soft-ttl (" + std::to_string(c.soft_ttl.count()) + "ms) exceeds hard-limit (" +
                        std::to_string(c.hard_limit.count()) + "ms)");
