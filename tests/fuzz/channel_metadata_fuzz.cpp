@@ -4,7 +4,8 @@
 // serializes and parses back the same, or a 400 with CMS-0001 (with fields), CMS-0004 or
 // CMS-0007 (with one of its two texts), whose JSON body can be written.
 //
-//   clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iexamples/channel-metadata \
+//   clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 \
+//     -fsanitize=fuzzer,address,undefined -Iinclude -Iexamples/channel-metadata \
 //     tests/fuzz/channel_metadata_fuzz.cpp -o build/fuzz/channel_metadata_fuzz
 //   build/fuzz/channel_metadata_fuzz -max_total_time=60 build/fuzz/cm-corpus tests/fuzz/channel_metadata_corpus
 
