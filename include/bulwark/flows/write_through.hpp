@@ -74,12 +74,12 @@
 #include <bulwark/cache.hpp>
 #include <bulwark/clock.hpp>
 #include <bulwark/event_bus.hpp>
-#include <bulwark/flows/detail/load_once.hpp>
 #include <bulwark/flows/frame.hpp>
 #include <bulwark/flows/snapshot.hpp>
 #include <bulwark/metrics/registry.hpp>
 #include <bulwark/repository.hpp>
 #include <bulwark/resilience/circuit_breaker.hpp>
+#include <bulwark/resilience/singleflight.hpp>
 #include <bulwark/resilience/timeout.hpp>
 
 #include <asio/this_coro.hpp>
@@ -612,7 +612,7 @@ private:
   options opts_;
   hybrid_clock hlc_;
   circuit_breaker breaker_;
-  detail::load_once<std::optional<loaded_frame>> loads_;
+  singleflight<std::optional<loaded_frame>> loads_;
   std::optional<instruments> gauges_;
   atomic_stats stats_;
   mutable std::mutex mutex_;

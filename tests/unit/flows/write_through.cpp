@@ -469,15 +469,14 @@ TEST(write_through, metrics_follow_hits_misses_stale_serves_and_pending_writes) 
   ASSERT_TRUE(w.run(flow->read("k", w.budget())));
   ASSERT_TRUE(w.run(flow->write("k", "v2", w.budget())));
   const auto text = o.metrics->expose();
-  for (const char* line :
-       {"bulwark_write_through_cache_hits_total{name=\"channels\"} 1",
-        "bulwark_write_through_cache_misses_total{name=\"channels\"} 1",
-        "bulwark_write_through_stale_serves_total{name=\"channels\"} 1",
-        "bulwark_write_through_stale_age_seconds_count{name=\"channels\"} 1",
-        "bulwark_write_through_pending_writes_total{name=\"channels\"} 1",
-        "bulwark_write_through_pending_entries{name=\"channels\"} 1",
-        "bulwark_write_through_retry_published_total{name=\"channels\"} 1",
-        "bulwark_write_through_repository_seconds_count{name=\"channels\",op=\"put\"} 2",
-        "bulwark_circuit_breaker_state{name=\"write_through_channels\"}"})
+  for (const char* line : {"bulwark_write_through_cache_hits_total{name=\"channels\"} 1",
+                           "bulwark_write_through_cache_misses_total{name=\"channels\"} 1",
+                           "bulwark_write_through_stale_serves_total{name=\"channels\"} 1",
+                           "bulwark_write_through_stale_age_seconds_count{name=\"channels\"} 1",
+                           "bulwark_write_through_pending_writes_total{name=\"channels\"} 1",
+                           "bulwark_write_through_pending_entries{name=\"channels\"} 1",
+                           "bulwark_write_through_retry_published_total{name=\"channels\"} 1",
+                           "bulwark_write_through_repository_seconds_count{name=\"channels\",op=\"put\"} 2",
+                           "bulwark_circuit_breaker_state{name=\"write_through_channels\"}"})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
 }
