@@ -5,6 +5,7 @@
 #include <bulwark/memory/event_bus.hpp>
 #include <bulwark/memory/repository.hpp>
 #include <bulwark/metrics/registry.hpp>
+#include <bulwark/testing/faults.hpp>
 
 #include "support/run.hpp"
 
@@ -34,41 +35,32 @@ using bulwark::test::eventually;
 
 namespace {
 
-// A memory repository that fails every call with errc::unavailable while `down` is set, and
-// runs `before_put` (once) right before the next put reaches the model: a concurrent writer
-// between the replayer's get and put.
-class flaky_repository {
+// A memory repository that runs `before_put` (once) right before the next put reaches the
+// model: a concurrent writer between the replayer's get and put. Faults come from
+// testing::faulty_repository around it.
+class concurrent_writer {
 public:
-  explicit flaky_repository(bulwark::memory::repository& inner) : inner_(inner) {}
+  explicit concurrent_writer(bulwark::memory::repository& inner) : inner_(inner) {}
 
-  std::atomic<bool> down{false};
-  std::atomic<int> calls{0};
   std::function<void()> before_put;
 
-  task<std::optional<versioned>> get(std::string_view key) {
-    ++calls;
-    if (down) co_return error(errc::unavailable, "database down");
-    co_return inner_.get_now(key);
-  }
+  task<std::optional<versioned>> get(std::string_view key) { co_return inner_.get_now(key); }
   task<version_t> put(std::string_view key, std::string value, std::optional<version_t> expected) {
-    ++calls;
-    if (down) co_return error(errc::unavailable, "database down");
     if (auto hook = std::exchange(before_put, nullptr)) hook();
     co_return inner_.put_now(key, std::move(value), expected);
   }
-  task<bool> erase(std::string_view key) {
-    if (down) co_return error(errc::unavailable, "database down");
-    co_return inner_.erase_now(key);
-  }
+  task<bool> erase(std::string_view key) { co_return inner_.erase_now(key); }
   task<bulwark::scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
-    if (down) co_return error(errc::unavailable, "database down");
     co_return inner_.scan_now(prefix, after, limit);
   }
 
 private:
   bulwark::memory::repository& inner_;
 };
-static_assert(bulwark::repository<flaky_repository>);
+static_assert(bulwark::repository<concurrent_writer>);
+
+using faulty_db = bulwark::testing::faulty_repository<concurrent_writer>;
+using bulwark::testing::op;
 
 void settle(asio::io_context& ctx) {
   for (int i = 0; i < 20; ++i) {
@@ -93,12 +85,12 @@ struct fixture {
   bulwark::manual_clock wall{};
   bulwark::memory::event_bus bus{ctx.get_executor(), {.partitions = 2, .drain_timeout = 5s, .clock = clk}};
   bulwark::memory::repository store;
-  flaky_repository db{store};
+  concurrent_writer writer{store};
+  faulty_db db{writer, clk};
   bulwark::memory::repository log;
   std::shared_ptr<bulwark::metrics::registry> registry = std::make_shared<bulwark::metrics::registry>();
   std::vector<bulwark::flows::outage_window> hooked;
-  std::unique_ptr<
-      bulwark::flows::retry_replayer<flaky_repository, bulwark::memory::event_bus, bulwark::memory::repository>>
+  std::unique_ptr<bulwark::flows::retry_replayer<faulty_db, bulwark::memory::event_bus, bulwark::memory::repository>>
       replayer;
 
   bulwark::flows::retry_replayer_options options(std::string group = "replayers") {
@@ -175,7 +167,7 @@ TEST(retry_replayer, replays_a_pending_write_as_durable_and_commits) {
 
 TEST(retry_replayer, waits_while_the_repository_is_down_without_dead_lettering_and_resumes) {
   fixture f;
-  f.db.down = true;
+  f.db.faults().fail(op::every, error(errc::unavailable, "database down"));
   f.start();
   f.publish("user:1", pending(1000, "req-1", "alice"));
   ASSERT_TRUE(f.wait_for([&] { return f.replayer->stats().waiting == 1; }));
@@ -187,7 +179,7 @@ TEST(retry_replayer, waits_while_the_repository_is_down_without_dead_lettering_a
   }
   EXPECT_EQ(f.bus.end_offset("retry.dlq", 0) + f.bus.end_offset("retry.dlq", 1), 0) << "an outage was dead-lettered";
   EXPECT_EQ(f.committed_total(), 0);
-  EXPECT_GT(f.db.calls.load(), 3000) << "the handler did not keep probing";
+  EXPECT_GT(f.db.faults().calls(op::every), 3000u) << "the handler did not keep probing";
   EXPECT_EQ(f.replayer->stats().waiting, 1u);
   EXPECT_EQ(f.registry->gauge_family("bulwark_replayer_waiting_handlers", "", {"replayer"}).labels({"retry"}).value(),
             1.0);
@@ -197,7 +189,7 @@ TEST(retry_replayer, waits_while_the_repository_is_down_without_dead_lettering_a
   EXPECT_NE(open->first_error.find("database down"), std::string::npos) << open->first_error;
 
   f.wall.advance(10s);
-  f.db.down = false;
+  f.db.faults().clear_all();
   f.clk.advance(1s);
   ASSERT_TRUE(f.wait_for([&] { return f.committed_total() == 1; }));
   EXPECT_EQ(f.stored("user:1")->value, "alice");
@@ -208,7 +200,7 @@ TEST(retry_replayer, waits_while_the_repository_is_down_without_dead_lettering_a
 
 TEST(retry_replayer, stop_interrupts_the_wait_and_the_message_goes_to_the_next_member) {
   fixture f;
-  f.db.down = true;
+  f.db.faults().fail(op::every, error(errc::unavailable, "database down"));
   f.start();
   f.publish("user:1", pending(1000, "req-1", "alice"));
   ASSERT_TRUE(f.wait_for([&] { return f.replayer->stats().waiting == 1; }));
@@ -230,7 +222,7 @@ TEST(retry_replayer, stop_interrupts_the_wait_and_the_message_goes_to_the_next_m
   EXPECT_FALSE(f.stored("user:1"));
 
   // The next member of the group gets it and, the database being back, writes it.
-  f.db.down = false;
+  f.db.faults().clear_all();
   f.start();
   ASSERT_TRUE(f.wait_for([&] { return f.committed_total() == 1; }));
   EXPECT_EQ(f.stored("user:1")->value, "alice");
@@ -239,7 +231,7 @@ TEST(retry_replayer, stop_interrupts_the_wait_and_the_message_goes_to_the_next_m
 
 TEST(retry_replayer, the_buses_terminal_cancellation_also_ends_the_wait) {
   fixture f;
-  f.db.down = true;
+  f.db.faults().fail(op::every, error(errc::unavailable, "database down"));
   f.start();
   f.publish("user:1", pending(1000, "req-1", "alice"));
   ASSERT_TRUE(f.wait_for([&] { return f.replayer->stats().waiting == 1; }));
@@ -305,7 +297,9 @@ TEST(retry_replayer, a_concurrent_writer_between_get_and_put_makes_the_step_run_
   ASSERT_TRUE(f.store.put_now("user:1", durable(500, "req-0", "old"), std::nullopt));
   // Between the replayer's get and its put, another replica writes an older stamp than the
   // replay (so the replay must still win) and moves the version on.
-  f.db.before_put = [&] { ASSERT_TRUE(f.store.put_now("user:1", durable(900, "req-other", "other"), std::nullopt)); };
+  f.writer.before_put = [&] {
+    ASSERT_TRUE(f.store.put_now("user:1", durable(900, "req-other", "other"), std::nullopt));
+  };
   f.start();
   f.publish("user:1", pending(1000, "req-1", "alice"));
   ASSERT_TRUE(f.wait_for([&] { return f.committed_total() == 1; }));
@@ -318,7 +312,9 @@ TEST(retry_replayer, a_concurrent_writer_between_get_and_put_makes_the_step_run_
 
 TEST(retry_replayer, a_newer_concurrent_write_between_get_and_put_supersedes_the_replay) {
   fixture f;
-  f.db.before_put = [&] { ASSERT_TRUE(f.store.put_now("user:1", durable(2000, "req-newer", "bob"), std::nullopt)); };
+  f.writer.before_put = [&] {
+    ASSERT_TRUE(f.store.put_now("user:1", durable(2000, "req-newer", "bob"), std::nullopt));
+  };
   f.start();
   f.publish("user:1", pending(1000, "req-1", "alice"));
   ASSERT_TRUE(f.wait_for([&] { return f.committed_total() == 1; }));
@@ -369,7 +365,7 @@ TEST(retry_replayer, poison_is_dead_lettered_with_its_reason_and_does_not_block_
 TEST(retry_replayer, an_outage_window_is_logged_with_its_counts_and_the_hook_runs_once) {
   fixture f;
   ASSERT_TRUE(f.store.put_now("user:2", durable(5000, "req-newer", "newer"), std::nullopt));
-  f.db.down = true;
+  f.db.faults().fail(op::every, error(errc::unavailable, "database down"));
   const auto t0 = f.wall.now();
   f.start();
   f.publish("user:1", pending(1000, "req-1", "alice"));
@@ -382,7 +378,7 @@ TEST(retry_replayer, an_outage_window_is_logged_with_its_counts_and_the_hook_run
     f.clk.advance(1s);
     settle(f.ctx);
   }
-  f.db.down = false;
+  f.db.faults().clear_all();
   f.clk.advance(1s);
   ASSERT_TRUE(f.wait_for([&] { return f.committed_total() == 3; }));
   EXPECT_EQ(f.hooked.size(), 1u) << "the hook runs once per window";
@@ -402,11 +398,11 @@ TEST(retry_replayer, an_outage_window_is_logged_with_its_counts_and_the_hook_run
   EXPECT_EQ(f.replayer->stats().outage_windows, 1u);
 
   // A second outage opens a second window, logged after the first.
-  f.db.down = true;
+  f.db.faults().fail(op::every, error(errc::unavailable, "database down"));
   f.publish("user:4", pending(2000, "req-4", "dave"));
   ASSERT_TRUE(f.wait_for([&] { return f.replayer->stats().outage_windows == 2; }));
   f.wall.advance(5s);
-  f.db.down = false;
+  f.db.faults().clear_all();
   f.clk.advance(1s);
   ASSERT_TRUE(f.wait_for([&] { return f.committed_total() == 4; }));
   f.stop();
