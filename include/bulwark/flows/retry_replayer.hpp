@@ -192,6 +192,7 @@ public:
   /// errc::rejected when already started.
   task<void> start() {
     if (subscription_) co_return error(errc::rejected, "retry_replayer: already started");
+    stopping_ = false; // started again after a stop()
     subscribe_options o{.topic = opts_.topic,
                         .group = opts_.group,
                         .retry = {.delays = opts_.probe, .max_attempts = std::numeric_limits<unsigned>::max()},

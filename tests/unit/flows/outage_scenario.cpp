@@ -22,6 +22,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 
+#include <filesystem>
+
 #include <map>
 #include <memory>
 #include <random>
@@ -267,4 +269,57 @@ TEST(outage_scenario, the_cache_down_reads_are_answered_by_the_repository) {
   ASSERT_TRUE(r && r.value());
   EXPECT_EQ(r.value()->value, "v2");
   w.stop();
+}
+
+TEST(outage_scenario, a_replica_restarted_during_the_outage_serves_its_snapshot_and_its_pending_writes_are_replayed) {
+  const auto dir = std::filesystem::temp_directory_path() / bulwark::test::unique_name("outage-scenario");
+  std::filesystem::create_directories(dir);
+  world w;
+  w.start(1);
+  auto o = w.options(7);
+  o.snapshot = flow_t::snapshot_options{dir / "lkg", 10s};
+  std::vector<std::string> snapshot_errors;
+  o.on_snapshot_error = [&](const bulwark::error& e) { snapshot_errors.push_back(e.message()); };
+  auto replica = std::make_unique<flow_t>(w.repo, w.cache, w.bus, o);
+  ASSERT_TRUE(w.run(replica->start()));
+  ASSERT_TRUE(w.run(replica->write("a", "a0", w.budget())));
+  ASSERT_TRUE(w.run(replica->write("b", "b0", w.budget())));
+
+  w.repo.faults().fail(op::every, bulwark::error(bulwark::errc::unavailable, "db down"));
+  auto before = w.run(replica->write("a", "a1", w.budget()));
+  ASSERT_TRUE(before);
+  ASSERT_EQ(before.value().outcome, flows::write_state::pending);
+  ASSERT_TRUE(w.run(replica->stop()));
+  replica.reset();
+
+  // The process restarts while the database is still down, and the shared cache lost its
+  // entries too: only the snapshot can answer.
+  for (const char* key : {"a", "b"}) ASSERT_TRUE(w.shared_cache.erase_now(key).value());
+  w.advance(1min);
+  replica = std::make_unique<flow_t>(w.repo, w.cache, w.bus, o);
+  ASSERT_TRUE(w.run(replica->start()));
+  auto a = w.run(replica->read("a", w.budget()));
+  ASSERT_TRUE(a && a.value()) << (a ? "nothing" : a.error().message());
+  EXPECT_EQ(a.value()->value, "a1");
+  EXPECT_TRUE(a.value()->pending);
+  ASSERT_FALSE(w.shared_cache.get_now("b").value()) << "the cache still holds b: the snapshot is not what answers";
+  auto b = w.run(replica->read("b", w.budget()));
+  ASSERT_TRUE(b && b.value()) << (b ? "nothing" : b.error().message());
+  EXPECT_EQ(b.value()->value, "b0");
+  EXPECT_TRUE(b.value()->stale);
+  auto after = w.run(replica->write("b", "b1", w.budget()));
+  ASSERT_TRUE(after);
+  ASSERT_EQ(after.value().outcome, flows::write_state::pending);
+  EXPECT_TRUE(snapshot_errors.empty());
+
+  // Back: the replayer writes both pending writes, each once.
+  w.repo.faults().clear_all();
+  for (int step = 0; step < 100 && w.replayer->stats().replayed < 2; ++step) w.advance(100ms);
+  EXPECT_EQ(w.replayer->stats().replayed, 2u);
+  EXPECT_EQ(w.dead_letters(), 0);
+  EXPECT_EQ(flows::decode(w.db.get_now("a").value()->value).value().value, "a1");
+  EXPECT_EQ(flows::decode(w.db.get_now("b").value()->value).value().value, "b1");
+  ASSERT_TRUE(w.run(replica->stop()));
+  w.stop();
+  std::filesystem::remove_all(dir);
 }
