@@ -27,7 +27,7 @@ namespace {
 using namespace bulwark;
 using namespace std::chrono_literals;
 
-class outage_scenario : public ::testing::Test {
+class backend_outage_scenario : public ::testing::Test {
 protected:
   void SetUp() override {
     BULWARK_REQUIRE_SERVER(script, "BULWARK_MYSQL_SCRIPT");
@@ -118,7 +118,7 @@ protected:
 // on Kafka, as write_through publishes them), some of them superseded by newer writes of other
 // replicas, replayed once it is back. Every acknowledged write is accounted for by the outage
 // log's counts; each key holds its latest write by order stamp; nothing is dead-lettered.
-TEST_F(outage_scenario, mariadb_stopped_and_restarted_the_retry_topic_converges_to_the_latest_writes) {
+TEST_F(backend_outage_scenario, mariadb_stopped_and_restarted_the_retry_topic_converges_to_the_latest_writes) {
   const std::string topic = test::unique_name("scenario-retry");
   flows::hybrid_clock replica_a(1), replica_b(2);
 
@@ -223,7 +223,7 @@ TEST_F(outage_scenario, mariadb_stopped_and_restarted_the_retry_topic_converges_
 // while it is down), every acknowledged write (durable or pending) is accounted for by the
 // outage log, and each key ends with its latest acknowledged write by order stamp, in MariaDB
 // and in Redis; nothing is dead-lettered.
-TEST_F(outage_scenario, write_through_replicas_on_mariadb_redis_and_kafka_keep_every_acknowledged_write) {
+TEST_F(backend_outage_scenario, write_through_replicas_on_mariadb_redis_and_kafka_keep_every_acknowledged_write) {
   const std::string topic = test::unique_name("scenario-wt-retry");
   start_replicas(topic, 2);
   ASSERT_FALSE(HasFatalFailure());
