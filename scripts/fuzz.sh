@@ -1,19 +1,25 @@
 #!/usr/bin/env bash
-# scripts/fuzz.sh SECONDS: builds the HTTP parser fuzzer with clang (libFuzzer + ASan + UBSan)
-# and runs it for SECONDS on the seed corpus in tests/fuzz/http_corpus (new inputs go to a
-# scratch corpus under build/fuzz so the checked-in seeds stay small). Prints the execution count.
+# scripts/fuzz.sh SECONDS [TARGET]: builds tests/fuzz/TARGET_fuzz.cpp with clang (libFuzzer +
+# ASan + UBSan) and runs it for SECONDS on its seed corpus tests/fuzz/TARGET_corpus (new inputs
+# go to a scratch corpus under build/fuzz/TARGET so the checked-in seeds stay small). Prints the
+# execution count. TARGET: http_parser (the default; seeds in tests/fuzz/http_corpus) or
+# snapshot_load (the last-known-good snapshot decoder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --all   # clang (libFuzzer)
 seconds=${1:-60}
-out=build/fuzz
+target=${2:-http_parser}
+seeds=tests/fuzz/${target}_corpus
+[ "$target" = http_parser ] && seeds=tests/fuzz/http_corpus
+[ -f "tests/fuzz/${target}_fuzz.cpp" ] || { echo "fuzz: no tests/fuzz/${target}_fuzz.cpp" >&2; exit 2; }
+out=build/fuzz/$target
 mkdir -p "$out/corpus"
 clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
-  tests/fuzz/http_parser_fuzz.cpp -o "$out/http_parser_fuzz"
+  "tests/fuzz/${target}_fuzz.cpp" -o "$out/${target}_fuzz"
 rm -f "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*
 status=0
-"$out/http_parser_fuzz" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
-  -artifact_prefix="$out/" "$out/corpus" tests/fuzz/http_corpus >"$out/last-run.log" 2>&1 || status=$?
+"$out/${target}_fuzz" -max_total_time="$seconds" -max_len=4096 -print_final_stats=1 \
+  -artifact_prefix="$out/" "$out/corpus" "$seeds" >"$out/last-run.log" 2>&1 || status=$?
 grep -E '^(stat::number_of_executed_units|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)' "$out/last-run.log" || true
 # libFuzzer exits non-zero on a crash, a leak, a timeout or an out-of-memory input and leaves
 # the input in $out as crash-*/leak-*/timeout-*/oom-*: either one fails this script.
@@ -22,4 +28,4 @@ if [ "$status" -ne 0 ] || [ -n "$artifacts" ]; then
   echo "fuzz: FAILED (exit $status); inputs: ${artifacts:-none}; log: $out/last-run.log" >&2
   exit 1
 fi
-echo "fuzz: no crash, leak or timeout in ${seconds} s"
+echo "fuzz: $target: no crash, leak or timeout in ${seconds} s"
