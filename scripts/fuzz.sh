@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# scripts/fuzz.sh SECONDS [TARGET]: builds tests/fuzz/TARGET_fuzz.cpp with clang (libFuzzer +
-# ASan + UBSan) and runs it for SECONDS on its seed corpus tests/fuzz/TARGET_corpus (new inputs
-# go to a scratch corpus under build/fuzz/TARGET so the checked-in seeds stay small). Prints the
-# execution count. TARGET: http_parser (the default; seeds in tests/fuzz/http_corpus) or
-# snapshot_load (the last-known-good snapshot decoder).
+# scripts/fuzz.sh SECONDS [TARGET]: builds a fuzzer with clang (libFuzzer + ASan + UBSan) and runs
+# it for SECONDS on its seed corpus (new inputs go to a scratch corpus under build/fuzz so the
+# checked-in seeds stay small). Prints the execution count. TARGET (default http_parser):
+#   http_parser   tests/fuzz/http_parser_fuzz.cpp, seeds tests/fuzz/http_corpus
+#   frame_decode  tests/fuzz/frame_decode_fuzz.cpp, seeds tests/fuzz/frame_corpus
+#   snapshot_load tests/fuzz/snapshot_load_fuzz.cpp, seeds tests/fuzz/snapshot_load_corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --all   # clang (libFuzzer)
 seconds=${1:-60}
 target=${2:-http_parser}
-seeds=tests/fuzz/${target}_corpus
-[ "$target" = http_parser ] && seeds=tests/fuzz/http_corpus
-[ -f "tests/fuzz/${target}_fuzz.cpp" ] || { echo "fuzz: no tests/fuzz/${target}_fuzz.cpp" >&2; exit 2; }
+case "$target" in
+  http_parser) seeds=tests/fuzz/http_corpus ;;
+  frame_decode) seeds=tests/fuzz/frame_corpus ;;
+  snapshot_load) seeds=tests/fuzz/snapshot_load_corpus ;;
+  *) echo "fuzz: unknown target $target (http_parser, frame_decode, snapshot_load)" >&2; exit 2 ;;
+esac
 out=build/fuzz/$target
 mkdir -p "$out/corpus"
 clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \

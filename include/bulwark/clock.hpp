@@ -70,8 +70,8 @@ private:
 
 /// Installed in the waiter's cancellation slot; keeps the wait alive while it is installed.
 template <class Wait> struct cancel_clock_wait {
-  // A constructor, not aggregate init: slot.emplace constructs with parentheses, which clang 14
-  // (the fuzzers' compiler) does not accept for aggregates.
+  // A constructor, not aggregate init: slot.emplace(own) is parenthesised init, which clang 14
+  // (the fuzzers' compiler) does not do for aggregates.
   explicit cancel_clock_wait(entry_ref<Wait> w) : wait(std::move(w)) {}
   entry_ref<Wait> wait;
   void operator()(asio::cancellation_type type) {

@@ -1,0 +1,264 @@
+#pragma once
+// The order stamp and the stored frame: what lets several replicas agree which write of a key is
+// the newest, while the database that would otherwise number the writes is down.
+//
+// order_stamp: a 64-bit hybrid-logical-clock value, totally ordered, and usable directly as the
+// cache concept's version_t (it rises with newer data):
+//
+//     bits 63..23  milliseconds since 2024-01-01T00:00:00Z (41 bits: until 2093)
+//     bits 22..12  logical counter (11 bits): orders writes within one millisecond
+//     bits 11..0   node id (12 bits): the writing replica; ties between replicas break on it
+//
+// hybrid_clock issues them: strictly increasing per instance (thread-safe), never behind the wall
+// clock, and past every stamp it has observe()d from another replica. Logical overflow within one
+// millisecond carries into the millisecond field (the stamp runs slightly ahead of the wall
+// clock until the wall clock catches up), so `now()` never fails.
+//
+// frame: the small envelope write_through keeps around the application's bytes, in the
+// repository, in the cache and in the retry message alike. Layout (format version 1):
+//
+//     offset  size  field
+//     0       4     magic "bwfr" (0x62 0x77 0x66 0x72)
+//     4       1     format version (1)
+//     5       1     state: 0 durable, 1 pending
+//     6       8     order stamp, big-endian
+//     14      1     request id length n (<= 64)
+//     15      n     request id
+//     15+n    rest  the application's value (binary-safe, may be empty)
+//
+// The encoding is canonical: decode(b) succeeding implies encode(decode(b)) == b (the fuzz target
+// tests/fuzz/frame_decode_fuzz.cpp checks it). Bytes that do not start with the magic are "not a
+// frame" (a value some other writer stored): decode reports errc::invalid_argument and
+// is_frame() tells that case apart from a damaged frame.
+
+#include <bulwark/clock.hpp>
+#include <bulwark/event_bus.hpp>
+#include <bulwark/result.hpp>
+#include <bulwark/versioned.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace bulwark::flows {
+
+/// A hybrid-logical-clock value: (ms since 2024-01-01 << 23) | (logical << 12) | node.
+struct order_stamp {
+  std::uint64_t value = 0;
+
+  static constexpr unsigned node_bits = 12;
+  static constexpr unsigned logical_bits = 11;
+  static constexpr unsigned ms_shift = node_bits + logical_bits; // 23
+  static constexpr std::uint64_t node_mask = (std::uint64_t{1} << node_bits) - 1;
+  static constexpr std::uint64_t logical_mask = (std::uint64_t{1} << logical_bits) - 1;
+  static constexpr std::uint64_t max_ms = (std::uint64_t{1} << (64 - ms_shift)) - 1;
+  static constexpr std::uint16_t max_node = static_cast<std::uint16_t>(node_mask);
+  /// 2024-01-01T00:00:00Z in seconds since the Unix epoch.
+  static constexpr std::chrono::seconds epoch{1704067200};
+
+  /// The stamp of (ms since 2024-01-01, logical, node); each field is masked to its width.
+  static constexpr order_stamp make(std::uint64_t ms, std::uint64_t logical, std::uint16_t node) noexcept {
+    return order_stamp{((ms & max_ms) << ms_shift) | ((logical & logical_mask) << node_bits) | (node & node_mask)};
+  }
+
+  auto operator<=>(const order_stamp&) const = default;
+
+  /// Milliseconds since 2024-01-01T00:00:00Z.
+  constexpr std::uint64_t ms() const noexcept { return value >> ms_shift; }
+  constexpr std::uint16_t logical() const noexcept {
+    return static_cast<std::uint16_t>((value >> node_bits) & logical_mask);
+  }
+  /// The node id of the replica that issued the stamp.
+  constexpr std::uint16_t node() const noexcept { return static_cast<std::uint16_t>(value & node_mask); }
+  /// The wall-clock time the stamp stands for (its millisecond field).
+  std::chrono::system_clock::time_point wall() const noexcept {
+    return std::chrono::system_clock::time_point(epoch) + std::chrono::milliseconds(ms());
+  }
+};
+
+/// Issues order stamps for one replica (node id 0..4095; give each replica its own). Its physical
+/// time is the wall clock; with a manual bulwark::clock it is `wall_origin` plus the time the
+/// manual clock moved since construction, so tests are deterministic. Thread-safe, lock-free.
+class hybrid_clock {
+public:
+  /// Throws std::invalid_argument for a node id over 4095 (a configuration error).
+  explicit hybrid_clock(std::uint16_t node, bulwark::clock clk = {},
+                        std::chrono::system_clock::time_point wall_origin = std::chrono::system_clock::now())
+      : node_(node), clock_(std::move(clk)), wall_origin_(wall_origin), steady_origin_(clock_.now()) {
+    if (node > order_stamp::max_node)
+      throw std::invalid_argument("hybrid_clock: node id " + std::to_string(node) + " is over 4095");
+  }
+
+  hybrid_clock(const hybrid_clock&) = delete;
+  hybrid_clock& operator=(const hybrid_clock&) = delete;
+
+  /// A stamp greater than every stamp this instance issued or observed, and not behind the
+  /// physical clock. Cost: a clock read and a compare-and-swap.
+  order_stamp now() noexcept {
+    const std::uint64_t physical = physical_ms() << order_stamp::ms_shift;
+    std::uint64_t last = last_.load(std::memory_order_relaxed);
+    for (;;) {
+      // Logical overflow carries into the millisecond field on its own: that is the "borrow".
+      const std::uint64_t next = (physical > last ? physical : last + (std::uint64_t{1} << order_stamp::node_bits));
+      if (last_.compare_exchange_weak(last, next, std::memory_order_relaxed)) return order_stamp{next | node_};
+    }
+  }
+
+  /// Moves this clock past `seen` (a stamp from another replica or from storage), so the next
+  /// now() is greater than it. Cost: a compare-and-swap.
+  void observe(order_stamp seen) noexcept {
+    const std::uint64_t base = seen.value & ~order_stamp::node_mask;
+    std::uint64_t last = last_.load(std::memory_order_relaxed);
+    while (base > last && !last_.compare_exchange_weak(last, base, std::memory_order_relaxed)) {
+    }
+  }
+
+  std::uint16_t node() const noexcept { return node_; }
+
+  /// The physical time in milliseconds since 2024-01-01 (0 before it).
+  std::uint64_t physical_ms() const noexcept {
+    using namespace std::chrono;
+    const auto wall = clock_.is_manual()
+                          ? wall_origin_ + duration_cast<system_clock::duration>(clock_.now() - steady_origin_)
+                          : system_clock::now();
+    const auto ms = duration_cast<milliseconds>(wall.time_since_epoch() - order_stamp::epoch).count();
+    return ms <= 0 ? 0 : std::min<std::uint64_t>(static_cast<std::uint64_t>(ms), order_stamp::max_ms);
+  }
+
+private:
+  std::uint16_t node_;
+  bulwark::clock clock_;
+  std::chrono::system_clock::time_point wall_origin_;
+  bulwark::clock::time_point steady_origin_;
+  std::atomic<std::uint64_t> last_{0}; // the last stamp issued or observed, node bits clear
+};
+
+/// Whether a write has reached the repository (durable) or is only accepted (pending: on the
+/// retry topic and in the cache).
+enum class write_state : std::uint8_t { durable = 0, pending = 1 };
+
+/// The bytes write_through stores: the application's value with its state, order and request id.
+struct frame {
+  write_state state = write_state::durable;
+  order_stamp stamp{};
+  std::string request_id; ///< at most max_request_id bytes
+  std::string value;
+  friend bool operator==(const frame&, const frame&) = default;
+};
+
+inline constexpr std::size_t max_request_id = 64;
+inline constexpr std::string_view frame_magic = "bwfr";
+inline constexpr std::uint8_t frame_format_version = 1;
+inline constexpr std::size_t frame_header_bytes = 15; // magic, version, state, stamp, id length
+
+/// Whether `bytes` start with the frame magic (a frame, possibly damaged) rather than being a
+/// value some other writer stored.
+inline bool is_frame(std::string_view bytes) noexcept { return bytes.substr(0, frame_magic.size()) == frame_magic; }
+
+/// errc::invalid_argument when `id` is longer than max_request_id bytes.
+inline result<void> check_request_id(std::string_view id) {
+  if (id.size() > max_request_id)
+    return error(errc::invalid_argument, "request id of " + std::to_string(id.size()) + " bytes is over the limit of " +
+                                             std::to_string(max_request_id));
+  return ok();
+}
+
+/// The frame's bytes. Precondition: f.request_id is at most max_request_id bytes (check it with
+/// check_request_id); a longer one throws std::invalid_argument. Cost: one allocation.
+inline std::string encode(const frame& f) {
+  if (f.request_id.size() > max_request_id)
+    throw std::invalid_argument("flows::encode: request id over " + std::to_string(max_request_id) + " bytes");
+  std::string out;
+  out.reserve(frame_header_bytes + f.request_id.size() + f.value.size());
+  out.append(frame_magic);
+  out.push_back(static_cast<char>(frame_format_version));
+  out.push_back(static_cast<char>(f.state));
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((f.stamp.value >> shift) & 0xff));
+  out.push_back(static_cast<char>(f.request_id.size()));
+  out.append(f.request_id);
+  out.append(f.value);
+  return out;
+}
+
+/// The frame in `bytes`. errc::invalid_argument, with what is wrong, for bytes that are not a
+/// frame (no magic: a foreign value, see is_frame), are truncated, have another format version,
+/// an unknown state or an over-long request id. Cost: one copy of the value.
+inline result<frame> decode(std::string_view bytes) {
+  if (!is_frame(bytes)) return error(errc::invalid_argument, "not a bulwark frame: the magic \"bwfr\" is missing");
+  if (bytes.size() < frame_header_bytes)
+    return error(errc::invalid_argument, "truncated frame: " + std::to_string(bytes.size()) +
+                                             " bytes, the header needs " + std::to_string(frame_header_bytes));
+  const auto byte = [&](std::size_t i) { return static_cast<std::uint8_t>(bytes[i]); };
+  if (byte(4) != frame_format_version)
+    return error(errc::invalid_argument, "frame format version " + std::to_string(byte(4)) +
+                                             " is not the version this build reads (" +
+                                             std::to_string(frame_format_version) + ")");
+  if (byte(5) > 1) return error(errc::invalid_argument, "frame state " + std::to_string(byte(5)) + " is unknown");
+  frame f;
+  f.state = static_cast<write_state>(byte(5));
+  for (std::size_t i = 6; i < 14; ++i) f.stamp.value = (f.stamp.value << 8) | byte(i);
+  const std::size_t id_size = byte(14);
+  if (id_size > max_request_id)
+    return error(errc::invalid_argument,
+                 "frame request id length " + std::to_string(id_size) + " is over " + std::to_string(max_request_id));
+  if (bytes.size() < frame_header_bytes + id_size)
+    return error(errc::invalid_argument, "truncated frame: the request id needs " + std::to_string(id_size) +
+                                             " bytes, " + std::to_string(bytes.size() - frame_header_bytes) +
+                                             " remain");
+  f.request_id.assign(bytes.substr(frame_header_bytes, id_size));
+  f.value.assign(bytes.substr(frame_header_bytes + id_size));
+  return f;
+}
+
+/// Headers of a retry message.
+inline constexpr std::string_view retry_request_id_header = "bulwark-request-id";
+inline constexpr std::string_view retry_known_version_header = "bulwark-known-version";
+
+/// A write accepted while the repository could not take it, as the retry topic carries it.
+struct retry_request {
+  std::string key;
+  frame f;                              ///< state pending
+  version_t known_version = no_version; ///< the repository version last seen for key (0: none)
+};
+
+/// The retry message for `f` under `key`: the frame (state set to pending) as the value, the
+/// request id and the known repository version (decimal) as headers. Same precondition as encode.
+inline message retry_message(std::string key, frame f, version_t known_version) {
+  f.state = write_state::pending;
+  message m{std::move(key), encode(f), {}};
+  m.headers.push_back({std::string(retry_request_id_header), f.request_id});
+  m.headers.push_back({std::string(retry_known_version_header), std::to_string(known_version)});
+  return m;
+}
+
+/// The retry request in `e`. errc::invalid_argument (a poison message) for an empty key, a value
+/// that is not a pending frame, a missing or non-decimal known-version header, or a request-id
+/// header that differs from the frame's.
+inline result<retry_request> parse_retry_message(const envelope& e) {
+  if (e.key.empty()) return error(errc::invalid_argument, "retry message without a key");
+  auto f = decode(e.value);
+  if (!f) return error(errc::invalid_argument, "retry message value: " + std::string(f.error().detail()));
+  if (f.value().state != write_state::pending)
+    return error(errc::invalid_argument, "retry message holds a durable frame, not a pending one");
+  const auto id = e.find_header(retry_request_id_header);
+  if (!id || *id != f.value().request_id)
+    return error(errc::invalid_argument,
+                 "retry message header bulwark-request-id is missing or differs from the frame's");
+  const auto known = e.find_header(retry_known_version_header);
+  if (!known) return error(errc::invalid_argument, "retry message without the bulwark-known-version header");
+  version_t v = 0;
+  const auto [end, ec] = std::from_chars(known->data(), known->data() + known->size(), v);
+  if (known->empty() || ec != std::errc() || end != known->data() + known->size())
+    return error(errc::invalid_argument, "retry message header bulwark-known-version is not a decimal version: \"" +
+                                             std::string(*known) + "\"");
+  return retry_request{std::string(e.key), std::move(f).value(), v};
+}
+
+} // namespace bulwark::flows

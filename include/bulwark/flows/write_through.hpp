@@ -1,0 +1,624 @@
+#pragma once
+// write_through<Repository, Cache, Bus>: a repository (the truth) with a cache in front, that
+// keeps answering reads and keeps every accepted write while the repository is down, and
+// converges once it is back. docs/flows.md shows how to assemble one.
+//
+// Write (an upsert by key). A fresh order stamp (hybrid_clock) and a request id go into a frame
+// around the value (flows/frame.hpp). The repository put runs through the circuit breaker and a
+// per-call timeout bounded by the caller's deadline, as a compare-and-set that never writes over
+// a newer stamp (below); then the cache put, with version = the stamp. When the repository is
+// unavailable, times out or the breaker is open, the write is *accepted pending*: the retry
+// message (the same frame, state pending) is published to the retry topic, then the pending frame
+// is cached (version = the stamp) and kept in this process's pending index. The caller learns
+// which: write_state::durable or write_state::pending (HTTP 200 or 202). If the bus refuses too,
+// the write is an error and nothing is cached: a write is never silently lost.
+//
+// The commit point of a pending write is the retry message's publish: the topic is durable and a
+// retry_replayer (or reconcile()) applies it; the cache and the pending index are copies.
+// errc::timeout from write() means the outcome is unknown (the repository put or the publish may
+// still land); writing again with the same request id is safe, since a replay or a newer write
+// wins by stamp.
+//
+// Compare-and-set on the repository: the expected version is the one this process last saw for
+// the key (no read when it is right); on errc::conflict, or when none is known, the stored frame is
+// read: a stored stamp newer than this write's means this write is already superseded (it is
+// reported durable: by order it lies before what the repository holds, and is not written), else
+// the put is retried with the version read (at most `max_cas_attempts` times, then
+// errc::conflict). Cost of a durable write: one put (plus one get when the version is unknown or
+// stale), one cache put, the frame's copy.
+//
+// Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
+// a time (the others wait for it and share its result), through breaker and timeout; the loaded
+// frame populates the cache with version = its stamp (a value without a frame, written by someone
+// else, counts as durable with stamp 0), so the cache's rule "never replace a higher version"
+// keeps an older populate from replacing a pending write. When the repository is unavailable
+// (or times out, or the breaker is open), the cache's entry, or failing that this process's
+// last-known-good copy, is served up to hard_limit old, flagged stale with its age; past that
+// the read fails with the repository's error. A cache failure counts as a miss: it never fails a
+// read the repository can answer. A pending entry (in the cache or in this process's pending
+// index, when newer than what the repository returned) is returned with pending = true.
+//
+// Age: now (options::wall) minus the cache's stored_at, so a cache shared by replicas needs
+// their wall clocks roughly in step.
+//
+// Last-known-good: this process keeps a bounded map of the entries it wrote and loaded from the
+// repository (not those it merely found in the cache, so a hit takes no lock), each with the
+// repository version it last saw. With options::snapshot set, start() loads the snapshot file
+// before anything reaches the repository: pending entries go to the cache (the version rule keeps
+// newer ones) and the pending index; durable ones go to the map only, since a cache put would
+// make them look stored now and so fresh. A snapshot_writer then saves the map every period and
+// on stop(). A corrupt or foreign file is reported (options::on_snapshot_error) and ignored.
+//
+// reconcile(): the cache concept cannot list entries, so pending entries are found in a
+// process-local index, fed by this process's pending writes and by its snapshot (so they survive
+// a restart). Entries other replicas accepted are theirs to reconcile; the retry topic
+// (retry_replayer) covers every replica's. Each pending entry newer than the repository's copy is
+// written (compare-and-set loop), and then cached as durable (same stamp: the cache's equal-version
+// refresh); one the repository already holds at the same or a newer stamp is superseded.
+//
+// Ordering and Hazelcast: the hazelcast::cache REST API has no conditional put, so there an older
+// populate can briefly replace a newer entry (until its next populate or write); the repository
+// and the retry path stay correct. Memory and Redis caches keep the rule.
+//
+// Metrics (options::metrics), labelled name=options::name:
+//   bulwark_write_through_cache_hits_total, _cache_misses_total, _cache_errors_total,
+//   _stale_serves_total, _stale_age_seconds (histogram), _pending_writes_total,
+//   _pending_entries (gauge), _retry_published_total, _repository_seconds{op} (histogram);
+//   the breaker's own bulwark_circuit_breaker_* and the snapshot writer's bulwark_snapshot_*
+//   (bulwark_snapshot_age_seconds) go to the same registry.
+//
+// Threads: every member may be called from any coroutine on any thread, as far as the models
+// allow (see their headers: redis and mysql models want one executor). A task resumes on its
+// caller's executor.
+
+#include <bulwark/cache.hpp>
+#include <bulwark/clock.hpp>
+#include <bulwark/event_bus.hpp>
+#include <bulwark/flows/frame.hpp>
+#include <bulwark/flows/snapshot.hpp>
+#include <bulwark/metrics/registry.hpp>
+#include <bulwark/repository.hpp>
+#include <bulwark/resilience/circuit_breaker.hpp>
+#include <bulwark/resilience/singleflight.hpp>
+#include <bulwark/resilience/timeout.hpp>
+
+#include <asio/this_coro.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace bulwark::flows {
+
+/// What a write reports: durable (in the repository) or pending (on the retry topic).
+struct write_receipt {
+  write_state outcome = write_state::durable;
+  order_stamp stamp{};
+  std::string request_id;
+};
+
+/// What a read returns.
+struct read_result {
+  std::string value;
+  bool stale = false;              ///< the repository could not be asked: a last-known-good copy
+  bool pending = false;            ///< accepted while the repository was down, not yet known durable
+  std::chrono::milliseconds age{}; ///< since the cache (or this process) stored it
+  order_stamp stamp{};
+};
+
+/// What reconcile() did.
+struct reconcile_report {
+  std::size_t written = 0;    ///< pending entries now in the repository
+  std::size_t superseded = 0; ///< pending entries the repository already held, or held newer
+  std::size_t failed = 0;     ///< left pending (the repository is still down, or refused)
+};
+
+/// Counters for tests and diagnostics (the metrics carry the same).
+struct write_through_stats {
+  std::uint64_t hits = 0, misses = 0, cache_errors = 0, stale_serves = 0, pending_writes = 0, retry_published = 0,
+                repository_loads = 0;
+};
+
+template <repository Repository, cache Cache, event_bus Bus> class write_through {
+public:
+  struct snapshot_options {
+    std::filesystem::path path;
+    std::chrono::milliseconds period{std::chrono::seconds(30)};
+  };
+
+  struct options {
+    std::string name = "default";                                 ///< the metrics' name label
+    std::string retry_topic = "bulwark.retry";                    ///< where pending writes go
+    std::chrono::milliseconds soft_ttl{std::chrono::seconds(30)}; ///< a cache entry younger is fresh
+    /// Oldest last-known-good served while the repository is down.
+    std::chrono::milliseconds hard_limit{std::chrono::hours(24)};
+    /// The cache's own expiry for the entries written; 0: hard_limit (then nothing servable expires).
+    std::chrono::milliseconds cache_ttl{0};
+    /// Bound of each repository call (also bounded by the caller's deadline).
+    bulwark::clock::duration repository_timeout = std::chrono::seconds(2);
+    circuit_breaker::options breaker{}; ///< its clock and metrics default to this flow's
+    std::uint16_t node = 0;             ///< this replica's order-stamp node id, 0..4095
+    bulwark::clock clock{};             ///< timeouts, breaker, snapshot period, stamps
+    /// Wall time for entry ages (compared with the cache's stored_at).
+    std::function<std::chrono::system_clock::time_point()> wall = [] { return std::chrono::system_clock::now(); };
+    /// Request ids for writes that bring none; default: 128 random bits in hex.
+    std::function<std::string()> request_ids{};
+    std::shared_ptr<metrics::registry> metrics{};
+    std::optional<snapshot_options> snapshot{};
+    std::size_t last_known_good_entries = 100'000; ///< bound of this process's map (pending ones stay)
+    std::function<void(const error&)> on_snapshot_error{};
+    unsigned max_cas_attempts = 8;
+  };
+
+  /// Holds the three models by reference (they must outlive it). Throws std::invalid_argument for
+  /// a node id over 4095. Call start() before serving.
+  write_through(Repository& repo, Cache& cache, Bus& bus, options opts)
+      : repo_(repo), cache_(cache), bus_(bus), opts_(prepare(std::move(opts))),
+        hlc_(opts_.node, opts_.clock, opts_.wall()), breaker_(opts_.breaker) {
+    if (opts_.metrics) gauges_.emplace(*opts_.metrics, opts_.name);
+  }
+  write_through(const write_through&) = delete;
+  write_through& operator=(const write_through&) = delete;
+
+  /// Loads the snapshot (if configured) before any repository call, then starts saving it every
+  /// period. A snapshot that cannot be read is reported to options::on_snapshot_error and
+  /// ignored. Errors: only what the cache refuses for a pending entry is ignored too; never fails.
+  task<void> start() {
+    if (!opts_.snapshot) co_return ok();
+    auto loaded = last_known_good::load(opts_.snapshot->path);
+    if (!loaded) {
+      if (opts_.on_snapshot_error) opts_.on_snapshot_error(loaded.error());
+    } else {
+      for (auto& e : loaded.value()) co_await restore(std::move(e));
+    }
+    snapshot_writer::options w;
+    w.path = opts_.snapshot->path;
+    w.period = opts_.snapshot->period;
+    w.clock = opts_.clock;
+    w.metrics = opts_.metrics;
+    w.name = opts_.name;
+    w.on_failure = opts_.on_snapshot_error;
+    auto executor = co_await asio::this_coro::executor;
+    snapshot_writer::provider provide = [this] { return entries(); };
+    writer_ = std::make_unique<snapshot_writer>(std::move(executor), std::move(provide), std::move(w));
+    writer_->start();
+    co_return ok();
+  }
+
+  /// Stops the snapshot writer after a last save (its error, if that save failed).
+  task<void> stop() {
+    if (!writer_) co_return ok();
+    co_return co_await writer_->stop();
+  }
+
+  /// Writes value under key: durable, or accepted pending while the repository cannot take it
+  /// (see the file comment). `request_id` (at most 64 bytes) names the write for idempotent
+  /// replays; empty: a new random one. Errors: errc::invalid_argument for a request id over 64
+  /// bytes; the repository's own refusals (invalid_argument, too_large, conflict after
+  /// max_cas_attempts); when it is down, the bus's error (nothing accepted) or errc::timeout
+  /// (unknown: write again with the same request id).
+  task<write_receipt> write(std::string_view key, std::string value, deadline d, std::string request_id = {}) {
+    BOOST_OUTCOME_CO_TRY(check_request_id(request_id));
+    std::string k(key);
+    if (request_id.empty()) request_id = new_request_id();
+    frame f{write_state::durable, hlc_.now(), std::move(request_id), std::move(value)};
+    auto stored = co_await store_durably(k, f, d);
+    if (stored) {
+      if (stored.value().superseded) co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
+      co_await cache_put(k, f);
+      remember(k, f, stored.value().version);
+      co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
+    }
+    if (!is_outage(stored.error())) co_return stored.error();
+    co_return co_await accept_pending(k, std::move(f), d);
+  }
+
+  /// The value under key, or nullopt when the repository has none (see the file comment).
+  /// Errors: the repository's error when it cannot answer and nothing servable is held.
+  task<std::optional<read_result>> read(std::string_view key, deadline d) {
+    std::string k(key);
+    std::optional<held> from_cache;
+    auto got = co_await cache_get(k, d);
+    if (got) {
+      from_cache = std::move(*got);
+      if (from_cache->age < opts_.soft_ttl) {
+        count(stats_.hits, gauges_ ? gauges_->hits : nullptr);
+        co_return as_result(*from_cache, false);
+      }
+    }
+    count(stats_.misses, gauges_ ? gauges_->misses : nullptr);
+    std::function<task<std::optional<loaded_frame>>()> make_load = [this, k, d]() { return load(k, d); };
+    auto loaded = co_await loads_.run(k, std::move(make_load));
+    if (!loaded) {
+      if (!is_outage(loaded.error())) co_return loaded.error();
+      co_return serve_last_known_good(k, std::move(from_cache), loaded.error());
+    }
+    auto& found = loaded.value();
+    const order_stamp durable = found ? found->f.stamp : order_stamp{};
+    // A pending write newer than the repository's copy is the answer: the one the cache holds
+    // (any replica's; the populate just failed to replace it), or one of this process's.
+    if (from_cache && from_cache->f.state == write_state::pending && from_cache->f.stamp > durable)
+      co_return as_result(*from_cache, false);
+    if (auto mine = pending_newer_than(k, durable)) co_return as_result(*mine, false);
+    if (!found) co_return std::optional<read_result>{};
+    co_return read_result{found->f.value, false, false, std::chrono::milliseconds(0), found->f.stamp};
+  }
+
+  /// Writes every pending entry of this process's index that is newer than the repository's
+  /// copy (see the file comment). Never fails: what could not be written is counted in failed.
+  task<reconcile_report> reconcile(deadline d) {
+    reconcile_report report;
+    for (auto& [key, f] : pending_entries()) {
+      auto stored = co_await store_durably(key, f, d);
+      if (!stored) {
+        ++report.failed;
+        continue;
+      }
+      if (stored.value().superseded) {
+        ++report.superseded;
+        forget_pending(key, f.stamp);
+        continue;
+      }
+      f.state = write_state::durable;
+      co_await cache_put(key, f);
+      remember(key, f, stored.value().version);
+      ++report.written;
+    }
+    co_return report;
+  }
+
+  /// The circuit breaker guarding the repository.
+  circuit_breaker& breaker() noexcept { return breaker_; }
+  hybrid_clock& stamps() noexcept { return hlc_; }
+  const options& config() const noexcept { return opts_; }
+
+  write_through_stats stats() const {
+    return {stats_.hits.load(),
+            stats_.misses.load(),
+            stats_.cache_errors.load(),
+            stats_.stale_serves.load(),
+            stats_.pending_writes.load(),
+            stats_.retry_published.load(),
+            stats_.repository_loads.load()};
+  }
+
+  /// Entries of the pending index now.
+  std::size_t pending_count() const {
+    std::lock_guard lock(mutex_);
+    return pending_;
+  }
+
+  /// This process's last-known-good entries (what the snapshot saves).
+  std::vector<snapshot_entry> entries() const {
+    std::lock_guard lock(mutex_);
+    std::vector<snapshot_entry> out;
+    out.reserve(known_.size());
+    for (const auto& [key, k] : known_) out.push_back(snapshot_entry{key, k.item});
+    return out;
+  }
+
+private:
+  // What a cache or known entry holds, decoded.
+  struct held {
+    frame f;
+    std::chrono::milliseconds age{};
+  };
+  struct known {
+    cached item;                         // the frame's bytes, version = stamp, stored_at
+    version_t repo_version = no_version; // the repository version last seen (0: none)
+    bool pending = false;
+  };
+  struct stored_outcome {
+    version_t version = no_version;
+    bool superseded = false;
+  };
+  struct loaded_frame {
+    frame f;
+    version_t repo_version = no_version;
+  };
+  struct atomic_stats {
+    std::atomic<std::uint64_t> hits{0}, misses{0}, cache_errors{0}, stale_serves{0}, pending_writes{0},
+        retry_published{0}, repository_loads{0};
+  };
+  struct instruments {
+    instruments(metrics::registry& r, const std::string& name) {
+      const std::vector<std::string> l{"name"};
+      hits = &r.counter_family("bulwark_write_through_cache_hits_total", "Reads answered by a fresh cache entry", l)
+                  .labels({name});
+      misses = &r.counter_family("bulwark_write_through_cache_misses_total", "Reads that found no fresh cache entry", l)
+                    .labels({name});
+      cache_errors = &r.counter_family("bulwark_write_through_cache_errors_total",
+                                       "Cache calls that failed (counted as misses)", l)
+                          .labels({name});
+      stale = &r.counter_family("bulwark_write_through_stale_serves_total",
+                                "Reads answered by a last-known-good copy while the repository was down", l)
+                   .labels({name});
+      stale_age = &r.histogram_family("bulwark_write_through_stale_age_seconds", "Age of the stale copies served", l,
+                                      {1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600})
+                       .labels({name});
+      pending_writes = &r.counter_family("bulwark_write_through_pending_writes_total",
+                                         "Writes accepted pending while the repository was down", l)
+                            .labels({name});
+      pending_entries =
+          &r.gauge_family("bulwark_write_through_pending_entries", "Pending entries in this process's index", l)
+               .labels({name});
+      retry_published = &r.counter_family("bulwark_write_through_retry_published_total", "Retry messages published", l)
+                             .labels({name});
+      auto& latency = r.histogram_family("bulwark_write_through_repository_seconds", "Repository call latency",
+                                         {"name", "op"}, metrics::default_latency_buckets());
+      get_latency = &latency.labels({name, "get"});
+      put_latency = &latency.labels({name, "put"});
+    }
+    metrics::counter *hits, *misses, *cache_errors, *stale, *pending_writes, *retry_published;
+    metrics::histogram *stale_age, *get_latency, *put_latency;
+    metrics::gauge* pending_entries;
+  };
+
+  static options prepare(options o) {
+    if (o.cache_ttl.count() == 0) o.cache_ttl = o.hard_limit;
+    if (!o.breaker.clock.is_manual()) o.breaker.clock = o.clock;
+    if (!o.breaker.metrics) o.breaker.metrics = o.metrics;
+    if (o.breaker.name == "breaker") o.breaker.name = "write_through_" + o.name;
+    if (o.max_cas_attempts == 0) o.max_cas_attempts = 1;
+    return o;
+  }
+
+  static void count(std::atomic<std::uint64_t>& n, metrics::counter* c) {
+    n.fetch_add(1, std::memory_order_relaxed);
+    if (c) c->inc();
+  }
+
+  static bool is_outage(const error& e) {
+    return e == errc::unavailable || e == errc::timeout || e == errc::circuit_open;
+  }
+
+  std::string new_request_id() {
+    if (opts_.request_ids) return opts_.request_ids();
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string id(32, '0');
+    for (int half = 0; half < 2; ++half) {
+      auto bits = rng();
+      for (int i = 0; i < 16; ++i, bits >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = hex[bits & 0xf];
+    }
+    return id;
+  }
+
+  // One repository call: the breaker, the per-call timeout within the caller's deadline, latency.
+  template <class T> task<T> guarded(task<T> op, const deadline& d, metrics::histogram* latency) {
+    const auto budget = std::min<bulwark::clock::duration>(d.remaining(), opts_.repository_timeout);
+    const auto started = opts_.clock.now();
+    auto r = co_await breaker_.call(with_timeout(std::move(op), budget, opts_.clock, "repository call"));
+    if (latency) latency->observe(std::chrono::duration<double>(opts_.clock.now() - started).count());
+    co_return r;
+  }
+
+  // The compare-and-set that never writes over a newer stamp (see the file comment).
+  task<stored_outcome> store_durably(const std::string& key, const frame& f, const deadline& d) {
+    std::optional<version_t> expected = known_version(key);
+    const auto bytes = encode(frame{write_state::durable, f.stamp, f.request_id, f.value});
+    for (unsigned attempt = 0; attempt < opts_.max_cas_attempts; ++attempt) {
+      if (!expected) {
+        auto current = co_await guarded(repo_.get(key), d, gauges_ ? gauges_->get_latency : nullptr);
+        if (!current) co_return current.error();
+        expected = no_version;
+        if (current.value()) {
+          const auto stored = stamp_of(current.value()->value);
+          hlc_.observe(stored);
+          if (stored >= f.stamp) co_return stored_outcome{current.value()->version, true};
+          expected = current.value()->version;
+        }
+      }
+      auto put = co_await guarded(repo_.put(key, bytes, expected), d, gauges_ ? gauges_->put_latency : nullptr);
+      if (put) co_return stored_outcome{put.value(), false};
+      if (put.error() != errc::conflict) co_return put.error();
+      expected.reset();
+    }
+    co_return error(errc::conflict, "write_through: the repository version of the key kept changing (" +
+                                        std::to_string(opts_.max_cas_attempts) + " attempts)");
+  }
+
+  // The write the repository could not take: the retry message (the commit point), then the cache.
+  task<write_receipt> accept_pending(const std::string& key, frame f, const deadline& d) {
+    f.state = write_state::pending;
+    message retry = retry_message(key, f, known_version(key).value_or(no_version));
+    auto published = co_await with_deadline(bus_.publish(opts_.retry_topic, std::move(retry)), d, "retry publish");
+    if (!published) co_return published.error();
+    count(stats_.retry_published, gauges_ ? gauges_->retry_published : nullptr);
+    count(stats_.pending_writes, gauges_ ? gauges_->pending_writes : nullptr);
+    co_await cache_put(key, f);
+    remember(key, f, std::nullopt);
+    co_return write_receipt{write_state::pending, f.stamp, std::move(f.request_id)};
+  }
+
+  // One repository load (shared by concurrent readers of key), then the cache populate.
+  task<std::optional<loaded_frame>> load(std::string key, deadline d) {
+    stats_.repository_loads.fetch_add(1, std::memory_order_relaxed);
+    auto got = co_await guarded(repo_.get(key), d, gauges_ ? gauges_->get_latency : nullptr);
+    if (!got) co_return got.error();
+    if (!got.value()) co_return std::optional<loaded_frame>{};
+    auto& row = *got.value();
+    frame f;
+    if (is_frame(row.value)) {
+      auto decoded = decode(row.value);
+      if (!decoded) co_return decoded.error();
+      f = std::move(decoded).value();
+    } else {
+      f.value = std::move(row.value); // a foreign value: durable, stamp 0
+    }
+    f.state = write_state::durable; // whatever the writer marked, the repository holds it
+    hlc_.observe(f.stamp);
+    co_await cache_put(key, f);
+    remember(key, f, row.version);
+    co_return loaded_frame{std::move(f), row.version};
+  }
+
+  asio::awaitable<std::optional<held>> cache_get(const std::string& key, const deadline& d) {
+    auto got = co_await with_deadline(cache_.get(key), d, "cache get");
+    if (!got) {
+      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+      co_return std::optional<held>{};
+    }
+    if (!got.value()) co_return std::optional<held>{};
+    auto f = decode(got.value()->value);
+    if (!f) co_return std::optional<held>{}; // not written by a write_through: a miss
+    co_return held{std::move(f).value(), age_of(got.value()->stored_at)};
+  }
+
+  // The cache is a copy: a failed put is counted, never the caller's error. Not bounded by the
+  // caller's deadline: a write already committed must still reach the cache when it can.
+  asio::awaitable<void> cache_put(const std::string& key, const frame& f) {
+    // Named, not a temporary inside the co_await: GCC 12 destroys such a temporary twice.
+    versioned entry{encode(f), f.stamp.value};
+    auto put = co_await cache_.put(key, std::move(entry), opts_.cache_ttl);
+    if (!put) count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+  }
+
+  // The repository cannot answer: the newest of the cache's entry and this process's copy, if it
+  // is within hard_limit; else the repository's error.
+  result<std::optional<read_result>> serve_last_known_good(const std::string& key, std::optional<held> from_cache,
+                                                           const error& why) {
+    std::optional<held> best = std::move(from_cache);
+    if (auto mine = known_entry(key); mine && (!best || mine->f.stamp > best->f.stamp)) best = std::move(mine);
+    if (!best || best->age > opts_.hard_limit) return why;
+    count(stats_.stale_serves, gauges_ ? gauges_->stale : nullptr);
+    if (gauges_) gauges_->stale_age->observe(std::chrono::duration<double>(best->age).count());
+    return std::optional<read_result>(as_result(*best, true));
+  }
+
+  static read_result as_result(const held& h, bool stale) {
+    return read_result{h.f.value, stale, h.f.state == write_state::pending, h.age, h.f.stamp};
+  }
+
+  std::chrono::milliseconds age_of(std::chrono::system_clock::time_point stored_at) const {
+    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(opts_.wall() - stored_at);
+    return age.count() < 0 ? std::chrono::milliseconds(0) : age;
+  }
+
+  static order_stamp stamp_of(std::string_view stored) {
+    if (!is_frame(stored)) return order_stamp{};
+    auto f = decode(stored);
+    return f ? f.value().stamp : order_stamp{};
+  }
+
+  // --- this process's last-known-good map and pending index (one mutex) ---
+
+  std::optional<version_t> known_version(const std::string& key) const {
+    std::lock_guard lock(mutex_);
+    auto it = known_.find(key);
+    if (it == known_.end() || it->second.repo_version == no_version) return std::nullopt;
+    return it->second.repo_version;
+  }
+
+  // Records f under key unless a newer entry is held; repo_version nullopt keeps the one known.
+  void remember(const std::string& key, const frame& f, std::optional<version_t> repo_version) {
+    std::lock_guard lock(mutex_);
+    auto [it, added] = known_.try_emplace(key);
+    auto& k = it->second;
+    if (!added && k.item.version > f.stamp.value) {
+      if (repo_version) k.repo_version = *repo_version;
+      return;
+    }
+    if (!added && k.pending) --pending_;
+    k.item = cached{encode(f), f.stamp.value, opts_.wall()};
+    if (repo_version) k.repo_version = *repo_version;
+    k.pending = f.state == write_state::pending;
+    if (k.pending) ++pending_;
+    if (added && known_.size() > opts_.last_known_good_entries) evict_one_locked(key);
+    if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
+  }
+
+  // Drops one durable entry other than `keep` (an arbitrary one: the map is a bounded copy).
+  void evict_one_locked(const std::string& keep) {
+    for (auto it = known_.begin(); it != known_.end(); ++it) {
+      if (!it->second.pending && it->first != keep) {
+        known_.erase(it);
+        return;
+      }
+    }
+  }
+
+  void forget_pending(const std::string& key, order_stamp stamp) {
+    std::lock_guard lock(mutex_);
+    auto it = known_.find(key);
+    if (it == known_.end() || !it->second.pending || it->second.item.version != stamp.value) return;
+    it->second.pending = false;
+    --pending_;
+    if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
+  }
+
+  std::optional<held> known_entry(const std::string& key) const {
+    std::lock_guard lock(mutex_);
+    auto it = known_.find(key);
+    if (it == known_.end()) return std::nullopt;
+    auto f = decode(it->second.item.value);
+    if (!f) return std::nullopt;
+    return held{std::move(f).value(), age_of(it->second.item.stored_at)};
+  }
+
+  std::optional<held> pending_newer_than(const std::string& key, order_stamp stamp) const {
+    std::lock_guard lock(mutex_);
+    auto it = known_.find(key);
+    if (it == known_.end() || !it->second.pending || it->second.item.version <= stamp.value) return std::nullopt;
+    auto f = decode(it->second.item.value);
+    if (!f) return std::nullopt;
+    return held{std::move(f).value(), age_of(it->second.item.stored_at)};
+  }
+
+  std::vector<std::pair<std::string, frame>> pending_entries() const {
+    std::lock_guard lock(mutex_);
+    std::vector<std::pair<std::string, frame>> out;
+    for (const auto& [key, k] : known_) {
+      if (!k.pending) continue;
+      if (auto f = decode(k.item.value)) out.emplace_back(key, std::move(f).value());
+    }
+    return out;
+  }
+
+  // One snapshot entry back: into the map with its original stored_at; a pending one into the
+  // cache and the pending index too.
+  asio::awaitable<void> restore(snapshot_entry e) {
+    auto f = decode(e.entry.value);
+    if (!f) {
+      if (opts_.on_snapshot_error) opts_.on_snapshot_error(f.error());
+      co_return;
+    }
+    hlc_.observe(f.value().stamp);
+    const bool pending = f.value().state == write_state::pending;
+    if (pending) co_await cache_put(e.key, f.value());
+    std::lock_guard lock(mutex_);
+    auto [it, added] = known_.try_emplace(e.key);
+    if (!added && it->second.item.version >= e.entry.version) co_return;
+    if (!added && it->second.pending) --pending_;
+    it->second.item = std::move(e.entry);
+    it->second.pending = pending;
+    if (pending) ++pending_;
+    if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
+  }
+
+  Repository& repo_;
+  Cache& cache_;
+  Bus& bus_;
+  options opts_;
+  hybrid_clock hlc_;
+  circuit_breaker breaker_;
+  singleflight<std::optional<loaded_frame>> loads_;
+  std::optional<instruments> gauges_;
+  atomic_stats stats_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, known> known_;
+  std::size_t pending_ = 0;
+  std::unique_ptr<snapshot_writer> writer_;
+};
+
+} // namespace bulwark::flows

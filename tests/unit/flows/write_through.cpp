@@ -1,0 +1,482 @@
+// write_through on the memory models, the fault decorators and manual clocks (steady and wall,
+// moved together): durable and pending writes, the commit point, reads (hit, miss, populate,
+// one load per key, stale within the hard limit), the cache-version rule against an older
+// populate, the breaker, reconcile and a restart from the snapshot during an outage.
+#include <bulwark/flows/write_through.hpp>
+#include <bulwark/manual_clock.hpp>
+#include <bulwark/memory/cache.hpp>
+#include <bulwark/memory/event_bus.hpp>
+#include <bulwark/memory/repository.hpp>
+#include <bulwark/testing/faults.hpp>
+
+#include "support/run.hpp"
+
+#include <asio/io_context.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+namespace flows = bulwark::flows;
+namespace kit = bulwark::testing;
+using kit::op;
+
+namespace {
+
+using mem_cache = bulwark::memory::basic_cache<bulwark::manual_clock>;
+using repo_t = kit::faulty_repository<bulwark::memory::repository>;
+using cache_t = kit::faulty_cache<mem_cache>;
+using bus_t = kit::faulty_bus<bulwark::memory::event_bus>;
+using flow_t = flows::write_through<repo_t, cache_t, bus_t>;
+
+const std::string topic = "wt.retry";
+
+struct world {
+  asio::io_context ctx;
+  bulwark::clock clk = bulwark::clock::manual();
+  // 2026-03-04: order stamps count milliseconds from 2024, so the wall must be later.
+  bulwark::manual_clock wall{std::chrono::system_clock::time_point(std::chrono::seconds(1772600767))};
+  bulwark::memory::repository db;
+  repo_t repo{db, clk};
+  std::unique_ptr<mem_cache> shared_cache = std::make_unique<mem_cache>(mem_cache::options{}, wall);
+  std::unique_ptr<cache_t> cache = std::make_unique<cache_t>(*shared_cache, clk);
+  bulwark::memory::event_bus mem_bus{ctx.get_executor(), bus_options()};
+  bus_t bus{mem_bus, clk};
+
+  bulwark::memory::event_bus::options bus_options() {
+    bulwark::memory::event_bus::options o;
+    o.clock = clk;
+    return o;
+  }
+
+  flow_t::options options(std::uint16_t node = 1) {
+    flow_t::options o;
+    o.retry_topic = topic;
+    o.soft_ttl = 30s;
+    o.hard_limit = 1h;
+    o.repository_timeout = 1s;
+    o.node = node;
+    o.clock = clk;
+    o.wall = [w = wall] { return w.now(); };
+    o.breaker.minimum_calls = 1000; // tests that want the breaker to open say so
+    o.breaker.window_size = 1000;
+    return o;
+  }
+
+  std::unique_ptr<flow_t> make(flow_t::options o) {
+    auto f = std::make_unique<flow_t>(repo, *cache, bus, std::move(o));
+    EXPECT_TRUE(run(f->start()));
+    return f;
+  }
+
+  template <class T> T run(asio::awaitable<T> a) { return bulwark::test::run(ctx, std::move(a)); }
+  bulwark::deadline budget() { return bulwark::deadline::after(10s, clk); }
+  void advance(std::chrono::milliseconds d) {
+    wall.advance(d);
+    clk.advance(d);
+    settle();
+  }
+  void settle() {
+    ctx.restart();
+    ctx.poll();
+  }
+  template <class T> std::future<std::optional<T>> spawn(asio::awaitable<T> a) {
+    return bulwark::test::spawn(ctx.get_executor(), std::move(a));
+  }
+
+  // The frame the repository holds under key.
+  std::optional<flows::frame> stored(const std::string& key) {
+    auto row = db.get_now(key).value();
+    if (!row) return std::nullopt;
+    return flows::decode(row->value).value();
+  }
+  std::optional<bulwark::cached> in_cache(const std::string& key) { return shared_cache->get_now(key).value(); }
+
+  // The retry messages published so far (read by a fresh group from the earliest offset).
+  std::vector<flows::retry_request> retry_messages(std::size_t expected) {
+    std::vector<flows::retry_request> seen;
+    auto sub = run(mem_bus.subscribe(bulwark::subscribe_options{topic, bulwark::test::unique_name("check")},
+                                     [&seen](const bulwark::envelope& e) -> bulwark::task<void> {
+                                       auto r = flows::parse_retry_message(e);
+                                       if (!r) co_return r.error();
+                                       seen.push_back(std::move(r).value());
+                                       co_return bulwark::ok();
+                                     }))
+                   .value();
+    run(bulwark::test::eventually([&] { return seen.size() >= expected; }, 10s));
+    run(sub.stop());
+    return seen;
+  }
+};
+
+} // namespace
+
+TEST(write_through, durable_write_lands_in_repository_and_cache_with_the_stamp) {
+  world w;
+  auto flow = w.make(w.options());
+  auto receipt = w.run(flow->write("k", "v1", w.budget()));
+  ASSERT_TRUE(receipt) << receipt.error();
+  EXPECT_EQ(receipt.value().outcome, flows::write_state::durable);
+  EXPECT_EQ(receipt.value().request_id.size(), 32u);
+  auto row = w.stored("k");
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->value, "v1");
+  EXPECT_EQ(row->stamp, receipt.value().stamp);
+  EXPECT_EQ(row->request_id, receipt.value().request_id);
+  EXPECT_EQ(row->state, flows::write_state::durable);
+  auto c = w.in_cache("k");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->version, receipt.value().stamp.value);
+  // A read is a hit: the repository is not asked.
+  const auto gets = w.repo.faults().calls(op::get);
+  auto r = w.run(flow->read("k", w.budget()));
+  ASSERT_TRUE(r && r.value());
+  EXPECT_EQ(r.value()->value, "v1");
+  EXPECT_FALSE(r.value()->stale);
+  EXPECT_FALSE(r.value()->pending);
+  EXPECT_EQ(w.repo.faults().calls(op::get), gets);
+  EXPECT_EQ(flow->stats().hits, 1u);
+  // A given request id is kept; a second write of the key is newer and needs no read (the
+  // version is known).
+  auto second = w.run(flow->write("k", "v2", w.budget(), "my-request"));
+  ASSERT_TRUE(second);
+  EXPECT_GT(second.value().stamp, receipt.value().stamp);
+  EXPECT_EQ(w.stored("k")->request_id, "my-request");
+  EXPECT_EQ(w.repo.faults().calls(op::get), gets);
+  EXPECT_FALSE(w.run(flow->write("k", "v", w.budget(), std::string(65, 'x'))));
+}
+
+TEST(write_through, repository_down_the_write_is_pending_on_the_bus_and_readable) {
+  world w;
+  auto flow = w.make(w.options());
+  ASSERT_TRUE(w.run(flow->write("k", "old", w.budget())));
+  const auto known = w.db.get_now("k").value()->version;
+  w.repo.faults().fail(op::every, bulwark::errc::unavailable);
+  auto receipt = w.run(flow->write("k", "new", w.budget()));
+  ASSERT_TRUE(receipt) << receipt.error();
+  EXPECT_EQ(receipt.value().outcome, flows::write_state::pending);
+  EXPECT_EQ(w.stored("k")->value, "old");
+  EXPECT_EQ(flow->pending_count(), 1u);
+  EXPECT_EQ(flow->stats().retry_published, 1u);
+
+  auto messages = w.retry_messages(1);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(messages[0].key, "k");
+  EXPECT_EQ(messages[0].f.value, "new");
+  EXPECT_EQ(messages[0].f.state, flows::write_state::pending);
+  EXPECT_EQ(messages[0].f.stamp, receipt.value().stamp);
+  EXPECT_EQ(messages[0].f.request_id, receipt.value().request_id);
+  EXPECT_EQ(messages[0].known_version, known);
+
+  auto r = w.run(flow->read("k", w.budget()));
+  ASSERT_TRUE(r && r.value());
+  EXPECT_EQ(r.value()->value, "new");
+  EXPECT_TRUE(r.value()->pending);
+  EXPECT_EQ(w.in_cache("k")->version, receipt.value().stamp.value);
+}
+
+TEST(write_through, bus_down_too_is_an_error_and_nothing_is_accepted) {
+  world w;
+  auto flow = w.make(w.options());
+  w.repo.faults().fail(op::every, bulwark::errc::timeout);
+  w.bus.faults().fail(op::publish, bulwark::errc::rejected);
+  auto receipt = w.run(flow->write("k", "v", w.budget()));
+  ASSERT_FALSE(receipt);
+  EXPECT_EQ(receipt.error(), bulwark::errc::rejected);
+  EXPECT_FALSE(w.in_cache("k")) << "a write nobody keeps must not be readable";
+  EXPECT_EQ(flow->pending_count(), 0u);
+  EXPECT_EQ(flow->stats().pending_writes, 0u);
+  EXPECT_EQ(w.mem_bus.end_offset(topic, w.mem_bus.partition_of("k")), 0);
+}
+
+TEST(write_through, a_miss_loads_populates_and_then_hits) {
+  world w;
+  auto flow = w.make(w.options());
+  ASSERT_TRUE(w.db.put_now("foreign", "raw bytes", std::nullopt)); // no frame: durable, stamp 0
+  auto r = w.run(flow->read("foreign", w.budget()));
+  ASSERT_TRUE(r && r.value()) << (r ? "" : r.error().message());
+  EXPECT_EQ(r.value()->value, "raw bytes");
+  EXPECT_EQ(r.value()->stamp.value, 0u);
+  EXPECT_FALSE(r.value()->stale);
+  EXPECT_EQ(flow->stats().misses, 1u);
+  EXPECT_EQ(flow->stats().repository_loads, 1u);
+  ASSERT_TRUE(w.in_cache("foreign"));
+  auto again = w.run(flow->read("foreign", w.budget()));
+  ASSERT_TRUE(again && again.value());
+  EXPECT_EQ(again.value()->value, "raw bytes");
+  EXPECT_EQ(flow->stats().hits, 1u);
+  EXPECT_EQ(flow->stats().repository_loads, 1u);
+  // Past the soft TTL the repository is asked again.
+  w.advance(31s);
+  ASSERT_TRUE(w.run(flow->read("foreign", w.budget())));
+  EXPECT_EQ(flow->stats().repository_loads, 2u);
+  // Absent everywhere: nullopt.
+  auto none = w.run(flow->read("absent", w.budget()));
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(none.value());
+}
+
+TEST(write_through, concurrent_misses_share_one_repository_get) {
+  world w;
+  auto flow = w.make(w.options());
+  ASSERT_TRUE(w.db.put_now("k", flows::encode({flows::write_state::durable, {12345}, "r", "v"}), std::nullopt));
+  w.repo.faults().hang(op::get);
+  std::vector<std::future<std::optional<bulwark::result<std::optional<flows::read_result>>>>> readers;
+  for (int i = 0; i < 5; ++i) readers.push_back(w.spawn(flow->read("k", w.budget())));
+  w.settle();
+  EXPECT_EQ(w.repo.faults().calls(op::get), 1u);
+  EXPECT_EQ(w.repo.faults().hung(op::get), 1u);
+  w.repo.faults().release(op::get);
+  w.settle();
+  for (auto& r : readers) {
+    ASSERT_EQ(r.wait_for(0s), std::future_status::ready);
+    auto got = *r.get();
+    ASSERT_TRUE(got && got.value());
+    EXPECT_EQ(got.value()->value, "v");
+  }
+  EXPECT_EQ(w.repo.faults().calls(op::get), 1u);
+}
+
+TEST(write_through, stale_serve_with_age_up_to_the_hard_limit) {
+  world w;
+  auto flow = w.make(w.options());
+  ASSERT_TRUE(w.run(flow->write("k", "v", w.budget())));
+  w.advance(31s);
+  w.repo.faults().fail(op::every, bulwark::errc::unavailable);
+  auto r = w.run(flow->read("k", w.budget()));
+  ASSERT_TRUE(r && r.value()) << (r ? "" : r.error().message());
+  EXPECT_EQ(r.value()->value, "v");
+  EXPECT_TRUE(r.value()->stale);
+  EXPECT_EQ(r.value()->age, 31s);
+  EXPECT_EQ(flow->stats().stale_serves, 1u);
+  // The cache down as well: this process's own copy still serves.
+  w.cache->faults().fail(op::every);
+  auto mine = w.run(flow->read("k", w.budget()));
+  ASSERT_TRUE(mine && mine.value());
+  EXPECT_TRUE(mine.value()->stale);
+  w.cache->faults().clear_all();
+  // Past the hard limit nothing is served.
+  w.advance(1h);
+  auto too_old = w.run(flow->read("k", w.budget()));
+  ASSERT_FALSE(too_old);
+  EXPECT_EQ(too_old.error(), bulwark::errc::unavailable);
+  // Nothing known at all: the repository's error.
+  EXPECT_EQ(w.run(flow->read("never", w.budget())).error(), bulwark::errc::unavailable);
+}
+
+TEST(write_through, cache_down_the_repository_answers) {
+  world w;
+  auto flow = w.make(w.options());
+  w.cache->faults().fail(op::every, bulwark::errc::unavailable);
+  auto receipt = w.run(flow->write("k", "v", w.budget()));
+  ASSERT_TRUE(receipt);
+  EXPECT_EQ(receipt.value().outcome, flows::write_state::durable);
+  auto r = w.run(flow->read("k", w.budget()));
+  ASSERT_TRUE(r && r.value()) << (r ? "" : r.error().message());
+  EXPECT_EQ(r.value()->value, "v");
+  EXPECT_FALSE(r.value()->stale);
+  EXPECT_GE(flow->stats().cache_errors, 2u);
+}
+
+TEST(write_through, an_older_populate_never_replaces_a_pending_newer_write) {
+  world w;
+  auto a = w.make(w.options(1));
+  auto b = w.make(w.options(2)); // another replica sharing repository, cache and bus
+  ASSERT_TRUE(w.run(a->write("k", "old", w.budget())));
+  w.repo.faults().fail(op::every);
+  auto pending = w.run(a->write("k", "new", w.budget()));
+  ASSERT_TRUE(pending);
+  ASSERT_EQ(pending.value().outcome, flows::write_state::pending);
+  w.repo.faults().clear_all(); // back, the retry not replayed yet
+  w.advance(31s);              // the pending entry is past the soft TTL: reads ask the repository
+  const auto gets = w.repo.faults().calls(op::get);
+  for (auto* flow : {a.get(), b.get()}) {
+    auto r = w.run(flow->read("k", w.budget()));
+    ASSERT_TRUE(r && r.value());
+    EXPECT_EQ(r.value()->value, "new");
+    EXPECT_TRUE(r.value()->pending);
+    EXPECT_EQ(w.in_cache("k")->version, pending.value().stamp.value) << "the populate of the older value won";
+  }
+  EXPECT_EQ(w.repo.faults().calls(op::get), gets + 2) << "both replicas loaded the older value";
+  // With the cache down, this process's pending index still answers for it.
+  w.cache->faults().fail(op::every);
+  auto r = w.run(a->read("k", w.budget()));
+  ASSERT_TRUE(r && r.value());
+  EXPECT_EQ(r.value()->value, "new");
+}
+
+TEST(write_through, an_open_breaker_keeps_reads_off_the_repository) {
+  world w;
+  auto o = w.options();
+  o.breaker.minimum_calls = 2;
+  o.breaker.window_size = 2;
+  o.breaker.failure_rate_threshold = 1.0; // opens on two failures in a row
+  o.breaker.open_duration = 60s;
+  auto flow = w.make(o);
+  ASSERT_TRUE(w.run(flow->write("k", "v", w.budget())));
+  w.advance(31s);
+  w.repo.faults().hang(op::every); // a dead repository that accepts connections
+  for (int i = 0; i < 2; ++i) {
+    auto r = w.spawn(flow->read("k", w.budget()));
+    w.settle();
+    ASSERT_NE(r.wait_for(0s), std::future_status::ready) << "the read did not wait for the repository";
+    w.advance(1s); // the repository timeout
+    ASSERT_EQ(r.wait_for(0s), std::future_status::ready);
+    auto got = *r.get();
+    ASSERT_TRUE(got && got.value());
+    EXPECT_TRUE(got.value()->stale);
+  }
+  EXPECT_EQ(flow->breaker().current(), bulwark::circuit_breaker::state::open);
+  const auto gets = w.repo.faults().calls(op::get);
+  auto r = w.spawn(flow->read("k", w.budget()));
+  w.settle(); // no time passes: the answer comes without waiting on the repository
+  ASSERT_EQ(r.wait_for(0s), std::future_status::ready);
+  auto got = *r.get();
+  ASSERT_TRUE(got && got.value());
+  EXPECT_TRUE(got.value()->stale);
+  EXPECT_EQ(w.repo.faults().calls(op::get), gets);
+  // Writes are accepted pending at once too.
+  auto write = w.spawn(flow->write("k", "v2", w.budget()));
+  w.settle();
+  ASSERT_EQ(write.wait_for(0s), std::future_status::ready);
+  EXPECT_EQ(write.get()->value().outcome, flows::write_state::pending);
+  w.repo.faults().release(op::every);
+}
+
+TEST(write_through, reconcile_writes_pending_entries_and_skips_superseded_ones) {
+  world w;
+  auto a = w.make(w.options(1));
+  auto b = w.make(w.options(2));
+  w.repo.faults().fail(op::every);
+  auto k1 = w.run(a->write("k1", "a1", w.budget()));
+  auto k2 = w.run(a->write("k2", "a2", w.budget()));
+  ASSERT_TRUE(k1 && k2);
+  ASSERT_EQ(a->pending_count(), 2u);
+  EXPECT_EQ(w.run(a->reconcile(w.budget())).value().failed, 2u) << "still down: both stay pending";
+  EXPECT_EQ(a->pending_count(), 2u);
+  w.repo.faults().clear_all();
+  w.advance(5ms);
+  auto newer = w.run(b->write("k2", "b2", w.budget())); // a later write by another replica
+  ASSERT_TRUE(newer);
+  ASSERT_EQ(newer.value().outcome, flows::write_state::durable);
+  ASSERT_GT(newer.value().stamp, k2.value().stamp);
+
+  auto report = w.run(a->reconcile(w.budget()));
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report.value().written, 1u);
+  EXPECT_EQ(report.value().superseded, 1u);
+  EXPECT_EQ(report.value().failed, 0u);
+  EXPECT_EQ(a->pending_count(), 0u);
+  EXPECT_EQ(w.stored("k1")->value, "a1");
+  EXPECT_EQ(w.stored("k1")->stamp, k1.value().stamp);
+  EXPECT_EQ(w.stored("k2")->value, "b2");
+  auto cached = flows::decode(w.in_cache("k1")->value).value();
+  EXPECT_EQ(cached.state, flows::write_state::durable);
+  EXPECT_EQ(w.in_cache("k1")->version, k1.value().stamp.value);
+  // Once more: nothing left to do.
+  auto again = w.run(a->reconcile(w.budget())).value();
+  EXPECT_EQ(again.written + again.superseded + again.failed, 0u);
+}
+
+TEST(write_through, a_write_older_than_the_repository_copy_is_not_written) {
+  world w;
+  auto o = w.options(1);
+  auto a = w.make(o);
+  // A replica whose clock runs a minute ahead wrote the key.
+  ASSERT_TRUE(w.db.put_now(
+      "k",
+      flows::encode({flows::write_state::durable, {a->stamps().now().value + (60'000ull << 23)}, "ahead", "future"}),
+      std::nullopt));
+  auto receipt = w.run(a->write("k", "late", w.budget()));
+  ASSERT_TRUE(receipt);
+  EXPECT_EQ(w.stored("k")->value, "future");
+  // The clock moved past it: the next write wins.
+  auto next = w.run(a->write("k", "later", w.budget()));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(w.stored("k")->value, "later");
+}
+
+TEST(write_through, restart_during_an_outage_serves_the_snapshot) {
+  const auto dir = std::filesystem::temp_directory_path() / bulwark::test::unique_name("wt-snapshot");
+  std::filesystem::create_directories(dir);
+  world w;
+  auto o = w.options();
+  o.snapshot = flow_t::snapshot_options{dir / "lkg", 10s};
+  std::vector<std::string> snapshot_errors;
+  o.on_snapshot_error = [&](const bulwark::error& e) { snapshot_errors.push_back(e.message()); };
+  {
+    auto first = w.make(o);
+    ASSERT_TRUE(w.run(first->write("durable", "d", w.budget())));
+    w.repo.faults().fail(op::every);
+    auto p = w.run(first->write("pending", "p", w.budget()));
+    ASSERT_TRUE(p);
+    ASSERT_EQ(p.value().outcome, flows::write_state::pending);
+    ASSERT_TRUE(w.run(first->stop()));
+  }
+  // The process restarts with an empty (memory) cache while the repository is still down.
+  w.shared_cache = std::make_unique<mem_cache>(mem_cache::options{}, w.wall);
+  w.cache = std::make_unique<cache_t>(*w.shared_cache, w.clk);
+  w.advance(2min);
+  auto second = w.make(o);
+  const auto gets = w.repo.faults().calls(op::get);
+  ASSERT_TRUE(w.in_cache("pending")) << "a pending entry goes back into the cache";
+  EXPECT_EQ(second->pending_count(), 1u);
+  auto d = w.run(second->read("durable", w.budget()));
+  ASSERT_TRUE(d && d.value()) << (d ? "" : d.error().message());
+  EXPECT_EQ(d.value()->value, "d");
+  EXPECT_TRUE(d.value()->stale);
+  EXPECT_GE(d.value()->age, 2min);
+  auto p = w.run(second->read("pending", w.budget()));
+  ASSERT_TRUE(p && p.value());
+  EXPECT_EQ(p.value()->value, "p");
+  EXPECT_TRUE(p.value()->pending);
+  EXPECT_GT(w.repo.faults().calls(op::get), gets);
+  EXPECT_TRUE(snapshot_errors.empty());
+  // Back: reconcile writes the pending entry the snapshot carried.
+  w.repo.faults().clear_all();
+  EXPECT_EQ(w.run(second->reconcile(w.budget())).value().written, 1u);
+  EXPECT_EQ(w.stored("pending")->value, "p");
+  ASSERT_TRUE(w.run(second->stop()));
+
+  // A corrupt snapshot is reported and ignored.
+  { std::ofstream(dir / "lkg", std::ios::trunc) << "garbage"; }
+  snapshot_errors.clear();
+  auto third = w.make(o);
+  EXPECT_EQ(snapshot_errors.size(), 1u);
+  ASSERT_TRUE(w.run(third->read("durable", w.budget())));
+  ASSERT_TRUE(w.run(third->stop()));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(write_through, metrics_follow_hits_misses_stale_serves_and_pending_writes) {
+  world w;
+  auto o = w.options();
+  o.name = "channels";
+  o.metrics = std::make_shared<bulwark::metrics::registry>();
+  auto flow = w.make(o);
+  ASSERT_TRUE(w.run(flow->write("k", "v", w.budget())));
+  ASSERT_TRUE(w.run(flow->read("k", w.budget())));
+  w.advance(31s);
+  w.repo.faults().fail(op::every);
+  ASSERT_TRUE(w.run(flow->read("k", w.budget())));
+  ASSERT_TRUE(w.run(flow->write("k", "v2", w.budget())));
+  const auto text = o.metrics->expose();
+  for (const char* line : {"bulwark_write_through_cache_hits_total{name=\"channels\"} 1",
+                           "bulwark_write_through_cache_misses_total{name=\"channels\"} 1",
+                           "bulwark_write_through_stale_serves_total{name=\"channels\"} 1",
+                           "bulwark_write_through_stale_age_seconds_count{name=\"channels\"} 1",
+                           "bulwark_write_through_pending_writes_total{name=\"channels\"} 1",
+                           "bulwark_write_through_pending_entries{name=\"channels\"} 1",
+                           "bulwark_write_through_retry_published_total{name=\"channels\"} 1",
+                           "bulwark_write_through_repository_seconds_count{name=\"channels\",op=\"put\"} 2",
+                           "bulwark_circuit_breaker_state{name=\"write_through_channels\"}"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+}
