@@ -41,6 +41,11 @@
 // Age: now (options::wall) minus the cache's stored_at, so a cache shared by replicas needs
 // their wall clocks roughly in step.
 //
+// The cache is a copy: a failed cache put after a durable write is counted, not returned, so a
+// cache that refused it may show the previous value until soft_ttl passes or the next write.
+// The flow must outlive its operations (a shared repository load runs on for the readers left
+// when one of them gives up).
+//
 // Last-known-good: this process keeps a bounded map of the entries it wrote and loaded from the
 // repository (not those it merely found in the cache, so a hit takes no lock), each with the
 // repository version it last saw. With options::snapshot set, start() loads the snapshot file
@@ -144,7 +149,9 @@ public:
     std::chrono::milliseconds hard_limit{std::chrono::hours(24)};
     /// The cache's own expiry for the entries written; 0: hard_limit (then nothing servable expires).
     std::chrono::milliseconds cache_ttl{0};
-    /// Bound of each repository call (also bounded by the caller's deadline).
+    /// Bound of each repository call (also bounded by the caller's deadline). Keep it well under
+    /// the requests' deadlines: a write whose repository call used up the whole deadline has no
+    /// time left to publish its retry message and fails with errc::timeout (outcome unknown).
     bulwark::clock::duration repository_timeout = std::chrono::seconds(2);
     circuit_breaker::options breaker{}; ///< its clock and metrics default to this flow's
     std::uint16_t node = 0;             ///< this replica's order-stamp node id, 0..4095
