@@ -4,6 +4,7 @@
 # checked-in seeds stay small). Prints the execution count. TARGET (default http_parser):
 #   http_parser   tests/fuzz/http_parser_fuzz.cpp, seeds tests/fuzz/http_corpus
 #   frame_decode  tests/fuzz/frame_decode_fuzz.cpp, seeds tests/fuzz/frame_corpus
+#   snapshot_load tests/fuzz/snapshot_load_fuzz.cpp, seeds tests/fuzz/snapshot_load_corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --all   # clang (libFuzzer)
@@ -12,7 +13,8 @@ target=${2:-http_parser}
 case "$target" in
   http_parser) seeds=tests/fuzz/http_corpus ;;
   frame_decode) seeds=tests/fuzz/frame_corpus ;;
-  *) echo "fuzz: unknown target $target (http_parser, frame_decode)" >&2; exit 2 ;;
+  snapshot_load) seeds=tests/fuzz/snapshot_load_corpus ;;
+  *) echo "fuzz: unknown target $target (http_parser, frame_decode, snapshot_load)" >&2; exit 2 ;;
 esac
 out=build/fuzz/$target
 mkdir -p "$out/corpus"
