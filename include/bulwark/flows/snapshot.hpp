@@ -389,7 +389,8 @@ public:
   void start() {
     if (state_->started.exchange(true)) return;
     auto s = state_;
-    asio::co_spawn(s->strand, loop(s, s->opts.clock.now() + s->opts.period), asio::bind_cancellation_slot(s->wake.slot(), asio::detached));
+    asio::co_spawn(s->strand, loop(s, s->opts.clock.now() + s->opts.period),
+                   asio::bind_cancellation_slot(s->wake.slot(), asio::detached));
   }
 
   /// Stops the loop (a save in progress finishes first), then saves once more and returns that
