@@ -6,8 +6,8 @@
 // The first call for a key starts the execution (its `make()`) in a coroutine of its own on that
 // caller's executor; every call for the key, the first included, then waits for it. When the
 // execution ends, each waiter gets a copy of its result (an exception it threw is rethrown in
-// each waiter) and the key is forgotten, so the next call runs again: results are shared, never
-// cached.
+// each waiter, and so is a copy's own exception in the waiter it was for) and the key is
+// forgotten, so the next call runs again: results are shared, never cached.
 //
 // A waiter whose caller is cancelled (a deadline, a closed connection) leaves at once with
 // errc::cancelled; the execution runs on for the others, and when every waiter has left it still
@@ -188,13 +188,23 @@ private:
       for (auto& w : done) {
         w->settled = true;
         w->in.reset();
-        if (failure)
-          w->failure = failure;
-        else
-          w->outcome = *outcome;
       }
     }
-    for (auto& w : done) w->resume();
+    // Settled, so nobody else touches these waiters until they resume: the copies are made
+    // outside the lock (a copy may be long), and a copy that throws becomes that waiter's
+    // exception instead of leaving the execution with the other waiters never resumed.
+    for (auto& w : done) {
+      if (failure) {
+        w->failure = failure;
+      } else {
+        try {
+          w->outcome = *outcome;
+        } catch (...) {
+          w->failure = std::current_exception();
+        }
+      }
+      w->resume();
+    }
   }
 
   std::shared_ptr<core> core_;
