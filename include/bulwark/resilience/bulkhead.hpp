@@ -286,9 +286,16 @@ private:
     asio::any_io_executor ex = asio::get_associated_executor(handler, fallback);
     auto slot = asio::get_associated_cancellation_slot(handler);
     auto* w = new wait_type(core_, std::move(handler), asio::prefer(ex, asio::execution::outstanding_work.tracked));
-    held.wait = detail::entry_ref<detail::bulkhead_wait>(w, detail::entry_ref<detail::bulkhead_wait>::adopt);
+    // This function's own reference, and nothing of the coroutine's touched once the wait is
+    // queued: from then on another thread may hand it a slot and run the coroutine on (on an
+    // executor run by several threads), destroying `held` and the slot's handler with it.
+    detail::entry_ref<detail::bulkhead_wait> own(w, detail::entry_ref<detail::bulkhead_wait>::adopt);
+    held.wait = own;
     // Known before the wait is queued: release() and cancel() on other threads read it.
     w->line = &detail::time_line_of(opts_.clock, ex);
+    // Installed before the wait is queued, for the same reason. No cancellation reaches it
+    // before then: Asio emits one on the caller's executor, never during this initiation.
+    if (slot.is_connected()) slot.template emplace<detail::cancel_bulkhead_wait>(own);
     bool queued = false;
     {
       std::lock_guard lock(core_->mutex);
@@ -298,13 +305,12 @@ private:
       } else if (core_->queue.size() >= core_->max_waiting) {
         w->decided = detail::bulkhead_wait::outcome::full;
       } else {
-        w->place = core_->queue.insert(core_->queue.end(), held.wait);
+        w->place = core_->queue.insert(core_->queue.end(), own);
         queued = true;
       }
       core_->publish();
     }
     if (!queued) return w->resume();
-    if (slot.is_connected()) slot.template emplace<detail::cancel_bulkhead_wait>(held.wait);
     // Armed outside the core's mutex: a deadline already due expires inline, and expire() locks.
     w->line->arm(*w, opts_.clock.now() + opts_.max_wait, ex);
     bool decided = false;

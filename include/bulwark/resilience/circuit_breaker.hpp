@@ -77,7 +77,8 @@ public:
     window_kind window = window_kind::count;
     std::size_t window_size = 100;
     std::chrono::seconds window_duration{60};
-    /// Outcomes the window must hold before a rate can open the breaker.
+    /// Outcomes the window must hold before a rate can open the breaker (at most window_size
+    /// for a count window).
     std::size_t minimum_calls = 20;
     /// Open when failures / calls >= this (a fraction, 0 < x <= 1).
     double failure_rate_threshold = 0.5;
@@ -110,11 +111,13 @@ public:
   };
 
   /// Out-of-range options are clamped (a constructor never fails): a window of at least one
-  /// call or second, at least one minimum call and one probe, thresholds within (0, 1].
+  /// call or second, at least one minimum call (at most window_size for a count window, which
+  /// could never hold more) and one probe, thresholds within (0, 1].
   explicit circuit_breaker(options opts) : opts_(std::move(opts)) {
     opts_.window_size = std::max<std::size_t>(1, opts_.window_size);
     opts_.window_duration = std::max(std::chrono::seconds(1), opts_.window_duration);
     opts_.minimum_calls = std::max<std::size_t>(1, opts_.minimum_calls);
+    if (opts_.window == window_kind::count) opts_.minimum_calls = std::min(opts_.minimum_calls, opts_.window_size);
     opts_.half_open_probes = std::max(1u, opts_.half_open_probes);
     opts_.failure_rate_threshold = std::clamp(opts_.failure_rate_threshold, 1e-9, 1.0);
     opts_.slow_call_rate_threshold = std::clamp(opts_.slow_call_rate_threshold, 1e-9, 1.0);

@@ -6,8 +6,8 @@
 // The first call for a key starts the execution (its `make()`) in a coroutine of its own on that
 // caller's executor; every call for the key, the first included, then waits for it. When the
 // execution ends, each waiter gets a copy of its result (an exception it threw is rethrown in
-// each waiter) and the key is forgotten, so the next call runs again: results are shared, never
-// cached.
+// each waiter, and so is a copy's own exception in the waiter it was for) and the key is
+// forgotten, so the next call runs again: results are shared, never cached.
 //
 // A waiter whose caller is cancelled (a deadline, a closed connection) leaves at once with
 // errc::cancelled; the execution runs on for the others, and when every waiter has left it still
@@ -85,7 +85,7 @@ private:
     auto ex = co_await asio::this_coro::executor;
     std::shared_ptr<waiter> joined;
     co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-        [&](auto handler) { joined = join(std::move(handler), key, make, ex); }, asio::use_awaitable);
+        [&](auto handler) { join(std::move(handler), key, make, ex, joined); }, asio::use_awaitable);
     std::unique_lock lock(core_->mutex);
     if (joined->failure) {
       auto failure = joined->failure;
@@ -147,13 +147,20 @@ private:
     }
   };
 
-  // Registers the caller as a waiter of the flight for `key`, starting the flight if needed.
-  template <class Handler> std::shared_ptr<waiter>
-  join(Handler handler, std::string_view key, std::function<task<T>()>& make, const asio::any_io_executor& fallback) {
+  // Registers the caller as a waiter of the flight for `key` (in `joined`), starting the flight
+  // if needed. Everything of the caller's coroutine (`joined`, its cancellation slot) is set
+  // before the waiter is listed: from then on the flight may end on another thread and resume
+  // the coroutine there (on an executor run by several threads) while this still runs. No
+  // cancellation reaches the handler before it is listed: Asio emits one on the caller's
+  // executor, never during this initiation.
+  template <class Handler> void join(Handler handler, std::string_view key, std::function<task<T>()>& make,
+                                     const asio::any_io_executor& fallback, std::shared_ptr<waiter>& joined) {
     asio::any_io_executor ex = asio::get_associated_executor(handler, fallback);
     auto slot = asio::get_associated_cancellation_slot(handler);
     std::shared_ptr<waiter> w = std::make_shared<waiter_for<Handler>>(
         std::move(handler), asio::prefer(ex, asio::execution::outstanding_work.tracked));
+    joined = w;
+    if (slot.is_connected()) slot.template emplace<cancel_wait>(cancel_wait{core_, w});
     std::shared_ptr<flight> started;
     {
       std::lock_guard lock(core_->mutex);
@@ -165,10 +172,8 @@ private:
       w->in = it->second;
       w->place = w->in->waiters.insert(w->in->waiters.end(), w);
     }
-    if (slot.is_connected()) slot.template emplace<cancel_wait>(cancel_wait{core_, w});
     // Detached, with no cancellation slot: no caller's cancellation reaches the shared work.
     if (started) asio::co_spawn(fallback, execute(core_, started, std::string(key), std::move(make)), asio::detached);
-    return w;
   }
 
   static asio::awaitable<void> execute(std::shared_ptr<core> owner, std::shared_ptr<flight> f, std::string key,
@@ -188,13 +193,23 @@ private:
       for (auto& w : done) {
         w->settled = true;
         w->in.reset();
-        if (failure)
-          w->failure = failure;
-        else
-          w->outcome = *outcome;
       }
     }
-    for (auto& w : done) w->resume();
+    // Settled, so nobody else touches these waiters until they resume: the copies are made
+    // outside the lock (a copy may be long), and a copy that throws becomes that waiter's
+    // exception instead of leaving the execution with the other waiters never resumed.
+    for (auto& w : done) {
+      if (failure) {
+        w->failure = failure;
+      } else {
+        try {
+          w->outcome = *outcome;
+        } catch (...) {
+          w->failure = std::current_exception();
+        }
+      }
+      w->resume();
+    }
   }
 
   std::shared_ptr<core> core_;

@@ -282,3 +282,30 @@ TEST(bulkhead, two_threads_never_exceed_the_limit_and_every_call_runs) {
   EXPECT_EQ(b.in_flight(), 0u);
   EXPECT_EQ(b.waiting(), 0u);
 }
+
+// Callers on one io_context run by two threads (the other two-thread test gives each thread its
+// own context). The defect it stands for: a waiter may be resumed on another thread of its
+// executor as soon as its wait is queued (a slot handed over by a call ending there): start_wait
+// went on using the coroutine's frame (`held`) and its cancellation slot after that point. The
+// interleaving is narrow: this test did not hit it on the old code here (dev, and tsan with
+// --gtest_repeat), so it is a stress test, not a proof.
+TEST(bulkhead, waiters_on_one_context_run_by_two_threads_are_resumed_safely) {
+  bulkhead::options o;
+  o.max_concurrent = 1;
+  o.max_waiting = 100000;
+  o.max_wait = 60s;
+  o.clock = bulwark::clock::manual(); // the waits never expire: every call must be granted
+  bulkhead b(o);
+  std::atomic<int> done{0};
+  // Ends at once: slots change hands as fast as waiters queue, which is the window.
+  auto op = []() -> bulwark::task<int> { co_return 1; };
+  asio::io_context ctx(2);
+  constexpr int calls = 20000;
+  for (int i = 0; i < calls; ++i) asio::co_spawn(ctx, count_success(b.call(op()), done), asio::detached);
+  std::thread t1([&] { ctx.run(); }), t2([&] { ctx.run(); });
+  t1.join();
+  t2.join();
+  EXPECT_EQ(done, calls);
+  EXPECT_EQ(b.in_flight(), 0u);
+  EXPECT_EQ(b.waiting(), 0u);
+}

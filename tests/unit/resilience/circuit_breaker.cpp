@@ -197,6 +197,21 @@ TEST_F(breaker_test, count_window_slides_over_the_last_n_calls) {
   EXPECT_EQ(b.current(), state::open);
 }
 
+// Regression: a count window smaller than minimum_calls can never hold minimum_calls outcomes,
+// so the breaker stayed closed through any number of failures (resilience4j caps the minimum at
+// the window size for the same reason).
+TEST_F(breaker_test, a_count_window_smaller_than_minimum_calls_still_opens_once_full) {
+  auto o = opts();
+  o.window_size = 3;
+  o.minimum_calls = 20;
+  circuit_breaker b(o);
+  fail(b, 2);
+  EXPECT_EQ(b.current(), state::closed) << "the window is not full yet";
+  fail(b);
+  EXPECT_EQ(b.current(), state::open) << "3 failures of 3 calls, a full window";
+  EXPECT_EQ(b.settings().minimum_calls, 3u);
+}
+
 TEST_F(breaker_test, time_window_slides_by_the_second) {
   auto o = opts();
   o.window = circuit_breaker::window_kind::time;
