@@ -6,7 +6,7 @@
 //              last N seconds in one-second buckets). Once the window holds at least
 //              minimum_calls outcomes and the failure rate or the slow-call rate reaches its
 //              threshold, the breaker opens.
-//   open       every call is refused at once (errc::unavailable, "circuit breaker 'name' is
+//   open       every call is refused at once (errc::circuit_open, "circuit breaker 'name' is
 //              open") for open_duration.
 //   half_open  after open_duration, at most half_open_probes calls run as probes, each bounded by
 //              probe_timeout on the breaker's clock; further calls are refused. All probes
@@ -132,7 +132,7 @@ public:
   circuit_breaker& operator=(const circuit_breaker&) = delete;
 
   /// Runs `op` if the breaker admits it (as a probe bounded by probe_timeout when half-open) and
-  /// records its outcome. Errors: errc::unavailable ("circuit breaker 'name' is open", or "...
+  /// records its outcome. Errors: errc::circuit_open ("circuit breaker 'name' is open", or "...
   /// is half-open and its probes are in flight") when refused, without starting `op`; a probe's
   /// errc::timeout; otherwise whatever `op` returns. Cost: see the file comment.
   template <class T> task<T> call(task<T> op) {
@@ -304,8 +304,9 @@ private:
 
   error refusal() const {
     if (current() == state::half_open)
-      return error(errc::unavailable, "circuit breaker '" + opts_.name + "' is half-open and its probes are in flight");
-    return error(errc::unavailable, "circuit breaker '" + opts_.name + "' is open");
+      return error(errc::circuit_open,
+                   "circuit breaker '" + opts_.name + "' is half-open and its probes are in flight");
+    return error(errc::circuit_open, "circuit breaker '" + opts_.name + "' is open");
   }
 
   void record(const permit& p, bool failed, bool ignored) {

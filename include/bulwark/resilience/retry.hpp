@@ -13,11 +13,12 @@
 //     is not started: the caller gets the last error at once, not after a useless sleep. A
 //     cancelled wait ends the retry with errc::cancelled.
 //
-// Idempotency: by default (idempotent = true) every error the policy retries is retried,
-// errc::timeout included. A non-idempotent operation (a write without a request id, a payment)
-// is retried only on errc::unavailable and errc::rejected: the errors with which a dependency
-// refuses work before doing it (a connection refused, an open circuit breaker, a full bulkhead
-// or queue). A timeout means the outcome is unknown, so it is never retried then. This trusts
+// Idempotency: an operation is never assumed idempotent. By default (idempotent = false: a
+// write without a request id, a payment) it is retried only on errc::unavailable,
+// errc::rejected and errc::circuit_open: the errors with which a dependency refuses work before
+// doing it (a connection refused, a full bulkhead or queue, an open circuit breaker). With
+// idempotent = true (a read, a write keyed by a request id) every error the policy retries is
+// retried, errc::timeout included. A timeout means the outcome is unknown, so it is never retried then. This trusts
 // the operation to report unavailable only for work that did not take effect; an operation that
 // cannot promise that must not be retried at all (max_attempts = 1).
 //
@@ -47,8 +48,10 @@ struct retry_options {
   bulwark::clock clock{};
   /// No attempt runs, and no wait ends, past this; none: only the policy's attempts bound it.
   std::optional<bulwark::deadline> deadline{};
-  /// false: retried only on errc::unavailable / errc::rejected (see the file comment).
-  bool idempotent = true;
+  /// Whether the operation may run twice. false (the default: a retry is never assumed safe):
+  /// retried only on errors that prove it did not run, errc::unavailable / errc::rejected /
+  /// errc::circuit_open (see the file comment); true: on every error the policy retries.
+  bool idempotent = false;
   /// The jitter source (64 random bits per call); empty: a per-thread generator seeded from
   /// std::random_device.
   std::function<std::uint64_t()> rng{};
@@ -72,7 +75,9 @@ struct retry_rng {
 };
 
 /// Whether `e` proves that a refused operation did not run (the non-idempotent retry rule).
-inline bool proves_not_run(const error& e) noexcept { return e == errc::unavailable || e == errc::rejected; }
+inline bool proves_not_run(const error& e) noexcept {
+  return e == errc::unavailable || e == errc::rejected || e == errc::circuit_open;
+}
 
 } // namespace detail
 

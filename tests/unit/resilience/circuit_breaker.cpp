@@ -118,7 +118,7 @@ TEST_F(breaker_test, opens_by_failure_rate_once_the_window_holds_the_minimum_cal
   const int before = *runs;
   auto refused = run(b, 1);
   ASSERT_FALSE(refused.has_value());
-  EXPECT_EQ(refused.error(), errc::unavailable);
+  EXPECT_EQ(refused.error(), errc::circuit_open);
   EXPECT_EQ(refused.error().detail(), "circuit breaker 'db' is open");
   EXPECT_EQ(*runs, before) << "a refused call does not run";
 }
@@ -137,8 +137,10 @@ TEST_F(breaker_test, errors_that_are_answers_are_not_failures_and_the_predicate_
   for (int i = 0; i < 10; ++i) EXPECT_EQ(run(b, errc::not_found).error(), errc::not_found);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(run(b, errc::conflict).error(), errc::conflict);
   EXPECT_EQ(b.current(), state::closed);
-  fail(b, 10); // timeout counts like unavailable
+  // unavailable is a failure: the breaker opens within these ten (the last ones are refused)
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(run(b, errc::unavailable).has_value());
   EXPECT_EQ(b.current(), state::open);
+  EXPECT_EQ(run(b, 1).error(), errc::circuit_open);
 
   auto o = opts();
   o.record_failure = [](const bulwark::error& e) { return e == errc::conflict; };
@@ -250,7 +252,7 @@ TEST_F(breaker_test, open_turns_half_open_after_open_duration) {
   clk.advance(9999ms);
   EXPECT_EQ(b.current(), state::open);
   EXPECT_FALSE(b.permits());
-  EXPECT_EQ(run(b, 1).error(), errc::unavailable);
+  EXPECT_EQ(run(b, 1).error(), errc::circuit_open);
   clk.advance(1ms);
   EXPECT_EQ(b.current(), state::half_open);
   EXPECT_TRUE(b.permits());
@@ -272,7 +274,7 @@ TEST_F(breaker_test, half_open_admits_only_the_probe_budget_and_closes_when_all_
   spawn_into(ctx, b.call(answers(runs, 3)), &third);
   poll();
   ASSERT_TRUE(third);
-  EXPECT_EQ(third->error(), errc::unavailable);
+  EXPECT_EQ(third->error(), errc::circuit_open);
   EXPECT_EQ(third->error().detail(), "circuit breaker 'db' is half-open and its probes are in flight");
   EXPECT_EQ(*runs, started) << "the call beyond the budget did not run";
 
@@ -333,7 +335,7 @@ TEST_F(breaker_test, a_probe_that_never_returns_times_out_and_reopens_the_breake
   spawn_into(ctx, b.call(never_returns(wake)), &probe);
   poll();
   EXPECT_FALSE(probe);
-  EXPECT_EQ(run(b, 1).error(), errc::unavailable) << "the probe budget is spent";
+  EXPECT_EQ(run(b, 1).error(), errc::circuit_open) << "the probe budget is spent";
 
   clk.advance(999ms);
   poll();

@@ -67,6 +67,7 @@ struct retry_test : ::testing::Test {
   bulwark::retry_options options() {
     bulwark::retry_options o;
     o.clock = clk;
+    o.idempotent = true; // the tests of the other rules; the idempotency tests set it back
     return o;
   }
   void poll() {
@@ -149,8 +150,18 @@ TEST_F(retry_test, a_non_idempotent_operation_is_not_retried_after_a_timeout) {
   EXPECT_EQ(op.started.size(), 1u);
 }
 
+TEST_F(retry_test, an_operation_is_not_assumed_idempotent_by_default) {
+  op.script = {errc::timeout, 1};
+  bulwark::retry_options o;
+  o.clock = clk;
+  start(policy(), o);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->error(), errc::timeout) << "retried although nobody said it may run twice";
+  EXPECT_EQ(op.started.size(), 1u);
+}
+
 TEST_F(retry_test, a_non_idempotent_operation_is_retried_when_it_was_refused_before_running) {
-  op.script = {errc::unavailable, errc::rejected, 5};
+  op.script = {errc::unavailable, errc::rejected, errc::circuit_open, 5};
   auto o = options();
   o.idempotent = false;
   start(policy(), o);
@@ -158,9 +169,11 @@ TEST_F(retry_test, a_non_idempotent_operation_is_retried_when_it_was_refused_bef
   poll();
   clk.advance(200ms);
   poll();
+  clk.advance(400ms);
+  poll();
   ASSERT_TRUE(out);
   EXPECT_EQ(out->value(), 5);
-  EXPECT_EQ(op.started.size(), 3u);
+  EXPECT_EQ(op.started.size(), 4u);
 }
 
 TEST_F(retry_test, never_sleeps_past_the_deadline_and_returns_the_last_error_at_once) {
