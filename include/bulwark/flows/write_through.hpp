@@ -34,9 +34,13 @@
 // keeps an older populate from replacing a pending write. When the repository is unavailable
 // (or times out, or the breaker is open), the cache's entry, or failing that this process's
 // last-known-good copy, is served up to hard_limit old, flagged stale with its age; past that
-// the read fails with the repository's error. A cache failure counts as a miss: it never fails a
-// read the repository can answer. A pending entry (in the cache or in this process's pending
-// index, when newer than what the repository returned) is returned with pending = true.
+// the read fails with the repository's error; while the breaker is open no load is started at
+// all (the breaker's refusal is that error). A cache failure counts as a miss: it never fails a
+// read the repository can answer. The cache get is not bounded by the read's deadline (a cache
+// model bounds its own calls: Redis and Hazelcast by their command timeout, memory never
+// suspends); a read whose deadline has already passed skips the cache as if its get had failed. A pending entry (in the
+// cache or in this process's pending index, when newer than what the repository returned) is returned with pending =
+// true.
 //
 // Age: now (options::wall) minus the cache's stored_at, so a cache shared by replicas needs
 // their wall clocks roughly in step.
@@ -78,6 +82,7 @@
 
 #include <bulwark/cache.hpp>
 #include <bulwark/clock.hpp>
+#include <bulwark/coarse_clock.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/flows/frame.hpp>
 #include <bulwark/flows/snapshot.hpp>
@@ -156,8 +161,9 @@ public:
     circuit_breaker::options breaker{}; ///< its clock and metrics default to this flow's
     std::uint16_t node = 0;             ///< this replica's order-stamp node id, 0..4095
     bulwark::clock clock{};             ///< timeouts, breaker, snapshot period, stamps
-    /// Wall time for entry ages (compared with the cache's stored_at).
-    std::function<std::chrono::system_clock::time_point()> wall = [] { return std::chrono::system_clock::now(); };
+    /// Wall time for entry ages (compared with the cache's stored_at). The default is the coarse
+    /// clock (one kernel tick, 1-4 ms; the memory cache's own): read on every hit, it is ~5x cheaper.
+    std::function<std::chrono::system_clock::time_point()> wall = [] { return coarse_system_clock::now(); };
     /// Request ids for writes that bring none; default: 128 random bits in hex.
     std::function<std::string()> request_ids{};
     std::shared_ptr<metrics::registry> metrics{};
@@ -219,11 +225,13 @@ public:
     std::string k(key);
     if (request_id.empty()) request_id = new_request_id();
     frame f{write_state::durable, hlc_.now(), std::move(request_id), std::move(value)};
-    auto stored = co_await store_durably(k, f, d);
+    // The durable frame's bytes, encoded once: the repository put, the cache put, this process's copy.
+    std::string bytes = encode(f);
+    auto stored = co_await store_durably(k, f, bytes, d);
     if (stored) {
       if (stored.value().superseded) co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
-      co_await cache_put(k, f);
-      remember(k, f, stored.value().version);
+      co_await cache_put(k, bytes, f.stamp);
+      remember(k, std::move(bytes), f.stamp, false, stored.value().version);
       co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
     }
     if (!is_outage(stored.error())) co_return stored.error();
@@ -234,16 +242,22 @@ public:
   /// Errors: the repository's error when it cannot answer and nothing servable is held.
   task<std::optional<read_result>> read(std::string_view key, deadline d) {
     std::string k(key);
-    std::optional<held> from_cache;
-    auto got = co_await cache_get(k, d);
-    if (got) {
-      from_cache = std::move(*got);
-      if (from_cache->age < opts_.soft_ttl) {
-        count(stats_.hits, gauges_ ? gauges_->hits : nullptr);
-        co_return as_result(*from_cache, false);
-      }
+    std::optional<held> from_cache = co_await cache_get(k, d);
+    if (from_cache && from_cache->age < opts_.soft_ttl) {
+      count(stats_.hits, gauges_ ? gauges_->hits : nullptr);
+      co_return as_result(std::move(*from_cache), false);
     }
     count(stats_.misses, gauges_ ? gauges_->misses : nullptr);
+    // An open breaker would refuse the load: serve the last known good without starting one
+    // (no shared load, no repository call). try_acquire settles a race with the breaker turning
+    // half-open (its permit is handed back) and counts the refusal as call() would.
+    if (!breaker_.permits()) {
+      if (auto p = breaker_.try_acquire()) {
+        breaker_.record_ignored(*p);
+      } else {
+        co_return serve_last_known_good(k, std::move(from_cache), breaker_.refusal());
+      }
+    }
     std::function<task<std::optional<loaded_frame>>()> make_load = [this, k, d]() { return load(k, d); };
     auto loaded = co_await loads_.run(k, std::move(make_load));
     if (!loaded) {
@@ -255,10 +269,10 @@ public:
     // A pending write newer than the repository's copy is the answer: the one the cache holds
     // (any replica's; the populate just failed to replace it), or one of this process's.
     if (from_cache && from_cache->f.state == write_state::pending && from_cache->f.stamp > durable)
-      co_return as_result(*from_cache, false);
-    if (auto mine = pending_newer_than(k, durable)) co_return as_result(*mine, false);
+      co_return as_result(std::move(*from_cache), false);
+    if (auto mine = pending_newer_than(k, durable)) co_return as_result(std::move(*mine), false);
     if (!found) co_return std::optional<read_result>{};
-    co_return read_result{found->f.value, false, false, std::chrono::milliseconds(0), found->f.stamp};
+    co_return read_result{std::move(found->f.value), false, false, std::chrono::milliseconds(0), found->f.stamp};
   }
 
   /// Writes every pending entry of this process's index that is newer than the repository's
@@ -266,7 +280,9 @@ public:
   task<reconcile_report> reconcile(deadline d) {
     reconcile_report report;
     for (auto& [key, f] : pending_entries()) {
-      auto stored = co_await store_durably(key, f, d);
+      // Named, not a temporary inside the co_await: GCC 12 destroys such a temporary twice.
+      const std::string bytes = encode(frame{write_state::durable, f.stamp, f.request_id, f.value});
+      auto stored = co_await store_durably(key, f, bytes, d);
       if (!stored) {
         ++report.failed;
         continue;
@@ -404,16 +420,18 @@ private:
   // One repository call: the breaker, the per-call timeout within the caller's deadline, latency.
   template <class T> task<T> guarded(task<T> op, const deadline& d, metrics::histogram* latency) {
     const auto budget = std::min<bulwark::clock::duration>(d.remaining(), opts_.repository_timeout);
-    const auto started = opts_.clock.now();
+    // The clock is read for the latency only when it is measured (no metrics registry: never).
+    const auto started = latency ? opts_.clock.now() : bulwark::clock::time_point{};
     auto r = co_await breaker_.call(with_timeout(std::move(op), budget, opts_.clock, "repository call"));
     if (latency) latency->observe(std::chrono::duration<double>(opts_.clock.now() - started).count());
     co_return r;
   }
 
   // The compare-and-set that never writes over a newer stamp (see the file comment).
-  task<stored_outcome> store_durably(const std::string& key, const frame& f, const deadline& d) {
+  // `bytes`: f encoded with state durable.
+  task<stored_outcome> store_durably(const std::string& key, const frame& f, const std::string& bytes,
+                                     const deadline& d) {
     std::optional<version_t> expected = known_version(key);
-    const auto bytes = encode(frame{write_state::durable, f.stamp, f.request_id, f.value});
     for (unsigned attempt = 0; attempt < opts_.max_cas_attempts; ++attempt) {
       if (!expected) {
         auto current = co_await guarded(repo_.get(key), d, gauges_ ? gauges_->get_latency : nullptr);
@@ -456,22 +474,33 @@ private:
     if (!got.value()) co_return std::optional<loaded_frame>{};
     auto& row = *got.value();
     frame f;
+    std::string bytes;
     if (is_frame(row.value)) {
       auto decoded = decode(row.value);
       if (!decoded) co_return decoded.error();
       f = std::move(decoded).value();
+      // The encoding is canonical: a durable frame's stored bytes are its encoding.
+      if (f.state == write_state::durable) bytes = std::move(row.value);
     } else {
       f.value = std::move(row.value); // a foreign value: durable, stamp 0
     }
     f.state = write_state::durable; // whatever the writer marked, the repository holds it
+    if (bytes.empty()) bytes = encode(f);
     hlc_.observe(f.stamp);
-    co_await cache_put(key, f);
-    remember(key, f, row.version);
+    co_await cache_put(key, bytes, f.stamp);
+    remember(key, std::move(bytes), f.stamp, false, row.version);
     co_return loaded_frame{std::move(f), row.version};
   }
 
+  // Not wrapped in with_deadline (its coroutine thread and timer were most of a hit's cost): a
+  // cache model bounds its own calls (memory never suspends; Redis and Hazelcast have a command
+  // timeout). A deadline already passed skips the cache as a failed get did (counted, a miss).
   asio::awaitable<std::optional<held>> cache_get(const std::string& key, const deadline& d) {
-    auto got = co_await with_deadline(cache_.get(key), d, "cache get");
+    if (d.passed()) {
+      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+      co_return std::optional<held>{};
+    }
+    auto got = co_await cache_.get(key);
     if (!got) {
       count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
       co_return std::optional<held>{};
@@ -484,9 +513,12 @@ private:
 
   // The cache is a copy: a failed put is counted, never the caller's error. Not bounded by the
   // caller's deadline: a write already committed must still reach the cache when it can.
-  asio::awaitable<void> cache_put(const std::string& key, const frame& f) {
+  asio::awaitable<void> cache_put(const std::string& key, const frame& f) { return cache_put(key, encode(f), f.stamp); }
+
+  // `bytes`: the frame's encoding; `stamp`: its order stamp (the cache version).
+  asio::awaitable<void> cache_put(const std::string& key, std::string bytes, order_stamp stamp) {
     // Named, not a temporary inside the co_await: GCC 12 destroys such a temporary twice.
-    versioned entry{encode(f), f.stamp.value};
+    versioned entry{std::move(bytes), stamp.value};
     auto put = co_await cache_.put(key, std::move(entry), opts_.cache_ttl);
     if (!put) count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
   }
@@ -500,11 +532,11 @@ private:
     if (!best || best->age > opts_.hard_limit) return why;
     count(stats_.stale_serves, gauges_ ? gauges_->stale : nullptr);
     if (gauges_) gauges_->stale_age->observe(std::chrono::duration<double>(best->age).count());
-    return std::optional<read_result>(as_result(*best, true));
+    return std::optional<read_result>(as_result(std::move(*best), true));
   }
 
-  static read_result as_result(const held& h, bool stale) {
-    return read_result{h.f.value, stale, h.f.state == write_state::pending, h.age, h.f.stamp};
+  static read_result as_result(held&& h, bool stale) {
+    return read_result{std::move(h.f.value), stale, h.f.state == write_state::pending, h.age, h.f.stamp};
   }
 
   std::chrono::milliseconds age_of(std::chrono::system_clock::time_point stored_at) const {
@@ -529,17 +561,24 @@ private:
 
   // Records f under key unless a newer entry is held; repo_version nullopt keeps the one known.
   void remember(const std::string& key, const frame& f, std::optional<version_t> repo_version) {
+    remember(key, encode(f), f.stamp, f.state == write_state::pending, repo_version);
+  }
+
+  // As above, with the frame already encoded (`bytes`; its stamp and whether it is pending).
+  void remember(const std::string& key, std::string bytes, order_stamp stamp, bool pending,
+                std::optional<version_t> repo_version) {
+    const auto now = opts_.wall();
     std::lock_guard lock(mutex_);
     auto [it, added] = known_.try_emplace(key);
     auto& k = it->second;
-    if (!added && k.item.version > f.stamp.value) {
+    if (!added && k.item.version > stamp.value) {
       if (repo_version) k.repo_version = *repo_version;
       return;
     }
     if (!added && k.pending) --pending_;
-    k.item = cached{encode(f), f.stamp.value, opts_.wall()};
+    k.item = cached{std::move(bytes), stamp.value, now};
     if (repo_version) k.repo_version = *repo_version;
-    k.pending = f.state == write_state::pending;
+    k.pending = pending;
     if (k.pending) ++pending_;
     if (added && known_.size() > opts_.last_known_good_entries) evict_one_locked(key);
     if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));

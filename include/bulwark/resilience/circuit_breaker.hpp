@@ -179,6 +179,15 @@ public:
 
   const options& settings() const noexcept { return opts_; }
 
+  /// The error call() refuses with now (errc::circuit_open, open or half-open with its probes in
+  /// flight), for callers that skip a call when permits() is false. Cost: one lock, one string.
+  error refusal() const {
+    if (current() == state::half_open)
+      return error(errc::circuit_open,
+                   "circuit breaker '" + opts_.name + "' is half-open and its probes are in flight");
+    return error(errc::circuit_open, "circuit breaker '" + opts_.name + "' is open");
+  }
+
   // The low-level API, for callers that cannot hand the breaker a task (a callback-based client,
   // a call whose outcome is learnt elsewhere). Every permit must be reported exactly once by
   // record_success, record_error or record_ignored; a half-open probe permit that is not
@@ -300,13 +309,6 @@ private:
   state effective_state(clock::time_point now) const noexcept {
     if (state_ == state::open && now >= open_until_) return state::half_open;
     return state_;
-  }
-
-  error refusal() const {
-    if (current() == state::half_open)
-      return error(errc::circuit_open,
-                   "circuit breaker '" + opts_.name + "' is half-open and its probes are in flight");
-    return error(errc::circuit_open, "circuit breaker '" + opts_.name + "' is open");
   }
 
   void record(const permit& p, bool failed, bool ignored) {

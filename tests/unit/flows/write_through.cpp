@@ -349,6 +349,61 @@ TEST(write_through, an_open_breaker_keeps_reads_off_the_repository) {
   w.repo.faults().release(op::every);
 }
 
+// While the breaker is open a read does not start a repository load at all (no shared load,
+// no call refused inside it): the stale copy, or the breaker's refusal when none is held.
+TEST(write_through, an_open_breaker_serves_stale_without_starting_a_load) {
+  world w;
+  auto o = w.options();
+  o.breaker.minimum_calls = 2;
+  o.breaker.window_size = 2;
+  o.breaker.failure_rate_threshold = 1.0;
+  o.breaker.open_duration = 60s;
+  auto flow = w.make(o);
+  ASSERT_TRUE(w.run(flow->write("k", "v", w.budget())));
+  w.advance(31s);
+  w.repo.faults().fail(op::every, bulwark::errc::unavailable);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(w.run(flow->read("k", w.budget())));
+  ASSERT_EQ(flow->breaker().current(), bulwark::circuit_breaker::state::open);
+  const auto loads = flow->stats().repository_loads;
+  const auto gets = w.repo.faults().calls(op::get);
+  auto r = w.run(flow->read("k", w.budget()));
+  ASSERT_TRUE(r && r.value());
+  EXPECT_TRUE(r.value()->stale);
+  EXPECT_EQ(r.value()->value, "v");
+  auto none = w.run(flow->read("never", w.budget()));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error(), bulwark::errc::circuit_open);
+  EXPECT_NE(none.error().message().find("circuit breaker"), std::string::npos) << none.error().message();
+  EXPECT_EQ(flow->stats().repository_loads, loads) << "a load started while the breaker was open";
+  EXPECT_EQ(w.repo.faults().calls(op::get), gets);
+  // Past open_duration the breaker lets a probe through: the read asks the repository again.
+  w.repo.faults().clear_all();
+  w.advance(60s);
+  auto probed = w.run(flow->read("k", w.budget()));
+  ASSERT_TRUE(probed && probed.value());
+  EXPECT_FALSE(probed.value()->stale);
+  EXPECT_EQ(flow->stats().repository_loads, loads + 1);
+}
+
+// A read whose deadline has already passed does not call the cache (counted as a cache error,
+// a miss); the repository call then runs with a zero budget, which what completes without
+// suspending (the memory model) still answers.
+TEST(write_through, a_read_past_its_deadline_skips_the_cache) {
+  world w;
+  auto flow = w.make(w.options());
+  ASSERT_TRUE(w.run(flow->write("k", "v", w.budget())));
+  const auto cache_gets = w.cache->faults().calls(op::get);
+  const auto errors = flow->stats().cache_errors;
+  auto r = w.run(flow->read("k", bulwark::deadline{w.clk.now(), w.clk}));
+  ASSERT_TRUE(r && r.value()) << (r ? "" : r.error().message());
+  EXPECT_EQ(r.value()->value, "v");
+  EXPECT_FALSE(r.value()->stale);
+  EXPECT_EQ(w.cache->faults().calls(op::get), cache_gets) << "the cache was called past the deadline";
+  EXPECT_EQ(flow->stats().cache_errors, errors + 1);
+  EXPECT_EQ(flow->stats().misses, 1u);
+  EXPECT_EQ(flow->stats().hits, 0u);
+}
+
 TEST(write_through, reconcile_writes_pending_entries_and_skips_superseded_ones) {
   world w;
   auto a = w.make(w.options(1));
