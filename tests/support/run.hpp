@@ -1,6 +1,9 @@
 #pragma once
 // Test helpers: run a coroutine to completion on an io_context, with a deadline.
 
+#include <bulwark/result.hpp>
+
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -29,6 +32,19 @@ template <class T, class Executor> std::future<std::optional<T>> spawn(const Exe
     co_return std::optional<T>(co_await std::move(inner));
   };
   return asio::co_spawn(ex, wrapped(std::move(op)), asio::use_future);
+}
+
+/// Spawns `t` on `where` (an executor or an io_context) and stores its result in `*out` when it
+/// completes, so a test can poll the context and look; `slot` cancels it. An exception escaping
+/// the task is rethrown from the context's run/poll.
+template <class T, class Where>
+void spawn_into(Where&& where, task<T> t, std::optional<result<T>>* out, asio::cancellation_slot slot = {}) {
+  auto store = [](task<T> inner, std::optional<result<T>>* into) -> asio::awaitable<void> {
+    into->emplace(co_await std::move(inner));
+  };
+  asio::co_spawn(where, store(std::move(t), out), asio::bind_cancellation_slot(slot, [](std::exception_ptr e) {
+                   if (e) std::rethrow_exception(e);
+                 }));
 }
 
 /// The value of `f` (a spawn() future), awaited without blocking the executor that runs the

@@ -47,15 +47,7 @@ bulwark::task<int> takes(std::shared_ptr<tally> t, bulwark::clock clk, bulwark::
   co_return id;
 }
 
-template <class T> void spawn_into(asio::io_context& ctx, bulwark::task<T> t, std::optional<bulwark::result<T>>* out,
-                                   asio::cancellation_slot slot = {}) {
-  auto store = [](bulwark::task<T> inner, std::optional<bulwark::result<T>>* into) -> asio::awaitable<void> {
-    into->emplace(co_await std::move(inner));
-  };
-  asio::co_spawn(ctx, store(std::move(t), out), asio::bind_cancellation_slot(slot, [](std::exception_ptr e) {
-                   if (e) std::rethrow_exception(e);
-                 }));
-}
+using bulwark::test::spawn_into;
 
 asio::awaitable<void> count_success(bulwark::task<int> call, std::atomic<int>& done) {
   auto r = co_await std::move(call);

@@ -52,14 +52,7 @@ bulwark::task<int> never_returns(std::shared_ptr<bulwark::detail::notifier> wake
   co_return 1;
 }
 
-template <class T> void spawn_into(asio::io_context& ctx, bulwark::task<T> t, std::optional<bulwark::result<T>>* out) {
-  auto store = [](bulwark::task<T> inner, std::optional<bulwark::result<T>>* into) -> asio::awaitable<void> {
-    into->emplace(co_await std::move(inner));
-  };
-  asio::co_spawn(ctx, store(std::move(t), out), [](std::exception_ptr e) {
-    if (e) std::rethrow_exception(e);
-  });
-}
+using bulwark::test::spawn_into;
 
 struct breaker_test : ::testing::Test {
   asio::io_context ctx;

@@ -46,15 +46,7 @@ std::function<bulwark::task<std::string>()> load(std::shared_ptr<std::atomic<int
   return [=]() -> bulwark::task<std::string> { return run_load(executions, clk, d, value); };
 }
 
-template <class T> void spawn_into(asio::io_context& ctx, bulwark::task<T> t, std::optional<bulwark::result<T>>* out,
-                                   asio::cancellation_slot slot = {}) {
-  auto store = [](bulwark::task<T> inner, std::optional<bulwark::result<T>>* into) -> asio::awaitable<void> {
-    into->emplace(co_await std::move(inner));
-  };
-  asio::co_spawn(ctx, store(std::move(t), out), asio::bind_cancellation_slot(slot, [](std::exception_ptr e) {
-                   if (e) std::rethrow_exception(e);
-                 }));
-}
+using bulwark::test::spawn_into;
 
 struct singleflight_test : ::testing::Test {
   asio::io_context ctx;

@@ -67,16 +67,7 @@ bulwark::task<int> throws() {
 }
 
 // Spawns `t` on `ex`; its result lands in *out. The slot reaches `t` as its cancellation slot.
-template <class T, class Executor> void spawn_into(const Executor& ex, bulwark::task<T> t,
-                                                   std::optional<bulwark::result<T>>* out,
-                                                   asio::cancellation_slot slot = {}) {
-  auto store = [](bulwark::task<T> inner, std::optional<bulwark::result<T>>* into) -> asio::awaitable<void> {
-    into->emplace(co_await std::move(inner));
-  };
-  asio::co_spawn(ex, store(std::move(t), out), asio::bind_cancellation_slot(slot, [](std::exception_ptr e) {
-                   if (e) std::rethrow_exception(e);
-                 }));
-}
+using bulwark::test::spawn_into;
 
 } // namespace
 
