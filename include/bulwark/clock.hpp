@@ -99,6 +99,9 @@ public:
 
   bool is_manual() const noexcept { return manual_ != nullptr; }
 
+  /// The same time line: both the real clock, or the same manual clock (or a copy of it).
+  friend bool operator==(const clock&, const clock&) noexcept = default;
+
   time_point now() const noexcept { return manual_ ? manual_->now() : std::chrono::steady_clock::now(); }
 
   /// Manual clock: moves time forward by `d` and completes the waits that became due, earliest
@@ -126,7 +129,15 @@ public:
   }
 
   /// co_await: true when `d` has passed, false when the awaiting coroutine was cancelled.
-  asio::awaitable<bool> wait_for(duration d) const { return wait_until(now() + d); }
+  asio::awaitable<bool> wait_for(duration d) const { return wait_until(later(now(), d)); }
+
+  /// `t + d`, saturated at time_point::max() (and min()): an option of duration::max() ("no
+  /// bound") must not wrap around into the past.
+  static time_point later(time_point t, duration d) noexcept {
+    if (d > duration::zero() && t.time_since_epoch() > duration::max() - d) return time_point::max();
+    if (d < duration::zero() && t.time_since_epoch() < duration::min() - d) return time_point::min();
+    return t + d;
+  }
 
 private:
   friend detail::time_line& detail::time_line_of(const clock&, const asio::any_io_executor&);

@@ -227,27 +227,63 @@ public:
     frame f{write_state::durable, hlc_.now(), std::move(request_id), std::move(value)};
     // The durable frame's bytes, encoded once: the repository put, the cache put, this process's copy.
     std::string bytes = encode(f);
-    auto stored = co_await store_durably(k, f, bytes, d);
-    if (stored) {
-      if (stored.value().superseded) co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
-      co_await cache_put(k, bytes, f.stamp);
-      remember(k, std::move(bytes), f.stamp, false, stored.value().version);
+    std::optional<result<stored_outcome>> stored;
+    const std::optional<version_t> known = known_version(k);
+    if (known) {
+      // The usual first attempt of store_durably's compare-and-set, inline (a coroutine frame less
+      // on every durable write): the version this process last saw.
+      auto put = co_await guarded(repo_.put(k, bytes, *known), d, gauges_ ? gauges_->put_latency : nullptr);
+      if (put)
+        stored.emplace(stored_outcome{put.value(), false});
+      else if (put.error() != errc::conflict)
+        stored.emplace(put.error());
+    }
+    if (!stored) {
+      // No version known, or it was stale: the loop that reads the stored frame first.
+      auto cas = co_await store_durably(k, f, bytes, d, known.has_value());
+      stored.emplace(std::move(cas));
+    }
+    if (stored->has_value()) {
+      const stored_outcome done = stored->value();
+      if (done.superseded) co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
+      // This process's copy first (copied into the buffer it already holds), then the bytes
+      // themselves to the cache: one allocation less than copying them into the cache. The
+      // cache put inline, as cache_put() does it (a coroutine frame less).
+      remember(k, bytes, f.stamp, false, done.version);
+      versioned entry{std::move(bytes), f.stamp.value};
+      auto cached = co_await cache_.put(k, std::move(entry), opts_.cache_ttl);
+      if (!cached) count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
       co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
     }
-    if (!is_outage(stored.error())) co_return stored.error();
+    const error failed = stored->error();
+    if (!is_outage(failed)) co_return failed;
     co_return co_await accept_pending(k, std::move(f), d);
   }
 
   /// The value under key, or nullopt when the repository has none (see the file comment).
   /// Errors: the repository's error when it cannot answer and nothing servable is held.
   task<std::optional<read_result>> read(std::string_view key, deadline d) {
-    std::string k(key);
-    std::optional<held> from_cache = co_await cache_get(k, d);
+    // The cache get, inline (a coroutine frame less on a hit). Not bounded by the read's deadline:
+    // a cache model bounds its own calls (memory never suspends; Redis and Hazelcast have a command
+    // timeout). A deadline already passed skips the cache as a failed get did (counted, a miss).
+    std::optional<held> from_cache;
+    if (d.passed()) {
+      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+    } else {
+      auto got = co_await cache_.get(key);
+      if (!got) {
+        count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+      } else if (got.value()) {
+        // Not written by a write_through (no frame): a miss.
+        from_cache = held_from(std::move(got.value()->value), age_of(got.value()->stored_at));
+      }
+    }
     if (from_cache && from_cache->age < opts_.soft_ttl) {
       count(stats_.hits, gauges_ ? gauges_->hits : nullptr);
       co_return as_result(std::move(*from_cache), false);
     }
     count(stats_.misses, gauges_ ? gauges_->misses : nullptr);
+    std::string k(key); // owned: the shared load may outlive this read
     // An open breaker would refuse the load: serve the last known good without starting one
     // (no shared load, no repository call). try_acquire settles a race with the breaker turning
     // half-open (its permit is handed back) and counts the refusal as call() would.
@@ -268,7 +304,7 @@ public:
     const order_stamp durable = found ? found->f.stamp : order_stamp{};
     // A pending write newer than the repository's copy is the answer: the one the cache holds
     // (any replica's; the populate just failed to replace it), or one of this process's.
-    if (from_cache && from_cache->f.state == write_state::pending && from_cache->f.stamp > durable)
+    if (from_cache && from_cache->state == write_state::pending && from_cache->stamp > durable)
       co_return as_result(std::move(*from_cache), false);
     if (auto mine = pending_newer_than(k, durable)) co_return as_result(std::move(*mine), false);
     if (!found) co_return std::optional<read_result>{};
@@ -332,8 +368,11 @@ public:
 
 private:
   // What a cache or known entry holds, decoded.
+  // (The value without the frame's header; the request id is not needed to answer a read.)
   struct held {
-    frame f;
+    std::string value;
+    write_state state = write_state::durable;
+    order_stamp stamp{};
     std::chrono::milliseconds age{};
   };
   struct known {
@@ -405,34 +444,75 @@ private:
     return e == errc::unavailable || e == errc::timeout || e == errc::circuit_open;
   }
 
+  // 128 bits in hex: a per-thread random seed (std::random_device, once) plus a per-thread
+  // counter, each half mixed by splitmix64 (a bijection): unique within a thread, and across
+  // threads and processes unless two 128-bit seeds meet. Unique, not secret.
   std::string new_request_id() {
     if (opts_.request_ids) return opts_.request_ids();
-    thread_local std::mt19937_64 rng{std::random_device{}()};
+    struct source {
+      std::uint64_t hi, lo, n = 0;
+    };
+    thread_local source s = [] {
+      std::random_device rd;
+      const auto word = [&rd] { return (std::uint64_t{rd()} << 32) | rd(); };
+      const std::uint64_t hi = word();
+      return source{hi, word()};
+    }();
+    ++s.n;
     static constexpr char hex[] = "0123456789abcdef";
     std::string id(32, '0');
-    for (int half = 0; half < 2; ++half) {
-      auto bits = rng();
-      for (int i = 0; i < 16; ++i, bits >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = hex[bits & 0xf];
+    const std::uint64_t halves[2] = {splitmix64(s.hi + s.n), splitmix64(s.lo + s.n)};
+    for (std::size_t half = 0; half < 2; ++half) {
+      auto bits = halves[half];
+      for (std::size_t i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + 15 - i] = hex[bits & 0xf];
     }
     return id;
   }
 
+  static constexpr std::uint64_t splitmix64(std::uint64_t x) noexcept {
+    x += 0x9e3779b97f4a7c15;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
+    return x ^ (x >> 31);
+  }
+
   // One repository call: the breaker, the per-call timeout within the caller's deadline, latency.
+  // The breaker's permit API rather than breaker_.call(): one bounded call (a half-open probe's
+  // bound is the least of probe_timeout, repository_timeout and the deadline, as call() nested in
+  // with_timeout would give) and one coroutine frame less than wrapping the bounded call.
   template <class T> task<T> guarded(task<T> op, const deadline& d, metrics::histogram* latency) {
-    const auto budget = std::min<bulwark::clock::duration>(d.remaining(), opts_.repository_timeout);
+    const auto permit = breaker_.try_acquire();
+    if (!permit) co_return breaker_.refusal();
+    auto limit = opts_.repository_timeout;
+    if (permit->probe) limit = std::min(limit, breaker_.settings().probe_timeout);
     // The clock is read for the latency only when it is measured (no metrics registry: never).
     const auto started = latency ? opts_.clock.now() : bulwark::clock::time_point{};
-    auto r = co_await breaker_.call(with_timeout(std::move(op), budget, opts_.clock, "repository call"));
+    std::optional<result<T>> r;
+    try {
+      // The deadline on the flow's clock (the usual case): one clock read for both bounds.
+      auto bounded = d.source == opts_.clock ? with_timeout(std::move(op), limit, d, "repository call")
+                                             : with_timeout(std::move(op), std::min(d.remaining(), limit),
+                                                            opts_.clock, "repository call");
+      r.emplace(co_await std::move(bounded));
+    } catch (...) {
+      breaker_.record_exception(*permit);
+      throw;
+    }
+    if (r->has_value())
+      breaker_.record_success(*permit);
+    else
+      breaker_.record_error(*permit, r->error());
     if (latency) latency->observe(std::chrono::duration<double>(opts_.clock.now() - started).count());
-    co_return r;
+    co_return std::move(*r);
   }
 
   // The compare-and-set that never writes over a newer stamp (see the file comment).
   // `bytes`: f encoded with state durable.
+  // `tried`: write() already made the first attempt with the known version, and it conflicted.
   task<stored_outcome> store_durably(const std::string& key, const frame& f, const std::string& bytes,
-                                     const deadline& d) {
-    std::optional<version_t> expected = known_version(key);
-    for (unsigned attempt = 0; attempt < opts_.max_cas_attempts; ++attempt) {
+                                     const deadline& d, bool tried = false) {
+    std::optional<version_t> expected = tried ? std::nullopt : known_version(key);
+    for (unsigned attempt = tried ? 1 : 0; attempt < opts_.max_cas_attempts; ++attempt) {
       if (!expected) {
         auto current = co_await guarded(repo_.get(key), d, gauges_ ? gauges_->get_latency : nullptr);
         if (!current) co_return current.error();
@@ -487,28 +567,9 @@ private:
     f.state = write_state::durable; // whatever the writer marked, the repository holds it
     if (bytes.empty()) bytes = encode(f);
     hlc_.observe(f.stamp);
-    co_await cache_put(key, bytes, f.stamp);
-    remember(key, std::move(bytes), f.stamp, false, row.version);
+    remember(key, bytes, f.stamp, false, row.version);
+    co_await cache_put(key, std::move(bytes), f.stamp);
     co_return loaded_frame{std::move(f), row.version};
-  }
-
-  // Not wrapped in with_deadline (its coroutine thread and timer were most of a hit's cost): a
-  // cache model bounds its own calls (memory never suspends; Redis and Hazelcast have a command
-  // timeout). A deadline already passed skips the cache as a failed get did (counted, a miss).
-  asio::awaitable<std::optional<held>> cache_get(const std::string& key, const deadline& d) {
-    if (d.passed()) {
-      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
-      co_return std::optional<held>{};
-    }
-    auto got = co_await cache_.get(key);
-    if (!got) {
-      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
-      co_return std::optional<held>{};
-    }
-    if (!got.value()) co_return std::optional<held>{};
-    auto f = decode(got.value()->value);
-    if (!f) co_return std::optional<held>{}; // not written by a write_through: a miss
-    co_return held{std::move(f).value(), age_of(got.value()->stored_at)};
   }
 
   // The cache is a copy: a failed put is counted, never the caller's error. Not bounded by the
@@ -528,7 +589,7 @@ private:
   result<std::optional<read_result>> serve_last_known_good(const std::string& key, std::optional<held> from_cache,
                                                            const error& why) {
     std::optional<held> best = std::move(from_cache);
-    if (auto mine = known_entry(key); mine && (!best || mine->f.stamp > best->f.stamp)) best = std::move(mine);
+    if (auto mine = known_entry(key); mine && (!best || mine->stamp > best->stamp)) best = std::move(mine);
     if (!best || best->age > opts_.hard_limit) return why;
     count(stats_.stale_serves, gauges_ ? gauges_->stale : nullptr);
     if (gauges_) gauges_->stale_age->observe(std::chrono::duration<double>(best->age).count());
@@ -536,7 +597,16 @@ private:
   }
 
   static read_result as_result(held&& h, bool stale) {
-    return read_result{std::move(h.f.value), stale, h.f.state == write_state::pending, h.age, h.f.stamp};
+    return read_result{std::move(h.value), stale, h.state == write_state::pending, h.age, h.stamp};
+  }
+
+  // A frame's bytes as held: the header checked and cut off in place (no allocation); nullopt
+  // when they are not a frame.
+  static std::optional<held> held_from(std::string&& bytes, std::chrono::milliseconds age) {
+    const auto h = decode_header(bytes);
+    if (!h) return std::nullopt;
+    bytes.erase(0, h.value().value_offset);
+    return held{std::move(bytes), h.value().state, h.value().stamp, age};
   }
 
   std::chrono::milliseconds age_of(std::chrono::system_clock::time_point stored_at) const {
@@ -561,11 +631,13 @@ private:
 
   // Records f under key unless a newer entry is held; repo_version nullopt keeps the one known.
   void remember(const std::string& key, const frame& f, std::optional<version_t> repo_version) {
-    remember(key, encode(f), f.stamp, f.state == write_state::pending, repo_version);
+    const std::string bytes = encode(f);
+    remember(key, bytes, f.stamp, f.state == write_state::pending, repo_version);
   }
 
   // As above, with the frame already encoded (`bytes`; its stamp and whether it is pending).
-  void remember(const std::string& key, std::string bytes, order_stamp stamp, bool pending,
+  // The bytes are copied into the entry's own buffer, which a rewrite of the key reuses.
+  void remember(const std::string& key, std::string_view bytes, order_stamp stamp, bool pending,
                 std::optional<version_t> repo_version) {
     const auto now = opts_.wall();
     std::lock_guard lock(mutex_);
@@ -576,7 +648,9 @@ private:
       return;
     }
     if (!added && k.pending) --pending_;
-    k.item = cached{std::move(bytes), stamp.value, now};
+    k.item.value.assign(bytes);
+    k.item.version = stamp.value;
+    k.item.stored_at = now;
     if (repo_version) k.repo_version = *repo_version;
     k.pending = pending;
     if (k.pending) ++pending_;
@@ -607,18 +681,14 @@ private:
     std::lock_guard lock(mutex_);
     auto it = known_.find(key);
     if (it == known_.end()) return std::nullopt;
-    auto f = decode(it->second.item.value);
-    if (!f) return std::nullopt;
-    return held{std::move(f).value(), age_of(it->second.item.stored_at)};
+    return held_from(std::string(it->second.item.value), age_of(it->second.item.stored_at));
   }
 
   std::optional<held> pending_newer_than(const std::string& key, order_stamp stamp) const {
     std::lock_guard lock(mutex_);
     auto it = known_.find(key);
     if (it == known_.end() || !it->second.pending || it->second.item.version <= stamp.value) return std::nullopt;
-    auto f = decode(it->second.item.value);
-    if (!f) return std::nullopt;
-    return held{std::move(f).value(), age_of(it->second.item.stored_at)};
+    return held_from(std::string(it->second.item.value), age_of(it->second.item.stored_at));
   }
 
   std::vector<std::pair<std::string, frame>> pending_entries() const {

@@ -202,7 +202,7 @@ public:
       const auto now = opts_.clock.now();
       if (state_ == state::open && now >= open_until_) moved = enter(state::half_open, now);
       if (state_ == state::half_open && probes_started_ >= opts_.half_open_probes &&
-          probes_finished_ < probes_started_ && now >= last_probe_at_ + opts_.probe_timeout) {
+          probes_finished_ < probes_started_ && now >= clock::later(last_probe_at_, opts_.probe_timeout)) {
         // A probe permit never reported: written off as failed (the stuck half-open guard).
         moved = merge(moved, enter(state::open, now));
       }
@@ -238,6 +238,9 @@ public:
   /// Reports that the admitted call ended without telling anything about the dependency (its
   /// caller cancelled it): a probe permit is returned to the budget.
   void record_ignored(const permit& p) { record(p, false, true); }
+
+  /// Reports that the admitted call threw: a failure, as call() counts an exception.
+  void record_exception(const permit& p) { record(p, true, false); }
 
 private:
   // The two transitions one admission can cause (open -> half_open -> open), for the callback.
@@ -400,7 +403,7 @@ private:
     std::fill(buckets_.begin(), buckets_.end(), bucket{});
     next_call_ = 0;
     newest_second_ = -1;
-    if (to == state::open) open_until_ = now + opts_.open_duration;
+    if (to == state::open) open_until_ = clock::later(now, opts_.open_duration);
     if (metrics_) metrics_->gauge->set(static_cast<double>(to));
     return transition{from, to, std::nullopt};
   }

@@ -70,7 +70,9 @@ struct deadline {
   clock source{};
 
   /// The deadline `budget` from now on `c`.
-  static deadline after(clock::duration budget, clock c = {}) { return deadline{c.now() + budget, std::move(c)}; }
+  static deadline after(clock::duration budget, clock c = {}) {
+    return deadline{clock::later(c.now(), budget), std::move(c)};
+  }
 
   bool passed() const noexcept { return source.now() >= at; }
 
@@ -281,8 +283,20 @@ template <class T> task<T> deadline_passed(std::string what) {
 /// the caller is cancelled while waiting. Either way an unfinished `op` gets a terminal
 /// cancellation and, if it ignores it, runs on with its result dropped.
 template <class T> task<T> with_timeout(task<T> op, clock::duration limit, clock clk, std::string what = "operation") {
-  const auto at = clk.now() + limit;
+  const auto at = clock::later(clk.now(), limit);
   return detail::run_bounded(std::move(op), at, std::move(clk), std::move(what), limit, true);
+}
+
+/// with_timeout bounded by a propagated deadline too: by `limit` from now or by `d`, whichever
+/// comes first, on d's clock (read once). The error names the bound that was reached: "<what>
+/// timed out after N ms" or "<what> missed its deadline". Like with_timeout (and unlike
+/// with_deadline), `op` is started even when `d` has passed: what finishes without suspending
+/// still returns its result.
+template <class T> task<T> with_timeout(task<T> op, clock::duration limit, const deadline& d,
+                                        std::string what = "operation") {
+  const auto own = clock::later(d.source.now(), limit);
+  if (own <= d.at) return detail::run_bounded(std::move(op), own, d.source, std::move(what), limit, true);
+  return detail::run_bounded(std::move(op), d.at, d.source, std::move(what), clock::duration::zero(), false);
 }
 
 /// with_timeout on the real steady clock.
