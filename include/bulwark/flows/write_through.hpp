@@ -490,9 +490,9 @@ private:
     std::optional<result<T>> r;
     try {
       // The deadline on the flow's clock (the usual case): one clock read for both bounds.
-      auto bounded = d.source == opts_.clock ? with_timeout(std::move(op), limit, d, "repository call")
-                                             : with_timeout(std::move(op), std::min(d.remaining(), limit),
-                                                            opts_.clock, "repository call");
+      auto bounded = d.source == opts_.clock
+                         ? with_timeout(std::move(op), limit, d, "repository call")
+                         : with_timeout(std::move(op), std::min(d.remaining(), limit), opts_.clock, "repository call");
       r.emplace(co_await std::move(bounded));
     } catch (...) {
       breaker_.record_exception(*permit);

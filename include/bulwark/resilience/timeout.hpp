@@ -292,8 +292,8 @@ template <class T> task<T> with_timeout(task<T> op, clock::duration limit, clock
 /// timed out after N ms" or "<what> missed its deadline". Like with_timeout (and unlike
 /// with_deadline), `op` is started even when `d` has passed: what finishes without suspending
 /// still returns its result.
-template <class T> task<T> with_timeout(task<T> op, clock::duration limit, const deadline& d,
-                                        std::string what = "operation") {
+template <class T>
+task<T> with_timeout(task<T> op, clock::duration limit, const deadline& d, std::string what = "operation") {
   const auto own = clock::later(d.source.now(), limit);
   if (own <= d.at) return detail::run_bounded(std::move(op), own, d.source, std::move(what), limit, true);
   return detail::run_bounded(std::move(op), d.at, d.source, std::move(what), clock::duration::zero(), false);
