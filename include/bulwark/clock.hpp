@@ -18,6 +18,7 @@
 // wait, cancel or advance. The memory cache's TTL reads the wall clock (manual_clock.hpp); this
 // is the steady clock of timers.
 
+#include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/deadline_queue.hpp>
 
 #include <asio/any_io_executor.hpp>
@@ -103,6 +104,11 @@ public:
   friend bool operator==(const clock&, const clock&) noexcept = default;
 
   time_point now() const noexcept { return manual_ ? manual_->now() : std::chrono::steady_clock::now(); }
+
+  /// now() as of the last kernel tick on the real clock (coarse_steady_clock: a few ns instead of
+  /// ~30 here; never ahead of now(), at most a tick, 1-4 ms, behind); exactly now() on a manual
+  /// clock. For decisions at millisecond-to-second granularity on a hot path.
+  time_point now_coarse() const noexcept { return manual_ ? manual_->now() : coarse_steady_clock::now(); }
 
   /// Manual clock: moves time forward by `d` and completes the waits that became due, earliest
   /// first, each posted to its own executor (they run when those executors next run handlers).

@@ -76,6 +76,11 @@ struct deadline {
 
   bool passed() const noexcept { return source.now() >= at; }
 
+  /// passed(), read from the last kernel tick on the real clock (coarse_steady_clock: a few ns
+  /// instead of ~30): never true before `at`, at most a tick (1-4 ms) late. Exact on a manual
+  /// clock. For a cheap "skip this step, nobody waits any more" check on a hot path.
+  bool passed_coarse() const noexcept { return source.now_coarse() >= at; }
+
   /// What is left of the budget (zero once passed).
   clock::duration remaining() const noexcept {
     const auto left = at - source.now();
