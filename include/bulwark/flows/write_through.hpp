@@ -164,8 +164,10 @@ public:
     bulwark::clock clock{};             ///< timeouts, breaker, snapshot period, stamps
     /// Wall time for entry ages (compared with the cache's stored_at). The default is the coarse
     /// clock (one kernel tick, 1-4 ms; the memory cache's own): read on every hit, it is ~5x cheaper.
-    std::function<std::chrono::system_clock::time_point()> wall = [] { return coarse_system_clock::now(); };
-    /// Request ids for writes that bring none; default: 128 random bits in hex.
+    /// Empty (the default): coarse_system_clock::now(), called directly (no std::function call on a hit).
+    std::function<std::chrono::system_clock::time_point()> wall{};
+    /// Request ids for writes that bring none; default: 128 bits in hex, unique (a per-thread
+    /// random seed and counter, mixed by splitmix64), not secret.
     std::function<std::string()> request_ids{};
     std::shared_ptr<metrics::registry> metrics{};
     std::optional<snapshot_options> snapshot{};
@@ -178,7 +180,7 @@ public:
   /// a node id over 4095. Call start() before serving.
   write_through(Repository& repo, Cache& cache, Bus& bus, options opts)
       : repo_(repo), cache_(cache), bus_(bus), opts_(prepare(std::move(opts))),
-        hlc_(opts_.node, opts_.clock, opts_.wall()), breaker_(opts_.breaker) {
+        hlc_(opts_.node, opts_.clock, wall_now()), breaker_(opts_.breaker) {
     if (opts_.metrics) gauges_.emplace(*opts_.metrics, opts_.name);
   }
   write_through(const write_through&) = delete;
@@ -621,8 +623,12 @@ private:
   }
 
   std::chrono::milliseconds age_of(std::chrono::system_clock::time_point stored_at) const {
-    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(opts_.wall() - stored_at);
+    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(wall_now() - stored_at);
     return age.count() < 0 ? std::chrono::milliseconds(0) : age;
+  }
+
+  std::chrono::system_clock::time_point wall_now() const {
+    return opts_.wall ? opts_.wall() : coarse_system_clock::now();
   }
 
   static order_stamp stamp_of(std::string_view stored) {
@@ -650,7 +656,7 @@ private:
   // The bytes are copied into the entry's own buffer, which a rewrite of the key reuses.
   void remember(const std::string& key, std::string_view bytes, order_stamp stamp, bool pending,
                 std::optional<version_t> repo_version) {
-    const auto now = opts_.wall();
+    const auto now = wall_now();
     std::lock_guard lock(mutex_);
     auto [it, added] = known_.try_emplace(key);
     auto& k = it->second;

@@ -12,12 +12,19 @@
 // Asio's `op || timer` does not keep that promise: the parallel group completes only after
 // both branches completed, so a non-cancellable await keeps its caller past the deadline.
 //
-// Cost (release build, one core, memory repository get of ~100 ns): an operation that finishes
-// without suspending never touches a timer, a queue or the scheduler: the overhead is one
-// small allocation, a coroutine launch and a clock read (see benchmarks/run.sh,
-// ratio_deadline_overhead). One that suspends registers in the per-context deadline queue of
-// its clock (detail/deadline_queue.hpp): a mutex, a heap push and pop, and a kernel timer
-// re-armed only when this deadline is earlier than the armed one.
+// Cost (release build, GCC 12, one core of the 2-core dev VM, 2026-12-02; benchmarks/
+// write_through.sh and callgrind): an operation that finishes without suspending never touches
+// a timer, a queue or the scheduler, and still costs about 220 ns of CPU (a memory cache get:
+// 99 ns alone, 321 ns under with_deadline; 1,340 more instructions around a memory repository
+// put of 1,250). That is the price of the promise above: the operation must run in a coroutine
+// thread of its own (its frame, the thread's executor and cancellation state, the bounded call's
+// shared state and this coroutine's frame), since run inline on the caller's thread an operation
+// that suspends and ignores cancellation would hold the caller past the deadline, and whether it
+// will suspend is known only afterwards. Asio recycles two coroutine frames per thread
+// (ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE); deeper chains pay malloc for the others. One that
+// suspends registers in the per-context deadline queue of its clock (detail/deadline_queue.hpp):
+// a mutex, a heap push and pop, and a kernel timer re-armed only when this deadline is earlier
+// than the armed one. with_timeout(op, limit, deadline) reads the clock once for both bounds.
 //
 // Deadline propagation: take one `deadline` per request (deadline::after(budget, clock)) and
 // pass it down; with_deadline(op, d) bounds each call by what is left, and does not start an
