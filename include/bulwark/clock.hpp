@@ -18,6 +18,7 @@
 // wait, cancel or advance. The memory cache's TTL reads the wall clock (manual_clock.hpp); this
 // is the steady clock of timers.
 
+#include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/deadline_queue.hpp>
 
 #include <asio/any_io_executor.hpp>
@@ -99,7 +100,15 @@ public:
 
   bool is_manual() const noexcept { return manual_ != nullptr; }
 
+  /// The same time line: both the real clock, or the same manual clock (or a copy of it).
+  friend bool operator==(const clock&, const clock&) noexcept = default;
+
   time_point now() const noexcept { return manual_ ? manual_->now() : std::chrono::steady_clock::now(); }
+
+  /// now() as of the last kernel tick on the real clock (coarse_steady_clock: a few ns instead of
+  /// ~30 here; never ahead of now(), at most a tick, 1-4 ms, behind); exactly now() on a manual
+  /// clock. For decisions at millisecond-to-second granularity on a hot path.
+  time_point now_coarse() const noexcept { return manual_ ? manual_->now() : coarse_steady_clock::now(); }
 
   /// Manual clock: moves time forward by `d` and completes the waits that became due, earliest
   /// first, each posted to its own executor (they run when those executors next run handlers).
@@ -126,7 +135,15 @@ public:
   }
 
   /// co_await: true when `d` has passed, false when the awaiting coroutine was cancelled.
-  asio::awaitable<bool> wait_for(duration d) const { return wait_until(now() + d); }
+  asio::awaitable<bool> wait_for(duration d) const { return wait_until(later(now(), d)); }
+
+  /// `t + d`, saturated at time_point::max() (and min()): an option of duration::max() ("no
+  /// bound") must not wrap around into the past.
+  static time_point later(time_point t, duration d) noexcept {
+    if (d > duration::zero() && t.time_since_epoch() > duration::max() - d) return time_point::max();
+    if (d < duration::zero() && t.time_since_epoch() < duration::min() - d) return time_point::min();
+    return t + d;
+  }
 
 private:
   friend detail::time_line& detail::time_line_of(const clock&, const asio::any_io_executor&);

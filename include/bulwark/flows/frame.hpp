@@ -175,22 +175,32 @@ inline result<void> check_request_id(std::string_view id) {
 inline std::string encode(const frame& f) {
   if (f.request_id.size() > max_request_id)
     throw std::invalid_argument("flows::encode: request id over " + std::to_string(max_request_id) + " bytes");
+  char header[frame_header_bytes];
+  std::copy(frame_magic.begin(), frame_magic.end(), header);
+  header[4] = static_cast<char>(frame_format_version);
+  header[5] = static_cast<char>(f.state);
+  for (std::size_t i = 0; i < 8; ++i) header[6 + i] = static_cast<char>((f.stamp.value >> (56 - 8 * i)) & 0xff);
+  header[14] = static_cast<char>(f.request_id.size());
   std::string out;
   out.reserve(frame_header_bytes + f.request_id.size() + f.value.size());
-  out.append(frame_magic);
-  out.push_back(static_cast<char>(frame_format_version));
-  out.push_back(static_cast<char>(f.state));
-  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((f.stamp.value >> shift) & 0xff));
-  out.push_back(static_cast<char>(f.request_id.size()));
+  out.append(header, frame_header_bytes);
   out.append(f.request_id);
   out.append(f.value);
   return out;
 }
 
-/// The frame in `bytes`. errc::invalid_argument, with what is wrong, for bytes that are not a
-/// frame (no magic: a foreign value, see is_frame), are truncated, have another format version,
-/// an unknown state or an over-long request id. Cost: one copy of the value.
-inline result<frame> decode(std::string_view bytes) {
+/// A frame's header fields, and where its request id and value lie in the bytes.
+struct frame_header {
+  write_state state = write_state::durable;
+  order_stamp stamp{};
+  std::size_t request_id_size = 0;
+  /// Offset of the value: frame_header_bytes + request_id_size.
+  std::size_t value_offset = frame_header_bytes;
+};
+
+/// The header of the frame in `bytes`, checked as decode() checks it (the same errors), without
+/// copying anything: for readers that need the state and the stamp, and take the value in place.
+inline result<frame_header> decode_header(std::string_view bytes) {
   if (!is_frame(bytes)) return error(errc::invalid_argument, "not a bulwark frame: the magic \"bwfr\" is missing");
   if (bytes.size() < frame_header_bytes)
     return error(errc::invalid_argument, "truncated frame: " + std::to_string(bytes.size()) +
@@ -201,19 +211,33 @@ inline result<frame> decode(std::string_view bytes) {
                                              " is not the version this build reads (" +
                                              std::to_string(frame_format_version) + ")");
   if (byte(5) > 1) return error(errc::invalid_argument, "frame state " + std::to_string(byte(5)) + " is unknown");
-  frame f;
-  f.state = static_cast<write_state>(byte(5));
-  for (std::size_t i = 6; i < 14; ++i) f.stamp.value = (f.stamp.value << 8) | byte(i);
-  const std::size_t id_size = byte(14);
-  if (id_size > max_request_id)
-    return error(errc::invalid_argument,
-                 "frame request id length " + std::to_string(id_size) + " is over " + std::to_string(max_request_id));
-  if (bytes.size() < frame_header_bytes + id_size)
-    return error(errc::invalid_argument, "truncated frame: the request id needs " + std::to_string(id_size) +
+  frame_header h;
+  h.state = static_cast<write_state>(byte(5));
+  for (std::size_t i = 6; i < 14; ++i) h.stamp.value = (h.stamp.value << 8) | byte(i);
+  h.request_id_size = byte(14);
+  if (h.request_id_size > max_request_id)
+    return error(errc::invalid_argument, "frame request id length " + std::to_string(h.request_id_size) + " is over " +
+                                             std::to_string(max_request_id));
+  if (bytes.size() < frame_header_bytes + h.request_id_size)
+    return error(errc::invalid_argument, "truncated frame: the request id needs " + std::to_string(h.request_id_size) +
                                              " bytes, " + std::to_string(bytes.size() - frame_header_bytes) +
                                              " remain");
-  f.request_id.assign(bytes.substr(frame_header_bytes, id_size));
-  f.value.assign(bytes.substr(frame_header_bytes + id_size));
+  h.value_offset = frame_header_bytes + h.request_id_size;
+  return h;
+}
+
+/// The frame in `bytes`. errc::invalid_argument, with what is wrong, for bytes that are not a
+/// frame (no magic: a foreign value, see is_frame), are truncated, have another format version,
+/// an unknown state or an over-long request id. Cost: one copy of the value.
+inline result<frame> decode(std::string_view bytes) {
+  auto header = decode_header(bytes);
+  if (!header) return header.error();
+  const frame_header& h = header.value();
+  frame f;
+  f.state = h.state;
+  f.stamp = h.stamp;
+  f.request_id.assign(bytes.substr(frame_header_bytes, h.request_id_size));
+  f.value.assign(bytes.substr(h.value_offset));
   return f;
 }
 

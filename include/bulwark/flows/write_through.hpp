@@ -24,8 +24,11 @@
 // read: a stored stamp newer than this write's means this write is already superseded (it is
 // reported durable: by order it lies before what the repository holds, and is not written), else
 // the put is retried with the version read (at most `max_cas_attempts` times, then
-// errc::conflict). Cost of a durable write: one put (plus one get when the version is unknown or
-// stale), one cache put, the frame's copy.
+// errc::conflict). Cost of a durable write: one bounded put through the breaker (plus one get when
+// the version is unknown or stale), one cache put, the frame encoded once and copied into this
+// process's map; on the memory models about 970 ns against a bare put's 160, and a cache hit about
+// 225 ns against a bare get's 98 (benchmarks/write_through.sh; docs/last_known_good.md says where
+// the time goes).
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
 // a time (the others wait for it and share its result), through breaker and timeout; the loaded
@@ -38,7 +41,8 @@
 // all (the breaker's refusal is that error). A cache failure counts as a miss: it never fails a
 // read the repository can answer. The cache get is not bounded by the read's deadline (a cache
 // model bounds its own calls: Redis and Hazelcast by their command timeout, memory never
-// suspends); a read whose deadline has already passed skips the cache as if its get had failed. A pending entry (in the
+// suspends); a read whose deadline has already passed (by the coarse steady clock: at most one kernel
+// tick late) skips the cache as if its get had failed. A pending entry (in the
 // cache or in this process's pending index, when newer than what the repository returned) is returned with pending =
 // true.
 //
@@ -163,8 +167,10 @@ public:
     bulwark::clock clock{};             ///< timeouts, breaker, snapshot period, stamps
     /// Wall time for entry ages (compared with the cache's stored_at). The default is the coarse
     /// clock (one kernel tick, 1-4 ms; the memory cache's own): read on every hit, it is ~5x cheaper.
-    std::function<std::chrono::system_clock::time_point()> wall = [] { return coarse_system_clock::now(); };
-    /// Request ids for writes that bring none; default: 128 random bits in hex.
+    /// Empty (the default): coarse_system_clock::now(), called directly (no std::function call on a hit).
+    std::function<std::chrono::system_clock::time_point()> wall{};
+    /// Request ids for writes that bring none; default: 128 bits in hex, unique (a per-thread
+    /// random seed and counter, mixed by splitmix64), not secret.
     std::function<std::string()> request_ids{};
     std::shared_ptr<metrics::registry> metrics{};
     std::optional<snapshot_options> snapshot{};
@@ -177,7 +183,7 @@ public:
   /// a node id over 4095. Call start() before serving.
   write_through(Repository& repo, Cache& cache, Bus& bus, options opts)
       : repo_(repo), cache_(cache), bus_(bus), opts_(prepare(std::move(opts))),
-        hlc_(opts_.node, opts_.clock, opts_.wall()), breaker_(opts_.breaker) {
+        hlc_(opts_.node, opts_.clock, wall_now()), breaker_(opts_.breaker) {
     if (opts_.metrics) gauges_.emplace(*opts_.metrics, opts_.name);
   }
   write_through(const write_through&) = delete;
@@ -227,52 +233,70 @@ public:
     frame f{write_state::durable, hlc_.now(), std::move(request_id), std::move(value)};
     // The durable frame's bytes, encoded once: the repository put, the cache put, this process's copy.
     std::string bytes = encode(f);
-    auto stored = co_await store_durably(k, f, bytes, d);
-    if (stored) {
-      if (stored.value().superseded) co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
-      co_await cache_put(k, bytes, f.stamp);
-      remember(k, std::move(bytes), f.stamp, false, stored.value().version);
+    std::optional<result<stored_outcome>> stored;
+    const std::optional<version_t> known = known_version(k);
+    if (known) {
+      // The usual first attempt of store_durably's compare-and-set, inline (a coroutine frame less
+      // on every durable write): the version this process last saw.
+      auto put = co_await guarded(repo_.put(k, bytes, *known), d, gauges_ ? gauges_->put_latency : nullptr);
+      if (put)
+        stored.emplace(stored_outcome{put.value(), false});
+      else if (put.error() != errc::conflict)
+        stored.emplace(put.error());
+    }
+    if (!stored) {
+      // No version known, or it was stale: the loop that reads the stored frame first.
+      auto cas = co_await store_durably(k, f, bytes, d, known.has_value());
+      stored.emplace(std::move(cas));
+    }
+    if (stored->has_value()) {
+      const stored_outcome done = stored->value();
+      if (done.superseded) co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
+      // This process's copy first (copied into the buffer it already holds), then the bytes
+      // themselves to the cache: one allocation less than copying them into the cache. The
+      // cache put inline, as cache_put() does it (a coroutine frame less).
+      remember(k, bytes, f.stamp, false, done.version);
+      versioned entry{std::move(bytes), f.stamp.value};
+      auto cached = co_await cache_.put(k, std::move(entry), opts_.cache_ttl);
+      if (!cached) count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
       co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
     }
-    if (!is_outage(stored.error())) co_return stored.error();
+    const error failed = stored->error();
+    if (!is_outage(failed)) co_return failed;
     co_return co_await accept_pending(k, std::move(f), d);
   }
 
   /// The value under key, or nullopt when the repository has none (see the file comment).
   /// Errors: the repository's error when it cannot answer and nothing servable is held.
   task<std::optional<read_result>> read(std::string_view key, deadline d) {
-    std::string k(key);
-    std::optional<held> from_cache = co_await cache_get(k, d);
+    // The cache get, inline (a coroutine frame less on a hit). Not bounded by the read's deadline:
+    // a cache model bounds its own calls (memory never suspends; Redis and Hazelcast have a command
+    // timeout). A deadline already passed skips the cache as a failed get did (counted, a miss).
+    std::optional<held> from_cache;
+    // (Checked on the coarse steady clock: a few ns on every hit instead of ~30; a tick late at most.)
+    if (d.passed_coarse()) {
+      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+    } else {
+      auto got = co_await cache_.get(key);
+      if (!got) {
+        count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+      } else if (got.value()) {
+        // Not written by a write_through (no frame): a miss.
+        from_cache = held_from(std::move(got.value()->value), age_of(got.value()->stored_at));
+      }
+    }
     if (from_cache && from_cache->age < opts_.soft_ttl) {
       count(stats_.hits, gauges_ ? gauges_->hits : nullptr);
       co_return as_result(std::move(*from_cache), false);
     }
-    count(stats_.misses, gauges_ ? gauges_->misses : nullptr);
-    // An open breaker would refuse the load: serve the last known good without starting one
-    // (no shared load, no repository call). try_acquire settles a race with the breaker turning
-    // half-open (its permit is handed back) and counts the refusal as call() would.
-    if (!breaker_.permits()) {
-      if (auto p = breaker_.try_acquire()) {
-        breaker_.record_ignored(*p);
-      } else {
-        co_return serve_last_known_good(k, std::move(from_cache), breaker_.refusal());
-      }
-    }
-    std::function<task<std::optional<loaded_frame>>()> make_load = [this, k, d]() { return load(k, d); };
-    auto loaded = co_await loads_.run(k, std::move(make_load));
-    if (!loaded) {
-      if (!is_outage(loaded.error())) co_return loaded.error();
-      co_return serve_last_known_good(k, std::move(from_cache), loaded.error());
-    }
-    auto& found = loaded.value();
-    const order_stamp durable = found ? found->f.stamp : order_stamp{};
-    // A pending write newer than the repository's copy is the answer: the one the cache holds
-    // (any replica's; the populate just failed to replace it), or one of this process's.
-    if (from_cache && from_cache->f.state == write_state::pending && from_cache->f.stamp > durable)
-      co_return as_result(std::move(*from_cache), false);
-    if (auto mine = pending_newer_than(k, durable)) co_return as_result(std::move(*mine), false);
-    if (!found) co_return std::optional<read_result>{};
-    co_return read_result{std::move(found->f.value), false, false, std::chrono::milliseconds(0), found->f.stamp};
+    // The rest in a coroutine of its own, so that a hit's frame holds only what a hit needs.
+    co_return co_await read_miss(std::string(key), std::move(d), std::move(from_cache));
+  }
+
+  /// Entries of the pending index now.
+  std::size_t pending_count() const {
+    std::lock_guard lock(mutex_);
+    return pending_;
   }
 
   /// Writes every pending entry of this process's index that is newer than the repository's
@@ -315,12 +339,6 @@ public:
             stats_.repository_loads.load()};
   }
 
-  /// Entries of the pending index now.
-  std::size_t pending_count() const {
-    std::lock_guard lock(mutex_);
-    return pending_;
-  }
-
   /// This process's last-known-good entries (what the snapshot saves).
   std::vector<snapshot_entry> entries() const {
     std::lock_guard lock(mutex_);
@@ -332,8 +350,11 @@ public:
 
 private:
   // What a cache or known entry holds, decoded.
+  // (The value without the frame's header; the request id is not needed to answer a read.)
   struct held {
-    frame f;
+    std::string value;
+    write_state state = write_state::durable;
+    order_stamp stamp{};
     std::chrono::milliseconds age{};
   };
   struct known {
@@ -387,6 +408,38 @@ private:
     metrics::gauge* pending_entries;
   };
 
+  // read() past the cache: the shared repository load, or the last known good.
+  // `k`: owned, since the shared load may outlive this read.
+  task<std::optional<read_result>> read_miss(std::string k, deadline d, std::optional<held> from_cache) {
+    count(stats_.misses, gauges_ ? gauges_->misses : nullptr);
+    // An open breaker would refuse the load: serve the last known good without starting one
+    // (no shared load, no repository call). try_acquire settles a race with the breaker turning
+    // half-open (its permit is handed back) and counts the refusal as call() would.
+    if (!breaker_.permits()) {
+      if (auto p = breaker_.try_acquire()) {
+        breaker_.record_ignored(*p);
+      } else {
+        // The refusal (a lock and a string) is made only when nothing can be served.
+        co_return serve_last_known_good(k, std::move(from_cache), [this] { return breaker_.refusal(); });
+      }
+    }
+    std::function<task<std::optional<loaded_frame>>()> make_load = [this, k, d]() { return load(k, d); };
+    auto loaded = co_await loads_.run(k, std::move(make_load));
+    if (!loaded) {
+      if (!is_outage(loaded.error())) co_return loaded.error();
+      co_return serve_last_known_good(k, std::move(from_cache), [&loaded] { return loaded.error(); });
+    }
+    auto& found = loaded.value();
+    const order_stamp durable = found ? found->f.stamp : order_stamp{};
+    // A pending write newer than the repository's copy is the answer: the one the cache holds
+    // (any replica's; the populate just failed to replace it), or one of this process's.
+    if (from_cache && from_cache->state == write_state::pending && from_cache->stamp > durable)
+      co_return as_result(std::move(*from_cache), false);
+    if (auto mine = pending_newer_than(k, durable)) co_return as_result(std::move(*mine), false);
+    if (!found) co_return std::optional<read_result>{};
+    co_return read_result{std::move(found->f.value), false, false, std::chrono::milliseconds(0), found->f.stamp};
+  }
+
   static options prepare(options o) {
     if (o.cache_ttl.count() == 0) o.cache_ttl = o.hard_limit;
     if (!o.breaker.clock.is_manual()) o.breaker.clock = o.clock;
@@ -405,34 +458,75 @@ private:
     return e == errc::unavailable || e == errc::timeout || e == errc::circuit_open;
   }
 
+  // 128 bits in hex: a per-thread random seed (std::random_device, once) plus a per-thread
+  // counter, each half mixed by splitmix64 (a bijection): unique within a thread, and across
+  // threads and processes unless two 128-bit seeds meet. Unique, not secret.
   std::string new_request_id() {
     if (opts_.request_ids) return opts_.request_ids();
-    thread_local std::mt19937_64 rng{std::random_device{}()};
+    struct source {
+      std::uint64_t hi, lo, n = 0;
+    };
+    thread_local source s = [] {
+      std::random_device rd;
+      const auto word = [&rd] { return (std::uint64_t{rd()} << 32) | rd(); };
+      const std::uint64_t hi = word();
+      return source{hi, word()};
+    }();
+    ++s.n;
     static constexpr char hex[] = "0123456789abcdef";
     std::string id(32, '0');
-    for (int half = 0; half < 2; ++half) {
-      auto bits = rng();
-      for (int i = 0; i < 16; ++i, bits >>= 4) id[static_cast<std::size_t>(half * 16 + i)] = hex[bits & 0xf];
+    const std::uint64_t halves[2] = {splitmix64(s.hi + s.n), splitmix64(s.lo + s.n)};
+    for (std::size_t half = 0; half < 2; ++half) {
+      auto bits = halves[half];
+      for (std::size_t i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + 15 - i] = hex[bits & 0xf];
     }
     return id;
   }
 
+  static constexpr std::uint64_t splitmix64(std::uint64_t x) noexcept {
+    x += 0x9e3779b97f4a7c15;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
+    return x ^ (x >> 31);
+  }
+
   // One repository call: the breaker, the per-call timeout within the caller's deadline, latency.
+  // The breaker's permit API rather than breaker_.call(): one bounded call (a half-open probe's
+  // bound is the least of probe_timeout, repository_timeout and the deadline, as call() nested in
+  // with_timeout would give) and one coroutine frame less than wrapping the bounded call.
   template <class T> task<T> guarded(task<T> op, const deadline& d, metrics::histogram* latency) {
-    const auto budget = std::min<bulwark::clock::duration>(d.remaining(), opts_.repository_timeout);
+    const auto permit = breaker_.try_acquire();
+    if (!permit) co_return breaker_.refusal();
+    auto limit = opts_.repository_timeout;
+    if (permit->probe) limit = std::min(limit, breaker_.settings().probe_timeout);
     // The clock is read for the latency only when it is measured (no metrics registry: never).
     const auto started = latency ? opts_.clock.now() : bulwark::clock::time_point{};
-    auto r = co_await breaker_.call(with_timeout(std::move(op), budget, opts_.clock, "repository call"));
+    std::optional<result<T>> r;
+    try {
+      // The deadline on the flow's clock (the usual case): one clock read for both bounds.
+      auto bounded = d.source == opts_.clock
+                         ? with_timeout(std::move(op), limit, d, "repository call")
+                         : with_timeout(std::move(op), std::min(d.remaining(), limit), opts_.clock, "repository call");
+      r.emplace(co_await std::move(bounded));
+    } catch (...) {
+      breaker_.record_exception(*permit);
+      throw;
+    }
+    if (r->has_value())
+      breaker_.record_success(*permit);
+    else
+      breaker_.record_error(*permit, r->error());
     if (latency) latency->observe(std::chrono::duration<double>(opts_.clock.now() - started).count());
-    co_return r;
+    co_return std::move(*r);
   }
 
   // The compare-and-set that never writes over a newer stamp (see the file comment).
   // `bytes`: f encoded with state durable.
+  // `tried`: write() already made the first attempt with the known version, and it conflicted.
   task<stored_outcome> store_durably(const std::string& key, const frame& f, const std::string& bytes,
-                                     const deadline& d) {
-    std::optional<version_t> expected = known_version(key);
-    for (unsigned attempt = 0; attempt < opts_.max_cas_attempts; ++attempt) {
+                                     const deadline& d, bool tried = false) {
+    std::optional<version_t> expected = tried ? std::nullopt : known_version(key);
+    for (unsigned attempt = tried ? 1 : 0; attempt < opts_.max_cas_attempts; ++attempt) {
       if (!expected) {
         auto current = co_await guarded(repo_.get(key), d, gauges_ ? gauges_->get_latency : nullptr);
         if (!current) co_return current.error();
@@ -487,28 +581,9 @@ private:
     f.state = write_state::durable; // whatever the writer marked, the repository holds it
     if (bytes.empty()) bytes = encode(f);
     hlc_.observe(f.stamp);
-    co_await cache_put(key, bytes, f.stamp);
-    remember(key, std::move(bytes), f.stamp, false, row.version);
+    remember(key, bytes, f.stamp, false, row.version);
+    co_await cache_put(key, std::move(bytes), f.stamp);
     co_return loaded_frame{std::move(f), row.version};
-  }
-
-  // Not wrapped in with_deadline (its coroutine thread and timer were most of a hit's cost): a
-  // cache model bounds its own calls (memory never suspends; Redis and Hazelcast have a command
-  // timeout). A deadline already passed skips the cache as a failed get did (counted, a miss).
-  asio::awaitable<std::optional<held>> cache_get(const std::string& key, const deadline& d) {
-    if (d.passed()) {
-      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
-      co_return std::optional<held>{};
-    }
-    auto got = co_await cache_.get(key);
-    if (!got) {
-      count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
-      co_return std::optional<held>{};
-    }
-    if (!got.value()) co_return std::optional<held>{};
-    auto f = decode(got.value()->value);
-    if (!f) co_return std::optional<held>{}; // not written by a write_through: a miss
-    co_return held{std::move(f).value(), age_of(got.value()->stored_at)};
   }
 
   // The cache is a copy: a failed put is counted, never the caller's error. Not bounded by the
@@ -525,23 +600,38 @@ private:
 
   // The repository cannot answer: the newest of the cache's entry and this process's copy, if it
   // is within hard_limit; else the repository's error.
-  result<std::optional<read_result>> serve_last_known_good(const std::string& key, std::optional<held> from_cache,
-                                                           const error& why) {
+  // `why()`: that error, asked for only when nothing is served.
+  template <class Why> result<std::optional<read_result>>
+  serve_last_known_good(const std::string& key, std::optional<held> from_cache, Why why) {
     std::optional<held> best = std::move(from_cache);
-    if (auto mine = known_entry(key); mine && (!best || mine->f.stamp > best->f.stamp)) best = std::move(mine);
-    if (!best || best->age > opts_.hard_limit) return why;
+    // This process's copy, only when newer than the cache's (so not copied when it is not).
+    if (auto mine = known_entry(key, best ? best->stamp : std::optional<order_stamp>{})) best = std::move(mine);
+    if (!best || best->age > opts_.hard_limit) return why();
     count(stats_.stale_serves, gauges_ ? gauges_->stale : nullptr);
     if (gauges_) gauges_->stale_age->observe(std::chrono::duration<double>(best->age).count());
     return std::optional<read_result>(as_result(std::move(*best), true));
   }
 
   static read_result as_result(held&& h, bool stale) {
-    return read_result{std::move(h.f.value), stale, h.f.state == write_state::pending, h.age, h.f.stamp};
+    return read_result{std::move(h.value), stale, h.state == write_state::pending, h.age, h.stamp};
+  }
+
+  // A frame's bytes as held: the header checked and cut off in place (no allocation); nullopt
+  // when they are not a frame.
+  static std::optional<held> held_from(std::string&& bytes, std::chrono::milliseconds age) {
+    const auto h = decode_header(bytes);
+    if (!h) return std::nullopt;
+    bytes.erase(0, h.value().value_offset);
+    return held{std::move(bytes), h.value().state, h.value().stamp, age};
   }
 
   std::chrono::milliseconds age_of(std::chrono::system_clock::time_point stored_at) const {
-    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(opts_.wall() - stored_at);
+    const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(wall_now() - stored_at);
     return age.count() < 0 ? std::chrono::milliseconds(0) : age;
+  }
+
+  std::chrono::system_clock::time_point wall_now() const {
+    return opts_.wall ? opts_.wall() : coarse_system_clock::now();
   }
 
   static order_stamp stamp_of(std::string_view stored) {
@@ -561,13 +651,15 @@ private:
 
   // Records f under key unless a newer entry is held; repo_version nullopt keeps the one known.
   void remember(const std::string& key, const frame& f, std::optional<version_t> repo_version) {
-    remember(key, encode(f), f.stamp, f.state == write_state::pending, repo_version);
+    const std::string bytes = encode(f);
+    remember(key, bytes, f.stamp, f.state == write_state::pending, repo_version);
   }
 
   // As above, with the frame already encoded (`bytes`; its stamp and whether it is pending).
-  void remember(const std::string& key, std::string bytes, order_stamp stamp, bool pending,
+  // The bytes are copied into the entry's own buffer, which a rewrite of the key reuses.
+  void remember(const std::string& key, std::string_view bytes, order_stamp stamp, bool pending,
                 std::optional<version_t> repo_version) {
-    const auto now = opts_.wall();
+    const auto now = wall_now();
     std::lock_guard lock(mutex_);
     auto [it, added] = known_.try_emplace(key);
     auto& k = it->second;
@@ -576,7 +668,9 @@ private:
       return;
     }
     if (!added && k.pending) --pending_;
-    k.item = cached{std::move(bytes), stamp.value, now};
+    k.item.value.assign(bytes);
+    k.item.version = stamp.value;
+    k.item.stored_at = now;
     if (repo_version) k.repo_version = *repo_version;
     k.pending = pending;
     if (k.pending) ++pending_;
@@ -603,22 +697,19 @@ private:
     if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
   }
 
-  std::optional<held> known_entry(const std::string& key) const {
+  // This process's entry for key; with `newer_than`, only if its stamp is greater.
+  std::optional<held> known_entry(const std::string& key, std::optional<order_stamp> newer_than = {}) const {
     std::lock_guard lock(mutex_);
     auto it = known_.find(key);
-    if (it == known_.end()) return std::nullopt;
-    auto f = decode(it->second.item.value);
-    if (!f) return std::nullopt;
-    return held{std::move(f).value(), age_of(it->second.item.stored_at)};
+    if (it == known_.end() || (newer_than && it->second.item.version <= newer_than->value)) return std::nullopt;
+    return held_from(std::string(it->second.item.value), age_of(it->second.item.stored_at));
   }
 
   std::optional<held> pending_newer_than(const std::string& key, order_stamp stamp) const {
     std::lock_guard lock(mutex_);
     auto it = known_.find(key);
     if (it == known_.end() || !it->second.pending || it->second.item.version <= stamp.value) return std::nullopt;
-    auto f = decode(it->second.item.value);
-    if (!f) return std::nullopt;
-    return held{std::move(f).value(), age_of(it->second.item.stored_at)};
+    return held_from(std::string(it->second.item.value), age_of(it->second.item.stored_at));
   }
 
   std::vector<std::pair<std::string, frame>> pending_entries() const {

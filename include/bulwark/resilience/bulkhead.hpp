@@ -312,7 +312,7 @@ private:
     }
     if (!queued) return w->resume();
     // Armed outside the core's mutex: a deadline already due expires inline, and expire() locks.
-    w->line->arm(*w, opts_.clock.now() + opts_.max_wait, ex);
+    w->line->arm(*w, clock::later(opts_.clock.now(), opts_.max_wait), ex);
     bool decided = false;
     {
       std::lock_guard lock(core_->mutex);

@@ -31,8 +31,12 @@
 // ends after the breaker opened changes nothing, and only the probes of the current half-open
 // period count towards closing it.
 //
-// Cost on the closed path: two clock reads, one uncontended mutex lock for admission and one for
-// the outcome, a few integer updates in a preallocated window, relaxed atomic adds for the
+// Time: the breaker reads its clock coarsely (clock::now_coarse(): the last kernel tick, 1-4 ms
+// resolution on the real clock, exact on a manual one), so slow_call_duration, open_duration and
+// probe_timeout are measured to within a tick; its decisions are at millisecond-to-second scale.
+//
+// Cost on the closed path: two coarse clock reads (a few ns each), one uncontended mutex lock for
+// admission and one for the outcome, a few integer updates in a preallocated window, relaxed atomic adds for the
 // metrics. No allocation per call beyond call()'s coroutine frame (Asio's recycling allocator).
 //
 // Thread-safe: one breaker may be shared by any number of coroutines on any threads. The
@@ -161,14 +165,14 @@ public:
   /// The state now (half_open once open_duration has passed, even before a call arrives).
   state current() const {
     std::lock_guard lock(mutex_);
-    return effective_state(opts_.clock.now());
+    return effective_state(opts_.clock.now_coarse());
   }
 
   /// Whether a call made now would run (closed; open past open_duration; half-open with a probe
   /// left).
   bool permits() const {
     std::lock_guard lock(mutex_);
-    const auto now = opts_.clock.now();
+    const auto now = opts_.clock.now_coarse();
     switch (effective_state(now)) {
     case state::closed: return true;
     case state::open: return false;
@@ -199,10 +203,10 @@ public:
     std::optional<permit> admitted;
     {
       std::lock_guard lock(mutex_);
-      const auto now = opts_.clock.now();
+      const auto now = opts_.clock.now_coarse();
       if (state_ == state::open && now >= open_until_) moved = enter(state::half_open, now);
       if (state_ == state::half_open && probes_started_ >= opts_.half_open_probes &&
-          probes_finished_ < probes_started_ && now >= last_probe_at_ + opts_.probe_timeout) {
+          probes_finished_ < probes_started_ && now >= clock::later(last_probe_at_, opts_.probe_timeout)) {
         // A probe permit never reported: written off as failed (the stuck half-open guard).
         moved = merge(moved, enter(state::open, now));
       }
@@ -238,6 +242,9 @@ public:
   /// Reports that the admitted call ended without telling anything about the dependency (its
   /// caller cancelled it): a probe permit is returned to the budget.
   void record_ignored(const permit& p) { record(p, false, true); }
+
+  /// Reports that the admitted call threw: a failure, as call() counts an exception.
+  void record_exception(const permit& p) { record(p, true, false); }
 
 private:
   // The two transitions one admission can cause (open -> half_open -> open), for the callback.
@@ -312,7 +319,7 @@ private:
   }
 
   void record(const permit& p, bool failed, bool ignored) {
-    const auto now = opts_.clock.now();
+    const auto now = opts_.clock.now_coarse();
     const bool slow = !ignored && now - p.started >= opts_.slow_call_duration;
     if (metrics_) metrics_->outcome_counters[ignored ? 4 : (slow ? 2 : 0) + (failed ? 1 : 0)]->inc();
     std::optional<transition> moved;
@@ -400,7 +407,7 @@ private:
     std::fill(buckets_.begin(), buckets_.end(), bucket{});
     next_call_ = 0;
     newest_second_ = -1;
-    if (to == state::open) open_until_ = now + opts_.open_duration;
+    if (to == state::open) open_until_ = clock::later(now, opts_.open_duration);
     if (metrics_) metrics_->gauge->set(static_cast<double>(to));
     return transition{from, to, std::nullopt};
   }

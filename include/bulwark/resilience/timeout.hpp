@@ -12,12 +12,19 @@
 // Asio's `op || timer` does not keep that promise: the parallel group completes only after
 // both branches completed, so a non-cancellable await keeps its caller past the deadline.
 //
-// Cost (release build, one core, memory repository get of ~100 ns): an operation that finishes
-// without suspending never touches a timer, a queue or the scheduler: the overhead is one
-// small allocation, a coroutine launch and a clock read (see benchmarks/run.sh,
-// ratio_deadline_overhead). One that suspends registers in the per-context deadline queue of
-// its clock (detail/deadline_queue.hpp): a mutex, a heap push and pop, and a kernel timer
-// re-armed only when this deadline is earlier than the armed one.
+// Cost (release build, GCC 12, one core of the 2-core dev VM, 2026-12-02; benchmarks/
+// write_through.sh and callgrind): an operation that finishes without suspending never touches
+// a timer, a queue or the scheduler, and still costs about 220 ns of CPU (a memory cache get:
+// 99 ns alone, 321 ns under with_deadline; 1,340 more instructions around a memory repository
+// put of 1,250). That is the price of the promise above: the operation must run in a coroutine
+// thread of its own (its frame, the thread's executor and cancellation state, the bounded call's
+// shared state and this coroutine's frame), since run inline on the caller's thread an operation
+// that suspends and ignores cancellation would hold the caller past the deadline, and whether it
+// will suspend is known only afterwards. Asio recycles two coroutine frames per thread
+// (ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE); deeper chains pay malloc for the others. One that
+// suspends registers in the per-context deadline queue of its clock (detail/deadline_queue.hpp):
+// a mutex, a heap push and pop, and a kernel timer re-armed only when this deadline is earlier
+// than the armed one. with_timeout(op, limit, deadline) reads the clock once for both bounds.
 //
 // Deadline propagation: take one `deadline` per request (deadline::after(budget, clock)) and
 // pass it down; with_deadline(op, d) bounds each call by what is left, and does not start an
@@ -70,9 +77,16 @@ struct deadline {
   clock source{};
 
   /// The deadline `budget` from now on `c`.
-  static deadline after(clock::duration budget, clock c = {}) { return deadline{c.now() + budget, std::move(c)}; }
+  static deadline after(clock::duration budget, clock c = {}) {
+    return deadline{clock::later(c.now(), budget), std::move(c)};
+  }
 
   bool passed() const noexcept { return source.now() >= at; }
+
+  /// passed(), read from the last kernel tick on the real clock (coarse_steady_clock: a few ns
+  /// instead of ~30): never true before `at`, at most a tick (1-4 ms) late. Exact on a manual
+  /// clock. For a cheap "skip this step, nobody waits any more" check on a hot path.
+  bool passed_coarse() const noexcept { return source.now_coarse() >= at; }
 
   /// What is left of the budget (zero once passed).
   clock::duration remaining() const noexcept {
@@ -281,8 +295,20 @@ template <class T> task<T> deadline_passed(std::string what) {
 /// the caller is cancelled while waiting. Either way an unfinished `op` gets a terminal
 /// cancellation and, if it ignores it, runs on with its result dropped.
 template <class T> task<T> with_timeout(task<T> op, clock::duration limit, clock clk, std::string what = "operation") {
-  const auto at = clk.now() + limit;
+  const auto at = clock::later(clk.now(), limit);
   return detail::run_bounded(std::move(op), at, std::move(clk), std::move(what), limit, true);
+}
+
+/// with_timeout bounded by a propagated deadline too: by `limit` from now or by `d`, whichever
+/// comes first, on d's clock (read once). The error names the bound that was reached: "<what>
+/// timed out after N ms" or "<what> missed its deadline". Like with_timeout (and unlike
+/// with_deadline), `op` is started even when `d` has passed: what finishes without suspending
+/// still returns its result.
+template <class T>
+task<T> with_timeout(task<T> op, clock::duration limit, const deadline& d, std::string what = "operation") {
+  const auto own = clock::later(d.source.now(), limit);
+  if (own <= d.at) return detail::run_bounded(std::move(op), own, d.source, std::move(what), limit, true);
+  return detail::run_bounded(std::move(op), d.at, d.source, std::move(what), clock::duration::zero(), false);
 }
 
 /// with_timeout on the real steady clock.

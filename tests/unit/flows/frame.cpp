@@ -140,6 +140,18 @@ TEST(frame, round_trip) {
   EXPECT_EQ(flows::decode(flows::encode(longest)).value(), longest);
 }
 
+TEST(frame, decode_header_tells_state_stamp_and_where_the_value_starts) {
+  const auto f = sample();
+  const auto bytes = flows::encode(f);
+  auto h = flows::decode_header(bytes);
+  ASSERT_TRUE(h) << h.error();
+  EXPECT_EQ(h.value().state, f.state);
+  EXPECT_EQ(h.value().stamp, f.stamp);
+  EXPECT_EQ(h.value().request_id_size, f.request_id.size());
+  EXPECT_EQ(bytes.substr(flows::frame_header_bytes, h.value().request_id_size), f.request_id);
+  EXPECT_EQ(bytes.substr(h.value().value_offset), f.value);
+}
+
 TEST(frame, encode_refuses_an_over_long_request_id) {
   EXPECT_THROW(flows::encode(flows::frame{flows::write_state::durable, {}, std::string(65, 'i'), ""}),
                std::invalid_argument);
@@ -176,6 +188,9 @@ TEST(frame, every_malformed_input_is_invalid_argument_with_a_message) {
     ASSERT_FALSE(r) << "accepted: " << c.bytes;
     EXPECT_EQ(r.error(), bulwark::errc::invalid_argument);
     EXPECT_NE(r.error().message().find(c.says), std::string::npos) << r.error().message();
+    auto h = flows::decode_header(c.bytes); // the same checks, the same words
+    ASSERT_FALSE(h) << "header accepted: " << c.bytes;
+    EXPECT_EQ(h.error().message(), r.error().message());
   }
   EXPECT_FALSE(flows::is_frame("plain value"));
   EXPECT_TRUE(flows::is_frame("bwfr"));

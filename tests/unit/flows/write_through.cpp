@@ -21,6 +21,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -532,4 +533,61 @@ TEST(write_through, metrics_follow_hits_misses_stale_serves_and_pending_writes) 
                            "bulwark_write_through_repository_seconds_count{name=\"channels\",op=\"put\"} 2",
                            "bulwark_circuit_breaker_state{name=\"write_through_channels\"}"})
     EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+}
+
+namespace {
+
+// A repository whose put throws from inside its task (a driver bug: no real server does that on
+// cue). write_through's repository calls run through the breaker's permit API: an exception must
+// still count as the breaker's failure, and reach the caller.
+struct throwing_repository {
+  bulwark::memory::repository inner;
+  bool throw_on_put = true;
+  bulwark::task<std::optional<bulwark::versioned>> get(std::string_view key) { return inner.get(key); }
+  bulwark::task<bulwark::version_t> put(std::string_view key, std::string value,
+                                        std::optional<bulwark::version_t> expected) {
+    if (throw_on_put) throw std::runtime_error("driver bug");
+    auto put = co_await inner.put(key, std::move(value), expected);
+    co_return put;
+  }
+  bulwark::task<bool> erase(std::string_view key) { return inner.erase(key); }
+  bulwark::task<bulwark::scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
+    return inner.scan(prefix, after, limit);
+  }
+};
+
+} // namespace
+
+TEST(write_through, a_repository_call_that_throws_counts_as_a_breaker_failure_and_reaches_the_caller) {
+  world w;
+  throwing_repository repo;
+  using throwing_flow = flows::write_through<throwing_repository, cache_t, bus_t>;
+  throwing_flow::options o; // as world::options()
+  o.retry_topic = topic;
+  o.repository_timeout = 1s;
+  o.node = 1;
+  o.clock = w.clk;
+  o.wall = [wall = w.wall] { return wall.now(); };
+  o.breaker.minimum_calls = 3;
+  o.breaker.window_size = 3;
+  throwing_flow flow(repo, *w.cache, w.bus, o);
+  // Each write reads the stored frame first (no version known: the get succeeds), then its put
+  // throws. Window of 3: after the second write it holds failure, success, failure -> open.
+  int thrown = 0;
+  for (int i = 0; i < 10 && flow.breaker().current() == bulwark::circuit_breaker::state::closed; ++i) {
+    try {
+      (void)w.run(flow.write("k" + std::to_string(i), "v", w.budget()));
+      ADD_FAILURE() << "write " << i << " did not throw";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "driver bug");
+      ++thrown;
+    }
+  }
+  EXPECT_EQ(flow.breaker().current(), bulwark::circuit_breaker::state::open) << "the exceptions were not counted";
+  EXPECT_EQ(thrown, 2);
+  // Open: the next write is refused by the breaker without calling the repository, so it is
+  // accepted pending (the retry topic takes it) instead of throwing.
+  auto pending = w.run(flow.write("k9", "v", w.budget()));
+  ASSERT_TRUE(pending) << pending.error();
+  EXPECT_EQ(pending.value().outcome, flows::write_state::pending);
 }

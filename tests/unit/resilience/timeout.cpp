@@ -341,3 +341,75 @@ TEST(with_deadline, one_deadline_carried_down_bounds_every_call_by_what_is_left)
   EXPECT_EQ(r->error(), bulwark::errc::timeout);
   EXPECT_NE(r->error().detail().find("second missed its deadline"), std::string_view::npos) << r->error();
 }
+
+// An option of duration::max() means "no bound": now + max must not wrap into the past (it
+// used to, so every such call timed out at once).
+TEST(with_timeout, a_limit_of_duration_max_never_wraps_into_the_past) {
+  asio::io_context ctx;
+  const auto clk = bulwark::clock::manual(bulwark::clock::time_point(10s));
+  EXPECT_EQ(bulwark::clock::later(clk.now(), bulwark::clock::duration::max()), bulwark::clock::time_point::max());
+  EXPECT_EQ(bulwark::clock::later(clk.now(), 5s), bulwark::clock::time_point(15s));
+  EXPECT_FALSE(bulwark::deadline::after(bulwark::clock::duration::max(), clk).passed());
+  EXPECT_FALSE(bulwark::deadline::after(bulwark::clock::duration::max()).passed()) << "the real clock";
+  std::optional<bulwark::result<int>> r;
+  spawn_into(ctx.get_executor(), bulwark::with_timeout(waits_on(clk, 1h, 7), bulwark::clock::duration::max(), clk), &r);
+  ctx.poll();
+  EXPECT_FALSE(r) << "timed out at once: the deadline wrapped";
+  clk.advance(1h);
+  ctx.poll();
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(r->has_value()) << r->error();
+  EXPECT_EQ(r->value(), 7);
+}
+
+// with_timeout(op, limit, deadline): the earlier bound holds, and the error names it.
+TEST(with_timeout, by_a_limit_and_a_deadline_the_earlier_one_ends_the_wait) {
+  asio::io_context ctx;
+  const auto clk = bulwark::clock::manual();
+  std::optional<bulwark::result<int>> by_limit, by_deadline, in_time;
+  const auto d = bulwark::deadline::after(1s, clk);
+  spawn_into(ctx.get_executor(), bulwark::with_timeout(waits_on(clk, 1h, 1), 300ms, d, "short"), &by_limit);
+  spawn_into(ctx.get_executor(), bulwark::with_timeout(waits_on(clk, 1h, 2), 5s, d, "long"), &by_deadline);
+  spawn_into(ctx.get_executor(), bulwark::with_timeout(waits_on(clk, 200ms, 3), 5s, d, "quick"), &in_time);
+  ctx.poll();
+  clk.advance(299ms);
+  ctx.poll();
+  ASSERT_TRUE(in_time);
+  EXPECT_EQ(in_time->value(), 3);
+  EXPECT_FALSE(by_limit) << "one millisecond early";
+  clk.advance(1ms);
+  ctx.poll();
+  ASSERT_TRUE(by_limit);
+  EXPECT_EQ(by_limit->error(), bulwark::errc::timeout);
+  EXPECT_NE(by_limit->error().detail().find("short timed out after 300 ms"), std::string_view::npos)
+      << by_limit->error();
+  clk.advance(699ms);
+  ctx.poll();
+  EXPECT_FALSE(by_deadline);
+  clk.advance(1ms);
+  ctx.poll();
+  ASSERT_TRUE(by_deadline);
+  EXPECT_EQ(by_deadline->error(), bulwark::errc::timeout);
+  EXPECT_NE(by_deadline->error().detail().find("long missed its deadline"), std::string_view::npos)
+      << by_deadline->error();
+  // A deadline already passed still starts the operation: what finishes at once answers.
+  auto late = bulwark::test::run(ctx, bulwark::with_timeout(immediate(5), 1s, bulwark::deadline{clk.now(), clk}));
+  ASSERT_TRUE(late) << late.error();
+  EXPECT_EQ(late.value(), 5);
+}
+
+TEST(deadline, passed_coarse_is_never_early_and_exact_on_a_manual_clock) {
+  const auto clk = bulwark::clock::manual(bulwark::clock::time_point(10s));
+  const auto d = bulwark::deadline::after(1s, clk);
+  EXPECT_FALSE(d.passed_coarse());
+  clk.advance(999ms);
+  EXPECT_FALSE(d.passed_coarse());
+  clk.advance(1ms);
+  EXPECT_TRUE(d.passed_coarse());
+  // The real clock: a deadline a minute away has not passed by the coarse clock either, and one
+  // that has passed by the coarse clock has passed by the precise one.
+  EXPECT_FALSE(bulwark::deadline::after(60s).passed_coarse());
+  const auto past = bulwark::deadline{std::chrono::steady_clock::now() - 1s, bulwark::clock{}};
+  EXPECT_TRUE(past.passed_coarse());
+  EXPECT_LE(bulwark::coarse_steady_clock::now(), std::chrono::steady_clock::now());
+}
