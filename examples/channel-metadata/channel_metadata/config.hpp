@@ -413,7 +413,7 @@ inline bulwark::result<void> apply_file(config& c, const std::string& path) {
       value = v.get<std::string>();
     } else if (v.is_number_unsigned()) {
       value = std::to_string(v.get<std::uint64_t>());
-    } else if (v.is_boolean()) {
+    } else if (v.is_boolean() && std::holds_alternative<bool config::*>(o->field)) {
       value = v.get<bool>() ? "true" : "false";
     } else if (v.is_array()) {
       for (const auto& item : v) {

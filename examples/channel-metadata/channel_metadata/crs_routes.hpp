@@ -80,7 +80,9 @@ bulwark::task<std::size_t> prune_downtime_log(OutageLog& log, std::string prefix
   }
   std::size_t erased = 0;
   for (std::size_t i = 0; i + keep < ids.size(); ++i) {
-    auto erasing = log.erase(prefix + ids[i]);
+    // Named: the erase may start lazily and views its key.
+    const std::string key = prefix + ids[i];
+    auto erasing = log.erase(key);
     BOOST_OUTCOME_CO_TRY(co_await std::move(erasing));
     ++erased;
   }

@@ -128,6 +128,8 @@ public:
   cms_reconciler& reconciler() noexcept { return reconciler_; }
   database_type& database() noexcept { return database_; }
   bulwark::memory::repository& outage_log() noexcept { return outage_log_; }
+  bulwark::memory::cache& cache() noexcept { return cache_; }
+  bulwark::memory::repository& documents() noexcept { return documents_; }
   std::shared_ptr<bulwark::metrics::registry> cms_metrics() const { return cms_metrics_; }
   std::shared_ptr<bulwark::metrics::registry> crs_metrics() const { return crs_metrics_; }
 

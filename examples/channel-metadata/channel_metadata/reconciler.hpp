@@ -11,7 +11,6 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -66,14 +65,13 @@ public:
     asio::co_spawn(ex_, work(), asio::detached);
   }
 
-  /// No new calls; waits (up to `limit`) for the one in flight, a retry's wait cut short.
+  /// No new calls; waits (up to `limit` on the clock) for the one in flight, a retry's wait cut
+  /// short. Call it before destroying the reconciler.
   asio::awaitable<void> stop(std::chrono::milliseconds limit = std::chrono::seconds(10)) {
     stopping_ = true;
-    const auto until = std::chrono::steady_clock::now() + limit;
-    while (active() && std::chrono::steady_clock::now() < until) {
-      asio::steady_timer tick(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
-      co_await tick.async_wait(asio::use_awaitable);
-    }
+    constexpr auto tick = std::chrono::milliseconds(10);
+    for (auto waited = std::chrono::milliseconds(0); active() && waited < limit; waited += tick)
+      co_await clock_.wait_for(tick);
   }
 
   reconcile_stats stats() const {

@@ -290,6 +290,14 @@ public:
       if (stored.value().superseded) {
         ++report.superseded;
         forget_pending(key, f.stamp);
+        // The repository holds this very write (a retry_replayer wrote it): the cache's pending
+        // copy becomes durable (same stamp: the cache's equal-version refresh), so reads stop
+        // reporting it pending. A newer stored write is left to its own populate.
+        if (stored.value().stamp == f.stamp) {
+          f.state = write_state::durable;
+          co_await cache_put(key, f);
+          remember(key, f, stored.value().version);
+        }
         continue;
       }
       f.state = write_state::durable;
@@ -344,6 +352,7 @@ private:
   struct stored_outcome {
     version_t version = no_version;
     bool superseded = false;
+    order_stamp stamp{}; ///< superseded: the stamp the repository holds
   };
   struct loaded_frame {
     frame f;
@@ -440,7 +449,7 @@ private:
         if (current.value()) {
           const auto stored = stamp_of(current.value()->value);
           hlc_.observe(stored);
-          if (stored >= f.stamp) co_return stored_outcome{current.value()->version, true};
+          if (stored >= f.stamp) co_return stored_outcome{current.value()->version, true, stored};
           expected = current.value()->version;
         }
       }
