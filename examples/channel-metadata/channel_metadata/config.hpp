@@ -92,6 +92,12 @@ struct config {
   bool fault_control = false;
   /// CRS: outage windows kept in the downtime log (older ones are deleted at each recovery).
   std::size_t downtime_log_retention = 1000;
+  /// Real backends: the documents' table, the downtime log's table, the cache's name (Redis key
+  /// prefix "<name>:", Hazelcast map), this replica's order-stamp node id (0: from the pid).
+  std::string mysql_table = "channel_metadata";
+  std::string outage_mysql_table = "downtime_log";
+  std::string cache_name = "channel-metadata";
+  std::size_t node_id = 0;
 };
 
 /// The settings a service starts from before the file, environment and flags.
@@ -332,6 +338,13 @@ inline std::span<const config_option> options() {
       {"fault-control", "backend memory: serve POST /private/faults/database (a bare flag means true)", true, false,
        &c::fault_control},
       {"downtime-log-retention", "outage windows kept in the downtime log", false, true, &c::downtime_log_retention},
+      {"mysql-table", "table of the documents in the channel-metadata database", true, true,
+       non_empty_text{&c::mysql_table}},
+      {"outage-mysql-table", "table of the downtime log", false, true, non_empty_text{&c::outage_mysql_table}},
+      {"cache-name", "Redis key prefix (<name>:) or Hazelcast map of the cache", true, false,
+       non_empty_text{&c::cache_name}},
+      {"node-id", "order-stamp node id of this replica, 1-4095, unique per replica (default: from the pid)", true,
+       false, &c::node_id},
   };
   return table;
 }
@@ -491,6 +504,7 @@ inline bulwark::result<config> load_config(service s, std::span<const std::strin
   // The client speaks plain HTTP/1.1; catching a typo here beats a failed call at run time.
   if (!c.peer_url.starts_with("http://") || c.peer_url.size() == 7)
     return detail::bad("peer-url '" + c.peer_url + "' is not an http:// URL");
+  if (c.node_id > 4095) return detail::bad("node-id (" + std::to_string(c.node_id) + ") exceeds 4095");
   if (c.fault_control && c.backend != backend_kind::memory)
     return detail::bad("fault-control needs the memory backend (a real database is stopped for real)");
   if (c.soft_ttl > c.hard_limit)

@@ -18,6 +18,17 @@
 
 namespace channel_metadata {
 
+/// Runs `op` on `home` and resumes the caller on its own executor: for clients that belong to
+/// one executor (MySQL, Redis) called from the HTTP server's threads. The value travels in an
+/// optional: co_spawn's completion wants a default-constructible one.
+template <class T> bulwark::task<T> run_on(asio::any_io_executor home, bulwark::task<T> op) {
+  auto wrapped = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
+    co_return std::optional<bulwark::result<T>>(co_await std::move(inner));
+  };
+  auto done = co_await asio::co_spawn(home, wrapped(std::move(op)), asio::use_awaitable);
+  co_return std::move(*done);
+}
+
 /// What CMS needs of its write_through (flows/write_through.hpp documents each call).
 class document_store {
 public:
@@ -65,15 +76,7 @@ public:
 private:
   template <class T> bulwark::task<T> on_home(bulwark::task<T> op) {
     if (!home_) return op;
-    return hop(*home_, std::move(op));
-  }
-  // The value travels in an optional: co_spawn's completion wants a default-constructible one.
-  template <class T> static bulwark::task<T> hop(asio::any_io_executor home, bulwark::task<T> op) {
-    auto wrapped = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
-      co_return std::optional<bulwark::result<T>>(co_await std::move(inner));
-    };
-    auto done = co_await asio::co_spawn(home, wrapped(std::move(op)), asio::use_awaitable);
-    co_return std::move(*done);
+    return run_on(*home_, std::move(op));
   }
 
   Flow& flow_;

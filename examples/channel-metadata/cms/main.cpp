@@ -31,8 +31,7 @@ namespace http = bulwark::http;
 
 namespace {
 
-int run_memory(cm::config cms) {
-  bulwark::app::stop_signals signals;
+int run_memory(cm::config cms, bulwark::app::stop_signals& signals) {
   auto log = cm::line_log("channel-metadata-store");
   // The embedded CRS: CRS_* variables (CRS_USER, CRS_PASSWORD, CRS_RETRY_TOPIC, ...) as for the
   // cache-retry-service itself; its port and its way to CMS come from this process.
@@ -104,13 +103,14 @@ int run_memory(cm::config cms) {
 } // namespace
 
 int main(int argc, char** argv) {
+  bulwark::app::stop_signals signals; // before any thread starts: only signals.wait() sees them
   const std::vector<std::string_view> args(argv + 1, argv + argc);
   auto startup = cm::resolve_startup(cm::service::cms, args, cm::process_environment(), std::cout, std::cerr);
   if (!startup.settings) return startup.exit_code;
   cm::config c = std::move(*startup.settings);
-  if (c.backend == cm::backend_kind::memory) return run_memory(std::move(c));
+  if (c.backend == cm::backend_kind::memory) return run_memory(std::move(c), signals);
 #ifdef CHANNEL_METADATA_REAL_BACKENDS
-  return cm::run_cms_real(std::move(c), cm::embedded_admin_assets());
+  return cm::run_cms_real(std::move(c), cm::embedded_admin_assets(), signals);
 #else
   std::cerr << "channel-metadata-store: backend " << cm::to_string(c.backend)
             << " is not built in (this tree was configured without the MySQL, Redis, Hazelcast and Kafka adapters)\n";

@@ -7,6 +7,8 @@
 
 #include <channel_metadata/config.hpp>
 
+#include <bulwark/app.hpp>
+
 #ifdef CHANNEL_METADATA_REAL_BACKENDS
 #include <channel_metadata/real_mode.hpp>
 #endif
@@ -18,6 +20,7 @@
 namespace cm = channel_metadata;
 
 int main(int argc, char** argv) {
+  bulwark::app::stop_signals signals; // before any thread starts: only signals.wait() sees them
   const std::vector<std::string_view> args(argv + 1, argv + argc);
   auto startup = cm::resolve_startup(cm::service::crs, args, cm::process_environment(), std::cout, std::cerr);
   if (!startup.settings) return startup.exit_code;
@@ -30,7 +33,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 #ifdef CHANNEL_METADATA_REAL_BACKENDS
-  return cm::run_crs_real(std::move(c));
+  return cm::run_crs_real(std::move(c), signals);
 #else
   std::cerr << "cache-retry-service: backend " << cm::to_string(c.backend)
             << " is not built in (this tree was configured without the MySQL, Redis, Hazelcast and Kafka adapters)\n";
