@@ -97,18 +97,36 @@ struct replay_progress {
 };
 
 /// Asks CMS to reconcile once writes were replayed: every `period` on `clock`, when the handled
-/// count moved and no handler waits for the database, one request to `reconciler`. Ends when
-/// `stop` is set (at its next period).
+/// count moved and no handler waits for the database, one request to `reconciler`; while that
+/// request has not succeeded (CMS's breaker may still be open after the outage, CMS may be
+/// restarting), it is asked again each period the reconciler is idle, at most `max_asks` times.
+/// Each period it also runs `flush` when set (the replayer's flush(): an outage-log write that
+/// failed, as the first one after a database restart can, is written again). Ends when `stop`
+/// is set (at its next period).
 inline asio::awaitable<void> replay_watch(std::function<replay_progress()> progress, cms_reconciler& reconciler,
                                           bulwark::clock clock, std::chrono::milliseconds period,
-                                          std::shared_ptr<std::atomic<bool>> stop) {
+                                          std::shared_ptr<std::atomic<bool>> stop,
+                                          std::function<asio::awaitable<void>()> flush = {}, unsigned max_asks = 30) {
   std::uint64_t seen = progress().handled;
+  std::uint64_t succeeded = 0;
+  unsigned asks = 0;
+  bool owed = false;
   while (!*stop) {
     const bool waited = co_await clock.wait_for(period);
     if (!waited || *stop) break;
+    if (flush) co_await flush();
+    if (*stop) break;
     const auto now = progress();
+    const auto done = reconciler.stats().succeeded;
+    if (owed && done != succeeded) owed = false; // a reconcile ran after the replays
     if (now.handled != seen && now.waiting == 0) {
       seen = now.handled;
+      owed = true;
+      asks = 0;
+    }
+    if (owed && !reconciler.active() && asks < max_asks) {
+      ++asks;
+      succeeded = done;
       reconciler.request();
     }
   }

@@ -97,7 +97,9 @@ public:
       const auto s = replayer_.stats();
       return replay_progress{s.replayed + s.superseded + s.duplicates, s.waiting};
     };
-    asio::co_spawn(ex_, replay_watch(progress, reconciler_, opts_.clock, opts_.watch_period, watch_stop_),
+    asio::co_spawn(ex_,
+                   replay_watch(progress, reconciler_, opts_.clock, opts_.watch_period, watch_stop_,
+                                [this] { return replayer_.flush(); }),
                    asio::detached);
     co_return bulwark::ok();
   }

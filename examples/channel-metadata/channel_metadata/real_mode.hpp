@@ -288,7 +288,10 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
     const auto s = replayer.stats();
     return replay_progress{s.replayed + s.superseded + s.duplicates, s.waiting};
   };
-  asio::co_spawn(ex, replay_watch(progress, reconciler, {}, std::chrono::seconds(1), watch_stop), asio::detached);
+  asio::co_spawn(ex,
+                 replay_watch(progress, reconciler, {}, std::chrono::seconds(1), watch_stop,
+                              [&replayer] { return replayer.flush(); }),
+                 asio::detached);
 
   crs_context ctx;
   ctx.settings = c;

@@ -63,7 +63,8 @@
 // a restart). Entries other replicas accepted are theirs to reconcile; the retry topic
 // (retry_replayer) covers every replica's. Each pending entry newer than the repository's copy is
 // written (compare-and-set loop), and then cached as durable (same stamp: the cache's equal-version
-// refresh); one the repository already holds at the same or a newer stamp is superseded.
+// refresh); one the repository already holds at the same or a newer stamp is superseded (at the
+// same stamp it is this very write, replayed: its cache entry is refreshed as durable too).
 //
 // Ordering and Hazelcast: the hazelcast::cache REST API has no conditional put, so there an older
 // populate can briefly replace a newer entry (until its next populate or write); the repository
