@@ -24,6 +24,9 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
 #include <functional>
@@ -493,6 +496,66 @@ TEST(channel_metadata_crs, the_downtime_log_lists_the_newest_windows_oldest_firs
   ASSERT_TRUE(all.has_value());
   ASSERT_EQ(all.value().size(), 3u);
   EXPECT_EQ(cm::format_utc(all.value().front().first_failure), "2024-09-17 12:02:00");
+}
+
+TEST(channel_metadata_crs, the_replay_watch_asks_cms_to_reconcile_after_replays_until_one_succeeds) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io); // poll() must not find the context stopped between steps
+  auto clk = bulwark::clock::manual();
+  int calls = 0;
+  cm::cms_reconciler reconciler(
+      io.get_executor(),
+      [&]() -> bulwark::task<http::response> {
+        ++calls;
+        co_return http::text(calls <= 3 ? 500 : 200, "answer"); // CMS's breaker still open at first
+      },
+      50ms, clk);
+  std::uint64_t handled = 0;
+  auto stop = std::make_shared<std::atomic<bool>>(false);
+  int flushes = 0;
+  asio::co_spawn(io,
+                 cm::replay_watch(
+                     [&] {
+                       return cm::replay_progress{handled, 0};
+                     },
+                     reconciler, clk, 100ms, stop,
+                     [&]() -> asio::awaitable<void> {
+                       ++flushes;
+                       co_return;
+                     }),
+                 asio::detached);
+  auto steps = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      while (io.poll() > 0) {
+      }
+      clk.advance(50ms);
+    }
+    io.poll();
+  };
+  steps(10);
+  EXPECT_EQ(calls, 0) << "nothing was replayed: nothing to reconcile";
+  EXPECT_GE(flushes, 4);
+  handled = 2;
+  steps(40);
+  // The first request fails twice (its call and its one retry), the next period asks again:
+  // the third call fails, its retry succeeds; then the watch is done asking.
+  EXPECT_EQ(calls, 4);
+  EXPECT_EQ(reconciler.stats().failed, 1u);
+  EXPECT_EQ(reconciler.stats().succeeded, 1u);
+  steps(40);
+  EXPECT_EQ(calls, 4);
+  *stop = true;
+  steps(4);
+  bool stopped = false;
+  asio::co_spawn(
+      io,
+      [](cm::cms_reconciler& r, bool& done) -> asio::awaitable<void> {
+        co_await r.stop();
+        done = true;
+      }(reconciler, stopped),
+      asio::detached);
+  for (int i = 0; i < 100 && !stopped; ++i) steps(1);
+  EXPECT_TRUE(stopped);
 }
 
 // --- fault control, the admin page and the proxy ---
