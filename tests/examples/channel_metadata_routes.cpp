@@ -62,7 +62,7 @@ const std::string crs_auth = cm::basic_authorization("crs", "crspass");
 
 // Both services on the memory backends, their routers, one io_context driven by the test, and
 // a manual clock for everything that waits.
-class memory_services : public ::testing::Test {
+class channel_metadata_services : public ::testing::Test {
 protected:
   void SetUp() override { build({}); }
 
@@ -153,7 +153,7 @@ protected:
 
 // --- CMS: the contract's rows ---
 
-TEST_F(memory_services, a_durable_write_is_200_data_successfully_posted_and_reads_back_canonical) {
+TEST_F(channel_metadata_services, a_durable_write_is_200_data_successfully_posted_and_reads_back_canonical) {
   auto posted = post("GB", gb_body);
   EXPECT_EQ(posted.status, 200);
   EXPECT_EQ(posted.body, "Data successfully posted");
@@ -168,7 +168,7 @@ TEST_F(memory_services, a_durable_write_is_200_data_successfully_posted_and_read
   ASSERT_TRUE(stored.has_value() && stored.value().has_value());
 }
 
-TEST_F(memory_services, a_second_write_upserts_instead_of_adding_a_row) {
+TEST_F(channel_metadata_services, a_second_write_upserts_instead_of_adding_a_row) {
   ASSERT_EQ(post("GB", gb_body).status, 200);
   ASSERT_EQ(post("GB", body_for("GB", "BBC One")).status, 200);
   EXPECT_EQ(get("GB").body, body_for("GB", "BBC One"));
@@ -177,13 +177,13 @@ TEST_F(memory_services, a_second_write_upserts_instead_of_adding_a_row) {
   EXPECT_EQ(page.value().entries.size(), 1u);
 }
 
-TEST_F(memory_services, an_unknown_country_is_404_cms_0003) {
+TEST_F(channel_metadata_services, an_unknown_country_is_404_cms_0003) {
   auto r = get("FR");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(r.body, R"({"errorCode":"CMS-0003","message":"Failed to find item"})");
 }
 
-TEST_F(memory_services, bad_inputs_get_the_contracts_codes) {
+TEST_F(channel_metadata_services, bad_inputs_get_the_contracts_codes) {
   auto bad_code = post("G1", gb_body);
   EXPECT_EQ(bad_code.status, 400);
   EXPECT_EQ(nlohmann::json::parse(bad_code.body)["errorCode"], "CMS-0004");
@@ -213,7 +213,7 @@ TEST_F(memory_services, bad_inputs_get_the_contracts_codes) {
   EXPECT_TRUE(page.value().entries.empty());
 }
 
-TEST_F(memory_services, every_api_route_wants_the_cms_credentials) {
+TEST_F(channel_metadata_services, every_api_route_wants_the_cms_credentials) {
   for (auto auth : {std::string(), cm::basic_authorization("cms", "wrong"), crs_auth}) {
     auto r = cms(make("POST", "/api/channel-metadata/GB", gb_body, auth));
     EXPECT_EQ(r.status, 401);
@@ -230,7 +230,7 @@ TEST_F(memory_services, every_api_route_wants_the_cms_credentials) {
   EXPECT_EQ(cms(make("GET", "/private/prometheus", {}, "")).status, 200);
 }
 
-TEST_F(memory_services, every_answer_carries_a_request_id_the_callers_uuid_or_a_fresh_v4) {
+TEST_F(channel_metadata_services, every_answer_carries_a_request_id_the_callers_uuid_or_a_fresh_v4) {
   const std::string mine = "123e4567-e89b-12d3-a456-426614174000";
   auto req = make("GET", "/api/channel-metadata/GB");
   req.headers.set("request-id", mine);
@@ -248,7 +248,7 @@ TEST_F(memory_services, every_answer_carries_a_request_id_the_callers_uuid_or_a_
   EXPECT_EQ(crs_answer.headers.value_or("request-id", "").size(), 36u);
 }
 
-TEST_F(memory_services, the_write_carries_the_request_id_into_the_stored_frame) {
+TEST_F(channel_metadata_services, the_write_carries_the_request_id_into_the_stored_frame) {
   const std::string id = "0b5f2a4e-6f2e-4c1d-9a57-2f1f0c9b8e11";
   auto req = make("POST", "/api/channel-metadata/GB", gb_body);
   req.headers.set("request-id", id);
@@ -261,7 +261,7 @@ TEST_F(memory_services, the_write_carries_the_request_id_into_the_stored_frame) 
   EXPECT_EQ(f.value().value, gb_body);
 }
 
-TEST_F(memory_services, info_status_and_metrics) {
+TEST_F(channel_metadata_services, info_status_and_metrics) {
   auto info = nlohmann::json::parse(cms(make("GET", "/private/info")).body);
   EXPECT_EQ(info["app"]["name"], "Channel Metadata Store");
   EXPECT_FALSE(info["app"]["version"].get<std::string>().empty());
@@ -283,7 +283,7 @@ TEST_F(memory_services, info_status_and_metrics) {
 
 // --- the database down ---
 
-TEST_F(memory_services, with_the_database_down_a_write_is_202_pending_and_read_back_flagged_pending) {
+TEST_F(channel_metadata_services, with_the_database_down_a_write_is_202_pending_and_read_back_flagged_pending) {
   services_->set_database_down(true);
   auto posted = post("GB", gb_body);
   EXPECT_EQ(posted.status, 202);
@@ -298,7 +298,7 @@ TEST_F(memory_services, with_the_database_down_a_write_is_202_pending_and_read_b
   EXPECT_FALSE(stored.value().has_value());
 }
 
-TEST_F(memory_services, with_the_database_down_a_get_serves_the_last_known_good_flagged_stale) {
+TEST_F(channel_metadata_services, with_the_database_down_a_get_serves_the_last_known_good_flagged_stale) {
   ASSERT_EQ(post("GB", gb_body).status, 200);
   // The cache lost it (evicted, expired or restarted): only this process's copy is left.
   ASSERT_TRUE(run(services_->cache().erase("GB")).has_value());
@@ -315,7 +315,7 @@ TEST_F(memory_services, with_the_database_down_a_get_serves_the_last_known_good_
   EXPECT_EQ(nlohmann::json::parse(unknown.body)["errorCode"], "CMS-0008");
 }
 
-TEST_F(memory_services, the_healthcheck_says_which_dependency_is_down_and_stays_200_while_cms_can_serve) {
+TEST_F(channel_metadata_services, the_healthcheck_says_which_dependency_is_down_and_stays_200_while_cms_can_serve) {
   auto up = cms(make("GET", "/private/healthcheck", {}, ""));
   EXPECT_EQ(up.status, 200);
   EXPECT_EQ(up.body, R"({"status":"UP","components":{"database":{"status":"UP"},"cache":{"status":"UP"},)"
@@ -347,7 +347,7 @@ TEST(channel_metadata_health, cms_is_down_only_when_neither_the_database_nor_cac
                     R"("bus":{"status":"UP"},"writes":{"status":"UP","details":{"pending":4}}}})");
 }
 
-TEST_F(memory_services, a_probe_that_hangs_counts_as_down_within_the_database_timeout) {
+TEST_F(channel_metadata_services, a_probe_that_hangs_counts_as_down_within_the_database_timeout) {
   services_->database().faults().hang(bulwark::testing::op::get);
   std::optional<bulwark::result<http::response>> answer;
   bulwark::test::spawn_into(ctx_, route(*cms_routes_, make("GET", "/private/healthcheck", {}, "")), &answer);
@@ -359,7 +359,7 @@ TEST_F(memory_services, a_probe_that_hangs_counts_as_down_within_the_database_ti
   EXPECT_NE(answer->value().body.find(R"("database":{"status":"DOWN"})"), std::string::npos) << answer->value().body;
 }
 
-TEST_F(memory_services, force_update_all_writes_the_pending_entries_once_the_database_is_back) {
+TEST_F(channel_metadata_services, force_update_all_writes_the_pending_entries_once_the_database_is_back) {
   services_->set_database_down(true);
   ASSERT_EQ(post("GB", gb_body).status, 202);
   auto refused = cms(make("POST", "/api/channel-metadata/force-update-all"));
@@ -377,7 +377,7 @@ TEST_F(memory_services, force_update_all_writes_the_pending_entries_once_the_dat
   EXPECT_EQ(bulwark::flows::decode(stored.value()->value).value().value, gb_body);
 }
 
-TEST_F(memory_services, a_pending_write_is_replayed_by_crs_and_everything_converges) {
+TEST_F(channel_metadata_services, a_pending_write_is_replayed_by_crs_and_everything_converges) {
   ASSERT_EQ(post("FR", body_for("FR", "before")).status, 200);
   services_->set_database_down(true);
   ASSERT_EQ(post("GB", gb_body).status, 202);
@@ -419,7 +419,7 @@ TEST_F(memory_services, a_pending_write_is_replayed_by_crs_and_everything_conver
 
 // --- CRS ---
 
-TEST_F(memory_services, crs_answers_its_two_401_shapes) {
+TEST_F(channel_metadata_services, crs_answers_its_two_401_shapes) {
   for (auto auth : {std::string(), cm::basic_authorization("crs", "nope")}) {
     auto trigger = crs(make("GET", "/trigger-cache-retry", {}, auth));
     EXPECT_EQ(trigger.status, 401);
@@ -431,7 +431,7 @@ TEST_F(memory_services, crs_answers_its_two_401_shapes) {
   EXPECT_EQ(services_->reconciler().stats().requested, 0u);
 }
 
-TEST_F(memory_services, trigger_cache_retry_answers_crs_1000_then_calls_force_update_all) {
+TEST_F(channel_metadata_services, trigger_cache_retry_answers_crs_1000_then_calls_force_update_all) {
   auto r = crs(make("GET", "/trigger-cache-retry", {}, crs_auth));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, R"({"statusCode":"CRS-1000","message":"Triggering a DB-write retry for channel-metadata-store"})");
@@ -439,7 +439,7 @@ TEST_F(memory_services, trigger_cache_retry_answers_crs_1000_then_calls_force_up
   EXPECT_EQ(services_->reconciler().stats().attempts, 1u);
 }
 
-TEST_F(memory_services, a_failed_force_update_all_is_retried_once_after_the_delay) {
+TEST_F(channel_metadata_services, a_failed_force_update_all_is_retried_once_after_the_delay) {
   services_->set_database_down(true);
   ASSERT_EQ(post("GB", gb_body).status, 202); // CMS's force-update-all now answers 500
   ASSERT_EQ(crs(make("GET", "/trigger-cache-retry", {}, crs_auth)).status, 200);
@@ -560,7 +560,7 @@ TEST(channel_metadata_crs, the_replay_watch_asks_cms_to_reconcile_after_replays_
 
 // --- fault control, the admin page and the proxy ---
 
-TEST_F(memory_services, the_fault_route_takes_the_database_down_and_back) {
+TEST_F(channel_metadata_services, the_fault_route_takes_the_database_down_and_back) {
   auto bad = cms(make("POST", "/private/faults/database", R"({"down":"yes"})"));
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(cms(make("POST", "/private/faults/database", "down")).status, 400);
@@ -573,12 +573,12 @@ TEST_F(memory_services, the_fault_route_takes_the_database_down_and_back) {
   EXPECT_EQ(post("FR", body_for("FR", "x")).status, 200);
 }
 
-TEST_F(memory_services, without_fault_control_there_is_no_fault_route) {
+TEST_F(channel_metadata_services, without_fault_control_there_is_no_fault_route) {
   rebuild([](cm::memory_deployment::options& o) { o.cms.fault_control = false; });
   EXPECT_EQ(cms(make("POST", "/private/faults/database", R"({"down":true})")).status, 404);
 }
 
-TEST_F(memory_services, crs_unreachable_through_the_proxy_is_502_cms_0010) {
+TEST_F(channel_metadata_services, crs_unreachable_through_the_proxy_is_502_cms_0010) {
   rebuild([](cm::memory_deployment::options& o) {
     o.call_crs = [](std::string, std::string) -> bulwark::task<http::response> {
       co_return bulwark::error(bulwark::errc::unavailable, "connection refused");
@@ -592,7 +592,7 @@ TEST_F(memory_services, crs_unreachable_through_the_proxy_is_502_cms_0010) {
   EXPECT_NE(j["message"].get<std::string>().find("connection refused"), std::string::npos);
 }
 
-TEST_F(memory_services, the_proxy_passes_crs_status_and_body_through) {
+TEST_F(channel_metadata_services, the_proxy_passes_crs_status_and_body_through) {
   auto r = cms(make("GET", "/admin/crs/private/healthcheck"));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, crs(make("GET", "/private/healthcheck", {}, "")).body);
