@@ -21,7 +21,9 @@
 #include <channel_metadata/real_mode.hpp>
 #endif
 
+#include <atomic>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,27 +46,35 @@ int run_memory(cm::config cms, bulwark::app::stop_signals& signals) {
   crs.backend = cm::backend_kind::memory;
   crs.port = cms.crs_port;
   crs.retry_topic = cms.retry_topic;
-  crs.peer_url = "http://127.0.0.1:" + std::to_string(cms.port);
   crs.peer_user = cms.user;
   crs.peer_password = cms.password;
-  cms.peer_url = "http://127.0.0.1:" + std::to_string(crs.port);
   cms.peer_user = crs.user;
   cms.peer_password = crs.password;
-  auto to_cms = cm::peer::make(crs.peer_url, crs.peer_user, crs.peer_password, crs.request_timeout);
-  auto to_crs = cm::peer::make(cms.peer_url, cms.peer_user, cms.peer_password, cms.request_timeout);
-  if (!to_cms || !to_crs) {
-    std::cerr << "channel-metadata-store: bad peer URL\n";
-    return 2;
-  }
+  // Each service calls the other on this process's ports, known once the servers listen (a
+  // port 0 is the kernel's choice), on the listen address unless that is a wildcard.
+  const std::string host =
+      cms.listen_address == "0.0.0.0" || cms.listen_address == "::" ? "127.0.0.1" : cms.listen_address;
+  auto cms_port = std::make_shared<std::atomic<std::uint16_t>>(cms.port);
+  auto crs_port = std::make_shared<std::atomic<std::uint16_t>>(crs.port);
+  cms.peer_url = "http://" + host + ":" + std::to_string(crs.port);
+  crs.peer_url = "http://" + host + ":" + std::to_string(cms.port);
+  // The peer lives in the call's coroutine frame (peer::call is a member coroutine).
+  auto send = [](cm::peer p, std::string method, std::string target, std::string id) -> bulwark::task<http::response> {
+    co_return co_await p.call(std::move(method), std::move(target), {}, std::move(id));
+  };
+  auto peer_at = [host](const std::atomic<std::uint16_t>& port, const cm::config& from) {
+    return cm::peer{
+        {host, port.load()}, "", cm::basic_authorization(from.peer_user, from.peer_password), from.request_timeout};
+  };
 
   cm::background_thread background;
   cm::memory_deployment::options o;
   o.cms = cms;
   o.crs = crs;
   o.log = log;
-  o.call_cms = [p = to_cms.value()]() { return p.call("POST", "/api/channel-metadata/force-update-all"); };
-  o.call_crs = [p = to_crs.value()](std::string target, std::string id) {
-    return p.call("GET", std::move(target), {}, std::move(id));
+  o.call_cms = [=]() { return send(peer_at(*cms_port, crs), "POST", "/api/channel-metadata/force-update-all", {}); };
+  o.call_crs = [=](std::string target, std::string id) {
+    return send(peer_at(*crs_port, cms), "GET", std::move(target), std::move(id));
   };
   cm::memory_deployment deployment(background.executor(), std::move(o));
   if (auto started = bulwark::app::block_on(background.executor(), deployment.start()); !started) {
@@ -85,6 +95,8 @@ int run_memory(cm::config cms, bulwark::app::stop_signals& signals) {
       return 1;
     }
   }
+  cms_port->store(cms_server.port());
+  crs_port->store(crs_server.port());
   log("channel-metadata-store listening on http://" + cms.listen_address + ":" + std::to_string(cms_server.port()) +
       " (backend memory: in-memory database, cache and bus" +
       (cms.fault_control ? ", fault control on: POST /private/faults/database" : "") + ")");
