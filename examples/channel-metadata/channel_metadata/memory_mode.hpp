@@ -97,16 +97,24 @@ public:
       const auto s = replayer_.stats();
       return replay_progress{s.replayed + s.superseded + s.duplicates, s.waiting};
     };
-    asio::co_spawn(ex_,
-                   replay_watch(progress, reconciler_, opts_.clock, opts_.watch_period, watch_stop_,
-                                [this] { return replayer_.flush(); }),
-                   asio::detached);
+    *watch_done_ = false;
+    auto watching = replay_watch(progress, reconciler_, opts_.clock, opts_.watch_period, watch_stop_,
+                                 [this] { return replayer_.flush(); });
+    asio::co_spawn(
+        ex_,
+        [](asio::awaitable<void> watch, std::shared_ptr<std::atomic<bool>> done) -> asio::awaitable<void> {
+          co_await std::move(watch);
+          *done = true;
+        }(std::move(watching), watch_done_),
+        asio::detached);
     co_return bulwark::ok();
   }
 
   /// Stops the watch, the reconciler, the replayer, the bus and the flow (a last snapshot).
   asio::awaitable<void> stop() {
     *watch_stop_ = true;
+    // The watch ends at its next period; its frame waits on the clock until then.
+    for (int i = 0; i < 1000 && !*watch_done_; ++i) co_await opts_.clock.wait_for(std::chrono::milliseconds(10));
     co_await reconciler_.stop();
     co_await replayer_.stop();
     bus_stopped_ = true;
@@ -169,6 +177,7 @@ private:
   replayer_type replayer_;
   cms_reconciler reconciler_;
   std::shared_ptr<std::atomic<bool>> watch_stop_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<std::atomic<bool>> watch_done_ = std::make_shared<std::atomic<bool>>(true);
   std::atomic<bool> bus_stopped_{false};
   cms_context cms_;
   crs_context crs_;
