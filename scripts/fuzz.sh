@@ -5,6 +5,8 @@
 #   http_parser   tests/fuzz/http_parser_fuzz.cpp, seeds tests/fuzz/http_corpus
 #   frame_decode  tests/fuzz/frame_decode_fuzz.cpp, seeds tests/fuzz/frame_corpus
 #   snapshot_load tests/fuzz/snapshot_load_fuzz.cpp, seeds tests/fuzz/snapshot_load_corpus
+#   channel_metadata  tests/fuzz/channel_metadata_fuzz.cpp (the example's document parser),
+#                 seeds tests/fuzz/channel_metadata_corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --all   # clang (libFuzzer)
@@ -14,11 +16,12 @@ case "$target" in
   http_parser) seeds=tests/fuzz/http_corpus ;;
   frame_decode) seeds=tests/fuzz/frame_corpus ;;
   snapshot_load) seeds=tests/fuzz/snapshot_load_corpus ;;
-  *) echo "fuzz: unknown target $target (http_parser, frame_decode, snapshot_load)" >&2; exit 2 ;;
+  channel_metadata) seeds=tests/fuzz/channel_metadata_corpus ;;
+  *) echo "fuzz: unknown target $target (http_parser, frame_decode, snapshot_load, channel_metadata)" >&2; exit 2 ;;
 esac
 out=build/fuzz/$target
 mkdir -p "$out/corpus"
-clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude \
+clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Iexamples/channel-metadata \
   "tests/fuzz/${target}_fuzz.cpp" -o "$out/${target}_fuzz"
 rm -f "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*
 status=0

@@ -85,6 +85,19 @@ struct config {
   std::string peer_user;
   std::string peer_password;
   std::chrono::milliseconds reconcile_retry_delay{5000}; ///< CRS: before its one retry of force-update-all
+
+  /// CMS, memory backend: the port of the cache-retry-service run in the same process.
+  std::uint16_t crs_port = 8090;
+  /// CMS, memory backend: POST /private/faults/database can make the database fail (tests, demos).
+  bool fault_control = false;
+  /// CRS: outage windows kept in the downtime log (older ones are deleted at each recovery).
+  std::size_t downtime_log_retention = 1000;
+  /// Real backends: the documents' table, the downtime log's table, the cache's name (Redis key
+  /// prefix "<name>:", Hazelcast map), this replica's order-stamp node id (0: from the pid).
+  std::string mysql_table = "channel_metadata";
+  std::string outage_mysql_table = "downtime_log";
+  std::string cache_name = "channel-metadata";
+  std::size_t node_id = 0;
 };
 
 /// The settings a service starts from before the file, environment and flags.
@@ -127,9 +140,9 @@ struct non_empty_text {
 struct any_text {
   std::string config::*field;
 };
-using config_field =
-    std::variant<non_empty_text, any_text, std::uint16_t config::*, std::size_t config::*,
-                 std::chrono::milliseconds config::*, backend_kind config::*, std::vector<std::string> config::*>;
+using config_field = std::variant<non_empty_text, any_text, std::uint16_t config::*, std::size_t config::*,
+                                  std::chrono::milliseconds config::*, backend_kind config::*,
+                                  std::vector<std::string> config::*, bool config::*>;
 
 inline bulwark::error bad(std::string message) { return {bulwark::errc::invalid_argument, std::move(message)}; }
 
@@ -232,6 +245,15 @@ inline bulwark::result<void> assign(config& c, const config_field& field, std::s
                                  BOOST_OUTCOME_TRY(list, parse_addresses(v));
                                  c.*f = std::move(list);
                                  return bulwark::ok();
+                               },
+                               [&](bool config::*f) -> bulwark::result<void> {
+                                 if (v == "true" || v == "1" || v == "yes" || v == "on")
+                                   c.*f = true;
+                                 else if (v == "false" || v == "0" || v == "no" || v == "off")
+                                   c.*f = false;
+                                 else
+                                   return bad("'" + std::string(v) + "' is not a boolean (true or false)");
+                                 return bulwark::ok();
                                }},
                     field);
 }
@@ -247,7 +269,8 @@ inline std::string show(const config& c, const config_field& field) {
                    std::string s;
                    for (const auto& a : c.*f) s += (s.empty() ? "" : ",") + a;
                    return s;
-                 }},
+                 },
+                 [&](bool config::*f) { return std::string(c.*f ? "true" : "false"); }},
       field);
 }
 
@@ -310,6 +333,18 @@ inline std::span<const config_option> options() {
       {"peer-password", "password for calling the other service", true, true, non_empty_text{&c::peer_password}, true},
       {"reconcile-retry-delay", "delay before CRS retries a failed force-update-all once", false, true,
        &c::reconcile_retry_delay},
+      {"crs-port", "backend memory: port of the cache-retry-service run in the same process", true, false,
+       &c::crs_port},
+      {"fault-control", "backend memory: serve POST /private/faults/database (a bare flag means true)", true, false,
+       &c::fault_control},
+      {"downtime-log-retention", "outage windows kept in the downtime log", false, true, &c::downtime_log_retention},
+      {"mysql-table", "table of the documents in the channel-metadata database", true, true,
+       non_empty_text{&c::mysql_table}},
+      {"outage-mysql-table", "table of the downtime log", false, true, non_empty_text{&c::outage_mysql_table}},
+      {"cache-name", "Redis key prefix (<name>:) or Hazelcast map of the cache", true, false,
+       non_empty_text{&c::cache_name}},
+      {"node-id", "order-stamp node id of this replica, 1-4095, unique per replica (default: from the pid)", true,
+       false, &c::node_id},
   };
   return table;
 }
@@ -391,6 +426,8 @@ inline bulwark::result<void> apply_file(config& c, const std::string& path) {
       value = v.get<std::string>();
     } else if (v.is_number_unsigned()) {
       value = std::to_string(v.get<std::uint64_t>());
+    } else if (v.is_boolean() && std::holds_alternative<bool config::*>(o->field)) {
+      value = v.get<bool>() ? "true" : "false";
     } else if (v.is_array()) {
       for (const auto& item : v) {
         if (!item.is_string()) return bad(where + ": expected a string, a non-negative integer or an array of strings");
@@ -427,8 +464,12 @@ inline bulwark::result<config> load_config(service s, std::span<const std::strin
     arg.remove_prefix(2);
     std::string_view name = arg.substr(0, arg.find('='));
     std::string value;
+    const auto* flag = detail::find_option(s, name);
+    const bool boolean = flag && std::holds_alternative<bool config::*>(flag->field);
     if (name.size() < arg.size()) {
       value = std::string(arg.substr(name.size() + 1));
+    } else if (boolean) {
+      value = "true"; // a bare boolean flag; --flag=false turns it off
     } else if (i + 1 < args.size()) {
       value = std::string(args[++i]);
     } else {
@@ -463,6 +504,9 @@ inline bulwark::result<config> load_config(service s, std::span<const std::strin
   // The client speaks plain HTTP/1.1; catching a typo here beats a failed call at run time.
   if (!c.peer_url.starts_with("http://") || c.peer_url.size() == 7)
     return detail::bad("peer-url '" + c.peer_url + "' is not an http:// URL");
+  if (c.node_id > 4095) return detail::bad("node-id (" + std::to_string(c.node_id) + ") exceeds 4095");
+  if (c.fault_control && c.backend != backend_kind::memory)
+    return detail::bad("fault-control needs the memory backend (a real database is stopped for real)");
   if (c.soft_ttl > c.hard_limit)
     return detail::bad("soft-ttl (" + std::to_string(c.soft_ttl.count()) + "ms) exceeds hard-limit (" +
                        std::to_string(c.hard_limit.count()) + "ms)");

@@ -67,7 +67,8 @@
 // a restart). Entries other replicas accepted are theirs to reconcile; the retry topic
 // (retry_replayer) covers every replica's. Each pending entry newer than the repository's copy is
 // written (compare-and-set loop), and then cached as durable (same stamp: the cache's equal-version
-// refresh); one the repository already holds at the same or a newer stamp is superseded.
+// refresh); one the repository already holds at the same or a newer stamp is superseded (at the
+// same stamp it is this very write, replayed: its cache entry is refreshed as durable too).
 //
 // Ordering and Hazelcast: the hazelcast::cache REST API has no conditional put, so there an older
 // populate can briefly replace a newer entry (until its next populate or write); the repository
@@ -314,6 +315,14 @@ public:
       if (stored.value().superseded) {
         ++report.superseded;
         forget_pending(key, f.stamp);
+        // The repository holds this very write (a retry_replayer wrote it): the cache's pending
+        // copy becomes durable (same stamp: the cache's equal-version refresh), so reads stop
+        // reporting it pending. A newer stored write is left to its own populate.
+        if (stored.value().stamp == f.stamp) {
+          f.state = write_state::durable;
+          co_await cache_put(key, f);
+          remember(key, f, stored.value().version);
+        }
         continue;
       }
       f.state = write_state::durable;
@@ -365,6 +374,7 @@ private:
   struct stored_outcome {
     version_t version = no_version;
     bool superseded = false;
+    order_stamp stamp{}; ///< superseded: the stamp the repository holds
   };
   struct loaded_frame {
     frame f;
@@ -534,7 +544,7 @@ private:
         if (current.value()) {
           const auto stored = stamp_of(current.value()->value);
           hlc_.observe(stored);
-          if (stored >= f.stamp) co_return stored_outcome{current.value()->version, true};
+          if (stored >= f.stamp) co_return stored_outcome{current.value()->version, true, stored};
           expected = current.value()->version;
         }
       }

@@ -85,7 +85,7 @@ struct client_options {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
   std::chrono::milliseconds request_timeout{std::chrono::seconds(10)}; ///< per attempt, write to last byte
   int max_retries = 1;                                                 ///< extra attempts, idempotent requests only
-  std::size_t max_idle_per_host = 16;                           ///< pooled keep-alive connections kept per host:port
+  std::size_t max_idle_per_host = 16; ///< pooled keep-alive connections kept per host:port (0: none)
   std::chrono::milliseconds max_idle{std::chrono::seconds(30)}; ///< a pooled connection older is dropped
   parser_limits limits{};                                       ///< limits.max_body bounds response bodies
 };
@@ -163,6 +163,7 @@ private:
   }
 
   void give_back(const std::string& key, std::shared_ptr<connection> c) {
+    if (options_.max_idle_per_host == 0) return; // no pool: the connection closes here
     auto& list = pool_[key];
     if (list.size() >= options_.max_idle_per_host) list.erase(list.begin());
     list.push_back({std::move(c), std::chrono::steady_clock::now()});

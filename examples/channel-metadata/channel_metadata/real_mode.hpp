@@ -1,0 +1,324 @@
+#pragma once
+// Real mode: CMS on MySQL (the documents) + Redis or Hazelcast (the shared cache, with a near
+// cache in front invalidated through Kafka) + Kafka (the retry topic); CRS on the same MySQL
+// database (where it replays), its own MySQL database (cache_retry_db: the downtime log) and
+// Kafka. Every model is made on one background thread, since the MySQL and Redis clients
+// belong to one executor; the HTTP server's threads reach them with one hop (run_on).
+//
+// At start each service creates what it uses when missing: the databases (when the MySQL user
+// may), the tables, and the Kafka topics with explicit partitions, replication factor 3 and
+// min.insync.replicas 2 (never auto-created).
+
+#include <channel_metadata/admin.hpp>
+#include <channel_metadata/cms_routes.hpp>
+#include <channel_metadata/config.hpp>
+#include <channel_metadata/crs_routes.hpp>
+#include <channel_metadata/peer.hpp>
+#include <channel_metadata/reconciler.hpp>
+#include <channel_metadata/runtime.hpp>
+#include <channel_metadata/store.hpp>
+#include <channel_metadata/wiring.hpp>
+
+#include <bulwark/app.hpp>
+#include <bulwark/flows/near_cache.hpp>
+#include <bulwark/flows/retry_replayer.hpp>
+#include <bulwark/flows/write_through.hpp>
+#include <bulwark/hazelcast/cache.hpp>
+#include <bulwark/hazelcast/members.hpp>
+#include <bulwark/http/router.hpp>
+#include <bulwark/http/server.hpp>
+#include <bulwark/kafka/admin.hpp>
+#include <bulwark/kafka/event_bus.hpp>
+#include <bulwark/mysql.hpp>
+#include <bulwark/redis/cache.hpp>
+#include <bulwark/redis/client.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unistd.h>
+
+namespace channel_metadata {
+
+/// Partitions of the topics the services create (the retry topic, the near cache's).
+inline constexpr int topic_partitions = 6;
+
+/// The MariaDB Connector/C configuration of the channel-metadata database (outage = false) or
+/// of CRS's own (true).
+inline bulwark::mysql::config mysql_config(const config& c, bool outage) {
+  bulwark::mysql::config m;
+  m.host = outage ? c.outage_mysql_host : c.mysql_host;
+  m.port = outage ? c.outage_mysql_port : c.mysql_port;
+  m.user = outage ? c.outage_mysql_user : c.mysql_user;
+  m.password = outage ? c.outage_mysql_password : c.mysql_password;
+  m.database = outage ? c.outage_mysql_database : c.mysql_database;
+  m.connect_timeout = c.database_timeout;
+  m.read_timeout = c.database_timeout;
+  m.write_timeout = c.database_timeout;
+  m.acquire_timeout = c.database_timeout;
+  return m;
+}
+
+/// Creates `m.database` when missing, if the user may (an error is only logged: the pool's
+/// first call then says what is wrong).
+inline bulwark::task<void> ensure_database(asio::any_io_executor ex, bulwark::mysql::config m) {
+  const std::string name = m.database;
+  m.database.clear();
+  BOOST_OUTCOME_CO_TRY(c, co_await bulwark::mysql::connection::open(ex, m));
+  co_return co_await c->run_ddl("CREATE DATABASE IF NOT EXISTS `" + name + "`");
+}
+
+/// Kafka's configuration from ours.
+inline bulwark::kafka::config kafka_config(const config& c, std::shared_ptr<bulwark::metrics::registry> m) {
+  bulwark::kafka::config k;
+  for (const auto& b : c.kafka_brokers) k.bootstrap_servers += (k.bootstrap_servers.empty() ? "" : ",") + b;
+  k.metrics = std::move(m);
+  k.session_timeout = std::chrono::seconds(6);
+  k.heartbeat_interval = std::chrono::milliseconds(500);
+  k.drain_timeout = std::chrono::seconds(5);
+  k.stop_timeout = std::chrono::seconds(5);
+  return k;
+}
+
+/// The topic `name` with explicit partitions, replication factor 3 and min.insync.replicas 2.
+inline bulwark::task<void> ensure_topic(const bulwark::kafka::admin& a, std::string name) {
+  bulwark::kafka::topic_spec spec;
+  spec.name = std::move(name);
+  spec.partitions = topic_partitions;
+  spec.replication_factor = 3;
+  spec.configs = {{"min.insync.replicas", "2"}};
+  co_return co_await a.ensure_topic(std::move(spec));
+}
+
+/// A probe of the Kafka cluster: the retry topic's metadata.
+inline health_probe kafka_probe(std::shared_ptr<bulwark::kafka::admin> a, std::string topic) {
+  return {"bus", [a, topic]() -> bulwark::task<void> {
+            BOOST_OUTCOME_CO_TRY(co_await a->describe_topic(topic));
+            co_return bulwark::ok();
+          }};
+}
+
+/// `p` run on `home` (where its models live).
+inline health_probe probe_on(asio::any_io_executor home, health_probe p) {
+  return {p.name, [home, check = p.check]() { return run_on(home, check()); }};
+}
+
+/// "<host>-<pid>": names this process in consumer groups and outage-window ids.
+inline std::string instance_name(std::string_view service_name) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return std::string(service_name) + "-" + host + "-" + std::to_string(::getpid());
+}
+
+namespace detail {
+
+inline int fail(std::string_view program, const std::string& what) {
+  std::cerr << program << ": " << what << "\n";
+  return 1;
+}
+
+template <class T> T on(asio::any_io_executor ex, asio::awaitable<T> op) {
+  return bulwark::app::block_on(ex, std::move(op));
+}
+
+// CMS over the shared cache `Shared` (redis::cache or hazelcast::cache), from its start to its stop.
+template <class Shared> int run_cms_on(const config& c, std::span<const admin_asset> assets,
+                                       bulwark::app::stop_signals& signals, background_thread& bg, Shared& shared,
+                                       std::shared_ptr<bulwark::metrics::registry> metrics,
+                                       std::function<void(const std::string&)> log) {
+  using bus_type = bulwark::kafka::event_bus;
+  using near_type = bulwark::flows::near_cache<Shared, bus_type>;
+  using flow_type = bulwark::flows::write_through<bulwark::mysql::repository, near_type, bus_type>;
+  const auto ex = bg.executor();
+  const std::string_view program = "channel-metadata-store";
+
+  const auto m = mysql_config(c, false);
+  if (auto made = on(ex, ensure_database(ex, m)); !made) log("database " + m.database + ": " + made.error().message());
+  bulwark::mysql::pool pool(ex, m);
+  auto opened = on(ex, bulwark::mysql::repository::open(pool, c.mysql_table));
+  if (!opened) return fail(program, "MySQL: " + opened.error().message());
+  auto documents = std::move(opened).value();
+
+  const auto kcfg = kafka_config(c, metrics);
+  auto admin = bulwark::kafka::admin::create(kcfg);
+  if (!admin) return fail(program, "Kafka: " + admin.error().message());
+  auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
+  const std::string invalidations = c.retry_topic + ".near-cache";
+  for (const auto& topic : {c.retry_topic, invalidations})
+    if (auto made = on(ex, ensure_topic(*kafka_admin, topic)); !made)
+      return fail(program, "Kafka topic " + topic + ": " + made.error().message());
+  auto created = bus_type::create(ex, kcfg);
+  if (!created) return fail(program, "Kafka: " + created.error().message());
+  auto bus = std::move(created).value();
+
+  typename near_type::options n;
+  n.topic = invalidations;
+  n.group_prefix = invalidations;
+  n.instance_id = instance_name("cms");
+  n.metrics = metrics;
+  n.name = std::string(flow_name);
+  near_type near(shared, bus, n);
+  if (auto started = on(ex, near.start()); !started) return fail(program, "near cache: " + started.error().message());
+
+  const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);
+  flow_type flow(documents, near, bus, store_options<flow_type>(c, metrics, {}, node));
+  if (auto started = on(ex, flow.start()); !started) return fail(program, "snapshot: " + started.error().message());
+  write_through_store<flow_type> store(flow, ex);
+
+  cms_context ctx;
+  ctx.settings = c;
+  ctx.store = &store;
+  ctx.metrics = metrics;
+  ctx.probes = {probe_on(ex, repository_probe("database", documents)), probe_on(ex, cache_probe("cache", shared)),
+                kafka_probe(kafka_admin, c.retry_topic)};
+  auto to_crs = peer::make(c.peer_url, c.peer_user, c.peer_password, c.request_timeout);
+  if (to_crs)
+    ctx.crs = [p = to_crs.value()](std::string target, std::string id) {
+      return p.call("GET", std::move(target), {}, std::move(id));
+    };
+  ctx.admin = assets;
+  ctx.access_log = log;
+  bulwark::http::router routes;
+  add_cms_routes(routes, ctx);
+  bulwark::http::server server(server_options_for(c, c.port, metrics), routes.as_handler());
+  if (auto started = server.start(); !started) return fail(program, started.error().message());
+  log("listening on http://" + c.listen_address + ":" + std::to_string(server.port()) + " (backend " +
+      std::string(to_string(c.backend)) + ", node " + std::to_string(node) + "); admin page /admin/");
+  signals.wait();
+  log("stopping");
+  server.stop(std::chrono::seconds(5));
+  if (auto stopped = on(ex, flow.stop()); !stopped) log("snapshot: " + stopped.error().message());
+  on(ex, near.stop());
+  on(ex, bus.stop());
+  on(ex, pool.stop());
+  return 0;
+}
+
+} // namespace detail
+
+/// channel-metadata-store on MySQL + Redis or Hazelcast + Kafka, until `signals` sees SIGINT or
+/// SIGTERM (made before any thread starts, so that only it sees them).
+inline int run_cms_real(config c, std::span<const admin_asset> assets, bulwark::app::stop_signals& signals) {
+  background_thread bg;
+  auto log = line_log("channel-metadata-store");
+  auto metrics = std::make_shared<bulwark::metrics::registry>();
+  const auto ex = bg.executor();
+  if (c.backend == backend_kind::mysql_redis) {
+    bulwark::redis::connection_options r;
+    r.host = c.redis_host;
+    r.port = c.redis_port;
+    bulwark::redis::client client(ex, r);
+    bulwark::redis::cache shared(client, bulwark::redis::cache_options{c.cache_name + ":"});
+    const int code = detail::run_cms_on(c, assets, signals, bg, shared, metrics, log);
+    detail::on(ex, client.stop());
+    return code;
+  }
+  bulwark::hazelcast::member_options h;
+  for (const auto& a : c.hazelcast_members) h.members.push_back(bulwark::http::endpoint::parse(a).value());
+  auto members = bulwark::hazelcast::member_list::create(ex, h);
+  if (!members) return detail::fail("channel-metadata-store", "Hazelcast: " + members.error().message());
+  bulwark::hazelcast::cache_options o;
+  o.map = c.cache_name;
+  auto shared = bulwark::hazelcast::cache::create(members.value(), o);
+  if (!shared) return detail::fail("channel-metadata-store", "Hazelcast: " + shared.error().message());
+  return detail::run_cms_on(c, assets, signals, bg, shared.value(), metrics, log);
+}
+
+/// cache-retry-service on MySQL (the channel-metadata database and its own) + Kafka, until
+/// `signals` sees SIGINT or SIGTERM.
+inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
+  using replayer_type =
+      bulwark::flows::retry_replayer<bulwark::mysql::repository, bulwark::kafka::event_bus, bulwark::mysql::repository>;
+  const std::string_view program = "cache-retry-service";
+  background_thread bg;
+  const auto ex = bg.executor();
+  auto log = line_log(std::string(program));
+  auto metrics = std::make_shared<bulwark::metrics::registry>();
+
+  const auto data_cfg = mysql_config(c, false);
+  const auto log_cfg = mysql_config(c, true);
+  for (const auto& m : {data_cfg, log_cfg})
+    if (auto made = detail::on(ex, ensure_database(ex, m)); !made)
+      log("database " + m.database + ": " + made.error().message());
+  bulwark::mysql::pool data_pool(ex, data_cfg);
+  bulwark::mysql::pool log_pool(ex, log_cfg);
+  // Both databases must answer at start (a supervisor restarts CRS until they do); an outage
+  // after that is what CRS waits out.
+  auto opened = detail::on(ex, bulwark::mysql::repository::open(data_pool, c.mysql_table));
+  if (!opened) return detail::fail(program, "channel-metadata database: " + opened.error().message());
+  auto documents = std::move(opened).value();
+  auto outage_opened = detail::on(ex, bulwark::mysql::repository::open(log_pool, c.outage_mysql_table));
+  if (!outage_opened) return detail::fail(program, "downtime-log database: " + outage_opened.error().message());
+  auto outage_log = std::move(outage_opened).value();
+
+  const auto kcfg = kafka_config(c, metrics);
+  auto admin = bulwark::kafka::admin::create(kcfg);
+  if (!admin) return detail::fail(program, "Kafka: " + admin.error().message());
+  auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
+  if (auto made = detail::on(ex, ensure_topic(*kafka_admin, c.retry_topic)); !made)
+    return detail::fail(program, "Kafka topic " + c.retry_topic + ": " + made.error().message());
+  auto created = bulwark::kafka::event_bus::create(ex, kcfg);
+  if (!created) return detail::fail(program, "Kafka: " + created.error().message());
+  auto bus = std::move(created).value();
+
+  auto to_cms = peer::make(c.peer_url, c.peer_user, c.peer_password, c.request_timeout);
+  if (!to_cms) return detail::fail(program, "peer-url: " + to_cms.error().message());
+  cms_reconciler reconciler(
+      ex, [p = to_cms.value()]() { return p.call("POST", "/api/channel-metadata/force-update-all"); },
+      c.reconcile_retry_delay, {}, log);
+
+  auto o = replayer_options(c, metrics, instance_name("crs"));
+  o.on_recovery = [&](const bulwark::flows::outage_window& w) -> bulwark::task<void> {
+    log("the channel-metadata database is back (outage " + w.id + "); asking CMS to reconcile");
+    reconciler.request();
+    auto pruning = prune_downtime_log(outage_log, std::string(outage_log_prefix), c.downtime_log_retention);
+    BOOST_OUTCOME_CO_TRY(co_await std::move(pruning));
+    co_return bulwark::ok();
+  };
+  replayer_type replayer(documents, bus, outage_log, o);
+  if (auto started = detail::on(ex, replayer.start()); !started)
+    return detail::fail(program, "retry topic: " + started.error().message());
+  auto watch_stop = std::make_shared<std::atomic<bool>>(false);
+  auto progress = [&replayer] {
+    const auto s = replayer.stats();
+    return replay_progress{s.replayed + s.superseded + s.duplicates, s.waiting};
+  };
+  asio::co_spawn(ex,
+                 replay_watch(progress, reconciler, {}, std::chrono::seconds(1), watch_stop,
+                              [&replayer] { return replayer.flush(); }),
+                 asio::detached);
+
+  crs_context ctx;
+  ctx.settings = c;
+  ctx.metrics = metrics;
+  ctx.reconciler = &reconciler;
+  ctx.access_log = log;
+  ctx.probes = {probe_on(ex, repository_probe("database", documents)),
+                probe_on(ex, repository_probe("outageLog", outage_log)), kafka_probe(kafka_admin, c.retry_topic)};
+  ctx.downtime_log = [&]() {
+    return run_on(ex, read_downtime_log(outage_log, std::string(outage_log_prefix), c.downtime_log_retention));
+  };
+  bulwark::http::router routes;
+  add_crs_routes(routes, ctx);
+  bulwark::http::server server(server_options_for(c, c.port, metrics), routes.as_handler());
+  if (auto started = server.start(); !started) return detail::fail(program, started.error().message());
+  log("listening on http://" + c.listen_address + ":" + std::to_string(server.port()) + " (retry topic " +
+      c.retry_topic + ", group " + c.consumer_group + ")");
+  signals.wait();
+  log("stopping");
+  server.stop(std::chrono::seconds(5));
+  *watch_stop = true;
+  detail::on(ex, reconciler.stop());
+  detail::on(ex, replayer.stop());
+  detail::on(ex, bus.stop());
+  detail::on(ex, data_pool.stop());
+  detail::on(ex, log_pool.stop());
+  return 0;
+}
+
+} // namespace channel_metadata

@@ -1,0 +1,86 @@
+#pragma once
+// The document store CMS's routes talk to: a write_through over whichever repository, cache and
+// bus the service was wired with, behind one small interface, so the routes are plain code
+// compiled once and tested on the memory models.
+
+#include <bulwark/flows/write_through.hpp>
+#include <bulwark/resilience/timeout.hpp>
+#include <bulwark/result.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace channel_metadata {
+
+/// Runs `op` on `home` and resumes the caller on its own executor: for clients that belong to
+/// one executor (MySQL, Redis) called from the HTTP server's threads. The value travels in an
+/// optional: co_spawn's completion wants a default-constructible one.
+template <class T> bulwark::task<T> run_on(asio::any_io_executor home, bulwark::task<T> op) {
+  auto wrapped = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
+    co_return std::optional<bulwark::result<T>>(co_await std::move(inner));
+  };
+  auto done = co_await asio::co_spawn(home, wrapped(std::move(op)), asio::use_awaitable);
+  co_return std::move(*done);
+}
+
+/// What CMS needs of its write_through (flows/write_through.hpp documents each call).
+class document_store {
+public:
+  virtual ~document_store() = default;
+  /// Writes the canonical document under its country code: durable or pending.
+  virtual bulwark::task<bulwark::flows::write_receipt> write(std::string key, std::string value, bulwark::deadline d,
+                                                             std::string request_id) = 0;
+  /// The document under key (nullopt: nobody has it), possibly stale or pending.
+  virtual bulwark::task<std::optional<bulwark::flows::read_result>> read(std::string key, bulwark::deadline d) = 0;
+  /// force-update-all: every pending entry newer than the database's copy, written.
+  virtual bulwark::task<bulwark::flows::reconcile_report> reconcile(bulwark::deadline d) = 0;
+  /// Entries of the pending index (the healthcheck's writes.pending).
+  virtual std::size_t pending() const = 0;
+};
+
+/// A document_store over a write_through `Flow`. When `home` is set, every call runs there (the
+/// MySQL and Redis clients belong to one executor, while the HTTP server has several threads):
+/// one hop to it and one back per call. Without it, calls run on the caller's executor (the
+/// memory models are thread-safe).
+template <class Flow> class write_through_store final : public document_store {
+public:
+  explicit write_through_store(Flow& flow, std::optional<asio::any_io_executor> home = std::nullopt)
+      : flow_(flow), home_(std::move(home)) {}
+
+  bulwark::task<bulwark::flows::write_receipt> write(std::string key, std::string value, bulwark::deadline d,
+                                                     std::string request_id) override {
+    return on_home([](Flow& f, std::string k, std::string v, bulwark::deadline dl,
+                      std::string id) -> bulwark::task<bulwark::flows::write_receipt> {
+      co_return co_await f.write(k, std::move(v), dl, std::move(id));
+    }(flow_, std::move(key), std::move(value), d, std::move(request_id)));
+  }
+  bulwark::task<std::optional<bulwark::flows::read_result>> read(std::string key, bulwark::deadline d) override {
+    return on_home(
+        [](Flow& f, std::string k, bulwark::deadline dl) -> bulwark::task<std::optional<bulwark::flows::read_result>> {
+          co_return co_await f.read(k, dl);
+        }(flow_, std::move(key), d));
+  }
+  bulwark::task<bulwark::flows::reconcile_report> reconcile(bulwark::deadline d) override {
+    return on_home([](Flow& f, bulwark::deadline dl) -> bulwark::task<bulwark::flows::reconcile_report> {
+      co_return co_await f.reconcile(dl);
+    }(flow_, d));
+  }
+  std::size_t pending() const override { return flow_.pending_count(); }
+
+private:
+  template <class T> bulwark::task<T> on_home(bulwark::task<T> op) {
+    if (!home_) return op;
+    return run_on(*home_, std::move(op));
+  }
+
+  Flow& flow_;
+  std::optional<asio::any_io_executor> home_;
+};
+
+} // namespace channel_metadata
