@@ -25,7 +25,7 @@
 #   TOPOLOGY_SOFT_TTL       CMS's soft TTL (default 5s: the outage test sees stale serving soon)
 #   TOPOLOGY_SERVERS_ENV    the env file of an already running server set (scripts/servers.sh's
 #                           $BULWARK_SERVERS_DIR/env): its Kafka, Hazelcast and Redis are used
-#                           (with this topology's own topic, consumer group and database names)
+#                           (with this topology's own topic, consumer group, cache name and databases)
 #                           instead of starting new ones, and the two MariaDB servers are private
 #                           instances of that set (its `servers.sh down` removes them too). CI
 #                           does this: each kind of server starts once per run.
@@ -88,7 +88,8 @@ start_replica() {
     if [ "$cache_kind" = hazelcast ]; then cache=(--backend mysql+hazelcast --hazelcast-members "$hazelcast_members")
     else cache=(--backend mysql+redis --redis-host 127.0.0.1 --redis-port "$redis_port"); fi
     CMS_PASSWORD=$cms_password CMS_MYSQL_PASSWORD=$db_password CMS_PEER_PASSWORD=$crs_password \
-      setsid "$CMS_BIN" "${common[@]}" "${cache[@]}" --user "$cms_user" --soft-ttl "$soft_ttl" \
+      setsid "$CMS_BIN" "${common[@]}" "${cache[@]}" --cache-name "$cache_name" --node-id "$n" \
+      --user "$cms_user" --soft-ttl "$soft_ttl" \
       --peer-url "http://$crs_listen" --peer-user "$crs_user" >>"$d/log" 2>&1 </dev/null &
   else
     CRS_PASSWORD=$crs_password CRS_MYSQL_PASSWORD=$db_password CRS_OUTAGE_MYSQL_PASSWORD=$db_password \
@@ -160,7 +161,7 @@ write_env() {
     echo "export TOPOLOGY_MYSQL_USER=$db_user TOPOLOGY_MYSQL_PASSWORD=$db_password"
     echo "export TOPOLOGY_STORE_DATABASE=$store_db TOPOLOGY_OUTAGE_DATABASE=$outage_db"
     echo "export TOPOLOGY_KAFKA_BOOTSTRAP=$kafka_bootstrap"
-    echo "export TOPOLOGY_RETRY_TOPIC=$retry_topic TOPOLOGY_CONSUMER_GROUP=$consumer_group"
+    echo "export TOPOLOGY_RETRY_TOPIC=$retry_topic TOPOLOGY_CONSUMER_GROUP=$consumer_group TOPOLOGY_CACHE_NAME=$cache_name"
     echo "export TOPOLOGY_HAZELCAST_MEMBERS=$hazelcast_members"
     echo "export TOPOLOGY_REDIS_PORT=$redis_port"
   } >"$T/env"
@@ -208,7 +209,7 @@ up() {
         echo "hazelcast_members=$BULWARK_HAZELCAST_MEMBERS"
         echo "redis_port=$BULWARK_REDIS_PORT"
         # Its own names on the shared servers: nothing another test uses.
-        echo "retry_topic=topology-retry-$id consumer_group=topology-group-$id mysql_prefix=mysql-topology"
+        echo "retry_topic=topology-retry-$id consumer_group=topology-group-$id cache_name=topology-$id mysql_prefix=mysql-topology"
       } >"$T/settings"
     )
   else
@@ -216,7 +217,7 @@ up() {
       echo "shared=0"
       echo "servers_dir=$(printf '%q' "$T/servers")"
       echo "kafka_dir=$(printf '%q' "$T/servers") hazelcast_dir=$(printf '%q' "$T/servers")"
-      echo "retry_topic=retry-db-write-from-cache consumer_group=channel-metadata-group mysql_prefix=mysql-topology"
+      echo "retry_topic=retry-db-write-from-cache consumer_group=channel-metadata-group cache_name=channel-metadata mysql_prefix=mysql-topology"
     } >"$T/settings"
   fi
   setting cache_kind "$TOPOLOGY_CACHE"
