@@ -88,13 +88,13 @@ start_replica() {
     if [ "$cache_kind" = hazelcast ]; then cache=(--backend mysql+hazelcast --hazelcast-members "$hazelcast_members")
     else cache=(--backend mysql+redis --redis-host 127.0.0.1 --redis-port "$redis_port"); fi
     CMS_PASSWORD=$cms_password CMS_MYSQL_PASSWORD=$db_password CMS_PEER_PASSWORD=$crs_password \
-      setsid "$CMS_BIN" "${common[@]}" "${cache[@]}" --cache-name "$cache_name" --node-id "$n" \
+      setsid "$cms_bin" "${common[@]}" "${cache[@]}" --cache-name "$cache_name" --node-id "$n" \
       --user "$cms_user" --soft-ttl "$soft_ttl" \
       --peer-url "http://$crs_listen" --peer-user "$crs_user" >>"$d/log" 2>&1 </dev/null &
   else
     CRS_PASSWORD=$crs_password CRS_MYSQL_PASSWORD=$db_password CRS_OUTAGE_MYSQL_PASSWORD=$db_password \
       CRS_PEER_PASSWORD=$cms_password \
-      setsid "$CRS_BIN" "${common[@]}" --backend "mysql+$cache_kind" --user "$crs_user" \
+      setsid "$crs_bin" "${common[@]}" --backend "mysql+$cache_kind" --user "$crs_user" \
       --outage-mysql-host 127.0.0.1 --outage-mysql-port "$(mysql_port outage)" --outage-mysql-user "$db_user" \
       --outage-mysql-database "$outage_db" --consumer-group "$consumer_group" \
       --peer-url "http://$cms_listen" --peer-user "$cms_user" >>"$d/log" 2>&1 </dev/null &
@@ -221,6 +221,9 @@ up() {
     } >"$T/settings"
   fi
   setting cache_kind "$TOPOLOGY_CACHE"
+  # The executables `up` started: restarts (start cms N) use the same ones.
+  setting cms_bin "$(cd "$(dirname "$CMS_BIN")" && pwd)/$(basename "$CMS_BIN")"
+  setting crs_bin "$(cd "$(dirname "$CRS_BIN")" && pwd)/$(basename "$CRS_BIN")"
   setting soft_ttl "$TOPOLOGY_SOFT_TTL"
   setting cms_replicas_n "$TOPOLOGY_CMS_REPLICAS"
   setting crs_replicas_n "$TOPOLOGY_CRS_REPLICAS"
