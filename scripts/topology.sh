@@ -69,8 +69,11 @@ mysql_root() {
   mariadb --no-defaults --socket="/tmp/bulwark-mysqld.$(printf '%s' "$dir" | md5sum | cut -c1-16).sock" -uroot
 }
 
-kafka_ctl() { BULWARK_SERVERS_DIR="$kafka_dir" "$here/servers/kafka.sh" "$@"; }
-hazelcast_ctl() { BULWARK_SERVERS_DIR="$hazelcast_dir" "$here/servers/hazelcast.sh" "$@"; }
+# The server set's own control scripts (a shared set's may belong to another checkout, whose
+# .cache holds the jars its servers run from).
+kafka_ctl() { BULWARK_SERVERS_DIR="$kafka_dir" "$kafka_control" "$@"; }
+# shellcheck disable=SC2086 # the control is a command line: env BULWARK_SERVERS_DIR=... script
+hazelcast_ctl() { BULWARK_SERVERS_DIR="$hazelcast_dir" $hazelcast_control "$@"; }
 
 alive_pidfile() { [ -f "$1" ] && alive "$(cat "$1")"; }
 
@@ -199,7 +202,8 @@ up() {
       # shellcheck disable=SC1090
       source "$TOPOLOGY_SERVERS_ENV"
       shared=$(cd "$(dirname "$TOPOLOGY_SERVERS_ENV")" && pwd)
-      [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ] && [ -n "${BULWARK_HAZELCAST_MEMBERS:-}" ] && [ -n "${BULWARK_REDIS_PORT:-}" ] \
+      [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ] && [ -n "${BULWARK_KAFKA_CONTROL:-}" ] && [ -n "${BULWARK_HAZELCAST_MEMBERS:-}" ] \
+        && [ -n "${BULWARK_HAZELCAST_CONTROL:-}" ] && [ -n "${BULWARK_REDIS_PORT:-}" ] \
         || die "$TOPOLOGY_SERVERS_ENV lacks Kafka, Hazelcast or Redis"
       {
         echo "shared=1"
@@ -208,6 +212,8 @@ up() {
         echo "kafka_bootstrap=$BULWARK_KAFKA_BOOTSTRAP"
         echo "hazelcast_members=$BULWARK_HAZELCAST_MEMBERS"
         echo "redis_port=$BULWARK_REDIS_PORT"
+        echo "kafka_control=$(printf '%q' "$BULWARK_KAFKA_CONTROL")"
+        echo "hazelcast_control=$(printf '%q' "$BULWARK_HAZELCAST_CONTROL")"
         # Its own names on the shared servers: nothing another test uses.
         echo "retry_topic=topology-retry-$id consumer_group=topology-group-$id cache_name=topology-$id mysql_prefix=mysql-topology"
       } >"$T/settings"
@@ -217,6 +223,8 @@ up() {
       echo "shared=0"
       echo "servers_dir=$(printf '%q' "$T/servers")"
       echo "kafka_dir=$(printf '%q' "$T/servers") hazelcast_dir=$(printf '%q' "$T/servers")"
+      echo "kafka_control=$(printf '%q' "$here/servers/kafka.sh")"
+      echo "hazelcast_control=$(printf '%q' "$here/servers/hazelcast.sh")"
       echo "retry_topic=retry-db-write-from-cache consumer_group=channel-metadata-group cache_name=channel-metadata mysql_prefix=mysql-topology"
     } >"$T/settings"
   fi
