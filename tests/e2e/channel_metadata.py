@@ -88,7 +88,7 @@ class Topology:
         if run.returncode != 0:
             raise Failure(f"mariadb {statement!r}: {run.stderr.decode(errors='replace')}")
         # Values are write_through's frames: a binary header, then the document's JSON.
-        return [line.split("\t") for line in run.stdout.decode("utf-8", "replace").splitlines()]
+        return [line.split("\t") for line in run.stdout.decode("utf-8", "replace").split("\n") if line]
 
 
 def log(msg):
@@ -154,6 +154,7 @@ def expect(resp, status, what, text=None, error=None, content=None):
 def scenario_routes(t):
     cms, crs, auth = t.cms, t.crs, t.cms_auth
     api = "/api/channel-metadata/"
+    wait_healthy(t)
     checked = 0
 
     def ok(*a, **k):
@@ -353,7 +354,25 @@ class Load:
                     f"{len(self.failures)} failed")
 
 
+def wait_healthy(t):
+    """Every CMS replica sees database, cache and bus up (a previous scenario's fault is over:
+    MySQL back and the breaker closed again), and CRS has no message left to replay."""
+    def healthy():
+        for replica in t.env["TOPOLOGY_CMS_REPLICAS"].split(","):
+            try:
+                h = call(replica, "GET", "/private/healthcheck", timeout=5).json()
+            except Exception:  # noqa: BLE001 - not healthy yet
+                return False
+            if any(h.get("components", {}).get(c, {}).get("status") != "UP" for c in ("database", "cache", "bus")):
+                return False
+            if h["components"].get("writes", {}).get("details", {}).get("pending", 1) != 0:
+                return False
+        return True
+    wait_for("every CMS replica healthy with no pending write", healthy, 90)
+
+
 def seed(t, countries, prefix):
+    wait_healthy(t)
     for cc in countries:
         r = call(t.cms, "POST", "/api/channel-metadata/" + cc, body=document(cc, product=f"{prefix}-{cc}"),
                  auth=t.cms_auth)
@@ -372,9 +391,11 @@ def wait_for(what, predicate, seconds):
 
 
 def mysql_values(t, countries):
-    rows = t.sql("store", "SELECT k, COUNT(*), MAX(v) FROM " + store_table(t) + " WHERE k IN (" +
+    """country -> (rows, the stored value as text). Values are write_through's frames (a binary
+    header, then the document's JSON): fetched as hex, so no byte of them can break the rows."""
+    rows = t.sql("store", "SELECT k, COUNT(*), HEX(MAX(v)) FROM " + store_table(t) + " WHERE k IN (" +
                  ",".join(f"'{c}'" for c in countries) + ") GROUP BY k")
-    return {k: (int(n), v) for k, n, v in rows}
+    return {k: (int(n), bytes.fromhex(v).decode("utf-8", "replace")) for k, n, v in rows}
 
 
 def all_in_mysql(t, latest):
@@ -493,6 +514,7 @@ def replica_metric(t, service, name, labels=None):
 
 def scenario_kafka_broker(t):
     countries = [a + b for a in "KLM" for b in "ABCDEFG"]  # 21 codes no other scenario writes
+    wait_healthy(t)
     # Earlier scenarios' retry messages handled first, so the counts below are this one's alone.
     def quiet():
         before = replica_metric(t, "crs", "bulwark_replayer_messages_total")
