@@ -430,7 +430,11 @@ def scenario_mysql_outage(t):
             t.control("stop", "mysql")
             mysql_stopped = True
             down_from = time.monotonic()
-            time.sleep(outage)
+            time.sleep(outage - 5)
+            # The alert rules see the outage in the live metrics (pending: their `for` is longer
+            # than this outage).
+            alerts = prometheus_alerts(t)
+            time.sleep(5)
             down_until = time.monotonic()
             t.control("start", "mysql")
             mysql_stopped = False
@@ -441,6 +445,8 @@ def scenario_mysql_outage(t):
         if mysql_stopped:
             t.control("start", "mysql")
     check(not load.failures, f"{len(load.failures)} failed requests, first: {load.failures[:5]}")
+    for alert in ("ChannelMetadataDatabaseDown", "ChannelMetadataServingStale"):
+        check(alert in alerts, f"Prometheus did not see {alert} during the outage (active: {sorted(alerts)})")
     during = [r for r in load.reads if r[0] >= down_from and r[1] <= down_until]
     check(len(during) > 50, f"only {len(during)} reads during the outage")
     soft_ttl = parse_seconds(t.env["TOPOLOGY_SOFT_TTL"])
@@ -471,7 +477,15 @@ def scenario_mysql_outage(t):
         return fresh
     entries = wait_for("a downtime-log entry for the outage", new_entry, 60)
     log(f"mysql_outage: {len(stale)} stale reads, {len(w_during)} writes pending during the outage, "
-        f"all {len(load.latest)} countries' latest writes in MySQL; downtime log: {entries}")
+        f"all {len(load.latest)} countries' latest writes in MySQL; downtime log: {entries}; "
+        f"alerts during the outage: {sorted(alerts)}")
+
+
+def prometheus_alerts(t):
+    """Names of the alerts pending or firing in the topology's Prometheus."""
+    url = t.env["TOPOLOGY_PROMETHEUS_URL"].replace("http://", "")
+    body = call(url, "GET", "/api/v1/alerts").json()
+    return {a["labels"]["alertname"] for a in body["data"]["alerts"]}
 
 
 def parse_seconds(v):
