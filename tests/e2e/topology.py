@@ -3,7 +3,7 @@
 request goes through nginx, as a client's would; faults are made with the topology's own controls
 (scripts/topology.sh stop mysql, kill cms N, stop kafka N, kill hazelcast N).
 
-  channel_metadata.py SCENARIO [--topology DIR]     (DIR defaults to $TOPOLOGY_DIR)
+  topology.py SCENARIO [--topology DIR]     (DIR defaults to $TOPOLOGY_DIR)
 
 Scenarios (each a ctest test, label e2e, in this order):
   routes             every route of the contract: statuses, error codes, texts, request-id
