@@ -16,6 +16,8 @@ Scenarios (each a ctest test, label e2e, in this order):
                      published reaches CRS, every pending write reaches MySQL
   hazelcast_members  half the Hazelcast members killed under reads: no failed read
   dashboard          every Grafana panel's query returns data from the topology's Prometheus
+                     (after the others: CRS reports its consumer lag only once retry messages
+                     have reached it, which the outage scenarios make)
 
 Every loop is bounded in count and time; the script leaves the topology as it found it (what it
 stops, it starts again, also when an assertion fails).
