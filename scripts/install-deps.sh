@@ -9,16 +9,18 @@ packages=(
   libasio-dev libboost-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev default-libmysqlclient-dev librdkafka-dev
   redis-server redis-tools mariadb-server mariadb-client prometheus
+  prometheus-alertmanager nginx-light
   iproute2 procps python3 util-linux
   clang-format
   default-jdk-headless maven
 )
-# --all: also what the benchmarks and the fuzzer need (nginx and wrk, clang's libFuzzer).
+# prometheus-alertmanager (amtool) and nginx: the channel-metadata ops tests and its topology.
+# --all: also what the benchmarks and the fuzzer need (wrk, clang's libFuzzer).
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for the default clang (on Debian 12
 # libclang-rt-14-dev); clang pulls it in only as a recommendation (of libclang-common-14-dev),
 # which --no-install-recommends skips, and then -fsanitize=fuzzer fails to link.
 if [ "${1:-}" = "--all" ]; then
-  packages+=(nginx-light wrk clang libclang-rt-dev clang-tidy)
+  packages+=(wrk clang libclang-rt-dev clang-tidy)
 fi
 missing=()
 for p in "${packages[@]}"; do

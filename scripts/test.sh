@@ -20,7 +20,13 @@ export BULWARK_SERVERS_DIR="$root/.servers"
 [ -d "$BULWARK_SERVERS_DIR" ] && { scripts/servers.sh down >/dev/null 2>&1 || true; }
 rm -rf "$BULWARK_SERVERS_DIR"
 mkdir -p "$BULWARK_SERVERS_DIR"
-cleanup() { scripts/servers.sh down >/dev/null 2>&1 || true; }
+# The channel-metadata topology (a ctest fixture, scripts/topology.sh) normally stops itself; a
+# cut-short run leaves it up, so it goes first, then the servers (its MariaDB instances with them).
+cleanup() {
+  local topology="build/${PRESET:-release}/topology"
+  [ -f "$topology/settings" ] && { TOPOLOGY_DIR="$topology" scripts/topology.sh down >/dev/null 2>&1 || true; }
+  scripts/servers.sh down >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -37,6 +43,9 @@ scripts/servers.sh up
 # shellcheck disable=SC1091
 source "$BULWARK_SERVERS_DIR/env"
 export BULWARK_REQUIRE_SERVERS=1   # a backend test whose server is missing fails, never skips
+# The channel-metadata topology (e2e tests) uses these Kafka, Hazelcast and Redis servers rather
+# than starting its own: each kind of server starts once per run.
+export TOPOLOGY_SERVERS_ENV="$BULWARK_SERVERS_DIR/env"
 
 status=0
 tests_start=$(date +%s)
