@@ -12,6 +12,7 @@ packages=(
   iproute2 procps python3 util-linux
   clang-format
   default-jdk-headless maven
+  chromium nodejs npm
 )
 # --all: also what the benchmarks and the fuzzer need (nginx and wrk, clang's libFuzzer).
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for the default clang (on Debian 12
@@ -28,6 +29,12 @@ done
 if command -v java >/dev/null && command -v mvn >/dev/null; then
   missing=("${missing[@]/default-jdk-headless/}")
   missing=("${missing[@]/maven/}")
+fi
+# The browser test (tests/browser) runs Debian's chromium with playwright-core from npm, which
+# wants Node.js 20 or later: a node and npm already on PATH (any packaging) are kept.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs/}")
+  missing=("${missing[@]/npm/}")
 fi
 read -r -a missing <<<"${missing[*]}"
 [ ${#missing[@]} -eq 0 ] && exit 0
