@@ -20,14 +20,17 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const modulesDir = process.env.BROWSER_NODE_MODULES_DIR || here;
-const { chromium } = createRequire(join(resolve(modulesDir), 'package.json'))('playwright-core');
+const requireModule = createRequire(join(resolve(modulesDir), 'package.json'));
+const { chromium } = requireModule('playwright-core');
+// axe-core, the accessibility rules engine, evaluated into the page (not served by CMS).
+const axeSource = readFileSync(requireModule.resolve('axe-core/axe.min.js'), 'utf8');
 
 const cmsBin = process.env.CMS_BIN;
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -135,6 +138,17 @@ async function screenshot(name, options = {}) {
   return path;
 }
 
+// axe-core's WCAG 2.1 A and AA rules on the page as it is now: [] or what fails, where.
+async function accessibilityViolations() {
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(axeSource);
+  return page.evaluate(async () => {
+    const result = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] },
+    });
+    return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+}
+
 // --- the page's parts, by their stable ids ------------------------------------------------------
 
 const editor = {
@@ -211,6 +225,7 @@ describe('channel-metadata admin page', { concurrency: false }, () => {
     await waitForText(page.locator('#health-pending'), /^0$/, 'no pending writes');
     assert.ok(await page.isHidden('#app'), 'the operator parts stay hidden until signed in');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'login-user', 'focus starts in the login form');
+    assert.deepEqual(await accessibilityViolations(), [], 'signed out');
   });
 
   test('wrong credentials: the API\'s 401 text, and nothing else opens', async () => {
@@ -248,6 +263,7 @@ describe('channel-metadata admin page', { concurrency: false }, () => {
     assert.equal(await page.getAttribute('#doc-product', 'aria-invalid'), 'true');
     assert.match(await textOf(page.locator('#doc-summary')), /Not sent: 3 fields/);
     assert.equal(await page.evaluate(() => document.activeElement.id), 'doc-code', 'focus on the first bad field');
+    assert.deepEqual(await accessibilityViolations(), [], 'with field errors shown');
     // Removing the only channel is caught too.
     await page.click('[data-testid="remove-row"]');
     await page.fill('#doc-code', 'GB');
@@ -328,6 +344,7 @@ describe('channel-metadata admin page', { concurrency: false }, () => {
       return { ok: seen > downtimeBefore, seen };
     });
     assert.ok(await page.isHidden('#downtime-error'), await textOf(page.locator('#downtime-error')));
+    assert.deepEqual(await accessibilityViolations(), [], 'during the outage, everything shown');
     await screenshot('admin-page-outage.png');
   });
 
