@@ -9,7 +9,8 @@
 // and message; during a database outage a write is answered 202 pending, a read is marked stale,
 // health shows the database down with writes pending, and the downtime log (CRS, through CMS's
 // proxy) gains a row; after recovery pending writes drain and force-update-all runs from its
-// confirmation dialog. Screenshots (wide and 375 px) go to $ARTIFACT_DIR.
+// confirmation dialog (its 500 during the outage shown as given); a service that stops answering
+// is a network error on the page. Screenshots (wide and 375 px) go to $ARTIFACT_DIR.
 //
 //   CMS_BIN=build/dev/examples/channel-metadata/channel-metadata-store \
 //   ARTIFACT_DIR=/tmp/admin-artifacts node --test tests/browser/
@@ -122,6 +123,15 @@ async function startCms() {
   return { process: child, log, base, exited: () => exited };
 }
 
+// SIGTERM, then SIGKILL if it has not exited within 5 s.
+async function stopCms() {
+  if (cms.exited()) return;
+  cms.process.kill('SIGTERM');
+  const deadline = Date.now() + 5000;
+  while (!cms.exited() && Date.now() < deadline) await sleep(50);
+  if (!cms.exited()) cms.process.kill('SIGKILL');
+}
+
 async function setDatabaseDown(down) {
   const r = await fetch(`${cms.base}/private/faults/database`, {
     method: 'POST',
@@ -205,10 +215,7 @@ describe('channel-metadata admin page', { concurrency: false }, () => {
     if (page) await screenshot('admin-page-last.png').catch(() => {});
     if (browser) await browser.close();
     if (cms) {
-      cms.process.kill('SIGTERM');
-      const deadline = Date.now() + 5000;
-      while (!cms.exited() && Date.now() < deadline) await sleep(50);
-      if (!cms.exited()) cms.process.kill('SIGKILL');
+      await stopCms();
       mkdirSync(artifactDir, { recursive: true });
       writeFileSync(join(artifactDir, 'cms.log'), cms.log.join(''));
     }
@@ -344,6 +351,11 @@ describe('channel-metadata admin page', { concurrency: false }, () => {
       return { ok: seen > downtimeBefore, seen };
     });
     assert.ok(await page.isHidden('#downtime-error'), await textOf(page.locator('#downtime-error')));
+    // force-update-all cannot write to a database that is down: its 500 text, as given.
+    await page.click('#force-update');
+    await page.click('#force-confirm');
+    const refused = await waitForText(page.locator('#force-result[data-state="error"]'), /HTTP 500/, 'the 500');
+    assert.match(refused, /^Failed to update database: .+ \(HTTP 500\)$/);
     assert.deepEqual(await accessibilityViolations(), [], 'during the outage, everything shown');
     await screenshot('admin-page-outage.png');
   });
@@ -353,11 +365,12 @@ describe('channel-metadata admin page', { concurrency: false }, () => {
     await waitForText(page.locator('#health-database'), /^UP$/, 'database UP again');
     await waitForText(page.locator('#health-pending'), /^0$/, 'pending writes drained', 30000);
     // Cancel first: nothing runs.
+    const before = apiRequests.length;
     await page.click('#force-update');
     await page.waitForSelector('#force-dialog[open]');
     await page.keyboard.press('Escape');
     await page.waitForSelector('#force-dialog:not([open])', { state: 'attached' });
-    assert.ok(await page.isHidden('#force-result'), 'cancelled: nothing ran');
+    assert.deepEqual(apiRequests.slice(before), [], 'cancelled: nothing ran');
     assert.equal(await page.evaluate(() => document.activeElement.id), 'force-update', 'focus returns to the button');
     await page.click('#force-update');
     await page.click('#force-confirm');
@@ -387,6 +400,13 @@ describe('channel-metadata admin page', { concurrency: false }, () => {
     assert.ok(await page.isHidden('#app'));
     assert.equal(await page.locator('#lookup-table tbody tr').count(), 0);
     assert.equal(await downtimeRowCount(), 0);
+  });
+
+  test('a service that stops answering is shown as a network error, not as stale figures', async () => {
+    await stopCms();
+    const text = await waitForText(page.locator('#health-error'), /Network error/, 'the network error');
+    assert.match(text, /^Health check failed: Network error: /);
+    assert.equal(await textOf(page.locator('#health-database')), 'unknown');
   });
 
   test('no script error, and no request left CMS\'s origin', () => {

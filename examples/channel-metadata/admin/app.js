@@ -136,9 +136,15 @@
     return new Date().toLocaleTimeString();
   }
 
+  // While a request runs its button refuses clicks, but is not `disabled`: disabling the focused
+  // button would drop the keyboard user's focus to the page's start.
   function busy(button, on) {
-    button.disabled = on;
+    button.setAttribute('aria-disabled', String(on));
     button.setAttribute('aria-busy', String(on));
+  }
+
+  function isBusy(button) {
+    return button.getAttribute('aria-busy') === 'true';
   }
 
   // --- the rules of the contract, checked before sending -----------------------------------
@@ -263,6 +269,7 @@
 
   async function signIn(event) {
     event.preventDefault();
+    if (isBusy($('login-submit'))) return;
     const userInput = $('login-user');
     const passwordInput = $('login-password');
     const loginError = $('login-error');
@@ -337,6 +344,7 @@
 
   async function lookUp(event) {
     event.preventDefault();
+    if (isBusy($('lookup-submit'))) return;
     const input = $('lookup-code');
     const errorElement = $('lookup-error');
     const problem = countryCodeProblem(input.value);
@@ -527,6 +535,7 @@
 
   async function save(event) {
     event.preventDefault();
+    if (isBusy($('doc-submit'))) return;
     const resultElement = $('doc-result');
     hideMessage(resultElement);
     const doc = readEditor();
@@ -548,6 +557,7 @@
   // --- force-update-all ----------------------------------------------------------------------
 
   async function forceUpdateAll() {
+    if (isBusy($('force-update'))) return;
     const resultElement = $('force-result');
     hideMessage(resultElement);
     busy($('force-update'), true);
@@ -560,6 +570,7 @@
   }
 
   function confirmForceUpdate() {
+    if (isBusy($('force-update'))) return;
     const dialog = $('force-dialog');
     if (typeof dialog.showModal !== 'function') {
       if (window.confirm('Run force-update-all? Every cached document newer than the database copy is written.')) {
