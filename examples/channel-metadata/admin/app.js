@@ -262,7 +262,12 @@
     $('downtime-updated').textContent = now();
   }
 
-  const downtimePoller = poller(async () => renderDowntime(await authorized('GET', api.downtime)));
+  // An answer that arrives after signing out (or in again) belongs to the old session: dropped.
+  const downtimePoller = poller(async () => {
+    const session = credentials;
+    const result = await authorized('GET', api.downtime);
+    if (session && session === credentials) renderDowntime(result);
+  });
   const healthPoller = poller(refreshHealth);
 
   // --- signing in and out ----------------------------------------------------------------------
@@ -356,8 +361,10 @@
     }
     const code = input.value.trim().toUpperCase();
     busy($('lookup-submit'), true);
+    const session = credentials;
     const result = await authorized('GET', api.document(code));
     busy($('lookup-submit'), false);
+    if (session !== credentials) return; // signed out meanwhile
     if (result.status === 200 && isDocument(result.json)) {
       const doc = result.json;
       lastLookup = doc;
