@@ -13,6 +13,7 @@ packages=(
   iproute2 procps python3 util-linux
   clang-format
   default-jdk-headless maven
+  chromium nodejs npm
 )
 # prometheus-alertmanager (amtool) and nginx: the channel-metadata ops tests and its topology.
 # --all: also what the benchmarks and the fuzzer need (wrk, clang's libFuzzer).
@@ -30,6 +31,12 @@ done
 if command -v java >/dev/null && command -v mvn >/dev/null; then
   missing=("${missing[@]/default-jdk-headless/}")
   missing=("${missing[@]/maven/}")
+fi
+# The browser test (tests/browser) runs Debian's chromium with playwright-core from npm, which
+# wants Node.js 20 or later: a node and npm already on PATH (any packaging) are kept.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs/}")
+  missing=("${missing[@]/npm/}")
 fi
 read -r -a missing <<<"${missing[*]}"
 [ ${#missing[@]} -eq 0 ] && exit 0
