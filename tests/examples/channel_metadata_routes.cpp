@@ -656,6 +656,23 @@ TEST(channel_metadata_config, fault_control_is_a_bare_flag_for_the_memory_backen
   EXPECT_NE(cm::help_text(cm::service::cms).find("--fault-control"), std::string::npos);
 }
 
+TEST(channel_metadata_config, near_cache_is_on_unless_turned_off) {
+  auto none = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  const std::vector<std::string_view> plain{"--backend", "mysql+redis"};
+  EXPECT_TRUE(cm::load_config(cm::service::cms, plain, none).value().near_cache);
+  const std::vector<std::string_view> off{"--backend", "mysql+redis", "--near-cache=false"};
+  EXPECT_FALSE(cm::load_config(cm::service::cms, off, none).value().near_cache);
+  auto env = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "CMS_NEAR_CACHE") return "false";
+    return std::nullopt;
+  };
+  EXPECT_FALSE(cm::load_config(cm::service::cms, plain, env).value().near_cache);
+  const std::vector<std::string_view> bad{"--near-cache=sometimes"};
+  EXPECT_FALSE(cm::load_config(cm::service::cms, bad, none).has_value());
+  EXPECT_FALSE(cm::load_config(cm::service::crs, off, none).has_value()) << "a CMS-only flag";
+  EXPECT_NE(cm::help_text(cm::service::cms).find("--near-cache"), std::string::npos);
+}
+
 TEST(channel_metadata_peer, basic_authorization_and_urls) {
   EXPECT_EQ(cm::basic_authorization("cms", "cmspass"), "Basic Y21zOmNtc3Bhc3M=");
   EXPECT_EQ(cm::basic_authorization("crs", "crspass"), "Basic Y3JzOmNyc3Bhc3M=");

@@ -98,6 +98,9 @@ struct config {
   std::string outage_mysql_table = "downtime_log";
   std::string cache_name = "channel-metadata";
   std::size_t node_id = 0;
+  /// CMS, real backends: a per-process near cache in front of Redis or Hazelcast, kept coherent
+  /// through a Kafka invalidation topic; false: every read asks the shared cache.
+  bool near_cache = true;
 };
 
 /// The settings a service starts from before the file, environment and flags.
@@ -345,6 +348,8 @@ inline std::span<const config_option> options() {
        non_empty_text{&c::cache_name}},
       {"node-id", "order-stamp node id of this replica, 1-4095, unique per replica (default: from the pid)", true,
        false, &c::node_id},
+      {"near-cache", "real backends: a per-process near cache in front of the shared cache (false: none)", true, false,
+       &c::near_cache},
   };
   return table;
 }

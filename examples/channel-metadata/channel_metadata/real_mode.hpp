@@ -1,6 +1,6 @@
 #pragma once
 // Real mode: CMS on MySQL (the documents) + Redis or Hazelcast (the shared cache, with a near
-// cache in front invalidated through Kafka) + Kafka (the retry topic); CRS on the same MySQL
+// cache in front invalidated through Kafka unless --near-cache=false) + Kafka (the retry topic); CRS on the same MySQL
 // database (where it replays), its own MySQL database (cache_retry_db: the downtime log) and
 // Kafka. Every model is made on one background thread, since the MySQL and Redis clients
 // belong to one executor; the HTTP server's threads reach them with one hop (run_on).
@@ -36,12 +36,14 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 namespace channel_metadata {
 
@@ -126,14 +128,54 @@ template <class T> T on(asio::any_io_executor ex, asio::awaitable<T> op) {
   return bulwark::app::block_on(ex, std::move(op));
 }
 
-// CMS over the shared cache `Shared` (redis::cache or hazelcast::cache), from its start to its stop.
+// CMS's flow over `cache` (the near cache or the shared cache itself), its routes and server,
+// from the flow's start to its stop.
+template <class Cache, class Bus>
+int serve_cms(const config& c, std::span<const admin_asset> assets, bulwark::app::stop_signals& signals,
+              asio::any_io_executor ex, bulwark::mysql::repository& documents, Cache& cache, Bus& bus,
+              std::vector<health_probe> probes, std::shared_ptr<bulwark::metrics::registry> metrics,
+              const std::function<void(const std::string&)>& log) {
+  using flow_type = bulwark::flows::write_through<bulwark::mysql::repository, Cache, Bus>;
+  const std::string_view program = "channel-metadata-store";
+  const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);
+  flow_type flow(documents, cache, bus, store_options<flow_type>(c, metrics, {}, node));
+  if (auto started = on(ex, flow.start()); !started) return fail(program, "snapshot: " + started.error().message());
+  write_through_store<flow_type> store(flow, ex);
+
+  cms_context ctx;
+  ctx.settings = c;
+  ctx.store = &store;
+  ctx.metrics = metrics;
+  ctx.probes = std::move(probes);
+  auto to_crs = peer::make(c.peer_url, c.peer_user, c.peer_password, c.request_timeout);
+  if (to_crs)
+    ctx.crs = [p = to_crs.value()](std::string target, std::string id) {
+      return p.call("GET", std::move(target), {}, std::move(id));
+    };
+  ctx.admin = assets;
+  ctx.access_log = log;
+  bulwark::http::router routes;
+  add_cms_routes(routes, ctx);
+  bulwark::http::server server(server_options_for(c, c.port, metrics), routes.as_handler());
+  if (auto started = server.start(); !started) return fail(program, started.error().message());
+  log("listening on http://" + c.listen_address + ":" + std::to_string(server.port()) + " (backend " +
+      std::string(to_string(c.backend)) + ", node " + std::to_string(node) + ", near cache " +
+      (c.near_cache ? "on" : "off") + "); admin page /admin/");
+  signals.wait();
+  log("stopping");
+  server.stop(std::chrono::seconds(5));
+  if (auto stopped = on(ex, flow.stop()); !stopped) log("snapshot: " + stopped.error().message());
+  return 0;
+}
+
+// CMS over the shared cache `Shared` (redis::cache or hazelcast::cache), behind a near cache
+// unless --near-cache=false, from its start to its stop.
 template <class Shared> int run_cms_on(const config& c, std::span<const admin_asset> assets,
                                        bulwark::app::stop_signals& signals, background_thread& bg, Shared& shared,
                                        std::shared_ptr<bulwark::metrics::registry> metrics,
                                        std::function<void(const std::string&)> log) {
   using bus_type = bulwark::kafka::event_bus;
   using near_type = bulwark::flows::near_cache<Shared, bus_type>;
-  using flow_type = bulwark::flows::write_through<bulwark::mysql::repository, near_type, bus_type>;
   const auto ex = bg.executor();
   const std::string_view program = "channel-metadata-store";
 
@@ -149,54 +191,38 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   if (!admin) return fail(program, "Kafka: " + admin.error().message());
   auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
   const std::string invalidations = c.retry_topic + ".near-cache";
-  for (const auto& topic : {c.retry_topic, invalidations})
+  std::vector<std::string> topics{c.retry_topic};
+  if (c.near_cache) topics.push_back(invalidations);
+  for (const auto& topic : topics)
     if (auto made = on(ex, ensure_topic(*kafka_admin, topic)); !made)
       return fail(program, "Kafka topic " + topic + ": " + made.error().message());
   auto created = bus_type::create(ex, kcfg);
   if (!created) return fail(program, "Kafka: " + created.error().message());
   auto bus = std::move(created).value();
 
-  typename near_type::options n;
-  n.topic = invalidations;
-  n.group_prefix = invalidations;
-  n.instance_id = instance_name("cms");
-  n.metrics = metrics;
-  n.name = std::string(flow_name);
-  near_type near(shared, bus, n);
-  if (auto started = on(ex, near.start()); !started) return fail(program, "near cache: " + started.error().message());
-
-  const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);
-  flow_type flow(documents, near, bus, store_options<flow_type>(c, metrics, {}, node));
-  if (auto started = on(ex, flow.start()); !started) return fail(program, "snapshot: " + started.error().message());
-  write_through_store<flow_type> store(flow, ex);
-
-  cms_context ctx;
-  ctx.settings = c;
-  ctx.store = &store;
-  ctx.metrics = metrics;
-  ctx.probes = {probe_on(ex, repository_probe("database", documents)), probe_on(ex, cache_probe("cache", shared)),
-                kafka_probe(kafka_admin, c.retry_topic)};
-  auto to_crs = peer::make(c.peer_url, c.peer_user, c.peer_password, c.request_timeout);
-  if (to_crs)
-    ctx.crs = [p = to_crs.value()](std::string target, std::string id) {
-      return p.call("GET", std::move(target), {}, std::move(id));
-    };
-  ctx.admin = assets;
-  ctx.access_log = log;
-  bulwark::http::router routes;
-  add_cms_routes(routes, ctx);
-  bulwark::http::server server(server_options_for(c, c.port, metrics), routes.as_handler());
-  if (auto started = server.start(); !started) return fail(program, started.error().message());
-  log("listening on http://" + c.listen_address + ":" + std::to_string(server.port()) + " (backend " +
-      std::string(to_string(c.backend)) + ", node " + std::to_string(node) + "); admin page /admin/");
-  signals.wait();
-  log("stopping");
-  server.stop(std::chrono::seconds(5));
-  if (auto stopped = on(ex, flow.stop()); !stopped) log("snapshot: " + stopped.error().message());
-  on(ex, near.stop());
+  std::vector<health_probe> probes{probe_on(ex, repository_probe("database", documents)),
+                                   probe_on(ex, cache_probe("cache", shared)), kafka_probe(kafka_admin, c.retry_topic)};
+  int code = 0;
+  if (c.near_cache) {
+    typename near_type::options n;
+    n.topic = invalidations;
+    n.group_prefix = invalidations;
+    n.instance_id = instance_name("cms");
+    n.metrics = metrics;
+    n.name = std::string(flow_name);
+    near_type near(shared, bus, n);
+    if (auto started = on(ex, near.start()); !started) {
+      code = fail(program, "near cache: " + started.error().message());
+    } else {
+      code = serve_cms(c, assets, signals, ex, documents, near, bus, std::move(probes), metrics, log);
+      on(ex, near.stop());
+    }
+  } else {
+    code = serve_cms(c, assets, signals, ex, documents, shared, bus, std::move(probes), metrics, log);
+  }
   on(ex, bus.stop());
   on(ex, pool.stop());
-  return 0;
+  return code;
 }
 
 } // namespace detail
