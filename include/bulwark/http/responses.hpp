@@ -11,9 +11,11 @@
 
 namespace bulwark::http {
 
-/// A response with a JSON body (Content-Type: application/json).
+/// A response with a JSON body (Content-Type: application/json). A string that is not valid
+/// UTF-8 (an error message quoting a backend's bytes) has each bad byte replaced by U+FFFD
+/// rather than failing the answer.
 inline response json(int status, const nlohmann::json& body) {
-  return response(status, "application/json", body.dump());
+  return response(status, "application/json", body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 /// A 200 response with a JSON body.
 inline response json(const nlohmann::json& body) { return json(200, body); }

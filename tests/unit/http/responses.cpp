@@ -68,3 +68,12 @@ TEST(http_responses, a_code_without_a_condition_is_500_internal) {
   EXPECT_FALSE(resp.headers.get("Retry-After").has_value());
   EXPECT_EQ(nlohmann::json::parse(resp.body)["error"], "internal");
 }
+
+TEST(http_responses, an_error_message_that_is_not_utf8_still_makes_a_json_answer) {
+  const auto r = http::error_response(bulwark::error(bulwark::errc::conflict, "row \"x\" \xff\xc3 gone"));
+  EXPECT_EQ(r.status, 409);
+  const auto body = nlohmann::json::parse(r.body);
+  EXPECT_EQ(body["error"], "conflict");
+  const auto message = body["message"].get<std::string>();
+  EXPECT_NE(message.find("row \"x\" \xef\xbf\xbd\xef\xbf\xbd gone"), std::string::npos) << message;
+}
