@@ -5,6 +5,7 @@
 #include "support/run.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace http = bulwark::http;
 
@@ -198,6 +199,52 @@ TEST(http_middleware, access_log_writes_one_json_line) {
   EXPECT_EQ(j["route"], "/x/{id}");
   EXPECT_EQ(j["status"], 200);
   EXPECT_EQ(j["request_id"].get<std::string>().size(), 36u);
+}
+
+TEST(http_middleware, access_log_lines_stay_valid_json_whatever_they_carry) {
+  http::router r;
+  std::vector<std::string> lines;
+  r.use(http::access_log([&](const std::string& l) { lines.push_back(l); }));
+  r.get("/ok", answer("12345"));
+  // An error whose message has quotes, a backslash, control characters, valid UTF-8 (é, €,
+  // U+1F600) and invalid bytes: a lone continuation byte, 0xff, a truncated sequence, an
+  // overlong '/' (0xc0 0xaf) and a UTF-16 surrogate (0xed 0xa0 0x80).
+  const std::string message =
+      "say \"no\" \\ \n\t\x01\x1f \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \x80\xff\xe2\x82 \xc0\xaf \xed\xa0\x80.";
+  r.get("/fail", [&](http::request&) -> bulwark::task<http::response> {
+    co_return bulwark::error(bulwark::errc::conflict, message);
+  });
+  auto ok = make("GET", "/ok?q=\"a\\b\"", {{"request-id", "id \"1\""}});
+  route(r, ok);
+  auto fail = make("GET", "/fail");
+  route(r, fail);
+  ASSERT_EQ(lines.size(), 2u);
+
+  auto first = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(first["target"], "/ok?q=\"a\\b\"");
+  EXPECT_EQ(first["route"], "/ok");
+  EXPECT_EQ(first["method"], "GET");
+  EXPECT_EQ(first["status"], 200);
+  EXPECT_EQ(first["bytes"], 5);
+  EXPECT_EQ(first["request_id"], "id \"1\"");
+  EXPECT_TRUE(first["duration_ms"].is_number());
+  EXPECT_GE(first["duration_ms"].get<double>(), 0.0);
+  EXPECT_FALSE(first.contains("error"));
+  // Keys in a fixed order, as the line's documentation says.
+  EXPECT_EQ(lines[0].rfind("{\"bytes\":5,\"duration_ms\":", 0), 0u) << lines[0];
+
+  auto second = nlohmann::json::parse(lines[1]);
+  EXPECT_EQ(second["status"], 409);
+  EXPECT_FALSE(second.contains("bytes"));
+  const std::string replacement = "\xef\xbf\xbd"; // U+FFFD
+  const std::string expected = "say \"no\" \\ \n\t\x01\x1f \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 " + replacement +
+                               replacement + replacement + replacement + " " + replacement + replacement + " " +
+                               replacement + replacement + replacement + ".";
+  // message() is "<the code's text>: <detail>"; the code's text is plain ASCII.
+  const auto full = bulwark::error(bulwark::errc::conflict, message).message();
+  const auto prefix = full.substr(0, full.size() - message.size());
+  EXPECT_EQ(second["error"], prefix + expected);
+  EXPECT_NE(lines[1].find("\\u0001\\u001f"), std::string::npos) << lines[1];
 }
 
 TEST(http_middleware, route_metrics_counts_each_request_once_per_series) {
