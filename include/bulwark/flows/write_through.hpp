@@ -26,9 +26,12 @@
 // the put is retried with the version read (at most `max_cas_attempts` times, then
 // errc::conflict). Cost of a durable write: one bounded put through the breaker (plus one get when
 // the version is unknown or stale), one cache put, the frame encoded once and copied into this
-// process's map; on the memory models about 970 ns against a bare put's 160, and a cache hit about
-// 225 ns against a bare get's 98 (benchmarks/write_through.sh; docs/last_known_good.md says where
-// the time goes).
+// process's map. A model of the synchronous refinements (synchronous_repository, synchronous_cache:
+// the memory models) is called through its plain calls: the repository's through the breaker but
+// with no with_timeout coroutine thread (a call that never suspends cannot be bounded: with_timeout
+// too returns its result), the cache's with no task. On the memory models a durable write costs
+// about 570 CPU ns against a bare put's 163, a cache hit about 176 against a bare get's 102
+// (benchmarks/write_through.sh, 2026-12-03; docs/last_known_good.md says where the time goes).
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
 // a time (the others wait for it and share its result), through breaker and timeout; the loaded
