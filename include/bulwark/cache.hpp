@@ -49,6 +49,20 @@
 //                     then joins a batch); a cancelled caller resumes at once, its write may land.
 //   hazelcast::cache  builds the entry's path before its first suspension; honours cancellation
 //                     while waiting for the key lock or a member (the HTTP exchange is closed).
+//
+// Optional refinement, synchronous_cache: a model whose operations never wait (no I/O, no
+// suspension; bounded CPU work under its own locks) may also offer them as plain calls:
+//
+// | expression              | type                         | semantics
+// |-------------------------|------------------------------|-----------------------------------
+// | c.get_now(key)          | result<std::optional<cached>>| what co_await c.get(key) returns
+// | c.put_now(key, value,   | result<bool>                 | what co_await c.put(key, value, ttl)
+// |           ttl)          |                              | returns
+//
+// A generic caller may use them when present (flows::write_through does, on every hit and write):
+// they save the task's coroutine frame, and a deadline cannot be missed by a call that never
+// waits. Models: memory::cache. Checked in tests/unit/core/concepts.cpp (the archetype is a cache
+// but not a synchronous one).
 
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>
@@ -75,6 +89,14 @@ concept cache = requires(C& c, std::string_view key, versioned value, std::chron
   { c.get(key) } -> std::same_as<task<std::optional<cached>>>;
   { c.put(key, std::move(value), ttl) } -> std::same_as<task<bool>>;
   { c.erase(key) } -> std::same_as<task<bool>>;
+};
+
+/// A cache whose get and put never wait, offered as plain calls too (see above).
+template <class C>
+concept synchronous_cache = cache<C> &&
+    requires(C& c, std::string_view key, versioned value, std::chrono::milliseconds ttl) {
+  { c.get_now(key) } -> std::same_as<result<std::optional<cached>>>;
+  { c.put_now(key, std::move(value), ttl) } -> std::same_as<result<bool>>;
 };
 
 } // namespace bulwark

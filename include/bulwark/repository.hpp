@@ -60,6 +60,23 @@
 //                       completes at once (redis::redis_errc::cancelled), its reply is dropped.
 //   mysql::repository   copies key / prefix / after first; honours cancellation while waiting
 //                       for a connection or the server (the connection is then discarded).
+//
+// Optional refinement, synchronous_repository: a model whose operations never wait (no I/O, no
+// suspension; bounded CPU work under its own locks) may also offer them as plain calls:
+//
+// | expression                    | type                            | semantics
+// |-------------------------------|---------------------------------|-----------------------------
+// | r.get_now(key)                | result<std::optional<versioned>>| what co_await r.get(key)
+// |                               |                                 | returns
+// | r.put_now(key, value,         | result<version_t>               | what co_await r.put(key,
+// |           expected)           |                                 | value, expected) returns
+//
+// A generic caller may use them when present: flows::write_through calls them through its
+// circuit breaker (admitted and recorded as any call) without with_timeout's coroutine thread,
+// since a call that never waits completes before any deadline could be acted on (with_timeout
+// too returns the result of an operation that finishes without suspending, whatever its bound).
+// Models: memory::repository. Checked in tests/unit/core/concepts.cpp (the archetype is a
+// repository but not a synchronous one).
 
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>
@@ -94,6 +111,14 @@ concept repository = requires(R& r, std::string_view key, std::string value, std
   { r.put(key, std::move(value), expected) } -> std::same_as<task<version_t>>;
   { r.erase(key) } -> std::same_as<task<bool>>;
   { r.scan(key, key, limit) } -> std::same_as<task<scan_page>>;
+};
+
+/// A repository whose get and put never wait, offered as plain calls too (see above).
+template <class R>
+concept synchronous_repository = repository<R> &&
+    requires(R& r, std::string_view key, std::string value, std::optional<version_t> expected) {
+  { r.get_now(key) } -> std::same_as<result<std::optional<versioned>>>;
+  { r.put_now(key, std::move(value), expected) } -> std::same_as<result<version_t>>;
 };
 
 } // namespace bulwark

@@ -26,9 +26,12 @@
 // the put is retried with the version read (at most `max_cas_attempts` times, then
 // errc::conflict). Cost of a durable write: one bounded put through the breaker (plus one get when
 // the version is unknown or stale), one cache put, the frame encoded once and copied into this
-// process's map; on the memory models about 970 ns against a bare put's 160, and a cache hit about
-// 225 ns against a bare get's 98 (benchmarks/write_through.sh; docs/last_known_good.md says where
-// the time goes).
+// process's map. A model of the synchronous refinements (synchronous_repository, synchronous_cache:
+// the memory models) is called through its plain calls: the repository's through the breaker but
+// with no with_timeout coroutine thread (a call that never suspends cannot be bounded: with_timeout
+// too returns its result), the cache's with no task. On the memory models a durable write costs
+// about 570 CPU ns against a bare put's 163, a cache hit about 176 against a bare get's 102
+// (benchmarks/write_through.sh, 2026-12-03; docs/last_known_good.md says where the time goes).
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
 // a time (the others wait for it and share its result), through breaker and timeout; the loaded
@@ -239,11 +242,15 @@ public:
     if (known) {
       // The usual first attempt of store_durably's compare-and-set, inline (a coroutine frame less
       // on every durable write): the version this process last saw.
-      auto put = co_await guarded(repo_.put(k, bytes, *known), d, gauges_ ? gauges_->put_latency : nullptr);
-      if (put)
-        stored.emplace(stored_outcome{put.value(), false});
-      else if (put.error() != errc::conflict)
-        stored.emplace(put.error());
+      std::optional<result<version_t>> put;
+      if constexpr (synchronous_repository<Repository>)
+        put.emplace(guarded_now([&] { return repo_.put_now(k, bytes, *known); }, put_latency()));
+      else
+        put.emplace(co_await guarded(repo_.put(k, bytes, *known), d, put_latency()));
+      if (*put)
+        stored.emplace(stored_outcome{put->value(), false});
+      else if (put->error() != errc::conflict)
+        stored.emplace(put->error());
     }
     if (!stored) {
       // No version known, or it was stale: the loop that reads the stored frame first.
@@ -258,8 +265,12 @@ public:
       // cache put inline, as cache_put() does it (a coroutine frame less).
       remember(k, bytes, f.stamp, false, done.version);
       versioned entry{std::move(bytes), f.stamp.value};
-      auto cached = co_await cache_.put(k, std::move(entry), opts_.cache_ttl);
-      if (!cached) count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+      if constexpr (synchronous_cache<Cache>) {
+        if (!cache_.put_now(k, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
+      } else {
+        auto cached = co_await cache_.put(k, std::move(entry), opts_.cache_ttl);
+        if (!cached) count(stats_.cache_errors, cache_errors());
+      }
       co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
     }
     const error failed = stored->error();
@@ -278,12 +289,12 @@ public:
     if (d.passed_coarse()) {
       count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
     } else {
-      auto got = co_await cache_.get(key);
-      if (!got) {
-        count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
-      } else if (got.value()) {
-        // Not written by a write_through (no frame): a miss.
-        from_cache = held_from(std::move(got.value()->value), age_of(got.value()->stored_at));
+      // A synchronous cache's plain call: no task, no coroutine frame of its own.
+      if constexpr (synchronous_cache<Cache>) {
+        from_cache = from_cache_get(cache_.get_now(key));
+      } else {
+        auto got = co_await cache_.get(key);
+        from_cache = from_cache_get(std::move(got));
       }
     }
     if (from_cache && from_cache->age < opts_.soft_ttl) {
@@ -505,6 +516,7 @@ private:
   // bound is the least of probe_timeout, repository_timeout and the deadline, as call() nested in
   // with_timeout would give) and one coroutine frame less than wrapping the bounded call.
   template <class T> task<T> guarded(task<T> op, const deadline& d, metrics::histogram* latency) {
+    static_assert(!synchronous_repository<Repository>, "a synchronous repository's calls go through guarded_now");
     const auto permit = breaker_.try_acquire();
     if (!permit) co_return breaker_.refusal();
     auto limit = opts_.repository_timeout;
@@ -530,6 +542,43 @@ private:
     co_return std::move(*r);
   }
 
+  // One call of a synchronous repository (its plain call: it never waits), through the breaker as
+  // guarded() runs one. No with_timeout: its bound is acted on only once the operation suspends,
+  // and this one cannot; so no coroutine thread, no task, no clock read for the bound.
+  template <class Call> auto guarded_now(Call call, metrics::histogram* latency) -> decltype(call()) {
+    const auto permit = breaker_.try_acquire();
+    if (!permit) return breaker_.refusal();
+    const auto started = latency ? opts_.clock.now() : bulwark::clock::time_point{};
+    std::optional<decltype(call())> r;
+    try {
+      r.emplace(call());
+    } catch (...) {
+      breaker_.record_exception(*permit);
+      throw;
+    }
+    if (r->has_value())
+      breaker_.record_success(*permit);
+    else
+      breaker_.record_error(*permit, r->error());
+    if (latency) latency->observe(std::chrono::duration<double>(opts_.clock.now() - started).count());
+    return std::move(*r);
+  }
+
+  metrics::histogram* get_latency() const noexcept { return gauges_ ? gauges_->get_latency : nullptr; }
+  metrics::histogram* put_latency() const noexcept { return gauges_ ? gauges_->put_latency : nullptr; }
+  metrics::counter* cache_errors() const noexcept { return gauges_ ? gauges_->cache_errors : nullptr; }
+
+  // What a cache get gives a read: the entry decoded; nullopt on a miss, on an entry a
+  // write_through did not write (no frame) and on an error (counted).
+  std::optional<held> from_cache_get(result<std::optional<cached>>&& got) {
+    if (!got) {
+      count(stats_.cache_errors, cache_errors());
+      return std::nullopt;
+    }
+    if (!got.value()) return std::nullopt;
+    return held_from(std::move(got.value()->value), age_of(got.value()->stored_at));
+  }
+
   // The compare-and-set that never writes over a newer stamp (see the file comment).
   // `bytes`: f encoded with state durable.
   // `tried`: write() already made the first attempt with the known version, and it conflicted.
@@ -538,7 +587,12 @@ private:
     std::optional<version_t> expected = tried ? std::nullopt : known_version(key);
     for (unsigned attempt = tried ? 1 : 0; attempt < opts_.max_cas_attempts; ++attempt) {
       if (!expected) {
-        auto current = co_await guarded(repo_.get(key), d, gauges_ ? gauges_->get_latency : nullptr);
+        std::optional<result<std::optional<versioned>>> read;
+        if constexpr (synchronous_repository<Repository>)
+          read.emplace(guarded_now([&] { return repo_.get_now(key); }, get_latency()));
+        else
+          read.emplace(co_await guarded(repo_.get(key), d, get_latency()));
+        auto& current = *read;
         if (!current) co_return current.error();
         expected = no_version;
         if (current.value()) {
@@ -548,9 +602,13 @@ private:
           expected = current.value()->version;
         }
       }
-      auto put = co_await guarded(repo_.put(key, bytes, expected), d, gauges_ ? gauges_->put_latency : nullptr);
-      if (put) co_return stored_outcome{put.value(), false};
-      if (put.error() != errc::conflict) co_return put.error();
+      std::optional<result<version_t>> put;
+      if constexpr (synchronous_repository<Repository>)
+        put.emplace(guarded_now([&] { return repo_.put_now(key, bytes, expected); }, put_latency()));
+      else
+        put.emplace(co_await guarded(repo_.put(key, bytes, expected), d, put_latency()));
+      if (*put) co_return stored_outcome{put->value(), false};
+      if (put->error() != errc::conflict) co_return put->error();
       expected.reset();
     }
     co_return error(errc::conflict, "write_through: the repository version of the key kept changing (" +
@@ -573,7 +631,12 @@ private:
   // One repository load (shared by concurrent readers of key), then the cache populate.
   task<std::optional<loaded_frame>> load(std::string key, deadline d) {
     stats_.repository_loads.fetch_add(1, std::memory_order_relaxed);
-    auto got = co_await guarded(repo_.get(key), d, gauges_ ? gauges_->get_latency : nullptr);
+    std::optional<result<std::optional<versioned>>> read;
+    if constexpr (synchronous_repository<Repository>)
+      read.emplace(guarded_now([&] { return repo_.get_now(key); }, get_latency()));
+    else
+      read.emplace(co_await guarded(repo_.get(key), d, get_latency()));
+    auto& got = *read;
     if (!got) co_return got.error();
     if (!got.value()) co_return std::optional<loaded_frame>{};
     auto& row = *got.value();
@@ -604,8 +667,12 @@ private:
   asio::awaitable<void> cache_put(const std::string& key, std::string bytes, order_stamp stamp) {
     // Named, not a temporary inside the co_await: GCC 12 destroys such a temporary twice.
     versioned entry{std::move(bytes), stamp.value};
-    auto put = co_await cache_.put(key, std::move(entry), opts_.cache_ttl);
-    if (!put) count(stats_.cache_errors, gauges_ ? gauges_->cache_errors : nullptr);
+    if constexpr (synchronous_cache<Cache>) {
+      if (!cache_.put_now(key, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
+    } else {
+      auto put = co_await cache_.put(key, std::move(entry), opts_.cache_ttl);
+      if (!put) count(stats_.cache_errors, cache_errors());
+    }
   }
 
   // The repository cannot answer: the newest of the cache's entry and this process's copy, if it

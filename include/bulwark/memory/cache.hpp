@@ -221,5 +221,6 @@ private:
 using cache = basic_cache<>;
 
 static_assert(bulwark::cache<cache>, "memory::cache must model bulwark::cache");
+static_assert(bulwark::synchronous_cache<cache>, "memory::cache must model bulwark::synchronous_cache");
 
 } // namespace bulwark::memory

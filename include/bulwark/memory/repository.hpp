@@ -131,5 +131,7 @@ private:
 };
 
 static_assert(bulwark::repository<repository>, "memory::repository must model bulwark::repository");
+static_assert(bulwark::synchronous_repository<repository>,
+              "memory::repository must model bulwark::synchronous_repository");
 
 } // namespace bulwark::memory

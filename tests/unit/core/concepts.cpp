@@ -26,6 +26,23 @@ struct cache_with_sync_get {
   bulwark::task<bool> put(std::string_view, bulwark::versioned, std::chrono::milliseconds);
   bulwark::task<bool> erase(std::string_view);
 };
+// The optional synchronous refinements: the archetypes plus the plain calls; and near misses
+// whose plain call returns something else than the task's result.
+struct synchronous_repository : repository {
+  bulwark::result<std::optional<bulwark::versioned>> get_now(std::string_view);
+  bulwark::result<bulwark::version_t> put_now(std::string_view, std::string, std::optional<bulwark::version_t>);
+};
+struct repository_with_unchecked_put_now : repository {
+  bulwark::result<std::optional<bulwark::versioned>> get_now(std::string_view);
+  bulwark::version_t put_now(std::string_view, std::string, std::optional<bulwark::version_t>);
+};
+struct synchronous_cache : cache {
+  bulwark::result<std::optional<bulwark::cached>> get_now(std::string_view);
+  bulwark::result<bool> put_now(std::string_view, bulwark::versioned, std::chrono::milliseconds);
+};
+struct cache_with_get_now_only : cache {
+  bulwark::result<std::optional<bulwark::cached>> get_now(std::string_view);
+};
 struct bus {
   struct subscription {
     asio::awaitable<void> stop();
@@ -57,3 +74,9 @@ static_assert(bulwark::event_bus<archetype::bus>);
 static_assert(!bulwark::event_bus<archetype::bus_without_stop>);
 static_assert(!bulwark::event_bus<archetype::bus_that_cannot_stop>);
 static_assert(!bulwark::repository<archetype::cache>);
+static_assert(!bulwark::synchronous_repository<archetype::repository>);
+static_assert(bulwark::synchronous_repository<archetype::synchronous_repository>);
+static_assert(!bulwark::synchronous_repository<archetype::repository_with_unchecked_put_now>);
+static_assert(!bulwark::synchronous_cache<archetype::cache>);
+static_assert(bulwark::synchronous_cache<archetype::synchronous_cache>);
+static_assert(!bulwark::synchronous_cache<archetype::cache_with_get_now_only>);

@@ -591,3 +591,122 @@ TEST(write_through, a_repository_call_that_throws_counts_as_a_breaker_failure_an
   ASSERT_TRUE(pending) << pending.error();
   EXPECT_EQ(pending.value().outcome, flows::write_state::pending);
 }
+
+namespace {
+
+// A synchronous repository (bulwark::synchronous_repository) that can be taken down or made to
+// throw on cue, which memory::repository cannot. write_through must call it through its plain
+// calls only (its tasks fail the test) and still through the breaker.
+struct switchable_repository {
+  bulwark::memory::repository inner;
+  bool down = false, throw_on_put = false;
+  int calls = 0;
+  bulwark::result<std::optional<bulwark::versioned>> get_now(std::string_view key) {
+    ++calls;
+    if (down) return bulwark::errc::unavailable;
+    return inner.get_now(key);
+  }
+  bulwark::result<bulwark::version_t> put_now(std::string_view key, std::string value,
+                                              std::optional<bulwark::version_t> expected) {
+    ++calls;
+    if (throw_on_put) throw std::runtime_error("driver bug");
+    if (down) return bulwark::errc::unavailable;
+    return inner.put_now(key, std::move(value), expected);
+  }
+  bulwark::task<std::optional<bulwark::versioned>> get(std::string_view) {
+    ADD_FAILURE() << "get's task used on a synchronous repository";
+    co_return bulwark::errc::unavailable;
+  }
+  bulwark::task<bulwark::version_t> put(std::string_view, std::string, std::optional<bulwark::version_t>) {
+    ADD_FAILURE() << "put's task used on a synchronous repository";
+    co_return bulwark::errc::unavailable;
+  }
+  bulwark::task<bool> erase(std::string_view key) { return inner.erase(key); }
+  bulwark::task<bulwark::scan_page> scan(std::string_view prefix, std::string_view after, std::size_t limit) {
+    return inner.scan(prefix, after, limit);
+  }
+};
+static_assert(bulwark::synchronous_repository<switchable_repository>);
+static_assert(bulwark::synchronous_cache<mem_cache>);
+
+using sync_flow = flows::write_through<switchable_repository, mem_cache, bus_t>;
+
+sync_flow::options sync_options(world& w) { // as world::options(), a breaker that opens after 3
+  sync_flow::options o;
+  o.retry_topic = topic;
+  o.soft_ttl = 30s;
+  o.hard_limit = 1h;
+  o.repository_timeout = 1s;
+  o.node = 1;
+  o.clock = w.clk;
+  o.wall = [wall = w.wall] { return wall.now(); };
+  o.breaker.minimum_calls = 3;
+  o.breaker.window_size = 3;
+  o.breaker.open_duration = 1h; // open for the whole test once open
+  return o;
+}
+
+} // namespace
+
+// The memory models' path (plain get_now / put_now calls, no with_timeout thread): writes, hits,
+// the breaker counting the repository's failures and refusing once open, stale reads.
+TEST(write_through, synchronous_models_are_called_directly_and_still_through_the_breaker) {
+  world w;
+  switchable_repository repo;
+  sync_flow flow(repo, *w.shared_cache, w.bus, sync_options(w));
+  auto first = w.run(flow.write("k", "v1", w.budget()));
+  ASSERT_TRUE(first) << first.error();
+  EXPECT_EQ(first.value().outcome, flows::write_state::durable);
+  EXPECT_EQ(repo.calls, 2) << "no version known: the stored frame read first, then the put";
+  auto second = w.run(flow.write("k", "v2", w.budget()));
+  ASSERT_TRUE(second) << second.error();
+  EXPECT_EQ(repo.calls, 3) << "the version known: one put";
+  auto hit = w.run(flow.read("k", w.budget()));
+  ASSERT_TRUE(hit && hit.value()) << (hit ? std::string("nullopt") : hit.error().message());
+  EXPECT_EQ(hit.value()->value, "v2");
+  EXPECT_FALSE(hit.value()->stale);
+  EXPECT_EQ(flow.stats().hits, 1u);
+  EXPECT_EQ(repo.calls, 3) << "a hit does not reach the repository";
+  ASSERT_TRUE(w.in_cache("k"));
+
+  repo.down = true;
+  int writes = 0;
+  for (; writes < 10 && flow.breaker().current() == bulwark::circuit_breaker::state::closed; ++writes) {
+    auto pending = w.run(flow.write("k", "v" + std::to_string(3 + writes), w.budget()));
+    ASSERT_TRUE(pending) << pending.error();
+    EXPECT_EQ(pending.value().outcome, flows::write_state::pending);
+  }
+  EXPECT_EQ(flow.breaker().current(), bulwark::circuit_breaker::state::open)
+      << "the plain calls' failures were not recorded";
+  EXPECT_EQ(writes, 2) << "window of 3: success, failure, failure";
+  const int before = repo.calls;
+  auto refused = w.run(flow.write("j", "v", w.budget()));
+  ASSERT_TRUE(refused) << refused.error();
+  EXPECT_EQ(refused.value().outcome, flows::write_state::pending);
+  EXPECT_EQ(repo.calls, before) << "the open breaker refuses without calling the repository";
+
+  w.advance(31s); // the cache entry is past soft_ttl: a read must ask the repository, refused
+  auto stale = w.run(flow.read("k", w.budget()));
+  ASSERT_TRUE(stale && stale.value()) << (stale ? std::string("nullopt") : stale.error().message());
+  EXPECT_TRUE(stale.value()->stale);
+  EXPECT_TRUE(stale.value()->pending);
+  EXPECT_EQ(stale.value()->value, "v4");
+  EXPECT_EQ(repo.calls, before);
+}
+
+TEST(write_through, a_synchronous_repository_call_that_throws_counts_as_a_breaker_failure_and_reaches_the_caller) {
+  world w;
+  switchable_repository repo;
+  sync_flow flow(repo, *w.shared_cache, w.bus, sync_options(w));
+  ASSERT_TRUE(w.run(flow.write("k", "v", w.budget()))); // get + put: two successes
+  repo.throw_on_put = true;
+  try {
+    (void)w.run(flow.write("k", "v2", w.budget()));
+    ADD_FAILURE() << "the write did not throw";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "driver bug");
+  }
+  EXPECT_EQ(flow.breaker().current(), bulwark::circuit_breaker::state::closed) << "1 failure of 3";
+  EXPECT_THROW((void)w.run(flow.write("k", "v3", w.budget())), std::runtime_error);
+  EXPECT_EQ(flow.breaker().current(), bulwark::circuit_breaker::state::open) << "the exceptions were not counted";
+}

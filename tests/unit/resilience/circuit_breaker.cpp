@@ -509,3 +509,66 @@ TEST_F(breaker_test, shared_by_two_threads_it_counts_every_call) {
   fail(b);
   EXPECT_EQ(b.current(), state::open) << "the 1000th call: every call of both threads was counted";
 }
+
+// Successes in a clean count window are counted without the lock (circuit_breaker's fast_ word)
+// and taken into the window at its next locked update: they must weigh exactly as if recorded one
+// by one, towards minimum_calls too.
+TEST_F(breaker_test, successes_counted_without_the_lock_still_fill_the_window) {
+  auto o = opts();
+  o.window_size = 4;
+  circuit_breaker b(o);
+  succeed(b, 2); // a clean window: both without the lock
+  fail(b);       // S S F: 3 calls, below minimum_calls 4
+  EXPECT_EQ(b.current(), state::closed);
+  fail(b); // S S F F: 0.5 of 4 calls (had the successes been lost: 2 calls, closed)
+  EXPECT_EQ(b.current(), state::open);
+}
+
+TEST_F(breaker_test, more_successes_without_the_lock_than_the_window_holds_leave_it_full_of_successes) {
+  auto o = opts();
+  o.window_size = 4;
+  circuit_breaker b(o);
+  succeed(b, 10);
+  fail(b); // S S S F
+  EXPECT_EQ(b.current(), state::closed);
+  fail(b); // S S F F
+  EXPECT_EQ(b.current(), state::open);
+}
+
+TEST_F(breaker_test, a_success_admitted_without_the_lock_in_an_earlier_period_changes_nothing) {
+  auto o = opts();
+  o.window_size = 4;
+  o.half_open_probes = 1;
+  circuit_breaker b(o);
+  const auto old_permit = b.try_acquire(); // closed: admitted without the lock
+  ASSERT_TRUE(old_permit);
+  open(b);
+  clk.advance(10s);
+  succeed(b); // the probe closes it: a fresh window
+  ASSERT_EQ(b.current(), state::closed);
+  b.record_success(*old_permit);
+  fail(b, 3); // F F F: 3 calls, below minimum 4 (with the old success counted: 0.75 of 4, open)
+  EXPECT_EQ(b.current(), state::closed);
+  fail(b);
+  EXPECT_EQ(b.current(), state::open);
+}
+
+TEST_F(breaker_test, successes_of_two_threads_without_the_lock_are_all_counted) {
+  auto o = opts();
+  o.window_size = 1000;
+  o.minimum_calls = 1000;
+  o.failure_rate_threshold = 0.2;
+  circuit_breaker b(o);
+  auto worker = [&b](int n) {
+    asio::io_context own;
+    auto count = std::make_shared<int>(0);
+    for (int i = 0; i < n; ++i) (void)bulwark::test::run(own, b.call(answers(count, 1)));
+  };
+  std::thread t1(worker, 400), t2(worker, 400);
+  t1.join();
+  t2.join();
+  fail(b, 199);
+  EXPECT_EQ(b.current(), state::closed) << "999 calls, below minimum 1000";
+  fail(b);
+  EXPECT_EQ(b.current(), state::open) << "0.2 of 1000 calls: all 800 successes were counted";
+}
