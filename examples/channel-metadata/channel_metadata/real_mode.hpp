@@ -13,6 +13,7 @@
 #include <channel_metadata/cms_routes.hpp>
 #include <channel_metadata/config.hpp>
 #include <channel_metadata/crs_routes.hpp>
+#include <channel_metadata/deferred.hpp>
 #include <channel_metadata/peer.hpp>
 #include <channel_metadata/reconciler.hpp>
 #include <channel_metadata/runtime.hpp>
@@ -73,6 +74,30 @@ inline bulwark::task<void> ensure_database(asio::any_io_executor ex, bulwark::my
   co_return co_await c->run_ddl("CREATE DATABASE IF NOT EXISTS `" + name + "`");
 }
 
+/// One attempt at a repository on `table` of `m.database`: the database created when missing (if
+/// the user may), then the table. Errors: the server's (down, refused, ...).
+inline bulwark::task<bulwark::mysql::repository> open_mysql_repository(asio::any_io_executor ex,
+                                                                      bulwark::mysql::pool& pool,
+                                                                      bulwark::mysql::config m, std::string table) {
+  auto making = ensure_database(ex, m);
+  auto made = co_await std::move(making);
+  (void)made; // a user who may not create databases: open() says what is wrong
+  auto opening = bulwark::mysql::repository::open(pool, table);
+  co_return co_await std::move(opening);
+}
+
+/// The repository on `table` of `m.database` in `pool`, opened in the background until the
+/// server answers (every attempt and its error logged; DOWN in the healthcheck meanwhile).
+using deferred_mysql = deferred_repository<bulwark::mysql::repository>;
+inline background_attempts::options attempt_options(std::string name, std::function<void(const std::string&)> log) {
+  background_attempts::options o;
+  o.name = std::move(name);
+  o.first_delay = std::chrono::milliseconds(250);
+  o.max_delay = std::chrono::seconds(5);
+  o.log = std::move(log);
+  return o;
+}
+
 /// Kafka's configuration from ours.
 inline bulwark::kafka::config kafka_config(const config& c, std::shared_ptr<bulwark::metrics::registry> m) {
   bulwark::kafka::config k;
@@ -93,6 +118,16 @@ inline bulwark::task<void> ensure_topic(const bulwark::kafka::admin& a, std::str
   spec.replication_factor = 3;
   spec.configs = {{"min.insync.replicas", "2"}};
   co_return co_await a.ensure_topic(std::move(spec));
+}
+
+/// One attempt at every topic in `names` (see ensure_topic). Errors: the cluster's.
+inline bulwark::task<void> ensure_topics(std::shared_ptr<bulwark::kafka::admin> a, std::vector<std::string> names) {
+  for (auto& name : names) {
+    auto making = ensure_topic(*a, name);
+    auto made = co_await std::move(making);
+    if (!made) co_return bulwark::error(made.error().code(), "topic " + name + ": " + std::string(made.error().detail()));
+  }
+  co_return bulwark::ok();
 }
 
 /// A probe of the Kafka cluster: the retry topic's metadata.
@@ -117,6 +152,13 @@ inline std::string instance_name(std::string_view service_name) {
 
 namespace detail {
 
+/// Runs `f` when it goes (every way out of a run_* function stops what runs in the background
+/// before the pools it uses go).
+struct at_exit {
+  std::function<void()> f;
+  ~at_exit() { f(); }
+};
+
 inline int fail(std::string_view program, const std::string& what) {
   std::cerr << program << ": " << what << "\n";
   return 1;
@@ -133,25 +175,37 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
                                        std::function<void(const std::string&)> log) {
   using bus_type = bulwark::kafka::event_bus;
   using near_type = bulwark::flows::near_cache<Shared, bus_type>;
-  using flow_type = bulwark::flows::write_through<bulwark::mysql::repository, near_type, bus_type>;
+  using flow_type = bulwark::flows::write_through<deferred_mysql, near_type, bus_type>;
   const auto ex = bg.executor();
   const std::string_view program = "channel-metadata-store";
 
+  // The database need not answer at start: it is opened in the background (bounded backoff,
+  // logged) and is DOWN in the healthcheck until then; CMS serves meanwhile what the cache holds
+  // and accepts writes as pending (the retry topic), as in any outage.
   const auto m = mysql_config(c, false);
-  if (auto made = on(ex, ensure_database(ex, m)); !made) log("database " + m.database + ": " + made.error().message());
   bulwark::mysql::pool pool(ex, m);
-  auto opened = on(ex, bulwark::mysql::repository::open(pool, c.mysql_table));
-  if (!opened) return fail(program, "MySQL: " + opened.error().message());
-  auto documents = std::move(opened).value();
+  deferred_mysql documents([ex, &pool, m, table = c.mysql_table] { return open_mysql_repository(ex, pool, m, table); },
+                           attempt_options("channel-metadata database " + m.host + ":" + std::to_string(m.port) +
+                                               "/" + m.database,
+                                           log));
+  documents.start(ex);
 
   const auto kcfg = kafka_config(c, metrics);
   auto admin = bulwark::kafka::admin::create(kcfg);
   if (!admin) return fail(program, "Kafka: " + admin.error().message());
   auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
   const std::string invalidations = c.retry_topic + ".near-cache";
-  for (const auto& topic : {c.retry_topic, invalidations})
-    if (auto made = on(ex, ensure_topic(*kafka_admin, topic)); !made)
-      return fail(program, "Kafka topic " + topic + ": " + made.error().message());
+  // The topics made when missing, in the background too (the bus is DOWN until Kafka answers).
+  background_attempts topics(
+      [kafka_admin, names = std::vector<std::string>{c.retry_topic, invalidations}] {
+        return ensure_topics(kafka_admin, names);
+      },
+      attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log));
+  topics.start(ex);
+  at_exit stop_attempts{[&] {
+    on(ex, topics.stop());
+    on(ex, documents.stop());
+  }};
   auto created = bus_type::create(ex, kcfg);
   if (!created) return fail(program, "Kafka: " + created.error().message());
   auto bus = std::move(created).value();
@@ -195,6 +249,8 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   if (auto stopped = on(ex, flow.stop()); !stopped) log("snapshot: " + stopped.error().message());
   on(ex, near.stop());
   on(ex, bus.stop());
+  on(ex, topics.stop());
+  on(ex, documents.stop());
   on(ex, pool.stop());
   return 0;
 }
@@ -232,8 +288,7 @@ inline int run_cms_real(config c, std::span<const admin_asset> assets, bulwark::
 /// cache-retry-service on MySQL (the channel-metadata database and its own) + Kafka, until
 /// `signals` sees SIGINT or SIGTERM.
 inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
-  using replayer_type =
-      bulwark::flows::retry_replayer<bulwark::mysql::repository, bulwark::kafka::event_bus, bulwark::mysql::repository>;
+  using replayer_type = bulwark::flows::retry_replayer<deferred_mysql, bulwark::kafka::event_bus, deferred_mysql>;
   const std::string_view program = "cache-retry-service";
   background_thread bg;
   const auto ex = bg.executor();
@@ -242,26 +297,41 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
 
   const auto data_cfg = mysql_config(c, false);
   const auto log_cfg = mysql_config(c, true);
-  for (const auto& m : {data_cfg, log_cfg})
-    if (auto made = detail::on(ex, ensure_database(ex, m)); !made)
-      log("database " + m.database + ": " + made.error().message());
   bulwark::mysql::pool data_pool(ex, data_cfg);
   bulwark::mysql::pool log_pool(ex, log_cfg);
-  // Both databases must answer at start (a supervisor restarts CRS until they do); an outage
-  // after that is what CRS waits out.
-  auto opened = detail::on(ex, bulwark::mysql::repository::open(data_pool, c.mysql_table));
-  if (!opened) return detail::fail(program, "channel-metadata database: " + opened.error().message());
-  auto documents = std::move(opened).value();
-  auto outage_opened = detail::on(ex, bulwark::mysql::repository::open(log_pool, c.outage_mysql_table));
-  if (!outage_opened) return detail::fail(program, "downtime-log database: " + outage_opened.error().message());
-  auto outage_log = std::move(outage_opened).value();
+  // Neither database has to answer at start: each is opened in the background (bounded backoff,
+  // logged) and is DOWN in the healthcheck until then; the replayer meanwhile waits, as in any
+  // outage, and the messages stay on the retry topic.
+  deferred_mysql documents(
+      [ex, &data_pool, data_cfg, table = c.mysql_table] {
+        return open_mysql_repository(ex, data_pool, data_cfg, table);
+      },
+      attempt_options("channel-metadata database " + data_cfg.host + ":" + std::to_string(data_cfg.port) + "/" +
+                          data_cfg.database,
+                      log));
+  deferred_mysql outage_log(
+      [ex, &log_pool, log_cfg, table = c.outage_mysql_table] {
+        return open_mysql_repository(ex, log_pool, log_cfg, table);
+      },
+      attempt_options("downtime-log database " + log_cfg.host + ":" + std::to_string(log_cfg.port) + "/" +
+                          log_cfg.database,
+                      log));
+  documents.start(ex);
+  outage_log.start(ex);
 
   const auto kcfg = kafka_config(c, metrics);
   auto admin = bulwark::kafka::admin::create(kcfg);
   if (!admin) return detail::fail(program, "Kafka: " + admin.error().message());
   auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
-  if (auto made = detail::on(ex, ensure_topic(*kafka_admin, c.retry_topic)); !made)
-    return detail::fail(program, "Kafka topic " + c.retry_topic + ": " + made.error().message());
+  // The retry topic made when missing, in the background too (the bus is DOWN until Kafka answers).
+  background_attempts topics([kafka_admin, t = c.retry_topic] { return ensure_topics(kafka_admin, {t}); },
+                             attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log));
+  topics.start(ex);
+  detail::at_exit stop_attempts{[&] {
+    detail::on(ex, topics.stop());
+    detail::on(ex, documents.stop());
+    detail::on(ex, outage_log.stop());
+  }};
   auto created = bulwark::kafka::event_bus::create(ex, kcfg);
   if (!created) return detail::fail(program, "Kafka: " + created.error().message());
   auto bus = std::move(created).value();
@@ -316,6 +386,9 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
   detail::on(ex, reconciler.stop());
   detail::on(ex, replayer.stop());
   detail::on(ex, bus.stop());
+  detail::on(ex, topics.stop());
+  detail::on(ex, documents.stop());
+  detail::on(ex, outage_log.stop());
   detail::on(ex, data_pool.stop());
   detail::on(ex, log_pool.stop());
   return 0;
