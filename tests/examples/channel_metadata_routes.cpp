@@ -630,7 +630,7 @@ TEST(channel_metadata_deferred, a_repository_opened_in_the_background_is_unavail
   }
   ASSERT_EQ(lines.size(), 5u);
   EXPECT_EQ(lines[0], "test database: not reachable (attempt 1): backend unavailable: connection refused; trying again "
-            "in 250 ms");
+                      "in 250 ms");
   EXPECT_NE(lines[2].find("trying again in 1000 ms"), std::string::npos) << lines[2];
   EXPECT_NE(lines[4].find("(attempt 5)"), std::string::npos) << lines[4];
   EXPECT_NE(lines[4].find("trying again in 1000 ms"), std::string::npos) << lines[4];

@@ -28,8 +28,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,8 +53,8 @@ inline constexpr std::string_view downtime_id_sequence_key = "downtime-id-sequen
 
 namespace detail {
 
-template <bulwark::repository OutageLog> bulwark::task<std::vector<bulwark::flows::outage_window>>
-all_outage_windows(OutageLog& log, std::string prefix) {
+template <bulwark::repository OutageLog>
+bulwark::task<std::vector<bulwark::flows::outage_window>> all_outage_windows(OutageLog& log, std::string prefix) {
   std::vector<bulwark::flows::outage_window> all;
   std::string after;
   for (;;) {

@@ -135,7 +135,8 @@ private:
       auto tried = co_await std::move(trying);
       if (tried) {
         s->succeeded = true;
-        if (s->opts.log && n > 1) s->opts.log(s->opts.name + ": reachable again after " + std::to_string(n) + " attempts");
+        if (s->opts.log && n > 1)
+          s->opts.log(s->opts.name + ": reachable again after " + std::to_string(n) + " attempts");
         co_return;
       }
       {

@@ -77,8 +77,8 @@ inline bulwark::task<void> ensure_database(asio::any_io_executor ex, bulwark::my
 /// One attempt at a repository on `table` of `m.database`: the database created when missing (if
 /// the user may), then the table. Errors: the server's (down, refused, ...).
 inline bulwark::task<bulwark::mysql::repository> open_mysql_repository(asio::any_io_executor ex,
-                                                                      bulwark::mysql::pool& pool,
-                                                                      bulwark::mysql::config m, std::string table) {
+                                                                       bulwark::mysql::pool& pool,
+                                                                       bulwark::mysql::config m, std::string table) {
   auto making = ensure_database(ex, m);
   auto made = co_await std::move(making);
   (void)made; // a user who may not create databases: open() says what is wrong
@@ -125,7 +125,8 @@ inline bulwark::task<void> ensure_topics(std::shared_ptr<bulwark::kafka::admin> 
   for (auto& name : names) {
     auto making = ensure_topic(*a, name);
     auto made = co_await std::move(making);
-    if (!made) co_return bulwark::error(made.error().code(), "topic " + name + ": " + std::string(made.error().detail()));
+    if (!made)
+      co_return bulwark::error(made.error().code(), "topic " + name + ": " + std::string(made.error().detail()));
   }
   co_return bulwark::ok();
 }
@@ -184,10 +185,9 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   // and accepts writes as pending (the retry topic), as in any outage.
   const auto m = mysql_config(c, false);
   bulwark::mysql::pool pool(ex, m);
-  deferred_mysql documents([ex, &pool, m, table = c.mysql_table] { return open_mysql_repository(ex, pool, m, table); },
-                           attempt_options("channel-metadata database " + m.host + ":" + std::to_string(m.port) +
-                                               "/" + m.database,
-                                           log));
+  deferred_mysql documents(
+      [ex, &pool, m, table = c.mysql_table] { return open_mysql_repository(ex, pool, m, table); },
+      attempt_options("channel-metadata database " + m.host + ":" + std::to_string(m.port) + "/" + m.database, log));
   documents.start(ex);
 
   const auto kcfg = kafka_config(c, metrics);
@@ -302,20 +302,17 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
   // Neither database has to answer at start: each is opened in the background (bounded backoff,
   // logged) and is DOWN in the healthcheck until then; the replayer meanwhile waits, as in any
   // outage, and the messages stay on the retry topic.
-  deferred_mysql documents(
-      [ex, &data_pool, data_cfg, table = c.mysql_table] {
-        return open_mysql_repository(ex, data_pool, data_cfg, table);
-      },
-      attempt_options("channel-metadata database " + data_cfg.host + ":" + std::to_string(data_cfg.port) + "/" +
-                          data_cfg.database,
-                      log));
+  deferred_mysql documents([ex, &data_pool, data_cfg,
+                            table = c.mysql_table] { return open_mysql_repository(ex, data_pool, data_cfg, table); },
+                           attempt_options("channel-metadata database " + data_cfg.host + ":" +
+                                               std::to_string(data_cfg.port) + "/" + data_cfg.database,
+                                           log));
   deferred_mysql outage_log(
       [ex, &log_pool, log_cfg, table = c.outage_mysql_table] {
         return open_mysql_repository(ex, log_pool, log_cfg, table);
       },
-      attempt_options("downtime-log database " + log_cfg.host + ":" + std::to_string(log_cfg.port) + "/" +
-                          log_cfg.database,
-                      log));
+      attempt_options(
+          "downtime-log database " + log_cfg.host + ":" + std::to_string(log_cfg.port) + "/" + log_cfg.database, log));
   documents.start(ex);
   outage_log.start(ex);
 
