@@ -217,7 +217,12 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   n.metrics = metrics;
   n.name = std::string(flow_name);
   near_type near(shared, bus, n);
-  if (auto started = on(ex, near.start()); !started) return fail(program, "near cache: " + started.error().message());
+  // Its invalidation subscription joins in the background too (Kafka may be down at start);
+  // until it has, other replicas' writes reach this one's local entries at their local TTL.
+  background_attempts joining([&near] { return near.start(); },
+                              attempt_options("near-cache invalidations (topic " + invalidations + ")", log));
+  joining.start(ex);
+  at_exit stop_joining{[&] { on(ex, joining.stop()); }};
 
   const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);
   flow_type flow(documents, near, bus, store_options<flow_type>(c, metrics, {}, node));
@@ -247,6 +252,7 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   log("stopping");
   server.stop(std::chrono::seconds(5));
   if (auto stopped = on(ex, flow.stop()); !stopped) log("snapshot: " + stopped.error().message());
+  on(ex, joining.stop());
   on(ex, near.stop());
   on(ex, bus.stop());
   on(ex, topics.stop());
@@ -348,8 +354,13 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
     co_return bulwark::ok();
   };
   replayer_type replayer(documents, bus, outage_log, o);
-  if (auto started = detail::on(ex, replayer.start()); !started)
-    return detail::fail(program, "retry topic: " + started.error().message());
+  // The subscription joins in the background (Kafka may be down at start): until then the
+  // messages wait on the retry topic.
+  background_attempts subscribing(
+      [&replayer] { return replayer.start(); },
+      attempt_options("retry topic " + c.retry_topic + " (group " + c.consumer_group + ")", log));
+  subscribing.start(ex);
+  detail::at_exit stop_subscribing{[&] { detail::on(ex, subscribing.stop()); }};
   auto watch_stop = std::make_shared<std::atomic<bool>>(false);
   auto progress = [&replayer] {
     const auto s = replayer.stats();
@@ -381,6 +392,7 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
   server.stop(std::chrono::seconds(5));
   *watch_stop = true;
   detail::on(ex, reconciler.stop());
+  detail::on(ex, subscribing.stop());
   detail::on(ex, replayer.stop());
   detail::on(ex, bus.stop());
   detail::on(ex, topics.stop());
