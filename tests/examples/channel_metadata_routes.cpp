@@ -652,6 +652,51 @@ TEST(channel_metadata_deferred, a_repository_opened_in_the_background_is_unavail
   run(repo.stop());
 }
 
+// The services make one attempt before serving (a database that answers is ready when they
+// listen); start() then goes on after the first delay, or does nothing after a success.
+TEST(channel_metadata_deferred, a_first_attempt_before_start) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  auto clk = bulwark::clock::manual();
+  int attempts = 0;
+  bool up = false;
+  cm::background_attempts::options o;
+  o.name = "db";
+  o.clock = clk;
+  o.first_delay = 100ms;
+  cm::background_attempts failing(
+      [&]() -> bulwark::task<void> {
+        ++attempts;
+        if (!up) co_return bulwark::error(bulwark::errc::unavailable, "down");
+        co_return bulwark::ok();
+      },
+      o);
+  EXPECT_FALSE(bulwark::test::run(io, failing.first_attempt(), 5s));
+  failing.start(io.get_executor());
+  io.poll();
+  EXPECT_EQ(attempts, 1) << "start() waits the first delay after a failed first attempt";
+  up = true;
+  clk.advance(100ms);
+  io.poll();
+  EXPECT_EQ(attempts, 2);
+  EXPECT_TRUE(failing.succeeded());
+  bulwark::test::run(io, failing.stop(), 5s);
+
+  attempts = 0;
+  cm::background_attempts succeeding(
+      [&]() -> bulwark::task<void> {
+        ++attempts;
+        co_return bulwark::ok();
+      },
+      o);
+  EXPECT_TRUE(bulwark::test::run(io, succeeding.first_attempt(), 5s));
+  succeeding.start(io.get_executor());
+  clk.advance(1s);
+  io.poll();
+  EXPECT_EQ(attempts, 1);
+  bulwark::test::run(io, succeeding.stop(), 5s);
+}
+
 TEST(channel_metadata_deferred, stop_ends_the_attempts_while_they_wait) {
   asio::io_context io;
   auto work = asio::make_work_guard(io);

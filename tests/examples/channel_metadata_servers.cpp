@@ -388,4 +388,28 @@ TEST_F(channel_metadata_servers, both_services_start_with_kafka_unreachable_and_
   EXPECT_TRUE(crs_->running());
 }
 
+// The cache unreachable at start (Redis on a port nobody listens on): CMS starts, says the cache
+// is DOWN (200: the database serves) and serves reads and durable writes from the database.
+TEST_F(channel_metadata_servers, cms_starts_with_redis_unreachable_and_serves_from_the_database) {
+  BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
+  const auto dead = std::to_string(free_port());
+  start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", dead}, shared_mysql());
+  if (HasFatalFailure() || IsSkipped()) return;
+  answer health; // the database and the topics are opened and made in the background: soon
+  EXPECT_TRUE(eventually([&] {
+    health = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+    return health.status == 200 &&
+           health.body == R"({"status":"UP","components":{"database":{"status":"UP"},"cache":{"status":"DOWN"},)"
+                          R"("bus":{"status":"UP"},"writes":{"status":"UP","details":{"pending":0}}}})";
+  })) << health.body;
+  const std::string doc =
+      R"({"countryCode":"IT","metadata":[{"name":"i","language":"Italian","type":"News"}],"product":"p"})";
+  auto posted = call(cms_port_, "POST", "/api/channel-metadata/IT", doc);
+  EXPECT_EQ(posted.status, 200) << posted.body << cms_->log();
+  auto got = call(cms_port_, "GET", "/api/channel-metadata/IT");
+  EXPECT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.body, doc);
+  EXPECT_TRUE(cms_->running());
+}
+
 } // namespace

@@ -66,10 +66,17 @@ public:
   /// what the caller owns).
   ~background_attempts() = default;
 
-  /// Starts trying on `ex` (the first attempt at once). A second call does nothing.
+  /// One attempt now, before start() (which then waits first_delay before its first one):
+  /// for a service that wants its dependency ready when it starts serving, if it answers. Run
+  /// on start()'s executor. True when it succeeded.
+  asio::awaitable<bool> first_attempt() { return attempt_once(state_, state_->opts.first_delay); }
+
+  /// Starts trying on `ex` (the first attempt at once, unless first_attempt() ran; nothing when
+  /// that succeeded). A second call does nothing.
   void start(asio::any_io_executor ex) {
     if (state_->started) return;
     state_->started = true;
+    if (state_->succeeded) return;
     state_->running = true;
     auto s = state_;
     asio::co_spawn(ex, loop(s), asio::bind_cancellation_slot(s->cancel.slot(), asio::detached));
@@ -126,27 +133,38 @@ private:
     return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
   }
 
+  // One attempt; a failure is logged with the delay before the next one. True on success.
+  static asio::awaitable<bool> attempt_once(std::shared_ptr<state> s, bulwark::clock::duration next_delay) {
+    const auto n = ++s->attempts;
+    auto trying = s->attempt();
+    auto tried = co_await std::move(trying);
+    if (tried) {
+      s->succeeded = true;
+      if (s->opts.log && n > 1)
+        s->opts.log(s->opts.name + ": reachable again after " + std::to_string(n) + " attempts");
+      co_return true;
+    }
+    {
+      std::lock_guard lock(s->mutex);
+      s->last_error = tried.error().message();
+    }
+    if (s->opts.log && !s->stopping)
+      s->opts.log(s->opts.name + ": not reachable (attempt " + std::to_string(n) + "): " + tried.error().message() +
+                  "; trying again in " + millis(next_delay));
+    co_return false;
+  }
+
   static asio::awaitable<void> loop(std::shared_ptr<state> s) {
     ended guard{s};
     auto delay = s->opts.first_delay;
-    while (!s->stopping && s->attempt) {
-      const auto n = ++s->attempts;
-      auto trying = s->attempt();
-      auto tried = co_await std::move(trying);
-      if (tried) {
-        s->succeeded = true;
-        if (s->opts.log && n > 1)
-          s->opts.log(s->opts.name + ": reachable again after " + std::to_string(n) + " attempts");
-        co_return;
-      }
-      {
-        std::lock_guard lock(s->mutex);
-        s->last_error = tried.error().message();
-      }
-      if (s->stopping) break;
-      if (s->opts.log)
-        s->opts.log(s->opts.name + ": not reachable (attempt " + std::to_string(n) + "): " + tried.error().message() +
-                    "; trying again in " + millis(delay));
+    if (s->attempts > 0) { // first_attempt() ran: its failure announced this wait
+      const bool waited = co_await s->opts.clock.wait_for(delay);
+      if (!waited) co_return;
+      delay = std::min(delay * 2, s->opts.max_delay);
+    }
+    while (!s->stopping && !s->succeeded && s->attempt) {
+      const bool done = co_await attempt_once(s, delay);
+      if (done || s->stopping) break;
       const bool waited = co_await s->opts.clock.wait_for(delay);
       if (!waited) break;
       delay = std::min(delay * 2, s->opts.max_delay);
@@ -169,6 +187,8 @@ public:
   deferred_repository(const deferred_repository&) = delete;
   deferred_repository& operator=(const deferred_repository&) = delete;
 
+  /// See background_attempts::first_attempt and start.
+  asio::awaitable<bool> first_attempt() { return attempts_.first_attempt(); }
   void start(asio::any_io_executor ex) { attempts_.start(std::move(ex)); }
   asio::awaitable<void> stop() { return attempts_.stop(); }
   /// Whether the model is open (from any thread).

@@ -188,6 +188,7 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   deferred_mysql documents(
       [ex, &pool, m, table = c.mysql_table] { return open_mysql_repository(ex, pool, m, table); },
       attempt_options("channel-metadata database " + m.host + ":" + std::to_string(m.port) + "/" + m.database, log));
+  on(ex, documents.first_attempt()); // ready when listening if it answers (see run_crs_real)
   documents.start(ex);
 
   const auto kcfg = kafka_config(c, metrics);
@@ -319,6 +320,10 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
       },
       attempt_options(
           "downtime-log database " + log_cfg.host + ":" + std::to_string(log_cfg.port) + "/" + log_cfg.database, log));
+  // One attempt each before serving (bounded by --database-timeout): a database that answers is
+  // ready when the service starts listening.
+  detail::on(ex, documents.first_attempt());
+  detail::on(ex, outage_log.first_attempt());
   documents.start(ex);
   outage_log.start(ex);
 
