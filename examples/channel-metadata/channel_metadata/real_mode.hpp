@@ -131,6 +131,16 @@ inline bulwark::task<void> ensure_topics(std::shared_ptr<bulwark::kafka::admin> 
   co_return bulwark::ok();
 }
 
+/// One attempt at Kafka for a service: its topics (ensure_topics), then `subscribe` (the
+/// subscription that reads one of them: subscribing first could miss a topic made just after).
+inline bulwark::task<void> ensure_topics_then(std::shared_ptr<bulwark::kafka::admin> a, std::vector<std::string> names,
+                                              std::function<bulwark::task<void>()> subscribe) {
+  auto making = ensure_topics(std::move(a), std::move(names));
+  BOOST_OUTCOME_CO_TRY(co_await std::move(making));
+  auto subscribing = subscribe();
+  co_return co_await std::move(subscribing);
+}
+
 /// A probe of the Kafka cluster: the retry topic's metadata.
 inline health_probe kafka_probe(std::shared_ptr<bulwark::kafka::admin> a, std::string topic) {
   return {"bus", [a, topic]() -> bulwark::task<void> {
@@ -196,17 +206,7 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   if (!admin) return fail(program, "Kafka: " + admin.error().message());
   auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
   const std::string invalidations = c.retry_topic + ".near-cache";
-  // The topics made when missing, in the background too (the bus is DOWN until Kafka answers).
-  background_attempts topics(
-      [kafka_admin, names = std::vector<std::string>{c.retry_topic, invalidations}] {
-        return ensure_topics(kafka_admin, names);
-      },
-      attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log));
-  topics.start(ex);
-  at_exit stop_attempts{[&] {
-    on(ex, topics.stop());
-    on(ex, documents.stop());
-  }};
+  at_exit stop_documents{[&] { on(ex, documents.stop()); }};
   auto created = bus_type::create(ex, kcfg);
   if (!created) return fail(program, "Kafka: " + created.error().message());
   auto bus = std::move(created).value();
@@ -218,12 +218,17 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   n.metrics = metrics;
   n.name = std::string(flow_name);
   near_type near(shared, bus, n);
-  // Its invalidation subscription joins in the background too (Kafka may be down at start);
-  // until it has, other replicas' writes reach this one's local entries at their local TTL.
-  background_attempts joining([&near] { return near.start(); },
-                              attempt_options("near-cache invalidations (topic " + invalidations + ")", log));
-  joining.start(ex);
-  at_exit stop_joining{[&] { on(ex, joining.stop()); }};
+  // Kafka: the topics made when missing, then the invalidation subscription joined; one attempt
+  // before serving, then in the background (Kafka may be down at start: the bus is DOWN until
+  // then, and other replicas' writes reach this one's local entries at their local TTL).
+  background_attempts kafka_start(
+      [kafka_admin, names = std::vector<std::string>{c.retry_topic, invalidations}, &near] {
+        return ensure_topics_then(kafka_admin, names, [&near] { return near.start(); });
+      },
+      attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log));
+  on(ex, kafka_start.first_attempt());
+  kafka_start.start(ex);
+  at_exit stop_kafka_start{[&] { on(ex, kafka_start.stop()); }};
 
   const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);
   flow_type flow(documents, near, bus, store_options<flow_type>(c, metrics, {}, node));
@@ -253,10 +258,9 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   log("stopping");
   server.stop(std::chrono::seconds(5));
   if (auto stopped = on(ex, flow.stop()); !stopped) log("snapshot: " + stopped.error().message());
-  on(ex, joining.stop());
+  on(ex, kafka_start.stop());
   on(ex, near.stop());
   on(ex, bus.stop());
-  on(ex, topics.stop());
   on(ex, documents.stop());
   on(ex, pool.stop());
   return 0;
@@ -331,12 +335,7 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
   auto admin = bulwark::kafka::admin::create(kcfg);
   if (!admin) return detail::fail(program, "Kafka: " + admin.error().message());
   auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
-  // The retry topic made when missing, in the background too (the bus is DOWN until Kafka answers).
-  background_attempts topics([kafka_admin, t = c.retry_topic] { return ensure_topics(kafka_admin, {t}); },
-                             attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log));
-  topics.start(ex);
-  detail::at_exit stop_attempts{[&] {
-    detail::on(ex, topics.stop());
+  detail::at_exit stop_databases{[&] {
     detail::on(ex, documents.stop());
     detail::on(ex, outage_log.stop());
   }};
@@ -359,13 +358,17 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
     co_return bulwark::ok();
   };
   replayer_type replayer(documents, bus, outage_log, o);
-  // The subscription joins in the background (Kafka may be down at start): until then the
-  // messages wait on the retry topic.
-  background_attempts subscribing(
-      [&replayer] { return replayer.start(); },
-      attempt_options("retry topic " + c.retry_topic + " (group " + c.consumer_group + ")", log));
-  subscribing.start(ex);
-  detail::at_exit stop_subscribing{[&] { detail::on(ex, subscribing.stop()); }};
+  // Kafka: the retry topic made when missing, then the replayer's subscription; one attempt
+  // before serving, then in the background (Kafka may be down at start: the bus is DOWN and the
+  // messages wait on the retry topic until then).
+  background_attempts kafka_start(
+      [kafka_admin, t = c.retry_topic, &replayer] {
+        return ensure_topics_then(kafka_admin, {t}, [&replayer] { return replayer.start(); });
+      },
+      attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log));
+  detail::on(ex, kafka_start.first_attempt());
+  kafka_start.start(ex);
+  detail::at_exit stop_kafka_start{[&] { detail::on(ex, kafka_start.stop()); }};
   auto watch_stop = std::make_shared<std::atomic<bool>>(false);
   auto progress = [&replayer] {
     const auto s = replayer.stats();
@@ -397,10 +400,9 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
   server.stop(std::chrono::seconds(5));
   *watch_stop = true;
   detail::on(ex, reconciler.stop());
-  detail::on(ex, subscribing.stop());
+  detail::on(ex, kafka_start.stop());
   detail::on(ex, replayer.stop());
   detail::on(ex, bus.stop());
-  detail::on(ex, topics.stop());
   detail::on(ex, documents.stop());
   detail::on(ex, outage_log.stop());
   detail::on(ex, data_pool.stop());
