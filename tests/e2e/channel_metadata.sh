@@ -7,18 +7,31 @@ set -euo pipefail
 bin=${1:?usage: channel_metadata.sh path/to/channel-metadata-store}
 work=$(mktemp -d)
 log=$work/cms.log
-read -r cms_port crs_port < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])')
-"$bin" --address 127.0.0.1 --port "$cms_port" --crs-port "$crs_port" --fault-control >"$log" 2>&1 &
+# Port 0 for both listeners: the kernel picks free ports and the log says which (the way a
+# script finds them).
+"$bin" --address 127.0.0.1 --port 0 --crs-port 0 --fault-control >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; cat "$log"; exit 1; }
+port_of() { sed -n "s|^channel-metadata-store: $1 listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p" "$log"; }
+cms_port= crs_port=
+for _ in $(seq 100); do
+  cms_port=$(port_of channel-metadata-store) crs_port=$(port_of cache-retry-service)
+  [ -n "$cms_port" ] && [ -n "$crs_port" ] && break
+  sleep 0.1
+done
+[ -n "$cms_port" ] && [ -n "$crs_port" ] || fail "no 'listening on' lines with the bound ports within 10 s"
+[ "$cms_port" != 0 ] && [ "$crs_port" != 0 ] || fail "port 0 logged instead of the bound port"
 cms="http://127.0.0.1:$cms_port"
 crs="http://127.0.0.1:$crs_port"
 for _ in $(seq 100); do curl -sf "$crs/private/status" >/dev/null && break; sleep 0.1; done
+# Both listeners honour --address: bound to 127.0.0.1, not a wildcard.
+if command -v ss >/dev/null; then
+  for port in "$cms_port" "$crs_port"; do
+    bound=$(ss -Hltn "sport = :$port" | awk '{print $4}' | sort -u | tr '\n' ' ')
+    [ "$bound" = "127.0.0.1:$port " ] || fail "port $port is bound on '$bound', not only 127.0.0.1"
+  done
+fi
 curl -sf "$cms/private/status" >/dev/null || fail "CMS not up within 10 s"
 passed=0
 expect() { # expect STATUS BODY_REGEX -- curl args

@@ -472,6 +472,30 @@ TEST(channel_metadata_config, flags_beat_environment_beats_file_beats_defaults) 
   EXPECT_EQ(crs.value().port, 4444);
 }
 
+// Port 0 is a free port the kernel picks (the service logs the one it bound), for every port the
+// services listen on; they listen on loopback unless told otherwise, as the other examples do.
+TEST(channel_metadata_config, listen_ports_may_be_0_and_the_address_defaults_to_loopback) {
+  for (auto s : {cm::service::cms, cm::service::crs}) {
+    auto c = load(s, {"--port", "0"});
+    ASSERT_TRUE(c.has_value()) << c.error();
+    EXPECT_EQ(c.value().port, 0);
+    EXPECT_EQ(c.value().listen_address, "127.0.0.1");
+    const auto help = cm::help_text(s);
+    const auto address = help.find("  --address ");
+    ASSERT_NE(address, std::string::npos);
+    EXPECT_NE(help.substr(address, help.find("  --port ") - address).find("; default 127.0.0.1)"), std::string::npos);
+  }
+  auto memory = load(cm::service::cms, {"--crs-port", "0"}, {{"CMS_PORT", "0"}});
+  ASSERT_TRUE(memory.has_value()) << memory.error();
+  EXPECT_EQ(memory.value().port, 0);
+  EXPECT_EQ(memory.value().crs_port, 0);
+  scratch_file file(R"({"port": 0, "address": "::1"})");
+  auto from_file = load(cm::service::crs, {"--config", file.str()});
+  ASSERT_TRUE(from_file.has_value()) << from_file.error();
+  EXPECT_EQ(from_file.value().port, 0);
+  EXPECT_EQ(from_file.value().listen_address, "::1");
+}
+
 TEST(channel_metadata_config, every_kind_of_value_parses) {
   scratch_file file(R"({"hazelcast-members": ["h1:5701", "h2:5702"], "max-body-bytes": 1024})");
   const std::string config_flag = "--config=" + file.str();
@@ -512,8 +536,11 @@ TEST(channel_metadata_config, bad_configuration_is_refused_with_a_message_naming
   EXPECT_PRED2(has, refusal_of(service::crs, {"--soft-ttl", "1s"}), "--soft-ttl");            // CMS's only
   EXPECT_PRED2(has, refusal_of(service::cms, {"8080"}), "'8080'");
   EXPECT_PRED2(has, refusal_of(service::cms, {"--port"}), "--port needs a value");
-  for (std::string_view port : {"0", "65536", "abc", "80x", "-1", ""})
+  for (std::string_view port : {"65536", "abc", "80x", "-1", ""})
     EXPECT_PRED2(has, refusal_of(service::cms, {"--port", port}), "is not a port");
+  for (std::string_view port : {"0", "65536"}) // a port to connect to: 0 is no port
+    EXPECT_PRED2(has, refusal_of(service::cms, {"--mysql-port", port}), "is not a port (1-65535)");
+  EXPECT_PRED2(has, refusal_of(service::cms, {"--kafka-brokers", "k1:0"}), "is not a port (1-65535)");
   EXPECT_PRED2(has, refusal_of(service::cms, {"--backend", "postgres"}), "unknown backend 'postgres'");
   EXPECT_PRED2(has, refusal_of(service::cms, {"--backend", "MEMORY"}), "unknown backend");
   for (std::string_view d : {"0", "5x", "s", "-1s", "1.5s", "99999999999999h"})
@@ -572,7 +599,8 @@ TEST(channel_metadata_config, help_lists_every_setting_and_startup_exits_as_main
   EXPECT_FALSE(s.settings);
   EXPECT_NE(s.exit_code, 0);
   EXPECT_EQ(out2.str(), "");
-  EXPECT_EQ(err2.str(), "cache-retry-service: bad configuration: --port: '99999' is not a port (1-65535)\n"
+  EXPECT_EQ(err2.str(), "cache-retry-service: bad configuration: --port: '99999' is not a port (0-65535; 0 picks a "
+                        "free one)\n"
                         "Run 'cache-retry-service --help' for the settings.\n");
 
   std::ostringstream out3, err3;

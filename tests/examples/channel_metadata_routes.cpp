@@ -9,6 +9,7 @@
 #include <channel_metadata/cms_routes.hpp>
 #include <channel_metadata/config.hpp>
 #include <channel_metadata/crs_routes.hpp>
+#include <channel_metadata/deferred.hpp>
 #include <channel_metadata/health.hpp>
 #include <channel_metadata/memory_mode.hpp>
 #include <channel_metadata/peer.hpp>
@@ -473,17 +474,19 @@ TEST(channel_metadata_crs, the_downtime_log_lists_the_newest_windows_oldest_firs
   bulwark::memory::repository log;
   auto run = [&](auto op) { return bulwark::test::run(io, std::move(op), 5s); };
   const auto epoch = std::chrono::system_clock::time_point(std::chrono::seconds(1'726'574'400)); // 2024-09-17 12:00
-  for (int i = 4; i >= 0; --i) { // written out of order: the keys sort them
+  auto add_window = [&](int minute) {
     bulwark::flows::outage_window w;
-    w.first_failure = epoch + std::chrono::minutes(i);
+    w.first_failure = epoch + std::chrono::minutes(minute);
     char id[32];
     std::snprintf(
         id, sizeof id, "%016lld-x",
         static_cast<long long>(
             std::chrono::duration_cast<std::chrono::milliseconds>(w.first_failure.time_since_epoch()).count()));
     w.id = id;
-    ASSERT_TRUE(run(log.put(std::string(cm::outage_log_prefix) + w.id, bulwark::flows::to_json(w), std::nullopt)));
-  }
+    return run(log.put(std::string(cm::outage_log_prefix) + w.id, bulwark::flows::to_json(w), std::nullopt))
+        .has_value();
+  };
+  for (int i = 4; i >= 0; --i) ASSERT_TRUE(add_window(i)); // written out of order: the keys sort them
   auto newest = run(cm::read_downtime_log(log, std::string(cm::outage_log_prefix), 3));
   ASSERT_TRUE(newest.has_value());
   EXPECT_EQ(cm::downtime_log_json(newest.value()).dump(),
@@ -496,6 +499,227 @@ TEST(channel_metadata_crs, the_downtime_log_lists_the_newest_windows_oldest_firs
   ASSERT_TRUE(all.has_value());
   ASSERT_EQ(all.value().size(), 3u);
   EXPECT_EQ(cm::format_utc(all.value().front().first_failure), "2024-09-17 12:02:00");
+}
+
+// An id given to a client keeps naming the same outage: pruning older windows does not renumber
+// the kept ones, a new window gets the next id, and the ids of pruned windows are never reused.
+TEST(channel_metadata_crs, downtime_log_ids_are_stable_across_pruning_and_new_windows) {
+  asio::io_context io;
+  bulwark::memory::repository log;
+  auto run = [&](auto op) { return bulwark::test::run(io, std::move(op), 5s); };
+  const auto epoch = std::chrono::system_clock::time_point(std::chrono::seconds(1'726'574'400)); // 2024-09-17 12:00
+  const std::string prefix(cm::outage_log_prefix);
+  auto window_id = [&](int minute) {
+    char id[40];
+    std::snprintf(id, sizeof id, "%016lld-x",
+                  static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             (epoch + std::chrono::minutes(minute)).time_since_epoch())
+                                             .count()));
+    return std::string(id);
+  };
+  auto add_window = [&](int minute) {
+    bulwark::flows::outage_window w;
+    w.first_failure = epoch + std::chrono::minutes(minute);
+    w.id = window_id(minute);
+    return run(log.put(prefix + w.id, bulwark::flows::to_json(w), std::nullopt)).has_value();
+  };
+  auto shown = [&](std::size_t limit) {
+    auto entries = run(cm::read_downtime_log(log, prefix, limit));
+    return entries ? cm::downtime_log_json(entries.value()).dump() : "error: " + entries.error().message();
+  };
+  for (int minute : {0, 1, 2}) ASSERT_TRUE(add_window(minute));
+  EXPECT_EQ(shown(10), R"([{"id":1,"downtimeTimestamp":"2024-09-17 12:00:00"},)"
+                       R"({"id":2,"downtimeTimestamp":"2024-09-17 12:01:00"},)"
+                       R"({"id":3,"downtimeTimestamp":"2024-09-17 12:02:00"}])");
+  EXPECT_EQ(shown(10), shown(10)) << "reading again changes nothing";
+  ASSERT_TRUE(add_window(3));
+  ASSERT_EQ(run(cm::prune_downtime_log(log, prefix, 2)).value(), 2u); // 12:00 and 12:01 go
+  EXPECT_EQ(shown(10), R"([{"id":3,"downtimeTimestamp":"2024-09-17 12:02:00"},)"
+                       R"({"id":4,"downtimeTimestamp":"2024-09-17 12:03:00"}])");
+  // The pruned windows' ids went with them; their numbers are not given again.
+  auto leftover = run(log.get(std::string(cm::downtime_id_prefix) + window_id(0)));
+  ASSERT_TRUE(leftover.has_value());
+  EXPECT_FALSE(leftover.value().has_value());
+  ASSERT_TRUE(add_window(4));
+  EXPECT_EQ(shown(2), R"([{"id":4,"downtimeTimestamp":"2024-09-17 12:03:00"},)"
+                      R"({"id":5,"downtimeTimestamp":"2024-09-17 12:04:00"}])");
+
+  // Another replica sharing the log gave window 12:05 an id first (and moved the sequence): that
+  // id is the one shown, and the next window's id comes after it.
+  ASSERT_TRUE(add_window(5));
+  ASSERT_TRUE(add_window(6));
+  auto seq = run(log.get(cm::downtime_id_sequence_key));
+  ASSERT_TRUE(seq.has_value() && seq.value().has_value());
+  ASSERT_TRUE(run(log.put(cm::downtime_id_sequence_key, "9", seq.value()->version)).has_value());
+  ASSERT_TRUE(run(log.put(std::string(cm::downtime_id_prefix) + window_id(5), "9", bulwark::no_version)).has_value());
+  EXPECT_EQ(shown(3), R"([{"id":5,"downtimeTimestamp":"2024-09-17 12:04:00"},)"
+                      R"({"id":9,"downtimeTimestamp":"2024-09-17 12:05:00"},)"
+                      R"({"id":10,"downtimeTimestamp":"2024-09-17 12:06:00"}])");
+}
+
+// A read that would have to give a new id but cannot store it fails (409 CRS-0002 on the route)
+// rather than show an id that could change.
+TEST(channel_metadata_crs, a_downtime_log_read_that_cannot_store_a_new_id_fails) {
+  asio::io_context io;
+  bulwark::memory::repository inner;
+  bulwark::testing::faulty_repository<bulwark::memory::repository> log(inner);
+  auto run = [&](auto op) { return bulwark::test::run(io, std::move(op), 5s); };
+  bulwark::flows::outage_window w;
+  w.first_failure = std::chrono::system_clock::time_point(std::chrono::seconds(1'726'574'400));
+  w.id = "0001726574400000-x";
+  ASSERT_TRUE(run(inner.put(std::string(cm::outage_log_prefix) + w.id, bulwark::flows::to_json(w), std::nullopt)));
+  log.faults().fail(bulwark::testing::op::put, bulwark::errc::unavailable);
+  EXPECT_FALSE(run(cm::read_downtime_log(log, std::string(cm::outage_log_prefix), 10)).has_value());
+  log.faults().clear(bulwark::testing::op::put);
+  auto entries = run(cm::read_downtime_log(log, std::string(cm::outage_log_prefix), 10));
+  ASSERT_TRUE(entries.has_value());
+  ASSERT_EQ(entries.value().size(), 1u);
+  EXPECT_EQ(entries.value().front().id, 1);
+}
+
+// --- starting while the database is down ---
+
+// The real services' databases are opened this way (real_mode.hpp): until the server answers,
+// every call is errc::unavailable at once (an outage to write_through and the replayer, DOWN to
+// the healthcheck), attempts go on with a bounded, logged backoff, and the first success opens it.
+TEST(channel_metadata_deferred, a_repository_opened_in_the_background_is_unavailable_until_the_server_answers) {
+  using model = bulwark::testing::faulty_repository<bulwark::memory::repository>;
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  auto clk = bulwark::clock::manual();
+  bulwark::memory::repository inner;
+  int attempts = 0;
+  bool server_up = false;
+  std::vector<std::string> lines;
+  cm::background_attempts::options o;
+  o.name = "test database";
+  o.clock = clk;
+  o.first_delay = 250ms;
+  o.max_delay = 1s;
+  o.log = [&](const std::string& line) { lines.push_back(line); };
+  cm::deferred_repository<model> repo(
+      [&]() -> bulwark::task<model> {
+        ++attempts;
+        if (!server_up) co_return bulwark::error(bulwark::errc::unavailable, "connection refused");
+        co_return model(inner);
+      },
+      o);
+  auto run = [&](auto op) { return bulwark::test::run(io, std::move(op), 5s); };
+  auto before = run(repo.get("GB"));
+  ASSERT_FALSE(before.has_value());
+  EXPECT_EQ(before.error(), bulwark::errc::unavailable);
+  EXPECT_NE(before.error().message().find("test database not reachable yet"), std::string::npos);
+
+  repo.start(io.get_executor());
+  io.poll();
+  EXPECT_EQ(attempts, 1);
+  EXPECT_FALSE(repo.ready());
+  auto down = run(repo.put("GB", "v", std::nullopt));
+  ASSERT_FALSE(down.has_value());
+  EXPECT_NE(down.error().message().find("connection refused"), std::string::npos) << down.error().message();
+  EXPECT_FALSE(run(repo.scan("", "", 10)).has_value());
+  EXPECT_FALSE(run(repo.erase("GB")).has_value());
+  // Backoff: 250 ms, 500 ms, then capped at 1 s; each failure logged with the next delay.
+  for (auto step : {250ms, 500ms, 1000ms, 1000ms}) {
+    clk.advance(step - 1ms);
+    io.poll();
+    const int seen = attempts;
+    clk.advance(1ms);
+    io.poll();
+    EXPECT_EQ(attempts, seen + 1) << "after " << step.count() << " ms";
+  }
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0], "test database: not reachable (attempt 1): backend unavailable: connection refused; trying again "
+                      "in 250 ms");
+  EXPECT_NE(lines[2].find("trying again in 1000 ms"), std::string::npos) << lines[2];
+  EXPECT_NE(lines[4].find("(attempt 5)"), std::string::npos) << lines[4];
+  EXPECT_NE(lines[4].find("trying again in 1000 ms"), std::string::npos) << lines[4];
+
+  server_up = true;
+  clk.advance(1s);
+  io.poll();
+  EXPECT_EQ(attempts, 6);
+  EXPECT_TRUE(repo.ready());
+  EXPECT_EQ(lines.back(), "test database: reachable again after 6 attempts");
+  auto put = run(repo.put("GB", "v", std::nullopt));
+  ASSERT_TRUE(put.has_value()) << put.error();
+  auto stored = run(inner.get("GB"));
+  ASSERT_TRUE(stored.has_value() && stored.value().has_value());
+  EXPECT_EQ(stored.value()->value, "v");
+  clk.advance(10s);
+  io.poll();
+  EXPECT_EQ(attempts, 6) << "no attempt after the success";
+  run(repo.stop());
+}
+
+// The services make one attempt before serving (a database that answers is ready when they
+// listen); start() then goes on after the first delay, or does nothing after a success.
+TEST(channel_metadata_deferred, a_first_attempt_before_start) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  auto clk = bulwark::clock::manual();
+  int attempts = 0;
+  bool up = false;
+  cm::background_attempts::options o;
+  o.name = "db";
+  o.clock = clk;
+  o.first_delay = 100ms;
+  cm::background_attempts failing(
+      [&]() -> bulwark::task<void> {
+        ++attempts;
+        if (!up) co_return bulwark::error(bulwark::errc::unavailable, "down");
+        co_return bulwark::ok();
+      },
+      o);
+  EXPECT_FALSE(bulwark::test::run(io, failing.first_attempt(), 5s));
+  failing.start(io.get_executor());
+  io.poll();
+  EXPECT_EQ(attempts, 1) << "start() waits the first delay after a failed first attempt";
+  up = true;
+  clk.advance(100ms);
+  io.poll();
+  EXPECT_EQ(attempts, 2);
+  EXPECT_TRUE(failing.succeeded());
+  bulwark::test::run(io, failing.stop(), 5s);
+
+  attempts = 0;
+  cm::background_attempts succeeding(
+      [&]() -> bulwark::task<void> {
+        ++attempts;
+        co_return bulwark::ok();
+      },
+      o);
+  EXPECT_TRUE(bulwark::test::run(io, succeeding.first_attempt(), 5s));
+  succeeding.start(io.get_executor());
+  clk.advance(1s);
+  io.poll();
+  EXPECT_EQ(attempts, 1);
+  bulwark::test::run(io, succeeding.stop(), 5s);
+}
+
+TEST(channel_metadata_deferred, stop_ends_the_attempts_while_they_wait) {
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  auto clk = bulwark::clock::manual();
+  int attempts = 0;
+  cm::background_attempts::options o;
+  o.name = "Kafka";
+  o.clock = clk;
+  cm::background_attempts topics(
+      [&]() -> bulwark::task<void> {
+        ++attempts;
+        co_return bulwark::error(bulwark::errc::unavailable, "all brokers down");
+      },
+      o);
+  topics.start(io.get_executor());
+  io.poll();
+  EXPECT_EQ(attempts, 1);
+  EXPECT_EQ(topics.last_error(), "backend unavailable: all brokers down");
+  bulwark::test::run(io, topics.stop(), 5s); // the clock is not moved: stop ends the wait
+  clk.advance(1min);
+  io.poll();
+  EXPECT_EQ(attempts, 1);
+  EXPECT_FALSE(topics.succeeded());
 }
 
 TEST(channel_metadata_crs, the_replay_watch_asks_cms_to_reconcile_after_replays_until_one_succeeds) {
@@ -671,6 +895,37 @@ TEST(channel_metadata_config, near_cache_is_on_unless_turned_off) {
   EXPECT_FALSE(cm::load_config(cm::service::cms, bad, none).has_value());
   EXPECT_FALSE(cm::load_config(cm::service::crs, off, none).has_value()) << "a CMS-only flag";
   EXPECT_NE(cm::help_text(cm::service::cms).find("--near-cache"), std::string::npos);
+}
+
+// Memory mode: the embedded CRS listens where CMS does (--address), on --crs-port, and each
+// service calls the other with the other's credentials.
+TEST(channel_metadata_config, the_embedded_crs_honours_the_address_and_its_own_variables) {
+  const std::vector<std::string_view> args{"--address", "127.0.0.2", "--crs-port", "0", "--user", "me"};
+  const auto none = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
+  auto cms = cm::load_config(cm::service::cms, args, none).value();
+  const auto env = [](const std::string& name) -> std::optional<std::string> {
+    if (name == "CRS_PASSWORD") return "secret";
+    if (name == "CRS_ADDRESS") return "0.0.0.0"; // --address is the process's, for every listener
+    return std::nullopt;
+  };
+  auto crs = cm::embedded_crs_config(cms, env);
+  ASSERT_TRUE(crs.has_value()) << crs.error();
+  EXPECT_EQ(crs.value().listen_address, "127.0.0.2");
+  EXPECT_EQ(crs.value().port, 0);
+  EXPECT_EQ(crs.value().backend, cm::backend_kind::memory);
+  EXPECT_EQ(crs.value().password, "secret");
+  EXPECT_EQ(crs.value().peer_user, "me");
+  EXPECT_EQ(cms.peer_user, "crs");
+  EXPECT_EQ(cms.peer_password, "secret");
+  EXPECT_EQ(cm::embedded_peer_host(cms), "127.0.0.2");
+  auto defaults = cm::load_config(cm::service::cms, {}, none).value();
+  EXPECT_EQ(cm::embedded_crs_config(defaults, none).value().listen_address, "127.0.0.1");
+  cms.listen_address = "0.0.0.0";
+  EXPECT_EQ(cm::embedded_peer_host(cms), "127.0.0.1");
+  const auto bad = [](const std::string& name) -> std::optional<std::string> {
+    return name == "CRS_THREADS" ? std::optional<std::string>("many") : std::nullopt;
+  };
+  EXPECT_FALSE(cm::embedded_crs_config(cms, bad).has_value());
 }
 
 TEST(channel_metadata_peer, basic_authorization_and_urls) {

@@ -125,8 +125,10 @@ protected:
   }
 
   // Starts CMS and CRS with `backend_flags` (the cache) and `mysql` (both services' databases).
-  void start(const std::vector<std::string>& backend_flags, const bulwark::mysql::config& mysql) {
-    BULWARK_REQUIRE_SERVER(kafka, "BULWARK_KAFKA_BOOTSTRAP");
+  void start(const std::vector<std::string>& backend_flags, const bulwark::mysql::config& mysql,
+             std::string kafka_override = {}) {
+    BULWARK_REQUIRE_SERVER(kafka_servers, "BULWARK_KAFKA_BOOTSTRAP");
+    const std::string kafka = kafka_override.empty() ? std::string(kafka_servers) : kafka_override;
     const std::string unique = bulwark::test::unique_name("cm");
     std::string stem = unique;
     for (char& ch : stem)
@@ -287,6 +289,127 @@ TEST_F(channel_metadata_servers, mariadb_outage_202_pending_then_replayed_by_crs
       << " " << logs.body << crs_->log();
   auto proxied = call(cms_port_, "GET", "/admin/crs/get-downtime-logs");
   EXPECT_EQ(proxied.body, logs.body);
+}
+
+// Both services started while their MariaDB is down (it was never up for them): they start,
+// answer their healthchecks 200 with the database DOWN, keep trying (logged), CMS takes a write
+// as pending (202) and reads it back; once the database is up, CMS opens it, CRS replays the
+// write from the retry topic, the pending index empties, and nothing is lost.
+TEST_F(channel_metadata_servers, both_services_start_with_the_database_down_and_recover_when_it_comes_up) {
+  BULWARK_REQUIRE_SERVER(script, "BULWARK_MYSQL_SCRIPT");
+  BULWARK_REQUIRE_SERVER(redis_port, "BULWARK_REDIS_PORT");
+  bulwark::mysql::test::private_server db(script, "cm-start-down-" + std::to_string(::getpid()));
+  auto cfg = db.up();
+  ASSERT_TRUE(cfg) << "could not start a private mariadbd:\n" << db.log();
+  ASSERT_TRUE(db.command("stop")) << db.log();
+  start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", redis_port}, *cfg);
+  if (HasFatalFailure() || IsSkipped()) return;
+  auto health = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+  EXPECT_EQ(health.status, 200) << health.body;
+  EXPECT_NE(health.body.find(R"("database":{"status":"DOWN"})"), std::string::npos) << health.body;
+  auto crs_health = call(crs_port_, "GET", "/private/healthcheck", {}, "");
+  EXPECT_EQ(crs_health.status, 200) << crs_health.body;
+  EXPECT_EQ(crs_health.body, R"({"status":"UP","components":{"database":{"status":"DOWN"},)"
+                             R"("outageLog":{"status":"DOWN"},"bus":{"status":"UP"}}})");
+  EXPECT_EQ(call(crs_port_, "GET", "/get-downtime-logs", {}, cm::basic_authorization("crs", "crspass")).status, 409);
+  const std::string doc =
+      R"({"countryCode":"DE","metadata":[{"name":"early","language":"German","type":"News"}],"product":"p"})";
+  auto pending = call(cms_port_, "POST", "/api/channel-metadata/DE", doc);
+  ASSERT_EQ(pending.status, 202) << pending.body << cms_->log();
+  auto read = call(cms_port_, "GET", "/api/channel-metadata/DE");
+  EXPECT_EQ(read.status, 200);
+  EXPECT_EQ(read.body, doc);
+  EXPECT_EQ(read.header("X-Write-Pending"), "true");
+  EXPECT_NE(cms_->log().find("channel-metadata database " + cfg->host + ":" + std::to_string(cfg->port) + "/" +
+                             cfg->database + ": not reachable (attempt 1)"),
+            std::string::npos)
+      << cms_->log();
+  EXPECT_NE(crs_->log().find("downtime-log database"), std::string::npos) << crs_->log();
+
+  ASSERT_TRUE(db.command("start")) << db.log();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto h = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+        return h.status == 200 && h.body.find(R"("database":{"status":"UP"})") != std::string::npos &&
+               h.body.find(R"("pending":0)") != std::string::npos;
+      },
+      60s))
+      << cms_->log() << crs_->log();
+  EXPECT_TRUE(eventually([&] {
+    return call(crs_port_, "GET", "/private/healthcheck", {}, "").body ==
+           R"({"status":"UP","components":{"database":{"status":"UP"},"outageLog":{"status":"UP"},)"
+           R"("bus":{"status":"UP"}}})";
+  })) << crs_->log();
+  auto after = call(cms_port_, "GET", "/api/channel-metadata/DE");
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(after.body, doc);
+  EXPECT_EQ(after.header("X-Write-Pending"), "");
+  EXPECT_NE(cms_->log().find(": reachable again after "), std::string::npos) << cms_->log();
+  EXPECT_NE(crs_->log().find(": reachable again after "), std::string::npos) << crs_->log();
+  // CRS replayed the write (the row is in MySQL: read it back from the table directly).
+  auto metrics = call(crs_port_, "GET", "/private/prometheus", {}, "").body;
+  EXPECT_NE(metrics.find(R"(bulwark_replayer_messages_total{replayer="channel_metadata",outcome="replayed"} 1)"),
+            std::string::npos)
+      << metrics;
+  // The downtime log answers again, and its ids stay put between reads.
+  answer first, second;
+  EXPECT_TRUE(eventually([&] {
+    first = call(crs_port_, "GET", "/get-downtime-logs", {}, cm::basic_authorization("crs", "crspass"));
+    return first.status == 200;
+  })) << first.body;
+  second = call(crs_port_, "GET", "/get-downtime-logs", {}, cm::basic_authorization("crs", "crspass"));
+  EXPECT_EQ(first.body, second.body);
+}
+
+// Kafka unreachable at start: both services start, say so in the log and in the healthcheck (bus
+// DOWN: 503 for CRS, whose job is the bus; CMS serves from its database, 200), and stop cleanly.
+TEST_F(channel_metadata_servers, both_services_start_with_kafka_unreachable_and_report_the_bus_down) {
+  BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
+  BULWARK_REQUIRE_SERVER(redis_port, "BULWARK_REDIS_PORT");
+  const auto dead = std::to_string(free_port()); // nobody listens there
+  start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", redis_port}, shared_mysql(),
+        "127.0.0.1:" + dead);
+  if (HasFatalFailure() || IsSkipped()) return;
+  auto health = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+  EXPECT_EQ(health.status, 200) << health.body;
+  EXPECT_NE(health.body.find(R"("database":{"status":"UP"})"), std::string::npos) << health.body;
+  EXPECT_NE(health.body.find(R"("bus":{"status":"DOWN"})"), std::string::npos) << health.body;
+  auto crs_health = call(crs_port_, "GET", "/private/healthcheck", {}, "");
+  EXPECT_EQ(crs_health.status, 503) << crs_health.body;
+  EXPECT_NE(crs_health.body.find(R"("bus":{"status":"DOWN"})"), std::string::npos) << crs_health.body;
+  // The database answers: a read is served from it. (A write is not tried here: its near-cache
+  // invalidation waits for Kafka up to the producer's delivery timeout; see the README.)
+  auto missing = call(cms_port_, "GET", "/api/channel-metadata/NL");
+  EXPECT_EQ(missing.status, 404) << missing.body << cms_->log();
+  EXPECT_TRUE(eventually([&] {
+    return crs_->log().find("Kafka (127.0.0.1:" + dead + "): not reachable") != std::string::npos;
+  })) << crs_->log();
+  EXPECT_TRUE(cms_->running());
+  EXPECT_TRUE(crs_->running());
+}
+
+// The cache unreachable at start (Redis on a port nobody listens on): CMS starts, says the cache
+// is DOWN (200: the database serves) and serves reads and durable writes from the database.
+TEST_F(channel_metadata_servers, cms_starts_with_redis_unreachable_and_serves_from_the_database) {
+  BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
+  const auto dead = std::to_string(free_port());
+  start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", dead}, shared_mysql());
+  if (HasFatalFailure() || IsSkipped()) return;
+  answer health; // the database and the topics are opened and made in the background: soon
+  EXPECT_TRUE(eventually([&] {
+    health = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+    return health.status == 200 &&
+           health.body == R"({"status":"UP","components":{"database":{"status":"UP"},"cache":{"status":"DOWN"},)"
+                          R"("bus":{"status":"UP"},"writes":{"status":"UP","details":{"pending":0}}}})";
+  })) << health.body;
+  const std::string doc =
+      R"({"countryCode":"IT","metadata":[{"name":"i","language":"Italian","type":"News"}],"product":"p"})";
+  auto posted = call(cms_port_, "POST", "/api/channel-metadata/IT", doc);
+  EXPECT_EQ(posted.status, 200) << posted.body << cms_->log();
+  auto got = call(cms_port_, "GET", "/api/channel-metadata/IT");
+  EXPECT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.body, doc);
+  EXPECT_TRUE(cms_->running());
 }
 
 } // namespace

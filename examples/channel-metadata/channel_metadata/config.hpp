@@ -45,7 +45,7 @@ struct config {
   service which = service::cms;
   bool help = false; ///< --help was given: print help_text() and exit 0
 
-  std::string listen_address = "0.0.0.0";
+  std::string listen_address = "127.0.0.1";
   std::uint16_t port = 8080;
   std::size_t threads = 2;
   std::string user;     ///< who may call this service (HTTP Basic)
@@ -143,7 +143,11 @@ struct non_empty_text {
 struct any_text {
   std::string config::*field;
 };
-using config_field = std::variant<non_empty_text, any_text, std::uint16_t config::*, std::size_t config::*,
+/// A port this service listens on (0: the kernel picks a free one).
+struct listen_port {
+  std::uint16_t config::*field;
+};
+using config_field = std::variant<non_empty_text, any_text, listen_port, std::uint16_t config::*, std::size_t config::*,
                                   std::chrono::milliseconds config::*, backend_kind config::*,
                                   std::vector<std::string> config::*, bool config::*>;
 
@@ -161,6 +165,15 @@ inline bulwark::result<std::uint16_t> parse_port(std::string_view v) {
   auto n = parse_unsigned(v, "a port (1-65535)");
   if (!n) return n.error();
   if (n.value() < 1 || n.value() > 65535) return bad("'" + std::string(v) + "' is not a port (1-65535)");
+  return static_cast<std::uint16_t>(n.value());
+}
+
+/// A port to listen on: 1-65535, or 0 for a free port the kernel picks (the service logs the
+/// one it bound).
+inline bulwark::result<std::uint16_t> parse_listen_port(std::string_view v) {
+  auto n = parse_unsigned(v, "a port (0-65535; 0 picks a free one)");
+  if (!n) return n.error();
+  if (n.value() > 65535) return bad("'" + std::string(v) + "' is not a port (0-65535; 0 picks a free one)");
   return static_cast<std::uint16_t>(n.value());
 }
 
@@ -222,6 +235,11 @@ inline bulwark::result<void> assign(config& c, const config_field& field, std::s
                                  c.*f.field = std::string(v);
                                  return bulwark::ok();
                                },
+                               [&](listen_port f) -> bulwark::result<void> {
+                                 BOOST_OUTCOME_TRY(p, parse_listen_port(v));
+                                 c.*f.field = p;
+                                 return bulwark::ok();
+                               },
                                [&](std::uint16_t config::*f) -> bulwark::result<void> {
                                  BOOST_OUTCOME_TRY(p, parse_port(v));
                                  c.*f = p;
@@ -264,6 +282,7 @@ inline bulwark::result<void> assign(config& c, const config_field& field, std::s
 inline std::string show(const config& c, const config_field& field) {
   return std::visit(
       overloaded{[&](non_empty_text f) { return c.*f.field; }, [&](any_text f) { return c.*f.field; },
+                 [&](listen_port f) { return std::to_string(c.*f.field); },
                  [&](std::uint16_t config::*f) { return std::to_string(c.*f); },
                  [&](std::size_t config::*f) { return std::to_string(c.*f); },
                  [&](std::chrono::milliseconds config::*f) { return std::to_string((c.*f).count()) + "ms"; },
@@ -298,7 +317,8 @@ inline std::span<const config_option> options() {
   using c = config;
   static const config_option table[] = {
       {"address", "address to listen on", true, true, non_empty_text{&c::listen_address}},
-      {"port", "port to listen on", true, true, &c::port},
+      {"port", "port to listen on (0: a free one, logged as 'listening on ...')", true, true,
+       detail::listen_port{&c::port}},
       {"threads", "I/O threads", true, true, &c::threads},
       {"user", "HTTP Basic user allowed to call this service", true, true, non_empty_text{&c::user}},
       {"password", "that user's password (prefer the environment: flags show in ps)", true, true,
@@ -336,8 +356,8 @@ inline std::span<const config_option> options() {
       {"peer-password", "password for calling the other service", true, true, non_empty_text{&c::peer_password}, true},
       {"reconcile-retry-delay", "delay before CRS retries a failed force-update-all once", false, true,
        &c::reconcile_retry_delay},
-      {"crs-port", "backend memory: port of the cache-retry-service run in the same process", true, false,
-       &c::crs_port},
+      {"crs-port", "backend memory: port of the cache-retry-service run in the same process (0: a free one)", true,
+       false, detail::listen_port{&c::crs_port}},
       {"fault-control", "backend memory: serve POST /private/faults/database (a bare flag means true)", true, false,
        &c::fault_control},
       {"downtime-log-retention", "outage windows kept in the downtime log", false, true, &c::downtime_log_retention},

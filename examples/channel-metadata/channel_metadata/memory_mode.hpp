@@ -36,6 +36,30 @@
 
 namespace channel_metadata {
 
+/// The embedded CRS's configuration in memory mode: its own settings from CRS_* variables in
+/// `env` (CRS_USER, CRS_PASSWORD, ...), and from CMS's `cms`: the listen address (every listener
+/// of the process honours --address), its port (--crs-port; 0 picks a free one), the retry topic,
+/// and each service's credentials for calling the other (written into `cms` too). Errors: a bad
+/// CRS_* variable (errc::invalid_argument).
+inline bulwark::result<config> embedded_crs_config(config& cms, const environment& env) {
+  BOOST_OUTCOME_TRY(crs, load_config(service::crs, {}, env));
+  crs.backend = backend_kind::memory;
+  crs.listen_address = cms.listen_address;
+  crs.port = cms.crs_port;
+  crs.retry_topic = cms.retry_topic;
+  crs.peer_user = cms.user;
+  crs.peer_password = cms.password;
+  cms.peer_user = crs.user;
+  cms.peer_password = crs.password;
+  return crs;
+}
+
+/// Where one service of the process calls the other: the listen address, or 127.0.0.1 when that
+/// is a wildcard (0.0.0.0, ::).
+inline std::string embedded_peer_host(const config& cms) {
+  return cms.listen_address == "0.0.0.0" || cms.listen_address == "::" ? "127.0.0.1" : cms.listen_address;
+}
+
 class memory_deployment {
 public:
   using database_type = bulwark::testing::faulty_repository<bulwark::memory::repository>;

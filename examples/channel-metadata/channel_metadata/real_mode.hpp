@@ -13,6 +13,7 @@
 #include <channel_metadata/cms_routes.hpp>
 #include <channel_metadata/config.hpp>
 #include <channel_metadata/crs_routes.hpp>
+#include <channel_metadata/deferred.hpp>
 #include <channel_metadata/peer.hpp>
 #include <channel_metadata/reconciler.hpp>
 #include <channel_metadata/runtime.hpp>
@@ -75,6 +76,30 @@ inline bulwark::task<void> ensure_database(asio::any_io_executor ex, bulwark::my
   co_return co_await c->run_ddl("CREATE DATABASE IF NOT EXISTS `" + name + "`");
 }
 
+/// One attempt at a repository on `table` of `m.database`: the database created when missing (if
+/// the user may), then the table. Errors: the server's (down, refused, ...).
+inline bulwark::task<bulwark::mysql::repository> open_mysql_repository(asio::any_io_executor ex,
+                                                                       bulwark::mysql::pool& pool,
+                                                                       bulwark::mysql::config m, std::string table) {
+  auto making = ensure_database(ex, m);
+  auto made = co_await std::move(making);
+  (void)made; // a user who may not create databases: open() says what is wrong
+  auto opening = bulwark::mysql::repository::open(pool, table);
+  co_return co_await std::move(opening);
+}
+
+/// The repository on `table` of `m.database` in `pool`, opened in the background until the
+/// server answers (every attempt and its error logged; DOWN in the healthcheck meanwhile).
+using deferred_mysql = deferred_repository<bulwark::mysql::repository>;
+inline background_attempts::options attempt_options(std::string name, std::function<void(const std::string&)> log) {
+  background_attempts::options o;
+  o.name = std::move(name);
+  o.first_delay = std::chrono::milliseconds(250);
+  o.max_delay = std::chrono::seconds(5);
+  o.log = std::move(log);
+  return o;
+}
+
 /// Kafka's configuration from ours.
 inline bulwark::kafka::config kafka_config(const config& c, std::shared_ptr<bulwark::metrics::registry> m) {
   bulwark::kafka::config k;
@@ -95,6 +120,27 @@ inline bulwark::task<void> ensure_topic(const bulwark::kafka::admin& a, std::str
   spec.replication_factor = 3;
   spec.configs = {{"min.insync.replicas", "2"}};
   co_return co_await a.ensure_topic(std::move(spec));
+}
+
+/// One attempt at every topic in `names` (see ensure_topic). Errors: the cluster's.
+inline bulwark::task<void> ensure_topics(std::shared_ptr<bulwark::kafka::admin> a, std::vector<std::string> names) {
+  for (auto& name : names) {
+    auto making = ensure_topic(*a, name);
+    auto made = co_await std::move(making);
+    if (!made)
+      co_return bulwark::error(made.error().code(), "topic " + name + ": " + std::string(made.error().detail()));
+  }
+  co_return bulwark::ok();
+}
+
+/// One attempt at Kafka for a service: its topics (ensure_topics), then `subscribe` (the
+/// subscription that reads one of them: subscribing first could miss a topic made just after).
+inline bulwark::task<void> ensure_topics_then(std::shared_ptr<bulwark::kafka::admin> a, std::vector<std::string> names,
+                                              std::function<bulwark::task<void>()> subscribe) {
+  auto making = ensure_topics(std::move(a), std::move(names));
+  BOOST_OUTCOME_CO_TRY(co_await std::move(making));
+  auto subscribing = subscribe();
+  co_return co_await std::move(subscribing);
 }
 
 /// A probe of the Kafka cluster: the retry topic's metadata.
@@ -119,6 +165,13 @@ inline std::string instance_name(std::string_view service_name) {
 
 namespace detail {
 
+/// Runs `f` when it goes (every way out of a run_* function stops what runs in the background
+/// before the pools it uses go).
+struct at_exit {
+  std::function<void()> f;
+  ~at_exit() { f(); }
+};
+
 inline int fail(std::string_view program, const std::string& what) {
   std::cerr << program << ": " << what << "\n";
   return 1;
@@ -130,12 +183,12 @@ template <class T> T on(asio::any_io_executor ex, asio::awaitable<T> op) {
 
 // CMS's flow over `cache` (the near cache or the shared cache itself), its routes and server,
 // from the flow's start to its stop.
-template <class Cache, class Bus>
+template <class Repository, class Cache, class Bus>
 int serve_cms(const config& c, std::span<const admin_asset> assets, bulwark::app::stop_signals& signals,
-              asio::any_io_executor ex, bulwark::mysql::repository& documents, Cache& cache, Bus& bus,
+              asio::any_io_executor ex, Repository& documents, Cache& cache, Bus& bus,
               std::vector<health_probe> probes, std::shared_ptr<bulwark::metrics::registry> metrics,
               const std::function<void(const std::string&)>& log) {
-  using flow_type = bulwark::flows::write_through<bulwark::mysql::repository, Cache, Bus>;
+  using flow_type = bulwark::flows::write_through<Repository, Cache, Bus>;
   const std::string_view program = "channel-metadata-store";
   const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);
   flow_type flow(documents, cache, bus, store_options<flow_type>(c, metrics, {}, node));
@@ -179,29 +232,36 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   const auto ex = bg.executor();
   const std::string_view program = "channel-metadata-store";
 
+  // The database need not answer at start: it is opened in the background (bounded backoff,
+  // logged) and is DOWN in the healthcheck until then; CMS serves meanwhile what the cache holds
+  // and accepts writes as pending (the retry topic), as in any outage.
   const auto m = mysql_config(c, false);
-  if (auto made = on(ex, ensure_database(ex, m)); !made) log("database " + m.database + ": " + made.error().message());
   bulwark::mysql::pool pool(ex, m);
-  auto opened = on(ex, bulwark::mysql::repository::open(pool, c.mysql_table));
-  if (!opened) return fail(program, "MySQL: " + opened.error().message());
-  auto documents = std::move(opened).value();
+  deferred_mysql documents(
+      [ex, &pool, m, table = c.mysql_table] { return open_mysql_repository(ex, pool, m, table); },
+      attempt_options("channel-metadata database " + m.host + ":" + std::to_string(m.port) + "/" + m.database, log));
+  on(ex, documents.first_attempt()); // ready when listening if it answers (see run_crs_real)
+  documents.start(ex);
 
   const auto kcfg = kafka_config(c, metrics);
   auto admin = bulwark::kafka::admin::create(kcfg);
   if (!admin) return fail(program, "Kafka: " + admin.error().message());
   auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
   const std::string invalidations = c.retry_topic + ".near-cache";
-  std::vector<std::string> topics{c.retry_topic};
-  if (c.near_cache) topics.push_back(invalidations);
-  for (const auto& topic : topics)
-    if (auto made = on(ex, ensure_topic(*kafka_admin, topic)); !made)
-      return fail(program, "Kafka topic " + topic + ": " + made.error().message());
+  at_exit stop_documents{[&] { on(ex, documents.stop()); }};
   auto created = bus_type::create(ex, kcfg);
   if (!created) return fail(program, "Kafka: " + created.error().message());
   auto bus = std::move(created).value();
 
   std::vector<health_probe> probes{probe_on(ex, repository_probe("database", documents)),
                                    probe_on(ex, cache_probe("cache", shared)), kafka_probe(kafka_admin, c.retry_topic)};
+  std::vector<std::string> topics{c.retry_topic};
+  if (c.near_cache) topics.push_back(invalidations);
+  // Kafka: the topics made when missing, then the invalidation subscription joined (with the
+  // near cache); one attempt before serving, then in the background (Kafka may be down at start:
+  // the bus is DOWN until then, and other replicas' writes reach this one's local entries at
+  // their local TTL).
+  const auto kafka_attempts = attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log);
   int code = 0;
   if (c.near_cache) {
     typename near_type::options n;
@@ -211,16 +271,26 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
     n.metrics = metrics;
     n.name = std::string(flow_name);
     near_type near(shared, bus, n);
-    if (auto started = on(ex, near.start()); !started) {
-      code = fail(program, "near cache: " + started.error().message());
-    } else {
-      code = serve_cms(c, assets, signals, ex, documents, near, bus, std::move(probes), metrics, log);
-      on(ex, near.stop());
-    }
+    background_attempts kafka_start(
+        [kafka_admin, topics, &near] {
+          return ensure_topics_then(kafka_admin, topics, [&near] { return near.start(); });
+        },
+        kafka_attempts);
+    on(ex, kafka_start.first_attempt());
+    kafka_start.start(ex);
+    code = serve_cms(c, assets, signals, ex, documents, near, bus, std::move(probes), metrics, log);
+    on(ex, kafka_start.stop());
+    on(ex, near.stop());
   } else {
+    background_attempts kafka_start([kafka_admin, topics] { return ensure_topics(kafka_admin, topics); },
+                                    kafka_attempts);
+    on(ex, kafka_start.first_attempt());
+    kafka_start.start(ex);
     code = serve_cms(c, assets, signals, ex, documents, shared, bus, std::move(probes), metrics, log);
+    on(ex, kafka_start.stop());
   }
   on(ex, bus.stop());
+  on(ex, documents.stop());
   on(ex, pool.stop());
   return code;
 }
@@ -258,8 +328,7 @@ inline int run_cms_real(config c, std::span<const admin_asset> assets, bulwark::
 /// cache-retry-service on MySQL (the channel-metadata database and its own) + Kafka, until
 /// `signals` sees SIGINT or SIGTERM.
 inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
-  using replayer_type =
-      bulwark::flows::retry_replayer<bulwark::mysql::repository, bulwark::kafka::event_bus, bulwark::mysql::repository>;
+  using replayer_type = bulwark::flows::retry_replayer<deferred_mysql, bulwark::kafka::event_bus, deferred_mysql>;
   const std::string_view program = "cache-retry-service";
   background_thread bg;
   const auto ex = bg.executor();
@@ -268,26 +337,37 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
 
   const auto data_cfg = mysql_config(c, false);
   const auto log_cfg = mysql_config(c, true);
-  for (const auto& m : {data_cfg, log_cfg})
-    if (auto made = detail::on(ex, ensure_database(ex, m)); !made)
-      log("database " + m.database + ": " + made.error().message());
   bulwark::mysql::pool data_pool(ex, data_cfg);
   bulwark::mysql::pool log_pool(ex, log_cfg);
-  // Both databases must answer at start (a supervisor restarts CRS until they do); an outage
-  // after that is what CRS waits out.
-  auto opened = detail::on(ex, bulwark::mysql::repository::open(data_pool, c.mysql_table));
-  if (!opened) return detail::fail(program, "channel-metadata database: " + opened.error().message());
-  auto documents = std::move(opened).value();
-  auto outage_opened = detail::on(ex, bulwark::mysql::repository::open(log_pool, c.outage_mysql_table));
-  if (!outage_opened) return detail::fail(program, "downtime-log database: " + outage_opened.error().message());
-  auto outage_log = std::move(outage_opened).value();
+  // Neither database has to answer at start: each is opened in the background (bounded backoff,
+  // logged) and is DOWN in the healthcheck until then; the replayer meanwhile waits, as in any
+  // outage, and the messages stay on the retry topic.
+  deferred_mysql documents([ex, &data_pool, data_cfg,
+                            table = c.mysql_table] { return open_mysql_repository(ex, data_pool, data_cfg, table); },
+                           attempt_options("channel-metadata database " + data_cfg.host + ":" +
+                                               std::to_string(data_cfg.port) + "/" + data_cfg.database,
+                                           log));
+  deferred_mysql outage_log(
+      [ex, &log_pool, log_cfg, table = c.outage_mysql_table] {
+        return open_mysql_repository(ex, log_pool, log_cfg, table);
+      },
+      attempt_options(
+          "downtime-log database " + log_cfg.host + ":" + std::to_string(log_cfg.port) + "/" + log_cfg.database, log));
+  // One attempt each before serving (bounded by --database-timeout): a database that answers is
+  // ready when the service starts listening.
+  detail::on(ex, documents.first_attempt());
+  detail::on(ex, outage_log.first_attempt());
+  documents.start(ex);
+  outage_log.start(ex);
 
   const auto kcfg = kafka_config(c, metrics);
   auto admin = bulwark::kafka::admin::create(kcfg);
   if (!admin) return detail::fail(program, "Kafka: " + admin.error().message());
   auto kafka_admin = std::make_shared<bulwark::kafka::admin>(std::move(admin).value());
-  if (auto made = detail::on(ex, ensure_topic(*kafka_admin, c.retry_topic)); !made)
-    return detail::fail(program, "Kafka topic " + c.retry_topic + ": " + made.error().message());
+  detail::at_exit stop_databases{[&] {
+    detail::on(ex, documents.stop());
+    detail::on(ex, outage_log.stop());
+  }};
   auto created = bulwark::kafka::event_bus::create(ex, kcfg);
   if (!created) return detail::fail(program, "Kafka: " + created.error().message());
   auto bus = std::move(created).value();
@@ -307,8 +387,17 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
     co_return bulwark::ok();
   };
   replayer_type replayer(documents, bus, outage_log, o);
-  if (auto started = detail::on(ex, replayer.start()); !started)
-    return detail::fail(program, "retry topic: " + started.error().message());
+  // Kafka: the retry topic made when missing, then the replayer's subscription; one attempt
+  // before serving, then in the background (Kafka may be down at start: the bus is DOWN and the
+  // messages wait on the retry topic until then).
+  background_attempts kafka_start(
+      [kafka_admin, t = c.retry_topic, &replayer] {
+        return ensure_topics_then(kafka_admin, {t}, [&replayer] { return replayer.start(); });
+      },
+      attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log));
+  detail::on(ex, kafka_start.first_attempt());
+  kafka_start.start(ex);
+  detail::at_exit stop_kafka_start{[&] { detail::on(ex, kafka_start.stop()); }};
   auto watch_stop = std::make_shared<std::atomic<bool>>(false);
   auto progress = [&replayer] {
     const auto s = replayer.stats();
@@ -340,8 +429,11 @@ inline int run_crs_real(config c, bulwark::app::stop_signals& signals) {
   server.stop(std::chrono::seconds(5));
   *watch_stop = true;
   detail::on(ex, reconciler.stop());
+  detail::on(ex, kafka_start.stop());
   detail::on(ex, replayer.stop());
   detail::on(ex, bus.stop());
+  detail::on(ex, documents.stop());
+  detail::on(ex, outage_log.stop());
   detail::on(ex, data_pool.stop());
   detail::on(ex, log_pool.stop());
   return 0;

@@ -37,23 +37,15 @@ int run_memory(cm::config cms, bulwark::app::stop_signals& signals) {
   auto log = cm::line_log("channel-metadata-store");
   // The embedded CRS: CRS_* variables (CRS_USER, CRS_PASSWORD, CRS_RETRY_TOPIC, ...) as for the
   // cache-retry-service itself; its port and its way to CMS come from this process.
-  auto crs_loaded = cm::load_config(cm::service::crs, {}, cm::process_environment());
+  auto crs_loaded = cm::embedded_crs_config(cms, cm::process_environment());
   if (!crs_loaded) {
     std::cerr << "channel-metadata-store: bad CRS_* configuration: " << crs_loaded.error().detail() << "\n";
     return 2;
   }
   cm::config crs = std::move(crs_loaded).value();
-  crs.backend = cm::backend_kind::memory;
-  crs.port = cms.crs_port;
-  crs.retry_topic = cms.retry_topic;
-  crs.peer_user = cms.user;
-  crs.peer_password = cms.password;
-  cms.peer_user = crs.user;
-  cms.peer_password = crs.password;
   // Each service calls the other on this process's ports, known once the servers listen (a
-  // port 0 is the kernel's choice), on the listen address unless that is a wildcard.
-  const std::string host =
-      cms.listen_address == "0.0.0.0" || cms.listen_address == "::" ? "127.0.0.1" : cms.listen_address;
+  // port 0 is the kernel's choice).
+  const std::string host = cm::embedded_peer_host(cms);
   auto cms_port = std::make_shared<std::atomic<std::uint16_t>>(cms.port);
   auto crs_port = std::make_shared<std::atomic<std::uint16_t>>(crs.port);
   cms.peer_url = "http://" + host + ":" + std::to_string(crs.port);
@@ -102,7 +94,7 @@ int run_memory(cm::config cms, bulwark::app::stop_signals& signals) {
       (cms.fault_control ? ", fault control on: POST /private/faults/database" : "") + ")");
   log("cache-retry-service listening on http://" + crs.listen_address + ":" + std::to_string(crs_server.port()) +
       " (in this process, same memory models)");
-  log("admin page: http://127.0.0.1:" + std::to_string(cms_server.port()) + "/admin/ (user " + cms.user + ")");
+  log("admin page: http://" + host + ":" + std::to_string(cms_server.port()) + "/admin/ (user " + cms.user + ")");
 
   signals.wait();
   log("stopping");
