@@ -2,6 +2,7 @@
 // when bulwark_unit compiles; there is no runtime test here (one could not fail).
 #include <bulwark/cache.hpp>
 #include <bulwark/event_bus.hpp>
+#include <bulwark/ledger.hpp>
 #include <bulwark/repository.hpp>
 
 namespace archetype {
@@ -47,6 +48,21 @@ struct bus_that_cannot_stop { // its subscriptions stop, the bus itself does not
   bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
   bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
 };
+struct ledger {
+  bulwark::task<bulwark::apply_outcome> apply(std::string_view, std::span<const bulwark::adjustment>);
+  bulwark::task<bulwark::revert_outcome> revert(std::string_view);
+  bulwark::task<std::optional<bulwark::amount>> get(std::string_view);
+  bulwark::task<void> set(std::string_view, bulwark::amount);
+  bulwark::task<bulwark::amount> add(std::string_view, bulwark::amount);
+  bulwark::task<void> set_many(std::span<const bulwark::balance>);
+};
+struct ledger_without_revert { // applies, but cannot undo: no saga can compensate over it
+  bulwark::task<bulwark::apply_outcome> apply(std::string_view, std::span<const bulwark::adjustment>);
+  bulwark::task<std::optional<bulwark::amount>> get(std::string_view);
+  bulwark::task<void> set(std::string_view, bulwark::amount);
+  bulwark::task<bulwark::amount> add(std::string_view, bulwark::amount);
+  bulwark::task<void> set_many(std::span<const bulwark::balance>);
+};
 } // namespace archetype
 
 static_assert(bulwark::repository<archetype::repository>);
@@ -57,3 +73,6 @@ static_assert(bulwark::event_bus<archetype::bus>);
 static_assert(!bulwark::event_bus<archetype::bus_without_stop>);
 static_assert(!bulwark::event_bus<archetype::bus_that_cannot_stop>);
 static_assert(!bulwark::repository<archetype::cache>);
+static_assert(bulwark::ledger<archetype::ledger>);
+static_assert(!bulwark::ledger<archetype::ledger_without_revert>);
+static_assert(!bulwark::ledger<archetype::repository>);
