@@ -422,8 +422,7 @@ TYPED_TEST_P(ledger_conformance, records_are_forgotten_after_the_retention) {
   ASSERT_EQ(this->run(l.revert("buried")).value(), revert_outcome::tombstoned);
   this->factory_.advance(retention / 3);
   // Within the retention: still a duplicate, still a tombstone.
-  EXPECT_EQ(this->run(l.apply("kept", std::vector<adjustment>{{"stock", -1}})).value(),
-            apply_outcome::already_applied);
+  EXPECT_EQ(this->run(l.apply("kept", std::vector<adjustment>{{"stock", -1}})).value(), apply_outcome::already_applied);
   auto buried = this->run(l.apply("buried", std::vector<adjustment>{{"stock", -1}}));
   ASSERT_FALSE(buried.has_value());
   EXPECT_EQ(buried.error(), ledger_errc::reverted);

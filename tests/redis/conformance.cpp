@@ -43,8 +43,8 @@ struct redis_ledger_factory {
   asio::io_context& context() { return ctx; }
   std::unique_ptr<redis::ledger> make() { return make_with_retention(std::chrono::hours(1)); }
   std::unique_ptr<redis::ledger> make_with_retention(std::chrono::milliseconds retention) {
-    return std::make_unique<redis::ledger>(client, redis::ledger_options{.key_prefix = redis::test::fresh_prefix("ledger"),
-                                                                         .retention = retention});
+    return std::make_unique<redis::ledger>(
+        client, redis::ledger_options{.key_prefix = redis::test::fresh_prefix("ledger"), .retention = retention});
   }
   // Records expire by the server's clock.
   void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }

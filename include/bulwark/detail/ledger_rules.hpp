@@ -37,9 +37,8 @@ inline result<void> check_balance(amount value) {
 /// A delta is in [-max_amount, max_amount]. Errors: errc::invalid_argument.
 inline result<void> check_delta(amount delta) {
   if (delta < -max_amount || delta > max_amount)
-    return error(errc::invalid_argument,
-                 "delta " + std::to_string(delta) + " is outside [-" + std::to_string(max_amount) + ", " +
-                     std::to_string(max_amount) + "]");
+    return error(errc::invalid_argument, "delta " + std::to_string(delta) + " is outside [-" +
+                                             std::to_string(max_amount) + ", " + std::to_string(max_amount) + "]");
   return ok();
 }
 
@@ -50,8 +49,8 @@ inline result<std::vector<adjustment>> checked_adjustments(std::span<const adjus
                                                            std::size_t max_key_bytes, std::size_t max_adjustments) {
   if (adjustments.empty()) return error(errc::invalid_argument, "no adjustments");
   if (adjustments.size() > max_adjustments)
-    return error(errc::too_large, std::to_string(adjustments.size()) + " adjustments exceed " +
-                                      std::to_string(max_adjustments));
+    return error(errc::too_large,
+                 std::to_string(adjustments.size()) + " adjustments exceed " + std::to_string(max_adjustments));
   std::vector<adjustment> sorted(adjustments.begin(), adjustments.end());
   for (const auto& a : sorted) {
     BOOST_OUTCOME_TRY(check_key(a.key, max_key_bytes));
@@ -71,9 +70,9 @@ inline result<std::vector<adjustment>> checked_adjustments(std::span<const adjus
 inline result<amount> next_balance(std::string_view key, amount current, amount delta) {
   const amount next = current + delta;
   if (next < 0)
-    return error(make_error_code(ledger_errc::insufficient),
-                 "'" + std::string(key) + "' has " + std::to_string(current) + ", cannot take " +
-                     std::to_string(-delta));
+    return error(make_error_code(ledger_errc::insufficient), "'" + std::string(key) + "' has " +
+                                                                 std::to_string(current) + ", cannot take " +
+                                                                 std::to_string(-delta));
   if (next > max_amount)
     return error(make_error_code(ledger_errc::over_limit),
                  "'" + std::string(key) + "' has " + std::to_string(current) + ", cannot add " + std::to_string(delta));
@@ -92,8 +91,8 @@ inline error reverted_before(std::string_view op_id) {
 
 /// The refusal of a new record when a bounded model is full (memory::ledger's max_records).
 inline error records_full(std::size_t bound) {
-  return error(errc::rejected, "operation records full (" + std::to_string(bound) +
-                                   "): raise max_records or shorten the retention");
+  return error(errc::rejected,
+               "operation records full (" + std::to_string(bound) + "): raise max_records or shorten the retention");
 }
 
 } // namespace bulwark::detail

@@ -152,8 +152,8 @@ public:
     // abandoned at its deadline runs on after its caller's arguments are gone.
     const std::string op_id(op_id_view);
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_op_id(op_id, options_.max_op_id_bytes));
-    BOOST_OUTCOME_CO_TRY(sorted, bulwark::detail::checked_adjustments(adjustments, options_.max_key_bytes,
-                                                                       options_.max_adjustments));
+    BOOST_OUTCOME_CO_TRY(
+        sorted, bulwark::detail::checked_adjustments(adjustments, options_.max_key_bytes, options_.max_adjustments));
     const std::size_t n = sorted.size();
     std::vector<std::string> owned; // keys and deltas, then the argv views into them
     owned.reserve(2 * n + 2);
@@ -191,8 +191,8 @@ public:
     const std::string op_id(op_id_view); // owned, as in apply
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_op_id(op_id, options_.max_op_id_bytes));
     const std::string op_key = op_prefix_ + op_id;
-    std::array<std::string_view, 7> argv{"EVALSHA", detail::ledger_revert_script().sha(), "1", op_key,
-                                         retention_ms_, max_text_, balance_prefix_};
+    std::array<std::string_view, 7> argv{
+        "EVALSHA", detail::ledger_revert_script().sha(), "1", op_key, retention_ms_, max_text_, balance_prefix_};
     BOOST_OUTCOME_CO_TRY(rep, co_await run(detail::ledger_revert_script(), argv));
     if (rep.type != reply::kind::array || rep.elements.empty()) co_return unexpected("revert script");
     const auto state = rep.elements[0].text().value_or("");
