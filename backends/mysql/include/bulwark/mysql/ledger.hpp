@@ -16,8 +16,8 @@
 //   apply   SELECT the balance rows FOR UPDATE (one statement, ascending key order), judge with
 //           detail/ledger_rules.hpp, INSERT the op row (a duplicate id fails on the primary key,
 //           after the first transaction committed: then ROLLBACK and answer from its row), add
-//           the deltas in one multi-row upsert, COMMIT. Six round trips on success; a hot key
-//           is locked from the SELECT to the COMMIT.
+//           the new balances in one multi-row upsert (two when some keys had no row), COMMIT.
+//           Six round trips on success; a hot key is locked from the SELECT to the COMMIT.
 //   revert  read the op row, then lock the same balance rows FOR UPDATE and then the op row
 //           (the order apply locks them in, so an apply and a revert of one id do not deadlock),
 //           re-check its state, subtract, mark it reverted, COMMIT.
@@ -122,14 +122,15 @@ public:
       co_return bulwark::error(errc::invalid_argument, "mysql ledger name must match [A-Za-z0-9_]{1,55}");
     basic_ledger l(p, std::string(name), options, std::move(clock));
     BOOST_OUTCOME_CO_TRY(lease, co_await p.acquire());
-    BOOST_OUTCOME_CO_TRY(co_await lease->run_ddl("CREATE TABLE IF NOT EXISTS " + l.sql_->balances +
-                                                 " (k VARBINARY(255) NOT NULL PRIMARY KEY, v BIGINT NOT NULL,"
-                                                 " CONSTRAINT balance_range CHECK (v BETWEEN 0 AND " +
-                                                 std::to_string(max_amount) + ")) ENGINE=InnoDB"));
-    BOOST_OUTCOME_CO_TRY(co_await lease->run_ddl("CREATE TABLE IF NOT EXISTS " + l.sql_->ops +
-                                                 " (op_id VARBINARY(255) NOT NULL PRIMARY KEY, state CHAR(1) NOT NULL,"
-                                                 " body BLOB NOT NULL, expires_at BIGINT NOT NULL,"
-                                                 " KEY (expires_at)) ENGINE=InnoDB"));
+    const std::string balances_ddl = "CREATE TABLE IF NOT EXISTS " + l.sql_->balances +
+                                     " (k VARBINARY(255) NOT NULL PRIMARY KEY, v BIGINT NOT NULL,"
+                                     " CONSTRAINT balance_range CHECK (v BETWEEN 0 AND " +
+                                     std::to_string(max_amount) + ")) ENGINE=InnoDB";
+    const std::string ops_ddl = "CREATE TABLE IF NOT EXISTS " + l.sql_->ops +
+                                " (op_id VARBINARY(255) NOT NULL PRIMARY KEY, state CHAR(1) NOT NULL,"
+                                " body BLOB NOT NULL, expires_at BIGINT NOT NULL, KEY (expires_at)) ENGINE=InnoDB";
+    BOOST_OUTCOME_CO_TRY(co_await lease->run_ddl(balances_ddl));
+    BOOST_OUTCOME_CO_TRY(co_await lease->run_ddl(ops_ddl));
     co_return l;
   }
 
@@ -220,7 +221,8 @@ public:
         in.push_back(detail::binder::bytes(balances[start + i].key, lengths[i]));
         in.push_back(detail::i64(values[i]));
       }
-      BOOST_OUTCOME_CO_TRY(co_await run(*l, upsert_sql(n, "VALUES(v)"), in));
+      const auto sql = upsert_sql(n, "VALUES(v)");
+      BOOST_OUTCOME_CO_TRY(co_await run(*l, sql, in));
     }
     co_return ok();
   }
@@ -338,7 +340,8 @@ private:
     std::vector<MYSQL_BIND> in;
     in.reserve(keys.size());
     for (std::size_t i = 0; i < keys.size(); ++i) in.push_back(detail::binder::bytes(keys[i].key, lengths[i]));
-    BOOST_OUTCOME_CO_TRY(stmt, co_await run(c, lock_sql(keys.size()), in));
+    const auto sql = lock_sql(keys.size());
+    BOOST_OUTCOME_CO_TRY(stmt, co_await run(c, sql, in));
     unsigned long key_length = 0;
     my_bool key_null = 0;
     long long value = 0;
@@ -353,19 +356,34 @@ private:
     co_return found;
   }
 
-  /// Adds each delta (already judged) in one upsert.
-  task<void> add_deltas(connection& c, const std::vector<adjustment>& adjustments, bool negate) {
-    const std::size_t n = adjustments.size();
-    std::vector<unsigned long> lengths(n);
-    std::vector<long long> deltas(n);
-    std::vector<MYSQL_BIND> in;
-    in.reserve(2 * n);
-    for (std::size_t i = 0; i < n; ++i) {
-      deltas[i] = negate ? -adjustments[i].delta : adjustments[i].delta;
-      in.push_back(detail::binder::bytes(adjustments[i].key, lengths[i]));
-      in.push_back(detail::i64(deltas[i]));
+  /// Writes judged adjustments (negated for a revert): rows that were locked get their new
+  /// balance, keys that had no row get theirs added (a first credit that another transaction may
+  /// be making too). One multi-row upsert for each kind present. Not `v = v + delta` for locked
+  /// rows: MariaDB checks the CHECK constraint on the candidate row of an upsert, and a negative
+  /// delta is not a valid balance.
+  task<void> write_balances(connection& c, const std::map<std::string, amount, std::less<>>& current,
+                            const std::vector<adjustment>& adjustments, bool negate) {
+    for (int pass = 0; pass < 2; ++pass) {
+      const bool locked = pass == 0;
+      std::vector<const adjustment*> rows;
+      for (const auto& a : adjustments) {
+        if (current.contains(a.key) == locked) rows.push_back(&a);
+      }
+      if (rows.empty()) continue;
+      const std::size_t n = rows.size();
+      std::vector<unsigned long> lengths(n);
+      std::vector<long long> values(n);
+      std::vector<MYSQL_BIND> in;
+      in.reserve(2 * n);
+      for (std::size_t i = 0; i < n; ++i) {
+        const amount delta = negate ? -rows[i]->delta : rows[i]->delta;
+        values[i] = locked ? current.find(rows[i]->key)->second + delta : delta;
+        in.push_back(detail::binder::bytes(rows[i]->key, lengths[i]));
+        in.push_back(detail::i64(values[i]));
+      }
+      const auto sql = upsert_sql(n, locked ? "VALUES(v)" : "v + VALUES(v)");
+      BOOST_OUTCOME_CO_TRY(co_await run(c, sql, in));
     }
-    BOOST_OUTCOME_CO_TRY(co_await run(c, upsert_sql(n, "v + VALUES(v)"), in));
     co_return ok();
   }
 
@@ -389,7 +407,7 @@ private:
       BOOST_OUTCOME_CO_TRY(co_await l->run_ddl("ROLLBACK"));
       co_return next.error();
     }
-    BOOST_OUTCOME_CO_TRY(co_await add_deltas(*l, one, false));
+    BOOST_OUTCOME_CO_TRY(co_await write_balances(*l, current, one, false));
     BOOST_OUTCOME_CO_TRY(co_await l->run_ddl("COMMIT"));
     co_return next.value();
   }
@@ -424,7 +442,7 @@ private:
     co_return found;
   }
 
-  task<void> insert_op(connection& c, const std::string& op_id, char state, const std::string& body) {
+  task<void> insert_op(connection& c, const std::string& op_id, char state, std::string_view body) {
     std::vector<unsigned long> lengths(3);
     const std::string state_text(1, state);
     long long expires = expiry_ms();
@@ -451,7 +469,9 @@ private:
     if (!current) co_return fail_in_transaction(l, current.error());
     const auto verdict = judge(current.value(), sorted, false);
     const char state = verdict ? 'a' : verdict.error() == ledger_errc::over_limit ? 'o' : 'd';
-    auto inserted = co_await insert_op(*l, op_id, state, verdict ? detail::encode_adjustments(sorted) : "");
+    // Named: GCC 12 destroys a temporary of a co_await full-expression twice (a conditional's).
+    const std::string body = verdict ? detail::encode_adjustments(sorted) : std::string();
+    auto inserted = co_await insert_op(*l, op_id, state, body);
     if (!inserted) {
       if (!detail::is_code(inserted.error(), 1062)) co_return fail_in_transaction(l, inserted.error());
       // Seen before (its transaction has committed: the insert waited for its row lock).
@@ -466,7 +486,7 @@ private:
       co_return bulwark::error(errc::conflict, "operation row expired while applying: run again");
     }
     if (verdict) {
-      auto added = co_await add_deltas(*l, sorted, false);
+      auto added = co_await write_balances(*l, current.value(), sorted, false);
       if (!added) co_return fail_in_transaction(l, added.error());
     }
     auto committed = co_await l->run_ddl("COMMIT");
@@ -530,7 +550,7 @@ private:
       BOOST_OUTCOME_CO_TRY(co_await l->run_ddl("ROLLBACK"));
       co_return verdict.error();
     }
-    auto subtracted = co_await add_deltas(*l, adjustments.value(), true);
+    auto subtracted = co_await write_balances(*l, current.value(), adjustments.value(), true);
     if (!subtracted) co_return fail_in_transaction(l, subtracted.error());
     long long expires = expiry_ms();
     std::vector<unsigned long> lengths(1);
