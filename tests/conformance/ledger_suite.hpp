@@ -7,6 +7,7 @@
 // Redis (whose records expire by the server's clock).
 
 #include <bulwark/ledger.hpp>
+#include <bulwark/resilience/timeout.hpp>
 
 #include "conformance/fixture.hpp"
 #include "support/keys.hpp"
@@ -438,6 +439,52 @@ TYPED_TEST_P(ledger_conformance, records_are_forgotten_after_the_retention) {
   EXPECT_EQ(this->balance_of_in(l, "stock"), 7);
 }
 
+// errc::timeout on apply or revert means the outcome is unknown; asking again with the same id
+// settles it. Each call here is cut by a deadline that has already passed (a backend's call is
+// cancelled in flight, and may or may not land), then asked again until it answers (a backend
+// may answer transient errors for a while as it re-opens a connection): every operation lands
+// exactly once, and so does every revert.
+TYPED_TEST_P(ledger_conformance, a_timed_out_call_is_settled_by_asking_again_with_its_id) {
+  auto& l = this->ledger();
+  ASSERT_TRUE(this->run(l.set("stock", 100)).has_value());
+  constexpr int ops = 10;
+  const std::vector<adjustment> take = {{"stock", -1}};
+  int timeouts = 0, transient_errors = 0;
+  for (int i = 0; i < ops; ++i) {
+    const auto op = numbered_key("timed-", i);
+    auto raced = this->run(with_timeout(l.apply(op, take), 0ms, "apply"));
+    if (!raced) {
+      EXPECT_TRUE(raced.error() == errc::timeout || this->transient(raced.error())) << raced.error();
+      timeouts += raced.error() == errc::timeout;
+    }
+    auto settled = this->run_settled([&] { return l.apply(op, take); }, transient_errors);
+    ASSERT_TRUE(settled.has_value()) << settled.error();
+    if (raced) {
+      EXPECT_EQ(settled.value(), apply_outcome::already_applied);
+    }
+  }
+  auto after_applies = this->run_settled([&] { return l.get("stock"); }, transient_errors);
+  ASSERT_TRUE(after_applies.has_value() && after_applies.value().has_value());
+  EXPECT_EQ(*after_applies.value(), 100 - ops) << "an apply cut by its deadline landed twice or never";
+  for (int i = 0; i < ops; ++i) {
+    const auto op = numbered_key("timed-", i);
+    auto raced = this->run(with_timeout(l.revert(op), 0ms, "revert"));
+    if (!raced) {
+      EXPECT_TRUE(raced.error() == errc::timeout || this->transient(raced.error())) << raced.error();
+      timeouts += raced.error() == errc::timeout;
+    }
+    auto settled = this->run_settled([&] { return l.revert(op); }, transient_errors);
+    ASSERT_TRUE(settled.has_value()) << settled.error();
+    EXPECT_TRUE(settled.value() == revert_outcome::undone || settled.value() == revert_outcome::already_undone)
+        << static_cast<int>(settled.value());
+  }
+  this->RecordProperty("timeouts", timeouts);
+  this->RecordProperty("transient_errors", transient_errors);
+  auto after_reverts = this->run_settled([&] { return l.get("stock"); }, transient_errors);
+  ASSERT_TRUE(after_reverts.has_value() && after_reverts.value().has_value());
+  EXPECT_EQ(*after_reverts.value(), 100) << "a revert cut by its deadline landed twice or never";
+}
+
 REGISTER_TYPED_TEST_SUITE_P(ledger_conformance, get_of_unknown_key_is_empty_and_set_add_administer,
                             set_many_initialises_many_keys, apply_moves_balances_atomically_across_keys,
                             an_op_id_seen_before_returns_its_first_result, revert_undoes_an_applied_operation_once,
@@ -446,6 +493,7 @@ REGISTER_TYPED_TEST_SUITE_P(ledger_conformance, get_of_unknown_key_is_empty_and_
                             bad_input_is_invalid_argument_and_changes_nothing,
                             concurrent_applies_on_a_hot_key_never_go_below_zero,
                             duplicate_and_revert_races_apply_and_undo_at_most_once,
-                            records_are_forgotten_after_the_retention);
+                            records_are_forgotten_after_the_retention,
+                            a_timed_out_call_is_settled_by_asking_again_with_its_id);
 
 } // namespace bulwark::test
