@@ -1,4 +1,4 @@
-// The three conformance suites against the in-memory models.
+// The four conformance suites against the in-memory models.
 
 // GCC 12 at -O1 (the tsan preset) reports a bogus -Wmaybe-uninitialized inside the
 // std::optional that asio's awaitable operators wrap a result in (with_timeout's race).
@@ -7,11 +7,13 @@
 #endif
 #include "conformance/cache_suite.hpp"
 #include "conformance/event_bus_suite.hpp"
+#include "conformance/ledger_suite.hpp"
 #include "conformance/repository_suite.hpp"
 
 #include <bulwark/manual_clock.hpp>
 #include <bulwark/memory/cache.hpp>
 #include <bulwark/memory/event_bus.hpp>
+#include <bulwark/memory/ledger.hpp>
 #include <bulwark/memory/repository.hpp>
 
 namespace {
@@ -48,10 +50,27 @@ struct memory_event_bus_factory {
   asio::io_context ctx;
 };
 
+struct memory_ledger_factory {
+  using model = bulwark::memory::basic_ledger<bulwark::manual_clock>;
+  static constexpr int context_threads = 4;
+  static bool available() { return true; }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<model> make() { return make_with_retention(std::chrono::hours(1)); }
+  std::unique_ptr<model> make_with_retention(std::chrono::milliseconds retention) {
+    model::options o;
+    o.retention = retention;
+    return std::make_unique<model>(o, clock);
+  }
+  void advance(std::chrono::milliseconds d) { clock.advance(d); }
+  asio::io_context ctx;
+  bulwark::manual_clock clock;
+};
+
 } // namespace
 
 namespace bulwark::test {
 INSTANTIATE_TYPED_TEST_SUITE_P(memory, repository_conformance, ::testing::Types<memory_repository_factory>);
 INSTANTIATE_TYPED_TEST_SUITE_P(memory, cache_conformance, ::testing::Types<memory_cache_factory>);
 INSTANTIATE_TYPED_TEST_SUITE_P(memory, event_bus_conformance, ::testing::Types<memory_event_bus_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(memory, ledger_conformance, ::testing::Types<memory_ledger_factory>);
 } // namespace bulwark::test

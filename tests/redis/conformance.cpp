@@ -1,8 +1,9 @@
-// The cache and repository conformance suites on redis::cache and redis::repository against the
-// `main` test server (scripts/servers/redis.sh up).
+// The cache, repository and ledger conformance suites on redis::cache, redis::repository and
+// redis::ledger against the `main` test server (scripts/servers/redis.sh up).
 #include <bulwark/redis.hpp>
 
 #include "conformance/cache_suite.hpp"
+#include "conformance/ledger_suite.hpp"
 #include "conformance/repository_suite.hpp"
 #include "fixture.hpp"
 
@@ -37,9 +38,24 @@ struct redis_repository_factory {
   redis::client client{ctx.get_executor(), redis::test::main_server()};
 };
 
+struct redis_ledger_factory {
+  static bool available() { return redis::test::server_configured(); }
+  asio::io_context& context() { return ctx; }
+  std::unique_ptr<redis::ledger> make() { return make_with_retention(std::chrono::hours(1)); }
+  std::unique_ptr<redis::ledger> make_with_retention(std::chrono::milliseconds retention) {
+    return std::make_unique<redis::ledger>(
+        client, redis::ledger_options{.key_prefix = redis::test::fresh_prefix("ledger"), .retention = retention});
+  }
+  // Records expire by the server's clock.
+  void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
+  asio::io_context ctx;
+  redis::client client{ctx.get_executor(), redis::test::main_server()};
+};
+
 } // namespace
 
 namespace bulwark::test {
 INSTANTIATE_TYPED_TEST_SUITE_P(redis, cache_conformance, ::testing::Types<redis_cache_factory>);
 INSTANTIATE_TYPED_TEST_SUITE_P(redis, repository_conformance, ::testing::Types<redis_repository_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(redis, ledger_conformance, ::testing::Types<redis_ledger_factory>);
 } // namespace bulwark::test

@@ -185,9 +185,8 @@ template <class T> T on(asio::any_io_executor ex, asio::awaitable<T> op) {
 // from the flow's start to its stop.
 template <class Repository, class Cache, class Bus>
 int serve_cms(const config& c, std::span<const admin_asset> assets, bulwark::app::stop_signals& signals,
-              asio::any_io_executor ex, Repository& documents, Cache& cache, Bus& bus,
-              std::vector<health_probe> probes, std::shared_ptr<bulwark::metrics::registry> metrics,
-              const std::function<void(const std::string&)>& log) {
+              asio::any_io_executor ex, Repository& documents, Cache& cache, Bus& bus, std::vector<health_probe> probes,
+              std::shared_ptr<bulwark::metrics::registry> metrics, const std::function<void(const std::string&)>& log) {
   using flow_type = bulwark::flows::write_through<Repository, Cache, Bus>;
   const std::string_view program = "channel-metadata-store";
   const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);

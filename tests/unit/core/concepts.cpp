@@ -2,6 +2,7 @@
 // when bulwark_unit compiles; there is no runtime test here (one could not fail).
 #include <bulwark/cache.hpp>
 #include <bulwark/event_bus.hpp>
+#include <bulwark/ledger.hpp>
 #include <bulwark/repository.hpp>
 
 namespace archetype {
@@ -64,6 +65,21 @@ struct bus_that_cannot_stop { // its subscriptions stop, the bus itself does not
   bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
   bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
 };
+struct ledger {
+  bulwark::task<bulwark::apply_outcome> apply(std::string_view, std::span<const bulwark::adjustment>);
+  bulwark::task<bulwark::revert_outcome> revert(std::string_view);
+  bulwark::task<std::optional<bulwark::amount>> get(std::string_view);
+  bulwark::task<void> set(std::string_view, bulwark::amount);
+  bulwark::task<bulwark::amount> add(std::string_view, bulwark::amount);
+  bulwark::task<void> set_many(std::span<const bulwark::balance>);
+};
+struct ledger_without_revert { // applies, but cannot undo: no saga can compensate over it
+  bulwark::task<bulwark::apply_outcome> apply(std::string_view, std::span<const bulwark::adjustment>);
+  bulwark::task<std::optional<bulwark::amount>> get(std::string_view);
+  bulwark::task<void> set(std::string_view, bulwark::amount);
+  bulwark::task<bulwark::amount> add(std::string_view, bulwark::amount);
+  bulwark::task<void> set_many(std::span<const bulwark::balance>);
+};
 } // namespace archetype
 
 static_assert(bulwark::repository<archetype::repository>);
@@ -80,3 +96,6 @@ static_assert(!bulwark::synchronous_repository<archetype::repository_with_unchec
 static_assert(!bulwark::synchronous_cache<archetype::cache>);
 static_assert(bulwark::synchronous_cache<archetype::synchronous_cache>);
 static_assert(!bulwark::synchronous_cache<archetype::cache_with_get_now_only>);
+static_assert(bulwark::ledger<archetype::ledger>);
+static_assert(!bulwark::ledger<archetype::ledger_without_revert>);
+static_assert(!bulwark::ledger<archetype::repository>);

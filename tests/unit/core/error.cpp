@@ -1,5 +1,6 @@
 #include <bulwark/error.hpp>
 #include <bulwark/http/client_error.hpp>
+#include <bulwark/ledger.hpp>
 #include <bulwark/result.hpp>
 
 #include "support/error_table.hpp"
@@ -70,6 +71,14 @@ TEST(error, the_bulwark_table_matches_the_category_and_docs_errors_md) {
     EXPECT_EQ(static_cast<int>(bulwark::errc_rows[i].condition), bulwark::errc_rows[i].value);
   }
   EXPECT_EQ(bulwark::to_string(bulwark::errc{}), "unknown");
+}
+
+TEST(error, the_ledger_table_matches_the_category_and_docs_errors_md) {
+  EXPECT_STREQ(bulwark::ledger_category().name(), "ledger");
+  bulwark::test::expect_category_matches_table_and_docs(bulwark::ledger_category(), bulwark::ledger_errc_rows, 4);
+  EXPECT_EQ(std::error_code(bulwark::ledger_errc::insufficient), bulwark::errc::declined);
+  EXPECT_EQ(std::error_code(bulwark::ledger_errc::reverted), bulwark::errc::declined);
+  EXPECT_EQ(std::error_code(bulwark::ledger_errc::over_limit), bulwark::errc::too_large);
 }
 
 TEST(error, the_http_client_table_matches_the_category_and_docs_errors_md) {

@@ -1,0 +1,231 @@
+#pragma once
+// memory::ledger: the in-memory model of bulwark::ledger (the embedded default).
+// Thread-safe: one mutex around balances and operation records; every call is a few map
+// operations under it, so a hot key costs a lock hand-over, never a retry.
+// Operation records expire `retention` after their last change, read from an injected wall
+// clock (by default the coarse one); an expiry queue purges them on every call, and
+// max_records bounds them (new ids are refused past it, after purging).
+
+#include <bulwark/coarse_clock.hpp>
+#include <bulwark/detail/ledger_rules.hpp>
+#include <bulwark/ledger.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace bulwark::memory {
+
+template <class Clock = coarse_system_clock> class basic_ledger {
+public:
+  struct options {
+    /// How long an operation record (applied, refused, reverted, tombstone) is kept after its
+    /// last change.
+    std::chrono::system_clock::duration retention = std::chrono::hours(24);
+    /// The most records kept; past it (after purging) a new id is refused with errc::rejected.
+    std::size_t max_records = 1'000'000;
+    std::size_t max_key_bytes = 255;   ///< longer keys: errc::invalid_argument
+    std::size_t max_op_id_bytes = 255; ///< longer op ids: errc::invalid_argument
+    std::size_t max_adjustments = 256; ///< more per apply: errc::too_large
+  };
+
+  basic_ledger() : basic_ledger(options{}) {}
+  explicit basic_ledger(options opts, Clock clock = Clock{}) : opts_(opts), clock_(std::move(clock)) {}
+
+  /// See bulwark::ledger: all adjustments or none; an op id seen before gives its first result.
+  task<apply_outcome> apply(std::string_view op_id, std::span<const adjustment> adjustments) {
+    co_return apply_now(op_id, adjustments);
+  }
+  /// See bulwark::ledger: undoes an applied operation once; a tombstone for an unknown id.
+  task<revert_outcome> revert(std::string_view op_id) { co_return revert_now(op_id); }
+  /// The balance at key, nullopt when never set.
+  task<std::optional<amount>> get(std::string_view key) { co_return get_now(key); }
+  /// Administration: sets the balance at key.
+  task<void> set(std::string_view key, amount value) { co_return set_now(key, value); }
+  /// Administration: adds value to the balance at key; the new balance.
+  task<amount> add(std::string_view key, amount value) { co_return add_now(key, value); }
+  /// Administration: sets many balances under one lock.
+  task<void> set_many(std::span<const balance> balances) { co_return set_many_now(balances); }
+
+  // The same operations, synchronous: the memory model never waits.
+  result<apply_outcome> apply_now(std::string_view op_id, std::span<const adjustment> adjustments) {
+    BOOST_OUTCOME_TRY(detail::check_op_id(op_id, opts_.max_op_id_bytes));
+    BOOST_OUTCOME_TRY(sorted, detail::checked_adjustments(adjustments, opts_.max_key_bytes, opts_.max_adjustments));
+    const auto now = clock_.now();
+    std::lock_guard lock(mutex_);
+    purge(now);
+    if (auto it = records_.find(op_id); it != records_.end()) return repeated_apply(op_id, it->second);
+    if (records_.size() >= opts_.max_records) return detail::records_full(opts_.max_records);
+    // Check every key first, then write: all or none.
+    std::vector<amount> next(sorted.size());
+    for (std::size_t i = 0; i < sorted.size(); ++i) {
+      auto found = balances_.find(sorted[i].key);
+      const amount current = found == balances_.end() ? 0 : found->second;
+      auto n = detail::next_balance(sorted[i].key, current, sorted[i].delta);
+      if (!n) {
+        const auto code = n.error() == ledger_errc::over_limit ? state::refused_over_limit : state::refused;
+        remember(std::string(op_id), record{code, {}, {}}, now);
+        return n.error();
+      }
+      next[i] = n.value();
+    }
+    for (std::size_t i = 0; i < sorted.size(); ++i) {
+      auto found = balances_.find(sorted[i].key);
+      if (found == balances_.end())
+        balances_.emplace(sorted[i].key, next[i]);
+      else
+        found->second = next[i];
+    }
+    remember(std::string(op_id), record{state::applied, std::move(sorted), {}}, now);
+    return apply_outcome::applied;
+  }
+
+  result<revert_outcome> revert_now(std::string_view op_id) {
+    BOOST_OUTCOME_TRY(detail::check_op_id(op_id, opts_.max_op_id_bytes));
+    const auto now = clock_.now();
+    std::lock_guard lock(mutex_);
+    purge(now);
+    auto it = records_.find(op_id);
+    if (it == records_.end()) {
+      if (records_.size() >= opts_.max_records) return detail::records_full(opts_.max_records);
+      remember(std::string(op_id), record{state::tombstone, {}, {}}, now);
+      return revert_outcome::tombstoned;
+    }
+    auto& rec = it->second;
+    switch (rec.what) {
+    case state::tombstone: return revert_outcome::tombstoned;
+    case state::reverted: return revert_outcome::already_undone;
+    case state::refused:
+    case state::refused_over_limit: return revert_outcome::nothing_applied;
+    case state::applied: break;
+    }
+    std::vector<amount> next(rec.adjustments.size());
+    for (std::size_t i = 0; i < rec.adjustments.size(); ++i) {
+      const auto& a = rec.adjustments[i];
+      auto found = balances_.find(a.key);
+      BOOST_OUTCOME_TRY(n, detail::next_balance(a.key, found == balances_.end() ? 0 : found->second, -a.delta));
+      next[i] = n;
+    }
+    for (std::size_t i = 0; i < rec.adjustments.size(); ++i) balances_[rec.adjustments[i].key] = next[i];
+    rec.what = state::reverted;
+    rec.adjustments = {};
+    touch(it, now);
+    return revert_outcome::undone;
+  }
+
+  result<std::optional<amount>> get_now(std::string_view key) const {
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    std::lock_guard lock(mutex_);
+    auto found = balances_.find(key);
+    if (found == balances_.end()) return std::optional<amount>{};
+    return std::optional<amount>{found->second};
+  }
+
+  result<void> set_now(std::string_view key, amount value) {
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    BOOST_OUTCOME_TRY(detail::check_balance(value));
+    std::lock_guard lock(mutex_);
+    store(key, value);
+    return ok();
+  }
+
+  result<amount> add_now(std::string_view key, amount value) {
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    BOOST_OUTCOME_TRY(detail::check_delta(value));
+    std::lock_guard lock(mutex_);
+    auto found = balances_.find(key);
+    BOOST_OUTCOME_TRY(next, detail::next_balance(key, found == balances_.end() ? 0 : found->second, value));
+    store(key, next);
+    return next;
+  }
+
+  result<void> set_many_now(std::span<const balance> balances) {
+    for (const auto& b : balances) {
+      BOOST_OUTCOME_TRY(detail::check_key(b.key, opts_.max_key_bytes));
+      BOOST_OUTCOME_TRY(detail::check_balance(b.value));
+    }
+    std::lock_guard lock(mutex_);
+    for (const auto& b : balances) store(b.key, b.value);
+    return ok();
+  }
+
+  /// The operation records kept now (applied, refused, reverted, tombstones), after purging
+  /// the expired ones.
+  std::size_t records() {
+    std::lock_guard lock(mutex_);
+    purge(clock_.now());
+    return records_.size();
+  }
+
+private:
+  enum class state : std::uint8_t { applied, refused, refused_over_limit, reverted, tombstone };
+  using time_point = std::chrono::system_clock::time_point;
+  struct record {
+    state what;
+    std::vector<adjustment> adjustments; // kept while applied: what revert undoes
+    time_point expires_at;
+  };
+  using record_map = std::map<std::string, record, std::less<>>;
+
+  result<apply_outcome> repeated_apply(std::string_view op_id, const record& rec) const {
+    switch (rec.what) {
+    case state::applied: return apply_outcome::already_applied;
+    case state::refused: return detail::refused_before(op_id, ledger_errc::insufficient);
+    case state::refused_over_limit: return detail::refused_before(op_id, ledger_errc::over_limit);
+    case state::reverted:
+    case state::tombstone: break;
+    }
+    return detail::reverted_before(op_id);
+  }
+
+  void store(std::string_view key, amount value) {
+    auto found = balances_.find(key);
+    if (found == balances_.end())
+      balances_.emplace(std::string(key), value);
+    else
+      found->second = value;
+  }
+
+  void remember(std::string op_id, record rec, time_point now) {
+    auto it = records_.emplace(std::move(op_id), std::move(rec)).first;
+    touch(it, now);
+  }
+
+  // Each change queues (expiry, id); an entry whose record changed since is stale and skipped.
+  // Expiries enter the queue in clock order, so the front is always the next to expire.
+  void touch(typename record_map::iterator it, time_point now) {
+    it->second.expires_at = now + opts_.retention;
+    expiry_.emplace_back(it->second.expires_at, it->first);
+  }
+
+  void purge(time_point now) {
+    while (!expiry_.empty() && expiry_.front().first <= now) {
+      auto it = records_.find(expiry_.front().second);
+      if (it != records_.end() && it->second.expires_at <= now) records_.erase(it);
+      expiry_.pop_front();
+    }
+  }
+
+  options opts_;
+  Clock clock_;
+  mutable std::mutex mutex_;
+  std::map<std::string, amount, std::less<>> balances_;
+  record_map records_;
+  std::deque<std::pair<time_point, std::string>> expiry_;
+};
+
+/// The ledger on the coarse wall clock.
+using ledger = basic_ledger<>;
+
+static_assert(bulwark::ledger<ledger>, "memory::ledger must model bulwark::ledger");
+
+} // namespace bulwark::memory
