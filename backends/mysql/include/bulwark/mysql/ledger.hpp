@@ -173,7 +173,7 @@ public:
     long long value = 0;
     MYSQL_BIND out[1] = {detail::i64(value)};
     std::optional<amount> found;
-    BOOST_OUTCOME_CO_TRY(co_await fetch_rows(*l, stmt, out, [&]() -> result<void> {
+    BOOST_OUTCOME_CO_TRY(co_await detail::fetch_rows(*l, stmt, out, [&]() -> result<void> {
       found = value;
       return ok();
     }));
@@ -301,25 +301,6 @@ private:
     co_return stmt;
   }
 
-  template <class OnRow> static task<void> fetch_rows(connection& c, MYSQL_STMT* stmt, MYSQL_BIND* out, OnRow on_row) {
-    if (mysql_stmt_bind_result(stmt, out)) {
-      c.mark_broken();
-      co_return last_error(stmt);
-    }
-    for (;;) {
-      auto rc = co_await c.fetch(stmt);
-      if (!rc) {
-        c.mark_broken();
-        co_return rc.error();
-      }
-      if (rc.value() == MYSQL_NO_DATA) co_return ok();
-      if (auto r = on_row(); !r) {
-        c.mark_broken();
-        co_return r.error();
-      }
-    }
-  }
-
   /// A lease inside a fresh READ COMMITTED transaction.
   task<lease> begin() {
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
@@ -347,7 +328,7 @@ private:
     long long value = 0;
     MYSQL_BIND out[2] = {detail::binder::sized(key_length, key_null), detail::i64(value)};
     std::map<std::string, amount, std::less<>> found;
-    BOOST_OUTCOME_CO_TRY(co_await fetch_rows(c, stmt, out, [&]() -> result<void> {
+    BOOST_OUTCOME_CO_TRY(co_await detail::fetch_rows(c, stmt, out, [&]() -> result<void> {
       std::string k;
       BOOST_OUTCOME_TRY(bulwark::mysql::detail::fetch_bytes(stmt, 0, key_length, k));
       found.emplace(std::move(k), value);
@@ -429,7 +410,7 @@ private:
     MYSQL_BIND out[3] = {detail::binder::sized(state_length, state_null), detail::binder::sized(body_length, body_null),
                          detail::i64(expires)};
     std::optional<op_row> found;
-    BOOST_OUTCOME_CO_TRY(co_await fetch_rows(c, stmt, out, [&]() -> result<void> {
+    BOOST_OUTCOME_CO_TRY(co_await detail::fetch_rows(c, stmt, out, [&]() -> result<void> {
       op_row row;
       std::string state;
       BOOST_OUTCOME_TRY(bulwark::mysql::detail::fetch_bytes(stmt, 0, state_length, state));

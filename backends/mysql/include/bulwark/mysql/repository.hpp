@@ -111,6 +111,32 @@ inline task<void> migrate(pool& p, std::string_view collection) {
   co_return co_await l->run_ddl(sql);
 }
 
+namespace detail {
+
+/// Binds the result buffers and calls on_row for every row until the result set ends.
+/// A failure part way leaves the protocol mid-result: the connection is then discarded. The
+/// repository and the ledger read their rows with it.
+template <class OnRow> task<void> fetch_rows(connection& c, MYSQL_STMT* stmt, MYSQL_BIND* out, OnRow on_row) {
+  if (mysql_stmt_bind_result(stmt, out)) {
+    c.mark_broken();
+    co_return last_error(stmt);
+  }
+  for (;;) {
+    auto rc = co_await c.fetch(stmt);
+    if (!rc) {
+      c.mark_broken();
+      co_return rc.error();
+    }
+    if (rc.value() == MYSQL_NO_DATA) co_return ok();
+    if (auto r = on_row(); !r) {
+      c.mark_broken();
+      co_return r.error();
+    }
+  }
+}
+
+} // namespace detail
+
 /// The repository concept on a MySQL table. Cheap to copy the handle around: it refers to the
 /// pool, which must outlive it. Use from the pool's executor.
 class repository {
@@ -142,7 +168,7 @@ public:
     MYSQL_BIND out[2] = {detail::binder::sized(value_length, value_null), detail::binder::u64(version)};
     out[1].is_null = &version_null;
     std::optional<versioned> found;
-    BOOST_OUTCOME_CO_TRY(co_await fetch_rows(*l, stmt, out, [&]() -> result<void> {
+    BOOST_OUTCOME_CO_TRY(co_await detail::fetch_rows(*l, stmt, out, [&]() -> result<void> {
       versioned v;
       v.version = version;
       BOOST_OUTCOME_TRY(detail::fetch_bytes(stmt, 0, value_length, v.value));
@@ -229,7 +255,7 @@ public:
                          detail::binder::u64(version)};
     out[2].is_null = &version_null;
     bool more = false;
-    BOOST_OUTCOME_CO_TRY(co_await fetch_rows(*l, stmt, out, [&]() -> result<void> {
+    BOOST_OUTCOME_CO_TRY(co_await detail::fetch_rows(*l, stmt, out, [&]() -> result<void> {
       if (page.entries.size() == limit) {
         more = true;
         return ok();
@@ -279,27 +305,6 @@ private:
   }
 
   static result<void> check_key(std::string_view key) { return bulwark::detail::check_key(key, max_key_size); }
-
-  /// Binds the result buffers and calls on_row for every row until the result set ends.
-  /// A failure part way leaves the protocol mid-result: the connection is then discarded.
-  template <class OnRow> static task<void> fetch_rows(connection& c, MYSQL_STMT* stmt, MYSQL_BIND* out, OnRow on_row) {
-    if (mysql_stmt_bind_result(stmt, out)) {
-      c.mark_broken();
-      co_return last_error(stmt);
-    }
-    for (;;) {
-      auto rc = co_await c.fetch(stmt);
-      if (!rc) {
-        c.mark_broken();
-        co_return rc.error();
-      }
-      if (rc.value() == MYSQL_NO_DATA) co_return ok();
-      if (auto r = on_row(); !r) {
-        c.mark_broken();
-        co_return r.error();
-      }
-    }
-  }
 
   pool* pool_;
   std::shared_ptr<const statements> sql_;
