@@ -10,7 +10,7 @@ packages=(
   libhiredis-dev default-libmysqlclient-dev librdkafka-dev
   redis-server redis-tools mariadb-server mariadb-client prometheus
   prometheus-alertmanager nginx-light
-  iproute2 procps python3 util-linux
+  iproute2 procps python3 python3-venv util-linux
   clang-format
   default-jdk-headless maven
   chromium nodejs npm
@@ -39,7 +39,23 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   missing=("${missing[@]/npm/}")
 fi
 read -r -a missing <<<"${missing[*]}"
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# conan (packaging/conan/test.sh), pinned in packaging/conan/requirements.txt, from PyPI into a
+# venv under the checkout's .cache/ (Debian's python refuses system-wide pip installs).
+install_conan() {
+  local root venv
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  venv="$root/.cache/conan-venv"
+  if ! "$venv/bin/pip" freeze 2>/dev/null | grep -qxF -f "$root/packaging/conan/requirements.txt"; then
+    echo "install-deps: conan into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r "$root/packaging/conan/requirements.txt"
+  fi
+}
+if [ ${#missing[@]} -eq 0 ]; then
+  install_conan
+  exit 0
+fi
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 echo "install-deps: installing ${missing[*]}"
@@ -52,3 +68,4 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_conan

@@ -82,6 +82,8 @@ class BulwarkConan(ConanFile):
         self.info.requires.clear()
 
     def validate(self):
+        if self.settings.os == "Windows":
+            raise ConanInvalidConfiguration("bulwark uses POSIX descriptors and signals: not on Windows")
         if self.settings.get_safe("compiler.cppstd"):
             check_min_cppstd(self, 20)
         if self.options.with_hazelcast and not self.options.with_http:

@@ -9,11 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 start=$(date +%s)
-CONAN_VERSION=2.34.0
 venv="$root/.cache/conan-venv"
-if [ ! -x "$venv/bin/conan" ] || ! "$venv/bin/conan" --version | grep -q "$CONAN_VERSION"; then
+# The pinned conan (packaging/conan/requirements.txt); scripts/install-deps.sh installs it too.
+if ! "$venv/bin/pip" freeze 2>/dev/null | grep -qxF -f packaging/conan/requirements.txt; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "conan==$CONAN_VERSION"
+  "$venv/bin/pip" install -q -r packaging/conan/requirements.txt
 fi
 conan="$venv/bin/conan"
 export CONAN_HOME="$root/.cache/conan-home"
