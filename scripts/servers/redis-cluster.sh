@@ -6,13 +6,16 @@
 #                                  create --cluster-replicas 1), waits for cluster_state:ok on
 #                                  every node, appends BULWARK_REDIS_CLUSTER_NODES
 #                                  (host:port,... of all six) and BULWARK_REDIS_CLUSTER_CONTROL
-#                                  (this script) to $BULWARK_SERVERS_DIR/env
+#                                  (this script) and BULWARK_REDIS_CLUSTER_SERVERS_DIR to
+#                                  $BULWARK_SERVERS_DIR/env
 #   redis-cluster.sh down          stops every node
 #   redis-cluster.sh kill  NODE    SIGKILL one node (n1..n6)
 #   redis-cluster.sh start NODE    starts it again on its port and directory (nodes.conf kept)
 #   redis-cluster.sh nodes         prints host:port,... of the cluster under the root
+#   redis-cluster.sh ids           prints "node port cluster-id" per line
 # Small and fast: no persistence (--save "", no AOF), 64 MB maxmemory, cluster-node-timeout
-# 2000 ms so a failover takes a few seconds.
+# 2000 ms so a failover takes a few seconds, and cluster-replica-validity-factor 0 so a replica
+# always stands for election, however long ago it heard from its master (tests kill masters).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib.sh
@@ -24,10 +27,16 @@ nodes=(n1 n2 n3 n4 n5 n6)
 
 ping() { redis-cli -h 127.0.0.1 -p "$1" ping | grep -q PONG; }
 state_ok() { redis-cli -h 127.0.0.1 -p "$1" cluster info | grep -q 'cluster_state:ok'; }
-# cluster_state:ok on every node: each has seen all slots covered.
+# A replica whose link to its master is up (a master passes).
+synced() {
+  local info
+  info=$(redis-cli -h 127.0.0.1 -p "$1" info replication)
+  grep -q 'role:master' <<<"$info" || grep -q 'master_link_status:up' <<<"$info"
+}
+# cluster_state:ok on every node (each has seen all slots covered), every replica in sync.
 all_ok() {
   local n
-  for n in "${nodes[@]}"; do state_ok "$(cat "$root/$n/port")" || return 1; done
+  for n in "${nodes[@]}"; do state_ok "$(cat "$root/$n/port")" && synced "$(cat "$root/$n/port")" || return 1; done
 }
 
 start_node() {
@@ -41,7 +50,7 @@ start_node() {
   if [ -f "$dir/pid" ] && alive "$(cat "$dir/pid")"; then return 0; fi
   redis-server --port "$port" --cluster-port "$bus" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly no \
     --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-    --maxmemory 64mb --daemonize no --logfile "$dir/redis.log" >/dev/null 2>&1 &
+    --cluster-replica-validity-factor 0 --repl-diskless-sync-delay 0 --maxmemory 64mb --daemonize no --logfile "$dir/redis.log" >/dev/null 2>&1 &
   echo $! >"$dir/pid"
   wait_until 10 ping "$port" || { echo "redis-cluster.sh: $name did not start (see $dir/redis.log)" >&2; return 1; }
 }
@@ -67,6 +76,7 @@ case "$action" in
     if [ -z "${REDIS_CLUSTER_ROOT:-}" ]; then
       export_env BULWARK_REDIS_CLUSTER_NODES "$(addresses)"
       export_env BULWARK_REDIS_CLUSTER_CONTROL "$here/redis-cluster.sh"
+      export_env BULWARK_REDIS_CLUSTER_SERVERS_DIR "$BULWARK_SERVERS_DIR"
     fi
     echo "redis-cluster: $(addresses)" ;;
   down)
@@ -77,5 +87,6 @@ case "$action" in
   stop) signal_pidfile "$root/${2:?node}/pid" TERM 10 ;;
   start) start_node "${2:?node}" ;;
   nodes) addresses ;;
-  *) echo "usage: redis-cluster.sh up|down|kill|stop|start|nodes [node]" >&2; exit 2 ;;
+  ids) for n in "${nodes[@]}"; do echo "$n $(cat "$root/$n/port") $(redis-cli -p "$(cat "$root/$n/port")" cluster myid)"; done ;;
+  *) echo "usage: redis-cluster.sh up|down|kill|stop|start|nodes|ids [node]" >&2; exit 2 ;;
 esac
