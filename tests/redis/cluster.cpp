@@ -46,10 +46,10 @@ TEST(redis_cluster_slots, key_slots_and_hash_tags_match_redis) {
   EXPECT_EQ(key_slot("123456789"), 12739);
   EXPECT_EQ(key_slot("{user1000}.following"), key_slot("user1000"));
   EXPECT_EQ(key_slot("{user1000}.following"), 3443);
-  EXPECT_EQ(key_slot("foo{}{bar}"), 8363);     // an empty tag: the whole key
-  EXPECT_EQ(key_slot("foo{{bar}}zap"), 4015);  // the tag is "{bar"
+  EXPECT_EQ(key_slot("foo{}{bar}"), 8363);    // an empty tag: the whole key
+  EXPECT_EQ(key_slot("foo{{bar}}zap"), 4015); // the tag is "{bar"
   EXPECT_EQ(key_slot("foo{{bar}}zap"), key_slot("{bar"));
-  EXPECT_EQ(key_slot("foo{bar}{zap}"), 5061);  // the first tag only
+  EXPECT_EQ(key_slot("foo{bar}{zap}"), 5061);          // the first tag only
   EXPECT_EQ(key_slot("foo{bar"), key_slot("foo{bar")); // no closing brace: the whole key
   EXPECT_NE(key_slot("foo{bar"), key_slot("bar"));
 }
@@ -232,8 +232,8 @@ protected:
   }
 
   void control(const std::string& action, const std::string& node = {}) {
-    const auto command = "BULWARK_SERVERS_DIR='" + *dir_ + "' REDIS_CLUSTER_ROOT='" + root_ + "' '" + *control_ +
-                         "' " + action + (node.empty() ? "" : " " + node) + " >/dev/null";
+    const auto command = "BULWARK_SERVERS_DIR='" + *dir_ + "' REDIS_CLUSTER_ROOT='" + root_ + "' '" + *control_ + "' " +
+                         action + (node.empty() ? "" : " " + node) + " >/dev/null";
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
   }
 
@@ -332,8 +332,7 @@ void run_load(asio::io_context& ctx, redis::cache& cache, const std::vector<std:
   std::atomic<bool> stop{false}, fault_done{false};
   const auto hard_stop = steady::now() + limit;
   int running = static_cast<int>(keys.size());
-  for (const auto& k : keys)
-    asio::co_spawn(ctx, writer(cache, k, stop, hard_stop, report, running), asio::detached);
+  for (const auto& k : keys) asio::co_spawn(ctx, writer(cache, k, stop, hard_stop, report, running), asio::detached);
   std::thread faulting([&] {
     std::this_thread::sleep_for(500ms); // the load runs before the fault
     fault(report);
