@@ -6,6 +6,7 @@
 #include <bulwark/redis.hpp>
 
 #include "fixture.hpp"
+#include "support/keys.hpp"
 #include "support/run.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -85,7 +86,7 @@ std::vector<std::string> keys_in_slots(const std::string& prefix, const std::str
                                        std::uint16_t last, int count) {
   std::vector<std::string> out;
   for (int i = 0; static_cast<int>(out.size()) < count && i < 10'000'000; ++i) {
-    auto k = base + ":" + std::to_string(i);
+    auto k = bulwark::test::numbered_key(base + ":", i);
     const auto s = key_slot(prefix + k);
     if (s >= first && s <= last) out.push_back(std::move(k));
   }
@@ -112,8 +113,8 @@ TEST_F(redis_cluster, keys_on_every_master_are_written_and_read) {
   auto body = [&]() -> asio::awaitable<int> {
     int ok = 0;
     for (int i = 0; i < 200; ++i) {
-      const auto k = prefix + std::to_string(i);
-      const auto v = "value:" + std::to_string(i);
+      const auto k = bulwark::test::numbered_key(prefix, i);
+      const auto v = bulwark::test::numbered_key("value:", i);
       auto w = co_await c.execute("SET", k, v);
       auto r = co_await c.execute("GET", k);
       if (w && r && r.value().str == v) ++ok;
@@ -122,7 +123,7 @@ TEST_F(redis_cluster, keys_on_every_master_are_written_and_read) {
   };
   EXPECT_EQ(run(body()), 200);
   std::set<std::string> owners;
-  for (int i = 0; i < 200; ++i) owners.insert(c.slot_owner(key_slot(prefix + std::to_string(i))));
+  for (int i = 0; i < 200; ++i) owners.insert(c.slot_owner(key_slot(bulwark::test::numbered_key(prefix, i))));
   owners.erase("");
   EXPECT_EQ(owners.size(), 3u) << "the keys reach every master";
   EXPECT_GE(c.cluster_counters().refreshes, 1u);
@@ -146,7 +147,7 @@ TEST_F(redis_cluster, cross_slot_commands_and_single_node_clients_fail_clearly) 
   redis::client one(ctx_.get_executor(), single);
   int redirected = 0;
   for (int i = 0; i < 20; ++i) {
-    const auto k = prefix + "one:" + std::to_string(i);
+    const auto k = bulwark::test::numbered_key(prefix + "one:", i);
     auto g = run(one.execute("GET", k));
     if (!g && g.error().code() == make_error_code(redis::redis_errc::redirected)) {
       EXPECT_EQ(g.error(), bulwark::errc::unavailable);
@@ -164,7 +165,7 @@ TEST_F(redis_cluster, min_replicas_acked_waits_for_replicas_and_fails_when_too_f
   one.min_replicas_acked = 1;
   redis::client c(ctx_.get_executor(), one);
   for (int i = 0; i < 10; ++i) {
-    const auto k = prefix + std::to_string(i);
+    const auto k = bulwark::test::numbered_key(prefix, i);
     auto w = run(c.execute("SET", k, "v"));
     ASSERT_TRUE(w.has_value()) << w.error().message();
   }
@@ -194,11 +195,11 @@ TEST_F(redis_cluster, reads_from_replicas_see_the_writes) {
   redis::client c(ctx_.get_executor(), o);
   const auto prefix = redis::test::fresh_prefix("replica");
   for (int i = 0; i < 20; ++i) {
-    const auto k = prefix + std::to_string(i);
-    ASSERT_TRUE(run(c.execute("SET", k, "v" + std::to_string(i))).has_value());
+    const auto k = bulwark::test::numbered_key(prefix, i);
+    ASSERT_TRUE(run(c.execute("SET", k, bulwark::test::numbered_key("v", i))).has_value());
     auto g = run(c.execute("GET", k));
     ASSERT_TRUE(g.has_value()) << g.error().message();
-    EXPECT_EQ(g.value().str, "v" + std::to_string(i));
+    EXPECT_EQ(g.value().str, bulwark::test::numbered_key("v", i));
   }
   EXPECT_GT(c.cluster_counters().replica_reads, 0u);
   run(c.stop());
@@ -219,11 +220,11 @@ protected:
     up_ = true;
     control("up");
     for (int n = 1; n <= 6; ++n) {
-      std::ifstream in(root_ + "/n" + std::to_string(n) + "/port");
+      std::ifstream in(bulwark::test::numbered_key(root_ + "/n", n) + "/port");
       std::string port;
       in >> port;
       seeds_.push_back("127.0.0.1:" + port);
-      port_node_[port] = "n" + std::to_string(n);
+      port_node_[port] = bulwark::test::numbered_key("n", n);
     }
   }
   void TearDown() override {
@@ -303,7 +304,7 @@ asio::awaitable<void> writer(redis::cache& cache, std::string key, const std::at
   for (std::uint64_t version = 1; !stop && steady::now() < hard_stop && version < 100'000; ++version) {
     ++report.calls;
     // Named: GCC 12 mishandles a braced temporary inside a co_await full-expression.
-    bulwark::versioned value{"value:" + std::to_string(version), version};
+    bulwark::versioned value{std::string("value:").append(std::to_string(version)), version};
     auto put = co_await cache.put(key, std::move(value), 0ms);
     if (!put || !put.value()) {
       report.fail(key + " put: " + (put ? std::string("refused") : put.error().message()));
@@ -481,7 +482,7 @@ TEST_F(redis_cluster_fault, the_whole_cluster_down_is_unavailable_within_the_dea
     EXPECT_EQ(g.error(), bulwark::errc::unavailable) << g.error().message();
     EXPECT_LT(took, 1500ms);
   }
-  for (int n = 1; n <= 6; ++n) control("start", "n" + std::to_string(n));
+  for (int n = 1; n <= 6; ++n) control("start", bulwark::test::numbered_key("n", n));
   // Back: the cluster re-forms from nodes.conf; calls succeed again (bounded wait).
   const auto deadline = steady::now() + 30s;
   int ok = 0;
