@@ -80,8 +80,11 @@ case "$action" in
     fi
     echo "redis-cluster: $(addresses)" ;;
   down)
-    [ -d "$root" ] || exit 0
-    for d in "$root"/*/; do [ -d "$d" ] && signal_pidfile "$d/pid" TERM 10; done
+    # Also the private clusters of tests that could not stop theirs (a crash, a killed ctest).
+    for r in "$root" "$BULWARK_SERVERS_DIR"/redis-cluster-private-*; do
+      [ -d "$r" ] || continue
+      for d in "$r"/*/; do [ -d "$d" ] && signal_pidfile "$d/pid" TERM 10; done
+    done
     true ;;
   kill) signal_pidfile "$root/${2:?node}/pid" KILL 10 ;;
   stop) signal_pidfile "$root/${2:?node}/pid" TERM 10 ;;
