@@ -2,12 +2,20 @@
 // looping get (or put) until `requests` operations are done in total; prints ops/s.
 //   bulwark_redis_benchmark --port P [--host H] [--op get|set] [--concurrency 50]
 //                           [--requests 200000] [--value-size 100] [--pool 2] [--keys 1]
+//                           [--cluster host:port,host:port,...] [--tagged 1]
+// With --cluster the cache runs over a Redis Cluster client seeded with those nodes (--host,
+// --port and --pool are ignored; one connection per node); give --keys >= --concurrency so that
+// the workers' keys spread over the masters. --tagged 1: the keys carry one of three hash tags,
+// one in each third of the slots (one per master of a three-master cluster as redis-cli
+// --cluster create lays it out): the key layout redis-benchmark --cluster uses, so a turn's
+// puts make one script call per master instead of one per key.
 #include <bulwark/redis.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,7 +36,28 @@ struct settings {
   std::size_t value_size = 100;
   std::size_t pool = 2;
   int keys = 1;
+  std::string cluster; ///< seeds, comma-separated; empty: one server
+  bool tagged = false;
 };
+
+/// Worker `id`'s key: "key:<id % keys>", or with tagged "{<tag>}key:..." (see the header).
+std::string key_of(const settings& s, int id) {
+  std::string key = "key:" + std::to_string(id % s.keys);
+  if (!s.tagged) return key;
+  static const std::array<std::string, 3> tags = [] {
+    std::array<std::string, 3> out;
+    for (int third = 0; third < 3; ++third)
+      for (int i = 0;; ++i) {
+        const auto t = "t" + std::to_string(i);
+        if (bulwark::redis::detail::key_slot(t) * 3 / 16384 == static_cast<unsigned>(third)) {
+          out[static_cast<std::size_t>(third)] = t;
+          break;
+        }
+      }
+    return out;
+  }();
+  return "{" + tags[static_cast<std::size_t>((id % s.keys) % 3)] + "}" + key;
+}
 
 struct state {
   long remaining = 0;
@@ -40,7 +69,7 @@ struct state {
 
 asio::awaitable<void> worker(redis::cache& cache, const settings& s, state& st, int id) {
   const std::string value(s.value_size, 'x');
-  std::string key = "key:" + std::to_string(id % s.keys);
+  const std::string key = key_of(s, id);
   while (st.remaining > 0) {
     --st.remaining;
     bool ok = false;
@@ -82,6 +111,10 @@ int main(int argc, char** argv) {
       s.pool = std::stoul(v);
     else if (flag == "--keys")
       s.keys = std::stoi(v);
+    else if (flag == "--cluster")
+      s.cluster = v;
+    else if (flag == "--tagged")
+      s.tagged = v == "1";
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
@@ -98,7 +131,21 @@ int main(int argc, char** argv) {
   o.pool_size = s.pool;
   o.command_timeout = std::chrono::seconds(10);
   o.max_pending = 1u << 20;
-  redis::cache cache(redis::client(ctx.get_executor(), o), {"bench:"});
+  auto make_client = [&] {
+    if (s.cluster.empty()) return redis::client(ctx.get_executor(), o);
+    redis::cluster_options c;
+    for (std::size_t start = 0; start < s.cluster.size();) {
+      auto comma = s.cluster.find(',', start);
+      if (comma == std::string::npos) comma = s.cluster.size();
+      c.seeds.push_back(s.cluster.substr(start, comma - start));
+      start = comma + 1;
+    }
+    c.node.command_timeout = o.command_timeout;
+    c.node.max_pending = o.max_pending;
+    c.request_timeout = std::chrono::seconds(20);
+    return redis::client(ctx.get_executor(), c);
+  };
+  redis::cache cache(make_client(), {"bench:"});
 
   // Fill the keys (so that gets hit) and connect, outside the measurement.
   // (Wait for each put itself: a put waits for its batch's flush before it counts as outstanding.)
@@ -107,7 +154,7 @@ int main(int argc, char** argv) {
     asio::co_spawn(
         ctx,
         [&, k]() -> asio::awaitable<void> {
-          const std::string key = "key:" + std::to_string(k);
+          const std::string key = key_of(s, k);
           bulwark::versioned entry{std::string(s.value_size, 'x'), 0};
           auto r = co_await cache.put(key, std::move(entry), std::chrono::milliseconds(0));
           if (!r) std::cerr << "warm-up put failed: " << r.error().message() << "\n";

@@ -433,6 +433,6 @@ TEST_F(redis_client, a_batch_of_puts_keeps_individual_results_and_issue_order) {
 
 TEST(redis_errors, the_table_matches_the_category_and_docs_errors_md) {
   EXPECT_STREQ(redis::redis_category().name(), "redis");
-  bulwark::test::expect_category_matches_table_and_docs(redis::redis_category(), redis::redis_errc_rows, 17);
+  bulwark::test::expect_category_matches_table_and_docs(redis::redis_category(), redis::redis_errc_rows, 20);
   EXPECT_EQ(redis::classify_server_error("WRONGPASS invalid username-password pair"), redis::redis_errc::auth_failed);
 }

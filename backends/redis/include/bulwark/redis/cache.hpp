@@ -19,8 +19,9 @@
 // the whole command (transport, timeout, stop) fails every put of the batch with that error.
 // A cancelled caller resumes at once with redis::redis_errc::cancelled (its write may still happen).
 // A put joins the client's outstanding() only when its batch is flushed (at the end of the
-// turn), so one started in the same turn as client::stop() fails with stopped. On a cluster,
-// a batch's keys must share a slot ({tag} prefix) or max_put_batch must be 1.
+// turn), so one started in the same turn as client::stop() fails with stopped. On a cluster
+// (a client made with cluster_options) a turn's puts become one script call per hash slot
+// (a script's keys must share one), each sent to that slot's master.
 
 #include <bulwark/cache.hpp>
 #include <bulwark/detail/key_rules.hpp>
@@ -214,9 +215,24 @@ private:
 
   void flush() {
     if (open_.empty()) return;
-    auto b = std::make_shared<batch>();
-    b->entries.swap(open_);
+    std::vector<entry> entries;
+    entries.swap(open_);
     open_.reserve(std::min<std::size_t>(max_batch_, 64));
+    if (!client_.is_cluster()) return send_batch(std::move(entries));
+    // A script's keys must share a cluster slot: one batch per slot, issue order kept within it.
+    std::vector<std::pair<std::uint16_t, std::vector<entry>>> by_slot;
+    for (auto& e : entries) {
+      const auto slot = key_slot(e.key);
+      auto it = std::find_if(by_slot.begin(), by_slot.end(), [&](const auto& g) { return g.first == slot; });
+      if (it == by_slot.end()) it = by_slot.insert(by_slot.end(), {slot, {}});
+      it->second.push_back(std::move(e));
+    }
+    for (auto& [slot, group] : by_slot) send_batch(std::move(group));
+  }
+
+  void send_batch(std::vector<entry> entries) {
+    auto b = std::make_shared<batch>();
+    b->entries = std::move(entries);
     const auto n = b->entries.size();
     b->nkeys = std::to_string(n);
     const auto& s = cache_put_batch_script();

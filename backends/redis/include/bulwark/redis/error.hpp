@@ -22,6 +22,11 @@
 //   queue_full         a connection's pending-command bound is reached
 //   stopped            the client is stopping or was destroyed
 //   cancelled          the caller cancelled the command
+//   replicas_not_acked fewer replicas than cluster_options::min_replicas_acked acknowledged a
+//                      write within the deadline (WAIT): the outcome on failover is unknown
+//   cross_slot         -CROSSSLOT: one command's keys lie in different cluster slots
+//   redirected         more MOVED/ASK redirections than cluster_options::max_redirections, or
+//                      a MOVED/ASK reply to a client not configured for a cluster
 
 #include <bulwark/error.hpp>
 
@@ -49,9 +54,12 @@ enum class redis_errc : int {
   queue_full = 14,
   stopped = 15,
   cancelled = 16,
+  replicas_not_acked = 17,
+  cross_slot = 18,
+  redirected = 19,
 };
 
-inline constexpr std::array<error_row, 16> redis_errc_rows{{
+inline constexpr std::array<error_row, 19> redis_errc_rows{{
     {1, "connection_failed", "redis connection failed", errc::unavailable},
     {2, "connection_closed", "redis connection closed", errc::unavailable},
     {3, "not_connected", "redis not connected (reconnecting)", errc::unavailable},
@@ -68,6 +76,9 @@ inline constexpr std::array<error_row, 16> redis_errc_rows{{
     {14, "queue_full", "redis connection queue full", errc::rejected},
     {15, "stopped", "redis client stopped", errc::cancelled},
     {16, "cancelled", "redis command cancelled", errc::cancelled},
+    {17, "replicas_not_acked", "redis write not acknowledged by enough replicas", errc::timeout},
+    {18, "cross_slot", "redis command keys in different cluster slots", errc::invalid_argument},
+    {19, "redirected", "redis cluster redirection not followed", errc::unavailable},
 }};
 
 /// The category of redis_errc codes ("redis").
@@ -85,6 +96,8 @@ inline redis_errc classify_server_error(std::string_view text) noexcept {
   if (word == "WRONGTYPE") return redis_errc::wrong_type;
   if (word == "NOAUTH" || word == "WRONGPASS" || word == "NOPERM") return redis_errc::auth_failed;
   if (word == "OOM") return redis_errc::out_of_memory;
+  if (word == "CROSSSLOT") return redis_errc::cross_slot;
+  if (word == "MOVED" || word == "ASK") return redis_errc::redirected;
   if (word == "LOADING" || word == "BUSY" || word == "MASTERDOWN" || word == "READONLY" || word == "TRYAGAIN" ||
       word == "CLUSTERDOWN")
     return redis_errc::server_busy;

@@ -106,12 +106,14 @@ public:
   /// Completes the caller with `outcome`; later calls do nothing. `defer`: post rather than
   /// dispatch (used when the caller might be on the stack, e.g. during destruction).
   virtual void complete(result<reply> outcome, bool defer) = 0;
+  /// The caller has been completed (or cancelled): nothing more will reach it.
+  virtual bool finished() const noexcept = 0;
   void add_ref() noexcept { ++refs_; }
   void release() noexcept {
     if (--refs_ == 0) delete this;
   }
   steady::time_point deadline{};
-  bool internal = false; ///< AUTH or SELECT sent by the connection itself
+  bool internal = false; ///< AUTH, SELECT or READONLY sent by the connection itself
 
 private:
   int refs_ = 1;
@@ -133,6 +135,7 @@ public:
   }
 
   void complete(result<reply> outcome, bool defer) override { finish(std::move(outcome), defer, true); }
+  bool finished() const noexcept override { return !handler_; }
 
 private:
   struct hook {
@@ -260,6 +263,7 @@ public:
       const auto db = std::to_string(options_.database);
       send_internal({"SELECT", db});
     }
+    if (options_.readonly) send_internal({"READONLY"});
   }
 
   /// Queues one command. `handler` is completed exactly once with the reply or an error.
