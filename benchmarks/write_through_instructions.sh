@@ -15,12 +15,15 @@ command -v valgrind >/dev/null || { echo "valgrind is needed (scripts/install-de
 calls=20000
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# Total instructions of one run of `mode` with `n` calls.
+total() {
+  valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
+    "$build/benchmarks/flows/bulwark_bench_write_through_instructions" "$1" "$2" >/dev/null 2>"$out/log"
+  grep -o 'Collected : [0-9]*' "$out/log" | grep -o '[0-9]*$'
+}
 declare -A per_call
 for mode in put write get read; do
-  valgrind --tool=callgrind --callgrind-out-file="$out/cg.$mode" "--toggle-collect=*measured_$mode*" \
-    "$build/benchmarks/flows/bulwark_bench_write_through_instructions" "$mode" "$calls" >/dev/null 2>"$out/log.$mode"
-  total=$(grep -o 'Collected : [0-9]*' "$out/log.$mode" | grep -o '[0-9]*$')
-  per_call[$mode]=$((total / calls))
+  per_call[$mode]=$((($(total "$mode" "$calls") - $(total "$mode" 0)) / calls))
   echo "$mode: ${per_call[$mode]} instructions per call"
 done
 python3 -c "import sys; p, w, g, r = map(int, sys.argv[1:]); print(f'ratio_write_instructions: {p / w:.2f}'); print(f'ratio_read_hit_instructions: {g / r:.2f}')" \
