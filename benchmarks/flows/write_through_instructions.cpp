@@ -26,8 +26,8 @@
 namespace {
 
 using namespace std::chrono_literals;
-using flow = bulwark::flows::write_through<bulwark::memory::repository, bulwark::memory::cache,
-                                           bulwark::memory::event_bus>;
+using flow =
+    bulwark::flows::write_through<bulwark::memory::repository, bulwark::memory::cache, bulwark::memory::event_bus>;
 
 constexpr std::size_t key_count = 1024; // as benchmarks/flows/write_through.cpp
 const std::string value_100(100, 'v');
