@@ -16,12 +16,13 @@ packages=(
   chromium nodejs npm
 )
 # prometheus-alertmanager (amtool) and nginx: the channel-metadata ops tests and its topology.
-# --all: also what the benchmarks and the fuzzer need (wrk, clang's libFuzzer).
+# --all: also what the benchmarks and the fuzzer need (wrk, valgrind for instruction counts,
+# clang's libFuzzer).
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for the default clang (on Debian 12
 # libclang-rt-14-dev); clang pulls it in only as a recommendation (of libclang-common-14-dev),
 # which --no-install-recommends skips, and then -fsanitize=fuzzer fails to link.
 if [ "${1:-}" = "--all" ]; then
-  packages+=(wrk clang libclang-rt-dev clang-tidy)
+  packages+=(wrk valgrind clang libclang-rt-dev clang-tidy)
 fi
 missing=()
 for p in "${packages[@]}"; do

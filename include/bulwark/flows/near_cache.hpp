@@ -39,6 +39,7 @@
 
 #include <bulwark/cache.hpp>
 #include <bulwark/clock.hpp>
+#include <bulwark/detail/saturating_cast.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/memory/cache.hpp>
 #include <bulwark/memory/event_bus.hpp>
@@ -314,7 +315,12 @@ private:
   void keep_locked_if_unchanged(const std::string& key, cached item, std::chrono::milliseconds keep_for,
                                 std::uint64_t seen) {
     const auto now = opts_.clock.now();
-    const auto expires_at = keep_for.count() == 0 ? bulwark::clock::time_point::max() : now + keep_for;
+    // Saturated: a local_ttl or ttl of milliseconds::max() keeps the entry for ever instead of
+    // wrapping its expiry into the past.
+    const auto expires_at =
+        keep_for.count() == 0
+            ? bulwark::clock::time_point::max()
+            : bulwark::clock::later(now, bulwark::detail::saturating_cast<bulwark::clock::duration>(keep_for));
     std::lock_guard lock(mutex_);
     if (recent_[slot_of(key)] > seen) return;
     if (auto it = index_.find(std::string_view(key)); it != index_.end()) {

@@ -29,6 +29,7 @@
 #include <bulwark/clock.hpp>
 #include <bulwark/detail/crc32.hpp>
 #include <bulwark/detail/notifier.hpp>
+#include <bulwark/detail/saturating_cast.hpp>
 #include <bulwark/metrics/registry.hpp>
 #include <bulwark/result.hpp>
 
@@ -389,7 +390,7 @@ public:
   void start() {
     if (state_->started.exchange(true)) return;
     auto s = state_;
-    asio::co_spawn(s->strand, loop(s, s->opts.clock.now() + s->opts.period),
+    asio::co_spawn(s->strand, loop(s, bulwark::clock::later(s->opts.clock.now(), period_of(*s))),
                    asio::bind_cancellation_slot(s->wake.slot(), asio::detached));
   }
 
@@ -514,6 +515,12 @@ private:
     co_return saved;
   }
 
+  // The period on the clock, saturated: a period of milliseconds::max() ("only on stop") must not
+  // wrap the next save's time into the past, which would save in a tight loop.
+  static bulwark::clock::duration period_of(const state& s) {
+    return bulwark::detail::saturating_cast<bulwark::clock::duration>(s.opts.period);
+  }
+
   // `next`: the first save's time, taken in start() so that the period counts from there.
   static asio::awaitable<void> loop(std::shared_ptr<state> s, bulwark::clock::time_point next) {
     while (!s->stopping) {
@@ -524,7 +531,7 @@ private:
       if (!reached || s->stopping) break;
       (void)co_await save_once(s);
       // A slow save does not cause a burst of saves to catch up.
-      next = std::max(next + s->opts.period, s->opts.clock.now());
+      next = std::max(bulwark::clock::later(next, period_of(*s)), s->opts.clock.now());
     }
     s->loop_done.set();
   }

@@ -91,6 +91,7 @@
 #include <bulwark/cache.hpp>
 #include <bulwark/clock.hpp>
 #include <bulwark/coarse_clock.hpp>
+#include <bulwark/detail/hex.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/flows/frame.hpp>
 #include <bulwark/flows/snapshot.hpp>
@@ -232,21 +233,23 @@ public:
   /// (unknown: write again with the same request id).
   task<write_receipt> write(std::string_view key, std::string value, deadline d, std::string request_id = {}) {
     BOOST_OUTCOME_CO_TRY(check_request_id(request_id));
-    std::string k(key);
     if (request_id.empty()) request_id = new_request_id();
-    frame f{write_state::durable, hlc_.now(), std::move(request_id), std::move(value)};
+    const order_stamp stamp = hlc_.now();
     // The durable frame's bytes, encoded once: the repository put, the cache put, this process's copy.
-    std::string bytes = encode(f);
+    // (No frame object: only a pending write needs one.)
+    std::string bytes = encode(write_state::durable, stamp, request_id, value);
     std::optional<result<stored_outcome>> stored;
-    const std::optional<version_t> known = known_version(k);
-    if (known) {
+    // This process's entry for the key, found once for the version and again (without a lookup,
+    // unless an entry was evicted meanwhile) to record the write.
+    const known_slot slot = find_known(key);
+    if (slot.version) {
       // The usual first attempt of store_durably's compare-and-set, inline (a coroutine frame less
       // on every durable write): the version this process last saw.
       std::optional<result<version_t>> put;
       if constexpr (synchronous_repository<Repository>)
-        put.emplace(guarded_now([&] { return repo_.put_now(k, bytes, *known); }, put_latency()));
+        put.emplace(guarded_now([&] { return repo_.put_now(key, bytes, *slot.version); }, put_latency()));
       else
-        put.emplace(co_await guarded(repo_.put(k, bytes, *known), d, put_latency()));
+        put.emplace(co_await guarded(repo_.put(key, bytes, *slot.version), d, put_latency()));
       if (*put)
         stored.emplace(stored_outcome{put->value(), false});
       else if (put->error() != errc::conflict)
@@ -254,28 +257,29 @@ public:
     }
     if (!stored) {
       // No version known, or it was stale: the loop that reads the stored frame first.
-      auto cas = co_await store_durably(k, f, bytes, d, known.has_value());
+      auto cas = co_await store_durably(key, stamp, bytes, d, slot.version.has_value());
       stored.emplace(std::move(cas));
     }
     if (stored->has_value()) {
       const stored_outcome done = stored->value();
-      if (done.superseded) co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
+      if (done.superseded) co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
       // This process's copy first (copied into the buffer it already holds), then the bytes
       // themselves to the cache: one allocation less than copying them into the cache. The
       // cache put inline, as cache_put() does it (a coroutine frame less).
-      remember(k, bytes, f.stamp, false, done.version);
-      versioned entry{std::move(bytes), f.stamp.value};
+      remember(key, slot, bytes, stamp, false, done.version);
+      versioned entry{std::move(bytes), stamp.value};
       if constexpr (synchronous_cache<Cache>) {
-        if (!cache_.put_now(k, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
+        if (!cache_.put_now(key, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
       } else {
-        auto cached = co_await cache_.put(k, std::move(entry), opts_.cache_ttl);
+        auto cached = co_await cache_.put(key, std::move(entry), opts_.cache_ttl);
         if (!cached) count(stats_.cache_errors, cache_errors());
       }
-      co_return write_receipt{write_state::durable, f.stamp, std::move(f.request_id)};
+      co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
     }
     const error failed = stored->error();
     if (!is_outage(failed)) co_return failed;
-    co_return co_await accept_pending(k, std::move(f), d);
+    frame pending{write_state::pending, stamp, std::move(request_id), std::move(value)};
+    co_return co_await accept_pending(key, std::move(pending), d);
   }
 
   /// The value under key, or nullopt when the repository has none (see the file comment).
@@ -318,7 +322,7 @@ public:
     for (auto& [key, f] : pending_entries()) {
       // Named, not a temporary inside the co_await: GCC 12 destroys such a temporary twice.
       const std::string bytes = encode(frame{write_state::durable, f.stamp, f.request_id, f.value});
-      auto stored = co_await store_durably(key, f, bytes, d);
+      auto stored = co_await store_durably(key, f.stamp, bytes, d);
       if (!stored) {
         ++report.failed;
         continue;
@@ -381,6 +385,13 @@ private:
     cached item;                         // the frame's bytes, version = stamp, stored_at
     version_t repo_version = no_version; // the repository version last seen (0: none)
     bool pending = false;
+  };
+  // Finds by std::string_view as well (no key copy per lookup). Deliberately not noexcept: for
+  // such a hash libstdc++ keeps each node's hash code, so a lookup compares hash codes instead of
+  // rehashing every key it walks past in the bucket chain (~110 instructions a lookup).
+  struct key_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
   };
   struct stored_outcome {
     version_t version = no_version;
@@ -494,13 +505,9 @@ private:
       return source{hi, word()};
     }();
     ++s.n;
-    static constexpr char hex[] = "0123456789abcdef";
     std::string id(32, '0');
-    const std::uint64_t halves[2] = {splitmix64(s.hi + s.n), splitmix64(s.lo + s.n)};
-    for (std::size_t half = 0; half < 2; ++half) {
-      auto bits = halves[half];
-      for (std::size_t i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + 15 - i] = hex[bits & 0xf];
-    }
+    bulwark::detail::hex16(splitmix64(s.hi + s.n), id.data());
+    bulwark::detail::hex16(splitmix64(s.lo + s.n), id.data() + 16);
     return id;
   }
 
@@ -534,11 +541,7 @@ private:
       breaker_.record_exception(*permit);
       throw;
     }
-    if (r->has_value())
-      breaker_.record_success(*permit);
-    else
-      breaker_.record_error(*permit, r->error());
-    if (latency) latency->observe(std::chrono::duration<double>(opts_.clock.now() - started).count());
+    settle(*permit, *r, started, latency);
     co_return std::move(*r);
   }
 
@@ -549,19 +552,27 @@ private:
     const auto permit = breaker_.try_acquire();
     if (!permit) return breaker_.refusal();
     const auto started = latency ? opts_.clock.now() : bulwark::clock::time_point{};
-    std::optional<decltype(call())> r;
-    try {
-      r.emplace(call());
-    } catch (...) {
-      breaker_.record_exception(*permit);
-      throw;
-    }
-    if (r->has_value())
-      breaker_.record_success(*permit);
+    auto r = [&] {
+      try {
+        return call();
+      } catch (...) {
+        breaker_.record_exception(*permit);
+        throw;
+      }
+    }();
+    settle(*permit, r, started, latency);
+    return r;
+  }
+
+  // The end of a repository call that guarded() or guarded_now() admitted: its outcome to the
+  // breaker, its latency to the histogram (when measured; `started` was read only then).
+  template <class R> void settle(const circuit_breaker::permit& permit, const R& outcome,
+                                 bulwark::clock::time_point started, metrics::histogram* latency) {
+    if (outcome.has_value())
+      breaker_.record_success(permit);
     else
-      breaker_.record_error(*permit, r->error());
+      breaker_.record_error(permit, outcome.error());
     if (latency) latency->observe(std::chrono::duration<double>(opts_.clock.now() - started).count());
-    return std::move(*r);
   }
 
   metrics::histogram* get_latency() const noexcept { return gauges_ ? gauges_->get_latency : nullptr; }
@@ -580,9 +591,9 @@ private:
   }
 
   // The compare-and-set that never writes over a newer stamp (see the file comment).
-  // `bytes`: f encoded with state durable.
+  // `bytes`: the frame of `stamp`, encoded with state durable.
   // `tried`: write() already made the first attempt with the known version, and it conflicted.
-  task<stored_outcome> store_durably(const std::string& key, const frame& f, const std::string& bytes,
+  task<stored_outcome> store_durably(std::string_view key, order_stamp stamp, const std::string& bytes,
                                      const deadline& d, bool tried = false) {
     std::optional<version_t> expected = tried ? std::nullopt : known_version(key);
     for (unsigned attempt = tried ? 1 : 0; attempt < opts_.max_cas_attempts; ++attempt) {
@@ -598,7 +609,7 @@ private:
         if (current.value()) {
           const auto stored = stamp_of(current.value()->value);
           hlc_.observe(stored);
-          if (stored >= f.stamp) co_return stored_outcome{current.value()->version, true, stored};
+          if (stored >= stamp) co_return stored_outcome{current.value()->version, true, stored};
           expected = current.value()->version;
         }
       }
@@ -616,9 +627,9 @@ private:
   }
 
   // The write the repository could not take: the retry message (the commit point), then the cache.
-  task<write_receipt> accept_pending(const std::string& key, frame f, const deadline& d) {
+  task<write_receipt> accept_pending(std::string_view key, frame f, const deadline& d) {
     f.state = write_state::pending;
-    message retry = retry_message(key, f, known_version(key).value_or(no_version));
+    message retry = retry_message(std::string(key), f, known_version(key).value_or(no_version));
     auto published = co_await with_deadline(bus_.publish(opts_.retry_topic, std::move(retry)), d, "retry publish");
     if (!published) co_return published.error();
     count(stats_.retry_published, gauges_ ? gauges_->retry_published : nullptr);
@@ -654,17 +665,17 @@ private:
     f.state = write_state::durable; // whatever the writer marked, the repository holds it
     if (bytes.empty()) bytes = encode(f);
     hlc_.observe(f.stamp);
-    remember(key, bytes, f.stamp, false, row.version);
+    remember(key, known_slot{}, bytes, f.stamp, false, row.version);
     co_await cache_put(key, std::move(bytes), f.stamp);
     co_return loaded_frame{std::move(f), row.version};
   }
 
   // The cache is a copy: a failed put is counted, never the caller's error. Not bounded by the
   // caller's deadline: a write already committed must still reach the cache when it can.
-  asio::awaitable<void> cache_put(const std::string& key, const frame& f) { return cache_put(key, encode(f), f.stamp); }
+  asio::awaitable<void> cache_put(std::string_view key, const frame& f) { return cache_put(key, encode(f), f.stamp); }
 
   // `bytes`: the frame's encoding; `stamp`: its order stamp (the cache version).
-  asio::awaitable<void> cache_put(const std::string& key, std::string bytes, order_stamp stamp) {
+  asio::awaitable<void> cache_put(std::string_view key, std::string bytes, order_stamp stamp) {
     // Named, not a temporary inside the co_await: GCC 12 destroys such a temporary twice.
     versioned entry{std::move(bytes), stamp.value};
     if constexpr (synchronous_cache<Cache>) {
@@ -719,27 +730,51 @@ private:
 
   // --- this process's last-known-good map and pending index (one mutex) ---
 
-  std::optional<version_t> known_version(const std::string& key) const {
+  std::optional<version_t> known_version(std::string_view key) { return find_known(key).version; }
+
+  // This process's entry for a key as a write finds it before its repository put: the version
+  // to expect, and where the entry is, so that remember() after the put needs no second lookup.
+  struct known_slot {
+    std::optional<version_t> version; // the repository version last seen; nullopt: none
+    known* entry = nullptr;           // nullptr: no entry yet
+    std::uint64_t erasures = 0;       // erasures_ then: the entry is still there while it is unchanged
+  };
+
+  known_slot find_known(std::string_view key) {
     std::lock_guard lock(mutex_);
     auto it = known_.find(key);
-    if (it == known_.end() || it->second.repo_version == no_version) return std::nullopt;
-    return it->second.repo_version;
+    if (it == known_.end()) return known_slot{std::nullopt, nullptr, erasures_};
+    auto& k = it->second;
+    return known_slot{k.repo_version == no_version ? std::nullopt : std::optional<version_t>(k.repo_version), &k,
+                      erasures_};
   }
 
   // Records f under key unless a newer entry is held; repo_version nullopt keeps the one known.
-  void remember(const std::string& key, const frame& f, std::optional<version_t> repo_version) {
+  void remember(std::string_view key, const frame& f, std::optional<version_t> repo_version) {
     const std::string bytes = encode(f);
-    remember(key, bytes, f.stamp, f.state == write_state::pending, repo_version);
+    remember(key, known_slot{}, bytes, f.stamp, f.state == write_state::pending, repo_version);
   }
 
-  // As above, with the frame already encoded (`bytes`; its stamp and whether it is pending).
-  // The bytes are copied into the entry's own buffer, which a rewrite of the key reuses.
-  void remember(const std::string& key, std::string_view bytes, order_stamp stamp, bool pending,
+  // As above, with the frame already encoded (`bytes`; its stamp and whether it is pending), and
+  // the entry as find_known() found it (an empty slot: looked up here). The bytes are copied into
+  // the entry's own buffer, which a rewrite of the key reuses.
+  void remember(std::string_view key, const known_slot& slot, std::string_view bytes, order_stamp stamp, bool pending,
                 std::optional<version_t> repo_version) {
     const auto now = wall_now();
     std::lock_guard lock(mutex_);
-    auto [it, added] = known_.try_emplace(key);
-    auto& k = it->second;
+    // An entry is only ever erased by evict_one_locked(), which counts it: while erasures_ is
+    // unchanged the slot's entry is still in the map (a rehash moves no element).
+    known* entry = slot.entry && slot.erasures == erasures_ ? slot.entry : nullptr;
+    bool added = false;
+    if (!entry) {
+      auto it = known_.find(key);
+      if (it == known_.end()) {
+        it = known_.emplace(std::string(key), known{}).first;
+        added = true;
+      }
+      entry = &it->second;
+    }
+    auto& k = *entry;
     if (!added && k.item.version > stamp.value) {
       if (repo_version) k.repo_version = *repo_version;
       return;
@@ -756,10 +791,11 @@ private:
   }
 
   // Drops one durable entry other than `keep` (an arbitrary one: the map is a bounded copy).
-  void evict_one_locked(const std::string& keep) {
+  void evict_one_locked(std::string_view keep) {
     for (auto it = known_.begin(); it != known_.end(); ++it) {
       if (!it->second.pending && it->first != keep) {
         known_.erase(it);
+        ++erasures_;
         return;
       }
     }
@@ -830,7 +866,8 @@ private:
   std::optional<instruments> gauges_;
   atomic_stats stats_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, known> known_;
+  std::unordered_map<std::string, known, key_hash, std::equal_to<>> known_; // found by string_view too
+  std::uint64_t erasures_ = 0; // entries evict_one_locked() erased (see remember())
   std::size_t pending_ = 0;
   std::unique_ptr<snapshot_writer> writer_;
 };

@@ -114,7 +114,10 @@ public:
       const bool expired = node->expires_at != no_expiry && now >= node->expires_at;
       if (!expired && node->item.version > value.version) return false;
       s.bytes -= node->cost;
-      node->item = cached{std::move(value.value), value.version, now};
+      // Field by field: no temporary entry to build and destroy.
+      node->item.value = std::move(value.value);
+      node->item.version = value.version;
+      node->item.stored_at = now;
       node->expires_at = expires_at;
       node->cost = cost;
       s.bytes += cost;

@@ -267,6 +267,18 @@ TEST_F(near_cache_test, local_copies_expire_with_their_ttl_and_local_ttl) {
   EXPECT_EQ(n.stats().shared_hits, 1u) << "local_ttl sent the read to the shared cache";
 }
 
+// Regression: an expiry of now + milliseconds::max() overflowed the clock's nanoseconds and lay in
+// the past, so a copy meant to be kept for ever was dropped at once.
+TEST_F(near_cache_test, a_local_ttl_of_milliseconds_max_keeps_the_copy_instead_of_overflowing) {
+  auto o = options_for("forever");
+  o.local_ttl = std::chrono::milliseconds::max();
+  near n{shared, bus, o};
+  ASSERT_TRUE(put(n, "no-ttl", "a", 1));
+  clk.advance(std::chrono::hours(24 * 365));
+  ASSERT_TRUE(get(n, "no-ttl"));
+  EXPECT_EQ(n.stats().local_hits, 1u) << "the copy expired: its expiry wrapped into the past";
+}
+
 TEST_F(near_cache_test, metrics_count_hits_and_invalidations) {
   auto reg = std::make_shared<bulwark::metrics::registry>();
   auto o = options_for("metered");

@@ -317,6 +317,26 @@ TEST_F(snapshot, writer_saves_every_period_on_the_clock_and_once_more_on_stop) {
   EXPECT_EQ(p.calls, 3) << "a second stop saves nothing";
 }
 
+// Regression: now + a period of milliseconds::max() overflowed the clock's nanoseconds into the
+// past, so the writer saved at once and again on every turn instead of only on stop.
+TEST_F(snapshot, writer_with_a_period_of_milliseconds_max_saves_only_on_stop) {
+  asio::io_context ctx;
+  const auto clk = bulwark::clock::manual();
+  provider_state p;
+  snapshot_writer writer(ctx.get_executor(), std::ref(p),
+                         {.path = path, .period = std::chrono::milliseconds::max(), .clock = clk});
+  writer.start();
+  for (int i = 0; i < 100 && ctx.poll_one() > 0; ++i) {
+  }
+  clk.advance(std::chrono::hours(24 * 365));
+  for (int i = 0; i < 100 && ctx.poll_one() > 0; ++i) {
+  }
+  EXPECT_EQ(p.calls, 0) << "saved before stop: the next save's time wrapped into the past";
+  const auto stopped = bulwark::test::run(ctx, writer.stop());
+  ASSERT_TRUE(stopped) << stopped.error().message();
+  EXPECT_EQ(p.calls, 1) << "the final save on stop";
+}
+
 TEST_F(snapshot, writer_reports_failures_then_recovers_and_exports_its_age) {
   asio::io_context ctx;
   const auto clk = bulwark::clock::manual();
