@@ -14,6 +14,7 @@
 #include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/hash_index.hpp>
 #include <bulwark/detail/key_rules.hpp>
+#include <bulwark/detail/saturating_cast.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -106,8 +107,7 @@ public:
       return error(errc::too_large, "entry of " + std::to_string(cost) + " bytes exceeds the shard bound of " +
                                         std::to_string(s.max_bytes));
     const auto now = clock_.now();
-    const auto expires_at =
-        ttl.count() == 0 ? no_expiry : now + std::chrono::duration_cast<std::chrono::system_clock::duration>(ttl);
+    const auto expires_at = ttl.count() == 0 ? no_expiry : expiry(now, ttl);
     std::lock_guard lock(s.mutex);
     if (auto* it = s.find(hk)) {
       auto node = it->handle;
@@ -160,6 +160,14 @@ public:
 
 private:
   static constexpr auto no_expiry = std::chrono::system_clock::time_point::max();
+
+  // now + ttl, saturated: a ttl of milliseconds::max() ("as long as can be") is no expiry, not
+  // an overflow into the past.
+  static std::chrono::system_clock::time_point expiry(std::chrono::system_clock::time_point now,
+                                                      std::chrono::milliseconds ttl) noexcept {
+    const auto life = detail::saturating_cast<std::chrono::system_clock::duration>(ttl);
+    return life >= no_expiry - now ? no_expiry : now + life;
+  }
 
   // A key with its hash, computed once per call and shared by shard choice and index lookup.
   struct hashed_key {

@@ -56,6 +56,16 @@ TEST(memory_cache, ttl_follows_the_injected_clock_exactly) {
   EXPECT_EQ(c.stats().expirations, 1u);
 }
 
+TEST(memory_cache, a_ttl_of_milliseconds_max_never_expires) {
+  bulwark::manual_clock clock;
+  test_cache c(test_cache::options{}, clock);
+  ASSERT_TRUE(c.put_now("k", versioned{"v", 1}, std::chrono::milliseconds::max()).value());
+  EXPECT_TRUE(c.get_now("k").value().has_value());
+  clock.advance(std::chrono::hours(24 * 365 * 100));
+  EXPECT_TRUE(c.get_now("k").value().has_value());
+  EXPECT_EQ(c.stats().expirations, 0u);
+}
+
 TEST(memory_cache, negative_ttl_is_invalid_argument) {
   test_cache c;
   EXPECT_EQ(c.put_now("k", versioned{"v", 1}, -1ms).error(), bulwark::errc::invalid_argument);
