@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Sagas and the ledger (issue 13's benchmarks), on one machine, loopback only.
+#   ledger apply/s, each apply a new op id taking 1 unit from one balance, on a hot key (every
+#   apply the same balance) and spread over 10,000 keys:
+#     memory::ledger (one thread, through its task interface)
+#     redis::ledger on a private redis-server, IN_FLIGHT coroutines on one thread, one connection
+#     raw: the same apply Lua script (EVALSHA, the same KEYS and ARGV) from hiredis's synchronous
+#          API on one connection, IN_FLIGHT commands kept in flight by pipelining
+#   the saga orchestrator's sagas/s (saga_orchestrator_section below: wired in by the lead)
+# The last lines are
+#   ratio_ledger: <redis::ledger / raw hiredis, hot and spread combined (2 / (1/hot + 1/spread))>
+#                 (goal >= 0.9)
+# and the load average it ran under is printed before them (2 cores shared: a busy machine
+# inflates every figure). Each figure is the median of RUNS runs (default 3).
+# Usage: benchmarks/saga.sh                         builds the release preset's targets
+#        BUILD_DIR=build/release benchmarks/saga.sh uses that build
+# Environment: REQUESTS (default 200000 per Redis run), REQUESTS_MEMORY (default 2000000),
+#              IN_FLIGHT (default 50), RUNS (default 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+if [ -z "${BUILD_DIR:-}" ]; then
+  BUILD_DIR=build/release
+  cmake --preset release >/dev/null
+  cmake --build "$BUILD_DIR" --target bench_saga_ledger >/dev/null
+fi
+ledger_bench="$BUILD_DIR/benchmarks/saga/bench_saga_ledger"
+[ -x "$ledger_bench" ] || { echo "missing $ledger_bench (build the target bench_saga_ledger)" >&2; exit 1; }
+requests=${REQUESTS:-200000}
+requests_memory=${REQUESTS_MEMORY:-2000000}
+in_flight=${IN_FLIGHT:-50}
+runs=${RUNS:-3}
+
+work=$(mktemp -d)
+port=$(free_port)
+redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no --daemonize no \
+  --logfile "$work/redis.log" >/dev/null 2>&1 &
+server=$!
+cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+wait_until 10 redis-cli -p "$port" ping || { echo "redis-server did not start" >&2; exit 1; }
+
+# ledger BACKEND KEYS REQUESTS -> the median ops/s of $runs runs (a failed run stops the script)
+ledger() {
+  local rates=()
+  for _ in $(seq "$runs"); do
+    rates+=("$("$ledger_bench" --backend "$1" --keys "$2" --requests "$3" --concurrency "$in_flight" --port "$port" |
+      awk '/^ops_per_sec:/ { print $2 }')")
+  done
+  printf '%s\n' "${rates[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# The saga orchestrator's figures (bench_saga_orchestrator: sagas/s of a three-step saga with
+# local steps on the memory models, and with remote steps over the memory bus) go here, with
+# their own ratio lines after ratio_ledger; the lead wires it in once the saga branch is merged.
+saga_orchestrator_section() {
+  :
+}
+
+echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$port, $(nproc) cores, $in_flight in flight, median of $runs"
+mem_hot=$(ledger memory hot "$requests_memory")
+mem_spread=$(ledger memory spread "$requests_memory")
+echo "memory::ledger                 hot $mem_hot applies/s   spread $mem_spread applies/s"
+redis_hot=$(ledger redis hot "$requests")
+raw_hot=$(ledger raw hot "$requests")
+redis_spread=$(ledger redis spread "$requests")
+raw_spread=$(ledger raw spread "$requests")
+echo "redis::ledger                  hot $redis_hot applies/s   spread $redis_spread applies/s"
+echo "raw hiredis, the same script   hot $raw_hot applies/s   spread $raw_spread applies/s"
+echo "  ratio hot: $(div "$redis_hot" "$raw_hot")   ratio spread: $(div "$redis_spread" "$raw_spread")"
+saga_orchestrator_section
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "ratio_ledger: $(div "$(mixed "$redis_hot" "$redis_spread")" "$(mixed "$raw_hot" "$raw_spread")")"
