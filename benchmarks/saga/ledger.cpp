@@ -62,9 +62,8 @@ struct run_state {
 };
 
 // `concurrency` coroutines, each taking the next op number until `requests` are done.
-template <class Ledger>
-asio::awaitable<void> worker(Ledger& ledger, const settings& s, const std::string& run_id, run_state& st,
-                             std::function<asio::awaitable<void>()> last) {
+template <class Ledger> asio::awaitable<void> worker(Ledger& ledger, const settings& s, const std::string& run_id,
+                                                     run_state& st, std::function<asio::awaitable<void>()> last) {
   std::vector<bulwark::adjustment> take(1);
   std::string op_id;
   while (st.next < s.requests) {
@@ -79,9 +78,8 @@ asio::awaitable<void> worker(Ledger& ledger, const settings& s, const std::strin
   if (--st.running == 0 && last) co_await last();
 }
 
-template <class Ledger>
-double run_ledger(asio::io_context& ctx, Ledger& ledger, const settings& s, run_state& st,
-                  std::function<asio::awaitable<void>()> last) {
+template <class Ledger> double run_ledger(asio::io_context& ctx, Ledger& ledger, const settings& s, run_state& st,
+                                          std::function<asio::awaitable<void>()> last) {
   const std::string run_id = "op" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ":";
   st.running = s.concurrency;
   for (int i = 0; i < s.concurrency; ++i) asio::co_spawn(ctx, worker(ledger, s, run_id, st, last), asio::detached);
@@ -163,7 +161,8 @@ int run_raw(const settings& s) {
   const std::string sha(loaded->str, loaded->len);
   freeReplyObject(loaded);
   const std::string prefix = "bench:raw:";
-  for (const auto& b : initial_balances(s)) freeReplyObject(command({"SET", prefix + "b:" + b.key, std::to_string(b.value)}));
+  for (const auto& b : initial_balances(s))
+    freeReplyObject(command({"SET", prefix + "b:" + b.key, std::to_string(b.value)}));
 
   // The same argv redis::ledger::apply sends for one adjustment.
   const std::string run_id = "op" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + ":";
@@ -173,10 +172,10 @@ int run_raw(const settings& s) {
   auto append = [&] {
     op_key.assign(prefix).append("o:").append(run_id).append(std::to_string(sent));
     balance_key.assign(prefix).append("b:").append(key_of(s, sent));
-    const char* argv[] = {"EVALSHA", sha.data(), "2", op_key.data(), balance_key.data(), retention.data(), max.data(),
-                          delta.data()};
-    const std::size_t lens[] = {7, sha.size(), 1, op_key.size(), balance_key.size(), retention.size(), max.size(),
-                                delta.size()};
+    const char* argv[] = {"EVALSHA",          sha.data(),       "2",        op_key.data(),
+                          balance_key.data(), retention.data(), max.data(), delta.data()};
+    const std::size_t lens[] = {7,          sha.size(),  1, op_key.size(), balance_key.size(), retention.size(),
+                                max.size(), delta.size()};
     redisAppendCommandArgv(c, 8, argv, lens);
     ++sent;
   };

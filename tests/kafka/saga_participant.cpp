@@ -45,7 +45,8 @@ TEST(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_re
 
   const auto commands = unique_name("saga-commands");
   const auto replies = unique_name("saga-replies");
-  for (const auto& [topic, partitions] : {std::pair{commands, 2}, std::pair{commands + ".dlq", 1}, std::pair{replies, 2}}) {
+  for (const auto& [topic, partitions] :
+       {std::pair{commands, 2}, std::pair{commands + ".dlq", 1}, std::pair{replies, 2}}) {
     auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, partitions, 3, {}}));
     ASSERT_TRUE(created.has_value()) << topic << ": " << created.error();
   }
@@ -61,13 +62,13 @@ TEST(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_re
   o.group = unique_name("stock-participant");
   bulwark::saga::participant<bulwark::kafka::event_bus, bulwark::memory::repository> participant(bus, store, o);
   participant.add_step("reserve", {.action = [&](const step_command& c) -> task<step_result> {
-                                     ++calls;
-                                     const std::vector<bulwark::adjustment> take = {{"stock:pear", -4}};
-                                     auto applying = ledger.apply(c.op_id, take);
-                                     BOOST_OUTCOME_CO_TRY(outcome, co_await std::move(applying));
-                                     if (outcome == bulwark::apply_outcome::applied) ++effects;
-                                     co_return step_result::succeeded("reserved 4");
-                                   }});
+                         ++calls;
+                         const std::vector<bulwark::adjustment> take = {{"stock:pear", -4}};
+                         auto applying = ledger.apply(c.op_id, take);
+                         BOOST_OUTCOME_CO_TRY(outcome, co_await std::move(applying));
+                         if (outcome == bulwark::apply_outcome::applied) ++effects;
+                         co_return step_result::succeeded("reserved 4");
+                       }});
   auto started = bulwark::test::run(ctx, participant.start());
   ASSERT_TRUE(started.has_value()) << started.error();
 

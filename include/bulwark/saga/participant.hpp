@@ -143,10 +143,10 @@ inline std::string make_op_id(std::string_view saga_id, std::string_view step) {
 }
 
 struct participant_options {
-  std::string topic;                        ///< the command topic (required)
+  std::string topic;                         ///< the command topic (required)
   std::string group = "bulwark-participant"; ///< consumer group
-  std::string dead_letter_topic;            ///< empty: topic + ".dlq"
-  start_from start = start_from::earliest;  ///< where a new group starts
+  std::string dead_letter_topic;             ///< empty: topic + ".dlq"
+  start_from start = start_from::earliest;   ///< where a new group starts
   /// Retries of a handler error (an unavailable store, ledger or broker). Unbounded by default:
   /// an outage must not dead-letter commands; only malformed ones are dead-lettered (at once).
   retry_policy retry{.delays = {std::chrono::milliseconds(50), std::chrono::milliseconds(5000), 2.0, true},
@@ -154,8 +154,8 @@ struct participant_options {
   std::string key_prefix = "saga-participant/"; ///< the Store keys' prefix: one per participant
   /// How long a record (replies, tombstone) is kept after its last change.
   std::chrono::system_clock::duration retention = std::chrono::hours(24);
-  std::size_t purge_every = 32; ///< commands between two inline purges (0: never inline)
-  std::size_t purge_batch = 64; ///< index entries looked at per inline purge
+  std::size_t purge_every = 32;                 ///< commands between two inline purges (0: never inline)
+  std::size_t purge_batch = 64;                 ///< index entries looked at per inline purge
   std::shared_ptr<metrics::registry> metrics{}; ///< none when empty
   std::string name = "participant";             ///< the `participant` label
 };
@@ -182,7 +182,7 @@ struct participant_record {
   };
   std::optional<stored_reply> action;
   std::optional<stored_reply> compensation;
-  bool tombstone = false;     ///< the compensation came before any action: refuse a late one
+  bool tombstone = false;      ///< the compensation came before any action: refuse a late one
   std::int64_t changed_ms = 0; ///< the last change, Unix ms (the retention runs from it)
 };
 
@@ -204,8 +204,8 @@ inline std::string encode(const participant_record& r) {
   unsigned char flags = 0;
   if (r.action) flags |= record_has_action | (r.action->outcome == reply_outcome::failed ? record_action_failed : 0);
   if (r.compensation)
-    flags |= record_has_compensation |
-             (r.compensation->outcome == reply_outcome::failed ? record_compensation_failed : 0);
+    flags |=
+        record_has_compensation | (r.compensation->outcome == reply_outcome::failed ? record_compensation_failed : 0);
   if (r.tombstone) flags |= record_tombstone;
   std::string out = "P1";
   out.push_back(static_cast<char>(flags));
@@ -401,23 +401,23 @@ private:
         for (auto out : {reply_outcome::succeeded, reply_outcome::failed})
           handled[index(o)][out == reply_outcome::failed] =
               &commands.labels({name, std::string(to_string(o)), std::string(to_string(out))});
-      auto& dups = r.counter_family("bulwark_participant_duplicates_total",
-                                    "Duplicate saga commands a participant answered from its record",
-                                    {"participant", "op"});
+      auto& dups =
+          r.counter_family("bulwark_participant_duplicates_total",
+                           "Duplicate saga commands a participant answered from its record", {"participant", "op"});
       for (auto o : {op::action, op::compensation})
         duplicates[index(o)] = &dups.labels({name, std::string(to_string(o))});
-      tombstones = &r.counter_family("bulwark_participant_tombstones_total",
-                                     "Compensations that arrived before their action (a tombstone refuses it)",
-                                     {"participant"})
-                        .labels({name});
+      tombstones =
+          &r.counter_family("bulwark_participant_tombstones_total",
+                            "Compensations that arrived before their action (a tombstone refuses it)", {"participant"})
+               .labels({name});
       late_refused = &r.counter_family("bulwark_participant_late_actions_refused_total",
                                        "Actions refused because their compensation came first", {"participant"})
                           .labels({name});
       malformed = &r.counter_family("bulwark_participant_malformed_total",
                                     "Malformed or unknown saga commands, dead-lettered at once", {"participant"})
                        .labels({name});
-      purged = &r.counter_family("bulwark_participant_purged_total",
-                                 "Participant records purged after their retention", {"participant"})
+      purged = &r.counter_family("bulwark_participant_purged_total", "Participant records purged after their retention",
+                                 {"participant"})
                     .labels({name});
     }
     static std::size_t index(op o) { return o == op::action ? 0 : 1; }

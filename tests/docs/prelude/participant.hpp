@@ -9,6 +9,6 @@
 #include <chrono>
 #include <vector>
 
-extern bulwark::memory::event_bus bus;     // the bus carrying the command and reply topics
-extern bulwark::memory::repository store;  // where the participant keeps its replies
-extern bulwark::memory::ledger ledger;     // the stock
+extern bulwark::memory::event_bus bus;    // the bus carrying the command and reply topics
+extern bulwark::memory::repository store; // where the participant keeps its replies
+extern bulwark::memory::ledger ledger;    // the stock

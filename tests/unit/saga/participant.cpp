@@ -240,9 +240,9 @@ TEST(saga_participant, a_compensation_before_its_action_leaves_a_tombstone_and_t
   EXPECT_EQ(f.participant->stats().late_actions_refused, 1u);
   EXPECT_EQ(f.counter("bulwark_participant_tombstones_total", {"stock"}, {"participant"}), 1.0);
   EXPECT_EQ(f.counter("bulwark_participant_late_actions_refused_total", {"stock"}, {"participant"}), 1.0);
-  EXPECT_EQ(f.counter("bulwark_participant_commands_total", {"stock", "action", "failed"},
-                      {"participant", "op", "outcome"}),
-            1.0);
+  EXPECT_EQ(
+      f.counter("bulwark_participant_commands_total", {"stock", "action", "failed"}, {"participant", "op", "outcome"}),
+      1.0);
   // The refusal is recorded too: the late action's duplicate gets the same "failed".
   f.send("saga-1", op::action);
   ASSERT_TRUE(f.drive_until([&] { return f.reply_count() == 3; }));
@@ -300,8 +300,8 @@ TEST(saga_participant, a_step_result_failed_is_a_failed_reply) {
   auto o = f.options();
   f.participant = std::make_unique<participant_type>(f.bus, f.store, o, f.wall);
   f.participant->add_step("pay", {.action = [](const step_command&) -> task<step_result> {
-                             co_return step_result::failed("card declined");
-                           }});
+                            co_return step_result::failed("card declined");
+                          }});
   ASSERT_TRUE(bulwark::test::run(f.ctx, f.participant->start()).has_value());
   command c{"saga-9", "pay", op::action, replies_topic, "{}"};
   f.send_raw(c.to_message());
@@ -457,8 +457,8 @@ TEST(saga_participant, stops_and_starts_again_and_refuses_bad_configuration) {
   ASSERT_FALSE(again.has_value());
   EXPECT_EQ(again.error(), errc::rejected);
   EXPECT_THROW(f.participant->add_step("late", {.action = [](const step_command&) -> task<step_result> {
-                                          co_return step_result::succeeded();
-                                        }}),
+                                         co_return step_result::succeeded();
+                                       }}),
                std::logic_error);
 
   auto o = f.options();
