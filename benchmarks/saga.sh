@@ -41,14 +41,13 @@ cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || tr
 trap cleanup EXIT
 wait_until 10 redis-cli -p "$port" ping || { echo "redis-server did not start" >&2; exit 1; }
 
-# ledger BACKEND KEYS REQUESTS -> the median ops/s of $runs runs (a failed run stops the script)
+# ledger BACKEND KEYS REQUESTS -> "ops/s client-CPU-us/op" of the median run (by ops/s) of $runs
+# (a failed run stops the script)
 ledger() {
-  local rates=()
   for _ in $(seq "$runs"); do
-    rates+=("$("$ledger_bench" --backend "$1" --keys "$2" --requests "$3" --concurrency "$in_flight" --port "$port" |
-      awk '/^ops_per_sec:/ { print $2 }')")
-  done
-  printf '%s\n' "${rates[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+    "$ledger_bench" --backend "$1" --keys "$2" --requests "$3" --concurrency "$in_flight" --port "$port" |
+      awk '/^client_cpu_us_per_op:/ { cpu = $2 } /^ops_per_sec:/ { rate = $2 } END { print rate, cpu }'
+  done | sort -n | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'
 }
 mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -61,16 +60,16 @@ saga_orchestrator_section() {
 }
 
 echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$port, $(nproc) cores, $in_flight in flight, median of $runs"
-mem_hot=$(ledger memory hot "$requests_memory")
-mem_spread=$(ledger memory spread "$requests_memory")
-echo "memory::ledger                 hot $mem_hot applies/s   spread $mem_spread applies/s"
-redis_hot=$(ledger redis hot "$requests")
-raw_hot=$(ledger raw hot "$requests")
-redis_spread=$(ledger redis spread "$requests")
-raw_spread=$(ledger raw spread "$requests")
-echo "redis::ledger                  hot $redis_hot applies/s   spread $redis_spread applies/s"
-echo "raw hiredis, the same script   hot $raw_hot applies/s   spread $raw_spread applies/s"
-echo "  ratio hot: $(div "$redis_hot" "$raw_hot")   ratio spread: $(div "$redis_spread" "$raw_spread")"
+read -r mem_hot mem_hot_cpu < <(ledger memory hot "$requests_memory")
+read -r mem_spread mem_spread_cpu < <(ledger memory spread "$requests_memory")
+echo "memory::ledger                 hot $mem_hot applies/s ($mem_hot_cpu us CPU each)   spread $mem_spread applies/s ($mem_spread_cpu us)"
+read -r redis_hot redis_hot_cpu < <(ledger redis hot "$requests")
+read -r raw_hot raw_hot_cpu < <(ledger raw hot "$requests")
+read -r redis_spread redis_spread_cpu < <(ledger redis spread "$requests")
+read -r raw_spread raw_spread_cpu < <(ledger raw spread "$requests")
+echo "redis::ledger                  hot $redis_hot applies/s ($redis_hot_cpu us client CPU each)   spread $redis_spread applies/s ($redis_spread_cpu us)"
+echo "raw hiredis, the same script   hot $raw_hot applies/s ($raw_hot_cpu us client CPU each)   spread $raw_spread applies/s ($raw_spread_cpu us)"
+echo "  ratio hot: $(div "$redis_hot" "$raw_hot")   ratio spread: $(div "$redis_spread" "$raw_spread")   (throughput is the server's: the client CPU is what bulwark adds)"
 saga_orchestrator_section
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ratio_ledger: $(div "$(mixed "$redis_hot" "$redis_spread")" "$(mixed "$raw_hot" "$raw_spread")")"
