@@ -11,11 +11,12 @@
 #   ratio_ledger: <redis::ledger / raw hiredis, hot and spread combined (2 / (1/hot + 1/spread))>
 #                 (goal >= 0.9)
 # and the load average it ran under is printed before them (2 cores shared: a busy machine
-# inflates every figure). Each figure is the median of RUNS runs (default 3).
+# inflates every figure). Each figure is the median of RUNS runs (default 5), the Redis and raw runs
+# interleaved.
 # Usage: benchmarks/saga.sh                         builds the release preset's targets
 #        BUILD_DIR=build/release benchmarks/saga.sh uses that build
-# Environment: REQUESTS (default 200000 per Redis run), REQUESTS_MEMORY (default 2000000),
-#              IN_FLIGHT (default 50), RUNS (default 3).
+# Environment: REQUESTS (default 100000 per Redis run), REQUESTS_MEMORY (default 1000000),
+#              IN_FLIGHT (default 50), RUNS (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -27,10 +28,10 @@ if [ -z "${BUILD_DIR:-}" ]; then
 fi
 ledger_bench="$BUILD_DIR/benchmarks/saga/bench_saga_ledger"
 [ -x "$ledger_bench" ] || { echo "missing $ledger_bench (build the target bench_saga_ledger)" >&2; exit 1; }
-requests=${REQUESTS:-200000}
-requests_memory=${REQUESTS_MEMORY:-2000000}
+requests=${REQUESTS:-100000}
+requests_memory=${REQUESTS_MEMORY:-1000000}
 in_flight=${IN_FLIGHT:-50}
-runs=${RUNS:-3}
+runs=${RUNS:-5}
 
 work=$(mktemp -d)
 port=$(free_port)
@@ -41,32 +42,43 @@ cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || tr
 trap cleanup EXIT
 wait_until 10 redis-cli -p "$port" ping || { echo "redis-server did not start" >&2; exit 1; }
 
-# ledger BACKEND KEYS REQUESTS -> "ops/s client-CPU-us/op" of the median run (by ops/s) of $runs
-# (a failed run stops the script)
-ledger() {
-  for _ in $(seq "$runs"); do
-    "$ledger_bench" --backend "$1" --keys "$2" --requests "$3" --concurrency "$in_flight" --port "$port" |
-      awk '/^client_cpu_us_per_op:/ { cpu = $2 } /^ops_per_sec:/ { rate = $2 } END { print rate, cpu }'
-  done | sort -n | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'
+# once BACKEND KEYS REQUESTS -> "ops/s client-CPU-us/op" of one run (a failed run stops the script)
+once() {
+  "$ledger_bench" --backend "$1" --keys "$2" --requests "$3" --concurrency "$in_flight" --port "$port" |
+    awk '/^client_cpu_us_per_op:/ { cpu = $2 } /^ops_per_sec:/ { rate = $2 } END { print rate, cpu }'
 }
+# median FILE -> the line of FILE with the median ops/s
+median() { sort -n "$1" | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'; }
 mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # The saga orchestrator's figures (bench_saga_orchestrator: sagas/s of a three-step saga with
-# local steps on the memory models, and with remote steps over the memory bus) go here, with
-# their own ratio lines after ratio_ledger; the lead wires it in once the saga branch is merged.
+# local steps on the memory models, and with remote steps over the memory bus) go here; its
+# ratio line, if any, goes at the end beside ratio_ledger. The lead wires it in once the saga
+# branch is merged.
 saga_orchestrator_section() {
   :
 }
 
 echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$port, $(nproc) cores, $in_flight in flight, median of $runs"
-read -r mem_hot mem_hot_cpu < <(ledger memory hot "$requests_memory")
-read -r mem_spread mem_spread_cpu < <(ledger memory spread "$requests_memory")
+for _ in $(seq "$runs"); do
+  once memory hot "$requests_memory" >>"$work/memory_hot"
+  once memory spread "$requests_memory" >>"$work/memory_spread"
+done
+read -r mem_hot mem_hot_cpu < <(median "$work/memory_hot")
+read -r mem_spread mem_spread_cpu < <(median "$work/memory_spread")
 echo "memory::ledger                 hot $mem_hot applies/s ($mem_hot_cpu us CPU each)   spread $mem_spread applies/s ($mem_spread_cpu us)"
-read -r redis_hot redis_hot_cpu < <(ledger redis hot "$requests")
-read -r raw_hot raw_hot_cpu < <(ledger raw hot "$requests")
-read -r redis_spread redis_spread_cpu < <(ledger redis spread "$requests")
-read -r raw_spread raw_spread_cpu < <(ledger raw spread "$requests")
+# Interleaved, so that a change in the machine's load hits both sides alike.
+for _ in $(seq "$runs"); do
+  for keys in hot spread; do
+    once redis "$keys" "$requests" >>"$work/redis_$keys"
+    once raw "$keys" "$requests" >>"$work/raw_$keys"
+  done
+done
+read -r redis_hot redis_hot_cpu < <(median "$work/redis_hot")
+read -r raw_hot raw_hot_cpu < <(median "$work/raw_hot")
+read -r redis_spread redis_spread_cpu < <(median "$work/redis_spread")
+read -r raw_spread raw_spread_cpu < <(median "$work/raw_spread")
 echo "redis::ledger                  hot $redis_hot applies/s ($redis_hot_cpu us client CPU each)   spread $redis_spread applies/s ($redis_spread_cpu us)"
 echo "raw hiredis, the same script   hot $raw_hot applies/s ($raw_hot_cpu us client CPU each)   spread $raw_spread applies/s ($raw_spread_cpu us)"
 echo "  ratio hot: $(div "$redis_hot" "$raw_hot")   ratio spread: $(div "$redis_spread" "$raw_spread")   (throughput is the server's: the client CPU is what bulwark adds)"
