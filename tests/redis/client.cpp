@@ -1,6 +1,7 @@
 // bulwark::redis against the `main` test server (scripts/servers/redis.sh up): the client, and the
 // cache and repository specifics the conformance suites (conformance.cpp) do not cover.
 #include <bulwark/redis.hpp>
+#include <bulwark/redis/ledger.hpp>
 
 #include "fixture.hpp"
 #include "support/error_table.hpp"
@@ -13,8 +14,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 using namespace std::chrono_literals;
 namespace redis = bulwark::redis;
@@ -232,6 +235,24 @@ TEST_F(redis_client, cache_rejects_a_value_not_in_its_layout_and_bad_arguments) 
   EXPECT_EQ(run(cache.get(std::string(2000, 'k'))).error(), bulwark::errc::invalid_argument);
   redis::cache small(c, {prefix_, 1024, 8});
   EXPECT_EQ(run(small.put("big", {"123456789", 1}, 0ms)).error(), bulwark::errc::too_large);
+  run(c.stop());
+}
+
+TEST_F(redis_client, ledger_apply_and_revert_fall_back_to_eval_after_noscript) {
+  redis::client c(ctx_.get_executor(), main_server());
+  redis::ledger ledger(c, {.key_prefix = prefix_});
+  ASSERT_TRUE(run(ledger.set("apple", 5)).has_value());
+  // apply awaits EVALSHA itself (not through run()): its NOSCRIPT path is its own.
+  ASSERT_TRUE(run(c.execute("SCRIPT", "FLUSH")).has_value());
+  const std::vector<bulwark::adjustment> take = {{"apple", -2}};
+  auto applied = run(ledger.apply("op-1", take));
+  ASSERT_TRUE(applied.has_value()) << applied.error();
+  EXPECT_EQ(applied.value(), bulwark::apply_outcome::applied);
+  ASSERT_TRUE(run(c.execute("SCRIPT", "FLUSH")).has_value());
+  auto reverted = run(ledger.revert("op-1"));
+  ASSERT_TRUE(reverted.has_value()) << reverted.error();
+  EXPECT_EQ(reverted.value(), bulwark::revert_outcome::undone);
+  EXPECT_EQ(run(ledger.get("apple")).value(), std::optional<bulwark::amount>(5));
   run(c.stop());
 }
 

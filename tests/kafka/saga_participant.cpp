@@ -1,0 +1,125 @@
+// saga::participant on the real Kafka cluster (BULWARK_KAFKA_BOOTSTRAP): a command published
+// twice to a Kafka command topic has exactly one effect on the ledger, and both deliveries are
+// answered with the same reply on the reply topic.
+#include <bulwark/kafka/event_bus.hpp>
+#include <bulwark/memory/ledger.hpp>
+#include <bulwark/memory/repository.hpp>
+#include <bulwark/saga/participant.hpp>
+
+#include "support/run.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using bulwark::task;
+using bulwark::saga::command;
+using bulwark::saga::op;
+using bulwark::saga::reply;
+using bulwark::saga::reply_outcome;
+using bulwark::saga::step_command;
+using bulwark::saga::step_result;
+using bulwark::test::unique_name;
+
+TEST(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_reply) {
+  if (!std::getenv("BULWARK_KAFKA_BOOTSTRAP")) {
+    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_KAFKA_BOOTSTRAP is not set";
+    GTEST_SKIP() << "BULWARK_KAFKA_BOOTSTRAP is not set (scripts/servers.sh up kafka)";
+  }
+  asio::io_context ctx;
+  auto cfg = bulwark::kafka::config::from_env();
+  cfg.session_timeout = 6000ms;
+  cfg.heartbeat_interval = 500ms;
+  cfg.drain_timeout = 2000ms;
+  auto created_bus = bulwark::kafka::event_bus::create(ctx.get_executor(), cfg);
+  ASSERT_TRUE(created_bus.has_value()) << created_bus.error();
+  auto& bus = created_bus.value();
+
+  const auto commands = unique_name("saga-commands");
+  const auto replies = unique_name("saga-replies");
+  for (const auto& [topic, partitions] :
+       {std::pair{commands, 2}, std::pair{commands + ".dlq", 1}, std::pair{replies, 2}}) {
+    auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, partitions, 3, {}}));
+    ASSERT_TRUE(created.has_value()) << topic << ": " << created.error();
+  }
+
+  bulwark::memory::repository store;
+  bulwark::memory::ledger ledger;
+  ASSERT_TRUE(ledger.set_now("stock:pear", 10).has_value());
+  std::atomic<int> effects{0};
+  std::atomic<int> calls{0};
+
+  bulwark::saga::participant_options o;
+  o.topic = commands;
+  o.group = unique_name("stock-participant");
+  bulwark::saga::participant<bulwark::kafka::event_bus, bulwark::memory::repository> participant(bus, store, o);
+  participant.add_step("reserve", {.action = [&](const step_command& c) -> task<step_result> {
+                         ++calls;
+                         const std::vector<bulwark::adjustment> take = {{"stock:pear", -4}};
+                         auto applying = ledger.apply(c.op_id, take);
+                         BOOST_OUTCOME_CO_TRY(outcome, co_await std::move(applying));
+                         if (outcome == bulwark::apply_outcome::applied) ++effects;
+                         co_return step_result::succeeded("reserved 4");
+                       }});
+  auto started = bulwark::test::run(ctx, participant.start());
+  ASSERT_TRUE(started.has_value()) << started.error();
+
+  std::mutex m;
+  std::vector<reply> got;
+  bulwark::subscribe_options ro;
+  ro.topic = replies;
+  ro.group = unique_name("orchestrator");
+  auto reader = bulwark::test::run(ctx, bus.subscribe(ro, [&](const bulwark::envelope& e) -> task<void> {
+    auto r = bulwark::saga::parse_reply(e);
+    if (!r) co_return r.error();
+    std::lock_guard lock(m);
+    got.push_back(std::move(r).value());
+    co_return bulwark::ok();
+  }));
+  ASSERT_TRUE(reader.has_value()) << reader.error();
+
+  const command c{"saga-kafka-1", "reserve", op::action, replies, "4"};
+  for (int i = 0; i < 2; ++i) {
+    auto published = bulwark::test::run(ctx, bus.publish(commands, c.to_message()));
+    ASSERT_TRUE(published.has_value()) << published.error();
+  }
+  auto count = [&] {
+    std::lock_guard lock(m);
+    return got.size();
+  };
+  ASSERT_TRUE(bulwark::test::run(ctx, bulwark::test::eventually([&] { return count() >= 2; }, 60s), 70s))
+      << "replies received: " << count();
+  // A third reply, if any, would come right behind.
+  bulwark::test::run(ctx, bulwark::test::eventually([&] { return count() > 2; }, 1500ms), 10s);
+
+  EXPECT_EQ(effects.load(), 1);
+  EXPECT_EQ(calls.load(), 1) << "the duplicate was answered from the record without running the handler";
+  EXPECT_EQ(ledger.get_now("stock:pear").value().value_or(-1), 6);
+  {
+    std::lock_guard lock(m);
+    ASSERT_EQ(got.size(), 2u) << "one reply per delivery";
+    for (const auto& r : got) {
+      EXPECT_EQ(r.saga_id, "saga-kafka-1");
+      EXPECT_EQ(r.step, "reserve");
+      EXPECT_EQ(r.op, op::action);
+      EXPECT_EQ(r.outcome, reply_outcome::succeeded);
+      EXPECT_EQ(r.payload, "reserved 4");
+    }
+  }
+  EXPECT_EQ(participant.stats().handled, 1u);
+  EXPECT_EQ(participant.stats().duplicates, 1u);
+
+  bulwark::test::run(ctx, participant.stop(), 30s);
+  bulwark::test::run(ctx, reader.value().stop(), 30s);
+  bulwark::test::run(ctx, bus.stop(), 30s);
+}
+
+} // namespace
