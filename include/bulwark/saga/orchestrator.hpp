@@ -610,8 +610,17 @@ private:
       });
     }
 
+    // On the orchestrator's executor: the cancellations are emitted here and now, so the sweep's
+    // clock wait and every saga's wait end before stop() returns.
     asio::awaitable<void> stop() {
-      request_stop();
+      std::vector<std::shared_ptr<driven>> all;
+      {
+        std::lock_guard lock(mutex);
+        stopping = true;
+        for (auto& [id, d] : driving) all.push_back(d);
+      }
+      sweep_cancel.emit(asio::cancellation_type::terminal);
+      for (auto& d : all) d->cancel.emit(asio::cancellation_type::terminal);
       for (;;) {
         {
           std::lock_guard lock(mutex);
@@ -774,6 +783,7 @@ private:
       const auto steps = def.steps();
       const auto n = static_cast<std::uint32_t>(steps.size());
       const auto deadline = saga_deadline(r);
+      const bulwark::clock::duration no_hold = bulwark::clock::duration::zero();
       std::minstd_rand rng(static_cast<std::uint32_t>(opts.seed ^ std::hash<std::string>{}(id)));
       // Whether the current step's action may have been requested: this driver sent it, or the
       // saga was resumed from a log written by a driver that may have.
@@ -785,11 +795,11 @@ private:
         if (r.state == saga_state::running) {
           if (r.step >= n) {
             r.state = saga_state::completed;
-            p = co_await persist(k, r, v, {});
+            p = co_await persist(k, r, v, no_hold);
             if (p == persisted::ok) finish(id, r, context);
           } else if (opts.clock.now() >= deadline && !past_pivot(r.step)) {
             to_compensating(r, requested ? r.step + 1 : r.step, "saga deadline passed");
-            p = co_await persist(k, r, v, {});
+            p = co_await persist(k, r, v, no_hold);
           } else {
             const std::size_t i = r.step;
             const auto& s = steps[i];
@@ -803,7 +813,8 @@ private:
               r.attempt = 0;
               r.context = codec::encode(context);
               requested = false;
-              p = co_await persist(k, r, v, r.step < n ? steps[r.step].timeout : bulwark::clock::duration{});
+              const auto hold = r.step < n ? steps[r.step].timeout : no_hold;
+              p = co_await persist(k, r, v, hold);
             } else {
               const auto& e = res.error();
               const auto kind = s.classify_error(e);
@@ -820,7 +831,7 @@ private:
               } else if (forward_only) {
                 r.state = saga_state::failed;
                 r.detail = why;
-                p = co_await persist(k, r, v, {});
+                p = co_await persist(k, r, v, no_hold);
                 if (p == persisted::ok) finish(id, r, context);
               } else {
                 // A refusal changed nothing; anything else may have applied: undo it too.
@@ -834,7 +845,7 @@ private:
           while (r.step > 0 && !steps[r.step - 1].has_compensation()) --r.step;
           if (r.step == 0) {
             r.state = saga_state::compensated;
-            p = co_await persist(k, r, v, {});
+            p = co_await persist(k, r, v, no_hold);
             if (p == persisted::ok) finish(id, r, context);
           } else {
             const std::size_t i = r.step - 1;
@@ -847,7 +858,8 @@ private:
               --r.step;
               r.attempt = 0;
               r.context = codec::encode(context);
-              p = co_await persist(k, r, v, r.step > 0 ? steps[r.step - 1].timeout : bulwark::clock::duration{});
+              const auto hold = r.step > 0 ? steps[r.step - 1].timeout : no_hold;
+              p = co_await persist(k, r, v, hold);
             } else if (s.compensation_retry.retries(res.error(), r.attempt + 1)) {
               ++r.attempt;
               const auto delay = s.compensation_retry.delay(r.attempt, rng);
@@ -860,7 +872,7 @@ private:
               r.state = saga_state::compensation_failed;
               r.detail = "compensation of step " + s.name + ": " + res.error().message() +
                          (r.detail.empty() ? "" : " (after " + r.detail + ")");
-              p = co_await persist(k, r, v, {});
+              p = co_await persist(k, r, v, no_hold);
               if (p == persisted::ok) finish(id, r, context);
             }
           }

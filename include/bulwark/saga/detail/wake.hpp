@@ -38,11 +38,13 @@ public:
   asio::awaitable<bool> wait_until(const bulwark::clock& clock, bulwark::clock::time_point at) {
     auto state = co_await asio::this_coro::cancellation_state;
     if (woken_ || state.cancelled() != asio::cancellation_type::none) co_return false;
+    // The caller's cancellation reaches the wait through this forwarder (a coroutine spawned
+    // without a cancellation slot has none to forward).
     auto forward = state.slot();
-    forward.assign([this](asio::cancellation_type type) { signal_.emit(type); });
+    if (forward.is_connected()) forward.assign([this](asio::cancellation_type type) { signal_.emit(type); });
     const bool reached =
         co_await clock.async_wait_until(ex_, at, asio::bind_cancellation_slot(signal_.slot(), asio::use_awaitable));
-    forward.clear();
+    if (forward.is_connected()) forward.clear();
     co_return reached;
   }
 
