@@ -684,13 +684,7 @@ private:
     // still owns it (an abort() wrote it) the new record is adopted; otherwise another replica
     // took the saga over and this one lets go.
     awaitable<persisted> persist(const std::string& k, log_record& r, version_t& v, bulwark::clock::duration hold) {
-      if (is_final(r.state)) {
-        r.updated = opts.wall();
-        r.lease_owner.clear();
-        r.lease_expiry = {};
-      } else {
-        lease(r, opts.wall(), hold);
-      }
+      stamp(r, hold);
       auto put = co_await write(k, log_codec::encode(r), v);
       if (put) {
         v = put.value();
@@ -698,13 +692,39 @@ private:
       }
       if (put.error() != errc::conflict) co_return persisted::lost;
       auto got = co_await read(k);
-      if (!got || !got.value()) co_return persisted::lost;
+      co_return adopt(got, r, v);
+    }
+
+    // persist() for a repository whose calls never wait, without a coroutine.
+    persisted persist_now(const std::string& k, log_record& r, version_t& v, bulwark::clock::duration hold) {
+      stamp(r, hold);
+      auto put = repo.put_now(k, log_codec::encode(r), v);
+      if (put) {
+        v = put.value();
+        return persisted::ok;
+      }
+      if (put.error() != errc::conflict) return persisted::lost;
+      return adopt(repo.get_now(k), r, v);
+    }
+
+    void stamp(log_record& r, bulwark::clock::duration hold) const {
+      if (is_final(r.state)) {
+        r.updated = opts.wall();
+        r.lease_owner.clear();
+        r.lease_expiry = {};
+      } else {
+        lease(r, opts.wall(), hold);
+      }
+    }
+
+    persisted adopt(const result<std::optional<versioned>>& got, log_record& r, version_t& v) const {
+      if (!got || !got.value()) return persisted::lost;
       auto current = log_codec::decode(got.value()->value);
       if (!current || current.value().lease_owner != opts.replica || is_final(current.value().state))
-        co_return persisted::lost;
+        return persisted::lost;
       r = std::move(current).value();
       v = got.value()->version;
-      co_return persisted::adopted;
+      return persisted::adopted;
     }
 
     static bool cancelled(const asio::cancellation_state& cs) {
@@ -719,21 +739,13 @@ private:
       return bulwark::clock::later(opts.clock.now(), left);
     }
 
-    // Runs one attempt of step i's action (o == action) or compensation.
-    awaitable<result<void>> attempt(const std::string& id, std::size_t i, op o, context_type& context,
-                                    bulwark::clock::time_point deadline) {
+    // One attempt of step i's action (o == action) or compensation: the step's own task for a
+    // local step (no coroutine of ours around it), the command and its reply for a remote one.
+    task<void> attempt(const std::string& id, std::size_t i, op o, context_type& context,
+                       bulwark::clock::time_point deadline) {
       const auto& s = def.steps()[i];
-      const auto t0 = opts.clock.now();
-      result<void> res = ok();
-      if (s.is_remote()) {
-        res = co_await remote_attempt(id, s, o, context, deadline);
-      } else {
-        const auto& call = o == op::action ? s.action : s.compensation;
-        res = co_await call(context, deadline);
-      }
-      if (metrics_ && o == op::action)
-        metrics_->step_latency[i]->observe(std::chrono::duration<double>(opts.clock.now() - t0).count());
-      co_return res;
+      if (s.is_remote()) return remote_attempt(id, s, o, context, deadline);
+      return (o == op::action ? s.action : s.compensation)(context, deadline);
     }
 
     awaitable<result<void>> remote_attempt(const std::string& id, const step<context_type>& s, op o,
@@ -775,7 +787,8 @@ private:
       co_await self->run_saga(id, r, v, context, resumed);
     }
 
-    // The saga's state machine. Each pass makes one transition and persists it; the loop ends
+    // The saga's state machine. Each pass makes one transition and persists it (one write at the
+    // end of the pass, with the wait ahead added to the lease); the loop ends
     // when the saga is final or no longer driven here. Bounded: every pass either advances a
     // step, uses up an attempt (bounded by the retry policies), or ends the loop.
     awaitable<void> run_saga(const std::string& id, log_record& r, version_t& v, context_type& context, bool resumed) {
@@ -791,21 +804,22 @@ private:
       for (;;) {
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cancelled(cs)) co_return;
-        persisted p = persisted::ok;
+        bulwark::clock::duration hold = no_hold;        // the wait ahead, added to the lease
+        std::optional<std::chrono::milliseconds> delay; // a retry's wait after the write
         if (r.state == saga_state::running) {
           if (r.step >= n) {
             r.state = saga_state::completed;
-            p = co_await persist(k, r, v, no_hold);
-            if (p == persisted::ok) finish(id, r, context);
           } else if (opts.clock.now() >= deadline && !past_pivot(r.step)) {
             to_compensating(r, requested ? r.step + 1 : r.step, "saga deadline passed");
-            p = co_await persist(k, r, v, no_hold);
           } else {
             const std::size_t i = r.step;
             const auto& s = steps[i];
             const auto attempt_deadline = std::min(bulwark::clock::later(opts.clock.now(), s.timeout), deadline);
             requested = true;
+            const auto t0 = opts.clock.now();
             auto res = co_await attempt(id, i, op::action, context, attempt_deadline);
+            if (metrics_)
+              metrics_->step_latency[i]->observe(std::chrono::duration<double>(opts.clock.now() - t0).count());
             cs = co_await asio::this_coro::cancellation_state;
             if (cancelled(cs)) co_return;
             if (res) {
@@ -813,8 +827,7 @@ private:
               r.attempt = 0;
               r.context = codec::encode(context);
               requested = false;
-              const auto hold = r.step < n ? steps[r.step].timeout : no_hold;
-              p = co_await persist(k, r, v, hold);
+              hold = r.step < n ? steps[r.step].timeout : no_hold;
             } else {
               const auto& e = res.error();
               const auto kind = s.classify_error(e);
@@ -822,21 +835,15 @@ private:
               const bool forward_only = past_pivot(r.step);
               if (kind == step_failure::retryable && s.retry.retries(e, r.attempt + 1)) {
                 ++r.attempt;
-                const auto delay = s.retry.delay(r.attempt, rng);
-                p = co_await persist(k, r, v, delay + s.timeout);
-                if (p == persisted::ok) {
-                  const bool waited = co_await opts.clock.wait_for(delay);
-                  if (!waited) co_return;
-                }
+                delay = s.retry.delay(r.attempt, rng);
+                hold = *delay + s.timeout;
               } else if (forward_only) {
                 r.state = saga_state::failed;
                 r.detail = why;
-                p = co_await persist(k, r, v, no_hold);
-                if (p == persisted::ok) finish(id, r, context);
               } else {
                 // A refusal changed nothing; anything else may have applied: undo it too.
                 to_compensating(r, kind == step_failure::business_failure ? r.step : r.step + 1, why);
-                p = co_await persist(k, r, v, s.timeout);
+                hold = s.timeout;
               }
             }
           }
@@ -845,8 +852,6 @@ private:
           while (r.step > 0 && !steps[r.step - 1].has_compensation()) --r.step;
           if (r.step == 0) {
             r.state = saga_state::compensated;
-            p = co_await persist(k, r, v, no_hold);
-            if (p == persisted::ok) finish(id, r, context);
           } else {
             const std::size_t i = r.step - 1;
             const auto& s = steps[i];
@@ -858,24 +863,27 @@ private:
               --r.step;
               r.attempt = 0;
               r.context = codec::encode(context);
-              const auto hold = r.step > 0 ? steps[r.step - 1].timeout : no_hold;
-              p = co_await persist(k, r, v, hold);
+              hold = r.step > 0 ? steps[r.step - 1].timeout : no_hold;
             } else if (s.compensation_retry.retries(res.error(), r.attempt + 1)) {
               ++r.attempt;
-              const auto delay = s.compensation_retry.delay(r.attempt, rng);
-              p = co_await persist(k, r, v, delay + s.timeout);
-              if (p == persisted::ok) {
-                const bool waited = co_await opts.clock.wait_for(delay);
-                if (!waited) co_return;
-              }
+              delay = s.compensation_retry.delay(r.attempt, rng);
+              hold = *delay + s.timeout;
             } else {
               r.state = saga_state::compensation_failed;
               r.detail = "compensation of step " + s.name + ": " + res.error().message() +
                          (r.detail.empty() ? "" : " (after " + r.detail + ")");
-              p = co_await persist(k, r, v, no_hold);
-              if (p == persisted::ok) finish(id, r, context);
             }
           }
+        }
+        persisted p;
+        if constexpr (synchronous_repository<Repository>)
+          p = persist_now(k, r, v, hold); // the memory models: no coroutine per write
+        else
+          p = co_await persist(k, r, v, hold);
+        if (p == persisted::ok && is_final(r.state)) finish(id, r, context);
+        if (p == persisted::ok && delay) {
+          const bool waited = co_await opts.clock.wait_for(*delay);
+          if (!waited) co_return;
         }
         if (p == persisted::lost) {
           std::lock_guard lock(mutex);
