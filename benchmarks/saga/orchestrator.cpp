@@ -161,7 +161,8 @@ int main(int argc, char** argv) {
           bulwark::subscribe_options opts;
           opts.topic = "bench-ledger";
           opts.group = "participant";
-          auto s = co_await bus.subscribe(opts, participant);
+          bulwark::message_handler handler = participant; // named: no temporary in a co_await (GCC 12)
+          auto s = co_await bus.subscribe(opts, std::move(handler));
           if (s) sub.emplace(std::move(s).value());
         },
         asio::detached);

@@ -472,12 +472,14 @@ private:
         subscribe_options o;
         o.topic = self->reply_topic;
         o.group = self->reply_topic;
-        std::weak_ptr<core> weak = self;
-        auto sub = co_await self->bus->subscribe(o, [weak](const envelope& e) -> task<void> {
+        // The handler is named before the co_await: GCC 12 destroyed the temporary std::function
+        // (and its weak_ptr) twice when it was built inside the co_await expression (TSan).
+        message_handler handler = [weak = std::weak_ptr<core>(self)](const envelope& e) -> task<void> {
           auto self = weak.lock();
           if (!self) co_return ok();
           co_return self->route(e);
-        });
+        };
+        auto sub = co_await self->bus->subscribe(o, std::move(handler));
         if (!sub) {
           std::lock_guard lock(self->mutex);
           self->opened = false;
