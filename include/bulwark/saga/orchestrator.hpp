@@ -1,0 +1,939 @@
+#pragma once
+// saga::orchestrator<Definition, Repository, Bus>: runs sagas of one definition (saga.hpp,
+// saga/definition.hpp) over any repository model, which holds the saga log (saga/log.hpp), and,
+// for remote steps, any event bus model.
+//
+// Guarantees:
+//   - start(id, context) is idempotent: a second start of an id (running, or finished within
+//     the retention) creates nothing and reports the existing saga; outcome(id, deadline) waits
+//     for its end (several waiters at once, each cancellable on its own).
+//   - The log record is replaced with a compare-and-set put after every transition, before the
+//     next step's effect is requested. So after a crash the saga resumes at the step whose
+//     effect may or may not have happened, and requests it again: every step runs at least once
+//     and must be idempotent (a ledger op id, a participant's record), as must compensations.
+//   - Reverse-order compensation on a business failure, exhausted retries, a fatal error, the
+//     saga's deadline or abort(), before the pivot; after it the saga only goes forward (a
+//     failure for good leaves it `failed`). A compensation retries up to its own limit, then the
+//     saga is left compensation_failed: counted, listed by list(), never purged before its
+//     retention.
+//   - Leases: a driving replica writes its name and an expiry (now + lease + the coming wait)
+//     with every transition; the sweep of any replica takes over a saga whose lease expired (its
+//     own unfinished sagas at once: that is recover() after a restart). A replica that loses
+//     the compare-and-set to another's take-over stops driving that saga. With several replicas
+//     over one repository each saga is driven by one at a time, except that a replica slower
+//     than its lease may overlap the new owner for one step (hence: steps idempotent).
+//   - A final record is kept `retention` (default 24 h) after the end, then erased by a sweep.
+//
+// Finding unfinished sagas: the repository concept's scan(prefix, after, limit) over the key
+// prefix (default "saga/<definition name>/"); a sweep reads every record within the retention,
+// page by page (options::scan_page), so its cost is the number of sagas started within the
+// retention. No second index record to keep in step with the log.
+//
+// Deadlines: one saga deadline (the definition's saga_timeout from its start) and one per step
+// attempt (min(attempt start + step timeout, saga deadline)), passed down as time points. A
+// local call is trusted with its deadline (no timer is armed around it); a remote step's wait
+// for its reply is the one clock wait of the attempt; retry delays are clock waits.
+//
+// Remote steps: the command goes to the step's topic (saga/wire.hpp) with reply-to this
+// replica's reply topic; the reply is routed to the waiting attempt by (saga id, step, op).
+// A duplicate, late or unknown reply is dropped (committed); a malformed one is dead-lettered.
+// An attempt whose reply does not come by its deadline fails with errc::timeout, which retries
+// (the command is sent again; the participant answers from its record).
+//
+// Threads: every call and every saga runs on the executor given at construction, which must
+// not run handlers on two threads at once (an io_context run by one thread, or a strand). The
+// repository and bus must outlive the orchestrator; stop() before destroying it.
+
+#include <bulwark/clock.hpp>
+#include <bulwark/detail/notifier.hpp>
+#include <bulwark/event_bus.hpp>
+#include <bulwark/metrics/registry.hpp>
+#include <bulwark/repository.hpp>
+#include <bulwark/result.hpp>
+#include <bulwark/saga.hpp>
+#include <bulwark/saga/definition.hpp>
+#include <bulwark/saga/detail/wake.hpp>
+#include <bulwark/saga/log.hpp>
+#include <bulwark/saga/wire.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace bulwark::saga {
+
+/// The Bus of an orchestrator whose definition has only local steps.
+struct no_bus {
+  struct subscription {};
+};
+
+struct orchestrator_options {
+  /// This replica's name: the lease owner in the log. Unique among the replicas; the same after
+  /// a restart, so recover() takes its own sagas back at once.
+  std::string replica = "replica";
+  /// Where the log records go; empty: "saga/<definition name>/".
+  std::string key_prefix{};
+  /// Where this replica's replies arrive; empty: "saga-replies.<definition name>.<replica>".
+  std::string reply_topic{};
+  /// How long a replica keeps a saga without writing to its log before others may take it.
+  bulwark::clock::duration lease = std::chrono::seconds(30);
+  /// How often the sweep looks for expired leases and purges old outcome records.
+  bulwark::clock::duration sweep_interval = std::chrono::seconds(10);
+  /// How often outcome() reads the log of a saga another replica drives.
+  bulwark::clock::duration poll_interval = std::chrono::seconds(1);
+  /// How long a final record is kept (a duplicate start within it returns the outcome).
+  std::chrono::system_clock::duration retention = std::chrono::hours(24);
+  /// Records per scan page of a sweep or list().
+  std::size_t scan_page = 256;
+  /// Sagas this replica drives at once at most; start() beyond: errc::rejected.
+  std::size_t max_in_flight = 100'000;
+  /// The time of deadlines and waits (clock::manual() in tests).
+  bulwark::clock clock{};
+  /// Wall time for the log's timestamps and leases (shared by replicas on several hosts).
+  std::function<wall_time()> wall = [] { return std::chrono::system_clock::now(); };
+  /// Where the metrics go; none when empty.
+  std::shared_ptr<metrics::registry> metrics{};
+  /// Seed of the retry delays' jitter.
+  std::uint64_t seed = 0x5a6a;
+};
+
+/// Counts since construction (what the metrics export, readable without a registry).
+struct orchestrator_stats {
+  std::uint64_t started = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t compensated = 0;
+  std::uint64_t compensation_failed = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t taken_over = 0;      ///< sagas this replica resumed from the log (recover, sweep)
+  std::uint64_t lost = 0;            ///< sagas it stopped driving: a log write failed or another took it
+  std::uint64_t replies_dropped = 0; ///< duplicate, late or unknown replies
+  std::size_t in_flight = 0;
+};
+
+/// What start() found or did.
+struct start_result {
+  bool created = false; ///< false: the id existed (running, or finished within the retention)
+  saga_state state = saga_state::running;
+};
+
+/// One saga as list() returns it.
+struct listed_saga {
+  std::string id;
+  log_record record;
+};
+
+template <saga_definition Definition, bulwark::repository Repository, class Bus = no_bus> class orchestrator {
+public:
+  using context_type = typename Definition::context_type;
+  using codec = typename Definition::codec;
+  using outcome_type = saga_outcome<context_type>;
+  static constexpr bool has_bus = !std::is_same_v<Bus, no_bus>;
+
+  /// Without a bus: the definition must have only local steps. Throws std::invalid_argument for
+  /// a definition that does not validate() (or has remote steps).
+  orchestrator(asio::any_io_executor ex, Definition def, Repository& repo,
+               orchestrator_options opts = {}) requires(!has_bus)
+      : core_(std::make_shared<core>(std::move(ex), std::move(def), repo, nullptr, std::move(opts))) {}
+
+  /// With a bus for remote steps. Throws std::invalid_argument as above.
+  orchestrator(asio::any_io_executor ex, Definition def, Repository& repo, Bus& bus,
+               orchestrator_options opts = {}) requires has_bus
+      : core_(std::make_shared<core>(std::move(ex), std::move(def), repo, &bus, std::move(opts))) {}
+
+  orchestrator(const orchestrator&) = delete;
+  orchestrator& operator=(const orchestrator&) = delete;
+  ~orchestrator() { core_->request_stop(); }
+
+  /// Starts saga `id` with `context`, or finds it: created=false with its state when the id is
+  /// running or finished within the retention. errc::invalid_argument (empty id),
+  /// errc::rejected (max_in_flight reached, or stopping), the repository's errors (then ask
+  /// again with the same id: a start whose put timed out may have happened).
+  task<start_result> start(std::string id, context_type context) {
+    return core::start(core_, std::move(id), std::move(context));
+  }
+
+  /// Waits until saga `id` is final and returns its outcome, or errc::timeout at `deadline`
+  /// (on options::clock), errc::cancelled when the caller is cancelled, errc::not_found for an
+  /// id never started (or purged), the repository's errors.
+  task<outcome_type> outcome(std::string id, bulwark::clock::time_point deadline) {
+    return core_->outcome(std::move(id), deadline);
+  }
+
+  /// The saga's current state and context, from the log; nullopt when absent.
+  task<std::optional<outcome_type>> status(std::string id) { return core_->status(std::move(id)); }
+
+  /// Asks saga `id` to compensate now (the current step included: it may have been requested).
+  /// errc::rejected when it is past its pivot, compensating already or final; errc::not_found;
+  /// errc::conflict when the log kept changing (3 tries). The driving replica, whichever it is,
+  /// takes the request up at its next transition.
+  task<void> abort(std::string id) { return core_->abort(std::move(id)); }
+
+  /// Up to `limit` sagas in `state` (e.g. compensation_failed), in id order.
+  task<std::vector<listed_saga>> list(saga_state state, std::size_t limit = 1000) { return core_->list(state, limit); }
+
+  /// Subscribes to the reply topic (with a bus), resumes this replica's unfinished sagas and
+  /// those with an expired lease, purges old outcome records, and starts the periodic sweep.
+  /// Returns how many sagas it resumed. Call once at start; start() works before it.
+  task<std::size_t> recover() { return core::recover(core_); }
+
+  /// One sweep now (what the periodic one does): returns how many sagas it took over.
+  task<std::size_t> sweep() { return core::sweep(core_); }
+
+  /// Stops: no new starts, the sweep ends, every saga driven here is cancelled where it waits
+  /// (its log stays as last written: another replica, or this one after recover(), resumes it),
+  /// the reply subscription stops. Returns once all of them ended.
+  asio::awaitable<void> stop() { return core_->stop(); }
+
+  orchestrator_stats stats() const { return core_->stats(); }
+  /// Where the log records of this orchestrator's sagas are (the repository key prefix).
+  const std::string& key_prefix() const noexcept { return core_->prefix; }
+
+private:
+  // Everything a running saga touches lives here, shared with the coroutines that drive sagas.
+  struct core;
+
+  template <class T> using awaitable = asio::awaitable<T>;
+
+  using subscription_type = typename Bus::subscription;
+
+  struct core : std::enable_shared_from_this<core> {
+    // One saga driven by this replica.
+    struct driven {
+      asio::cancellation_signal cancel;                   // stop()
+      std::vector<std::shared_ptr<detail::wake>> waiters; // outcome() callers
+      std::vector<std::optional<outcome_type>*> results;  // where each waiter's outcome goes
+      std::optional<outcome_type> final_outcome;
+    };
+
+    // A remote attempt waiting for its reply.
+    struct reply_wait {
+      std::shared_ptr<detail::wake> wake;
+      std::optional<reply> got;
+    };
+
+    struct instruments {
+      instruments(metrics::registry& r, const std::string& saga, std::span<const step<context_type>> steps) {
+        started = &r.counter_family("bulwark_saga_started_total", "Sagas started", {"saga"}).labels({saga});
+        auto& finished =
+            r.counter_family("bulwark_saga_finished_total", "Sagas finished, by final state", {"saga", "state"});
+        completed = &finished.labels({saga, "completed"});
+        compensated = &finished.labels({saga, "compensated"});
+        compensation_failed = &finished.labels({saga, "compensation_failed"});
+        failed = &finished.labels({saga, "failed"});
+        in_flight = &r.gauge_family("bulwark_saga_in_flight", "Sagas this replica drives now", {"saga"}).labels({saga});
+        auto& latency = r.histogram_family("bulwark_saga_step_seconds", "Time of one step attempt, by step",
+                                           {"saga", "step"}, {0.0001, 0.001, 0.01, 0.1, 1, 10, 60});
+        for (const auto& s : steps) step_latency.push_back(&latency.labels({saga, s.name}));
+      }
+      metrics::counter* started;
+      metrics::counter* completed;
+      metrics::counter* compensated;
+      metrics::counter* compensation_failed;
+      metrics::counter* failed;
+      metrics::gauge* in_flight;
+      std::vector<metrics::histogram*> step_latency;
+    };
+
+    core(asio::any_io_executor executor, Definition d, Repository& r, Bus* b, orchestrator_options o)
+        : ex(std::move(executor)), def(std::move(d)), repo(r), bus(b), opts(std::move(o)) {
+      if (auto valid = def.validate(); !valid) throw std::invalid_argument(valid.error().message());
+      for (const auto& s : def.steps())
+        if (s.is_remote() && !has_bus)
+          throw std::invalid_argument("saga " + def.name() + ": step \"" + s.name + "\" is remote and there is no bus");
+      if (opts.replica.empty()) throw std::invalid_argument("saga orchestrator: options::replica is empty");
+      prefix = opts.key_prefix.empty() ? "saga/" + def.name() + "/" : opts.key_prefix;
+      reply_topic = opts.reply_topic.empty() ? "saga-replies." + def.name() + "." + opts.replica : opts.reply_topic;
+      if (opts.scan_page == 0) opts.scan_page = 1;
+      if (opts.metrics) metrics_.emplace(*opts.metrics, def.name(), def.steps());
+    }
+
+    asio::any_io_executor ex;
+    Definition def;
+    Repository& repo;
+    Bus* bus;
+    orchestrator_options opts;
+    std::string prefix;
+    std::string reply_topic;
+    std::optional<instruments> metrics_;
+
+    mutable std::mutex mutex; // driving, replies, counters, flags
+    std::unordered_map<std::string, std::shared_ptr<driven>> driving;
+    std::unordered_map<std::string, std::shared_ptr<reply_wait>> replies;
+    orchestrator_stats counts;
+    bool opened = false;
+    bool sweeping = false;
+    bool stopping = false;
+    asio::cancellation_signal sweep_cancel;
+    bulwark::detail::notifier drained;
+    std::optional<subscription_type> reply_subscription;
+
+    std::string key(std::string_view id) const { return prefix + std::string(id); }
+
+    orchestrator_stats stats() const {
+      std::lock_guard lock(mutex);
+      auto s = counts;
+      s.in_flight = driving.size();
+      return s;
+    }
+
+    // ---- repository access: plain calls when the model never waits (memory), else awaited.
+
+    awaitable<result<std::optional<versioned>>> read(std::string_view k) {
+      if constexpr (synchronous_repository<Repository>)
+        co_return repo.get_now(k);
+      else
+        co_return co_await repo.get(k);
+    }
+    awaitable<result<version_t>> write(std::string_view k, std::string bytes, std::optional<version_t> expected) {
+      if constexpr (synchronous_repository<Repository>)
+        co_return repo.put_now(k, std::move(bytes), expected);
+      else
+        co_return co_await repo.put(k, std::move(bytes), expected);
+    }
+
+    // ---- start, outcome, status, abort, list
+
+    static task<start_result> start(std::shared_ptr<core> self, std::string id, context_type context) {
+      if (id.empty()) co_return error(errc::invalid_argument, "saga id is empty");
+      {
+        std::lock_guard lock(self->mutex);
+        if (self->stopping) co_return error(errc::rejected, "saga orchestrator is stopping");
+        if (self->driving.contains(id)) co_return start_result{false, saga_state::running};
+        if (self->driving.size() >= self->opts.max_in_flight)
+          co_return error(errc::rejected, "saga orchestrator: max_in_flight sagas running");
+      }
+      if constexpr (has_bus) {
+        auto opened = co_await open(self);
+        if (!opened) co_return opened.error();
+      }
+      const auto now = self->opts.wall();
+      log_record r;
+      r.state = saga_state::running;
+      r.started = now;
+      r.context = codec::encode(context);
+      // The put that creates the saga is its first transition; an existing id conflicts.
+      auto hold = self->def.steps()[0].timeout;
+      self->lease(r, now, hold);
+      const auto k = self->key(id);
+      auto put = co_await self->write(k, log_codec::encode(r), no_version);
+      if (!put) {
+        if (put.error() != errc::conflict) co_return put.error();
+        auto existing = co_await self->read(k);
+        if (!existing) co_return existing.error();
+        if (!existing.value()) co_return start_result{false, saga_state::running}; // purged meanwhile
+        auto decoded = log_codec::decode(existing.value()->value);
+        if (!decoded) co_return decoded.error();
+        co_return start_result{false, decoded.value().state};
+      }
+      {
+        std::lock_guard lock(self->mutex);
+        ++self->counts.started;
+      }
+      if (self->metrics_) self->metrics_->started->inc();
+      spawn(self, std::move(id), std::move(r), put.value(), std::move(context), false);
+      co_return start_result{true, saga_state::running};
+    }
+
+    task<outcome_type> outcome(std::string id, bulwark::clock::time_point deadline) {
+      // Bounded by the deadline: each round waits until it (or a poll) at the latest.
+      for (;;) {
+        auto w = std::make_shared<detail::wake>(ex);
+        std::optional<outcome_type> got;
+        bool local = false;
+        {
+          std::lock_guard lock(mutex);
+          if (auto it = driving.find(id); it != driving.end()) {
+            local = true;
+            it->second->waiters.push_back(w);
+            it->second->results.push_back(&got);
+          }
+        }
+        if (!local) {
+          auto current = co_await status(id);
+          if (!current) co_return current.error();
+          if (!current.value()) co_return error(errc::not_found, "no saga " + id);
+          if (is_final(current.value()->state)) co_return std::move(*current.value());
+        }
+        const auto now = opts.clock.now();
+        if (now >= deadline) {
+          forget_waiter(id, w);
+          co_return error(errc::timeout, "saga " + id + " not finished by its deadline");
+        }
+        const auto until = local ? deadline : std::min(deadline, bulwark::clock::later(now, opts.poll_interval));
+        co_await w->wait_until(opts.clock, until);
+        forget_waiter(id, w);
+        if (got && is_final(got->state)) co_return std::move(*got);
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (cs.cancelled() != asio::cancellation_type::none)
+          co_return error(errc::cancelled, "waiting for saga " + id + " was cancelled");
+      }
+    }
+
+    void forget_waiter(const std::string& id, const std::shared_ptr<detail::wake>& w) {
+      std::lock_guard lock(mutex);
+      auto it = driving.find(id);
+      if (it == driving.end()) return;
+      auto& d = *it->second;
+      for (std::size_t i = 0; i < d.waiters.size(); ++i)
+        if (d.waiters[i] == w) {
+          d.waiters.erase(d.waiters.begin() + static_cast<std::ptrdiff_t>(i));
+          d.results.erase(d.results.begin() + static_cast<std::ptrdiff_t>(i));
+          return;
+        }
+    }
+
+    task<std::optional<outcome_type>> status(std::string id) {
+      auto got = co_await read(key(id));
+      if (!got) co_return got.error();
+      if (!got.value()) co_return std::optional<outcome_type>{};
+      auto r = log_codec::decode(got.value()->value);
+      if (!r) co_return r.error();
+      auto context = codec::decode(r.value().context);
+      if (!context) co_return context.error();
+      co_return std::optional<outcome_type>{
+          outcome_type{r.value().state, std::move(context).value(), std::move(r.value().detail)}};
+    }
+
+    task<void> abort(std::string id) {
+      const auto k = key(id);
+      for (int tries = 0; tries < 3; ++tries) {
+        auto got = co_await read(k);
+        if (!got) co_return got.error();
+        if (!got.value()) co_return error(errc::not_found, "no saga " + id);
+        auto r = log_codec::decode(got.value()->value);
+        if (!r) co_return r.error();
+        auto& rec = r.value();
+        if (rec.state != saga_state::running)
+          co_return error(errc::rejected, "saga " + id + " is " + std::string(to_string(rec.state)));
+        if (past_pivot(rec.step)) co_return error(errc::rejected, "saga " + id + " is past its pivot");
+        rec.state = saga_state::compensating;
+        rec.step = std::min<std::uint32_t>(rec.step + 1, static_cast<std::uint32_t>(def.steps().size()));
+        rec.attempt = 0;
+        rec.detail = "aborted";
+        rec.updated = opts.wall();
+        auto put = co_await write(k, log_codec::encode(rec), got.value()->version);
+        if (put) co_return ok();
+        if (put.error() != errc::conflict) co_return put.error();
+      }
+      co_return error(errc::conflict, "saga " + id + ": its log kept changing during abort");
+    }
+
+    task<std::vector<listed_saga>> list(saga_state state, std::size_t limit) {
+      std::vector<listed_saga> out;
+      std::string after;
+      while (out.size() < limit) {
+        auto page = co_await repo.scan(prefix, after, opts.scan_page);
+        if (!page) co_return page.error();
+        for (auto& e : page.value().entries) {
+          auto r = log_codec::decode(e.value);
+          if (r && r.value().state == state && out.size() < limit)
+            out.push_back(listed_saga{e.key.substr(prefix.size()), std::move(r).value()});
+        }
+        if (!page.value().next) break;
+        after = *page.value().next;
+      }
+      co_return out;
+    }
+
+    // ---- recovery and the sweep
+
+    static task<void> open(std::shared_ptr<core> self) {
+      if constexpr (has_bus) {
+        {
+          std::lock_guard lock(self->mutex);
+          if (self->opened) co_return ok();
+          self->opened = true;
+        }
+        subscribe_options o;
+        o.topic = self->reply_topic;
+        o.group = self->reply_topic;
+        // The handler is named before the co_await: GCC 12 destroyed the temporary std::function
+        // (and its weak_ptr) twice when it was built inside the co_await expression (TSan).
+        message_handler handler = [weak = std::weak_ptr<core>(self)](const envelope& e) -> task<void> {
+          auto self = weak.lock();
+          if (!self) co_return ok();
+          co_return self->route(e);
+        };
+        auto sub = co_await self->bus->subscribe(o, std::move(handler));
+        if (!sub) {
+          std::lock_guard lock(self->mutex);
+          self->opened = false;
+          co_return sub.error();
+        }
+        self->reply_subscription.emplace(std::move(sub).value());
+      }
+      co_return ok();
+    }
+
+    // A reply reaches the attempt waiting for it, or is dropped; a malformed one is refused
+    // (errc::invalid_argument: the bus dead-letters it at once).
+    result<void> route(const envelope& e) {
+      auto r = parse_reply(e);
+      if (!r) return r.error();
+      std::string k = reply_key(r.value().saga_id, r.value().step, r.value().op);
+      std::shared_ptr<reply_wait> target;
+      {
+        std::lock_guard lock(mutex);
+        auto it = replies.find(k);
+        if (it == replies.end() || it->second->got) {
+          ++counts.replies_dropped;
+          return ok();
+        }
+        target = it->second;
+        target->got = std::move(r).value();
+      }
+      target->wake->notify();
+      return ok();
+    }
+
+    static std::string reply_key(std::string_view id, std::string_view step_name, op o) {
+      std::string k;
+      k.reserve(id.size() + step_name.size() + 3);
+      k.append(id).push_back('\0');
+      k.append(step_name).push_back('\0');
+      k.push_back(o == op::action ? 'a' : 'c');
+      return k;
+    }
+
+    static task<std::size_t> recover(std::shared_ptr<core> self) {
+      auto opened = co_await open(self);
+      if (!opened) co_return opened.error();
+      auto taken = co_await sweep(self);
+      {
+        std::lock_guard lock(self->mutex);
+        if (self->sweeping || self->stopping) co_return taken;
+        self->sweeping = true;
+      }
+      asio::co_spawn(self->ex, sweep_loop(self),
+                     asio::bind_cancellation_slot(self->sweep_cancel.slot(), asio::detached));
+      co_return taken;
+    }
+
+    static asio::awaitable<void> sweep_loop(std::shared_ptr<core> self) {
+      for (;;) {
+        const bool reached = co_await self->opts.clock.wait_for(self->opts.sweep_interval);
+        if (!reached) co_return;
+        {
+          std::lock_guard lock(self->mutex);
+          if (self->stopping) co_return;
+        }
+        co_await sweep(self); // a failed sweep is tried again at the next interval
+      }
+    }
+
+    static task<std::size_t> sweep(std::shared_ptr<core> self) {
+      std::size_t taken = 0;
+      std::string after;
+      for (;;) {
+        auto page = co_await self->repo.scan(self->prefix, after, self->opts.scan_page);
+        if (!page) co_return page.error();
+        for (auto& e : page.value().entries) {
+          auto done = co_await self->visit(self, e);
+          if (done) ++taken;
+        }
+        if (!page.value().next) break;
+        after = *page.value().next;
+      }
+      co_return taken;
+    }
+
+    // One record of a sweep: purge it (final, past retention), leave it (driven by a live
+    // lease), or take it over. True when taken over.
+    asio::awaitable<bool> visit(std::shared_ptr<core> self, const entry& e) {
+      auto decoded = log_codec::decode(e.value);
+      if (!decoded) co_return false; // not a record: left alone for an operator
+      auto r = std::move(decoded).value();
+      std::string id = e.key.substr(prefix.size());
+      const auto now = opts.wall();
+      if (is_final(r.state)) {
+        if (r.updated + opts.retention <= now) {
+          // Erase only what was read: a put-if-version would be exact, but a final record
+          // never changes again, so erasing it cannot lose a newer write of the same saga.
+          auto erased = co_await repo.erase(e.key);
+          (void)erased; // a failed purge is tried again at the next sweep
+        }
+        co_return false;
+      }
+      {
+        std::lock_guard lock(mutex);
+        if (stopping || driving.contains(id) || driving.size() >= opts.max_in_flight) co_return false;
+      }
+      if (r.lease_owner != opts.replica && r.lease_expiry > now) co_return false;
+      lease(r, now, opts.lease);
+      auto put = co_await write(e.key, log_codec::encode(r), e.version);
+      if (!put) co_return false; // another replica was faster, or the repository is down
+      auto context = codec::decode(r.context);
+      if (!context) co_return false;
+      {
+        std::lock_guard lock(mutex);
+        ++counts.taken_over;
+      }
+      spawn(self, std::move(id), std::move(r), put.value(), std::move(context).value(), true);
+      co_return true;
+    }
+
+    // ---- stop
+
+    void request_stop() {
+      std::vector<std::shared_ptr<driven>> all;
+      {
+        std::lock_guard lock(mutex);
+        stopping = true;
+        for (auto& [id, d] : driving) all.push_back(d);
+      }
+      asio::post(ex, [self = this->shared_from_this(), all = std::move(all)] {
+        self->sweep_cancel.emit(asio::cancellation_type::terminal);
+        for (auto& d : all) d->cancel.emit(asio::cancellation_type::terminal);
+      });
+    }
+
+    // On the orchestrator's executor: the cancellations are emitted here and now, so the sweep's
+    // clock wait and every saga's wait end before stop() returns.
+    asio::awaitable<void> stop() {
+      std::vector<std::shared_ptr<driven>> all;
+      {
+        std::lock_guard lock(mutex);
+        stopping = true;
+        for (auto& [id, d] : driving) all.push_back(d);
+      }
+      sweep_cancel.emit(asio::cancellation_type::terminal);
+      for (auto& d : all) d->cancel.emit(asio::cancellation_type::terminal);
+      for (;;) {
+        {
+          std::lock_guard lock(mutex);
+          if (driving.empty()) break;
+        }
+        co_await drained.async_wait(asio::use_awaitable);
+      }
+      if constexpr (has_bus) {
+        if (reply_subscription) co_await reply_subscription->stop();
+      }
+    }
+
+    // ---- driving one saga
+
+    static void spawn(std::shared_ptr<core> self, std::string id, log_record r, version_t v, context_type context,
+                      bool resumed) {
+      auto d = std::make_shared<driven>();
+      {
+        std::lock_guard lock(self->mutex);
+        self->driving.emplace(id, d);
+      }
+      if (self->metrics_) self->metrics_->in_flight->add(1);
+      auto slot = d->cancel.slot();
+      asio::co_spawn(self->ex, drive(self, id, std::move(r), v, std::move(context), resumed),
+                     asio::bind_cancellation_slot(slot, [self, id](std::exception_ptr) { self->retire(id); }));
+    }
+
+    // The saga is no longer driven here: its waiters get the outcome (or look again).
+    void retire(const std::string& id) {
+      std::shared_ptr<driven> d;
+      bool now_empty = false;
+      {
+        std::lock_guard lock(mutex);
+        auto it = driving.find(id);
+        if (it == driving.end()) return;
+        d = std::move(it->second);
+        driving.erase(it);
+        now_empty = driving.empty();
+        for (auto* out : d->results)
+          if (d->final_outcome) *out = *d->final_outcome;
+      }
+      if (metrics_) metrics_->in_flight->add(-1);
+      for (auto& w : d->waiters) w->notify();
+      if (now_empty) drained.notify();
+    }
+
+    bool past_pivot(std::uint32_t next_step) const {
+      const auto p = def.pivot();
+      return p && next_step > *p;
+    }
+
+    void lease(log_record& r, wall_time now, bulwark::clock::duration hold) const {
+      r.updated = now;
+      r.lease_owner = opts.replica;
+      r.lease_expiry = now + std::chrono::duration_cast<wall_time::duration>(opts.lease + hold);
+    }
+
+    enum class persisted { ok, adopted, lost };
+
+    // Writes r over version v. On a conflict: the record changed under us. When this replica
+    // still owns it (an abort() wrote it) the new record is adopted; otherwise another replica
+    // took the saga over and this one lets go.
+    awaitable<persisted> persist(const std::string& k, log_record& r, version_t& v, bulwark::clock::duration hold) {
+      stamp(r, hold);
+      auto put = co_await write(k, log_codec::encode(r), v);
+      if (put) {
+        v = put.value();
+        co_return persisted::ok;
+      }
+      if (put.error() != errc::conflict) co_return persisted::lost;
+      auto got = co_await read(k);
+      co_return adopt(got, r, v);
+    }
+
+    // persist() for a repository whose calls never wait, without a coroutine.
+    persisted persist_now(const std::string& k, log_record& r, version_t& v, bulwark::clock::duration hold) {
+      stamp(r, hold);
+      auto put = repo.put_now(k, log_codec::encode(r), v);
+      if (put) {
+        v = put.value();
+        return persisted::ok;
+      }
+      if (put.error() != errc::conflict) return persisted::lost;
+      return adopt(repo.get_now(k), r, v);
+    }
+
+    void stamp(log_record& r, bulwark::clock::duration hold) const {
+      if (is_final(r.state)) {
+        r.updated = opts.wall();
+        r.lease_owner.clear();
+        r.lease_expiry = {};
+      } else {
+        lease(r, opts.wall(), hold);
+      }
+    }
+
+    persisted adopt(const result<std::optional<versioned>>& got, log_record& r, version_t& v) const {
+      if (!got || !got.value()) return persisted::lost;
+      auto current = log_codec::decode(got.value()->value);
+      if (!current || current.value().lease_owner != opts.replica || is_final(current.value().state))
+        return persisted::lost;
+      r = std::move(current).value();
+      v = got.value()->version;
+      return persisted::adopted;
+    }
+
+    static bool cancelled(const asio::cancellation_state& cs) {
+      return cs.cancelled() != asio::cancellation_type::none;
+    }
+
+    bulwark::clock::time_point saga_deadline(const log_record& r) const {
+      const auto limit = def.saga_timeout();
+      if (limit == bulwark::clock::duration::max()) return bulwark::clock::time_point::max();
+      const auto left = std::chrono::duration_cast<bulwark::clock::duration>(
+          (r.started + std::chrono::duration_cast<wall_time::duration>(limit)) - opts.wall());
+      return bulwark::clock::later(opts.clock.now(), left);
+    }
+
+    // One attempt of step i's action (o == action) or compensation: the step's own task for a
+    // local step (no coroutine of ours around it), the command and its reply for a remote one.
+    task<void> attempt(const std::string& id, std::size_t i, op o, context_type& context,
+                       bulwark::clock::time_point deadline) {
+      const auto& s = def.steps()[i];
+      if (s.is_remote()) return remote_attempt(id, s, o, context, deadline);
+      return (o == op::action ? s.action : s.compensation)(context, deadline);
+    }
+
+    awaitable<result<void>> remote_attempt(const std::string& id, const step<context_type>& s, op o,
+                                           context_type& context, bulwark::clock::time_point deadline) {
+      if constexpr (!has_bus) {
+        co_return error(errc::invalid_argument, "remote step without a bus");
+      } else {
+        auto wait = std::make_shared<reply_wait>();
+        wait->wake = std::make_shared<detail::wake>(ex);
+        const auto k = reply_key(id, s.name, o);
+        {
+          std::lock_guard lock(mutex);
+          replies[k] = wait; // registered before the command leaves: a fast reply finds it
+        }
+        command c{id, s.name, o, reply_topic, s.command(context, o)};
+        auto sent = co_await bus->publish(s.topic, c.to_message());
+        if (sent) co_await wait->wake->wait_until(opts.clock, deadline);
+        std::optional<reply> got;
+        {
+          std::lock_guard lock(mutex);
+          if (auto it = replies.find(k); it != replies.end() && it->second == wait) replies.erase(it);
+          got = std::move(wait->got);
+        }
+        if (!sent) co_return sent.error();
+        if (!got) {
+          auto cs = co_await asio::this_coro::cancellation_state;
+          if (cancelled(cs)) co_return error(errc::cancelled, "saga " + id + " stopped");
+          co_return error(errc::timeout, "step " + s.name + ": no reply by the deadline");
+        }
+        if (got->outcome == reply_outcome::failed)
+          co_return error(errc::declined, "step " + s.name + " refused: " + got->payload);
+        if (s.on_reply) s.on_reply(context, o, got->payload);
+        co_return ok();
+      }
+    }
+
+    static awaitable<void> drive(std::shared_ptr<core> self, std::string id, log_record r, version_t v,
+                                 context_type context, bool resumed) {
+      co_await self->run_saga(id, r, v, context, resumed);
+    }
+
+    // The saga's state machine. Each pass makes one transition and persists it (one write at the
+    // end of the pass, with the wait ahead added to the lease); the loop ends
+    // when the saga is final or no longer driven here. Bounded: every pass either advances a
+    // step, uses up an attempt (bounded by the retry policies), or ends the loop.
+    awaitable<void> run_saga(const std::string& id, log_record& r, version_t& v, context_type& context, bool resumed) {
+      const auto k = key(id);
+      const auto steps = def.steps();
+      const auto n = static_cast<std::uint32_t>(steps.size());
+      const auto deadline = saga_deadline(r);
+      const bulwark::clock::duration no_hold = bulwark::clock::duration::zero();
+      std::minstd_rand rng(static_cast<std::uint32_t>(opts.seed ^ std::hash<std::string>{}(id)));
+      // Whether the current step's action may have been requested: this driver sent it, or the
+      // saga was resumed from a log written by a driver that may have.
+      bool requested = resumed;
+      for (;;) {
+        auto cs = co_await asio::this_coro::cancellation_state;
+        if (cancelled(cs)) co_return;
+        bulwark::clock::duration hold = no_hold;        // the wait ahead, added to the lease
+        std::optional<std::chrono::milliseconds> delay; // a retry's wait after the write
+        if (r.state == saga_state::running) {
+          if (r.step >= n) {
+            r.state = saga_state::completed;
+          } else if (opts.clock.now() >= deadline && !past_pivot(r.step)) {
+            to_compensating(r, requested ? r.step + 1 : r.step, "saga deadline passed");
+          } else {
+            const std::size_t i = r.step;
+            const auto& s = steps[i];
+            const auto attempt_deadline = std::min(bulwark::clock::later(opts.clock.now(), s.timeout), deadline);
+            requested = true;
+            const auto t0 = opts.clock.now();
+            auto res = co_await attempt(id, i, op::action, context, attempt_deadline);
+            if (metrics_)
+              metrics_->step_latency[i]->observe(std::chrono::duration<double>(opts.clock.now() - t0).count());
+            cs = co_await asio::this_coro::cancellation_state;
+            if (cancelled(cs)) co_return;
+            if (res) {
+              r.step = static_cast<std::uint32_t>(i + 1);
+              r.attempt = 0;
+              r.context = codec::encode(context);
+              requested = false;
+              hold = r.step < n ? steps[r.step].timeout : no_hold;
+            } else {
+              const auto& e = res.error();
+              const auto kind = s.classify_error(e);
+              const std::string why = "step " + s.name + ": " + e.message();
+              const bool forward_only = past_pivot(r.step);
+              if (kind == step_failure::retryable && s.retry.retries(e, r.attempt + 1)) {
+                ++r.attempt;
+                delay = s.retry.delay(r.attempt, rng);
+                hold = *delay + s.timeout;
+              } else if (forward_only) {
+                r.state = saga_state::failed;
+                r.detail = why;
+              } else {
+                // A refusal changed nothing; anything else may have applied: undo it too.
+                to_compensating(r, kind == step_failure::business_failure ? r.step : r.step + 1, why);
+                hold = s.timeout;
+              }
+            }
+          }
+        } else if (r.state == saga_state::compensating) {
+          // Skip the steps with nothing to undo; the next persist records it.
+          while (r.step > 0 && !steps[r.step - 1].has_compensation()) --r.step;
+          if (r.step == 0) {
+            r.state = saga_state::compensated;
+          } else {
+            const std::size_t i = r.step - 1;
+            const auto& s = steps[i];
+            auto res =
+                co_await attempt(id, i, op::compensation, context, bulwark::clock::later(opts.clock.now(), s.timeout));
+            cs = co_await asio::this_coro::cancellation_state;
+            if (cancelled(cs)) co_return;
+            if (res) {
+              --r.step;
+              r.attempt = 0;
+              r.context = codec::encode(context);
+              hold = r.step > 0 ? steps[r.step - 1].timeout : no_hold;
+            } else if (s.compensation_retry.retries(res.error(), r.attempt + 1)) {
+              ++r.attempt;
+              delay = s.compensation_retry.delay(r.attempt, rng);
+              hold = *delay + s.timeout;
+            } else {
+              r.state = saga_state::compensation_failed;
+              r.detail = "compensation of step " + s.name + ": " + res.error().message() +
+                         (r.detail.empty() ? "" : " (after " + r.detail + ")");
+            }
+          }
+        }
+        persisted p;
+        if constexpr (synchronous_repository<Repository>)
+          p = persist_now(k, r, v, hold); // the memory models: no coroutine per write
+        else
+          p = co_await persist(k, r, v, hold);
+        if (p == persisted::ok && is_final(r.state)) finish(id, r, context);
+        if (p == persisted::ok && delay) {
+          const bool waited = co_await opts.clock.wait_for(*delay);
+          if (!waited) co_return;
+        }
+        if (p == persisted::lost) {
+          std::lock_guard lock(mutex);
+          ++counts.lost;
+          co_return;
+        }
+        if (p == persisted::adopted) {
+          auto adopted = codec::decode(r.context);
+          if (!adopted) co_return;
+          context = std::move(adopted).value();
+          requested = true;
+        }
+        if (is_final(r.state)) co_return;
+      }
+    }
+
+    static void to_compensating(log_record& r, std::uint32_t undo, std::string why) {
+      r.state = saga_state::compensating;
+      r.step = undo;
+      r.attempt = 0;
+      r.detail = std::move(why);
+    }
+
+    void finish(const std::string& id, const log_record& r, const context_type& context) {
+      {
+        std::lock_guard lock(mutex);
+        switch (r.state) {
+        case saga_state::completed: ++counts.completed; break;
+        case saga_state::compensated: ++counts.compensated; break;
+        case saga_state::compensation_failed: ++counts.compensation_failed; break;
+        case saga_state::failed: ++counts.failed; break;
+        default: break;
+        }
+        if (auto it = driving.find(id); it != driving.end())
+          it->second->final_outcome = outcome_type{r.state, context, r.detail};
+      }
+      if (!metrics_) return;
+      switch (r.state) {
+      case saga_state::completed: metrics_->completed->inc(); break;
+      case saga_state::compensated: metrics_->compensated->inc(); break;
+      case saga_state::compensation_failed: metrics_->compensation_failed->inc(); break;
+      case saga_state::failed: metrics_->failed->inc(); break;
+      default: break;
+      }
+    }
+  };
+
+  std::shared_ptr<core> core_;
+};
+
+} // namespace bulwark::saga
