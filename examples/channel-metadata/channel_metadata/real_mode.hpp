@@ -143,6 +143,9 @@ inline bulwark::task<void> ensure_topics_then(std::shared_ptr<bulwark::kafka::ad
   co_return co_await std::move(subscribing);
 }
 
+/// What ensure_topics_then subscribes when a service has nothing to read: nothing.
+inline bulwark::task<void> no_subscription() { co_return bulwark::ok(); }
+
 /// A probe of the Kafka cluster: the retry topic's metadata.
 inline health_probe kafka_probe(std::shared_ptr<bulwark::kafka::admin> a, std::string topic) {
   return {"bus", [a, topic]() -> bulwark::task<void> {
@@ -261,7 +264,8 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   // the bus is DOWN until then, and other replicas' writes reach this one's local entries at
   // their local TTL).
   const auto kafka_attempts = attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log);
-  int code = 0;
+  // One path with the near cache on or off: only the subscription (and the cache served) differ.
+  std::optional<near_type> near;
   if (c.near_cache) {
     typename near_type::options n;
     n.topic = invalidations;
@@ -269,25 +273,19 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
     n.instance_id = instance_name("cms");
     n.metrics = metrics;
     n.name = std::string(flow_name);
-    near_type near(shared, bus, n);
-    background_attempts kafka_start(
-        [kafka_admin, topics, &near] {
-          return ensure_topics_then(kafka_admin, topics, [&near] { return near.start(); });
-        },
-        kafka_attempts);
-    on(ex, kafka_start.first_attempt());
-    kafka_start.start(ex);
-    code = serve_cms(c, assets, signals, ex, documents, near, bus, std::move(probes), metrics, log);
-    on(ex, kafka_start.stop());
-    on(ex, near.stop());
-  } else {
-    background_attempts kafka_start([kafka_admin, topics] { return ensure_topics(kafka_admin, topics); },
-                                    kafka_attempts);
-    on(ex, kafka_start.first_attempt());
-    kafka_start.start(ex);
-    code = serve_cms(c, assets, signals, ex, documents, shared, bus, std::move(probes), metrics, log);
-    on(ex, kafka_start.stop());
+    near.emplace(shared, bus, n);
   }
+  background_attempts kafka_start(
+      [kafka_admin, topics, &near] {
+        return ensure_topics_then(kafka_admin, topics, [&near] { return near ? near->start() : no_subscription(); });
+      },
+      kafka_attempts);
+  on(ex, kafka_start.first_attempt());
+  kafka_start.start(ex);
+  const int code = near ? serve_cms(c, assets, signals, ex, documents, *near, bus, std::move(probes), metrics, log)
+                        : serve_cms(c, assets, signals, ex, documents, shared, bus, std::move(probes), metrics, log);
+  on(ex, kafka_start.stop());
+  if (near) on(ex, near->stop());
   on(ex, bus.stop());
   on(ex, documents.stop());
   on(ex, pool.stop());
