@@ -37,6 +37,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -108,7 +109,13 @@ inline bulwark::kafka::config kafka_config(const config& c, std::shared_ptr<bulw
   k.session_timeout = std::chrono::seconds(6);
   k.heartbeat_interval = std::chrono::milliseconds(500);
   k.drain_timeout = std::chrono::seconds(5);
-  k.stop_timeout = std::chrono::seconds(5);
+  // While Kafka is unreachable every admin call (the topics made at start, the healthcheck's
+  // describe) lasts its whole admin_timeout, and a stop waits for the background attempt in flight
+  // (its blocking metadata request ignores cancellation) and then for the producer's queue: with
+  // the defaults (15 s, 10 s) a service took ~25 s to start listening and ~30 s to stop. 2 s each
+  // keep both to a few seconds; an attempt cut short is tried again (background_attempts).
+  k.admin_timeout = std::chrono::seconds(2);
+  k.stop_timeout = std::chrono::seconds(2);
   return k;
 }
 
@@ -313,6 +320,11 @@ inline int run_cms_real(config c, std::span<const admin_asset> assets, bulwark::
   }
   bulwark::hazelcast::member_options h;
   for (const auto& a : c.hazelcast_members) h.members.push_back(bulwark::http::endpoint::parse(a).value());
+  // A read that misses the near cache asks Hazelcast before the database: bounded as a database
+  // call is, so that with every member unreachable the database still answers within the request's
+  // deadline (with the 5 s default such a read answered 409 CMS-0002 at the request timeout).
+  h.operation_timeout = std::min(h.operation_timeout, c.database_timeout);
+  h.attempt_timeout = std::min(h.attempt_timeout, c.database_timeout);
   auto members = bulwark::hazelcast::member_list::create(ex, h);
   if (!members) return detail::fail("channel-metadata-store", "Hazelcast: " + members.error().message());
   bulwark::hazelcast::cache_options o;
