@@ -49,10 +49,7 @@ export TOPOLOGY_SERVERS_ENV="$BULWARK_SERVERS_DIR/env"
 
 status=0
 tests_start=$(date +%s)
-# --repeat until-pass:2: one known-flaky real-server test (channel_metadata_integration's
-# mariadb_outage_202_pending_then_replayed_by_crs, CRS sometimes not picking the retry message up
-# within 30 s under load; under investigation) must not sink the run; a second failure still does.
-ctest --preset "$preset" -j "$jobs" --timeout 600 --repeat until-pass:2 || status=1
+ctest --preset "$preset" -j "$jobs" --timeout 600 || status=1
 echo "test.sh: $preset tests done in $(( $(date +%s) - tests_start )) s"
 # The sanitizer pass needs no servers: free their memory (eight JVMs) first.
 cleanup

@@ -274,10 +274,13 @@ TEST_F(channel_metadata_servers, mariadb_outage_202_pending_then_replayed_by_crs
   EXPECT_NE(health.body.find(R"("database":{"status":"DOWN"})"), std::string::npos) << health.body;
   EXPECT_NE(health.body.find(R"("pending":1)"), std::string::npos) << health.body;
   // CRS has the retry message and waits for the database.
+  // (On failure: CRS's metrics, whose bus gauges say which partitions it holds, and both logs.)
+  std::string crs_metrics;
   ASSERT_TRUE(eventually([&] {
-    auto m = call(crs_port_, "GET", "/private/prometheus", {}, "").body;
-    return m.find("bulwark_replayer_outage_open{replayer=\"channel_metadata\"} 1") != std::string::npos;
-  })) << crs_->log();
+    crs_metrics = call(crs_port_, "GET", "/private/prometheus", {}, "").body;
+    return crs_metrics.find("bulwark_replayer_outage_open{replayer=\"channel_metadata\"} 1") != std::string::npos;
+  })) << crs_metrics
+      << crs_->log() << cms_->log();
 
   ASSERT_TRUE(db.command("start")) << db.log();
   ASSERT_TRUE(eventually(
