@@ -224,6 +224,15 @@ protected:
 
 bulwark::mysql::config shared_mysql() { return bulwark::mysql::config::from_env(); }
 
+// The value of the first sample in a Prometheus exposition whose line starts with `series`.
+double sample(const std::string& exposition, const std::string& series) {
+  const auto at = exposition.find("\n" + series);
+  if (at == std::string::npos) return -1;
+  const auto line_end = exposition.find('\n', at + 1);
+  const auto line = exposition.substr(at + 1, line_end - at - 1);
+  return std::stod(line.substr(line.rfind(' ') + 1));
+}
+
 // Seconds since `from` (real time: these are other processes).
 double seconds_since(std::chrono::steady_clock::time_point from) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
@@ -471,6 +480,39 @@ TEST_F(channel_metadata_servers, cms_starts_with_redis_unreachable_and_serves_fr
   EXPECT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(got.body, doc);
   EXPECT_TRUE(cms_->running());
+}
+
+// The cache down at start, then up: CMS serves from the database meanwhile (no cache hit), and
+// once Redis listens on its port the cache is UP again and reads hit it.
+TEST_F(channel_metadata_servers, the_cache_down_at_start_is_used_again_once_it_comes_up) {
+  BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
+  const auto port = std::to_string(free_port());
+  start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", port}, shared_mysql());
+  if (HasFatalFailure() || IsSkipped()) return;
+  const std::string doc =
+      R"({"countryCode":"PT","metadata":[{"name":"p","language":"Portuguese","type":"News"}],"product":"p"})";
+  EXPECT_EQ(call(cms_port_, "POST", "/api/channel-metadata/PT", doc).status, 200) << cms_->log();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(call(cms_port_, "GET", "/api/channel-metadata/PT").body, doc);
+  const std::string hits = R"(bulwark_write_through_cache_hits_total{name=")";
+  EXPECT_EQ(sample(call(cms_port_, "GET", "/private/prometheus", {}, "").body, hits), 0) << "a hit with Redis down";
+
+  const std::string dir = ::testing::TempDir() + bulwark::test::unique_name("cm-redis");
+  service_process redis("/usr/bin/redis-server",
+                        {"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"},
+                        dir + ".log");
+  answer health;
+  EXPECT_TRUE(eventually([&] {
+    health = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+    return health.body.find(R"("cache":{"status":"UP"})") != std::string::npos;
+  })) << health.body
+      << redis.log();
+  double hit = 0;
+  EXPECT_TRUE(eventually([&] {
+    EXPECT_EQ(call(cms_port_, "GET", "/api/channel-metadata/PT").body, doc);
+    hit = sample(call(cms_port_, "GET", "/private/prometheus", {}, "").body, hits);
+    return hit >= 1;
+  })) << hit
+      << cms_->log();
 }
 
 } // namespace
