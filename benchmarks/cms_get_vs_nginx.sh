@@ -103,35 +103,12 @@ posted=$(curl -s -H "$auth" -H 'Content-Type: application/json' --data-binary "$
 [ "$posted" = "Data successfully posted" ] || { echo "POST GB answered: $posted" >&2; exit 1; }
 
 # nginx serves exactly the bytes CMS serves, as a static file.
-mkdir -p "$tmp/www/api/channel-metadata" "$tmp/logs"
+mkdir -p "$tmp/www/api/channel-metadata"
 curl -sf -H "$auth" "$near_url" >"$tmp/www/api/channel-metadata/GB"
 cmp -s "$tmp/www/api/channel-metadata/GB" <(curl -sf -H "$auth" "$shared_url") \
   || { echo "the two CMS answer different documents" >&2; exit 1; }
 nginx_port=$(free_port)
-cat >"$tmp/nginx.conf" <<CONF
-worker_processes 2;
-pid $tmp/nginx.pid;
-error_log $tmp/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  open_file_cache max=64 inactive=60s;
-  client_body_temp_path $tmp/body; proxy_temp_path $tmp/proxy; fastcgi_temp_path $tmp/fcgi;
-  uwsgi_temp_path $tmp/uwsgi; scgi_temp_path $tmp/scgi;
-  server {
-    listen 127.0.0.1:$nginx_port reuseport;
-    root $tmp/www;
-    location /api/ { default_type application/json; }
-  }
-}
-CONF
-chmod -R a+rX "$tmp" # the workers drop root privileges
-nginx -p "$tmp" -c "$tmp/nginx.conf"
+static_nginx "$tmp" "$nginx_port" /api/
 nginx_url="http://127.0.0.1:$nginx_port/api/channel-metadata/GB"
 wait_until 10 curl -sf "$nginx_url"
 echo "document: $(wc -c <"$tmp/www/api/channel-metadata/GB") bytes; nginx $(nginx -v 2>&1 | sed 's/.*\///'), wrk -t1 -c$CONNECTIONS -d$DURATION, CMS and nginx 2 threads/workers each"

@@ -40,33 +40,10 @@ hello_pid=$!
 wait_until 10 curl -sf "http://127.0.0.1:$bulwark_port/hello"
 
 # nginx serves exactly the bytes hello serves, as a static file.
-mkdir -p "$tmp/www" "$tmp/logs"
+mkdir -p "$tmp/www"
 curl -sf "http://127.0.0.1:$bulwark_port/hello" >"$tmp/www/hello"
 nginx_port=$(free_port)
-cat >"$tmp/nginx.conf" <<CONF
-worker_processes 2;
-pid $tmp/nginx.pid;
-error_log $tmp/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  open_file_cache max=64 inactive=60s;
-  client_body_temp_path $tmp/body; proxy_temp_path $tmp/proxy; fastcgi_temp_path $tmp/fcgi;
-  uwsgi_temp_path $tmp/uwsgi; scgi_temp_path $tmp/scgi;
-  server {
-    listen 127.0.0.1:$nginx_port reuseport;
-    root $tmp/www;
-    location = /hello { default_type application/json; }
-  }
-}
-CONF
-chmod -R a+rX "$tmp" # the workers drop root privileges
-nginx -p "$tmp" -c "$tmp/nginx.conf"
+static_nginx "$tmp" "$nginx_port" "= /hello"
 wait_until 10 curl -sf "http://127.0.0.1:$nginx_port/hello"
 echo "document: $(wc -c <"$tmp/www/hello") bytes; nginx $(nginx -v 2>&1 | sed 's/.*\///'), wrk -t1 -c$CONNECTIONS -d$DURATION"
 

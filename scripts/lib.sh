@@ -64,3 +64,36 @@ signal_pidfile() {
 
 # stop_pidfile FILE: TERM the process, KILL it after 10 s.
 stop_pidfile() { signal_pidfile "$1" TERM 10; }
+
+# static_nginx DIR PORT LOCATION: nginx serving the files under DIR/www as application/json at
+# `location LOCATION` on 127.0.0.1:PORT, tuned as the benchmarks compare against it (2 workers,
+# sendfile, keep-alive, open_file_cache, no access log); config, pid (DIR/nginx.pid) and logs
+# under DIR. Returns once nginx started (not once it answers: wait_until a curl for that).
+static_nginx() {
+  local dir=$1 port=$2 location=$3
+  mkdir -p "$dir/www" "$dir/logs"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 2;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  open_file_cache max=64 inactive=60s;
+  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fcgi;
+  uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
+  server {
+    listen 127.0.0.1:$port reuseport;
+    root $dir/www;
+    location $location { default_type application/json; }
+  }
+}
+CONF
+  chmod -R a+rX "$dir" # the workers drop root privileges
+  nginx -p "$dir" -c "$dir/nginx.conf"
+}

@@ -49,9 +49,10 @@ export TOPOLOGY_SERVERS_ENV="$BULWARK_SERVERS_DIR/env"
 
 status=0
 tests_start=$(date +%s)
-# --repeat until-pass:2: one known-flaky real-server test (channel_metadata_integration's
-# mariadb_outage_202_pending_then_replayed_by_crs, CRS sometimes not picking the retry message up
-# within 30 s under load; under investigation) must not sink the run; a second failure still does.
+# --repeat until-pass:2: channel_metadata_integration's mariadb_outage_202_pending_then_replayed_by_crs
+# failed about once in 40 runs after its known cause (a consumer joining a just-created topic
+# before its broker knew it) was fixed; the test now prints CRS's metrics and logs when it fails.
+# Until that residual cause is found, a single failure must not sink the run; a second one does.
 ctest --preset "$preset" -j "$jobs" --timeout 600 --repeat until-pass:2 || status=1
 echo "test.sh: $preset tests done in $(( $(date +%s) - tests_start )) s"
 # The sanitizer pass needs no servers: free their memory (eight JVMs) first.

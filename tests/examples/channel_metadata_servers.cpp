@@ -28,6 +28,7 @@
 #include <iterator>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -67,15 +68,22 @@ public:
     if (posix_spawn(&pid_, program.c_str(), &fa, nullptr, argv.data(), environ) != 0) pid_ = -1;
     posix_spawn_file_actions_destroy(&fa);
   }
-  ~service_process() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 1000; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+  ~service_process() { terminate(10s); }
+  // SIGTERM, then SIGKILL after `limit`. How long the process took to exit by itself (nullopt:
+  // it had to be killed, or was not running).
+  std::optional<std::chrono::milliseconds> terminate(std::chrono::milliseconds limit) {
+    if (pid_ <= 0) return std::nullopt;
+    const pid_t pid = std::exchange(pid_, -1);
+    const auto sent = std::chrono::steady_clock::now();
+    ::kill(pid, SIGTERM);
+    while (std::chrono::steady_clock::now() - sent < limit) {
+      if (::waitpid(pid, nullptr, WNOHANG) == pid)
+        return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent);
       ::usleep(10'000);
     }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return std::nullopt;
   }
   service_process(const service_process&) = delete;
   service_process& operator=(const service_process&) = delete;
@@ -216,6 +224,20 @@ protected:
 
 bulwark::mysql::config shared_mysql() { return bulwark::mysql::config::from_env(); }
 
+// The value of the first sample in a Prometheus exposition whose line starts with `series`.
+double sample(const std::string& exposition, const std::string& series) {
+  const auto at = exposition.find("\n" + series);
+  if (at == std::string::npos) return -1;
+  const auto line_end = exposition.find('\n', at + 1);
+  const auto line = exposition.substr(at + 1, line_end - at - 1);
+  return std::stod(line.substr(line.rfind(' ') + 1));
+}
+
+// Seconds since `from` (real time: these are other processes).
+double seconds_since(std::chrono::steady_clock::time_point from) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
+}
+
 TEST_F(channel_metadata_servers, mysql_redis_kafka_write_and_read) {
   BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
   BULWARK_REQUIRE_SERVER(redis_port, "BULWARK_REDIS_PORT");
@@ -261,10 +283,13 @@ TEST_F(channel_metadata_servers, mariadb_outage_202_pending_then_replayed_by_crs
   EXPECT_NE(health.body.find(R"("database":{"status":"DOWN"})"), std::string::npos) << health.body;
   EXPECT_NE(health.body.find(R"("pending":1)"), std::string::npos) << health.body;
   // CRS has the retry message and waits for the database.
+  // (On failure: CRS's metrics, whose bus gauges say which partitions it holds, and both logs.)
+  std::string crs_metrics;
   ASSERT_TRUE(eventually([&] {
-    auto m = call(crs_port_, "GET", "/private/prometheus", {}, "").body;
-    return m.find("bulwark_replayer_outage_open{replayer=\"channel_metadata\"} 1") != std::string::npos;
-  })) << crs_->log();
+    crs_metrics = call(crs_port_, "GET", "/private/prometheus", {}, "").body;
+    return crs_metrics.find("bulwark_replayer_outage_open{replayer=\"channel_metadata\"} 1") != std::string::npos;
+  })) << crs_metrics
+      << crs_->log() << cms_->log();
 
   ASSERT_TRUE(db.command("start")) << db.log();
   ASSERT_TRUE(eventually(
@@ -377,15 +402,60 @@ TEST_F(channel_metadata_servers, both_services_start_with_kafka_unreachable_and_
   auto crs_health = call(crs_port_, "GET", "/private/healthcheck", {}, "");
   EXPECT_EQ(crs_health.status, 503) << crs_health.body;
   EXPECT_NE(crs_health.body.find(R"("bus":{"status":"DOWN"})"), std::string::npos) << crs_health.body;
-  // The database answers: a read is served from it. (A write is not tried here: its near-cache
-  // invalidation waits for Kafka up to the producer's delivery timeout; see the README.)
+  // The database answers: a read is served from it.
   auto missing = call(cms_port_, "GET", "/api/channel-metadata/NL");
   EXPECT_EQ(missing.status, 404) << missing.body << cms_->log();
+  // A write reaches the database; its near-cache invalidation cannot be published (the producer
+  // would wait for its 30 s delivery timeout): the write answers 200 (durable) by the request
+  // timeout (5 s) all the same, and reads back.
+  const std::string doc =
+      R"({"countryCode":"NL","metadata":[{"name":"n","language":"Dutch","type":"News"}],"product":"p"})";
+  const auto posting = std::chrono::steady_clock::now();
+  auto posted = call(cms_port_, "POST", "/api/channel-metadata/NL", doc);
+  EXPECT_EQ(posted.status, 200) << posted.body << cms_->log();
+  EXPECT_LT(seconds_since(posting), 6.5) << "the write outlived the request timeout";
+  auto got = call(cms_port_, "GET", "/api/channel-metadata/NL");
+  EXPECT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.body, doc);
   EXPECT_TRUE(eventually([&] {
     return crs_->log().find("Kafka (127.0.0.1:" + dead + "): not reachable") != std::string::npos;
   })) << crs_->log();
   EXPECT_TRUE(cms_->running());
   EXPECT_TRUE(crs_->running());
+  // And both stop within a few seconds (an admin call in flight and the producer's queue are
+  // bounded by 2 s each; it took ~30 s with librdkafka's defaults).
+  const auto cms_stopped = cms_->terminate(15s);
+  ASSERT_TRUE(cms_stopped) << "CMS did not exit within 15 s of SIGTERM";
+  EXPECT_LT(cms_stopped->count(), 8000) << cms_->log();
+  const auto crs_stopped = crs_->terminate(15s);
+  ASSERT_TRUE(crs_stopped) << "CRS did not exit within 15 s of SIGTERM";
+  EXPECT_LT(crs_stopped->count(), 8000) << crs_->log();
+}
+
+// Every Hazelcast member unreachable (nobody listens on their ports): a read that misses the near
+// cache asks Hazelcast, bounded by --database-timeout, then the database, well within the request
+// timeout (it answered 409 CMS-0002 at the request timeout); a write is durable and reads back.
+TEST_F(channel_metadata_servers, with_hazelcast_unreachable_reads_and_writes_are_answered_by_the_database_in_time) {
+  BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
+  const auto members = "127.0.0.1:" + std::to_string(free_port()) + ",127.0.0.1:" + std::to_string(free_port());
+  start({"--backend", "mysql+hazelcast", "--hazelcast-members", members}, shared_mysql());
+  if (HasFatalFailure() || IsSkipped()) return;
+  auto reading = std::chrono::steady_clock::now();
+  auto missing = call(cms_port_, "GET", "/api/channel-metadata/SE");
+  EXPECT_EQ(missing.status, 404) << missing.body << cms_->log();
+  EXPECT_LT(seconds_since(reading), 3.5) << "the read waited for the request timeout";
+  const std::string doc =
+      R"({"countryCode":"SE","metadata":[{"name":"s","language":"Swedish","type":"News"}],"product":"p"})";
+  auto posted = call(cms_port_, "POST", "/api/channel-metadata/SE", doc);
+  EXPECT_EQ(posted.status, 200) << posted.body << cms_->log();
+  reading = std::chrono::steady_clock::now();
+  auto got = call(cms_port_, "GET", "/api/channel-metadata/SE");
+  EXPECT_EQ(got.status, 200) << got.body << cms_->log();
+  EXPECT_EQ(got.body, doc);
+  EXPECT_LT(seconds_since(reading), 3.5) << "the read waited for the request timeout";
+  auto health = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+  EXPECT_EQ(health.status, 200) << health.body;
+  EXPECT_NE(health.body.find(R"("cache":{"status":"DOWN"})"), std::string::npos) << health.body;
 }
 
 // The cache unreachable at start (Redis on a port nobody listens on): CMS starts, says the cache
@@ -410,6 +480,39 @@ TEST_F(channel_metadata_servers, cms_starts_with_redis_unreachable_and_serves_fr
   EXPECT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(got.body, doc);
   EXPECT_TRUE(cms_->running());
+}
+
+// The cache down at start, then up: CMS serves from the database meanwhile (no cache hit), and
+// once Redis listens on its port the cache is UP again and reads hit it.
+TEST_F(channel_metadata_servers, the_cache_down_at_start_is_used_again_once_it_comes_up) {
+  BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
+  const auto port = std::to_string(free_port());
+  start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", port}, shared_mysql());
+  if (HasFatalFailure() || IsSkipped()) return;
+  const std::string doc =
+      R"({"countryCode":"PT","metadata":[{"name":"p","language":"Portuguese","type":"News"}],"product":"p"})";
+  EXPECT_EQ(call(cms_port_, "POST", "/api/channel-metadata/PT", doc).status, 200) << cms_->log();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(call(cms_port_, "GET", "/api/channel-metadata/PT").body, doc);
+  const std::string hits = R"(bulwark_write_through_cache_hits_total{name=")";
+  EXPECT_EQ(sample(call(cms_port_, "GET", "/private/prometheus", {}, "").body, hits), 0) << "a hit with Redis down";
+
+  const std::string dir = ::testing::TempDir() + bulwark::test::unique_name("cm-redis");
+  service_process redis("/usr/bin/redis-server",
+                        {"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"},
+                        dir + ".log");
+  answer health;
+  EXPECT_TRUE(eventually([&] {
+    health = call(cms_port_, "GET", "/private/healthcheck", {}, "");
+    return health.body.find(R"("cache":{"status":"UP"})") != std::string::npos;
+  })) << health.body
+      << redis.log();
+  double hit = 0;
+  EXPECT_TRUE(eventually([&] {
+    EXPECT_EQ(call(cms_port_, "GET", "/api/channel-metadata/PT").body, doc);
+    hit = sample(call(cms_port_, "GET", "/private/prometheus", {}, "").body, hits);
+    return hit >= 1;
+  })) << hit
+      << cms_->log();
 }
 
 } // namespace

@@ -37,6 +37,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -108,7 +109,13 @@ inline bulwark::kafka::config kafka_config(const config& c, std::shared_ptr<bulw
   k.session_timeout = std::chrono::seconds(6);
   k.heartbeat_interval = std::chrono::milliseconds(500);
   k.drain_timeout = std::chrono::seconds(5);
-  k.stop_timeout = std::chrono::seconds(5);
+  // While Kafka is unreachable every admin call (the topics made at start, the healthcheck's
+  // describe) lasts its whole admin_timeout, and a stop waits for the background attempt in flight
+  // (its blocking metadata request ignores cancellation) and then for the producer's queue: with
+  // the defaults (15 s, 10 s) a service took ~25 s to start listening and ~30 s to stop. 2 s each
+  // keep both to a few seconds; an attempt cut short is tried again (background_attempts).
+  k.admin_timeout = std::chrono::seconds(2);
+  k.stop_timeout = std::chrono::seconds(2);
   return k;
 }
 
@@ -142,6 +149,9 @@ inline bulwark::task<void> ensure_topics_then(std::shared_ptr<bulwark::kafka::ad
   auto subscribing = subscribe();
   co_return co_await std::move(subscribing);
 }
+
+/// What ensure_topics_then subscribes when a service has nothing to read: nothing.
+inline bulwark::task<void> no_subscription() { co_return bulwark::ok(); }
 
 /// A probe of the Kafka cluster: the retry topic's metadata.
 inline health_probe kafka_probe(std::shared_ptr<bulwark::kafka::admin> a, std::string topic) {
@@ -261,7 +271,8 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   // the bus is DOWN until then, and other replicas' writes reach this one's local entries at
   // their local TTL).
   const auto kafka_attempts = attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log);
-  int code = 0;
+  // One path with the near cache on or off: only the subscription (and the cache served) differ.
+  std::optional<near_type> near;
   if (c.near_cache) {
     typename near_type::options n;
     n.topic = invalidations;
@@ -269,25 +280,19 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
     n.instance_id = instance_name("cms");
     n.metrics = metrics;
     n.name = std::string(flow_name);
-    near_type near(shared, bus, n);
-    background_attempts kafka_start(
-        [kafka_admin, topics, &near] {
-          return ensure_topics_then(kafka_admin, topics, [&near] { return near.start(); });
-        },
-        kafka_attempts);
-    on(ex, kafka_start.first_attempt());
-    kafka_start.start(ex);
-    code = serve_cms(c, assets, signals, ex, documents, near, bus, std::move(probes), metrics, log);
-    on(ex, kafka_start.stop());
-    on(ex, near.stop());
-  } else {
-    background_attempts kafka_start([kafka_admin, topics] { return ensure_topics(kafka_admin, topics); },
-                                    kafka_attempts);
-    on(ex, kafka_start.first_attempt());
-    kafka_start.start(ex);
-    code = serve_cms(c, assets, signals, ex, documents, shared, bus, std::move(probes), metrics, log);
-    on(ex, kafka_start.stop());
+    near.emplace(shared, bus, n);
   }
+  background_attempts kafka_start(
+      [kafka_admin, topics, &near] {
+        return ensure_topics_then(kafka_admin, topics, [&near] { return near ? near->start() : no_subscription(); });
+      },
+      kafka_attempts);
+  on(ex, kafka_start.first_attempt());
+  kafka_start.start(ex);
+  const int code = near ? serve_cms(c, assets, signals, ex, documents, *near, bus, std::move(probes), metrics, log)
+                        : serve_cms(c, assets, signals, ex, documents, shared, bus, std::move(probes), metrics, log);
+  on(ex, kafka_start.stop());
+  if (near) on(ex, near->stop());
   on(ex, bus.stop());
   on(ex, documents.stop());
   on(ex, pool.stop());
@@ -315,6 +320,11 @@ inline int run_cms_real(config c, std::span<const admin_asset> assets, bulwark::
   }
   bulwark::hazelcast::member_options h;
   for (const auto& a : c.hazelcast_members) h.members.push_back(bulwark::http::endpoint::parse(a).value());
+  // A read that misses the near cache asks Hazelcast before the database: bounded as a database
+  // call is, so that with every member unreachable the database still answers within the request's
+  // deadline (with the 5 s default such a read answered 409 CMS-0002 at the request timeout).
+  h.operation_timeout = std::min(h.operation_timeout, c.database_timeout);
+  h.attempt_timeout = std::min(h.attempt_timeout, c.database_timeout);
   auto members = bulwark::hazelcast::member_list::create(ex, h);
   if (!members) return detail::fail("channel-metadata-store", "Hazelcast: " + members.error().message());
   bulwark::hazelcast::cache_options o;

@@ -54,6 +54,9 @@
 //
 // The cache is a copy: a failed cache put after a durable write is counted, not returned, so a
 // cache that refused it may show the previous value until soft_ttl passes or the next write.
+// Every step of a write (and a load's populate) is bounded by the caller's deadline: a cache put
+// (with a near cache, its invalidation publish) still running then is abandoned, counted as a
+// cache error, and the write answers what it committed (durable or pending) in time.
 // The flow must outlive its operations (a shared repository load runs on for the readers left
 // when one of them gives up).
 //
@@ -271,7 +274,7 @@ public:
       if constexpr (synchronous_cache<Cache>) {
         if (!cache_.put_now(key, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
       } else {
-        auto cached = co_await cache_.put(key, std::move(entry), opts_.cache_ttl);
+        auto cached = co_await cache_put_within(key, std::move(entry), d);
         if (!cached) count(stats_.cache_errors, cache_errors());
       }
       co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
@@ -335,13 +338,13 @@ public:
         // reporting it pending. A newer stored write is left to its own populate.
         if (stored.value().stamp == f.stamp) {
           f.state = write_state::durable;
-          co_await cache_put(key, f);
+          co_await cache_put(key, encode(f), f.stamp, &d);
           remember(key, f, stored.value().version);
         }
         continue;
       }
       f.state = write_state::durable;
-      co_await cache_put(key, f);
+      co_await cache_put(key, encode(f), f.stamp, &d);
       remember(key, f, stored.value().version);
       ++report.written;
     }
@@ -634,7 +637,7 @@ private:
     if (!published) co_return published.error();
     count(stats_.retry_published, gauges_ ? gauges_->retry_published : nullptr);
     count(stats_.pending_writes, gauges_ ? gauges_->pending_writes : nullptr);
-    co_await cache_put(key, f);
+    co_await cache_put(key, encode(f), f.stamp, &d);
     remember(key, f, std::nullopt);
     co_return write_receipt{write_state::pending, f.stamp, std::move(f.request_id)};
   }
@@ -666,24 +669,39 @@ private:
     if (bytes.empty()) bytes = encode(f);
     hlc_.observe(f.stamp);
     remember(key, known_slot{}, bytes, f.stamp, false, row.version);
-    co_await cache_put(key, std::move(bytes), f.stamp);
+    co_await cache_put(key, std::move(bytes), f.stamp, &d);
     co_return loaded_frame{std::move(f), row.version};
   }
 
-  // The cache is a copy: a failed put is counted, never the caller's error. Not bounded by the
-  // caller's deadline: a write already committed must still reach the cache when it can.
+  // The cache is a copy: a failed put is counted, never the caller's error.
   asio::awaitable<void> cache_put(std::string_view key, const frame& f) { return cache_put(key, encode(f), f.stamp); }
 
-  // `bytes`: the frame's encoding; `stamp`: its order stamp (the cache version).
-  asio::awaitable<void> cache_put(std::string_view key, std::string bytes, order_stamp stamp) {
+  // `bytes`: the frame's encoding; `stamp`: its order stamp (the cache version). With `within`
+  // (a write's or a read's deadline), waited for no longer than that (cache_put_within).
+  asio::awaitable<void> cache_put(std::string_view key, std::string bytes, order_stamp stamp,
+                                  const deadline* within = nullptr) {
     // Named, not a temporary inside the co_await: GCC 12 destroys such a temporary twice.
     versioned entry{std::move(bytes), stamp.value};
     if constexpr (synchronous_cache<Cache>) {
       if (!cache_.put_now(key, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
     } else {
-      auto put = co_await cache_.put(key, std::move(entry), opts_.cache_ttl);
+      auto putting = within ? cache_put_within(key, std::move(entry), *within)
+                            : cache_.put(key, std::move(entry), opts_.cache_ttl);
+      auto put = co_await std::move(putting);
       if (!put) count(stats_.cache_errors, cache_errors());
     }
+  }
+
+  // The cache put of a request, waited for until the caller's deadline and no longer: by then
+  // the write is committed (durable, or its retry message published) or the value loaded, and a
+  // cache that does not answer (Redis or Hazelcast unreachable, a near cache's invalidation
+  // publish waiting for Kafka's delivery timeout) must not hold the answer back. At the deadline
+  // the put gets a terminal cancellation and, if it ignores it, runs on unobserved (cache.hpp,
+  // "Deadlines and abandonment": it owns its arguments), so it may still land; the caller counts
+  // it as a cache error. Started even when the deadline has passed, so that it reaches the cache
+  // when it can.
+  task<bool> cache_put_within(std::string_view key, versioned entry, const deadline& d) {
+    return with_timeout(cache_.put(key, std::move(entry), opts_.cache_ttl), d.remaining(), d.source, "cache put");
   }
 
   // The repository cannot answer: the newest of the cache's entry and this process's copy, if it

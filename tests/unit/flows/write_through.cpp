@@ -1,7 +1,9 @@
 // write_through on the memory models, the fault decorators and manual clocks (steady and wall,
 // moved together): durable and pending writes, the commit point, reads (hit, miss, populate,
 // one load per key, stale within the hard limit), the cache-version rule against an older
-// populate, the breaker, reconcile and a restart from the snapshot during an outage.
+// populate, the breaker, reconcile and a restart from the snapshot during an outage; every step
+// of a write bounded by its deadline (a cache or an invalidation publish that never answers).
+#include <bulwark/flows/near_cache.hpp>
 #include <bulwark/flows/write_through.hpp>
 #include <bulwark/manual_clock.hpp>
 #include <bulwark/memory/cache.hpp>
@@ -58,8 +60,8 @@ struct world {
     return o;
   }
 
-  flow_t::options options(std::uint16_t node = 1) {
-    flow_t::options o;
+  template <class Flow = flow_t> typename Flow::options options(std::uint16_t node = 1) {
+    typename Flow::options o;
     o.retry_topic = topic;
     o.soft_ttl = 30s;
     o.hard_limit = 1h;
@@ -196,6 +198,80 @@ TEST(write_through, bus_down_too_is_an_error_and_nothing_is_accepted) {
   EXPECT_EQ(flow->pending_count(), 0u);
   EXPECT_EQ(flow->stats().pending_writes, 0u);
   EXPECT_EQ(w.mem_bus.end_offset(topic, w.mem_bus.partition_of("k")), 0);
+}
+
+// Regression: the cache put after the repository took the write was not bounded by the write's
+// deadline, so a cache that never answers held a durable write forever. The answer comes at the
+// deadline: durable (the repository has it; the cache is a copy), the put counted as an error.
+TEST(write_through, a_cache_put_that_never_answers_does_not_hold_a_durable_write_past_its_deadline) {
+  world w;
+  auto flow = w.make(w.options());
+  w.cache->faults().hang(op::put);
+  auto r = w.spawn(flow->write("k", "v", bulwark::deadline::after(2s, w.clk)));
+  w.settle();
+  ASSERT_NE(r.wait_for(0s), std::future_status::ready) << "the write did not wait for the cache";
+  w.advance(2s);
+  ASSERT_EQ(r.wait_for(0s), std::future_status::ready) << "the write outlived its deadline";
+  auto written = *r.get();
+  ASSERT_TRUE(written) << written.error().message();
+  EXPECT_EQ(written.value().outcome, flows::write_state::durable);
+  ASSERT_TRUE(w.stored("k"));
+  EXPECT_EQ(w.stored("k")->value, "v");
+  EXPECT_EQ(flow->stats().cache_errors, 1u);
+  w.cache->faults().clear(op::put);
+}
+
+// The same while the repository is down: the retry message is published (the commit point), the
+// pending cache put hangs, the write answers pending at its deadline.
+TEST(write_through, a_cache_put_that_never_answers_does_not_hold_a_pending_write_past_its_deadline) {
+  world w;
+  auto flow = w.make(w.options());
+  w.repo.faults().fail(op::every, bulwark::errc::unavailable);
+  w.cache->faults().hang(op::put);
+  auto r = w.spawn(flow->write("k", "v", bulwark::deadline::after(2s, w.clk)));
+  w.settle();
+  ASSERT_NE(r.wait_for(0s), std::future_status::ready) << "the write did not wait for the cache";
+  w.advance(2s);
+  ASSERT_EQ(r.wait_for(0s), std::future_status::ready) << "the write outlived its deadline";
+  auto written = *r.get();
+  ASSERT_TRUE(written) << written.error().message();
+  EXPECT_EQ(written.value().outcome, flows::write_state::pending);
+  EXPECT_EQ(w.retry_messages(1).size(), 1u);
+  EXPECT_EQ(flow->pending_count(), 1u);
+  w.cache->faults().clear(op::put);
+}
+
+// A near cache whose invalidation publish never completes (Kafka unreachable: a real producer
+// waits for its delivery timeout, 30 s): the shared cache and the repository took the write,
+// which answers durable at its deadline instead of waiting for the bus.
+TEST(write_through, a_near_cache_invalidation_that_never_completes_does_not_hold_a_write_past_its_deadline) {
+  world w;
+  bus_t invalidations{w.mem_bus, w.clk};
+  invalidations.faults().hang(op::publish);
+  using near_t = flows::near_cache<mem_cache, bus_t>;
+  near_t::options n;
+  n.topic = "wt.invalidations";
+  n.clock = w.clk;
+  n.wall_clock = [wall = w.wall] { return wall.now(); };
+  near_t near(*w.shared_cache, invalidations, n);
+  using near_flow_t = flows::write_through<repo_t, near_t, bus_t>;
+  near_flow_t flow(w.repo, near, w.bus, w.options<near_flow_t>());
+  ASSERT_TRUE(w.run(flow.start()));
+  auto r = w.spawn(flow.write("k", "v", bulwark::deadline::after(2s, w.clk)));
+  w.settle();
+  ASSERT_NE(r.wait_for(0s), std::future_status::ready) << "the write did not wait for the invalidation";
+  EXPECT_EQ(invalidations.faults().calls(op::publish), 1u);
+  w.advance(2s);
+  ASSERT_EQ(r.wait_for(0s), std::future_status::ready) << "the write outlived its deadline";
+  auto written = *r.get();
+  ASSERT_TRUE(written) << written.error().message();
+  EXPECT_EQ(written.value().outcome, flows::write_state::durable);
+  ASSERT_TRUE(w.stored("k"));
+  EXPECT_EQ(w.stored("k")->value, "v");
+  ASSERT_TRUE(w.in_cache("k"));
+  EXPECT_EQ(flow.stats().cache_errors, 1u);
+  invalidations.faults().clear(op::publish);
+  w.settle();
 }
 
 TEST(write_through, a_miss_loads_populates_and_then_hits) {

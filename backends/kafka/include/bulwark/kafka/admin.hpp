@@ -78,7 +78,9 @@ public:
   /// create_topic() that treats an existing topic as success; an existing topic is left as it
   /// is (its partitions and replication factor are not compared with `spec`). A topic that one
   /// metadata request already finds is not created at all: CreateTopics goes to the active
-  /// controller, and while that is being elected again (a broker died) it times out.
+  /// controller, and while that is being elected again (a broker died) it times out. One that
+  /// another client created meanwhile (TOPIC_ALREADY_EXISTS) is waited for as create_topic()
+  /// waits: until every partition has a leader.
   task<void> ensure_topic(topic_spec spec) const {
     auto call = [s = s_, spec = std::move(spec)] { return s->ensure(spec); };
     co_return co_await detail::offload(std::move(call));
@@ -198,7 +200,11 @@ private:
     result<void> ensure(const topic_spec& spec) const {
       if (auto d = describe_once(spec.name); d && !d.value().partitions.empty()) return ok();
       auto r = create(spec);
-      if (!r && r.error() == errc::duplicate) return ok(); // created meanwhile, or a broker lagged
+      // Created meanwhile by another client (two services starting together), or a broker lagged:
+      // wait for its leaders as create() does, so that a subscription made next sees the topic.
+      // Returning at once let a consumer join its group before its broker knew the topic, and
+      // hold none of its partitions until its next metadata refresh.
+      if (!r && r.error() == errc::duplicate) return wait_for_leaders(spec.name);
       return r;
     }
 

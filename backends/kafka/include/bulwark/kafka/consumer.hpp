@@ -572,6 +572,12 @@ public:
         {"queued.min.messages", "1000000"},
         {"reconnect.backoff.ms", "100"},
         {"reconnect.backoff.max.ms", "1000"},
+        // Brokers learn of a new topic one after the other: a member whose metadata came from one
+        // that did not know it yet joins with no partition of it (an empty assignment, which
+        // start() accepts) and gets them only at its next metadata refresh, 5 minutes by default.
+        // Every second instead (one small request): a topic created just before, by anyone, is
+        // consumed within about a second and a rebalance.
+        {"topic.metadata.refresh.interval.ms", "1000"},
     };
     auto conf = detail::make_conf(cfg, own);
     if (!conf) co_return conf.error();
