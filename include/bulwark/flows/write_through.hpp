@@ -30,8 +30,9 @@
 // the memory models) is called through its plain calls: the repository's through the breaker but
 // with no with_timeout coroutine thread (a call that never suspends cannot be bounded: with_timeout
 // too returns its result), the cache's with no task. On the memory models a durable write costs
-// about 570 CPU ns against a bare put's 163, a cache hit about 176 against a bare get's 102
-// (benchmarks/write_through.sh, 2026-12-03; docs/last_known_good.md says where the time goes).
+// about four bare puts and a cache hit about two bare gets, by CPU time; the current figures are
+// the write_through rows of the README's "Measured figures" (benchmarks/write_through.sh), and
+// docs/last_known_good.md says where the time goes.
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
 // a time (the others wait for it and share its result), through breaker and timeout; the loaded

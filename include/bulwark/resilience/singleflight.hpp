@@ -8,6 +8,9 @@
 // execution ends, each waiter gets a copy of its result (an exception it threw is rethrown in
 // each waiter, and so is a copy's own exception in the waiter it was for) and the key is
 // forgotten, so the next call runs again: results are shared, never cached.
+// When starting the execution fails (its spawn throws, an allocation fails), that exception is
+// rethrown in each waiter and the key is forgotten too: no later caller waits on an execution
+// that never runs.
 //
 // A waiter whose caller is cancelled (a deadline, a closed connection) leaves at once with
 // errc::cancelled; the execution runs on for the others, and when every waiter has left it still
@@ -161,19 +164,45 @@ private:
         std::move(handler), asio::prefer(ex, asio::execution::outstanding_work.tracked));
     joined = w;
     if (slot.is_connected()) slot.template emplace<cancel_wait>(cancel_wait{core_, w});
+    // Everything that may throw (allocations, the spawn) is inside the try: a key left in the map
+    // with no flight running would make every later caller for it wait forever. On a throw the
+    // flight this call started is ended with that exception (its waiters, this caller and any that
+    // joined meanwhile, get it rethrown), or this caller alone gets it when it was not listed.
     std::shared_ptr<flight> started;
-    {
-      std::lock_guard lock(core_->mutex);
-      auto [it, fresh] = core_->flights.try_emplace(std::string(key));
-      if (fresh) {
-        it->second = std::make_shared<flight>();
-        started = it->second;
+    try {
+      std::list<std::shared_ptr<waiter>> entry{w}; // allocated outside the lock, listed by splice
+      std::string map_key(key);
+      {
+        std::lock_guard lock(core_->mutex);
+        auto [it, fresh] = core_->flights.try_emplace(std::move(map_key));
+        if (fresh) {
+          try {
+            it->second = std::make_shared<flight>();
+          } catch (...) {
+            core_->flights.erase(it);
+            throw;
+          }
+          started = it->second;
+        }
+        w->in = it->second;
+        w->place = entry.begin();
+        w->in->waiters.splice(w->in->waiters.end(), entry); // cannot throw: listed from here on
       }
-      w->in = it->second;
-      w->place = w->in->waiters.insert(w->in->waiters.end(), w);
+      // Detached, with no cancellation slot: no caller's cancellation reaches the shared work.
+      if (started) asio::co_spawn(fallback, execute(core_, started, std::string(key), std::move(make)), asio::detached);
+    } catch (...) {
+      if (started) {
+        std::optional<result<T>> none;
+        finish(core_, started, nullptr, none, std::current_exception());
+      } else {
+        {
+          std::lock_guard lock(core_->mutex);
+          w->settled = true;
+        }
+        w->failure = std::current_exception();
+        w->resume();
+      }
     }
-    // Detached, with no cancellation slot: no caller's cancellation reaches the shared work.
-    if (started) asio::co_spawn(fallback, execute(core_, started, std::string(key), std::move(make)), asio::detached);
   }
 
   static asio::awaitable<void> execute(std::shared_ptr<core> owner, std::shared_ptr<flight> f, std::string key,
@@ -185,10 +214,21 @@ private:
     } catch (...) {
       failure = std::current_exception();
     }
+    finish(owner, f, &key, outcome, failure);
+  }
+
+  // Ends flight `f`: forgets its key (found by `key`, or by a search for `f` when null: no
+  // allocation on the failure path) and resumes every waiter with a copy of `outcome`, or with
+  // `failure` when set. Idempotent: a second call finds no waiters left.
+  static void finish(const std::shared_ptr<core>& owner, const std::shared_ptr<flight>& f, const std::string* key,
+                     std::optional<result<T>>& outcome, std::exception_ptr failure) noexcept {
     std::list<std::shared_ptr<waiter>> done;
     {
       std::lock_guard lock(owner->mutex);
-      if (auto it = owner->flights.find(key); it != owner->flights.end() && it->second == f) owner->flights.erase(it);
+      auto it = key ? owner->flights.find(*key) : owner->flights.begin();
+      if (!key)
+        while (it != owner->flights.end() && it->second != f) ++it;
+      if (it != owner->flights.end() && it->second == f) owner->flights.erase(it);
       done.swap(f->waiters);
       for (auto& w : done) {
         w->settled = true;

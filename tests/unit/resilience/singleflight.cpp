@@ -1,6 +1,6 @@
 // singleflight: concurrent runs for a key share one execution (counted), its result or error or
 // exception reaches every waiter, a cancelled waiter leaves alone, a later run executes again,
-// and callers on two threads share one execution.
+// callers on two threads share one execution, and an allocation failing before an execution runs forgets its key.
 #include <bulwark/clock.hpp>
 #include <bulwark/detail/notifier.hpp>
 #include <bulwark/resilience/singleflight.hpp>
@@ -18,7 +18,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -285,4 +288,68 @@ TEST(singleflight, waiters_on_one_context_run_by_two_threads_are_resumed_safely)
   t2.join();
   EXPECT_EQ(done, calls);
   EXPECT_EQ(flights.in_flight(), 0u);
+}
+
+// Allocation failure on cue. This replaces the global operator new of the test executable; it
+// fails only on the thread that armed it, only allocations of `fail_size` bytes, and only after
+// `fail_skip` of them succeeded; then it disarms. Everywhere else it is malloc.
+namespace {
+thread_local std::size_t fail_size = 0; // 0: disarmed
+thread_local int fail_skip = 0;
+} // namespace
+
+void* operator new(std::size_t size) {
+  if (fail_size != 0 && size == fail_size && fail_skip-- == 0) {
+    fail_size = 0;
+    throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+// Regression: the key went into the map of flights before the execution was spawned, and nothing
+// took it out when something between the two threw (an allocation: the spawn's, its frame's, the
+// key's copy for the execution): every later caller for the key joined a flight that never ran
+// and waited forever (with Asio 1.22 the exception left through the initiation's noexcept
+// await_suspend: std::terminate). The key is long, so each copy of it allocates `key.size() + 1`
+// bytes: the caller's copy (run) and the map's succeed, the copy for the execution fails.
+TEST(singleflight, an_allocation_failing_before_the_execution_runs_fails_its_caller_and_forgets_the_key) {
+  asio::io_context ctx;
+  bulwark::singleflight<std::string> flights;
+  const std::string key(777, 'k');
+  auto executions = std::make_shared<std::atomic<int>>(0);
+  std::function<bulwark::task<std::string>()> make = [executions]() -> bulwark::task<std::string> {
+    return [](std::shared_ptr<std::atomic<int>> n) -> bulwark::task<std::string> {
+      ++*n;
+      co_return std::string("v");
+    }(executions);
+  };
+  bool bad_alloc_seen = false;
+  auto first = [](bulwark::singleflight<std::string>* f, const std::string* k,
+                  std::function<bulwark::task<std::string>()> mk, bool* seen) -> asio::awaitable<void> {
+    fail_size = k->size() + 1;
+    fail_skip = 2;
+    try {
+      (void)co_await f->run(*k, std::move(mk));
+    } catch (const std::bad_alloc&) {
+      *seen = true;
+    }
+    fail_size = 0;
+  };
+  asio::co_spawn(ctx, first(&flights, &key, make, &bad_alloc_seen), asio::detached);
+  ctx.run_for(10s); // bounded
+  EXPECT_TRUE(bad_alloc_seen) << "the caller gets the exception";
+  EXPECT_EQ(fail_skip, -1) << "the third copy of the key failed";
+  EXPECT_EQ(flights.in_flight(), 0u) << "the key is forgotten";
+  EXPECT_EQ(*executions, 0);
+
+  std::optional<bulwark::result<std::string>> later;
+  spawn_into(ctx, flights.run(key, make), &later);
+  ctx.restart();
+  ctx.run_for(10s);
+  ASSERT_TRUE(later) << "a later caller runs a new execution instead of waiting forever";
+  EXPECT_EQ(later->value(), "v");
+  EXPECT_EQ(*executions, 1);
 }
