@@ -21,14 +21,17 @@ public:
 
   /// The cell holding hash's entry when matches(handle) holds, or nullptr. Valid until the
   /// next insert or erase.
-  template <class Matches> cell* find(std::size_t hash, Matches&& matches) {
+  template <class Matches> const cell* find(std::size_t hash, Matches&& matches) const {
     if (cells_.empty()) return nullptr;
     const std::size_t tag = tag_of(hash);
     for (std::size_t i = home(tag);; i = (i + 1) & mask_) {
-      cell& c = cells_[i];
+      const cell& c = cells_[i];
       if (c.tag == 0) return nullptr;
       if (c.tag == tag && matches(c.handle)) return &c;
     }
+  }
+  template <class Matches> cell* find(std::size_t hash, Matches&& matches) {
+    return const_cast<cell*>(std::as_const(*this).find(hash, std::forward<Matches>(matches)));
   }
 
   /// Adds handle under hash; the caller has checked that its key is not present.

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -174,7 +175,14 @@ private:
     std::vector<adjustment> adjustments; // kept while applied: what revert undoes
     time_point expires_at;
   };
-  using record_map = std::map<std::string, record, std::less<>>;
+  // Op ids are only ever looked up, never walked in order: a hash map, found by string_view.
+  // The hash is deliberately not noexcept: libstdc++ then keeps each node's hash code and
+  // compares codes before keys in a bucket chain.
+  struct op_id_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
+  };
+  using record_map = std::unordered_map<std::string, record, op_id_hash, std::equal_to<>>;
 
   result<apply_outcome> repeated_apply(std::string_view op_id, const record& rec) const {
     switch (rec.what) {

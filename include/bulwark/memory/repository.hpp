@@ -1,12 +1,18 @@
 #pragma once
 // memory::repository: the in-memory model of bulwark::repository (the embedded default).
 // Thread-safe: any number of threads and coroutines may call it at once.
+// Rows live in an ordered map (what scan walks, in byte order); get, put and erase find a row
+// through a hash index of map iterators beside it, so a point operation costs one hash and
+// usually one key comparison, not a tree walk comparing long keys that share a prefix
+// (saga logs, outboxes). Only a new key pays the tree insert.
 
+#include <bulwark/detail/hash_index.hpp>
 #include <bulwark/detail/key_rules.hpp>
 #include <bulwark/repository.hpp>
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -43,22 +49,30 @@ public:
 
   // The same operations, synchronous: the memory model never waits.
   result<std::optional<versioned>> get_now(std::string_view key) const {
+    const std::size_t hash = hash_of(key);
     std::shared_lock lock(mutex_);
-    auto it = rows_.find(key);
-    if (it == rows_.end() || !it->second.live) return std::optional<versioned>{};
-    return std::optional<versioned>{versioned{it->second.value, it->second.version}};
+    auto* found = find(key, hash);
+    if (found == nullptr || !found->handle->second.live) return std::optional<versioned>{};
+    const row& r = found->handle->second;
+    return std::optional<versioned>{versioned{r.value, r.version}};
   }
 
   result<version_t> put_now(std::string_view key, std::string value, std::optional<version_t> expected) {
     BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
     BOOST_OUTCOME_TRY(detail::check_value_size(value.size(), opts_.max_value_bytes));
+    const std::size_t hash = hash_of(key);
     std::unique_lock lock(mutex_);
-    auto it = rows_.find(key);
-    const version_t current = (it != rows_.end() && it->second.live) ? it->second.version : no_version;
+    auto* found = find(key, hash);
+    const version_t current =
+        (found != nullptr && found->handle->second.live) ? found->handle->second.version : no_version;
     if (expected && *expected != current)
       return error(errc::conflict,
                    "expected version " + std::to_string(*expected) + ", current " + std::to_string(current));
-    if (it == rows_.end()) it = rows_.emplace(std::string(key), row{{}, version_floor_, false}).first;
+    auto it = found != nullptr ? found->handle : rows_.end();
+    if (it == rows_.end()) {
+      it = rows_.emplace(std::string(key), row{{}, version_floor_, false}).first;
+      index_.insert(hash, it);
+    }
     // Versions keep rising across erase: a tombstone remembers the last one.
     it->second.version += 1;
     it->second.value = std::move(value);
@@ -68,9 +82,11 @@ public:
 
   result<bool> erase_now(std::string_view key) {
     BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    const std::size_t hash = hash_of(key);
     std::unique_lock lock(mutex_);
-    auto it = rows_.find(key);
-    if (it == rows_.end() || !it->second.live) return false;
+    auto* found = find(key, hash);
+    if (found == nullptr || !found->handle->second.live) return false;
+    auto it = found->handle;
     it->second.live = false;
     it->second.value = std::string();
     ++tombstones_;
@@ -108,6 +124,19 @@ private:
     version_t version = no_version;
     bool live = false;
   };
+  using row_map = std::map<std::string, row, std::less<>>;
+  using index_type = detail::hash_index<typename row_map::iterator>;
+
+  static std::size_t hash_of(std::string_view key) noexcept { return std::hash<std::string_view>{}(key); }
+
+  // The index cell of key's row (live or tombstone), or nullptr. The caller holds the mutex.
+  template <class Self> static auto* find_in(Self& self, std::string_view key, std::size_t hash) {
+    return self.index_.find(hash, [key](const typename row_map::iterator& it) { return it->first == key; });
+  }
+  const typename index_type::cell* find(std::string_view key, std::size_t hash) const {
+    return find_in(*this, key, hash);
+  }
+  typename index_type::cell* find(std::string_view key, std::size_t hash) { return find_in(*this, key, hash); }
 
   // Tombstones keep versions monotonic across erase; when they pile up they are dropped and
   // the highest version among them becomes the floor every new row starts above.
@@ -115,6 +144,8 @@ private:
     for (auto it = rows_.begin(); it != rows_.end();) {
       if (!it->second.live) {
         version_floor_ = std::max(version_floor_, it->second.version);
+        const std::string_view key = it->first;
+        index_.erase(find(key, hash_of(key)));
         it = rows_.erase(it);
       } else {
         ++it;
@@ -125,7 +156,8 @@ private:
 
   options opts_{};
   mutable std::shared_mutex mutex_;
-  std::map<std::string, row, std::less<>> rows_;
+  row_map rows_;
+  index_type index_; // key -> its row in rows_
   std::size_t tombstones_ = 0;
   version_t version_floor_ = no_version;
 };

@@ -4,7 +4,7 @@
 // step's effect is requested. The record is what a replica needs to resume a saga after a crash
 // and what keeps two replicas from driving one saga at once (the lease).
 //
-// Encoding (log_codec, ~100 ns; no JSON, the record is written 4-5 times per saga): a version
+// Encoding (log_codec, one allocation, ~100 ns; no JSON, the record is written 4-5 times per saga): a version
 // tag, then fields separated by '\n', strings as <length>:<bytes> so any bytes fit, and the
 // context's own encoding (the definition's codec) last, to the end:
 //   S1\n<state>\n<step>\n<attempt>\n<started_ms>\n<updated_ms>\n<lease_expiry_ms>\n
@@ -21,6 +21,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -90,30 +91,35 @@ private:
 /// The log record's byte format (see above).
 struct log_codec {
   static std::string encode(const log_record& r) {
-    std::string out;
-    out.reserve(64 + r.lease_owner.size() + r.detail.size() + r.context.size());
-    out += "S1\n";
-    auto number = [&](std::int64_t v) {
-      char buf[24];
-      auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
-      out.append(buf, ptr);
-      out += '\n';
+    // One allocation sized for the longest record these fields make (the tag and 8 numbers of
+    // at most 20 digits with a separator each), written in place, then cut to size.
+    std::string out(3 + 8 * 21 + r.lease_owner.size() + r.detail.size() + 2 + r.context.size(), '\0');
+    char* p = out.data();
+    char* const end = p + out.size();
+    auto number = [&](std::int64_t v, char separator) {
+      p = std::to_chars(p, end, v).ptr;
+      *p++ = separator;
     };
-    auto text = [&](const std::string& s) {
-      number(static_cast<std::int64_t>(s.size()));
-      out.back() = ':';
-      out += s;
-      out += '\n';
+    auto bytes = [&](std::string_view s) {
+      std::memcpy(p, s.data(), s.size());
+      p += s.size();
     };
-    number(static_cast<std::int64_t>(r.state));
-    number(r.step);
-    number(r.attempt);
-    number(detail::to_ms(r.started));
-    number(detail::to_ms(r.updated));
-    number(detail::to_ms(r.lease_expiry));
+    auto text = [&](std::string_view s) {
+      number(static_cast<std::int64_t>(s.size()), ':');
+      bytes(s);
+      *p++ = '\n';
+    };
+    bytes("S1\n");
+    number(static_cast<std::int64_t>(r.state), '\n');
+    number(r.step, '\n');
+    number(r.attempt, '\n');
+    number(detail::to_ms(r.started), '\n');
+    number(detail::to_ms(r.updated), '\n');
+    number(detail::to_ms(r.lease_expiry), '\n');
     text(r.lease_owner);
     text(r.detail);
-    out += r.context;
+    bytes(r.context);
+    out.resize(static_cast<std::size_t>(p - out.data()));
     return out;
   }
 

@@ -292,7 +292,12 @@ private:
     bulwark::detail::notifier drained;
     std::optional<subscription_type> reply_subscription;
 
-    std::string key(std::string_view id) const { return prefix + std::string(id); }
+    std::string key(std::string_view id) const {
+      std::string k;
+      k.reserve(prefix.size() + id.size());
+      k.append(prefix).append(id);
+      return k;
+    }
 
     orchestrator_stats stats() const {
       std::lock_guard lock(mutex);
