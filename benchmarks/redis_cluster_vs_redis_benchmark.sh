@@ -51,33 +51,21 @@ bulwark() {
     --tagged "${5:-1}" |
     awk '/^ops_per_sec:/ { print $2 }'
 }
-mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) cluster (3 masters, 3 replicas) on $nodes, 100-byte values, $(nproc) cores"
-read -r rb_set rb_get < <(redis_benchmark 1 "$requests")
-bw_get=$(bulwark get 50 "$requests")
-bw_set=$(bulwark set 50 "$(( requests / 2 ))")
-echo "section 1: 50 in flight"
-echo "  redis-benchmark --cluster -c 50 -P 1:  GET $rb_get ops/s   SET $rb_set ops/s   GET+SET $(mixed "$rb_get" "$rb_set") ops/s"
-echo "  redis::cache on the cluster, 50 coroutines: GET $bw_get ops/s   SET $bw_set ops/s   GET+SET $(mixed "$bw_get" "$bw_set") ops/s"
-echo "  ratio_get: $(div "$bw_get" "$rb_get")   ratio_set: $(div "$bw_set" "$rb_set")"
-ratio=$(div "$(mixed "$bw_get" "$bw_set")" "$(mixed "$rb_get" "$rb_set")")
-
-read -r rbp_set rbp_get < <(redis_benchmark 16 "$requests_pipelined")
-bwp_get=$(bulwark get 800 "$requests_pipelined")
-bwp_set=$(bulwark set 800 "$(( requests_pipelined / 4 ))")
-echo "section 2: 800 in flight"
-echo "  redis-benchmark --cluster -c 50 -P 16: GET $rbp_get ops/s   SET $rbp_set ops/s   GET+SET $(mixed "$rbp_get" "$rbp_set") ops/s"
-echo "  redis::cache on the cluster, 800 coroutines: GET $bwp_get ops/s   SET $bwp_set ops/s   GET+SET $(mixed "$bwp_get" "$bwp_set") ops/s"
-echo "  ratio_get: $(div "$bwp_get" "$rbp_get")   ratio_set: $(div "$bwp_set" "$rbp_set")"
-ratio_pipelined=$(div "$(mixed "$bwp_get" "$bwp_set")" "$(mixed "$rbp_get" "$rbp_set")")
+redis_section "section 1: 50 in flight" 50 1 "$requests" "$(( requests / 2 ))" \
+  "redis-benchmark --cluster -c 50 -P 1: " "redis::cache on the cluster, 50 coroutines:"
+ratio=$section_ratio
+redis_section "section 2: 800 in flight" 800 16 "$requests_pipelined" "$(( requests_pipelined / 4 ))" \
+  "redis-benchmark --cluster -c 50 -P 16:" "redis::cache on the cluster, 800 coroutines:"
+ratio_pipelined=$section_ratio
+pipelined_reference=$section_reference
 
 bws_get=$(bulwark get 800 "$requests_pipelined" 800 0)
 bws_set=$(bulwark set 800 "$(( requests_pipelined / 20 ))" 800 0)
 echo "section 3: 800 in flight, 800 keys spread over the slots (no hash tags)"
 echo "  redis::cache on the cluster, 800 coroutines: GET $bws_get ops/s   SET $bws_set ops/s   GET+SET $(mixed "$bws_get" "$bws_set") ops/s"
-echo "  ratio_spread (vs section 2's redis-benchmark): $(div "$(mixed "$bws_get" "$bws_set")" "$(mixed "$rbp_get" "$rbp_set")")"
+echo "  ratio_spread (vs section 2's redis-benchmark): $(div "$(mixed "$bws_get" "$bws_set")" "$pipelined_reference")"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ratio: $ratio"
 echo "ratio_pipelined: $ratio_pipelined"

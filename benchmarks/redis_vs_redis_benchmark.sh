@@ -26,13 +26,11 @@ requests=${REQUESTS:-400000}
 requests_pipelined=${REQUESTS_PIPELINED:-2000000}
 
 work=$(mktemp -d)
-port=$(free_port)
-redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no --daemonize no \
-  --logfile "$work/redis.log" >/dev/null 2>&1 &
-server=$!
-cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
+redis_pid=
+cleanup() { [ -z "$redis_pid" ] || { kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; } || true; rm -rf "$work"; }
 trap cleanup EXIT
-wait_until 10 redis-cli -p "$port" ping || { echo "redis-server did not start" >&2; exit 1; }
+private_redis "$work"
+port=$redis_port
 
 # redis_benchmark PIPELINE REQUESTS -> "set_rps get_rps"
 redis_benchmark() {
@@ -44,26 +42,14 @@ bulwark() {
   "$bench" --port "$port" --op "$1" --concurrency "$2" --requests "$3" --value-size 100 --pool "${POOL:-1}" |
     awk '/^ops_per_sec:/ { print $2 }'
 }
-mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$port, 100-byte values, $(nproc) cores"
-read -r rb_set rb_get < <(redis_benchmark 1 "$requests")
-bw_get=$(bulwark get 50 "$requests")
-bw_set=$(bulwark set 50 "$(( requests / 2 ))")
-echo "section 1: 50 in flight"
-echo "  redis-benchmark -c 50 -P 1:   GET $rb_get ops/s   SET $rb_set ops/s   GET+SET $(mixed "$rb_get" "$rb_set") ops/s"
-echo "  redis::cache, 50 coroutines:  GET $bw_get ops/s   SET $bw_set ops/s   GET+SET $(mixed "$bw_get" "$bw_set") ops/s"
-echo "  ratio_get: $(div "$bw_get" "$rb_get")   ratio_set: $(div "$bw_set" "$rb_set")"
-ratio=$(div "$(mixed "$bw_get" "$bw_set")" "$(mixed "$rb_get" "$rb_set")")
-
-read -r rbp_set rbp_get < <(redis_benchmark 16 "$requests_pipelined")
-bwp_get=$(bulwark get 800 "$requests_pipelined")
-bwp_set=$(bulwark set 800 "$(( requests_pipelined / 4 ))")
-echo "section 2: 800 in flight"
-echo "  redis-benchmark -c 50 -P 16:  GET $rbp_get ops/s   SET $rbp_set ops/s   GET+SET $(mixed "$rbp_get" "$rbp_set") ops/s"
-echo "  redis::cache, 800 coroutines: GET $bwp_get ops/s   SET $bwp_set ops/s   GET+SET $(mixed "$bwp_get" "$bwp_set") ops/s"
-echo "  ratio_get: $(div "$bwp_get" "$rbp_get")   ratio_set: $(div "$bwp_set" "$rbp_set")"
+redis_section "section 1: 50 in flight" 50 1 "$requests" "$(( requests / 2 ))" \
+  "redis-benchmark -c 50 -P 1: " "redis::cache, 50 coroutines:"
+ratio=$section_ratio
+redis_section "section 2: 800 in flight" 800 16 "$requests_pipelined" "$(( requests_pipelined / 4 ))" \
+  "redis-benchmark -c 50 -P 16:" "redis::cache, 800 coroutines:"
+ratio_pipelined=$section_ratio
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ratio: $ratio"
-echo "ratio_pipelined: $(div "$(mixed "$bwp_get" "$bwp_set")" "$(mixed "$rbp_get" "$rbp_set")")"
+echo "ratio_pipelined: $ratio_pipelined"

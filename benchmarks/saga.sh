@@ -40,13 +40,11 @@ sagas_local=${SAGAS_LOCAL:-200000}
 sagas_remote=${SAGAS_REMOTE:-50000}
 
 work=$(mktemp -d)
-port=$(free_port)
-redis-server --port "$port" --bind 127.0.0.1 --dir "$work" --save "" --appendonly no --daemonize no \
-  --logfile "$work/redis.log" >/dev/null 2>&1 &
-server=$!
-cleanup() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"; }
+redis_pid=
+cleanup() { [ -z "$redis_pid" ] || { kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; } || true; rm -rf "$work"; }
 trap cleanup EXIT
-wait_until 10 redis-cli -p "$port" ping || { echo "redis-server did not start" >&2; exit 1; }
+private_redis "$work"
+port=$redis_port
 
 # once BACKEND KEYS REQUESTS -> "ops/s client-CPU-us/op" of one run (a failed run stops the script)
 once() {
@@ -55,8 +53,6 @@ once() {
 }
 # median FILE -> the line of FILE with the median ops/s
 median() { sort -n "$1" | awk '{ v[NR] = $0 } END { print v[int((NR + 1) / 2)] }'; }
-mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
-div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 # The saga orchestrator's figures: sagas/s of a three-step saga with local steps on the memory
 # models, and with remote steps over the memory bus (bench_saga_orchestrator prints each run's

@@ -97,3 +97,38 @@ CONF
   chmod -R a+rX "$dir" # the workers drop root privileges
   nginx -p "$dir" -c "$dir/nginx.conf"
 }
+
+# The benchmark scripts' arithmetic.
+# mixed A B -> the throughput of an even GET/SET mix of rates A and B (2 / (1/A + 1/B)), rounded
+mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
+# div A B -> A / B with two decimals
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# private_redis DIR -> a redis-server of the benchmark's own (loopback, a free port, no
+# persistence, its files in DIR); sets redis_port and redis_pid, waits until it answers. The
+# caller stops it: kill "$redis_pid".
+private_redis() {
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$1" --save "" --appendonly no --daemonize no \
+    --logfile "$1/redis.log" >/dev/null 2>&1 &
+  redis_pid=$!
+  wait_until 10 redis-cli -p "$redis_port" ping || { echo "redis-server did not start" >&2; return 1; }
+}
+
+# redis_section TITLE IN_FLIGHT PIPELINE REQUESTS SET_REQUESTS REFERENCE_LABEL BULWARK_LABEL
+# One section of the Redis comparisons: the caller's `redis_benchmark PIPELINE REQUESTS` ("set get"
+# ops/s) against its `bulwark OP IN_FLIGHT REQUESTS` (ops/s) for GET and SET; prints the section
+# and sets section_ratio (bulwark's GET+SET mix over the reference's) and section_reference (the
+# reference's mix, ops/s).
+redis_section() {
+  local rb_set rb_get bw_get bw_set
+  read -r rb_set rb_get < <(redis_benchmark "$3" "$4")
+  bw_get=$(bulwark get "$2" "$4")
+  bw_set=$(bulwark set "$2" "$5")
+  echo "$1"
+  echo "  $6  GET $rb_get ops/s   SET $rb_set ops/s   GET+SET $(mixed "$rb_get" "$rb_set") ops/s"
+  echo "  $7  GET $bw_get ops/s   SET $bw_set ops/s   GET+SET $(mixed "$bw_get" "$bw_set") ops/s"
+  echo "  ratio_get: $(div "$bw_get" "$rb_get")   ratio_set: $(div "$bw_set" "$rb_set")"
+  section_reference=$(mixed "$rb_get" "$rb_set")
+  section_ratio=$(div "$(mixed "$bw_get" "$bw_set")" "$section_reference")
+}

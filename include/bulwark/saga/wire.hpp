@@ -38,6 +38,44 @@ constexpr std::string_view to_string(reply_outcome o) noexcept {
   return o == reply_outcome::succeeded ? "succeeded" : "failed";
 }
 
+namespace detail {
+// The three headers every saga message carries, then the one of its kind.
+inline message saga_message(const std::string& saga_id, const std::string& step, op o, const std::string& payload,
+                            std::string_view last_name, std::string last_value) {
+  return {saga_id,
+          payload,
+          {{std::string(header_saga_id), saga_id},
+           {std::string(header_step), step},
+           {std::string(header_op), std::string(to_string(o))},
+           {std::string(last_name), std::move(last_value)}}};
+}
+
+inline result<std::string_view> required_header(const envelope& e, std::string_view name) {
+  auto value = e.find_header(name);
+  if (!value || value->empty()) return error(errc::invalid_argument, "saga message without " + std::string(name));
+  return *value;
+}
+
+// What names the step a message is about: its saga, its step and which half of it.
+struct address {
+  std::string_view saga_id;
+  std::string_view step;
+  saga::op op;
+};
+
+inline result<address> parse_address(const envelope& e) {
+  auto saga_id = required_header(e, header_saga_id);
+  if (!saga_id) return saga_id.error();
+  auto step = required_header(e, header_step);
+  if (!step) return step.error();
+  auto text = required_header(e, header_op);
+  if (!text) return text.error();
+  if (text.value() == "action") return address{saga_id.value(), step.value(), op::action};
+  if (text.value() == "compensation") return address{saga_id.value(), step.value(), op::compensation};
+  return error(errc::invalid_argument, "saga message with op \"" + std::string(text.value()) + "\"");
+}
+} // namespace detail
+
 /// A command as sent and as received (decoded from an envelope, it owns copies).
 struct command {
   std::string saga_id;
@@ -46,14 +84,7 @@ struct command {
   std::string reply_to;
   std::string payload;
 
-  message to_message() const {
-    return {saga_id,
-            payload,
-            {{std::string(header_saga_id), saga_id},
-             {std::string(header_step), step},
-             {std::string(header_op), std::string(to_string(op))},
-             {std::string(header_reply_to), reply_to}}};
-  }
+  message to_message() const { return detail::saga_message(saga_id, step, op, payload, header_reply_to, reply_to); }
 };
 
 /// A participant's answer to one command.
@@ -65,53 +96,26 @@ struct reply {
   std::string payload;
 
   message to_message() const {
-    return {saga_id,
-            payload,
-            {{std::string(header_saga_id), saga_id},
-             {std::string(header_step), step},
-             {std::string(header_op), std::string(to_string(op))},
-             {std::string(header_outcome), std::string(to_string(outcome))}}};
+    return detail::saga_message(saga_id, step, op, payload, header_outcome, std::string(to_string(outcome)));
   }
 };
-
-namespace detail {
-inline result<std::string_view> required_header(const envelope& e, std::string_view name) {
-  auto value = e.find_header(name);
-  if (!value || value->empty()) return error(errc::invalid_argument, "saga message without " + std::string(name));
-  return *value;
-}
-inline result<saga::op> parse_op(const envelope& e) {
-  auto text = required_header(e, header_op);
-  if (!text) return text.error();
-  if (text.value() == "action") return op::action;
-  if (text.value() == "compensation") return op::compensation;
-  return error(errc::invalid_argument, "saga message with op \"" + std::string(text.value()) + "\"");
-}
-} // namespace detail
 
 /// The command an envelope carries; errc::invalid_argument (naming the header) when a header
 /// is missing or malformed. The bus dead-letters such a message at once.
 inline result<command> parse_command(const envelope& e) {
-  auto saga_id = detail::required_header(e, header_saga_id);
-  if (!saga_id) return saga_id.error();
-  auto step = detail::required_header(e, header_step);
-  if (!step) return step.error();
-  auto kind = detail::parse_op(e);
-  if (!kind) return kind.error();
+  auto at = detail::parse_address(e);
+  if (!at) return at.error();
   auto reply_to = detail::required_header(e, header_reply_to);
   if (!reply_to) return reply_to.error();
-  return command{std::string(saga_id.value()), std::string(step.value()), kind.value(), std::string(reply_to.value()),
+  const auto& a = at.value();
+  return command{std::string(a.saga_id), std::string(a.step), a.op, std::string(reply_to.value()),
                  std::string(e.value)};
 }
 
 /// The reply an envelope carries; errc::invalid_argument as parse_command.
 inline result<reply> parse_reply(const envelope& e) {
-  auto saga_id = detail::required_header(e, header_saga_id);
-  if (!saga_id) return saga_id.error();
-  auto step = detail::required_header(e, header_step);
-  if (!step) return step.error();
-  auto kind = detail::parse_op(e);
-  if (!kind) return kind.error();
+  auto at = detail::parse_address(e);
+  if (!at) return at.error();
   auto outcome_text = detail::required_header(e, header_outcome);
   if (!outcome_text) return outcome_text.error();
   reply_outcome outcome;
@@ -121,7 +125,8 @@ inline result<reply> parse_reply(const envelope& e) {
     outcome = reply_outcome::failed;
   else
     return error(errc::invalid_argument, "saga reply with outcome \"" + std::string(outcome_text.value()) + "\"");
-  return reply{std::string(saga_id.value()), std::string(step.value()), kind.value(), outcome, std::string(e.value)};
+  const auto& a = at.value();
+  return reply{std::string(a.saga_id), std::string(a.step), a.op, outcome, std::string(e.value)};
 }
 
 } // namespace bulwark::saga
