@@ -247,24 +247,44 @@ protected:
     return o;
   }
 
-  /// "port id" of the master that owns `slot`, from CLUSTER SLOTS of a live node.
+  /// "port id" of the master that owns `slot`, from CLUSTER SLOTS of the first node that answers.
   std::pair<std::string, std::string> master_of(std::uint16_t slot) {
     for (const auto& seed : seeds_) {
-      const auto port = seed.substr(seed.rfind(':') + 1);
-      std::istringstream lines(shell("redis-cli -p " + port + " cluster slots 2>/dev/null"));
-      // Flat output: start, end, host, port, id, (metadata), ... per range; find by start/end.
-      std::vector<std::string> words;
-      for (std::string w; std::getline(lines, w);) words.push_back(w);
-      for (std::size_t i = 0; i + 4 < words.size(); ++i) {
-        if (words[i + 2] != "127.0.0.1") continue;
-        char* end = nullptr;
-        const long first = std::strtol(words[i].c_str(), &end, 10);
-        if (*end != '\0' || words[i].empty()) continue;
-        const long last = std::strtol(words[i + 1].c_str(), &end, 10);
-        if (*end != '\0' || words[i + 1].empty()) continue;
-        if (first <= slot && slot <= last && first <= last && last < 16384 && words[i + 4].size() == 40)
-          return {words[i + 3], words[i + 4]};
-      }
+      auto seen = master_seen_by(seed, slot);
+      if (!seen.second.empty()) return seen;
+    }
+    return {};
+  }
+
+  // The master of `slot` once every node that answers agrees on it, else empty: a node just
+  // restarted still sees itself as the master it was until the others tell it otherwise.
+  std::pair<std::string, std::string> agreed_master_of(std::uint16_t slot) {
+    std::pair<std::string, std::string> agreed;
+    for (const auto& seed : seeds_) {
+      auto seen = master_seen_by(seed, slot);
+      if (seen.second.empty()) continue;
+      if (!agreed.second.empty() && agreed != seen) return {};
+      agreed = seen;
+    }
+    return agreed;
+  }
+
+  // `seed`'s view of the master of `slot` (empty when it does not answer).
+  std::pair<std::string, std::string> master_seen_by(const std::string& seed, std::uint16_t slot) {
+    const auto port = seed.substr(seed.rfind(':') + 1);
+    std::istringstream lines(shell("redis-cli -p " + port + " cluster slots 2>/dev/null"));
+    // Flat output: start, end, host, port, id, (metadata), ... per range; find by start/end.
+    std::vector<std::string> words;
+    for (std::string w; std::getline(lines, w);) words.push_back(w);
+    for (std::size_t i = 0; i + 4 < words.size(); ++i) {
+      if (words[i + 2] != "127.0.0.1") continue;
+      char* end = nullptr;
+      const long first = std::strtol(words[i].c_str(), &end, 10);
+      if (*end != '\0' || words[i].empty()) continue;
+      const long last = std::strtol(words[i + 1].c_str(), &end, 10);
+      if (*end != '\0' || words[i + 1].empty()) continue;
+      if (first <= slot && slot <= last && first <= last && last < 16384 && words[i + 4].size() == 40)
+        return {words[i + 3], words[i + 4]};
     }
     return {};
   }
@@ -433,7 +453,14 @@ TEST_F(redis_cluster_fault, a_killed_master_fails_over_and_acknowledged_writes_s
         control("start", victim);
       },
       3s, 60s, report);
-  EXPECT_NE(master_of(0).second, victim_id) << "a replica was promoted";
+  // Bounded: the restarted victim learns that it was replaced within a few node timeouts.
+  auto settled = agreed_master_of(0);
+  for (int i = 0; i < 150 && (settled.second.empty() || settled.second == victim_id); ++i) {
+    std::this_thread::sleep_for(100ms);
+    settled = agreed_master_of(0);
+  }
+  EXPECT_NE(settled.second, victim_id) << "a replica was promoted";
+  EXPECT_FALSE(settled.second.empty()) << "the nodes agree on slot 0's master";
   // Every key, the victim's included, was written again after the kill, within the failover time.
   steady::duration slowest{};
   for (const auto& k : keys) {
