@@ -22,13 +22,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-if [ -z "${BUILD_DIR:-}" ]; then
-  BUILD_DIR=build/release
-  cmake --preset release >/dev/null
-  cmake --build "$BUILD_DIR" --target bulwark_redis_benchmark >/dev/null
-fi
+bench_executables redis bulwark_redis_benchmark
 bench="$BUILD_DIR/benchmarks/redis/bulwark_redis_benchmark"
-[ -x "$bench" ] || { echo "missing $bench (build the target bulwark_redis_benchmark)" >&2; exit 1; }
 requests=${REQUESTS:-400000}
 requests_pipelined=${REQUESTS_PIPELINED:-2000000}
 

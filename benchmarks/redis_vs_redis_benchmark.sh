@@ -15,19 +15,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-if [ -z "${BUILD_DIR:-}" ]; then
-  BUILD_DIR=build/release
-  cmake --preset release >/dev/null
-  cmake --build "$BUILD_DIR" --target bulwark_redis_benchmark >/dev/null
-fi
+bench_executables redis bulwark_redis_benchmark
 bench="$BUILD_DIR/benchmarks/redis/bulwark_redis_benchmark"
-[ -x "$bench" ] || { echo "missing $bench (build the target bulwark_redis_benchmark)" >&2; exit 1; }
 requests=${REQUESTS:-400000}
 requests_pipelined=${REQUESTS_PIPELINED:-2000000}
 
 work=$(mktemp -d)
 redis_pid=
-cleanup() { [ -z "$redis_pid" ] || { kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; } || true; rm -rf "$work"; }
+cleanup() { stop_private_redis; rm -rf "$work"; }
 trap cleanup EXIT
 private_redis "$work"
 port=$redis_port

@@ -22,16 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-if [ -z "${BUILD_DIR:-}" ]; then
-  BUILD_DIR=build/release
-  cmake --preset release >/dev/null
-  cmake --build "$BUILD_DIR" --target bench_saga_ledger bench_saga_orchestrator >/dev/null
-fi
+bench_executables saga bench_saga_ledger bench_saga_orchestrator
 ledger_bench="$BUILD_DIR/benchmarks/saga/bench_saga_ledger"
 orchestrator_bench="$BUILD_DIR/benchmarks/saga/bench_saga_orchestrator"
-for b in "$ledger_bench" "$orchestrator_bench"; do
-  [ -x "$b" ] || { echo "missing $b (build the targets bench_saga_ledger bench_saga_orchestrator)" >&2; exit 1; }
-done
 requests=${REQUESTS:-100000}
 requests_memory=${REQUESTS_MEMORY:-1000000}
 in_flight=${IN_FLIGHT:-50}
@@ -41,7 +34,7 @@ sagas_remote=${SAGAS_REMOTE:-50000}
 
 work=$(mktemp -d)
 redis_pid=
-cleanup() { [ -z "$redis_pid" ] || { kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; } || true; rm -rf "$work"; }
+cleanup() { stop_private_redis; rm -rf "$work"; }
 trap cleanup EXIT
 private_redis "$work"
 port=$redis_port

@@ -104,9 +104,24 @@ mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'
 # div A B -> A / B with two decimals
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
+# bench_executables SUBDIR TARGET... -> with BUILD_DIR unset, builds the TARGETs in the release
+# preset (BUILD_DIR=build/release); then each must be an executable in $BUILD_DIR/benchmarks/SUBDIR.
+bench_executables() {
+  local dir=$1 t
+  shift
+  if [ -z "${BUILD_DIR:-}" ]; then
+    BUILD_DIR=build/release
+    cmake --preset release >/dev/null
+    cmake --build "$BUILD_DIR" --target "$@" >/dev/null
+  fi
+  for t in "$@"; do
+    [ -x "$BUILD_DIR/benchmarks/$dir/$t" ] || { echo "missing $BUILD_DIR/benchmarks/$dir/$t (build the target $t)" >&2; return 1; }
+  done
+}
+
 # private_redis DIR -> a redis-server of the benchmark's own (loopback, a free port, no
 # persistence, its files in DIR); sets redis_port and redis_pid, waits until it answers. The
-# caller stops it: kill "$redis_pid".
+# caller stops it with stop_private_redis (a no-op when none was started).
 private_redis() {
   redis_port=$(free_port)
   redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$1" --save "" --appendonly no --daemonize no \
@@ -114,6 +129,7 @@ private_redis() {
   redis_pid=$!
   wait_until 10 redis-cli -p "$redis_port" ping || { echo "redis-server did not start" >&2; return 1; }
 }
+stop_private_redis() { [ -z "${redis_pid:-}" ] || { kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; } || true; }
 
 # redis_section TITLE IN_FLIGHT PIPELINE REQUESTS SET_REQUESTS REFERENCE_LABEL BULWARK_LABEL
 # One section of the Redis comparisons: the caller's `redis_benchmark PIPELINE REQUESTS` ("set get"
