@@ -7,13 +7,13 @@
 //       steps are reverted exactly once, the refused charge changed nothing;
 //   (c) commands delivered again by hand (an action and a compensation already answered) are
 //       answered from the participants' records and change nothing.
-#include <bulwark/kafka/event_bus.hpp>
 #include <bulwark/memory/ledger.hpp>
 #include <bulwark/memory/repository.hpp>
 #include <bulwark/saga/definition.hpp>
 #include <bulwark/saga/orchestrator.hpp>
 #include <bulwark/saga/participant.hpp>
 
+#include "saga_bus.hpp"
 #include "support/run.hpp"
 
 #include <gtest/gtest.h>
@@ -101,28 +101,18 @@ saga::step<order> remote(std::string name, std::string topic, std::function<std:
   return s;
 }
 
-TEST(kafka_saga_orchestrator, remote_steps_complete_compensate_and_ignore_duplicate_commands) {
-  if (!std::getenv("BULWARK_KAFKA_BOOTSTRAP")) {
-    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_KAFKA_BOOTSTRAP is not set";
-    GTEST_SKIP() << "BULWARK_KAFKA_BOOTSTRAP is not set (scripts/servers.sh up kafka)";
-  }
-  asio::io_context ctx;
-  auto cfg = bulwark::kafka::config::from_env();
-  cfg.session_timeout = 6000ms;
-  cfg.heartbeat_interval = 500ms;
-  cfg.drain_timeout = 2000ms;
-  auto created_bus = bulwark::kafka::event_bus::create(ctx.get_executor(), cfg);
-  ASSERT_TRUE(created_bus.has_value()) << created_bus.error();
-  auto& bus = created_bus.value();
+class kafka_saga_orchestrator : public bulwark::test::kafka_saga_bus {};
+
+TEST_F(kafka_saga_orchestrator, remote_steps_complete_compensate_and_ignore_duplicate_commands) {
+  auto& ctx = ctx_;
+  auto& bus = *bus_;
 
   const auto stock_topic = unique_name("saga-stock-commands");
   const auto credit_topic = unique_name("saga-credit-commands");
   const auto reply_topic = unique_name("saga-checkout-replies");
   for (const auto& topic : {stock_topic, credit_topic, reply_topic}) {
-    for (const auto& [name, partitions] : {std::pair{topic, 2}, std::pair{topic + ".dlq", 1}}) {
-      auto created = bulwark::test::run(ctx, bus.admin().create_topic({name, partitions, 3, {}}));
-      ASSERT_TRUE(created.has_value()) << name << ": " << created.error();
-    }
+    ASSERT_NO_FATAL_FAILURE(create_topic(topic, 2));
+    ASSERT_NO_FATAL_FAILURE(create_topic(topic + ".dlq", 1));
   }
 
   // The participants' world: one ledger, one store for their records (distinct key prefixes).

@@ -1,11 +1,11 @@
 // saga::participant on the real Kafka cluster (BULWARK_KAFKA_BOOTSTRAP): a command published
 // twice to a Kafka command topic has exactly one effect on the ledger, and both deliveries are
 // answered with the same reply on the reply topic.
-#include <bulwark/kafka/event_bus.hpp>
 #include <bulwark/memory/ledger.hpp>
 #include <bulwark/memory/repository.hpp>
 #include <bulwark/saga/participant.hpp>
 
+#include "saga_bus.hpp"
 #include "support/run.hpp"
 
 #include <gtest/gtest.h>
@@ -29,27 +29,17 @@ using bulwark::saga::step_command;
 using bulwark::saga::step_result;
 using bulwark::test::unique_name;
 
-TEST(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_reply) {
-  if (!std::getenv("BULWARK_KAFKA_BOOTSTRAP")) {
-    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_KAFKA_BOOTSTRAP is not set";
-    GTEST_SKIP() << "BULWARK_KAFKA_BOOTSTRAP is not set (scripts/servers.sh up kafka)";
-  }
-  asio::io_context ctx;
-  auto cfg = bulwark::kafka::config::from_env();
-  cfg.session_timeout = 6000ms;
-  cfg.heartbeat_interval = 500ms;
-  cfg.drain_timeout = 2000ms;
-  auto created_bus = bulwark::kafka::event_bus::create(ctx.get_executor(), cfg);
-  ASSERT_TRUE(created_bus.has_value()) << created_bus.error();
-  auto& bus = created_bus.value();
+class kafka_saga_participant : public bulwark::test::kafka_saga_bus {};
+
+TEST_F(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_reply) {
+  auto& ctx = ctx_;
+  auto& bus = *bus_;
 
   const auto commands = unique_name("saga-commands");
   const auto replies = unique_name("saga-replies");
-  for (const auto& [topic, partitions] :
-       {std::pair{commands, 2}, std::pair{commands + ".dlq", 1}, std::pair{replies, 2}}) {
-    auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, partitions, 3, {}}));
-    ASSERT_TRUE(created.has_value()) << topic << ": " << created.error();
-  }
+  ASSERT_NO_FATAL_FAILURE(create_topic(commands, 2));
+  ASSERT_NO_FATAL_FAILURE(create_topic(commands + ".dlq", 1));
+  ASSERT_NO_FATAL_FAILURE(create_topic(replies, 2));
 
   bulwark::memory::repository store;
   bulwark::memory::ledger ledger;
