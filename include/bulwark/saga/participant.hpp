@@ -24,7 +24,10 @@
 //   1. parse_command; a malformed command, or a step this participant has no handler for:
 //      errc::invalid_argument, which the bus does not retry: dead-lettered at once, committed.
 //   2. get the (saga id, step) record from the Store (key: key_prefix + "r/" + saga id + "/" +
-//      step; step names never contain '/', so the key and the op id are unambiguous).
+//      step; step names never contain '/', so the key and the op id are unambiguous). A record
+//      it cannot read (corrupt, or another writer's value under its key prefix) is no outage
+//      that a retry outlasts: errc::invalid_argument, dead-lettered at once, nothing run and the
+//      record left as found for an operator to inspect; the saga's step deadline answers it.
 //   3. A reply for this op is recorded: a duplicate. Publish that reply again, run nothing.
 //   4. An action whose compensation came first (a tombstone): refused, "failed", not run.
 //   5. Otherwise run the handler. A step_result is the reply. An error whose condition is
@@ -66,6 +69,8 @@
 //   bulwark_participant_tombstones_total{participant}           compensations before their action
 //   bulwark_participant_late_actions_refused_total{participant} actions refused by a tombstone
 //   bulwark_participant_malformed_total{participant}            commands dead-lettered at once
+//   bulwark_participant_unreadable_records_total{participant}   commands dead-lettered because
+//                                          their step's record could not be read (step 2)
 //   bulwark_participant_purged_total{participant}               records purged after retention
 //
 // Stopping: stop() leaves the group as the bus's subscription stop() does (drains the handler in
@@ -168,6 +173,7 @@ struct participant_stats {
   std::uint64_t tombstones = 0;           ///< compensations that came before their action
   std::uint64_t late_actions_refused = 0; ///< actions refused by a tombstone
   std::uint64_t malformed = 0;            ///< dead-lettered at once
+  std::uint64_t unreadable_records = 0;   ///< dead-lettered: their step's record is unreadable
   std::uint64_t purged = 0;               ///< records purged after their retention
   std::uint64_t purge_failures = 0;       ///< inline purges that met a store error
 };
@@ -372,6 +378,7 @@ public:
     s.tombstones = stats_.tombstones.load(std::memory_order_relaxed);
     s.late_actions_refused = stats_.late_actions_refused.load(std::memory_order_relaxed);
     s.malformed = stats_.malformed.load(std::memory_order_relaxed);
+    s.unreadable_records = stats_.unreadable_records.load(std::memory_order_relaxed);
     s.purged = stats_.purged.load(std::memory_order_relaxed);
     s.purge_failures = stats_.purge_failures.load(std::memory_order_relaxed);
     return s;
@@ -389,7 +396,7 @@ private:
 
   struct atomic_stats {
     std::atomic<std::uint64_t> handled{0}, failed_replies{0}, duplicates{0}, tombstones{0}, late_actions_refused{0},
-        malformed{0}, purged{0}, purge_failures{0};
+        malformed{0}, unreadable_records{0}, purged{0}, purge_failures{0};
   };
 
   struct instruments {
@@ -416,6 +423,10 @@ private:
       malformed = &r.counter_family("bulwark_participant_malformed_total",
                                     "Malformed or unknown saga commands, dead-lettered at once", {"participant"})
                        .labels({name});
+      unreadable = &r.counter_family("bulwark_participant_unreadable_records_total",
+                                     "Saga commands dead-lettered because their step's record could not be read",
+                                     {"participant"})
+                        .labels({name});
       purged = &r.counter_family("bulwark_participant_purged_total", "Participant records purged after their retention",
                                  {"participant"})
                     .labels({name});
@@ -426,6 +437,7 @@ private:
     metrics::counter* tombstones;
     metrics::counter* late_refused;
     metrics::counter* malformed;
+    metrics::counter* unreadable;
     metrics::counter* purged;
   };
 
@@ -492,8 +504,13 @@ private:
     record rec;
     std::optional<version_t> expected = no_version;
     if (found) {
-      BOOST_OUTCOME_CO_TRY(decoded, detail::decode(found->value));
-      rec = std::move(decoded);
+      auto decoded = detail::decode(found->value);
+      if (!decoded) {
+        count(&atomic_stats::unreadable_records, instruments_ ? instruments_->unreadable : nullptr);
+        co_return error(errc::invalid_argument, "saga step record \"" + key + "\" is unreadable (" +
+                                                    decoded.error().message() + "): not retried, nothing run");
+      }
+      rec = std::move(decoded).value();
       expected = found->version;
     }
     auto& slot = cmd.op == op::action ? rec.action : rec.compensation;

@@ -404,6 +404,42 @@ TEST(saga_participant, malformed_commands_and_unknown_steps_are_dead_lettered_at
   f.stop();
 }
 
+// A record it cannot read is not an outage that a retry outlasts: the command is dead-lettered
+// on its first attempt with the key in the reason, nothing is run, and the record stays as found.
+TEST(saga_participant, a_command_whose_record_is_unreadable_is_dead_lettered_at_once) {
+  fixture f;
+  f.start();
+  const std::string key = "participant/stock/r/saga-7/reserve";
+  ASSERT_TRUE(f.memory_store.put_now(key, "not a record", bulwark::no_version).has_value());
+  f.send("saga-7", op::action);
+  ASSERT_TRUE(f.drive_until([&] { return f.committed() == 1 && f.dead_lettered() == 1; }));
+  EXPECT_EQ(f.reply_count(), 0u);
+  EXPECT_EQ(f.action_calls, 0);
+  EXPECT_EQ(f.stock(), 10);
+  EXPECT_EQ(f.participant->stats().unreadable_records, 1u);
+  EXPECT_EQ(f.participant->stats().malformed, 0u);
+  EXPECT_EQ(f.counter("bulwark_participant_unreadable_records_total", {"stock"}, {"participant"}), 1.0);
+  EXPECT_EQ(f.memory_store.get_now(key).value().value().value, "not a record");
+  std::string reason;
+  auto reader = bulwark::test::run(
+      f.ctx, f.memory_bus.subscribe({.topic = std::string(commands_topic) + ".dlq", .group = "inspect"},
+                                    [&](const bulwark::envelope& e) -> task<void> {
+                                      reason = e.find_header(bulwark::dead_letter_error).value_or("");
+                                      EXPECT_EQ(e.find_header(bulwark::dead_letter_attempts).value_or(""), "1");
+                                      co_return bulwark::ok();
+                                    }));
+  ASSERT_TRUE(reader.has_value());
+  ASSERT_TRUE(f.drive_until([&] { return !reason.empty(); }));
+  EXPECT_NE(reason.find(key), std::string::npos) << reason;
+  EXPECT_NE(reason.find("unreadable"), std::string::npos) << reason;
+  // The next saga's command on the same participant is served as usual.
+  f.send("saga-8", op::action);
+  ASSERT_TRUE(f.drive_until([&] { return f.reply_count() == 1; }));
+  EXPECT_EQ(f.stock(), 7);
+  bulwark::test::run(f.ctx, reader.value().stop());
+  f.stop();
+}
+
 TEST(saga_participant, records_are_purged_after_the_retention_and_stay_bounded) {
   fixture f;
   auto o = f.options();
