@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops every test server: each scripts/servers/<name>.sh takes up|down and, on up,
-# appends `export VAR=value` lines (addresses on free loopback ports) to $BULWARK_SERVERS_DIR/env.
+# appends `export VAR=value` lines (addresses on free loopback ports) to $BULWARK_SERVERS_DIR/env,
+# which `down` of every server removes.
 #   scripts/servers.sh up [name...]   scripts/servers.sh down [name...]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,6 +11,7 @@ mkdir -p "$BULWARK_SERVERS_DIR"
 action=${1:?usage: servers.sh up|down [name...]}
 shift
 names=("$@")
+all=$(( $# == 0 ))
 if [ ${#names[@]} -eq 0 ]; then
   for f in "$here"/servers/*.sh; do [ -e "$f" ] && names+=("$(basename "$f" .sh)"); done
 fi
@@ -36,6 +38,9 @@ case "$action" in
   down)
     status=0
     for n in "${names[@]}"; do "$here/servers/$n.sh" down || status=1; done
+    # With every server down, their addresses go too: the next `up` starts a fresh file rather
+    # than appending to lines that name ports nobody listens on.
+    if [ "$all" = 1 ] && [ $status -eq 0 ]; then rm -f "$BULWARK_SERVERS_DIR/env"; fi
     exit $status ;;
   *) echo "usage: servers.sh up|down [name...]" >&2; exit 2 ;;
 esac
