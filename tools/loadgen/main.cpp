@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
   std::cout << loadgen::summary_text(description, recorder) << std::flush;
   int status = recorder.errors() == 0 && recorder.unfinished() == 0 && !description.cut_short ? 0 : 1;
   if (!options.json_path.empty()) {
-    if (auto w = write_file(options.json_path, "--json", loadgen::summary_json(description, recorder).dump(2) + "\n"); !w) {
+    if (auto w = write_file(options.json_path, "--json", loadgen::summary_json(description, recorder).dump(2) + "\n");
+        !w) {
       std::cerr << "loadgen: " << w.error().detail() << '\n';
       status = 1;
     }

@@ -39,17 +39,17 @@ inline constexpr std::size_t max_events = 1'000;
 inline constexpr std::size_t max_event_label = 200;
 
 struct options {
-  std::vector<url> urls;        ///< sent in turn (request i goes to urls[i % size])
+  std::vector<url> urls;              ///< sent in turn (request i goes to urls[i % size])
   std::vector<std::string> url_files; ///< --urls FILE: read by the caller (parse_url_lines)
-  std::string method;           ///< empty: GET, or POST when bodies come from -f
+  std::string method;                 ///< empty: GET, or POST when bodies come from -f
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string basic_auth;       ///< "user:password", empty for none
-  std::string body_file;        ///< -f: JSON object or array of them
+  std::string basic_auth; ///< "user:password", empty for none
+  std::string body_file;  ///< -f: JSON object or array of them
   std::string content_type = "application/json";
-  std::size_t concurrency = 10; ///< requests in flight at most (connections)
-  std::optional<std::uint64_t> requests; ///< -n: total requests
-  std::optional<nanoseconds> duration;   ///< stop starting requests after this
-  std::optional<double> rate;            ///< open model: requests per second on a fixed schedule
+  std::size_t concurrency = 10;                           ///< requests in flight at most (connections)
+  std::optional<std::uint64_t> requests;                  ///< -n: total requests
+  std::optional<nanoseconds> duration;                    ///< stop starting requests after this
+  std::optional<double> rate;                             ///< open model: requests per second on a fixed schedule
   nanoseconds timeout = std::chrono::minutes(10);         ///< the whole run, in-flight requests included
   nanoseconds request_timeout = std::chrono::seconds(10); ///< one request, write to last byte
   nanoseconds connect_timeout = std::chrono::seconds(2);
@@ -58,8 +58,9 @@ struct options {
   std::string control_path; ///< --control SOCKET: a Unix socket, each line received is an event
   std::string title;        ///< the report's title (default: the command line)
   std::vector<event_mark> events;
-  std::uint64_t seed = 0;   ///< {random:..} parameters; 0: from the clock
-  bool quiet = false;       ///< no progress lines
+  std::uint64_t seed = 0;                       ///< {random:..} parameters; 0: from the clock
+  bool quiet = false;                           ///< no progress lines
+  std::optional<nanoseconds> progress_interval; ///< default: 1 s on a terminal, 5 s otherwise
   bool help = false;
 
   /// The method requests are sent with.
@@ -92,6 +93,8 @@ and time, and reports throughput, latency percentiles and errors.
       --control SOCKET     listen on a Unix socket: each line received marks an event now
       --title TEXT         the report's title
       --seed N             seed for {random:A..B} (default: from the clock)
+      --progress T         a progress line every T (default 1s on a terminal, redrawn in place;
+                           5s otherwise, one line each)
   -q, --quiet              no progress lines
   -h, --help               this text
 
@@ -153,7 +156,8 @@ inline bulwark::result<std::vector<std::string>> parse_bodies(std::string_view j
   std::vector<std::string> bodies;
   if (doc.is_array()) {
     if (doc.empty())
-      return bulwark::error(bulwark::errc::invalid_argument, std::string(name) + ": an empty array (no bodies to send)");
+      return bulwark::error(bulwark::errc::invalid_argument,
+                            std::string(name) + ": an empty array (no bodies to send)");
     bodies.reserve(doc.size());
     for (const auto& item : doc) bodies.push_back(item.dump());
   } else {
@@ -248,6 +252,11 @@ inline bulwark::result<options> parse_command_line(std::span<const std::string_v
       if (ec != std::errc() || p != v.data() + v.size() || !(r > 0) || r > 1e7)
         return invalid("--rate wants requests per second, more than 0 and at most 1e7, not '" + std::string(v) + "'");
       rate = r;
+    } else if (flag_is("--progress")) {
+      BOOST_OUTCOME_TRY(v, value());
+      BOOST_OUTCOME_TRY(d, parse_duration(v));
+      if (d < std::chrono::milliseconds(100)) return invalid("--progress must be at least 100ms");
+      o.progress_interval = d;
     } else if (flag_is("--timeout", "--request-timeout", "--connect-timeout")) {
       BOOST_OUTCOME_TRY(v, value());
       BOOST_OUTCOME_TRY(d, parse_duration(v));
@@ -267,7 +276,8 @@ inline bulwark::result<options> parse_command_line(std::span<const std::string_v
         return invalid("--header wants 'Name: value', not '" + std::string(v) + "'");
       std::string_view field = v.substr(colon + 1);
       while (!field.empty() && (field.front() == ' ' || field.front() == '\t')) field.remove_prefix(1);
-      if (field.find_first_of("\r\n") != std::string_view::npos) return invalid("--header: a value cannot hold a line break");
+      if (field.find_first_of("\r\n") != std::string_view::npos)
+        return invalid("--header: a value cannot hold a line break");
       o.headers.emplace_back(std::string(v.substr(0, colon)), std::string(field));
     } else if (flag_is("-u", "--user")) {
       BOOST_OUTCOME_TRY(v, value());

@@ -91,7 +91,8 @@ public:
     for (const auto& [name, value] : options_.headers) base_.headers.add(name, value);
     if (!options_.basic_auth.empty() && !base_.headers.contains("Authorization"))
       base_.headers.set("Authorization", basic_authorization(options_.basic_auth));
-    if (!bodies_.empty() && !base_.headers.contains("Content-Type")) base_.headers.set("Content-Type", options_.content_type);
+    if (!bodies_.empty() && !base_.headers.contains("Content-Type"))
+      base_.headers.set("Content-Type", options_.content_type);
     random_.seed(options_.seed != 0 ? options_.seed
                                     : static_cast<std::uint64_t>(clock::now().time_since_epoch().count()));
   }
@@ -99,7 +100,7 @@ public:
   /// Opens the control socket (if any); errors name the path.
   bulwark::result<void> open_control() {
     if (options_.control_path.empty()) return bulwark::ok();
-    struct stat st{};
+    struct stat st {};
     if (::lstat(options_.control_path.c_str(), &st) == 0) {
       if (!S_ISSOCK(st.st_mode))
         return bulwark::error(bulwark::errc::invalid_argument,
@@ -212,7 +213,9 @@ private:
   }
 
   asio::awaitable<void> report_progress() {
-    const auto period = terminal_ ? std::chrono::seconds(1) : std::chrono::seconds(5);
+    const nanoseconds period = options_.progress_interval ? *options_.progress_interval
+                               : terminal_                ? nanoseconds(std::chrono::seconds(1))
+                                                          : nanoseconds(std::chrono::seconds(5));
     std::uint64_t before = 0;
     for (;;) {
       progress_timer_.expires_after(period);
@@ -254,7 +257,8 @@ private:
       const std::size_t n =
           co_await asio::async_read_until(socket, buffer, '\n', asio::redirect_error(asio::use_awaitable, ec));
       if (ec) co_return;
-      std::string line(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(n));
+      std::string line(asio::buffers_begin(buffer.data()),
+                       asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(n));
       buffer.consume(n);
       while (!line.empty() && (line.back() == '\n' || line.back() == '\r' || line.back() == ' ')) line.pop_back();
       if (line.empty()) continue;

@@ -123,8 +123,8 @@ private:
                             "unknown parameter '{" + std::string(body) + "}' (known: {random:A..B}, {seq:A..B})");
     }
     if (colon == std::string_view::npos)
-      return bulwark::error(bulwark::errc::invalid_argument, "'{" + std::string(name) + "}' needs a range, like {" +
-                                                                 std::string(name) + ":0..99}");
+      return bulwark::error(bulwark::errc::invalid_argument,
+                            "'{" + std::string(name) + "}' needs a range, like {" + std::string(name) + ":0..99}");
     const std::string_view range = body.substr(colon + 1);
     const auto dots = range.find("..");
     if (dots == std::string_view::npos || !parse_int(range.substr(0, dots), p.low) ||
