@@ -86,7 +86,7 @@ test('the report renders every chart from its own file, with the event marks', a
   assert.equal(await page.locator('#throughput text.event-label').first().textContent(), 'database stopped');
   const summary = JSON.parse(await page.locator('#loadgen-summary').textContent());
   assert.ok(summary.requests >= 2900 && summary.requests <= 3000, `requests ${summary.requests}`);
-  assert.equal(await page.locator('#summary tr', { hasText: 'requests/s' }).count(), 1);
+  assert.equal(await page.locator('#summary th', { hasText: /^requests\/s$/ }).count(), 1);
 
   assert.deepEqual(foreign, [], 'no request beyond the file itself');
   assert.deepEqual(errors, [], 'no script or console error');

@@ -66,7 +66,7 @@ public:
     std::uint64_t seen = 0;
     for (std::size_t i = 0; i < counts_.size(); ++i) {
       seen += counts_[i];
-      if (seen >= rank) return std::min(highest_equivalent(i), max_);
+      if (seen >= rank) return i + 1 == counts_.size() ? max_ : std::min(highest_equivalent(i), max_);
     }
     return max_;
   }

@@ -344,7 +344,8 @@ svg { width: 100%; height: auto; background: #fcfcfc; border: 1px solid #ddd; }
   html += detail::histogram_chart(r.latency());
   // The figures as data, for scripts that read the report (and the tests).
   std::string data = json.dump();
-  for (std::size_t at = 0; (at = data.find("</", at)) != std::string::npos; at += 3) data.replace(at, 2, "<\\/");
+  // '<' only occurs inside JSON strings, where \u003c means the same: no "</script>" can end the block.
+  for (std::size_t at = 0; (at = data.find('<', at)) != std::string::npos; at += 6) data.replace(at, 1, "\\u003c");
   detail::append(html, "<script type=\"application/json\" id=\"loadgen-summary\">", data,
                  "</script>\n</main></body></html>\n");
   return html;
