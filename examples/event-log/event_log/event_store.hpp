@@ -43,7 +43,8 @@ public:
     const std::int64_t version = event["version"].template get<std::int64_t>();
     const std::string event_id = event["eventId"].template get<std::string>();
     for (int attempt = 0; attempt < 8; ++attempt) {
-      auto head = co_await repo_.get("head:" + id);
+      const std::string head_key = "head:" + id;
+      auto head = co_await repo_.get(head_key);
       if (!head) co_return head.error();
       const std::int64_t at =
           head.value() ? json::parse(head.value()->value)["version"].template get<std::int64_t>() : 0;
@@ -64,7 +65,7 @@ public:
         if (!same) co_return same.error();
       }
       std::string head_value = json{{"version", version}}.dump();
-      auto moved = co_await repo_.put("head:" + id, std::move(head_value), expected);
+      auto moved = co_await repo_.put(head_key, std::move(head_value), expected);
       if (moved) co_return append_outcome::appended;
       if (moved.error() != bulwark::errc::conflict) co_return moved.error();
       // Another writer moved the head meanwhile: look again.

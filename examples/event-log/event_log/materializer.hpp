@@ -96,7 +96,8 @@ public:
     }
     const std::string cid = event["eventId"].template get<std::string>();
     std::string status = json{{"status", "applied"}, {"id", id}, {"version", version}}.dump();
-    auto marked = co_await snapshots_.put("status:" + cid, std::move(status), std::nullopt);
+    const std::string status_key = "status:" + cid;
+    auto marked = co_await snapshots_.put(status_key, std::move(status), std::nullopt);
     if (!marked) co_return marked.error();
     co_return outcome;
   }

@@ -25,12 +25,14 @@ public:
     commands_.types = &settings_;
     commands_.metrics = pipeline_.metrics();
     commands_.mark_accepted = [this](std::string cid, std::string status) -> bulwark::task<void> {
-      auto put = co_await snapshots_.put("status:" + cid, std::move(status), bulwark::no_version);
+      const std::string status_key = "status:" + cid;
+      auto put = co_await snapshots_.put(status_key, std::move(status), bulwark::no_version);
       if (!put) co_return put.error();
       co_return bulwark::ok();
     };
     commands_.forget = [this](std::string cid) -> bulwark::task<void> {
-      BOOST_OUTCOME_CO_TRY(co_await snapshots_.erase("status:" + cid));
+      const std::string status_key = "status:" + cid;
+      BOOST_OUTCOME_CO_TRY(co_await snapshots_.erase(status_key));
       co_return bulwark::ok();
     };
     commands_.publish = [this](std::string value) -> bulwark::task<void> {

@@ -73,19 +73,10 @@ private:
         pipeline_(settings_, bus_, state_, events_, snapshots_, pipeline_options{r.prefix, metrics}) {
     commands_.types = &settings_;
     commands_.metrics = metrics;
-    commands_.mark_accepted = [this](std::string cid, std::string status) -> bulwark::task<void> {
-      co_return co_await on_backend([this, cid = std::move(cid), status = std::move(status)]() -> bulwark::task<void> {
-        auto put = co_await snapshots_.put("status:" + cid, status, bulwark::no_version);
-        if (!put) co_return put.error();
-        co_return bulwark::ok();
-      });
+    commands_.mark_accepted = [this](std::string cid, std::string status) {
+      return run_on(ex_, mark_accepted(std::move(cid), std::move(status)));
     };
-    commands_.forget = [this](std::string cid) -> bulwark::task<void> {
-      co_return co_await on_backend([this, cid = std::move(cid)]() -> bulwark::task<void> {
-        BOOST_OUTCOME_CO_TRY(co_await snapshots_.erase("status:" + cid));
-        co_return bulwark::ok();
-      });
-    };
+    commands_.forget = [this](std::string cid) { return run_on(ex_, forget(std::move(cid))); };
     commands_.publish = [this](std::string value) -> bulwark::task<void> {
       bulwark::message m;
       m.key = std::string(command_key);
@@ -96,17 +87,9 @@ private:
     };
     queries_.types = &settings_;
     queries_.metrics = metrics;
-    queries_.get = [this](std::string key) -> bulwark::task<std::optional<bulwark::versioned>> {
-      co_return co_await on_backend([this, key = std::move(key)]() -> bulwark::task<std::optional<bulwark::versioned>> {
-        co_return co_await snapshots_.get(key);
-      });
-    };
-    queries_.scan = [this](std::string prefix, std::string after,
-                           std::size_t limit) -> bulwark::task<bulwark::scan_page> {
-      co_return co_await on_backend(
-          [this, prefix = std::move(prefix), after = std::move(after), limit]() -> bulwark::task<bulwark::scan_page> {
-            co_return co_await snapshots_.scan(prefix, after, limit);
-          });
+    queries_.get = [this](std::string key) { return run_on(ex_, get_snapshot(std::move(key))); };
+    queries_.scan = [this](std::string prefix, std::string after, std::size_t limit) {
+      return run_on(ex_, scan_snapshots(std::move(prefix), std::move(after), limit));
     };
   }
 
@@ -117,16 +100,39 @@ private:
     return o;
   }
 
-  /// Runs `op()` on the backend thread (the Redis client is single-threaded) and resumes here.
-  /// The lambda is kept in this frame, so the coroutine it starts may use its captures.
-  /// (co_spawn with use_awaitable needs a default-constructible value, which result<T> is not,
-  /// so the value travels in an optional.)
-  template <class Op> auto on_backend(Op op) -> decltype(op()) {
-    using value_type = typename decltype(op())::value_type;
-    auto held = [](decltype(op()) inner) -> asio::awaitable<std::optional<value_type>> {
-      co_return std::optional<value_type>(co_await std::move(inner));
+  // The backend calls of the HTTP handlers, run on the backend thread by run_on. Plain member
+  // coroutines with parameters by value: each owns what it uses.
+  bulwark::task<void> mark_accepted(std::string cid, std::string status) {
+    const std::string key = "status:" + cid;
+    auto put = co_await snapshots_.put(key, std::move(status), bulwark::no_version);
+    if (!put) co_return put.error();
+    co_return bulwark::ok();
+  }
+  bulwark::task<void> forget(std::string cid) {
+    const std::string key = "status:" + cid;
+    auto erased = co_await snapshots_.erase(key);
+    if (!erased) co_return erased.error();
+    co_return bulwark::ok();
+  }
+  bulwark::task<std::optional<bulwark::versioned>> get_snapshot(std::string key) {
+    auto got = co_await snapshots_.get(key);
+    co_return got;
+  }
+  bulwark::task<bulwark::scan_page> scan_snapshots(std::string prefix, std::string after, std::size_t limit) {
+    auto page = co_await snapshots_.scan(prefix, after, limit);
+    co_return page;
+  }
+
+  /// Runs `op` on `ex` (the Redis client is single-threaded) and resumes the caller on its own
+  /// executor. (co_spawn with use_awaitable needs a default-constructible value, which result<T>
+  /// is not, so the value travels in an optional.)
+  template <class T> static bulwark::task<T> run_on(asio::any_io_executor ex, bulwark::task<T> op) {
+    auto held = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
+      auto r = co_await std::move(inner);
+      co_return std::optional<bulwark::result<T>>(std::move(r));
     };
-    auto done = co_await asio::co_spawn(ex_, held(op()), asio::use_awaitable);
+    auto wrapped = held(std::move(op));
+    auto done = co_await asio::co_spawn(ex, std::move(wrapped), asio::use_awaitable);
     co_return std::move(*done);
   }
 

@@ -155,7 +155,8 @@ inline void add_query_routes(http::router& routes, query_api_context& ctx) {
   routes.get("/commands/{id}", [&ctx](http::request& req) -> task<http::response> {
     const std::string cid(*req.param("id"));
     if (!is_uuid(cid)) co_return plain(400, text::bad_id(cid));
-    auto got = co_await ctx.get("status:" + cid);
+    const std::string status_key = "status:" + cid;
+    auto got = co_await ctx.get(status_key);
     if (!got) co_return plain(503, got.error().message());
     if (!got.value()) co_return plain(404, "Command \"" + cid + "\" is unknown");
     json status = json::parse(got.value()->value);
@@ -182,7 +183,8 @@ inline void add_query_routes(http::router& routes, query_api_context& ctx) {
     json next = nullptr;
     // Tombstones are skipped, so a page may need more than one scan.
     while (items.size() < limit) {
-      auto page = co_await ctx.scan(prefix, after, limit - items.size());
+      const std::size_t wanted = limit - items.size();
+      auto page = co_await ctx.scan(prefix, after, wanted);
       if (!page) co_return plain(503, page.error().message());
       for (auto& e : page.value().entries) {
         auto snap = json::parse(e.value);
@@ -203,7 +205,8 @@ inline void add_query_routes(http::router& routes, query_api_context& ctx) {
     if (!type) co_return plain(400, text::unsupported);
     const std::string id(*req.param("id"));
     if (!is_uuid(id)) co_return plain(400, text::bad_id(id));
-    auto got = co_await ctx.get("snap:" + type->base + ":" + id);
+    const std::string snapshot_key = "snap:" + type->base + ":" + id;
+    auto got = co_await ctx.get(snapshot_key);
     if (!got) co_return plain(503, got.error().message());
     if (!got.value()) co_return plain(404, type->name + " \"" + id + "\" not found");
     auto snap = json::parse(got.value()->value);

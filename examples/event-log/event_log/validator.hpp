@@ -173,7 +173,8 @@ private:
   }
 
   bulwark::task<json> load(const std::string& id) {
-    auto got = co_await state_.get("agg:" + id);
+    const std::string record_key = "agg:" + id;
+    auto got = co_await state_.get(record_key);
     if (!got) co_return got.error();
     if (!got.value()) co_return json();
     co_return json::parse(got.value()->value);
@@ -193,7 +194,8 @@ private:
   bulwark::task<void> write_records(const json& state) {
     for (const auto& [rid, r] : state.items()) {
       if (r.is_null()) continue;
-      auto put = co_await state_.put("agg:" + rid, r.dump(), std::nullopt);
+      const std::string record_key = "agg:" + rid;
+      auto put = co_await state_.put(record_key, r.dump(), std::nullopt);
       if (!put) co_return put.error();
     }
     co_return bulwark::ok();
