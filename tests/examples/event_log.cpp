@@ -5,6 +5,7 @@
 // The pipeline runs on a background io_context (the memory bus delivers there); the tests call
 // the routers as the HTTP server would and wait, bounded, until every group caught up.
 
+#include "../support/keys.hpp"
 #include "../support/run.hpp"
 
 #include <bulwark/app.hpp>
@@ -345,7 +346,7 @@ TEST_F(event_log_test, a_rebuild_while_commands_arrive_converges) {
   for (int round = 0; round < 10; ++round)
     for (std::size_t i = 0; i < assets.size(); ++i) {
       if ((i + static_cast<std::size_t>(round)) % 7 == 0) continue;
-      accepted("PUT", "/assets/" + assets[i], asset_body("r" + std::to_string(round)));
+      accepted("PUT", "/assets/" + assets[i], asset_body(bulwark::test::numbered_key("r", round)));
     }
   settle();
   done = true;
@@ -364,7 +365,7 @@ TEST_F(event_log_test, a_rebuild_while_commands_arrive_converges) {
 }
 
 TEST_F(event_log_test, paged_list) {
-  for (int i = 0; i < 5; ++i) accepted("POST", "/assets", asset_body(std::to_string(i)));
+  for (int i = 0; i < 5; ++i) accepted("POST", "/assets", asset_body(bulwark::test::numbered_key("", i)));
   settle();
   auto first = json::parse(query("/assets?limit=2").body);
   ASSERT_EQ(first["items"].size(), 2u);
