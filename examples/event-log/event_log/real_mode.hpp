@@ -1,0 +1,149 @@
+#pragma once
+// Real mode: the stages on Kafka (topics <prefix>commands, <prefix>events, <prefix>rejections)
+// and Redis (key prefixes <prefix>state:, <prefix>events:, <prefix>snapshots:). One process
+// may run any set of stages; several processes with the same prefix form one deployment, each
+// consumer stage's replicas one consumer group.
+//
+// Threads: one io_context thread runs the Kafka bus's deliveries and the Redis client; the HTTP
+// handlers (on the servers' threads) hop onto it for every backend call.
+
+#include <event_log/pipeline.hpp>
+#include <event_log/routes.hpp>
+
+#include <bulwark/kafka/event_bus.hpp>
+#include <bulwark/redis/client.hpp>
+#include <bulwark/redis/repository.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace event_log {
+
+struct real_options {
+  std::string kafka_bootstrap = "localhost:9092";
+  std::string redis_host = "127.0.0.1";
+  std::uint16_t redis_port = 6379;
+  std::string prefix = "event-log.";
+  int partitions = 4;
+  std::chrono::milliseconds session_timeout{6000};
+};
+
+class real_deployment {
+public:
+  using bus_type = bulwark::kafka::event_bus;
+  using repository_type = bulwark::redis::repository;
+  using pipeline_type = pipeline<bus_type, repository_type>;
+
+  /// Errors: the Kafka client could not be created (a bad bootstrap list).
+  static bulwark::result<std::unique_ptr<real_deployment>> create(asio::any_io_executor ex, const settings& s,
+                                                                  real_options r) {
+    auto metrics = std::make_shared<bulwark::metrics::registry>();
+    bulwark::kafka::config k;
+    k.bootstrap_servers = r.kafka_bootstrap;
+    k.metrics = metrics;
+    k.metrics_interval = std::chrono::seconds(1);
+    k.default_partitions = r.partitions;
+    k.session_timeout = r.session_timeout;
+    k.heartbeat_interval = std::chrono::milliseconds(500);
+    k.drain_timeout = std::chrono::seconds(5);
+    k.linger = std::chrono::milliseconds(1);
+    BOOST_OUTCOME_TRY(bus, bus_type::create(ex, k));
+    return std::unique_ptr<real_deployment>(new real_deployment(ex, s, std::move(r), std::move(bus), metrics));
+  }
+
+  pipeline_type& stages() { return pipeline_; }
+  command_api_context& commands() { return commands_; }
+  query_api_context& queries() { return queries_; }
+  asio::any_io_executor executor() const { return ex_; }
+  asio::awaitable<void> stop() {
+    co_await pipeline_.stop();
+    co_await bus_.stop();
+  }
+
+private:
+  real_deployment(asio::any_io_executor ex, const settings& s, real_options r, bus_type bus,
+                  std::shared_ptr<bulwark::metrics::registry> metrics)
+      : ex_(ex), settings_(s), client_(ex, redis_options(r)), bus_(std::move(bus)),
+        state_(client_, {r.prefix + "state:"}), events_(client_, {r.prefix + "events:"}),
+        snapshots_(client_, {r.prefix + "snapshots:"}),
+        pipeline_(settings_, bus_, state_, events_, snapshots_, pipeline_options{r.prefix, metrics}) {
+    commands_.types = &settings_;
+    commands_.metrics = metrics;
+    commands_.mark_accepted = [this](std::string cid, std::string status) {
+      return run_on(ex_, mark_accepted(std::move(cid), std::move(status)));
+    };
+    commands_.forget = [this](std::string cid) { return run_on(ex_, forget(std::move(cid))); };
+    commands_.publish = [this](std::string value) -> bulwark::task<void> {
+      bulwark::message m;
+      m.key = std::string(command_key);
+      m.value = std::move(value);
+      auto sent = co_await bus_.publish(pipeline_.topic_name(topic::commands), std::move(m));
+      if (!sent) co_return sent.error();
+      co_return bulwark::ok();
+    };
+    queries_.types = &settings_;
+    queries_.metrics = metrics;
+    queries_.get = [this](std::string key) { return run_on(ex_, get_snapshot(std::move(key))); };
+    queries_.scan = [this](std::string prefix, std::string after, std::size_t limit) {
+      return run_on(ex_, scan_snapshots(std::move(prefix), std::move(after), limit));
+    };
+  }
+
+  static bulwark::redis::connection_options redis_options(const real_options& r) {
+    bulwark::redis::connection_options o;
+    o.host = r.redis_host;
+    o.port = r.redis_port;
+    return o;
+  }
+
+  // The backend calls of the HTTP handlers, run on the backend thread by run_on. Plain member
+  // coroutines with parameters by value: each owns what it uses.
+  bulwark::task<void> mark_accepted(std::string cid, std::string status) {
+    const std::string key = "status:" + cid;
+    auto put = co_await snapshots_.put(key, std::move(status), bulwark::no_version);
+    if (!put) co_return put.error();
+    co_return bulwark::ok();
+  }
+  bulwark::task<void> forget(std::string cid) {
+    const std::string key = "status:" + cid;
+    auto erased = co_await snapshots_.erase(key);
+    if (!erased) co_return erased.error();
+    co_return bulwark::ok();
+  }
+  bulwark::task<std::optional<bulwark::versioned>> get_snapshot(std::string key) {
+    auto got = co_await snapshots_.get(key);
+    co_return got;
+  }
+  bulwark::task<bulwark::scan_page> scan_snapshots(std::string prefix, std::string after, std::size_t limit) {
+    auto page = co_await snapshots_.scan(prefix, after, limit);
+    co_return page;
+  }
+
+  /// Runs `op` on `ex` (the Redis client is single-threaded) and resumes the caller on its own
+  /// executor. (co_spawn with use_awaitable needs a default-constructible value, which result<T>
+  /// is not, so the value travels in an optional.)
+  template <class T> static bulwark::task<T> run_on(asio::any_io_executor ex, bulwark::task<T> op) {
+    auto held = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
+      auto r = co_await std::move(inner);
+      co_return std::optional<bulwark::result<T>>(std::move(r));
+    };
+    auto wrapped = held(std::move(op));
+    auto done = co_await asio::co_spawn(ex, std::move(wrapped), asio::use_awaitable);
+    co_return std::move(*done);
+  }
+
+  asio::any_io_executor ex_;
+  const settings& settings_;
+  bulwark::redis::client client_;
+  bus_type bus_;
+  repository_type state_, events_, snapshots_;
+  pipeline_type pipeline_;
+  command_api_context commands_;
+  query_api_context queries_;
+};
+
+} // namespace event_log

@@ -1,0 +1,296 @@
+// event-log: the CQRS pipeline of issue 16. One executable; the stage it runs is its first
+// argument or its name (event-log-validator, ... are links to it, see CMakeLists.txt):
+//
+//   event-log [all] [--mode memory|real]    every stage in this process (memory: the default)
+//   event-log command-api | validator | persister | materializer | query-api   --mode real
+//   event-log rebuild | verify              --mode real: snapshots from the event store
+//
+// Options: --settings FILE (default: the reference's types), --address 127.0.0.1,
+// --command-port / --query-port (default: the settings' ports), --metrics-port N (consumer
+// stages: /metrics), --kafka host:port,... ($BULWARK_KAFKA_BOOTSTRAP), --redis host:port
+// ($BULWARK_REDIS_HOST/PORT), --prefix event-log. (topics, groups, Redis keys), --threads N.
+
+#include <event_log/memory_mode.hpp>
+#include <event_log/routes.hpp>
+
+#ifdef EVENT_LOG_REAL_BACKENDS
+#include <event_log/real_mode.hpp>
+#endif
+
+#include <bulwark/app.hpp>
+#include <bulwark/http/router.hpp>
+#include <bulwark/http/server.hpp>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace el = event_log;
+namespace http = bulwark::http;
+
+namespace {
+
+struct options {
+  std::string stage = "all";
+  std::string mode = "memory";
+  std::string settings_path;
+  std::string address = "127.0.0.1";
+  int command_port = -1, query_port = -1, metrics_port = -1;
+  std::size_t threads = 1;
+  std::string kafka, redis, prefix = "event-log.";
+};
+
+const std::vector<std::string> stages = {"all",          "command-api", "validator", "persister",
+                                         "materializer", "query-api",   "rebuild",   "verify"};
+
+int usage(const std::string& why) {
+  std::cerr << "event-log: " << why
+            << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
+               " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
+               " [--metrics-port N] [--threads N] [--kafka LIST] [--redis HOST:PORT] [--prefix P]\n";
+  return 2;
+}
+
+/// The backends' io_context on `n` threads. Memory mode runs two: each subscription's handlers
+/// stay on their own strand, so the stages run in parallel; the memory models take locks. Real
+/// mode runs one: the Redis client is single-threaded.
+class io_threads {
+public:
+  explicit io_threads(std::size_t n) : work_(asio::make_work_guard(ctx_)) {
+    for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { ctx_.run(); });
+  }
+  ~io_threads() {
+    work_.reset();
+    ctx_.stop();
+    for (auto& t : threads_) t.join();
+  }
+  asio::any_io_executor executor() { return ctx_.get_executor(); }
+
+private:
+  asio::io_context ctx_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
+};
+
+/// The HTTP servers this process runs; stopped on destruction.
+struct servers {
+  std::vector<std::unique_ptr<http::router>> routers;
+  std::vector<std::unique_ptr<http::server>> running;
+
+  bool add(const options& o, std::uint16_t port, const std::function<void(http::router&)>& routes,
+           const std::string& name) {
+    routers.push_back(std::make_unique<http::router>());
+    routes(*routers.back());
+    http::server_options s;
+    s.address = o.address;
+    s.port = port;
+    s.threads = o.threads;
+    s.limits.max_body = 8u << 20; // the command API refuses > 64 KiB with its own 400
+    running.push_back(std::make_unique<http::server>(s, routers.back()->as_handler()));
+    if (auto started = running.back()->start(); !started) {
+      std::cerr << "event-log: " << name << ": " << started.error().message() << "\n";
+      return false;
+    }
+    std::cout << "event-log: " << name << " listening on http://" << o.address << ":" << running.back()->port()
+              << std::endl;
+    return true;
+  }
+  ~servers() {
+    for (auto& s : running) s->stop(std::chrono::seconds(5));
+  }
+};
+
+std::uint16_t port_of(int flag, std::uint16_t from_settings) {
+  return flag >= 0 ? static_cast<std::uint16_t>(flag) : from_settings;
+}
+
+int run_memory(const options& o, const el::settings& s, bulwark::app::stop_signals& signals) {
+  if (o.stage != "all") return usage("stage " + o.stage + " runs only with --mode real (memory mode is one process)");
+  io_threads io(2);
+  el::memory_deployment d(io.executor(), s);
+  if (auto started = bulwark::app::block_on(io.executor(), d.start()); !started) {
+    std::cerr << "event-log: " << started.error().message() << "\n";
+    return 1;
+  }
+  {
+    servers http_servers;
+    if (!http_servers.add(
+            o, port_of(o.command_port, s.command_port),
+            [&](http::router& r) { el::add_command_routes(r, d.commands()); }, "command API") ||
+        !http_servers.add(
+            o, port_of(o.query_port, s.query_port), [&](http::router& r) { el::add_query_routes(r, d.queries()); },
+            "query API")) {
+      bulwark::app::block_on(io.executor(), d.stop());
+      return 1;
+    }
+    std::cout << "event-log: all stages in this process on memory backends" << std::endl;
+    signals.wait();
+  }
+  bulwark::app::block_on(io.executor(), d.stop());
+  return 0;
+}
+
+#ifdef EVENT_LOG_REAL_BACKENDS
+int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals& signals) {
+  el::real_options r;
+  r.prefix = o.prefix;
+  r.kafka_bootstrap = !o.kafka.empty()                         ? o.kafka
+                      : std::getenv("BULWARK_KAFKA_BOOTSTRAP") ? std::getenv("BULWARK_KAFKA_BOOTSTRAP")
+                                                               : "localhost:9092";
+  std::string redis = o.redis;
+  if (redis.empty() && std::getenv("BULWARK_REDIS_HOST") && std::getenv("BULWARK_REDIS_PORT"))
+    redis = std::string(std::getenv("BULWARK_REDIS_HOST")) + ":" + std::getenv("BULWARK_REDIS_PORT");
+  if (!redis.empty()) {
+    auto colon = redis.rfind(':');
+    if (colon == std::string::npos) return usage("--redis wants HOST:PORT");
+    r.redis_host = redis.substr(0, colon);
+    r.redis_port = static_cast<std::uint16_t>(std::stoi(redis.substr(colon + 1)));
+  }
+  io_threads io(1);
+  auto created = el::real_deployment::create(io.executor(), s, r);
+  if (!created) {
+    std::cerr << "event-log: " << created.error().message() << "\n";
+    return 1;
+  }
+  auto& d = *created.value();
+  const bool all = o.stage == "all";
+  if (o.stage == "rebuild" || o.stage == "verify") {
+    auto ran = bulwark::app::block_on(io.executor(), [&]() -> bulwark::task<int> {
+      if (o.stage == "rebuild") {
+        auto report = co_await d.stages().snapshots().rebuild();
+        if (!report) co_return report.error();
+        std::cout << "rebuild: " << report.value().streams << " streams, " << report.value().written
+                  << " snapshots written" << std::endl;
+        co_return 0;
+      }
+      auto report = co_await d.stages().snapshots().verify();
+      if (!report) co_return report.error();
+      std::cout << "verify: " << report.value().streams << " streams, " << report.value().differ
+                << " snapshots differ from a rebuild" << std::endl;
+      co_return report.value().differ == 0 ? 0 : 1;
+    }());
+    bulwark::app::block_on(io.executor(), d.stop());
+    if (!ran) {
+      std::cerr << "event-log: " << ran.error().message() << "\n";
+      return 1;
+    }
+    return ran.value();
+  }
+  auto start = [&](auto op, const char* what) {
+    auto started = bulwark::app::block_on(io.executor(), op());
+    if (!started) std::cerr << "event-log: " << what << ": " << started.error().message() << "\n";
+    return bool(started);
+  };
+  bool ok = true;
+  if (all || o.stage == "validator") ok = ok && start([&] { return d.stages().start_validator(); }, "validator");
+  if (all || o.stage == "persister") ok = ok && start([&] { return d.stages().start_persister(); }, "persister");
+  if (all || o.stage == "materializer")
+    ok = ok && start([&] { return d.stages().start_materializer(); }, "materializer");
+  {
+    servers http_servers;
+    if (ok && (all || o.stage == "command-api"))
+      ok = http_servers.add(
+          o, port_of(o.command_port, s.command_port), [&](http::router& r) { el::add_command_routes(r, d.commands()); },
+          "command API");
+    if (ok && (all || o.stage == "query-api"))
+      ok = http_servers.add(
+          o, port_of(o.query_port, s.query_port), [&](http::router& r) { el::add_query_routes(r, d.queries()); },
+          "query API");
+    if (ok && o.metrics_port >= 0 && !all && o.stage != "command-api" && o.stage != "query-api")
+      ok = http_servers.add(
+          o, static_cast<std::uint16_t>(o.metrics_port),
+          [&](http::router& r) { r.get("/metrics", http::metrics_handler(d.stages().metrics())); }, "metrics");
+    if (ok) {
+      std::cout << "event-log: " << o.stage << " running on Kafka " << r.kafka_bootstrap << " and Redis "
+                << r.redis_host << ":" << r.redis_port << " (prefix " << r.prefix << ")" << std::endl;
+      signals.wait();
+    }
+  }
+  bulwark::app::block_on(io.executor(), d.stop());
+  return ok ? 0 : 1;
+}
+#endif
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bulwark::app::stop_signals signals;
+  options o;
+  std::string self = argv[0];
+  if (auto slash = self.rfind('/'); slash != std::string::npos) self = self.substr(slash + 1);
+  if (self.starts_with("event-log-")) o.stage = self.substr(10);
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&]() -> std::optional<std::string> {
+      if (i + 1 >= args.size()) return std::nullopt;
+      return args[++i];
+    };
+    auto number = [&](int& out) {
+      auto v = value();
+      if (!v) return false;
+      char* end = nullptr;
+      const long n = std::strtol(v->c_str(), &end, 10);
+      if (*end != '\0' || n < 0 || n > 65535) return false;
+      out = static_cast<int>(n);
+      return true;
+    };
+    bool good = true;
+    if (a == "--help" || a == "-h") {
+      usage("the CQRS pipeline of examples/event-log (see its README)");
+      return 0;
+    } else if (a == "--mode") {
+      auto v = value();
+      good = v && (*v == "memory" || *v == "real");
+      if (good) o.mode = *v;
+    } else if (a == "--settings") {
+      auto v = value();
+      good = bool(v);
+      if (good) o.settings_path = *v;
+    } else if (a == "--address") {
+      auto v = value();
+      good = bool(v);
+      if (good) o.address = *v;
+    } else if (a == "--command-port") {
+      good = number(o.command_port);
+    } else if (a == "--query-port") {
+      good = number(o.query_port);
+    } else if (a == "--metrics-port") {
+      good = number(o.metrics_port);
+    } else if (a == "--threads") {
+      int n = 0;
+      good = number(n) && n > 0;
+      o.threads = static_cast<std::size_t>(n);
+    } else if (a == "--kafka" || a == "--redis" || a == "--prefix") {
+      auto v = value();
+      good = bool(v);
+      if (good) (a == "--kafka" ? o.kafka : a == "--redis" ? o.redis : o.prefix) = *v;
+    } else if (!a.starts_with("--") && std::find(stages.begin(), stages.end(), a) != stages.end()) {
+      o.stage = a;
+    } else {
+      return usage("unknown argument " + a);
+    }
+    if (!good) return usage("bad value for " + a);
+  }
+  if (std::find(stages.begin(), stages.end(), o.stage) == stages.end()) return usage("unknown stage " + o.stage);
+  auto loaded =
+      o.settings_path.empty() ? el::parse_settings(el::default_settings_json) : el::load_settings(o.settings_path);
+  if (!loaded) {
+    std::cerr << "event-log: " << loaded.error().detail() << "\n";
+    return 2;
+  }
+  const el::settings s = std::move(loaded).value();
+  if (o.mode == "memory") return run_memory(o, s, signals);
+#ifdef EVENT_LOG_REAL_BACKENDS
+  return run_real(o, s, signals);
+#else
+  std::cerr << "event-log: real mode is not built in (this tree was configured without the Kafka and Redis adapters)\n";
+  return 2;
+#endif
+}
