@@ -20,8 +20,9 @@
 namespace predictions {
 
 enum class backend_kind { memory, real };
-/// What one process runs: everything, the HTTP API (ingestion and the views) or the consumer.
-enum class role_kind { all, api, consumer };
+/// What one process runs: everything, the HTTP API (ingestion and the views), the consumer, or
+/// the audit (reads the whole topic with a group of its own and compares it with the stores).
+enum class role_kind { all, api, consumer, audit };
 
 struct config {
   backend_kind backend = backend_kind::memory;
@@ -57,8 +58,12 @@ inline environment process_environment() {
 
 inline constexpr std::string_view usage = R"(usage: predictions [options]
   --backend memory|real     memory (default): one process, no servers; real: Kafka, MySQL, Redis
-  --role all|api|consumer   all (default): API and consumer in this process; real mode only:
-                            api (POST /input, GET /live, GET /logs) or consumer (the group member)
+  --role all|api|consumer|audit
+                            all (default): API and consumer in this process; real mode only:
+                            api (POST /input, GET /live, GET /logs), consumer (the group member),
+                            audit (reads the topic from the start with a group of its own, prints
+                            {"accepted","logs","logsDistinct","missingLogs","aggregatesTotal"} and
+                            exits 0 when the stores hold each accepted input exactly once)
   --address A --port P      where HTTP listens (default 127.0.0.1:8080; 0: a free port)
   --push-interval-ms N      how often open event streams are refreshed (default 200)
   --kafka BROKERS --topic T --group G --partitions N
@@ -117,8 +122,10 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
       c.role = role_kind::api;
     else if (*v == "consumer")
       c.role = role_kind::consumer;
+    else if (*v == "audit")
+      c.role = role_kind::audit;
     else
-      return bulwark::error(bulwark::errc::invalid_argument, "--role: all, api or consumer, not " + *v);
+      return bulwark::error(bulwark::errc::invalid_argument, "--role: all, api, consumer or audit, not " + *v);
   }
   text("address", c.address);
   number("port", c.port, 0, 65535);
@@ -145,7 +152,8 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
       return bulwark::error(bulwark::errc::invalid_argument, "unknown option --" + name);
   }
   if (c.backend == backend_kind::memory && c.role != role_kind::all)
-    return bulwark::error(bulwark::errc::invalid_argument, "--role api or consumer needs --backend real (memory mode is one process)");
+    return bulwark::error(bulwark::errc::invalid_argument,
+                          "--role api, consumer or audit needs --backend real (memory mode is one process)");
   if (c.backend == backend_kind::real && c.kafka.empty())
     return bulwark::error(bulwark::errc::invalid_argument, "--backend real needs --kafka BROKERS");
   return c;

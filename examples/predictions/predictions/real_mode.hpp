@@ -15,9 +15,12 @@
 #include <bulwark/redis/client.hpp>
 #include <bulwark/redis/script.hpp>
 
+#include <atomic>
 #include <iostream>
 #include <map>
+#include <set>
 #include <string>
+#include <thread>
 
 namespace predictions {
 
@@ -135,6 +138,82 @@ inline bulwark::task<void> ensure_topic(const bulwark::kafka::admin& a, std::str
 
 } // namespace detail
 
+/// Every log key, page by page (1000 a page).
+inline bulwark::task<std::vector<std::string>> all_log_ids(bulwark::mysql::repository& logs) {
+  std::vector<std::string> ids;
+  std::string after;
+  for (;;) {
+    auto scanning = logs.scan(log_prefix, after, 1000);
+    BOOST_OUTCOME_CO_TRY(page, co_await std::move(scanning));
+    for (auto& e : page.entries) {
+      auto a = accepted_from_json(e.value);
+      ids.push_back(a ? a.value().id : e.key);
+    }
+    if (!page.next) break;
+    after = *page.next;
+  }
+  co_return ids;
+}
+
+/// --role audit: the accepted inputs are the topic's messages (a request cut by a kill may have
+/// been accepted without its client knowing). Reads them all with a fresh group until none came
+/// for 3 s, then compares: every accepted id logged once, the aggregates' total equal to the
+/// count. Prints one JSON line; exit 0 when both hold, 1 when not, 2 when the audit failed.
+inline int audit(const config& c, asio::any_io_executor ex, bulwark::kafka::event_bus& bus,
+                 bulwark::mysql::repository& logs, redis_aggregates& aggregates) {
+  auto ids = std::make_shared<std::set<std::string>>();
+  auto messages = std::make_shared<std::atomic<std::int64_t>>(0);
+  auto last = std::make_shared<std::atomic<std::int64_t>>(unix_ms());
+  bulwark::subscribe_options o;
+  o.topic = c.topic;
+  o.group = c.group + "-audit-" + std::to_string(unix_ms());
+  auto handler = [ids, messages, last](const bulwark::envelope& e) -> bulwark::task<void> {
+    auto a = accepted_from_json(e.value);
+    if (a) ids->insert(a.value().id); // on home: the handlers of one subscription never overlap on threads
+    messages->fetch_add(1);
+    last->store(unix_ms());
+    co_return bulwark::ok();
+  };
+  auto subscribing = [](bulwark::kafka::event_bus& b, bulwark::subscribe_options so,
+                        bulwark::message_handler h) -> bulwark::task<bulwark::kafka::event_bus::subscription> {
+    co_return co_await b.subscribe(std::move(so), std::move(h));
+  };
+  auto sub = bulwark::app::block_on(ex, subscribing(bus, o, handler));
+  if (!sub) {
+    std::cerr << "predictions: audit: subscribe: " << sub.error().message() << "\n";
+    return 2;
+  }
+  last->store(unix_ms());
+  const auto give_up = unix_ms() + 300'000;
+  while (unix_ms() - last->load() < 3000 && unix_ms() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  bulwark::app::block_on(ex, sub.value().stop());
+  auto logged = bulwark::app::block_on(ex, all_log_ids(logs));
+  auto live = bulwark::app::block_on(ex, aggregates.snapshot());
+  if (!logged || !live) {
+    std::cerr << "predictions: audit: " << (!logged ? logged.error().message() : live.error().message()) << "\n";
+    return 2;
+  }
+  const auto accepted = bulwark::app::block_on(ex, [](std::shared_ptr<std::set<std::string>> s) -> asio::awaitable<std::size_t> {
+    co_return s->size();
+  }(ids));
+  std::set<std::string> distinct(logged.value().begin(), logged.value().end());
+  std::size_t missing = 0;
+  for (const auto& id : *ids) missing += distinct.count(id) ? 0 : 1;
+  const auto total = live.value()["total"].get<std::int64_t>();
+  nlohmann::json report = nlohmann::json::object();
+  report["messages"] = messages->load();
+  report["accepted"] = accepted;
+  report["logs"] = logged.value().size();
+  report["logsDistinct"] = distinct.size();
+  report["missingLogs"] = missing;
+  report["aggregatesTotal"] = total;
+  std::cout << report.dump() << std::endl;
+  const bool exact = missing == 0 && logged.value().size() == accepted && distinct.size() == accepted &&
+                     total == static_cast<std::int64_t>(accepted);
+  return exact ? 0 : 1;
+}
+
 /// Real mode: opens Kafka (the topic), MySQL (the logs table) and Redis, then serve().
 inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
   auto metrics = std::make_shared<bulwark::metrics::registry>();
@@ -185,6 +264,13 @@ inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
     return 1;
   }
 
+  if (c.role == role_kind::audit) {
+    const int code = audit(c, ex, bus, logs, aggregates);
+    bulwark::app::block_on(ex, bus.stop());
+    bulwark::app::block_on(ex, redis.stop());
+    bulwark::app::block_on(ex, pool.stop());
+    return code;
+  }
   models<bulwark::kafka::event_bus, bulwark::mysql::repository, redis_aggregates> all{
       bus, logs, aggregates,
       "kafka topic " + c.topic + ", mysql " + c.mysql_database + "." + c.logs_table + ", redis prefix " +

@@ -64,13 +64,21 @@ public:
       refused_.inc();
       co_return bulwark::http::json(400, violations_json(checked.violations));
     }
-    accepted a{ids_.next(unix_ms()), unix_ms(), std::move(*checked.value)};
-    bulwark::message m{a.id, to_json(a).dump(), {{std::string(id_header), a.id}}};
+    accepted a;
+    a.received_at_ms = unix_ms();
+    a.id = ids_.next(a.received_at_ms);
+    a.value = std::move(*checked.value);
+    bulwark::message m;
+    m.key = a.id;
+    m.value = to_json(a).dump();
+    m.headers.push_back(bulwark::header{std::string(id_header), a.id});
     auto publishing = bus_.publish(topic_, std::move(m));
     auto published = co_await std::move(publishing);
     if (!published) co_return published.error();
     accepted_.inc();
-    co_return bulwark::http::json(202, {{"id", a.id}});
+    nlohmann::json answer = nlohmann::json::object();
+    answer["id"] = a.id;
+    co_return bulwark::http::json(202, answer);
   }
 
 private:
@@ -163,7 +171,9 @@ public:
       auto j = nlohmann::json::parse(entry.value, nullptr, false);
       if (!j.is_discarded()) list.push_back(std::move(j));
     }
-    co_return nlohmann::json{{"logs", std::move(list)}};
+    nlohmann::json out = nlohmann::json::object(); // not a braced temporary: GCC 12 coroutines mishandle those
+    out["logs"] = std::move(list);
+    co_return out;
   }
 
   bulwark::task<bulwark::http::response> live(bulwark::http::request& req) {
@@ -262,7 +272,9 @@ private:
             if (!changed && !s.fresh) continue;
             nlohmann::json mine = nlohmann::json::array();
             for (std::size_t i = 0; i < all.size() && i < s.limit; ++i) mine.push_back(all[i]);
-            s.stream->send(nlohmann::json{{"logs", mine}}.dump(), "logs");
+            nlohmann::json event = nlohmann::json::object();
+            event["logs"] = std::move(mine);
+            s.stream->send(event.dump(), "logs");
           }
         }
       }
