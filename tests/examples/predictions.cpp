@@ -174,7 +174,7 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   EXPECT_FALSE(pr::parse_config({"--port", "70000"}, none));
   EXPECT_FALSE(pr::parse_config({"--colour", "blue"}, none));
   EXPECT_FALSE(pr::parse_config({"--port"}, none));
-  EXPECT_FALSE(pr::parse_config({"--role", "api"}, none)); // memory mode is one process
+  EXPECT_FALSE(pr::parse_config({"--role", "api"}, none));     // memory mode is one process
   EXPECT_FALSE(pr::parse_config({"--backend", "real"}, none)); // no brokers
   EXPECT_TRUE(pr::logs_limit("limit=1000"));
   EXPECT_FALSE(pr::logs_limit("limit=0"));
@@ -281,8 +281,9 @@ TEST(PredictionsPipeline, InputToLiveAndLogsInMemoryMode) {
   dup.key = again.id;
   dup.value = pr::to_json(again).dump();
   ASSERT_TRUE(bulwark::app::block_on(m.home.executor(), m.bus.publish(m.c.topic, dup)));
-  ASSERT_TRUE(eventually([&] { return m.metrics->expose().find("predictions_consumed_total{outcome=\"duplicate\"} 1") !=
-                                      std::string::npos; }));
+  ASSERT_TRUE(eventually([&] {
+    return m.metrics->expose().find("predictions_consumed_total{outcome=\"duplicate\"} 1") != std::string::npos;
+  }));
   EXPECT_EQ(nlohmann::json::parse(call(port, "GET", "/live").body)["total"], 3);
 
   const auto logs = nlohmann::json::parse(call(port, "GET", "/logs?limit=2").body);

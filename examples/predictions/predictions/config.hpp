@@ -32,8 +32,8 @@ struct config {
   /// How often open event streams are refreshed from the stores.
   std::chrono::milliseconds push_interval{200};
   // real mode
-  std::string kafka;                        ///< bootstrap servers
-  std::string topic = "predictions";        ///< the inputs' topic (created with `partitions`, RF 3, min ISR 2)
+  std::string kafka;                 ///< bootstrap servers
+  std::string topic = "predictions"; ///< the inputs' topic (created with `partitions`, RF 3, min ISR 2)
   std::string group = "predictions-consumers";
   int partitions = 12;
   std::string mysql_host = "127.0.0.1";
@@ -78,8 +78,10 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
   std::map<std::string, std::string, std::less<>> given;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto a = args[i];
-    if (!a.starts_with("--")) return bulwark::error(bulwark::errc::invalid_argument, "unexpected argument " + std::string(a));
-    if (i + 1 >= args.size()) return bulwark::error(bulwark::errc::invalid_argument, "option " + std::string(a) + " needs a value");
+    if (!a.starts_with("--"))
+      return bulwark::error(bulwark::errc::invalid_argument, "unexpected argument " + std::string(a));
+    if (i + 1 >= args.size())
+      return bulwark::error(bulwark::errc::invalid_argument, "option " + std::string(a) + " needs a value");
     given[std::string(a.substr(2))] = std::string(args[++i]);
   }
   std::vector<std::string> known;

@@ -38,7 +38,8 @@ struct prediction {
 /// One reason an input was refused: the field and what is wrong with it (stable codes).
 struct violation {
   std::string field;
-  std::string code; ///< missing, blank, not_a_string, too_long, same_team, bad_score, bad_phase, unknown_field, not_an_object
+  std::string
+      code; ///< missing, blank, not_a_string, too_long, same_team, bad_score, bad_phase, unknown_field, not_an_object
   std::string message;
 };
 
@@ -163,8 +164,12 @@ struct accepted {
 };
 
 inline nlohmann::json to_json(const accepted& a) {
-  return {{"id", a.id},       {"receivedAt", a.received_at_ms}, {"team1", a.value.team1}, {"team2", a.value.team2},
-          {"score", a.value.score()}, {"phase", a.value.phase}};
+  return {{"id", a.id},
+          {"receivedAt", a.received_at_ms},
+          {"team1", a.value.team1},
+          {"team2", a.value.team2},
+          {"score", a.value.score()},
+          {"phase", a.value.phase}};
 }
 
 /// Reads a published prediction back. Errors: errc::invalid_argument (not ours: dead-lettered).

@@ -32,7 +32,8 @@ namespace predictions {
 /// read script names keys it builds; on a Redis Cluster the prefix would need a {hash tag}).
 class redis_aggregates {
 public:
-  redis_aggregates(bulwark::redis::client& c, std::string prefix, std::chrono::milliseconds retention = std::chrono::hours(24))
+  redis_aggregates(bulwark::redis::client& c, std::string prefix,
+                   std::chrono::milliseconds retention = std::chrono::hours(24))
       : client_(c), prefix_(std::move(prefix) + ":"), retention_ms_(std::to_string(retention.count())) {}
 
   bulwark::task<bool> record(const accepted& a) {
@@ -194,9 +195,8 @@ inline int audit(const config& c, asio::any_io_executor ex, bulwark::kafka::even
     std::cerr << "predictions: audit: " << (!logged ? logged.error().message() : live.error().message()) << "\n";
     return 2;
   }
-  const auto accepted = bulwark::app::block_on(ex, [](std::shared_ptr<std::set<std::string>> s) -> asio::awaitable<std::size_t> {
-    co_return s->size();
-  }(ids));
+  const auto accepted = bulwark::app::block_on(
+      ex, [](std::shared_ptr<std::set<std::string>> s) -> asio::awaitable<std::size_t> { co_return s->size(); }(ids));
   std::set<std::string> distinct(logged.value().begin(), logged.value().end());
   std::size_t missing = 0;
   for (const auto& id : *ids) missing += distinct.count(id) ? 0 : 1;

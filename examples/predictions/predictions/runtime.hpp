@@ -162,8 +162,8 @@ int serve(const config& c, bulwark::app::stop_signals& signals, asio::any_io_exe
     return 1;
   }
   const char* role = c.role == role_kind::all ? "api+consumer" : c.role == role_kind::api ? "api" : "consumer";
-  log_line("listening on http://" + c.address + ":" + std::to_string(p.port()) + " (" + role + ", " +
-           m.description + ")");
+  log_line("listening on http://" + c.address + ":" + std::to_string(p.port()) + " (" + role + ", " + m.description +
+           ")");
   signals.wait();
   log_line("stopping");
   p.stop();

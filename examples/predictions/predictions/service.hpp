@@ -51,10 +51,11 @@ template <class Bus> class ingestion {
 public:
   ingestion(Bus& bus, std::string topic, std::shared_ptr<bulwark::metrics::registry> metrics)
       : bus_(bus), topic_(std::move(topic)),
-        accepted_(metrics->counter_family("predictions_inputs_total", "Inputs by outcome", {"outcome"})
-                      .labels({"accepted"})),
-        refused_(metrics->counter_family("predictions_inputs_total", "Inputs by outcome", {"outcome"})
-                     .labels({"invalid"})) {}
+        accepted_(
+            metrics->counter_family("predictions_inputs_total", "Inputs by outcome", {"outcome"}).labels({"accepted"})),
+        refused_(
+            metrics->counter_family("predictions_inputs_total", "Inputs by outcome", {"outcome"}).labels({"invalid"})) {
+  }
 
   /// POST /input. 400 with every violation; 503 when the bus refused or failed (nothing was
   /// accepted: the client may send again); 202 {"id"} once the message is durable.
@@ -180,7 +181,8 @@ public:
     if (bulwark::http::accepts_event_stream(req)) co_return subscribe(live_streams_);
     const auto type = bulwark::http::preferred_type(req, {"application/json", "text/html"});
     if (type == "text/html") co_return bulwark::http::response(200, "text/html; charset=utf-8", std::string(live_page));
-    if (type.empty()) co_return bulwark::http::error_response(406, "not_acceptable", "offered: application/json, text/html");
+    if (type.empty())
+      co_return bulwark::http::error_response(406, "not_acceptable", "offered: application/json, text/html");
     auto reading = bulwark::run_on(ex_, aggregates_.snapshot());
     BOOST_OUTCOME_CO_TRY(snapshot, co_await std::move(reading));
     co_return bulwark::http::json(snapshot);
@@ -192,16 +194,15 @@ public:
     if (bulwark::http::accepts_event_stream(req)) co_return subscribe(log_streams_, *limit);
     const auto type = bulwark::http::preferred_type(req, {"application/json", "text/html"});
     if (type == "text/html") co_return bulwark::http::response(200, "text/html; charset=utf-8", std::string(logs_page));
-    if (type.empty()) co_return bulwark::http::error_response(406, "not_acceptable", "offered: application/json, text/html");
+    if (type.empty())
+      co_return bulwark::http::error_response(406, "not_acceptable", "offered: application/json, text/html");
     auto reading = bulwark::run_on(ex_, latest(*limit));
     BOOST_OUTCOME_CO_TRY(list, co_await std::move(reading));
     co_return bulwark::http::json(list);
   }
 
   /// Starts the push loop (on the executor given at construction).
-  void start() {
-    asio::co_spawn(ex_, push_loop(), asio::detached);
-  }
+  void start() { asio::co_spawn(ex_, push_loop(), asio::detached); }
 
   /// Ends every open stream and the loop (the HTTP server's stop ends the connections too).
   void stop() {

@@ -41,7 +41,8 @@ inline double quality_of(std::string_view accept, std::string_view type) {
     int specificity = -1;
     if (range == "*/*")
       specificity = 0;
-    else if (range.size() == slash + 2 && range.ends_with("/*") && http::iequals(range.substr(0, slash), type.substr(0, slash)))
+    else if (range.size() == slash + 2 && range.ends_with("/*") &&
+             http::iequals(range.substr(0, slash), type.substr(0, slash)))
       specificity = 1;
     else if (http::iequals(range, type))
       specificity = 2;
