@@ -108,7 +108,8 @@ public:
   /// prediction goes to the dead-letter topic (invalid_argument is not retried).
   bulwark::task<void> handle(const bulwark::envelope& e) {
     BOOST_OUTCOME_CO_TRY(a, accepted_from_json(e.value));
-    auto writing = logs_.put(log_key(a.id), std::string(e.value), bulwark::no_version);
+    const std::string key = log_key(a.id); // put takes a view: the key outlives the task
+    auto writing = logs_.put(key, std::string(e.value), bulwark::no_version);
     auto written = co_await std::move(writing);
     if (!written && written.error() != bulwark::errc::conflict) co_return written.error(); // conflict: logged before
     auto recording = aggregates_.record(a);

@@ -280,19 +280,24 @@ private:
       });
     });
     bool quiet = false; // the last wait ended by the heartbeat period, not a wake-up
-    for (bool written = true; written;) {
+    for (;;) {
       auto [pending, ended] = stream.take();
-      if (quiet && pending.empty()) pending = ":\n\n";
-      if (req.method == "HEAD") pending.clear(); // the head only
       ended = ended || req.method == "HEAD" || shared_.stopping.load(std::memory_order_relaxed);
+      if (req.method == "HEAD") pending.clear(); // the head only
+      if (quiet && pending.empty() && !ended) pending = ":\n\n";
+      quiet = false;
       if (!pending.empty() && chunked)
         append_chunk(out_, pending);
       else
         out_.append(pending);
       if (ended && chunked) append_chunk(out_, {});
-      if (!out_.empty()) written = co_await flush();
+      if (!out_.empty()) {
+        const bool written = co_await flush();
+        if (!written) break;
+      }
       if (ended) break;
-      if (!written) break;
+      // A wake-up that came while the write was suspended found no wait to cancel: look again.
+      if (!pending.empty()) continue;
       enter(connection_phase::streaming, clock::time_point::max());
       asio::error_code waited;
       wake->expires_after(stream.settings().heartbeat);
