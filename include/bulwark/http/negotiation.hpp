@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <initializer_list>
+#include <string>
 #include <string_view>
 
 namespace bulwark::http {
