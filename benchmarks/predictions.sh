@@ -139,7 +139,8 @@ for mode in $MODES; do
         PREDICTIONS_GROUP="predictions_$suffix" PREDICTIONS_PARTITIONS=12 \
         PREDICTIONS_MYSQL_HOST="$BULWARK_MYSQL_HOST" PREDICTIONS_MYSQL_PORT="$BULWARK_MYSQL_PORT" \
         PREDICTIONS_MYSQL_USER="$BULWARK_MYSQL_USER" PREDICTIONS_MYSQL_PASSWORD="${BULWARK_MYSQL_PASSWORD:-}" \
-        PREDICTIONS_MYSQL_DATABASE="predictions_$suffix" PREDICTIONS_REDIS_HOST="$BULWARK_REDIS_HOST" \
+        PREDICTIONS_MYSQL_DATABASE="${BULWARK_MYSQL_DATABASE:-bulwark_test}" PREDICTIONS_LOGS_TABLE="predictions_$suffix" \
+        PREDICTIONS_REDIS_HOST="$BULWARK_REDIS_HOST" \
         PREDICTIONS_REDIS_PORT="$BULWARK_REDIS_PORT" PREDICTIONS_REDIS_PREFIX="predictions_$suffix"
       start api --role api --port 0
       api=$port
@@ -150,7 +151,7 @@ for mode in $MODES; do
       run real "$api" "$c1" "$c2"
       real_rate=$accepted_rate real_p99=$p99
       mysql -h "$BULWARK_MYSQL_HOST" -P "$BULWARK_MYSQL_PORT" -u "$BULWARK_MYSQL_USER" -p"${BULWARK_MYSQL_PASSWORD:-}" \
-        -e "DROP DATABASE IF EXISTS predictions_$suffix" 2>/dev/null || true
+        -e "DROP TABLE IF EXISTS predictions_$suffix" "${BULWARK_MYSQL_DATABASE:-bulwark_test}" 2>/dev/null || true
       redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" --scan --pattern "predictions_$suffix:*" |
         xargs -r -n 500 redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" DEL >/dev/null || true
       ;;

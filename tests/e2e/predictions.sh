@@ -12,7 +12,8 @@
 #                                 afterwards `--role audit` reads the topic (the accepted inputs,
 #                                 whatever the clients saw) and the stores must hold each once.
 # Environment (real): BULWARK_KAFKA_BOOTSTRAP, BULWARK_MYSQL_{HOST,PORT,USER,PASSWORD},
-# BULWARK_REDIS_{HOST,PORT} (scripts/servers.sh); CHAOS_SECONDS (default 8) sets the load's
+# BULWARK_MYSQL_DATABASE (the logs go to a table of their own in it), BULWARK_REDIS_{HOST,PORT}
+# (scripts/servers.sh); CHAOS_SECONDS (default 8) sets the load's
 # length: the short form runs in CI, `CHAOS_SECONDS=120 predictions.sh BIN real` is the long one.
 # Every wait is bounded; the script stops what it started.
 set -euo pipefail
@@ -27,7 +28,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
   if [ "$mode" = real ] && [ -n "${suffix:-}" ]; then
     mysql -h "$BULWARK_MYSQL_HOST" -P "$BULWARK_MYSQL_PORT" -u "$BULWARK_MYSQL_USER" -p"$BULWARK_MYSQL_PASSWORD" \
-      -e "DROP DATABASE IF EXISTS $database" 2>/dev/null || true
+      -e "DROP TABLE IF EXISTS $table" "$database" 2>/dev/null || true
     redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" --scan --pattern "$prefix:*" 2>/dev/null |
       xargs -r -n 500 redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" DEL >/dev/null 2>&1 || true
   fi
@@ -131,13 +132,14 @@ for v in BULWARK_KAFKA_BOOTSTRAP BULWARK_MYSQL_HOST BULWARK_MYSQL_PORT BULWARK_M
   [ -n "${!v:-}" ] || fail "$v is not set (source the servers' env: scripts/servers.sh)"
 done
 suffix="$(date +%s)_$$"
-database="predictions_e2e_$suffix"
+database=${BULWARK_MYSQL_DATABASE:-bulwark_test} # the test user's database; a table of our own in it
+table="predictions_e2e_$suffix"
 prefix="predictions_e2e_$suffix"
 export PREDICTIONS_BACKEND=real PREDICTIONS_KAFKA="$BULWARK_KAFKA_BOOTSTRAP" PREDICTIONS_TOPIC="predictions_e2e_$suffix" \
   PREDICTIONS_GROUP="predictions_e2e_$suffix" PREDICTIONS_PARTITIONS=6 \
   PREDICTIONS_MYSQL_HOST="$BULWARK_MYSQL_HOST" PREDICTIONS_MYSQL_PORT="$BULWARK_MYSQL_PORT" \
   PREDICTIONS_MYSQL_USER="$BULWARK_MYSQL_USER" PREDICTIONS_MYSQL_PASSWORD="${BULWARK_MYSQL_PASSWORD:-}" \
-  PREDICTIONS_MYSQL_DATABASE="$database" PREDICTIONS_REDIS_HOST="$BULWARK_REDIS_HOST" \
+  PREDICTIONS_MYSQL_DATABASE="$database" PREDICTIONS_LOGS_TABLE="$table" PREDICTIONS_REDIS_HOST="$BULWARK_REDIS_HOST" \
   PREDICTIONS_REDIS_PORT="$BULWARK_REDIS_PORT" PREDICTIONS_REDIS_PREFIX="$prefix"
 start api --role api --port 0
 api_port=$port
