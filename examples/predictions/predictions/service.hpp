@@ -222,14 +222,16 @@ private:
   struct subscriber {
     std::shared_ptr<bulwark::http::event_stream> stream;
     std::size_t limit = 0;
-    bool fresh = true; ///< has not had its first state yet
+    /// Has not had its first state yet. Shared by the loop's copy of the list, and changed by
+    /// the loop only, once a send happened (a store down at the first try: the next period).
+    std::shared_ptr<bool> fresh = std::make_shared<bool>(true);
   };
 
   bulwark::http::response subscribe(std::vector<subscriber>& to, std::size_t limit = 0) {
     auto s = std::make_shared<bulwark::http::event_stream>(opts_.stream);
     std::lock_guard lock(mutex_);
     if (*stopped_) s->close();
-    to.push_back({s, limit, true});
+    to.push_back({s, limit, std::make_shared<bool>(true)});
     return bulwark::http::event_stream_response(std::move(s));
   }
 
@@ -251,8 +253,6 @@ private:
         std::erase_if(log_streams_, [](const subscriber& s) { return s.stream->closed(); });
         live_streams = live_streams_;
         log_streams = log_streams_;
-        for (auto& s : live_streams_) s.fresh = false;
-        for (auto& s : log_streams_) s.fresh = false;
       }
       if (live_streams.empty() && log_streams.empty()) continue;
       auto reading = aggregates_.snapshot();
@@ -260,23 +260,27 @@ private:
       if (!snapshot) continue; // a store down: the next period tries again
       std::string live = snapshot.value().dump();
       const bool changed = live != last_live;
-      for (auto& s : live_streams)
-        if (changed || s.fresh) s.stream->send(live, "live");
+      for (auto& s : live_streams) {
+        if (!changed && !*s.fresh) continue;
+        s.stream->send(live, "live");
+        *s.fresh = false;
+      }
       std::size_t limit = 0;
       for (const auto& s : log_streams)
-        if (changed || s.fresh) limit = std::max(limit, s.limit);
+        if (changed || *s.fresh) limit = std::max(limit, s.limit);
       if (limit > 0) {
         auto listing = latest(limit);
         auto list = co_await std::move(listing);
         if (list) {
           const auto& all = list.value()["logs"];
           for (auto& s : log_streams) {
-            if (!changed && !s.fresh) continue;
+            if (!changed && !*s.fresh) continue;
             nlohmann::json mine = nlohmann::json::array();
             for (std::size_t i = 0; i < all.size() && i < s.limit; ++i) mine.push_back(all[i]);
             nlohmann::json event = nlohmann::json::object();
             event["logs"] = std::move(mine);
             s.stream->send(event.dump(), "logs");
+            *s.fresh = false;
           }
         }
       }
