@@ -13,7 +13,7 @@
 #                                 whatever the clients saw) and the stores must hold each once.
 # Environment (real): BULWARK_KAFKA_BOOTSTRAP, BULWARK_MYSQL_{HOST,PORT,USER,PASSWORD},
 # BULWARK_MYSQL_DATABASE (the logs go to a table of their own in it), BULWARK_REDIS_{HOST,PORT}
-# (scripts/servers.sh); CHAOS_SECONDS (default 8) sets the load's
+# (scripts/servers.sh); CHAOS_SECONDS (default 6) sets the load's
 # length: the short form runs in CI, `CHAOS_SECONDS=120 predictions.sh BIN real` is the long one.
 # Every wait is bounded; the script stops what it started.
 set -euo pipefail
@@ -150,7 +150,7 @@ checks
 
 # Chaos under load: wrk posts the data set for CHAOS_SECONDS; a third of the way in, consumer 1
 # is SIGKILLed and restarted; at two thirds, the API is SIGKILLed and restarted on its port.
-seconds=${CHAOS_SECONDS:-8}
+seconds=${CHAOS_SECONDS:-6}
 PREDICTIONS_DATA="$work/load.jsonl" timeout $((seconds + 30)) \
   wrk -t1 -c4 -d"${seconds}s" --timeout 5s -s "$lua" "$api" >"$work/wrk.log" 2>&1 &
 wrk_pid=$!
