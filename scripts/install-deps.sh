@@ -9,20 +9,21 @@ packages=(
   libasio-dev libboost-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
   libhiredis-dev default-libmysqlclient-dev librdkafka-dev
   redis-server redis-tools mariadb-server mariadb-client prometheus
-  prometheus-alertmanager nginx-light
+  prometheus-alertmanager nginx-light wrk
   iproute2 procps python3 python3-venv util-linux
   clang-format
   default-jdk-headless maven
   chromium nodejs npm
 )
 # prometheus-alertmanager (amtool) and nginx: the channel-metadata ops tests and its topology.
-# --all: also what the benchmarks and the fuzzer need (wrk, valgrind for instruction counts,
+# wrk: the predictions chaos test's load (tests/e2e/predictions.sh) and the benchmarks.
+# --all: also what the benchmarks and the fuzzer need (valgrind for instruction counts,
 # clang's libFuzzer).
 # libclang-rt-dev holds libFuzzer and the sanitizer runtimes for the default clang (on Debian 12
 # libclang-rt-14-dev); clang pulls it in only as a recommendation (of libclang-common-14-dev),
 # which --no-install-recommends skips, and then -fsanitize=fuzzer fails to link.
 if [ "${1:-}" = "--all" ]; then
-  packages+=(wrk valgrind clang libclang-rt-dev clang-tidy)
+  packages+=(valgrind clang libclang-rt-dev clang-tidy)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -162,12 +162,16 @@ public:
   virtual result<std::size_t> read(std::span<char> out) = 0;
 };
 
-/// A response. Either `body` holds the whole body, or `stream` produces it.
+class event_stream; // event_stream.hpp: server-sent events
+
+/// A response. Either `body` holds the whole body, or `stream` produces it, or `events` (see
+/// event_stream.hpp) turns the connection into a stream of server-sent events.
 struct response {
   int status = 200;
   fields headers;
   std::string body;
   std::shared_ptr<body_source> stream;
+  std::shared_ptr<event_stream> events;
   /// Set by the server to close the connection after this response.
   bool close = false;
 

@@ -9,7 +9,8 @@
 // sweep rather than a timer per operation. A handler's error becomes a status with a JSON body
 // (responses.hpp); an exception becomes a 500 and touches nothing but its own request.
 // stop(deadline): stop accepting, close idle connections, let in-flight requests finish (their
-// answer carries Connection: close), and close whatever is left when the deadline passes.
+// answer carries Connection: close), end server-sent event streams (event_stream.hpp), and close
+// whatever is left when the deadline passes.
 
 #include <bulwark/http/detail/connection.hpp>
 #include <bulwark/http/detail/serializer.hpp>
@@ -118,8 +119,10 @@ public:
         w->stop_deadline = until;
         asio::error_code ignored;
         w->acceptor.close(ignored);
-        for (auto* c : w->connections)
+        for (auto* c : w->connections) {
           if (c->idle()) c->close();
+          c->end_stream(); // a server-sent event stream ends now, not at the deadline
+        }
         w->sweeper.cancel(); // sweep now, and from now on until the deadline
       });
     }

@@ -13,6 +13,7 @@
 
 #include <bulwark/http/detail/request_metrics.hpp>
 #include <bulwark/http/detail/serializer.hpp>
+#include <bulwark/http/event_stream.hpp>
 #include <bulwark/http/handler.hpp>
 #include <bulwark/http/message.hpp>
 #include <bulwark/http/parser.hpp>
@@ -74,8 +75,8 @@ struct worker {
 };
 
 /// What a connection is doing, for the sweep: an idle one may be closed at stop, the others
-/// only when their deadline passed.
-enum class connection_phase { idle, reading, handling, writing, closing };
+/// only when their deadline passed; a streaming one (server-sent events) is asked to end.
+enum class connection_phase { idle, reading, handling, writing, closing, streaming };
 
 class connection {
 public:
@@ -125,6 +126,10 @@ public:
       response resp = co_await invoke(req);
       if (shared_.metrics) shared_.metrics->record(req, resp.status, clock::now() - started, recent_);
       const bool keep = req.keep_alive && !resp.close && !shared_.stopping.load(std::memory_order_relaxed);
+      if (resp.events) { // the connection carries the event stream until it ends, then closes
+        co_await answer_events(req, resp);
+        break;
+      }
       if (resp.stream) {
         const bool more = co_await answer_streamed(req, resp, keep);
         if (!more) break;
@@ -146,6 +151,11 @@ public:
     socket_.close(ignored);
   }
   bool idle() const noexcept { return phase_ == connection_phase::idle; }
+  /// At a server stop: a connection waiting for its next server-sent event looks again, sees
+  /// the stop and ends the stream. On the connection's thread.
+  void end_stream() noexcept {
+    if (phase_ == connection_phase::streaming && stream_wake_) stream_wake_->cancel();
+  }
   bool expired(clock::time_point now) const noexcept { return now >= deadline_; }
 
 private:
@@ -254,6 +264,51 @@ private:
     }
   }
 
+  // Server-sent events: the head (chunked; on HTTP/1.0 the body ends with the connection), then
+  // whatever the stream queued, one chunk per wake-up, a heartbeat comment when it was quiet,
+  // and the last chunk when the stream closes or the server stops. A failed write (the client
+  // left) closes the stream, so its owner's next send() returns false.
+  asio::awaitable<void> answer_events(const request& req, const response& resp) {
+    event_stream& stream = *resp.events;
+    const bool chunked = req.version_minor == 1;
+    append_response_head(out_, resp, std::nullopt, false, req.version_minor);
+    auto wake = std::make_shared<asio::steady_timer>(socket_.get_executor());
+    stream_wake_ = wake.get();
+    stream.attach([ex = socket_.get_executor(), w = std::weak_ptr<asio::steady_timer>(wake)] {
+      asio::post(ex, [w] {
+        if (auto timer = w.lock()) timer->cancel();
+      });
+    });
+    bool quiet = false; // the last wait ended by the heartbeat period, not a wake-up
+    for (;;) {
+      auto [pending, ended] = stream.take();
+      ended = ended || req.method == "HEAD" || shared_.stopping.load(std::memory_order_relaxed);
+      if (req.method == "HEAD") pending.clear(); // the head only
+      if (quiet && pending.empty() && !ended) pending = ":\n\n";
+      quiet = false;
+      if (!pending.empty() && chunked)
+        append_chunk(out_, pending);
+      else
+        out_.append(pending);
+      if (ended && chunked) append_chunk(out_, {});
+      if (!out_.empty()) {
+        const bool written = co_await flush();
+        if (!written) break;
+      }
+      if (ended) break;
+      // A wake-up that came while the write was suspended found no wait to cancel: look again.
+      if (!pending.empty()) continue;
+      enter(connection_phase::streaming, clock::time_point::max());
+      asio::error_code waited;
+      wake->expires_after(stream.settings().heartbeat);
+      co_await wake->async_wait(asio::redirect_error(asio::use_awaitable, waited));
+      quiet = !waited;
+    }
+    stream_wake_ = nullptr;
+    stream.attach({});
+    stream.close();
+  }
+
   // Writes everything queued. false: the write failed or timed out.
   asio::awaitable<bool> flush() {
     enter(connection_phase::writing, clock::now() + shared_.options.write_timeout);
@@ -275,6 +330,7 @@ private:
   std::string out_;     ///< answers queued, not yet written
   asio::error_code ec_; ///< the last socket error; once set, nothing more is written
   request_metrics::recent recent_;
+  asio::steady_timer* stream_wake_ = nullptr; ///< while streaming events: cancelled to wake the writer
 };
 
 } // namespace bulwark::http::detail

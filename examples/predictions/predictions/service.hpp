@@ -1,0 +1,313 @@
+#pragma once
+// The pipeline's three parts over any models of the concepts, the same code in memory and real
+// mode:
+//   ingestion<Bus>                 POST /input: validate -> publish -> 202 {"id"}
+//   consumer<Logs, Aggregates>     the group's handler: the log (a repository put that must find
+//                                  the key absent) then the aggregates (counted once per id)
+//   views<Logs, Aggregates>        GET /live and GET /logs: JSON, the page (Accept prefers
+//                                  text/html) or server-sent events (Accept: text/event-stream),
+//                                  pushed by one loop that reads the stores every push_interval
+// Threads: the models (and the consumer and the push loop) live on one executor, `home`; the HTTP
+// server's threads publish directly (a bus may be used from any thread) and reach the stores with
+// one hop (run_on). The list of open streams is the only state both sides touch (a mutex).
+
+#include <predictions/aggregates.hpp>
+#include <predictions/pages.hpp>
+#include <predictions/prediction.hpp>
+
+#include <bulwark/event_bus.hpp>
+#include <bulwark/http/event_stream.hpp>
+#include <bulwark/http/negotiation.hpp>
+#include <bulwark/http/responses.hpp>
+#include <bulwark/http/router.hpp>
+#include <bulwark/metrics/registry.hpp>
+#include <bulwark/repository.hpp>
+#include <bulwark/run_on.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <charconv>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace predictions {
+
+inline constexpr std::string_view id_header = "prediction-id";
+
+/// The lag buckets (seconds) of predictions_lag_seconds: acceptance -> counted in /live.
+inline std::vector<double> lag_buckets() {
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60};
+}
+
+template <class Bus> class ingestion {
+public:
+  ingestion(Bus& bus, std::string topic, std::shared_ptr<bulwark::metrics::registry> metrics)
+      : bus_(bus), topic_(std::move(topic)),
+        accepted_(
+            metrics->counter_family("predictions_inputs_total", "Inputs by outcome", {"outcome"}).labels({"accepted"})),
+        refused_(
+            metrics->counter_family("predictions_inputs_total", "Inputs by outcome", {"outcome"}).labels({"invalid"})) {
+  }
+
+  /// POST /input. 400 with every violation; 503 when the bus refused or failed (nothing was
+  /// accepted: the client may send again); 202 {"id"} once the message is durable.
+  bulwark::task<bulwark::http::response> input(bulwark::http::request& req) {
+    auto checked = validate(req.body);
+    if (!checked.value) {
+      refused_.inc();
+      co_return bulwark::http::json(400, violations_json(checked.violations));
+    }
+    accepted a;
+    a.received_at_ms = unix_ms();
+    a.id = ids_.next(a.received_at_ms);
+    a.value = std::move(*checked.value);
+    bulwark::message m;
+    m.key = a.id;
+    m.value = to_json(a).dump();
+    m.headers.push_back(bulwark::header{std::string(id_header), a.id});
+    auto publishing = bus_.publish(topic_, std::move(m));
+    auto published = co_await std::move(publishing);
+    if (!published) co_return published.error();
+    accepted_.inc();
+    nlohmann::json answer = nlohmann::json::object();
+    answer["id"] = a.id;
+    co_return bulwark::http::json(202, answer);
+  }
+
+private:
+  Bus& bus_;
+  std::string topic_;
+  id_source ids_;
+  bulwark::metrics::counter& accepted_;
+  bulwark::metrics::counter& refused_;
+};
+
+template <class Logs, class Aggregates> class consumer {
+public:
+  consumer(Logs& logs, Aggregates& aggregates, std::shared_ptr<bulwark::metrics::registry> metrics)
+      : logs_(logs), aggregates_(aggregates),
+        counted_(metrics->counter_family("predictions_consumed_total", "Messages consumed by outcome", {"outcome"})
+                     .labels({"counted"})),
+        duplicates_(metrics->counter_family("predictions_consumed_total", "Messages consumed by outcome", {"outcome"})
+                        .labels({"duplicate"})),
+        lag_(metrics
+                 ->histogram_family("predictions_lag_seconds",
+                                    "From a prediction's acceptance to its count in the live aggregates", {},
+                                    lag_buckets())
+                 .labels({})) {}
+
+  /// The group's handler: an error retries (the bus's policy), a message that is not a
+  /// prediction goes to the dead-letter topic (invalid_argument is not retried).
+  bulwark::task<void> handle(const bulwark::envelope& e) {
+    BOOST_OUTCOME_CO_TRY(a, accepted_from_json(e.value));
+    const std::string key = log_key(a.id); // put takes a view: the key outlives the task
+    auto writing = logs_.put(key, std::string(e.value), bulwark::no_version);
+    auto written = co_await std::move(writing);
+    if (!written && written.error() != bulwark::errc::conflict) co_return written.error(); // conflict: logged before
+    auto recording = aggregates_.record(a);
+    auto recorded = co_await std::move(recording);
+    if (!recorded) co_return recorded.error();
+    if (recorded.value()) {
+      counted_.inc();
+      lag_.observe(static_cast<double>(std::max<std::int64_t>(0, unix_ms() - a.received_at_ms)) / 1000.0);
+    } else {
+      duplicates_.inc();
+    }
+    co_return bulwark::ok();
+  }
+
+private:
+  Logs& logs_;
+  Aggregates& aggregates_;
+  bulwark::metrics::counter& counted_;
+  bulwark::metrics::counter& duplicates_;
+  bulwark::metrics::histogram& lag_;
+};
+
+inline constexpr std::size_t default_logs_limit = 50;
+inline constexpr std::size_t max_logs_limit = 1000;
+
+/// ?limit=N of GET /logs: 1..1000, 50 when absent. nullopt: not such a number.
+inline std::optional<std::size_t> logs_limit(std::string_view query) {
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const auto pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (!pair.starts_with("limit=")) continue;
+    const auto digits = pair.substr(6);
+    std::size_t n = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (ec != std::errc() || end != digits.data() + digits.size() || n < 1 || n > max_logs_limit) return std::nullopt;
+    return n;
+  }
+  return default_logs_limit;
+}
+
+template <class Logs, class Aggregates> class views {
+public:
+  struct options {
+    /// How often the push loop reads the stores while a stream is open.
+    std::chrono::milliseconds push_interval{200};
+    bulwark::http::event_stream::options stream{};
+  };
+
+  views(asio::any_io_executor ex, Logs& logs, Aggregates& aggregates, options o)
+      : ex_(std::move(ex)), logs_(logs), aggregates_(aggregates), opts_(o) {
+    opts_.stream.retry = std::chrono::milliseconds(1000);
+  }
+
+  /// The latest `limit` logs, newest first: {"logs": [...]}.
+  bulwark::task<nlohmann::json> latest(std::size_t limit) {
+    auto scanning = logs_.scan(log_prefix, "", limit);
+    BOOST_OUTCOME_CO_TRY(page, co_await std::move(scanning));
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& entry : page.entries) {
+      auto j = nlohmann::json::parse(entry.value, nullptr, false);
+      if (!j.is_discarded()) list.push_back(std::move(j));
+    }
+    nlohmann::json out = nlohmann::json::object(); // not a braced temporary: GCC 12 coroutines mishandle those
+    out["logs"] = std::move(list);
+    co_return out;
+  }
+
+  bulwark::task<bulwark::http::response> live(bulwark::http::request& req) {
+    if (bulwark::http::accepts_event_stream(req)) co_return subscribe(live_streams_);
+    const auto type = bulwark::http::preferred_type(req, {"application/json", "text/html"});
+    if (type == "text/html") co_return bulwark::http::response(200, "text/html; charset=utf-8", std::string(live_page));
+    if (type.empty())
+      co_return bulwark::http::error_response(406, "not_acceptable", "offered: application/json, text/html");
+    auto reading = bulwark::run_on(ex_, aggregates_.snapshot());
+    BOOST_OUTCOME_CO_TRY(snapshot, co_await std::move(reading));
+    co_return bulwark::http::json(snapshot);
+  }
+
+  bulwark::task<bulwark::http::response> logs(bulwark::http::request& req) {
+    const auto limit = logs_limit(req.query());
+    if (!limit) co_return bulwark::http::error_response(400, "invalid_argument", "limit must be an integer in 1..1000");
+    if (bulwark::http::accepts_event_stream(req)) co_return subscribe(log_streams_, *limit);
+    const auto type = bulwark::http::preferred_type(req, {"application/json", "text/html"});
+    if (type == "text/html") co_return bulwark::http::response(200, "text/html; charset=utf-8", std::string(logs_page));
+    if (type.empty())
+      co_return bulwark::http::error_response(406, "not_acceptable", "offered: application/json, text/html");
+    auto reading = bulwark::run_on(ex_, latest(*limit));
+    BOOST_OUTCOME_CO_TRY(list, co_await std::move(reading));
+    co_return bulwark::http::json(list);
+  }
+
+  /// Starts the push loop (on the executor given at construction).
+  void start() { asio::co_spawn(ex_, push_loop(), asio::detached); }
+
+  /// Ends every open stream and the loop (the HTTP server's stop ends the connections too).
+  void stop() {
+    std::lock_guard lock(mutex_);
+    *stopped_ = true;
+    for (auto& s : live_streams_) s.stream->close();
+    for (auto& s : log_streams_) s.stream->close();
+  }
+
+  std::size_t open_streams() const {
+    std::lock_guard lock(mutex_);
+    return live_streams_.size() + log_streams_.size();
+  }
+
+private:
+  struct subscriber {
+    std::shared_ptr<bulwark::http::event_stream> stream;
+    std::size_t limit = 0;
+    /// Has not had its first state yet. Shared by the loop's copy of the list, and changed by
+    /// the loop only, once a send happened (a store down at the first try: the next period).
+    std::shared_ptr<bool> fresh = std::make_shared<bool>(true);
+  };
+
+  bulwark::http::response subscribe(std::vector<subscriber>& to, std::size_t limit = 0) {
+    auto s = std::make_shared<bulwark::http::event_stream>(opts_.stream);
+    std::lock_guard lock(mutex_);
+    if (*stopped_) s->close();
+    to.push_back({s, limit, std::make_shared<bool>(true)});
+    return bulwark::http::event_stream_response(std::move(s));
+  }
+
+  // Reads the aggregates every push_interval while a stream is open and sends them to each
+  // stream when they changed (or it is new); then the logs, when the total changed.
+  asio::awaitable<void> push_loop() {
+    auto stopped = stopped_; // stop() may come while the loop waits; the views outlive the loop's last turn
+    asio::steady_timer timer(ex_);
+    std::string last_live;
+    while (!*stopped) {
+      timer.expires_after(opts_.push_interval);
+      asio::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (*stopped) break;
+      std::vector<subscriber> live_streams, log_streams;
+      {
+        std::lock_guard lock(mutex_);
+        std::erase_if(live_streams_, [](const subscriber& s) { return s.stream->closed(); });
+        std::erase_if(log_streams_, [](const subscriber& s) { return s.stream->closed(); });
+        live_streams = live_streams_;
+        log_streams = log_streams_;
+      }
+      if (live_streams.empty() && log_streams.empty()) continue;
+      auto reading = aggregates_.snapshot();
+      auto snapshot = co_await std::move(reading);
+      if (!snapshot) continue; // a store down: the next period tries again
+      std::string live = snapshot.value().dump();
+      const bool changed = live != last_live;
+      for (auto& s : live_streams) {
+        if (!changed && !*s.fresh) continue;
+        s.stream->send(live, "live");
+        *s.fresh = false;
+      }
+      std::size_t limit = 0;
+      for (const auto& s : log_streams)
+        if (changed || *s.fresh) limit = std::max(limit, s.limit);
+      if (limit > 0) {
+        auto listing = latest(limit);
+        auto list = co_await std::move(listing);
+        if (list) {
+          const auto& all = list.value()["logs"];
+          for (auto& s : log_streams) {
+            if (!changed && !*s.fresh) continue;
+            nlohmann::json mine = nlohmann::json::array();
+            for (std::size_t i = 0; i < all.size() && i < s.limit; ++i) mine.push_back(all[i]);
+            nlohmann::json event = nlohmann::json::object();
+            event["logs"] = std::move(mine);
+            s.stream->send(event.dump(), "logs");
+            *s.fresh = false;
+          }
+        }
+      }
+      last_live = std::move(live);
+    }
+  }
+
+  asio::any_io_executor ex_;
+  Logs& logs_;
+  Aggregates& aggregates_;
+  options opts_;
+  mutable std::mutex mutex_;
+  std::vector<subscriber> live_streams_, log_streams_;
+  std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);
+};
+
+/// The routes of an API process: POST /input, GET /live, GET /logs, / (to the live page).
+template <class Bus, class Logs, class Aggregates>
+void add_routes(bulwark::http::router& r, ingestion<Bus>& in, views<Logs, Aggregates>& v) {
+  r.post("/input", [&in](bulwark::http::request& req) { return in.input(req); });
+  r.get("/live", [&v](bulwark::http::request& req) { return v.live(req); });
+  r.get("/logs", [&v](bulwark::http::request& req) { return v.logs(req); });
+  r.get("/", [](bulwark::http::request&) -> bulwark::task<bulwark::http::response> {
+    bulwark::http::response moved(302);
+    moved.headers.set("Location", "/live");
+    co_return moved;
+  });
+}
+
+} // namespace predictions
