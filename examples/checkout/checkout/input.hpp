@@ -33,8 +33,8 @@ inline std::optional<bulwark::amount> parse_amount(std::string_view text, bulwar
 /// The text of a 400 for a path segment that is not an integer in [0, limit].
 inline std::string not_an_amount(std::string_view what, std::string_view text,
                                  bulwark::amount limit = bulwark::max_amount) {
-  return std::string(what) + " must be an integer from 0 to " + std::to_string(limit) + ", got '" +
-         std::string(text) + "'";
+  return std::string(what) + " must be an integer from 0 to " + std::to_string(limit) + ", got '" + std::string(text) +
+         "'";
 }
 
 /// An id taken from a path: 1..max_id_bytes printable ASCII bytes, no '/' or '#' (the order

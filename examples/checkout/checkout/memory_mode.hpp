@@ -22,6 +22,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,11 @@ struct memory_options {
   saga_timing timing{};
   order_options orders{};
   std::shared_ptr<bulwark::metrics::registry> metrics{};
+  /// Builds the definition from the pay, stock and confirm steps; empty: checkout_saga. A seam
+  /// for tests that make a step slow (the answer deadline before and past the pivot).
+  std::function<checkout_definition(saga::step<checkout_context> pay, saga::step<checkout_context> stock,
+                                    saga::local_call<checkout_context> confirm, const saga_timing&)>
+      define{};
 };
 
 class memory_services {
@@ -49,10 +55,11 @@ public:
     so.replica = "checkout";
     so.clock = o.orders.clock;
     so.metrics = o.metrics;
-    orchestrator_.emplace(saga_context_.get_executor(),
-                          checkout_saga(local_pay_step(credit_ledger_), local_stock_step(stock_ledger_),
-                                        confirm_paid(orders_), o.timing),
-                          orders_, so);
+    auto define = o.define ? o.define : checkout_saga;
+    orchestrator_.emplace(
+        saga_context_.get_executor(),
+        define(local_pay_step(credit_ledger_), local_stock_step(stock_ledger_), confirm_paid(orders_), o.timing),
+        orders_, so);
     catalog c;
     c.price = [this](std::string item) { return stock_.price(std::move(item)); };
     c.credit = [this](std::string user) { return payment_.credit(std::move(user)); };

@@ -14,8 +14,8 @@
 //      for its compensation (400); one past its pivot is waited for (200).
 // Every call of this class runs on the orchestrator's executor (one hop from the HTTP thread).
 
-#include <checkout/input.hpp>
 #include <checkout/ids.hpp>
+#include <checkout/input.hpp>
 #include <checkout/order.hpp>
 
 #include <bulwark/clock.hpp>
@@ -66,8 +66,7 @@ template <bulwark::repository Repository, class Orchestrator> class order_servic
 public:
   using response = bulwark::http::response;
 
-  order_service(asio::any_io_executor home, Repository& orders, Orchestrator& sagas, catalog c,
-                order_options o = {})
+  order_service(asio::any_io_executor home, Repository& orders, Orchestrator& sagas, catalog c, order_options o = {})
       : home_(std::move(home)), orders_(orders), sagas_(sagas), catalog_(std::move(c)), opts_(std::move(o)) {}
 
   /// POST /orders/create/{user_id}

@@ -3,8 +3,8 @@
 // their balance does (create_user and batch_init set it); add_funds and pay check that first, so
 // a lookup never creates a user.
 
-#include <checkout/input.hpp>
 #include <checkout/ids.hpp>
+#include <checkout/input.hpp>
 
 #include <bulwark/http/responses.hpp>
 #include <bulwark/ledger.hpp>
@@ -66,8 +66,8 @@ public:
       if (now.error() == bulwark::ledger_errc::insufficient)
         co_return bulwark::http::text(400, "User: " + id + " credit cannot get reduced below zero!");
       if (now.error() == bulwark::ledger_errc::over_limit)
-        co_return bulwark::http::text(400, "User: " + id + " credit cannot exceed " +
-                                               std::to_string(bulwark::max_amount));
+        co_return bulwark::http::text(400,
+                                      "User: " + id + " credit cannot exceed " + std::to_string(bulwark::max_amount));
       co_return now.error();
     }
     co_return bulwark::http::text(200, "User: " + id + " credit updated to: " + std::to_string(now.value()));

@@ -13,8 +13,7 @@ namespace http = bulwark::http;
 inline std::string param(const http::request& req, std::string_view name) { return std::string(*req.param(name)); }
 
 template <class Stock> void add_stock_routes(http::router& routes, Stock& stock) {
-  routes.post("/stock/item/create/{price}",
-              [&stock](http::request& req) { return stock.create(param(req, "price")); });
+  routes.post("/stock/item/create/{price}", [&stock](http::request& req) { return stock.create(param(req, "price")); });
   routes.post("/stock/batch_init/{n}/{starting_stock}/{item_price}", [&stock](http::request& req) {
     return stock.batch_init(param(req, "n"), param(req, "starting_stock"), param(req, "item_price"));
   });
@@ -22,9 +21,8 @@ template <class Stock> void add_stock_routes(http::router& routes, Stock& stock)
   routes.post("/stock/add/{item_id}/{amount}", [&stock](http::request& req) {
     return stock.change(param(req, "item_id"), param(req, "amount"), false);
   });
-  routes.post("/stock/subtract/{item_id}/{amount}", [&stock](http::request& req) {
-    return stock.change(param(req, "item_id"), param(req, "amount"), true);
-  });
+  routes.post("/stock/subtract/{item_id}/{amount}",
+              [&stock](http::request& req) { return stock.change(param(req, "item_id"), param(req, "amount"), true); });
 }
 
 template <class Payment> void add_payment_routes(http::router& routes, Payment& payment) {
@@ -43,7 +41,8 @@ template <class Payment> void add_payment_routes(http::router& routes, Payment& 
 }
 
 template <class Orders> void add_order_routes(http::router& routes, Orders& orders) {
-  routes.post("/orders/create/{user_id}", [&orders](http::request& req) { return orders.create(param(req, "user_id")); });
+  routes.post("/orders/create/{user_id}",
+              [&orders](http::request& req) { return orders.create(param(req, "user_id")); });
   routes.post("/orders/batch_init/{n}/{n_items}/{n_users}/{item_price}", [&orders](http::request& req) {
     return orders.batch_init(param(req, "n"), param(req, "n_items"), param(req, "n_users"), param(req, "item_price"));
   });

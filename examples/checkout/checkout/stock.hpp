@@ -4,8 +4,8 @@
 // the price is a repository record "item/<id>" whose presence says that the item exists (a
 // lookup never creates an item: add and subtract check it first).
 
-#include <checkout/input.hpp>
 #include <checkout/ids.hpp>
+#include <checkout/input.hpp>
 
 #include <bulwark/http/responses.hpp>
 #include <bulwark/ledger.hpp>
@@ -86,8 +86,8 @@ public:
       if (level.error() == bulwark::ledger_errc::insufficient)
         co_return bulwark::http::text(400, "Item: " + id + " stock cannot get reduced below zero!");
       if (level.error() == bulwark::ledger_errc::over_limit)
-        co_return bulwark::http::text(400, "Item: " + id + " stock cannot exceed " +
-                                               std::to_string(bulwark::max_amount));
+        co_return bulwark::http::text(400,
+                                      "Item: " + id + " stock cannot exceed " + std::to_string(bulwark::max_amount));
       co_return level.error();
     }
     co_return bulwark::http::text(200, "Item: " + id + " stock updated to: " + std::to_string(level.value()));
@@ -100,7 +100,8 @@ public:
     if (!got) co_return got.error();
     if (!got.value()) co_return std::optional<bulwark::amount>{};
     auto price = parse_amount(got.value()->value);
-    if (!price) co_return bulwark::error(bulwark::errc::protocol_error, "item " + id + ": price record is not a number");
+    if (!price)
+      co_return bulwark::error(bulwark::errc::protocol_error, "item " + id + ": price record is not a number");
     co_return std::optional<bulwark::amount>{*price};
   }
 
