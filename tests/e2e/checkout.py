@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
-"""Black-box test of the `checkout` executable (examples/checkout) over HTTP: start it on port 0
-(the kernel picks a free one, read back from its log), check a few contract answers, run the
+"""Black-box test of the checkout example over HTTP. Memory mode: the `checkout` executable on
+port 0 (the kernel picks a free one, read back from its log). Real mode (--real): the
+order-service, stock-service and payment-service executables on the shared Redis Cluster
+($BULWARK_REDIS_CLUSTER_NODES, a key prefix of this run's own) and Kafka ($BULWARK_KAFKA_BOOTSTRAP),
+each request sent to the service of its path prefix (what nginx does in deploy/). Check a few
+contract answers, run the
 consistency scenario over real connections (1 item with stock 100, 1000 users with credit 1,
 1000 orders of that item for random users, 1000 checkouts sent at once from 200 connections:
 exactly 100 succeed, stock 0, total credit 900, read right after the last answer), then stop it
@@ -8,7 +12,10 @@ with SIGTERM and check that it exits cleanly. Bounded: every request has a 30 s 
 whole run a few seconds.
 
 usage: checkout.py path/to/checkout
+       checkout.py --real path/to/order-service path/to/stock-service path/to/payment-service
+              [--kill stock|payment]   (SIGKILL that service during the checkouts, restart it)
 """
+import os
 import concurrent.futures
 import http.client
 import json
@@ -21,39 +28,83 @@ import tempfile
 import threading
 import time
 
-binary = sys.argv[1]
-log = tempfile.NamedTemporaryFile(prefix="checkout-e2e-", suffix=".log", delete=False)
-proc = subprocess.Popen([binary, "--port", "0"], stdout=log, stderr=subprocess.STDOUT)
+args = sys.argv[1:]
+real = args[:1] == ["--real"]
+kill = None
+if "--kill" in args:
+    kill = args[args.index("--kill") + 1]
+    args = args[:args.index("--kill")]
+procs = {}  # name -> (Popen, log path, argv)
 
 
 def fail(why):
-    proc.kill()
+    for proc, log, _ in procs.values():
+        proc.kill()
     print("FAIL:", why)
-    print(open(log.name).read())
+    for name, (_, log, _) in procs.items():
+        print(f"--- {name} log:")
+        print(open(log).read()[-4000:])
     sys.exit(1)
 
 
-port = None
-for _ in range(100):
-    m = re.search(r"listening on http://[^:]+:(\d+)", open(log.name).read())
-    if m:
-        port = int(m.group(1))
-        break
-    if proc.poll() is not None:
-        fail("exited before listening")
-    time.sleep(0.1)
-if port is None:
-    fail("no 'listening on' line within 10 s")
+def start(name, argv):
+    log = tempfile.NamedTemporaryFile(prefix=f"checkout-e2e-{name}-", suffix=".log", delete=False).name
+    proc = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    procs[name] = (proc, log, argv)
+    for _ in range(600):
+        m = re.search(r"listening on http://[^:]+:(\d+)", open(log).read())
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            fail(f"{name} exited before listening")
+        time.sleep(0.1)
+    fail(f"{name}: no 'listening on' line within 60 s")
+
+
+if real:
+    for var in ("BULWARK_REDIS_CLUSTER_NODES", "BULWARK_KAFKA_BOOTSTRAP"):
+        if not os.environ.get(var):
+            print(f"{var} is not set (scripts/servers.sh up redis-cluster kafka)")
+            sys.exit(1 if os.environ.get("BULWARK_REQUIRE_SERVERS") else 77)
+    common = ["--redis-cluster", os.environ["BULWARK_REDIS_CLUSTER_NODES"].replace("\\", ""),
+              "--kafka", os.environ["BULWARK_KAFKA_BOOTSTRAP"].replace("\\", ""),
+              "--prefix", f"ck{os.getpid()}-{int(time.time())}"]
+    order_bin, stock_bin, payment_bin = args[1:4]
+    stock_port = start("stock", [stock_bin, "--port", "0"] + common)
+    payment_port = start("payment", [payment_bin, "--port", "0"] + common)
+    order_port = start("order", [order_bin, "--port", "0", "--stock-url", f"127.0.0.1:{stock_port}",
+                                 "--payment-url", f"127.0.0.1:{payment_port}", "--lease-ms", "5000"] + common)
+    ports = {"/orders": order_port, "/stock": stock_port, "/payment": payment_port}
+else:
+    port = start("checkout", [args[0], "--port", "0"])
+    ports = {"/orders": port, "/stock": port, "/payment": port}
+
+
+def port_for(path):
+    for prefix, p in ports.items():
+        if path.startswith(prefix):
+            return p
+    return ports["/orders"]
+
 
 local = threading.local()
 
 
 def call(method, path):
-    if not hasattr(local, "conn"):
-        local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    local.conn.request(method, path)
-    r = local.conn.getresponse()
-    return r.status, r.read().decode(), r.getheader("Content-Type", "")
+    p = port_for(path)
+    if not hasattr(local, "conns"):
+        local.conns = {}
+    for attempt in range(2):  # a connection the server closed (or a restarted one) once again
+        conn = local.conns.setdefault(p, http.client.HTTPConnection("127.0.0.1", p, timeout=60))
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            return r.status, r.read().decode(), r.getheader("Content-Type", "")
+        except (ConnectionError, http.client.HTTPException):
+            conn.close()
+            del local.conns[p]
+            if attempt == 1:
+                raise
 
 
 def expect(method, path, status, body=None):
@@ -71,7 +122,11 @@ def value(method, path, field):
 
 
 # A few contract rows and refusals.
-expect("GET", "/health", 200)
+for p in set(ports.values()):
+    conn = http.client.HTTPConnection("127.0.0.1", p, timeout=10)
+    conn.request("GET", "/health")
+    if conn.getresponse().status != 200:
+        fail(f"GET /health on {p} is not 200")
 expect("GET", "/stock/find/7", 400, "Item: 7 not found!")
 expect("POST", "/payment/pay/nobody/1", 400, "User: nobody not found!")
 expect("POST", "/stock/add/x/-1", 400, "Item: x not found!")
@@ -95,8 +150,23 @@ def checkout_some(part):
     return [call("POST", f"/orders/checkout/{o}")[:2] for o in orders[part::200]]
 
 
-with concurrent.futures.ThreadPoolExecutor(max_workers=200) as pool:
+def kill_and_restart():
+    # Once a few checkouts are under way: SIGKILL the service, start it again on its port.
+    time.sleep(0.5)
+    proc, log, argv = procs[kill]
+    proc.kill()
+    proc.wait()
+    argv = list(argv)
+    argv[argv.index("--port") + 1] = str(ports["/" + ("stock" if kill == "stock" else "payment")])
+    time.sleep(1)
+    start(kill, argv)
+
+
+with concurrent.futures.ThreadPoolExecutor(max_workers=201) as pool:
+    killer = pool.submit(kill_and_restart) if kill else None
     answers = [a for part in pool.map(checkout_some, range(200)) for a in part]
+    if killer:
+        killer.result()
 succeeded = sum(1 for status, _ in answers if status == 200)
 refused = sum(1 for status, _ in answers if status == 400)
 others = [a for a in answers if a[0] not in (200, 400)]
@@ -111,14 +181,15 @@ texts = {body for status, body in answers if status == 400}
 if not texts <= {"Out of stock on item_id: 0", "User out of credit"}:
     fail(f"unexpected refusal texts: {texts}")
 
-proc.send_signal(signal.SIGTERM)
-try:
-    code = proc.wait(timeout=10)
-except subprocess.TimeoutExpired:
-    fail("did not stop within 10 s of SIGTERM")
-if code != 0:
-    fail(f"exited with status {code}")
-if "checkout: stopping" not in open(log.name).read():
-    fail("no graceful stop in the log")
-print(f"checkout e2e: contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
+for name, (proc, log, _) in procs.items():
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        fail(f"{name} did not stop within 20 s of SIGTERM")
+    if code != 0:
+        fail(f"{name} exited with status {code}")
+    if ": stopping" not in open(log).read():
+        fail(f"{name}: no graceful stop in the log")
+print(f"checkout e2e ({'real' if real else 'memory'} mode{', ' + kill + ' killed and restarted' if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
       f"stock {stock}, total credit {credit}; clean stop on SIGTERM")
