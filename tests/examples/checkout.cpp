@@ -74,7 +74,9 @@ protected:
     return json::parse(r.body, nullptr, false);
   }
   std::string create_user() { return call_json("POST", "/payment/create_user")["user_id"]; }
-  std::string create_item(int price) { return call_json("POST", "/stock/item/create/" + std::to_string(price))["item_id"]; }
+  std::string create_item(int price) {
+    return call_json("POST", "/stock/item/create/" + std::to_string(price))["item_id"];
+  }
   std::string create_order(const std::string& user) { return call_json("POST", "/orders/create/" + user)["order_id"]; }
   long long stock_of(const std::string& item) { return call_json("GET", "/stock/find/" + item)["stock"]; }
   long long credit_of(const std::string& user) { return call_json("GET", "/payment/find_user/" + user)["credit"]; }
@@ -192,8 +194,7 @@ TEST_F(checkout_services, bad_input_is_a_400_with_a_text_and_creates_nothing) {
       {"POST /orders/addItem/" + order + "/nope/1", "Item: nope does not exist!"},
       {"POST /orders/addItem/" + order + "/" + item + "/-2",
        "Quantity must be an integer from 0 to 9007199254740991, got '-2'"},
-      {"POST /orders/addItem/" + order + "/" + item + "/3002399751580331",
-       "Order total would exceed 9007199254740991"},
+      {"POST /orders/addItem/" + order + "/" + item + "/3002399751580331", "Order total would exceed 9007199254740991"},
       {"POST /stock/batch_init/5000001/1/1", "n must be an integer from 0 to 5000000, got '5000001'"},
       {"GET /nowhere", "No such path: GET /nowhere"},
       {"GET /orders/checkout/" + order, "Method GET is not allowed on /orders/checkout/" + order},
@@ -333,9 +334,12 @@ TEST_F(checkout_services, consistency_exactly_the_stock_is_sold) {
   int succeeded = 0, refused = 0;
   for (auto& a : answers) {
     const auto r = wait(a);
-    if (r.status == 200) ++succeeded;
-    else if (r.status == 400) ++refused;
-    else ADD_FAILURE() << r.status << ' ' << r.body;
+    if (r.status == 200)
+      ++succeeded;
+    else if (r.status == 400)
+      ++refused;
+    else
+      ADD_FAILURE() << r.status << ' ' << r.body;
   }
   EXPECT_EQ(succeeded, 100);
   EXPECT_EQ(refused, 900);

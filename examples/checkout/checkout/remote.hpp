@@ -17,20 +17,22 @@
 
 namespace checkout {
 
-inline const std::string pay_topic = "checkout.payment.commands";
-inline const std::string stock_topic = "checkout.stock.commands";
+/// The command topics of a deployment named `prefix` (every deployment its own: a participant
+/// of a new consumer group reads its topic from the start).
+inline std::string pay_topic(std::string_view prefix) { return std::string(prefix) + ".payment.commands"; }
+inline std::string stock_topic(std::string_view prefix) { return std::string(prefix) + ".stock.commands"; }
 
 /// The pay step: {"user_id", "amount"} to the payment service.
-inline saga::step<checkout_context> remote_pay_step() {
-  return saga::remote_step<checkout_context>("pay", pay_topic, [](const checkout_context& c, saga::op) {
+inline saga::step<checkout_context> remote_pay_step(std::string_view prefix) {
+  return saga::remote_step<checkout_context>("pay", pay_topic(prefix), [](const checkout_context& c, saga::op) {
     return nlohmann::json{{"user_id", c.user_id}, {"amount", c.total_cost}}.dump();
   });
 }
 
 /// The stock step: [[item, quantity], ...] (summed per item) to the stock service.
-inline saga::step<checkout_context> remote_stock_step() {
+inline saga::step<checkout_context> remote_stock_step(std::string_view prefix) {
   return saga::remote_step<checkout_context>(
-      "stock", stock_topic, [](const checkout_context& c, saga::op) { return nlohmann::json(c.take).dump(); });
+      "stock", stock_topic(prefix), [](const checkout_context& c, saga::op) { return nlohmann::json(c.take).dump(); });
 }
 
 /// The payment participant's "pay" step on `credit`.

@@ -120,13 +120,15 @@ public:
   bulwark::redis::client& redis() { return *redis_; }
   kafka_bus& bus() { return *bus_; }
 
-  template <class T> T run(asio::awaitable<T> op) { return bulwark::app::block_on(context_.get_executor(), std::move(op)); }
+  template <class T> T run(asio::awaitable<T> op) {
+    return bulwark::app::block_on(context_.get_executor(), std::move(op));
+  }
 
   // The topic with the settings' partitions and replication, min.insync.replicas 2 (1 on a
   // smaller cluster); one that exists already is fine.
   void ensure_topic(const settings& s, const std::string& name) {
-    bulwark::kafka::topic_spec spec{name, s.partitions, s.replication,
-                                    {{"min.insync.replicas", s.replication >= 3 ? "2" : "1"}}};
+    bulwark::kafka::topic_spec spec{
+        name, s.partitions, s.replication, {{"min.insync.replicas", s.replication >= 3 ? "2" : "1"}}};
     auto created = bus_->admin().create_topic_blocking(spec);
     if (!created && created.error() != bulwark::errc::duplicate)
       throw std::runtime_error("kafka topic " + name + ": " + created.error().message());
@@ -197,13 +199,13 @@ int run_stock_service(int argc, char** argv) {
     const auto s = read_settings(argc, argv, "stock-service", "8002");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
     home h(s);
-    h.ensure_topic(s, stock_topic);
+    h.ensure_topic(s, stock_topic(s.prefix));
     redis_ledger stock(h.redis(), {.key_prefix = ns(s, "stock-ledger")});
     redis_repository items(h.redis(), {.key_prefix = ns(s, "stock-items")});
     redis_repository records(h.redis(), {.key_prefix = ns(s, "stock-participant")});
     stock_service<redis_ledger, redis_repository> service(stock, items);
     bulwark::saga::participant_options po;
-    po.topic = stock_topic;
+    po.topic = stock_topic(s.prefix);
     po.group = s.prefix + "-stock";
     po.name = "stock";
     po.metrics = metrics;
@@ -226,12 +228,12 @@ int run_payment_service(int argc, char** argv) {
     const auto s = read_settings(argc, argv, "payment-service", "8003");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
     home h(s);
-    h.ensure_topic(s, pay_topic);
+    h.ensure_topic(s, pay_topic(s.prefix));
     redis_ledger credit(h.redis(), {.key_prefix = ns(s, "payment-ledger")});
     redis_repository records(h.redis(), {.key_prefix = ns(s, "payment-participant")});
     payment_service<redis_ledger> service(credit);
     bulwark::saga::participant_options po;
-    po.topic = pay_topic;
+    po.topic = pay_topic(s.prefix);
     po.group = s.prefix + "-payment";
     po.name = "payment";
     po.metrics = metrics;
@@ -252,7 +254,12 @@ int run_order_service(int argc, char** argv) {
   bulwark::app::stop_signals signals;
   return guarded("order-service", [&] {
     const auto s = read_settings(argc, argv, "order-service", "8001");
-    const auto replica = option(argc, argv, "--replica", "CHECKOUT_REPLICA", "order-" + std::to_string(s.port));
+    // The lease owner: unique among the replicas, the same after a restart (default: the port).
+    const auto replica = option(argc, argv, "--replica", "CHECKOUT_REPLICA",
+                                "order-" + std::to_string(s.port == 0 ? ::getpid() : s.port));
+    order_options oo;
+    oo.answer_timeout = std::chrono::milliseconds(
+        std::stoll(option(argc, argv, "--answer-timeout-ms", "CHECKOUT_ANSWER_TIMEOUT_MS", "10000")));
     const auto stock_url = option(argc, argv, "--stock-url", "CHECKOUT_STOCK_URL", "127.0.0.1:8002");
     const auto payment_url = option(argc, argv, "--payment-url", "CHECKOUT_PAYMENT_URL", "127.0.0.1:8003");
     const auto lease_ms = std::stoll(option(argc, argv, "--lease-ms", "CHECKOUT_LEASE_MS", "30000"));
@@ -261,11 +268,11 @@ int run_order_service(int argc, char** argv) {
     if (!stock_at || !payment_at) throw std::invalid_argument("--stock-url and --payment-url are host:port");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
     home h(s);
-    h.ensure_topic(s, pay_topic);
-    h.ensure_topic(s, stock_topic);
+    h.ensure_topic(s, pay_topic(s.prefix));
+    h.ensure_topic(s, stock_topic(s.prefix));
     bulwark::saga::orchestrator_options so;
     so.replica = replica;
-    so.reply_topic = "checkout.replies." + replica;
+    so.reply_topic = s.prefix + ".replies." + replica;
     so.lease = std::chrono::milliseconds(lease_ms);
     so.sweep_interval = std::chrono::milliseconds(std::max<long long>(lease_ms / 3, 1000));
     so.metrics = metrics;
@@ -273,7 +280,8 @@ int run_order_service(int argc, char** argv) {
     redis_repository orders(h.redis(), {.key_prefix = ns(s, "orders")});
     redis_repository saga_log(h.redis(), {.key_prefix = ns(s, "order-sagas")});
     using orchestrator_type = bulwark::saga::orchestrator<checkout_definition, redis_repository, kafka_bus>;
-    orchestrator_type sagas(h.executor(), checkout_saga(remote_pay_step(), remote_stock_step(), confirm_paid(orders)),
+    orchestrator_type sagas(h.executor(),
+                            checkout_saga(remote_pay_step(s.prefix), remote_stock_step(s.prefix), confirm_paid(orders)),
                             saga_log, h.bus(), so);
     bulwark::http::client peers(h.executor());
     // An item's price or a user's credit from the other services; nullopt on their 400.
@@ -294,7 +302,7 @@ int run_order_service(int argc, char** argv) {
     c.credit = [&, at = payment_at.value()](std::string user) {
       return lookup(at, "/payment/find_user/" + user, "credit");
     };
-    order_service<redis_repository, orchestrator_type> service(h.executor(), orders, sagas, std::move(c));
+    order_service<redis_repository, orchestrator_type> service(h.executor(), orders, sagas, std::move(c), oo);
     auto resumed = h.run(sagas.recover());
     if (!resumed) throw std::runtime_error("saga recovery: " + resumed.error().message());
     std::cout << "order-service: replica " << replica << " resumed " << resumed.value() << " sagas" << std::endl;
