@@ -11,7 +11,7 @@
 #   3. consistency, read right after: the stock taken over all items must be 2 x the 200s, the
 #      credit taken over all users 2 x price x the 200s.
 # against (a) the one-process memory mode (`checkout`, --threads 2). Mode (b), the separate
-# services on Redis and Kafka, is not built yet: the script says so and prints no figure for it.
+# services on Redis and Kafka, is not measured by this script yet: it says so, no figure.
 #
 # Prints the load average before and after, checkouts/s, p50/p99 latency, refusals and errors,
 # the consistency check, and ends with:
@@ -129,5 +129,5 @@ echo "memory consistency: $paid orders paid ($ok answered 200 within the run), s
   "(expected $((2 * paid))), credit taken $credit_taken (expected $((2 * PRICE * paid))): $consistent"
 [ "$consistent" = yes ] || { echo "INCONSISTENT" >&2; exit 1; }
 
-echo "real mode (order-service, stock-service, payment-service on Redis and Kafka): not built yet (issue 15), no figure"
+echo "real mode (order-service, stock-service, payment-service on Redis and Kafka): not measured by this script yet (issue 15), no figure"
 echo "ratio_memory: $(div "$rps" 20000)"

@@ -110,9 +110,12 @@ public:
   }
   home(const home&) = delete;
   home& operator=(const home&) = delete;
+  // Everything on this thread has stopped by now (server, participant or orchestrator); the
+  // Redis and HTTP clients' idle connections would keep run() going, so the loop is stopped.
   ~home() {
     bulwark::app::block_on(context_.get_executor(), bus_->stop());
     work_.reset();
+    context_.stop();
     thread_.join();
   }
 
