@@ -1,0 +1,4 @@
+// stock-service: see services.cpp and ../README.md ("Real mode").
+#include "services.hpp"
+
+int main(int argc, char** argv) { return checkout::run_stock_service(argc, argv); }

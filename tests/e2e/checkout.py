@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Black-box test of the checkout example over HTTP. Memory mode: the `checkout` executable on
+port 0 (the kernel picks a free one, read back from its log). Real mode (--real): the
+order-service, stock-service and payment-service executables on the shared Redis Cluster
+($BULWARK_REDIS_CLUSTER_NODES, a key prefix of this run's own) and Kafka ($BULWARK_KAFKA_BOOTSTRAP),
+each request sent to the service of its path prefix (what nginx does in deploy/). Check a few
+contract answers, run the
+consistency scenario over real connections (1 item with stock 100, 1000 users with credit 1,
+1000 orders of that item for random users, 1000 checkouts sent at once from 200 connections:
+exactly 100 succeed, stock 0, total credit 900, read right after the last answer), then stop it
+with SIGTERM and check that it exits cleanly. Bounded: every request has a 30 s timeout, the
+whole run a few seconds.
+
+usage: checkout.py path/to/checkout
+       checkout.py --real path/to/order-service path/to/stock-service path/to/payment-service
+              [--kill stock|payment]   (SIGKILL that service during the checkouts, restart it)
+"""
+import os
+import concurrent.futures
+import http.client
+import json
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+args = sys.argv[1:]
+real = args[:1] == ["--real"]
+kill = None
+if "--kill" in args:
+    kill = args[args.index("--kill") + 1]
+    args = args[:args.index("--kill")]
+procs = {}  # name -> (Popen, log path, argv)
+
+
+def fail(why):
+    for proc, log, _ in procs.values():
+        proc.kill()
+    print("FAIL:", why)
+    for name, (_, log, _) in procs.items():
+        print(f"--- {name} log:")
+        print(open(log).read()[-4000:])
+    sys.exit(1)
+
+
+def start(name, argv):
+    log = tempfile.NamedTemporaryFile(prefix=f"checkout-e2e-{name}-", suffix=".log", delete=False).name
+    proc = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    procs[name] = (proc, log, argv)
+    for _ in range(600):
+        m = re.search(r"listening on http://[^:]+:(\d+)", open(log).read())
+        if m:
+            return int(m.group(1))
+        if proc.poll() is not None:
+            fail(f"{name} exited before listening")
+        time.sleep(0.1)
+    fail(f"{name}: no 'listening on' line within 60 s")
+
+
+if real:
+    for var in ("BULWARK_REDIS_CLUSTER_NODES", "BULWARK_KAFKA_BOOTSTRAP"):
+        if not os.environ.get(var):
+            print(f"{var} is not set (scripts/servers.sh up redis-cluster kafka)")
+            sys.exit(1 if os.environ.get("BULWARK_REQUIRE_SERVERS") else 77)
+    common = ["--redis-cluster", os.environ["BULWARK_REDIS_CLUSTER_NODES"].replace("\\", ""),
+              "--kafka", os.environ["BULWARK_KAFKA_BOOTSTRAP"].replace("\\", ""),
+              "--prefix", f"ck{os.getpid()}-{int(time.time())}"]
+    order_bin, stock_bin, payment_bin = args[1:4]
+    stock_port = start("stock", [stock_bin, "--port", "0"] + common)
+    payment_port = start("payment", [payment_bin, "--port", "0"] + common)
+    order_port = start("order", [order_bin, "--port", "0", "--stock-url", f"127.0.0.1:{stock_port}",
+                                 "--payment-url", f"127.0.0.1:{payment_port}", "--lease-ms", "5000",
+                                 "--replica", "order-a", "--answer-timeout-ms", "60000"] + common)
+    ports = {"/orders": order_port, "/stock": stock_port, "/payment": payment_port}
+else:
+    port = start("checkout", [args[0], "--port", "0"])
+    ports = {"/orders": port, "/stock": port, "/payment": port}
+
+
+def port_for(path):
+    for prefix, p in ports.items():
+        if path.startswith(prefix):
+            return p
+    return ports["/orders"]
+
+
+local = threading.local()
+
+
+def call(method, path):
+    p = port_for(path)
+    if not hasattr(local, "conns"):
+        local.conns = {}
+    for attempt in range(2):  # a connection the server closed (or a restarted one) once again
+        conn = local.conns.setdefault(p, http.client.HTTPConnection("127.0.0.1", p, timeout=150))
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            return r.status, r.read().decode(), r.getheader("Content-Type", "")
+        except (ConnectionError, http.client.HTTPException):
+            conn.close()
+            del local.conns[p]
+            if attempt == 1:
+                raise
+
+
+def expect(method, path, status, body=None):
+    got = call(method, path)
+    if got[0] != status or (body is not None and got[1] != body):
+        fail(f"{method} {path} -> {got[0]} {got[1]!r}, wanted {status} {body!r}")
+    return got
+
+
+def value(method, path, field):
+    status, body, content_type = expect(method, path, 200)
+    if content_type != "application/json":
+        fail(f"{method} {path}: Content-Type {content_type}")
+    return json.loads(body)[field]
+
+
+# A few contract rows and refusals.
+for p in set(ports.values()):
+    conn = http.client.HTTPConnection("127.0.0.1", p, timeout=10)
+    conn.request("GET", "/health")
+    if conn.getresponse().status != 200:
+        fail(f"GET /health on {p} is not 200")
+expect("GET", "/stock/find/7", 400, "Item: 7 not found!")
+expect("POST", "/payment/pay/nobody/1", 400, "User: nobody not found!")
+expect("POST", "/stock/add/x/-1", 400, "Item: x not found!")
+expect("GET", "/elsewhere", 400, "No such path: GET /elsewhere")
+
+# Consistency.
+expect("POST", "/stock/batch_init/1/100/1", 200, '{"msg":"Batch init for stock successful"}')
+expect("POST", "/payment/batch_init/1000/1", 200, '{"msg":"Batch init for users successful"}')
+rng = random.Random(15)
+orders = []
+for _ in range(1000):
+    order = value("POST", f"/orders/create/{rng.randrange(1000)}", "order_id")
+    expect("POST", f"/orders/addItem/{order}/0/1", 200)
+    orders.append(order)
+
+start = threading.Barrier(200)
+
+
+def checkout_some(part):
+    start.wait(timeout=30)
+    return [call("POST", f"/orders/checkout/{o}")[:2] for o in orders[part::200]]
+
+
+def kill_and_restart():
+    # Once a few checkouts are under way: SIGKILL the service, start it again on its port.
+    time.sleep(0.5)
+    proc, log, argv = procs[kill]
+    proc.kill()
+    proc.wait()
+    argv = list(argv)
+    argv[argv.index("--port") + 1] = str(ports["/" + ("stock" if kill == "stock" else "payment")])
+    time.sleep(1)
+    start(kill, argv)
+
+
+began = time.monotonic()
+with concurrent.futures.ThreadPoolExecutor(max_workers=201) as pool:
+    killer = pool.submit(kill_and_restart) if kill else None
+    answers = [a for part in pool.map(checkout_some, range(200)) for a in part]
+    if killer:
+        killer.result()
+took = time.monotonic() - began
+succeeded = sum(1 for status, _ in answers if status == 200)
+refused = sum(1 for status, _ in answers if status == 400)
+others = [a for a in answers if a[0] not in (200, 400)]
+if others:
+    fail(f"answers other than 200/400: {others[:5]}")
+stock = value("GET", "/stock/find/0", "stock")
+credit = sum(value("GET", f"/payment/find_user/{u}", "credit") for u in range(1000))
+if (succeeded, refused, stock, credit) != (100, 900, 0, 900):
+    fail(f"{succeeded} succeeded, {refused} refused, stock {stock}, total credit {credit}; "
+         "wanted 100, 900, 0, 900")
+texts = {body for status, body in answers if status == 400}
+if not texts <= {"Out of stock on item_id: 0", "User out of credit"}:
+    fail(f"unexpected refusal texts ({len(texts)}): {sorted(texts)[:3]}")
+
+stops = []
+for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
+    proc, log, _ = procs[name]
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        fail(f"{name} did not stop within 60 s of SIGTERM")
+    stops.append(f"{name} {time.monotonic() - began:.1f} s")
+    if code != 0:
+        fail(f"{name} exited with status {code}")
+    if ": stopping" not in open(log).read():
+        fail(f"{name}: no graceful stop in the log")
+print(f"checkout e2e ({'real' if real else 'memory'} mode{', ' + kill + ' killed and restarted' if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
+      f"stock {stock}, total credit {credit} ({took:.1f} s); clean stop on SIGTERM ({', '.join(stops)})")
