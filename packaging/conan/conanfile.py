@@ -91,7 +91,9 @@ class BulwarkConan(ConanFile):
 
     def generate(self):
         toolchain = CMakeToolchain(self)
-        for switch in ("BULWARK_BUILD_TESTS", "BULWARK_BUILD_EXAMPLES", "BULWARK_BUILD_BENCHMARKS"):
+        for switch in (
+            "BULWARK_BUILD_TESTS", "BULWARK_BUILD_EXAMPLES", "BULWARK_BUILD_BENCHMARKS", "BULWARK_BUILD_LOADGEN"
+        ):
             toolchain.cache_variables[switch] = False
         for option, (switch, _) in BACKENDS.items():
             toolchain.cache_variables[switch] = bool(self.options.get_safe(option))

@@ -23,6 +23,7 @@ vcpkg_cmake_configure(
         -DBULWARK_BUILD_TESTS=OFF
         -DBULWARK_BUILD_EXAMPLES=OFF
         -DBULWARK_BUILD_BENCHMARKS=OFF
+        -DBULWARK_BUILD_LOADGEN=OFF
         -DBULWARK_WARNINGS_AS_ERRORS=OFF
 )
 vcpkg_cmake_install()
