@@ -6,10 +6,9 @@
 #include <bulwark/flows/write_through.hpp>
 #include <bulwark/resilience/timeout.hpp>
 #include <bulwark/result.hpp>
+#include <bulwark/run_on.hpp>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <cstddef>
 #include <optional>
@@ -18,16 +17,8 @@
 
 namespace channel_metadata {
 
-/// Runs `op` on `home` and resumes the caller on its own executor: for clients that belong to
-/// one executor (MySQL, Redis) called from the HTTP server's threads. The value travels in an
-/// optional: co_spawn's completion wants a default-constructible one.
-template <class T> bulwark::task<T> run_on(asio::any_io_executor home, bulwark::task<T> op) {
-  auto wrapped = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
-    co_return std::optional<bulwark::result<T>>(co_await std::move(inner));
-  };
-  auto done = co_await asio::co_spawn(home, wrapped(std::move(op)), asio::use_awaitable);
-  co_return std::move(*done);
-}
+/// For clients that belong to one executor (MySQL, Redis) called from the HTTP server's threads.
+using bulwark::run_on;
 
 /// What CMS needs of its write_through (flows/write_through.hpp documents each call).
 class document_store {

@@ -21,11 +21,10 @@
 #include <bulwark/clock.hpp>
 #include <bulwark/http/responses.hpp>
 #include <bulwark/repository.hpp>
+#include <bulwark/run_on.hpp>
 #include <bulwark/saga.hpp>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -38,14 +37,7 @@
 
 namespace checkout {
 
-/// Runs `op` on `home` and resumes the caller on its own executor.
-template <class T> bulwark::task<T> run_on(asio::any_io_executor home, bulwark::task<T> op) {
-  auto wrapped = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
-    co_return std::optional<bulwark::result<T>>(co_await std::move(inner));
-  };
-  auto done = co_await asio::co_spawn(home, wrapped(std::move(op)), asio::use_awaitable);
-  co_return std::move(*done);
-}
+using bulwark::run_on; // a task run on its client's executor, resumed on the caller's
 
 /// What the order service asks the other two: an item's price and a user's credit (nullopt:
 /// no such item or user). In one process these call the services; across processes, HTTP.

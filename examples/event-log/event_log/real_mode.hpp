@@ -13,9 +13,7 @@
 #include <bulwark/kafka/event_bus.hpp>
 #include <bulwark/redis/client.hpp>
 #include <bulwark/redis/repository.hpp>
-
-#include <asio/co_spawn.hpp>
-#include <asio/use_awaitable.hpp>
+#include <bulwark/run_on.hpp>
 
 #include <chrono>
 #include <optional>
@@ -74,9 +72,9 @@ private:
     commands_.types = &settings_;
     commands_.metrics = metrics;
     commands_.mark_accepted = [this](std::string cid, std::string status) {
-      return run_on(ex_, mark_accepted(std::move(cid), std::move(status)));
+      return bulwark::run_on(ex_, mark_accepted(std::move(cid), std::move(status)));
     };
-    commands_.forget = [this](std::string cid) { return run_on(ex_, forget(std::move(cid))); };
+    commands_.forget = [this](std::string cid) { return bulwark::run_on(ex_, forget(std::move(cid))); };
     commands_.publish = [this](std::string value) -> bulwark::task<void> {
       bulwark::message m;
       m.key = std::string(command_key);
@@ -87,9 +85,9 @@ private:
     };
     queries_.types = &settings_;
     queries_.metrics = metrics;
-    queries_.get = [this](std::string key) { return run_on(ex_, get_snapshot(std::move(key))); };
+    queries_.get = [this](std::string key) { return bulwark::run_on(ex_, get_snapshot(std::move(key))); };
     queries_.scan = [this](std::string prefix, std::string after, std::size_t limit) {
-      return run_on(ex_, scan_snapshots(std::move(prefix), std::move(after), limit));
+      return bulwark::run_on(ex_, scan_snapshots(std::move(prefix), std::move(after), limit));
     };
   }
 
@@ -121,19 +119,6 @@ private:
   bulwark::task<bulwark::scan_page> scan_snapshots(std::string prefix, std::string after, std::size_t limit) {
     auto page = co_await snapshots_.scan(prefix, after, limit);
     co_return page;
-  }
-
-  /// Runs `op` on `ex` (the Redis client is single-threaded) and resumes the caller on its own
-  /// executor. (co_spawn with use_awaitable needs a default-constructible value, which result<T>
-  /// is not, so the value travels in an optional.)
-  template <class T> static bulwark::task<T> run_on(asio::any_io_executor ex, bulwark::task<T> op) {
-    auto held = [](bulwark::task<T> inner) -> asio::awaitable<std::optional<bulwark::result<T>>> {
-      auto r = co_await std::move(inner);
-      co_return std::optional<bulwark::result<T>>(std::move(r));
-    };
-    auto wrapped = held(std::move(op));
-    auto done = co_await asio::co_spawn(ex, std::move(wrapped), asio::use_awaitable);
-    co_return std::move(*done);
   }
 
   asio::any_io_executor ex_;
