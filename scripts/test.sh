@@ -4,9 +4,11 @@
 # gives users and where GCC warns about what -O0 never shows it; -O1 for the tests, a third less
 # compile time), runs the whole suite with ctest there (README and docs snippets included), stops
 # the servers (also on failure or Ctrl-C), and runs the unit and conformance tests built with
-# ASan+UBSan. That build runs beside the release tests, at the lowest priority: they mostly wait
-# on servers, and it takes the CPU they leave. CI's budget is 40 minutes on a fresh clone; the
-# dev preset is for working by hand.
+# ASan+UBSan. Those two test executables are built only there, not also in the release build.
+# The sanitizer build starts first and runs beside everything else at the lowest priority: it
+# takes the CPU the release build leaves (its links, its last long files) and the release tests
+# leave (they mostly wait on servers). CI's budget is 40 minutes on a fresh clone; the dev preset
+# is for working by hand.
 # Exits non-zero on any failure.
 #   scripts/test.sh                  everything
 #   SKIP_ASAN=1 scripts/test.sh      without the sanitizer pass
@@ -42,12 +44,7 @@ export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_f
 jobs=$(nproc)
 start=$(date +%s)
 preset=${PRESET:-release}
-# Not the benchmarks: each benchmarks/*.sh builds what it runs (its `cmake --preset release`
-# turns them on again), and their ~220 CPU seconds do not fit CI's budget beside the examples.
-cmake --preset "$preset" -DBULWARK_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build --preset "$preset" -j "$jobs"
-echo "test.sh: $preset build done in $(( $(date +%s) - start )) s"
-
+unit_tests=ON
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
   cmake --preset asan >/dev/null
   # Only the executables whose tests it runs (labels unit and conformance), not every target;
@@ -56,9 +53,18 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
   setsid nice -n 19 cmake --build --preset asan -j "$jobs" --target bulwark_unit bulwark_conformance_memory \
     >build/asan/build.log 2>&1 &
   asan_build=$!
+  unit_tests=OFF # they run under ASan+UBSan; not built a second time at -O1
 fi
 
+# Not the benchmarks: each benchmarks/*.sh builds what it runs (its `cmake --preset release`
+# turns them on again), and their ~220 CPU seconds do not fit CI's budget beside the examples.
+cmake --preset "$preset" -DBULWARK_BUILD_BENCHMARKS=OFF -DBULWARK_BUILD_UNIT_TESTS=$unit_tests >/dev/null
+cmake --build --preset "$preset" -j "$jobs"
+echo "test.sh: $preset build done in $(( $(date +%s) - start )) s"
+
+servers_start=$(date +%s)
 scripts/servers.sh up
+echo "test.sh: servers up in $(( $(date +%s) - servers_start )) s"
 # shellcheck disable=SC1091
 source "$BULWARK_SERVERS_DIR/env"
 export BULWARK_REQUIRE_SERVERS=1   # a backend test whose server is missing fails, never skips
