@@ -32,6 +32,7 @@
 #include <bulwark/detail/saturating_cast.hpp>
 #include <bulwark/metrics/registry.hpp>
 #include <bulwark/result.hpp>
+#include <bulwark/run_on.hpp>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/bind_cancellation_slot.hpp>
@@ -191,18 +192,6 @@ inline result<std::optional<std::string>> read_file(const std::filesystem::path&
   }
   bytes.resize(done);
   return std::optional<std::string>(std::move(bytes));
-}
-
-/// Runs `op` on `ex` and resumes the caller on its own executor with op's result. (co_spawn
-/// with use_awaitable needs a default-constructible value, which result<T> is not.)
-template <class T, class Executor> asio::awaitable<result<T>> run_on(const Executor& ex, task<T> op) {
-  auto held = co_await asio::co_spawn(
-      ex,
-      [](task<T> inner) -> asio::awaitable<std::optional<result<T>>> {
-        co_return std::optional<result<T>>(co_await std::move(inner));
-      }(std::move(op)),
-      asio::use_awaitable);
-  co_return std::move(*held);
 }
 
 } // namespace detail
@@ -399,7 +388,7 @@ public:
   /// once with success and save nothing. Without a start(), only the final save happens.
   task<void> stop() {
     auto s = state_;
-    co_return co_await detail::run_on(s->strand, stop_on_strand(s));
+    co_return co_await bulwark::run_on(s->strand, stop_on_strand(s));
   }
 
   /// Saves that succeeded and that failed so far (loop and stop).
@@ -481,7 +470,7 @@ private:
       auto entries = s->entries();
       count = entries.size();
       if (s->opts.blocking_executor) {
-        saved = co_await detail::run_on(s->opts.blocking_executor,
+        saved = co_await bulwark::run_on(s->opts.blocking_executor,
                                         [](std::filesystem::path path, std::vector<snapshot_entry> e) -> task<void> {
                                           co_return last_known_good::save(path, e);
                                         }(s->opts.path, std::move(entries)));
