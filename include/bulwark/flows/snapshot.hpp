@@ -471,9 +471,9 @@ private:
       count = entries.size();
       if (s->opts.blocking_executor) {
         saved = co_await bulwark::run_on(s->opts.blocking_executor,
-                                        [](std::filesystem::path path, std::vector<snapshot_entry> e) -> task<void> {
-                                          co_return last_known_good::save(path, e);
-                                        }(s->opts.path, std::move(entries)));
+                                         [](std::filesystem::path path, std::vector<snapshot_entry> e) -> task<void> {
+                                           co_return last_known_good::save(path, e);
+                                         }(s->opts.path, std::move(entries)));
       } else {
         saved = last_known_good::save(s->opts.path, entries);
       }
