@@ -57,26 +57,12 @@ int usage(const std::string& why) {
   return 2;
 }
 
-/// The backends' io_context on `n` threads. Memory mode runs two: each subscription's handlers
-/// stay on their own strand, so the stages run in parallel; the memory models take locks. Real
-/// mode runs one: the Redis client is single-threaded.
-class io_threads {
-public:
-  explicit io_threads(std::size_t n) : work_(asio::make_work_guard(ctx_)) {
-    for (std::size_t i = 0; i < n; ++i) threads_.emplace_back([this] { ctx_.run(); });
-  }
-  ~io_threads() {
-    work_.reset();
-    ctx_.stop();
-    for (auto& t : threads_) t.join();
-  }
-  asio::any_io_executor executor() { return ctx_.get_executor(); }
-
-private:
-  asio::io_context ctx_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::vector<std::thread> threads_;
-};
+// The backends' io_context (bulwark::app::io_threads) runs on two threads in memory mode: each
+// subscription's handlers stay on their own strand, so the stages run in parallel; the memory
+// models take locks. Real mode runs one: the Redis client is single-threaded. At exit the loop is
+// stopped, not drained: the clients' idle connections would keep it running.
+using bulwark::app::io_threads;
+constexpr auto stop_loop = io_threads::at_exit::stop_loop;
 
 /// The HTTP servers this process runs; stopped on destruction.
 struct servers {
@@ -112,7 +98,7 @@ std::uint16_t port_of(int flag, std::uint16_t from_settings) {
 
 int run_memory(const options& o, const el::settings& s, bulwark::app::stop_signals& signals) {
   if (o.stage != "all") return usage("stage " + o.stage + " runs only with --mode real (memory mode is one process)");
-  io_threads io(2);
+  io_threads io(2, stop_loop);
   el::memory_deployment d(io.executor(), s);
   if (auto started = bulwark::app::block_on(io.executor(), d.start()); !started) {
     std::cerr << "event-log: " << started.error().message() << "\n";
@@ -152,7 +138,7 @@ int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals
     r.redis_host = redis.substr(0, colon);
     r.redis_port = static_cast<std::uint16_t>(std::stoi(redis.substr(colon + 1)));
   }
-  io_threads io(1);
+  io_threads io(1, stop_loop);
   auto created = el::real_deployment::create(io.executor(), s, r);
   if (!created) {
     std::cerr << "event-log: " << created.error().message() << "\n";

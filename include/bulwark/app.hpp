@@ -1,9 +1,13 @@
 #pragma once
-// Small pieces every service's main() needs: options from flags or the environment, and
-// waiting for SIGINT/SIGTERM so that the service can stop gracefully.
+// Small pieces every service's main() needs: options from flags or the environment, an
+// io_context on threads of its own, and waiting for SIGINT/SIGTERM so that the service can stop
+// gracefully.
 
+#include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
 
 #include <csignal>
@@ -12,7 +16,9 @@
 #include <pthread.h>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
+#include <vector>
 
 namespace bulwark::app {
 
@@ -59,6 +65,36 @@ public:
 
 private:
   sigset_t set_{};
+};
+
+/// An io_context run by threads of its own until destruction: the home of a service's backends
+/// and bus (their clients belong to one executor), with main() blocking on it through block_on.
+/// At destruction the threads either finish the work in hand (`finish_work`: every coroutine
+/// runs to its end, so everything on it must have been stopped first) or leave it (`stop_loop`:
+/// for a loop that idle client connections would keep running).
+class io_threads {
+public:
+  enum class at_exit { finish_work, stop_loop };
+
+  explicit io_threads(std::size_t threads = 1, at_exit exit = at_exit::finish_work)
+      : exit_(exit), work_(asio::make_work_guard(ctx_)) {
+    for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { ctx_.run(); });
+  }
+  ~io_threads() {
+    work_.reset();
+    if (exit_ == at_exit::stop_loop) ctx_.stop();
+    for (auto& t : threads_) t.join();
+  }
+  io_threads(const io_threads&) = delete;
+  io_threads& operator=(const io_threads&) = delete;
+
+  asio::any_io_executor executor() { return ctx_.get_executor(); }
+
+private:
+  at_exit exit_;
+  asio::io_context ctx_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
 };
 
 } // namespace bulwark::app

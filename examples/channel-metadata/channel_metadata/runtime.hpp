@@ -4,6 +4,7 @@
 
 #include <channel_metadata/config.hpp>
 
+#include <bulwark/app.hpp>
 #include <bulwark/http/router.hpp>
 #include <bulwark/http/server.hpp>
 #include <bulwark/metrics/registry.hpp>
@@ -19,24 +20,8 @@
 
 namespace channel_metadata {
 
-/// An io_context on its own thread (the backends, the bus, background work), until stop().
-class background_thread {
-public:
-  background_thread() : work_(asio::make_work_guard(ctx_)), thread_([this] { ctx_.run(); }) {}
-  ~background_thread() { stop(); }
-  background_thread(const background_thread&) = delete;
-  background_thread& operator=(const background_thread&) = delete;
-  asio::any_io_executor executor() { return ctx_.get_executor(); }
-  void stop() {
-    work_.reset();
-    if (thread_.joinable()) thread_.join();
-  }
-
-private:
-  asio::io_context ctx_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+/// The backends', bus's and background work's io_context, on its own thread.
+using background_thread = bulwark::app::io_threads;
 
 /// One line at a time to stdout, from any thread, prefixed with the program's name.
 inline std::function<void(const std::string&)> line_log(std::string program) {

@@ -27,24 +27,8 @@
 
 namespace predictions {
 
-/// An io_context on its own thread: the models, the consumer, the push loop.
-class home_thread {
-public:
-  home_thread() : work_(asio::make_work_guard(ctx_)), thread_([this] { ctx_.run(); }) {}
-  ~home_thread() { stop(); }
-  home_thread(const home_thread&) = delete;
-  home_thread& operator=(const home_thread&) = delete;
-  asio::any_io_executor executor() { return ctx_.get_executor(); }
-  void stop() {
-    work_.reset();
-    if (thread_.joinable()) thread_.join();
-  }
-
-private:
-  asio::io_context ctx_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  std::thread thread_;
-};
+/// The models', consumer's and push loop's io_context, on its own thread.
+using home_thread = bulwark::app::io_threads;
 
 /// One line at a time to stdout, from any thread.
 inline void log_line(const std::string& line) {
