@@ -65,8 +65,10 @@ TEST(app, io_threads_finish_the_work_in_hand_before_they_end) {
   // A chain of 100 posts, each posting the next: all of it runs before the destructor returns.
   auto next = std::make_shared<std::function<void()>>();
   *next = [&steps, ex, next]() mutable {
-    if (++steps < 100) asio::post(ex, *next);
-    else *next = nullptr; // breaks the cycle
+    if (++steps < 100)
+      asio::post(ex, *next);
+    else
+      *next = nullptr; // breaks the cycle
   };
   asio::post(ex, *next);
   destroy_within(std::move(io), 10s);
