@@ -35,6 +35,9 @@ if "--kill" in args:
     kill = args[args.index("--kill") + 1]
     args = args[:args.index("--kill")]
 procs = {}  # name -> (Popen, log path, argv)
+# The 1000 checkouts must all be answered within this (seconds), else the run fails at once with
+# the checkouts still outstanding, the services' saga metrics and their logs.
+checkout_deadline = float(os.environ.get("CHECKOUT_E2E_DEADLINE_S", "150"))
 
 
 def fail(why):
@@ -44,7 +47,8 @@ def fail(why):
     for name, (_, log, _) in procs.items():
         print(f"--- {name} log:")
         print(open(log).read()[-4000:])
-    sys.exit(1)
+    sys.stdout.flush()
+    os._exit(1)  # not sys.exit: checkout threads may still be waiting on their sockets
 
 
 def start(name, argv):
@@ -143,12 +147,54 @@ for _ in range(1000):
     expect("POST", f"/orders/addItem/{order}/0/1", 200)
     orders.append(order)
 
-start = threading.Barrier(200)
+go = threading.Barrier(200)  # not `start`: that is the function kill_and_restart calls
+
+
+outstanding = {}  # order id -> when its checkout was sent (monotonic), while unanswered
+latencies = []
+progress = threading.Lock()
+
+
+def checkout_one(order):
+    with progress:
+        outstanding[order] = time.monotonic()
+    answer = call("POST", f"/orders/checkout/{order}")[:2]
+    with progress:
+        latencies.append(time.monotonic() - outstanding.pop(order))
+    return answer
 
 
 def checkout_some(part):
-    start.wait(timeout=30)
-    return [call("POST", f"/orders/checkout/{o}")[:2] for o in orders[part::200]]
+    go.wait(timeout=30)
+    return [checkout_one(o) for o in orders[part::200]]
+
+
+def metrics_of(name, p):
+    # The saga, participant and bus lines of a service's /metrics (what a stall shows in).
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", p, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except (OSError, http.client.HTTPException) as e:
+        return f"--- {name} /metrics: {e}"
+    keep = [line for line in text.splitlines() if re.match(r"bulwark_(saga|participant|bus|kafka)", line)
+            and not line.startswith("bulwark_saga_step_seconds_bucket")]
+    return f"--- {name} /metrics:\n" + "\n".join(keep[:80])
+
+
+def stalled(why):
+    # The checkouts did not all answer by the deadline: say which, what the services report.
+    now = time.monotonic()
+    with progress:
+        waiting = sorted(outstanding.items(), key=lambda kv: kv[1])
+    print(f"STALLED: {why}; {len(latencies)} of {len(orders)} checkouts answered, {len(waiting)} outstanding:")
+    for order, since in waiting[:20]:
+        print(f"  checkout of order {order}: waiting {now - since:.1f} s")
+    for name, p in (("order", ports["/orders"]), ("stock", ports["/stock"]), ("payment", ports["/payment"])):
+        if real or name == "order":
+            print(metrics_of(name, p))
+    sys.stdout.flush()
+    fail(why)
 
 
 def kill_and_restart():
@@ -164,12 +210,21 @@ def kill_and_restart():
 
 
 began = time.monotonic()
-with concurrent.futures.ThreadPoolExecutor(max_workers=201) as pool:
-    killer = pool.submit(kill_and_restart) if kill else None
-    answers = [a for part in pool.map(checkout_some, range(200)) for a in part]
-    if killer:
-        killer.result()
+pool = concurrent.futures.ThreadPoolExecutor(max_workers=201)
+killer = pool.submit(kill_and_restart) if kill else None
+parts = [pool.submit(checkout_some, part) for part in range(200)]
+done, pending = concurrent.futures.wait(parts + ([killer] if killer else []), timeout=checkout_deadline,
+                                       return_when=concurrent.futures.FIRST_EXCEPTION)
+for f in done:
+    if f.exception():
+        fail(f"a checkout thread or the killer failed: {f.exception()!r}")
+if pending:
+    stalled(f"the 1000 checkouts did not finish within {checkout_deadline:.0f} s")
+answers = [a for f in parts for a in f.result()]
+pool.shutdown()
 took = time.monotonic() - began
+latencies.sort()
+slow = sum(1 for t in latencies if t > 5)
 succeeded = sum(1 for status, _ in answers if status == 200)
 refused = sum(1 for status, _ in answers if status == 400)
 others = [a for a in answers if a[0] not in (200, 400)]
@@ -199,4 +254,5 @@ for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
     if ": stopping" not in open(log).read():
         fail(f"{name}: no graceful stop in the log")
 print(f"checkout e2e ({'real' if real else 'memory'} mode{', ' + kill + ' killed and restarted' if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
-      f"stock {stock}, total credit {credit} ({took:.1f} s); clean stop on SIGTERM ({', '.join(stops)})")
+      f"stock {stock}, total credit {credit} ({took:.1f} s; answer times p50 {latencies[len(latencies) // 2]:.2f} s, "
+      f"max {latencies[-1]:.2f} s, {slow} over 5 s); clean stop on SIGTERM ({', '.join(stops)})")
