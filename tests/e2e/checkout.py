@@ -239,6 +239,24 @@ texts = {body for status, body in answers if status == 400}
 if not texts <= {"Out of stock on item_id: 0", "User out of credit"}:
     fail(f"unexpected refusal texts ({len(texts)}): {sorted(texts)[:3]}")
 
+# How hard the sagas had to try: step attempts per saga and the duplicates the participants
+# answered from their records (commands sent again after an attempt's timeout).
+def counter_sum(p, pattern):
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", p, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except (OSError, http.client.HTTPException):
+        return -1
+    return sum(float(line.split()[-1]) for line in text.splitlines() if re.match(pattern, line))
+
+
+effort = ""
+if real:
+    sagas = counter_sum(ports["/orders"], r'bulwark_saga_started_total')
+    attempts = counter_sum(ports["/orders"], r'bulwark_saga_step_seconds_count\{saga="checkout",step="(pay|stock)"')
+    duplicates = sum(counter_sum(ports[p], r"bulwark_participant_duplicates_total") for p in ("/stock", "/payment"))
+    effort = f"; {sagas:.0f} sagas, {attempts:.0f} pay/stock attempts, {duplicates:.0f} duplicate commands"
 stops = []
 for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
     proc, log, _ = procs[name]
@@ -255,4 +273,4 @@ for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
         fail(f"{name}: no graceful stop in the log")
 print(f"checkout e2e ({'real' if real else 'memory'} mode{', ' + kill + ' killed and restarted' if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
       f"stock {stock}, total credit {credit} ({took:.1f} s; answer times p50 {latencies[len(latencies) // 2]:.2f} s, "
-      f"max {latencies[-1]:.2f} s, {slow} over 5 s); clean stop on SIGTERM ({', '.join(stops)})")
+      f"max {latencies[-1]:.2f} s, {slow} over 5 s{effort}); clean stop on SIGTERM ({', '.join(stops)})")
