@@ -441,9 +441,9 @@ namespace {
 struct test_participant {
   world& w;
   bulwark::memory::event_bus& bus;
-  int drop_replies = 0;     // the next n replies are lost
-  bool duplicate = false;   // every reply is sent twice
-  bool stale_first = false; // a reply for another (step, op) of the same saga goes first
+  int drop_replies = 0;                        // the next n replies are lost
+  bool duplicate = false;                      // every reply is sent twice
+  bool stale_first = false;                    // a reply for another (step, op) of the same saga goes first
   bulwark::clock::duration first_reply_late{}; // the first reply waits this long (a backlog)
   int handled = 0;
 
