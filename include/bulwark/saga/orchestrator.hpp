@@ -763,7 +763,8 @@ private:
     static bulwark::clock::duration attempt_wait(const step<context_type>& s, std::uint32_t n) {
       if (!s.is_remote()) return s.timeout;
       const auto factor = 1 << std::min<std::uint32_t>(n, 3);
-      return s.timeout > bulwark::clock::duration::max() / factor ? bulwark::clock::duration::max() : s.timeout * factor;
+      return s.timeout > bulwark::clock::duration::max() / factor ? bulwark::clock::duration::max()
+                                                                  : s.timeout * factor;
     }
 
     // One attempt of step i's action (o == action) or compensation: the step's own task for a
