@@ -9,7 +9,7 @@ consistency scenario over real connections (1 item with stock 100, 1000 users wi
 1000 orders of that item for random users, 1000 checkouts sent at once from 200 connections:
 exactly 100 succeed, stock 0, total credit 900, read right after the last answer), then stop it
 with SIGTERM and check that it exits cleanly. Bounded: the 1000 checkouts must all be answered
-within CHECKOUT_E2E_DEADLINE_S (100 s), else the run fails at once and prints the checkouts still
+within CHECKOUT_E2E_DEADLINE_S (120 s), else the run fails at once and prints the checkouts still
 outstanding, the services' saga metrics and their logs; each stop has 20 s. The closing line
 gives the answer times and, in real mode, the saga step attempts and the duplicate commands the
 participants answered from their records (commands sent again after a timeout).
@@ -17,6 +17,9 @@ participants answered from their records (commands sent again after a timeout).
 usage: checkout.py path/to/checkout
        checkout.py --real path/to/order-service path/to/stock-service path/to/payment-service
               [--kill stock|payment]   (SIGKILL that service during the checkouts, restart it)
+              [--kill order]           (a second order replica, order-b, takes the checkouts
+                                        that order-a, SIGKILLed and left down, dropped, and
+                                        finishes its sagas once their lease expired)
 """
 import os
 import concurrent.futures
@@ -39,9 +42,11 @@ if "--kill" in args:
     kill = args[args.index("--kill") + 1]
     args = args[:args.index("--kill")]
 procs = {}  # name -> (Popen, log path, argv)
+killed = []  # (name, log) of a service killed and not restarted
+failover = {}  # port -> the port a request goes to when that one refuses or drops it
 # The 1000 checkouts must all be answered within this (seconds), else the run fails at once with
 # the checkouts still outstanding, the services' saga metrics and their logs.
-checkout_deadline = float(os.environ.get("CHECKOUT_E2E_DEADLINE_S", "100"))
+checkout_deadline = float(os.environ.get("CHECKOUT_E2E_DEADLINE_S", "120"))
 
 
 def fail(why):
@@ -84,6 +89,12 @@ if real:
                                  "--payment-url", f"127.0.0.1:{payment_port}", "--lease-ms", "5000",
                                  "--replica", "order-a", "--answer-timeout-ms", "60000"] + common)
     ports = {"/orders": order_port, "/stock": stock_port, "/payment": payment_port}
+    if kill == "order":
+        # A second replica over the same stores: the gateway's next upstream (deploy/nginx.conf
+        # retries a checkout on another replica), which finishes order-a's sagas once their
+        # lease (5 s) expired.
+        argv_b = [("order-b" if a == "order-a" else a) for a in procs["order"][2]]
+        failover[order_port] = start("order-b", argv_b)
 else:
     port = start("checkout", [args[0], "--port", "0"])
     ports = {"/orders": port, "/stock": port, "/payment": port}
@@ -103,7 +114,9 @@ def call(method, path):
     p = port_for(path)
     if not hasattr(local, "conns"):
         local.conns = {}
-    for attempt in range(2):  # a connection the server closed (or a restarted one) once again
+    # A connection the server closed (or a restarted one) once again, then the failover replica.
+    targets = [p, p] + ([failover[p]] if p in failover else [])
+    for attempt, p in enumerate(targets):
         conn = local.conns.setdefault(p, http.client.HTTPConnection("127.0.0.1", p, timeout=150))
         try:
             conn.request(method, path)
@@ -112,7 +125,7 @@ def call(method, path):
         except (ConnectionError, http.client.HTTPException):
             conn.close()
             del local.conns[p]
-            if attempt == 1:
+            if attempt == len(targets) - 1:
                 raise
 
 
@@ -204,16 +217,23 @@ def stalled(why):
     for name, p in (("order", ports["/orders"]), ("stock", ports["/stock"]), ("payment", ports["/payment"])):
         if real or name == "order":
             print(metrics_of(name, p))
+    for a, b in failover.items():
+        print(metrics_of("order-b", b))
     sys.stdout.flush()
     fail(why)
 
 
 def kill_and_restart():
-    # Once a few checkouts are under way: SIGKILL the service, start it again on its port.
+    # Once a few checkouts are under way: SIGKILL the service, start it again on its port (an
+    # order replica stays down: order-b finishes its sagas).
     time.sleep(0.5)
     proc, log, argv = procs[kill]
     proc.kill()
     proc.wait()
+    if kill == "order":
+        killed.append((kill, log))
+        del procs[kill]
+        return
     argv = list(argv)
     argv[argv.index("--port") + 1] = str(ports["/" + ("stock" if kill == "stock" else "payment")])
     time.sleep(1)
@@ -266,10 +286,21 @@ def counter_sum(p, pattern):
 
 effort = ""
 if real:
-    sagas = counter_sum(ports["/orders"], r'bulwark_saga_started_total')
-    attempts = counter_sum(ports["/orders"], r'bulwark_saga_step_seconds_count\{saga="checkout",step="(pay|stock)"')
+    live = [p for p in [ports["/orders"]] + list(failover.values()) if counter_sum(p, "bulwark_saga_in_flight") >= 0]
+    # Every answer was final, so no replica still drives a saga (with order-a killed: order-b
+    # finished every saga of order-a's that a retried checkout joined).
+    for p in live:
+        for _ in range(50):
+            if counter_sum(p, "bulwark_saga_in_flight") == 0:
+                break
+            time.sleep(0.1)
+        else:
+            fail(f"the order replica on port {p} still drives sagas after the last answer")
+    sagas = sum(counter_sum(p, r'bulwark_saga_started_total') for p in live)
+    attempts = sum(counter_sum(p, r'bulwark_saga_step_seconds_count\{saga="checkout",step="(pay|stock)"')
+                   for p in live)
     duplicates = sum(counter_sum(ports[p], r"bulwark_participant_duplicates_total") for p in ("/stock", "/payment"))
-    effort = f"; {sagas:.0f} sagas, {attempts:.0f} pay/stock attempts, {duplicates:.0f} duplicate commands"
+    effort = f"; {sagas:.0f} sagas started on the replicas alive at the end, {attempts:.0f} pay/stock attempts, {duplicates:.0f} duplicate commands"
 stops = []
 for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
     proc, log, _ = procs[name]
