@@ -613,11 +613,12 @@ public:
     // join again. Seen: the checkout example's stock participant held no partition for minutes
     // while the saga commands piled up on its topic (its sagas timed out; CI's 300 s hang). So
     // a member left with nothing while the topic has partitions joins again (unsubscribe,
-    // subscribe), up to 5 times, each after a second of waiting for a late assignment; one that
+    // subscribe), up to 3 times, each after 3 s of waiting for a late assignment (a cooperative
+    // rebalance hands a joining member its partitions in a second round); one that
     // gets nothing because its group has more members than the topic partitions keeps its empty
     // assignment after those tries.
-    for (int rejoin = 0; rejoin < 5 && s->owned.load() == 0; ++rejoin) {
-      const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    for (int rejoin = 0; rejoin < 3 && s->owned.load() == 0; ++rejoin) {
+      const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(3);
       while (s->owned.load() == 0 && std::chrono::steady_clock::now() < settle) {
         timer.expires_after(std::chrono::milliseconds(5));
         co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
