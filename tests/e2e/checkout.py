@@ -69,7 +69,7 @@ def start(name, argv):
         if m:
             return int(m.group(1))
         if proc.poll() is not None:
-            fail(f"{name} exited before listening")
+            fail(f"{name} exited before listening (status {proc.returncode})")
         time.sleep(0.1)
     fail(f"{name}: no 'listening on' line within 60 s")
 
@@ -315,6 +315,6 @@ for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
         fail(f"{name} exited with status {code}")
     if ": stopping" not in open(log).read():
         fail(f"{name}: no graceful stop in the log")
-print(f"checkout e2e ({'real' if real else 'memory'} mode, setup {setup_took:.1f} s, {time.monotonic() - script_began:.0f} s in all{', ' + kill + ' killed and restarted' if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
+print(f"checkout e2e ({'real' if real else 'memory'} mode, setup {setup_took:.1f} s, {time.monotonic() - script_began:.0f} s in all{(', order-a killed, order-b took over' if kill == 'order' else ', ' + kill + ' killed and restarted') if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
       f"stock {stock}, total credit {credit} ({took:.1f} s; answer times p50 {latencies[len(latencies) // 2]:.2f} s, "
       f"max {latencies[-1]:.2f} s, {slow} over 5 s{effort}); clean stop on SIGTERM ({', '.join(stops)})")

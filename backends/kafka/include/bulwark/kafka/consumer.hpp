@@ -612,8 +612,8 @@ public:
     // assignment, and neither the 1 s metadata refresh above nor the topic's appearance makes it
     // join again. Seen: the checkout example's stock participant held no partition for minutes
     // while the saga commands piled up on its topic (its sagas timed out; CI's 300 s hang). So
-    // a member left with nothing while the topic has partitions joins again (unsubscribe,
-    // subscribe), up to 3 times, each after 3 s of waiting for a late assignment (a cooperative
+    // a member left with nothing while the topic has partitions joins again (subscribes anew),
+    // up to 3 times, each after 3 s of waiting for a late assignment (a cooperative
     // rebalance hands a joining member its partitions in a second round); one that
     // gets nothing because its group has more members than the topic partitions keeps its empty
     // assignment after those tries.
@@ -628,12 +628,13 @@ public:
         return topic_partitions(s->rk.get(), topic, timeout);
       });
       if (partitions <= 0) break; // the topic has none (yet): nothing to ask for
+      // Subscribing anew (the same topic) makes librdkafka leave its assignment and join again.
+      // Not unsubscribe() first: a subscribe() while that is under way fails. A failure here
+      // leaves the member as it is: this is a second chance, not a condition of the start.
       s->assigned = false;
-      rd_kafka_unsubscribe(s->rk.get());
-      if (const auto err = rd_kafka_subscribe(s->rk.get(), topics.get())) {
-        consumer failed(std::move(s));
-        co_await failed.stop();
-        co_return make_error(err, o.topic);
+      if (rd_kafka_subscribe(s->rk.get(), topics.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        s->assigned = true;
+        break;
       }
       while (!s->assigned.load() && std::chrono::steady_clock::now() < deadline) {
         timer.expires_after(std::chrono::milliseconds(5));
