@@ -165,7 +165,6 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::atomic<bool> stopping{false}; ///< workers finish the message in flight, start no other
   std::atomic<bool> thread_done{false};
   std::atomic<bool> assigned{false};
-  std::atomic<int> owned{0}; ///< partitions assigned now
   std::atomic<std::size_t> processed{0};
   // Buffering figures for stats().
   std::atomic<std::size_t> buffered{0}, max_buffered{0}, paused_partitions{0}, pauses{0}, resumes{0};
@@ -364,10 +363,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       } else {
         rd_kafka_assign(rk, parts);
       }
-      self->owned += parts->cnt;
       self->assigned = true;
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-      self->owned -= parts->cnt;
       std::vector<std::int32_t> ids;
       for (int i = 0; i < parts->cnt; ++i) ids.push_back(parts->elems[i].partition);
       self->drain(ids);
@@ -607,40 +604,6 @@ public:
       timer.expires_after(std::chrono::milliseconds(5));
       co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     }
-    // librdkafka 2.0.2: a member that joined while the broker it asked did not know the topic
-    // yet (just created, by anyone; brokers learn of it one after the other) gets an empty
-    // assignment, and neither the 1 s metadata refresh above nor the topic's appearance makes it
-    // join again. Seen: the checkout example's stock participant held no partition for minutes
-    // while the saga commands piled up on its topic (its sagas timed out; CI's 300 s hang). So
-    // a member left with nothing while the topic has partitions joins again (subscribes anew),
-    // up to 3 times, each after 3 s of waiting for a late assignment (a cooperative
-    // rebalance hands a joining member its partitions in a second round); one that
-    // gets nothing because its group has more members than the topic partitions keeps its empty
-    // assignment after those tries.
-    for (int rejoin = 0; rejoin < 3 && s->owned.load() == 0; ++rejoin) {
-      const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-      while (s->owned.load() == 0 && std::chrono::steady_clock::now() < settle) {
-        timer.expires_after(std::chrono::milliseconds(5));
-        co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-      }
-      if (s->owned.load() > 0 || std::chrono::steady_clock::now() > deadline) break;
-      auto partitions = co_await detail::offload([s, topic = o.topic, timeout = cfg.subscribe_timeout] {
-        return topic_partitions(s->rk.get(), topic, timeout);
-      });
-      if (partitions <= 0) break; // the topic has none (yet): nothing to ask for
-      // Subscribing anew (the same topic) makes librdkafka leave its assignment and join again.
-      // Not unsubscribe() first: a subscribe() while that is under way fails. A failure here
-      // leaves the member as it is: this is a second chance, not a condition of the start.
-      s->assigned = false;
-      if (rd_kafka_subscribe(s->rk.get(), topics.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        s->assigned = true;
-        break;
-      }
-      while (!s->assigned.load() && std::chrono::steady_clock::now() < deadline) {
-        timer.expires_after(std::chrono::milliseconds(5));
-        co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-      }
-    }
     co_return consumer(std::move(s));
   }
 
@@ -706,21 +669,6 @@ public:
 
 private:
   explicit consumer(std::shared_ptr<detail::consumer_state> s) : state_(std::move(s)) {}
-
-  // The partition count of `topic` in one metadata answer on `rk` (-1 on an error or unknown).
-  static int topic_partitions(rd_kafka_t* rk, const std::string& topic, std::chrono::milliseconds timeout) {
-    rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-    if (!t) return -1;
-    const rd_kafka_metadata_t* md = nullptr;
-    const auto err = rd_kafka_metadata(rk, 0, t, &md, static_cast<int>(timeout.count()));
-    rd_kafka_topic_destroy(t);
-    if (err) return -1;
-    int count = -1;
-    for (int i = 0; i < md->topic_cnt; ++i)
-      if (topic == md->topics[i].topic && !md->topics[i].err) count = md->topics[i].partition_cnt;
-    rd_kafka_metadata_destroy(md);
-    return count;
-  }
   std::shared_ptr<detail::consumer_state> state_;
 };
 
