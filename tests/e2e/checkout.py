@@ -8,12 +8,18 @@ contract answers, run the
 consistency scenario over real connections (1 item with stock 100, 1000 users with credit 1,
 1000 orders of that item for random users, 1000 checkouts sent at once from 200 connections:
 exactly 100 succeed, stock 0, total credit 900, read right after the last answer), then stop it
-with SIGTERM and check that it exits cleanly. Bounded: every request has a 30 s timeout, the
-whole run a few seconds.
+with SIGTERM and check that it exits cleanly. Bounded: the 1000 checkouts must all be answered
+within CHECKOUT_E2E_DEADLINE_S (120 s), else the run fails at once and prints the checkouts still
+outstanding, the services' saga metrics and their logs; each stop has 20 s. The closing line
+gives the answer times and, in real mode, the saga step attempts and the duplicate commands the
+participants answered from their records (commands sent again after a timeout).
 
 usage: checkout.py path/to/checkout
        checkout.py --real path/to/order-service path/to/stock-service path/to/payment-service
               [--kill stock|payment]   (SIGKILL that service during the checkouts, restart it)
+              [--kill order]           (a second order replica, order-b, takes the checkouts
+                                        that order-a, SIGKILLed and left down, dropped, and
+                                        finishes its sagas once their lease expired)
 """
 import os
 import concurrent.futures
@@ -28,6 +34,7 @@ import tempfile
 import threading
 import time
 
+script_began = time.monotonic()
 args = sys.argv[1:]
 real = args[:1] == ["--real"]
 kill = None
@@ -35,6 +42,11 @@ if "--kill" in args:
     kill = args[args.index("--kill") + 1]
     args = args[:args.index("--kill")]
 procs = {}  # name -> (Popen, log path, argv)
+killed = []  # (name, log) of a service killed and not restarted
+failover = {}  # port -> the port a request goes to when that one refuses or drops it
+# The 1000 checkouts must all be answered within this (seconds), else the run fails at once with
+# the checkouts still outstanding, the services' saga metrics and their logs.
+checkout_deadline = float(os.environ.get("CHECKOUT_E2E_DEADLINE_S", "120"))
 
 
 def fail(why):
@@ -44,7 +56,8 @@ def fail(why):
     for name, (_, log, _) in procs.items():
         print(f"--- {name} log:")
         print(open(log).read()[-4000:])
-    sys.exit(1)
+    sys.stdout.flush()
+    os._exit(1)  # not sys.exit: checkout threads may still be waiting on their sockets
 
 
 def start(name, argv):
@@ -56,7 +69,7 @@ def start(name, argv):
         if m:
             return int(m.group(1))
         if proc.poll() is not None:
-            fail(f"{name} exited before listening")
+            fail(f"{name} exited before listening (status {proc.returncode})")
         time.sleep(0.1)
     fail(f"{name}: no 'listening on' line within 60 s")
 
@@ -76,6 +89,12 @@ if real:
                                  "--payment-url", f"127.0.0.1:{payment_port}", "--lease-ms", "5000",
                                  "--replica", "order-a", "--answer-timeout-ms", "60000"] + common)
     ports = {"/orders": order_port, "/stock": stock_port, "/payment": payment_port}
+    if kill == "order":
+        # A second replica over the same stores: the gateway's next upstream (deploy/nginx.conf
+        # retries a checkout on another replica), which finishes order-a's sagas once their
+        # lease (5 s) expired.
+        argv_b = [("order-b" if a == "order-a" else a) for a in procs["order"][2]]
+        failover[order_port] = start("order-b", argv_b)
 else:
     port = start("checkout", [args[0], "--port", "0"])
     ports = {"/orders": port, "/stock": port, "/payment": port}
@@ -95,7 +114,9 @@ def call(method, path):
     p = port_for(path)
     if not hasattr(local, "conns"):
         local.conns = {}
-    for attempt in range(2):  # a connection the server closed (or a restarted one) once again
+    # A connection the server closed (or a restarted one) once again, then the failover replica.
+    targets = [p, p] + ([failover[p]] if p in failover else [])
+    for attempt, p in enumerate(targets):
         conn = local.conns.setdefault(p, http.client.HTTPConnection("127.0.0.1", p, timeout=150))
         try:
             conn.request(method, path)
@@ -104,7 +125,7 @@ def call(method, path):
         except (ConnectionError, http.client.HTTPException):
             conn.close()
             del local.conns[p]
-            if attempt == 1:
+            if attempt == len(targets) - 1:
                 raise
 
 
@@ -134,49 +155,116 @@ expect("POST", "/stock/add/x/-1", 400, "Item: x not found!")
 expect("GET", "/elsewhere", 400, "No such path: GET /elsewhere")
 
 # Consistency.
+setup_began = time.monotonic()
 expect("POST", "/stock/batch_init/1/100/1", 200, '{"msg":"Batch init for stock successful"}')
 expect("POST", "/payment/batch_init/1000/1", 200, '{"msg":"Batch init for users successful"}')
 rng = random.Random(15)
-orders = []
-for _ in range(1000):
-    order = value("POST", f"/orders/create/{rng.randrange(1000)}", "order_id")
-    expect("POST", f"/orders/addItem/{order}/0/1", 200)
-    orders.append(order)
+buyers = [rng.randrange(1000) for _ in range(1000)]
 
-start = threading.Barrier(200)
+
+def make_order(user):
+    order = value("POST", f"/orders/create/{user}", "order_id")
+    expect("POST", f"/orders/addItem/{order}/0/1", 200)
+    return order
+
+
+with concurrent.futures.ThreadPoolExecutor(max_workers=16) as setup:  # 2,000 requests: not one by one
+    orders = list(setup.map(make_order, buyers))
+
+go = threading.Barrier(200)  # not `start`: that is the function kill_and_restart calls
+
+
+outstanding = {}  # order id -> when its checkout was sent (monotonic), while unanswered
+latencies = []
+progress = threading.Lock()
+
+
+def checkout_one(order):
+    with progress:
+        outstanding[order] = time.monotonic()
+    answer = call("POST", f"/orders/checkout/{order}")[:2]
+    with progress:
+        latencies.append(time.monotonic() - outstanding.pop(order))
+    return answer
 
 
 def checkout_some(part):
-    start.wait(timeout=30)
-    return [call("POST", f"/orders/checkout/{o}")[:2] for o in orders[part::200]]
+    go.wait(timeout=30)
+    return [checkout_one(o) for o in orders[part::200]]
+
+
+def metrics_of(name, p):
+    # The saga, participant and bus lines of a service's /metrics (what a stall shows in).
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", p, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except (OSError, http.client.HTTPException) as e:
+        return f"--- {name} /metrics: {e}"
+    keep = [line for line in text.splitlines() if re.match(r"bulwark_(saga|participant|bus|kafka)", line)
+            and not line.startswith("bulwark_saga_step_seconds_bucket")]
+    return f"--- {name} /metrics:\n" + "\n".join(keep[:80])
+
+
+def stalled(why):
+    # The checkouts did not all answer by the deadline: say which, what the services report.
+    now = time.monotonic()
+    with progress:
+        waiting = sorted(outstanding.items(), key=lambda kv: kv[1])
+    print(f"STALLED: {why}; {len(latencies)} of {len(orders)} checkouts answered, {len(waiting)} outstanding:")
+    for order, since in waiting[:20]:
+        print(f"  checkout of order {order}: waiting {now - since:.1f} s")
+    for name, p in (("order", ports["/orders"]), ("stock", ports["/stock"]), ("payment", ports["/payment"])):
+        if real or name == "order":
+            print(metrics_of(name, p))
+    for a, b in failover.items():
+        print(metrics_of("order-b", b))
+    sys.stdout.flush()
+    fail(why)
 
 
 def kill_and_restart():
-    # Once a few checkouts are under way: SIGKILL the service, start it again on its port.
+    # Once a few checkouts are under way: SIGKILL the service, start it again on its port (an
+    # order replica stays down: order-b finishes its sagas).
     time.sleep(0.5)
     proc, log, argv = procs[kill]
     proc.kill()
     proc.wait()
+    if kill == "order":
+        killed.append((kill, log))
+        del procs[kill]
+        return
     argv = list(argv)
     argv[argv.index("--port") + 1] = str(ports["/" + ("stock" if kill == "stock" else "payment")])
     time.sleep(1)
     start(kill, argv)
 
 
+setup_took = time.monotonic() - setup_began
 began = time.monotonic()
-with concurrent.futures.ThreadPoolExecutor(max_workers=201) as pool:
-    killer = pool.submit(kill_and_restart) if kill else None
-    answers = [a for part in pool.map(checkout_some, range(200)) for a in part]
-    if killer:
-        killer.result()
+pool = concurrent.futures.ThreadPoolExecutor(max_workers=201)
+killer = pool.submit(kill_and_restart) if kill else None
+parts = [pool.submit(checkout_some, part) for part in range(200)]
+done, pending = concurrent.futures.wait(parts + ([killer] if killer else []), timeout=checkout_deadline,
+                                       return_when=concurrent.futures.FIRST_EXCEPTION)
+for f in done:
+    if f.exception():
+        fail(f"a checkout thread or the killer failed: {f.exception()!r}")
+if pending:
+    stalled(f"the 1000 checkouts did not finish within {checkout_deadline:.0f} s")
+answers = [a for f in parts for a in f.result()]
+pool.shutdown()
 took = time.monotonic() - began
+latencies.sort()
+slow = sum(1 for t in latencies if t > 5)
 succeeded = sum(1 for status, _ in answers if status == 200)
 refused = sum(1 for status, _ in answers if status == 400)
 others = [a for a in answers if a[0] not in (200, 400)]
 if others:
     fail(f"answers other than 200/400: {others[:5]}")
 stock = value("GET", "/stock/find/0", "stock")
-credit = sum(value("GET", f"/payment/find_user/{u}", "credit") for u in range(1000))
+with concurrent.futures.ThreadPoolExecutor(max_workers=16) as reads:
+    credit = sum(reads.map(lambda u: value("GET", f"/payment/find_user/{u}", "credit"), range(1000)))
 if (succeeded, refused, stock, credit) != (100, 900, 0, 900):
     fail(f"{succeeded} succeeded, {refused} refused, stock {stock}, total credit {credit}; "
          "wanted 100, 900, 0, 900")
@@ -184,19 +272,49 @@ texts = {body for status, body in answers if status == 400}
 if not texts <= {"Out of stock on item_id: 0", "User out of credit"}:
     fail(f"unexpected refusal texts ({len(texts)}): {sorted(texts)[:3]}")
 
+# How hard the sagas had to try: step attempts per saga and the duplicates the participants
+# answered from their records (commands sent again after an attempt's timeout).
+def counter_sum(p, pattern):
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", p, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except (OSError, http.client.HTTPException):
+        return -1
+    return sum(float(line.split()[-1]) for line in text.splitlines() if re.match(pattern, line))
+
+
+effort = ""
+if real:
+    live = [p for p in [ports["/orders"]] + list(failover.values()) if counter_sum(p, "bulwark_saga_in_flight") >= 0]
+    # Every answer was final, so no replica still drives a saga (with order-a killed: order-b
+    # finished every saga of order-a's that a retried checkout joined).
+    for p in live:
+        for _ in range(50):
+            if counter_sum(p, "bulwark_saga_in_flight") == 0:
+                break
+            time.sleep(0.1)
+        else:
+            fail(f"the order replica on port {p} still drives sagas after the last answer")
+    sagas = sum(counter_sum(p, r'bulwark_saga_started_total') for p in live)
+    attempts = sum(counter_sum(p, r'bulwark_saga_step_seconds_count\{saga="checkout",step="(pay|stock)"')
+                   for p in live)
+    duplicates = sum(counter_sum(ports[p], r"bulwark_participant_duplicates_total") for p in ("/stock", "/payment"))
+    effort = f"; {sagas:.0f} sagas started on the replicas alive at the end, {attempts:.0f} pay/stock attempts, {duplicates:.0f} duplicate commands"
 stops = []
 for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
     proc, log, _ = procs[name]
     began = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
-        code = proc.wait(timeout=60)
+        code = proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        fail(f"{name} did not stop within 60 s of SIGTERM")
+        fail(f"{name} did not stop within 20 s of SIGTERM")
     stops.append(f"{name} {time.monotonic() - began:.1f} s")
     if code != 0:
         fail(f"{name} exited with status {code}")
     if ": stopping" not in open(log).read():
         fail(f"{name}: no graceful stop in the log")
-print(f"checkout e2e ({'real' if real else 'memory'} mode{', ' + kill + ' killed and restarted' if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
-      f"stock {stock}, total credit {credit} ({took:.1f} s); clean stop on SIGTERM ({', '.join(stops)})")
+print(f"checkout e2e ({'real' if real else 'memory'} mode, setup {setup_took:.1f} s, {time.monotonic() - script_began:.0f} s in all{(', order-a killed, order-b took over' if kill == 'order' else ', ' + kill + ' killed and restarted') if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
+      f"stock {stock}, total credit {credit} ({took:.1f} s; answer times p50 {latencies[len(latencies) // 2]:.2f} s, "
+      f"max {latencies[-1]:.2f} s, {slow} over 5 s{effort}); clean stop on SIGTERM ({', '.join(stops)})")

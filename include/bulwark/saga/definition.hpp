@@ -54,7 +54,8 @@ template <class Context> struct step {
   command_payload<Context> command{};
   reply_handler<Context> on_reply{};
   bool remote_compensation = true; ///< remote: send a compensation command when undoing
-  /// The deadline of each attempt (action or compensation), from the attempt's start.
+  /// The deadline of each attempt (action or compensation), from the attempt's start. A remote
+  /// step's attempt n (from 0) waits timeout x 2^min(n, 3) for its reply (orchestrator.hpp).
   bulwark::clock::duration timeout = std::chrono::seconds(10);
   /// The action's attempts. A retry waits on the orchestrator's clock.
   retry_policy retry{.delays = {}, .max_attempts = 3, .retry_if = {}};

@@ -441,9 +441,10 @@ namespace {
 struct test_participant {
   world& w;
   bulwark::memory::event_bus& bus;
-  int drop_replies = 0;     // the next n replies are lost
-  bool duplicate = false;   // every reply is sent twice
-  bool stale_first = false; // a reply for another (step, op) of the same saga goes first
+  int drop_replies = 0;                        // the next n replies are lost
+  bool duplicate = false;                      // every reply is sent twice
+  bool stale_first = false;                    // a reply for another (step, op) of the same saga goes first
+  bulwark::clock::duration first_reply_late{}; // the first reply waits this long (a backlog)
   int handled = 0;
 
   task<void> handle(const bulwark::envelope& e) {
@@ -475,6 +476,10 @@ struct test_participant {
     if (drop_replies > 0) {
       --drop_replies;
       co_return bulwark::ok();
+    }
+    if (first_reply_late > bulwark::clock::duration::zero()) {
+      const auto late = std::exchange(first_reply_late, bulwark::clock::duration::zero());
+      co_await w.clock.wait_for(late);
     }
     if (stale_first) {
       auto stale = r;
@@ -533,7 +538,7 @@ saga_state run_remote(remote_world& w, remote_orchestrator& o, transfer t) {
   const auto id = t.id;
   auto started = w.run(o.start(id, std::move(t)));
   EXPECT_TRUE(started.has_value());
-  w.settle(600); // 6 s: three attempts of 1 s each fit
+  w.settle(1600); // 16 s: three attempts of 1, 2 and 4 s (each waits twice the one before) fit
   auto status = w.run(o.status(id));
   EXPECT_TRUE(status && status.value());
   return status.value()->state;
@@ -586,6 +591,46 @@ TEST(saga_remote, a_lost_reply_is_recovered_by_sending_the_command_again) {
   EXPECT_EQ(run_remote(w, o, make_transfer("s", 10)), saga_state::completed);
   EXPECT_EQ(w.participant.handled, 5); // the debit's command three times, applied once
   EXPECT_EQ(w.balance("alice"), 89);
+  w.run(o.stop());
+}
+
+// A participant behind a backlog answers after the attempt's deadline, during the retry delay:
+// the next attempt takes that reply instead of sending the command again (a resend would queue
+// behind the same backlog and lengthen it).
+TEST(saga_remote, a_reply_after_the_attempts_deadline_is_taken_by_the_next_attempt_without_a_resend) {
+  remote_world w;
+  w.ledger.set_now("alice", 100).value();
+  w.participant.first_reply_late = 1500ms; // the debit's attempt waits 1 s, then 1 s of retry delay
+  w.start_participant();
+  auto def = remote_definition();
+  transfer_saga slow("remote-transfer");
+  for (auto s : def.steps()) {
+    s.retry.delays = bulwark::backoff{.initial = 1s, .max = 1s, .multiplier = 1.0, .jitter = false};
+    slow.add(std::move(s));
+  }
+  remote_orchestrator o(w.ctx.get_executor(), std::move(slow), w.repo, w.bus, w.options());
+  ASSERT_TRUE(w.run(o.recover()));
+  EXPECT_EQ(run_remote(w, o, make_transfer("s", 10)), saga_state::completed);
+  EXPECT_EQ(w.participant.handled, 3); // one command per step: the debit's was not sent again
+  EXPECT_EQ(o.stats().replies_dropped, 0u);
+  EXPECT_EQ(w.balance("alice"), 89);
+  w.run(o.stop());
+}
+
+// A step's attempt n waits timeout x 2^min(n, 3): with every reply lost, the commands go out at
+// 0, 1 and 3 s (timeout 1 s, delays 10 ms), not once a second.
+TEST(saga_remote, each_remote_attempt_waits_twice_as_long_as_the_one_before) {
+  remote_world w;
+  w.ledger.set_now("alice", 100).value();
+  w.participant.drop_replies = 100;
+  w.start_participant();
+  remote_orchestrator o(w.ctx.get_executor(), remote_definition(), w.repo, w.bus, w.options());
+  ASSERT_TRUE(w.run(o.recover()));
+  ASSERT_TRUE(w.run(o.start("s", make_transfer("s", 10))));
+  w.settle(280); // 2.8 s
+  EXPECT_EQ(w.participant.handled, 2);
+  w.settle(100); // 3.8 s
+  EXPECT_EQ(w.participant.handled, 3);
   w.run(o.stop());
 }
 
