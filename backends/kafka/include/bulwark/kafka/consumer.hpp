@@ -165,6 +165,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::atomic<bool> stopping{false}; ///< workers finish the message in flight, start no other
   std::atomic<bool> thread_done{false};
   std::atomic<bool> assigned{false};
+  std::atomic<std::size_t> assigned_partitions{0}; ///< gates.size(), for start()
   std::atomic<std::size_t> processed{0};
   // Buffering figures for stats().
   std::atomic<std::size_t> buffered{0}, max_buffered{0}, paused_partitions{0}, pauses{0}, resumes{0};
@@ -363,12 +364,14 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       } else {
         rd_kafka_assign(rk, parts);
       }
+      self->assigned_partitions = self->gates.size();
       self->assigned = true;
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
       std::vector<std::int32_t> ids;
       for (int i = 0; i < parts->cnt; ++i) ids.push_back(parts->elems[i].partition);
       self->drain(ids);
       self->close_gates(ids);
+      self->assigned_partitions = self->gates.size();
       rd_kafka_commit(rk, nullptr, 0); // synchronous: what the handlers finished
       if (coop) {
         if (auto* e = rd_kafka_incremental_unassign(rk, parts)) rd_kafka_error_destroy(e);
@@ -382,6 +385,14 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       self->close_gates(ids);
       rd_kafka_assign(rk, nullptr);
     }
+  }
+
+  // A metadata request for every topic (the only kind whose answer updates the group's view
+  // of its subscription in librdkafka 2.0.2). Blocks up to `timeout`; for start() only.
+  void refresh_all_topics(std::chrono::milliseconds timeout) {
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk.get(), 1, nullptr, &md, static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR)
+      rd_kafka_metadata_destroy(md);
   }
 
   // start_from::latest: a partition without a committed offset starts at its end as of the
@@ -545,8 +556,12 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
 /// that was not stopped closes it too, blocking.
 class consumer {
 public:
+  /// How long start() waits for partitions after an empty assignment before it accepts one
+  /// (a member of a group with more members than partitions).
+  static constexpr std::chrono::milliseconds empty_assignment_grace{3000};
+
   /// Joins group o.group on o.topic and returns once the group assigned partitions to this
-  /// member (possibly none). Errors: errc::invalid_argument (empty topic or group, bad
+  /// member (possibly none: after empty_assignment_grace). Errors: errc::invalid_argument (empty topic or group, bad
   /// configuration), errc::timeout (no assignment within config::subscribe_timeout).
   static task<consumer> start(asio::any_io_executor ex, config cfg, subscribe_options o, message_handler h,
                               dead_letter_publisher dead_letters) {
@@ -573,10 +588,9 @@ public:
         {"reconnect.backoff.ms", "100"},
         {"reconnect.backoff.max.ms", "1000"},
         // Brokers learn of a new topic one after the other: a member whose metadata came from one
-        // that did not know it yet joins with no partition of it (an empty assignment, which
-        // start() accepts) and gets them only at its next metadata refresh, 5 minutes by default.
-        // Every second instead (one small request): a topic created just before, by anyone, is
-        // consumed within about a second and a rebalance.
+        // that did not know it yet joins with no partition of it. A refresh every second (not
+        // librdkafka's 5 minutes) keeps known topics' partitions current; a topic the member
+        // never knew is found by start()'s all-topics requests (refresh_all_topics).
         {"topic.metadata.refresh.interval.ms", "1000"},
     };
     auto conf = detail::make_conf(cfg, own);
@@ -595,13 +609,27 @@ public:
 
     asio::steady_timer timer(co_await asio::this_coro::executor);
     const auto deadline = std::chrono::steady_clock::now() + cfg.subscribe_timeout;
-    while (!s->assigned.load()) {
-      if (std::chrono::steady_clock::now() > deadline) {
+    std::optional<std::chrono::steady_clock::time_point> empty_since;
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (s->assigned.load()) {
+        if (s->assigned_partitions.load() > 0) break;
+        // An empty assignment. Either the group has more members than the topic partitions, or
+        // the group's leader asked a broker that did not know the (just created) topic yet:
+        // librdkafka 2.0.2 then refreshes only topics it knows and would leave this member with
+        // nothing until it restarts. Only a metadata request for all topics updates the group's
+        // subscription (a request for one topic may not), and a changed one rejoins the group.
+        // So: such a request every 250 ms for up to empty_assignment_grace, then accept.
+        if (!empty_since) empty_since = now;
+        if (now - *empty_since >= empty_assignment_grace) break;
+        s->refresh_all_topics(std::chrono::milliseconds(1000));
+      }
+      if (now > deadline) {
         consumer failed(std::move(s));
         co_await failed.stop();
         co_return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "no partition assignment for group " + o.group);
       }
-      timer.expires_after(std::chrono::milliseconds(5));
+      timer.expires_after(std::chrono::milliseconds(empty_since ? 250 : 5));
       co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     }
     co_return consumer(std::move(s));
