@@ -2,6 +2,7 @@
 // and restarted through $BULWARK_KAFKA_CONTROL, so these tests leave the cluster as they found it.
 #include <bulwark/kafka/event_bus.hpp>
 
+#include "kafka/cluster_health.hpp"
 #include "support/run.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -113,6 +114,12 @@ protected:
       if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_KAFKA_BOOTSTRAP/CONTROL not set";
       GTEST_SKIP() << "BULWARK_KAFKA_BOOTSTRAP is not set (scripts/servers.sh up kafka)";
     }
+    // The test before may have restarted brokers that are still catching up (or loading their
+    // coordinators): each of these starts from a whole cluster, as it leaves one.
+    auto admin = kafka::admin::create(test_config());
+    ASSERT_TRUE(admin.has_value()) << admin.error();
+    const auto unhealthy = bulwark::test::wait_for_kafka_cluster(ctx, admin.value());
+    ASSERT_TRUE(unhealthy.empty()) << "the Kafka cluster did not recover from an earlier test: " << unhealthy;
   }
   asio::io_context ctx;
 };

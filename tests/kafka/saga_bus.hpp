@@ -1,9 +1,10 @@
 #pragma once
 // What the Kafka saga tests share: the servers rule (skip, or fail under BULWARK_REQUIRE_SERVERS),
-// a bus with short group timings on the cluster of BULWARK_KAFKA_BOOTSTRAP, and topics created
-// with replication 3.
+// a bus with short group timings on the cluster of BULWARK_KAFKA_BOOTSTRAP, once that cluster is
+// whole (every broker back and in sync), and topics created with replication 3.
 #include <bulwark/kafka/event_bus.hpp>
 
+#include "kafka/cluster_health.hpp"
 #include "support/run.hpp"
 
 #include <gtest/gtest.h>
@@ -32,6 +33,10 @@ protected:
     auto created = kafka::event_bus::create(ctx_.get_executor(), cfg);
     ASSERT_TRUE(created.has_value()) << created.error();
     bus_.emplace(std::move(created).value());
+    // kafka_failures.* ran before (same executable, same lock) and may have left restarted
+    // brokers still catching up: wait for the whole cluster first (cluster_health.hpp).
+    const auto unhealthy = wait_for_kafka_cluster(ctx_, bus_->admin());
+    ASSERT_TRUE(unhealthy.empty()) << "the Kafka cluster did not recover from an earlier test: " << unhealthy;
   }
 
   /// `topic` with `partitions` partitions, replication 3 (a fatal failure when Kafka refuses:

@@ -1,6 +1,12 @@
 // saga::participant on the real Kafka cluster (BULWARK_KAFKA_BOOTSTRAP): a command published
 // twice to a Kafka command topic has exactly one effect on the ledger, and both deliveries are
 // answered with the same reply on the reply topic.
+//
+// What Kafka promises is at-least-once delivery, so the counts asserted are the contract's, not
+// one lucky schedule's: under load a member can miss its session timeout (or its group can
+// rebalance) before its offsets were committed, and the command, or a reply, is delivered once
+// more. The participant answers such a redelivery from its record like any duplicate: one more
+// identical reply, never one more effect.
 #include <bulwark/memory/ledger.hpp>
 #include <bulwark/memory/repository.hpp>
 #include <bulwark/saga/participant.hpp>
@@ -12,9 +18,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
+#include <iostream>
+#include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -63,7 +73,7 @@ TEST_F(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_
   ASSERT_TRUE(started.has_value()) << started.error();
 
   std::mutex m;
-  std::vector<reply> got;
+  std::map<std::pair<std::int32_t, std::int64_t>, reply> got; // by (partition, offset): a reply message once
   bulwark::subscribe_options ro;
   ro.topic = replies;
   ro.group = unique_name("orchestrator");
@@ -71,7 +81,7 @@ TEST_F(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_
     auto r = bulwark::saga::parse_reply(e);
     if (!r) co_return r.error();
     std::lock_guard lock(m);
-    got.push_back(std::move(r).value());
+    got.insert_or_assign({e.partition, e.offset}, std::move(r).value());
     co_return bulwark::ok();
   }));
   ASSERT_TRUE(reader.has_value()) << reader.error();
@@ -90,22 +100,31 @@ TEST_F(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_
   // A third reply, if any, would come right behind.
   bulwark::test::run(ctx, bulwark::test::eventually([&] { return count() > 2; }, 1500ms), 10s);
 
+  // Exactly once: one effect, the handler run once (every later delivery is answered from the
+  // record), the stock taken once.
   EXPECT_EQ(effects.load(), 1);
   EXPECT_EQ(calls.load(), 1) << "the duplicate was answered from the record without running the handler";
   EXPECT_EQ(ledger.get_now("stock:pear").value().value_or(-1), 6);
+  const auto stats = participant.stats();
+  EXPECT_EQ(stats.handled, 1u);
+  // At least once: both publishes answered; a redelivery (see the file comment) answers again.
+  EXPECT_GE(stats.duplicates, 1u);
   {
     std::lock_guard lock(m);
-    ASSERT_EQ(got.size(), 2u) << "one reply per delivery";
-    for (const auto& r : got) {
+    // One reply message per answer (the idempotent producer writes no duplicate of its own);
+    // fewer only if an answer's publish failed, which the bus then retried as a duplicate.
+    EXPECT_GE(got.size(), 2u) << "one reply per delivery";
+    EXPECT_LE(got.size(), stats.handled + stats.duplicates) << "a reply no delivery answered";
+    if (got.size() != 2u)
+      std::cout << "redelivered under load: " << stats.duplicates << " duplicates, " << got.size() << " replies\n";
+    for (const auto& [at, r] : got) {
       EXPECT_EQ(r.saga_id, "saga-kafka-1");
       EXPECT_EQ(r.step, "reserve");
       EXPECT_EQ(r.op, op::action);
-      EXPECT_EQ(r.outcome, reply_outcome::succeeded);
+      EXPECT_EQ(r.outcome, reply_outcome::succeeded) << "every reply is the recorded one";
       EXPECT_EQ(r.payload, "reserved 4");
     }
   }
-  EXPECT_EQ(participant.stats().handled, 1u);
-  EXPECT_EQ(participant.stats().duplicates, 1u);
 
   bulwark::test::run(ctx, participant.stop(), 30s);
   bulwark::test::run(ctx, reader.value().stop(), 30s);

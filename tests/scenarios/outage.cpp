@@ -10,6 +10,7 @@
 #include <bulwark/redis/cache.hpp>
 #include <bulwark/redis/client.hpp>
 
+#include "kafka/cluster_health.hpp"
 #include "mysql/fixture.hpp"
 #include "redis/fixture.hpp"
 #include "support/run.hpp"
@@ -51,6 +52,9 @@ protected:
     auto bus = kafka::event_bus::create(ctx_.get_executor(), kcfg);
     ASSERT_TRUE(bus.has_value()) << bus.error();
     bus_.emplace(std::move(bus).value());
+    // The Kafka suites (same lock) kill and restart brokers: start on a whole cluster.
+    const auto unhealthy = test::wait_for_kafka_cluster(ctx_, bus_->admin());
+    ASSERT_TRUE(unhealthy.empty()) << "the Kafka cluster did not recover from an earlier test: " << unhealthy;
   }
 
   void TearDown() override {
@@ -280,7 +284,14 @@ TEST_F(backend_outage_scenario, write_through_replicas_on_mariadb_redis_and_kafk
   std::size_t pending = 0;
   for (const auto& a : acks) pending += a.receipt.outcome == flows::write_state::pending;
   EXPECT_EQ(pending, static_cast<std::size_t>(3 * keys)) << "writes during the outage were not accepted pending";
-  ASSERT_TRUE(eventually([&] { return replayer_->stats().waiting >= 1; }));
+  // The replayer received a retry message and found the database down: asked of the window it
+  // opened (a count that stays), not of stats().waiting, a gauge that is 1 only while a handler
+  // sleeps between two probes (jittered, sometimes a few ms), so that this check never depends
+  // on sampling it at the right moment. Failing here means no retry message reached it at all.
+  ASSERT_TRUE(eventually([&] { return replayer_->stats().outage_windows >= 1; }))
+      << "the replayer never found the database down: replayed " << replayer_->stats().replayed << ", superseded "
+      << replayer_->stats().superseded << ", duplicates " << replayer_->stats().duplicates << ", dead-lettered "
+      << replayer_->stats().dead_lettered << ", waiting " << replayer_->stats().waiting;
 
   ASSERT_TRUE(server_->command("start"));
   ASSERT_TRUE(eventually([&] {
