@@ -35,8 +35,8 @@ inline std::string kafka_topic_unhealthy(const result<kafka::topic_description>&
   return {};
 }
 
-/// Waits until every partition of __consumer_offsets (the group coordinators; it exists once
-/// any group committed, as every earlier test's did) and of __transaction_state (where the
+/// Waits until every partition of __consumer_offsets (the group coordinators; absent until a
+/// first group committed) and of __transaction_state (where the
 /// idempotent producer gets its id; absent until a first producer asked) has a leader and its
 /// full ISR, i.e. every broker is back and caught up; "" then, else what was still wrong when
 /// `limit` passed. The metadata comes from whichever broker answers, so two healthy answers in
@@ -49,8 +49,10 @@ inline std::string wait_for_kafka_cluster(asio::io_context& ctx, const kafka::ad
     int healthy_in_a_row = 0;
     std::string why = "not asked";
     while (std::chrono::steady_clock::now() < deadline) {
+      // A fresh cluster has neither topic until a first group commits or a first producer asks
+      // for an id: nothing to wait for then.
       auto described = co_await admin.describe_topic("__consumer_offsets");
-      why = kafka_topic_unhealthy(described);
+      why = described || described.error() != errc::not_found ? kafka_topic_unhealthy(described) : std::string();
       if (why.empty()) {
         auto producer_ids = co_await admin.describe_topic("__transaction_state");
         if (producer_ids || producer_ids.error() != errc::not_found) why = kafka_topic_unhealthy(producer_ids);
