@@ -96,7 +96,9 @@ TEST_F(kafka_saga_participant, a_command_sent_twice_has_one_effect_and_the_same_
     return got.size();
   };
   ASSERT_TRUE(bulwark::test::run(ctx, bulwark::test::eventually([&] { return count() >= 2; }, 60s), 70s))
-      << "replies received: " << count();
+      << "replies received: " << count() << "; the participant handled " << participant.stats().handled
+      << " and answered " << participant.stats().duplicates << " duplicates (none handled: its consumer held no "
+      << "partition of " << commands << "; handled but no reply: the reader held none of " << replies << ")";
   // A third reply, if any, would come right behind.
   bulwark::test::run(ctx, bulwark::test::eventually([&] { return count() > 2; }, 1500ms), 10s);
 
