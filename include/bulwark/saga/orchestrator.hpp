@@ -46,7 +46,7 @@
 //   - the wait for (saga id, step, op) outlives a timed-out attempt: a reply to an earlier send
 //     that comes during the retry delay is kept, and the next attempt takes it without sending
 //     again (the wait ends with the saga here);
-//   - attempt n (from 0) of a remote step waits timeout x 2^min(n, 3) (remote_wait()), so a
+//   - attempt n (from 0) of a remote step waits timeout x 2^min(n, 3) (attempt_wait()), so a
 //     step stuck behind a backlog resends ever more rarely (its lease holds that long too).
 //
 // Threads: every call and every saga runs on the executor given at construction, which must
@@ -783,6 +783,7 @@ private:
       } else {
         const auto k = reply_key(id, s.name, o);
         std::shared_ptr<reply_wait> wait;
+        bool answered = false;
         {
           // Registered before the command leaves (a fast reply finds it); kept after a timeout,
           // so that a late reply to this send is there for the next attempt.
@@ -794,13 +795,9 @@ private:
             if (auto d = driving.find(id); d != driving.end()) d->second->reply_keys.push_back(k);
           }
           wait = slot;
-        }
-        result<delivery> sent = delivery{};
-        bool answered = false;
-        {
-          std::lock_guard lock(mutex);
           answered = wait->got.has_value(); // came after the last attempt timed out
         }
+        result<delivery> sent = delivery{};
         if (!answered) {
           command c{id, s.name, o, reply_topic, s.command(context, o)};
           sent = co_await bus->publish(s.topic, c.to_message());
