@@ -3,8 +3,10 @@
 // Thread-safe: one mutex around balances and operation records; every call is a few map
 // operations under it, so a hot key costs a lock hand-over, never a retry.
 // Operation records expire `retention` after their last change, read from an injected wall
-// clock (by default the coarse one); an expiry queue purges them on every call, and
-// max_records bounds them (new ids are refused past it, after purging).
+// clock (by default the coarse one); every call purges the expired ones first, walking a list
+// of the records in the order of their last change (linked through the records themselves, so
+// a change costs no allocation), and max_records bounds them (new ids are refused past it,
+// after purging).
 
 #include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/ledger_rules.hpp>
@@ -12,7 +14,7 @@
 
 #include <chrono>
 #include <cstddef>
-#include <deque>
+#include <array>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -66,27 +68,34 @@ public:
     purge(now);
     if (auto it = records_.find(op_id); it != records_.end()) return repeated_apply(op_id, it->second);
     if (records_.size() >= opts_.max_records) return detail::records_full(opts_.max_records);
-    // Check every key first, then write: all or none.
-    std::vector<amount> next(sorted.size());
+    // Check every key first, then write: all or none. Each balance is found once; a few
+    // adjustments (the usual apply) keep their pending changes on the stack.
+    struct change {
+      typename balance_map::iterator at;
+      amount next = 0;
+    };
+    std::array<change, 8> few;
+    std::vector<change> many;
+    if (sorted.size() > few.size()) many.resize(sorted.size());
+    const std::span<change> changes = many.empty() ? std::span<change>(few.data(), sorted.size()) : std::span(many);
     for (std::size_t i = 0; i < sorted.size(); ++i) {
       auto found = balances_.find(sorted[i].key);
       const amount current = found == balances_.end() ? 0 : found->second;
       auto n = detail::next_balance(sorted[i].key, current, sorted[i].delta);
       if (!n) {
         const auto code = n.error() == ledger_errc::over_limit ? state::refused_over_limit : state::refused;
-        remember(std::string(op_id), record{code, {}, {}}, now);
+        remember(std::string(op_id), record{code, {}, {}, nullptr, nullptr}, now);
         return n.error();
       }
-      next[i] = n.value();
+      changes[i] = change{found, n.value()};
     }
     for (std::size_t i = 0; i < sorted.size(); ++i) {
-      auto found = balances_.find(sorted[i].key);
-      if (found == balances_.end())
-        balances_.emplace(sorted[i].key, next[i]);
+      if (changes[i].at == balances_.end())
+        balances_.emplace(sorted[i].key, changes[i].next);
       else
-        found->second = next[i];
+        changes[i].at->second = changes[i].next;
     }
-    remember(std::string(op_id), record{state::applied, std::move(sorted), {}}, now);
+    remember(std::string(op_id), record{state::applied, std::move(sorted), {}, nullptr, nullptr}, now);
     return apply_outcome::applied;
   }
 
@@ -98,7 +107,7 @@ public:
     auto it = records_.find(op_id);
     if (it == records_.end()) {
       if (records_.size() >= opts_.max_records) return detail::records_full(opts_.max_records);
-      remember(std::string(op_id), record{state::tombstone, {}, {}}, now);
+      remember(std::string(op_id), record{state::tombstone, {}, {}, nullptr, nullptr}, now);
       return revert_outcome::tombstoned;
     }
     auto& rec = it->second;
@@ -119,7 +128,7 @@ public:
     for (std::size_t i = 0; i < rec.adjustments.size(); ++i) balances_[rec.adjustments[i].key] = next[i];
     rec.what = state::reverted;
     rec.adjustments = {};
-    touch(it, now);
+    touch(*it, now);
     return revert_outcome::undone;
   }
 
@@ -170,10 +179,16 @@ public:
 private:
   enum class state : std::uint8_t { applied, refused, refused_over_limit, reverted, tombstone };
   using time_point = std::chrono::system_clock::time_point;
+  struct record;
+  using entry = std::pair<const std::string, record>; // the record map's element
   struct record {
     state what;
     std::vector<adjustment> adjustments; // kept while applied: what revert undoes
     time_point expires_at;
+    // The expiry list, oldest change first: elements of an unordered_map stay where they are
+    // until erased (a rehash moves none), so they can point at each other.
+    entry* older = nullptr;
+    entry* newer = nullptr;
   };
   // Op ids are only ever looked up, never walked in order: a hash map, found by string_view.
   // The hash is deliberately not noexcept: libstdc++ then keeps each node's hash code and
@@ -183,6 +198,7 @@ private:
     std::size_t operator()(std::string_view id) const { return std::hash<std::string_view>{}(id); }
   };
   using record_map = std::unordered_map<std::string, record, op_id_hash, std::equal_to<>>;
+  using balance_map = std::map<std::string, amount, std::less<>>;
 
   result<apply_outcome> repeated_apply(std::string_view op_id, const record& rec) const {
     switch (rec.what) {
@@ -205,30 +221,45 @@ private:
 
   void remember(std::string op_id, record rec, time_point now) {
     auto it = records_.emplace(std::move(op_id), std::move(rec)).first;
-    touch(it, now);
+    touch(*it, now);
   }
 
-  // Each change queues (expiry, id); an entry whose record changed since is stale and skipped.
-  // Expiries enter the queue in clock order, so the front is always the next to expire.
-  void touch(typename record_map::iterator it, time_point now) {
-    it->second.expires_at = now + opts_.retention;
-    expiry_.emplace_back(it->second.expires_at, it->first);
+  // A change moves the record to the newest end of the expiry list. Expiries are set in clock
+  // order, so the oldest end is always the next to expire.
+  void touch(entry& e, time_point now) {
+    e.second.expires_at = now + opts_.retention;
+    if (newest_ == &e) return;
+    unlink(e);
+    e.second.older = newest_;
+    if (newest_ != nullptr) newest_->second.newer = &e;
+    newest_ = &e;
+    if (oldest_ == nullptr) oldest_ = &e;
+  }
+
+  void unlink(entry& e) {
+    auto& r = e.second;
+    if (r.older != nullptr) r.older->second.newer = r.newer;
+    if (r.newer != nullptr) r.newer->second.older = r.older;
+    if (oldest_ == &e) oldest_ = r.newer;
+    if (newest_ == &e) newest_ = r.older;
+    r.older = r.newer = nullptr;
   }
 
   void purge(time_point now) {
-    while (!expiry_.empty() && expiry_.front().first <= now) {
-      auto it = records_.find(expiry_.front().second);
-      if (it != records_.end() && it->second.expires_at <= now) records_.erase(it);
-      expiry_.pop_front();
+    while (oldest_ != nullptr && oldest_->second.expires_at <= now) {
+      entry& e = *oldest_;
+      unlink(e);
+      records_.erase(records_.find(std::string_view(e.first)));
     }
   }
 
   options opts_;
   Clock clock_;
   mutable std::mutex mutex_;
-  std::map<std::string, amount, std::less<>> balances_;
+  balance_map balances_;
   record_map records_;
-  std::deque<std::pair<time_point, std::string>> expiry_;
+  entry* oldest_ = nullptr; // the expiry list's ends
+  entry* newest_ = nullptr;
 };
 
 /// The ledger on the coarse wall clock.

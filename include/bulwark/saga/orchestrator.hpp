@@ -235,9 +235,8 @@ private:
     struct driven {
       asio::cancellation_signal cancel;                   // stop()
       std::vector<std::string> reply_keys;                // its waits in `replies`, erased at retire()
-      std::vector<std::shared_ptr<detail::wake>> waiters; // outcome() callers
-      std::vector<std::optional<outcome_type>*> results;  // where each waiter's outcome goes
-      std::optional<outcome_type> final_outcome;
+      std::vector<std::shared_ptr<detail::wake>> waiters; // outcome() callers, woken at retire()
+      std::optional<outcome_type> final_outcome;          // read by each waiter (they hold this)
     };
 
     // A remote attempt waiting for its reply.
@@ -354,8 +353,12 @@ private:
       // The put that creates the saga is its first transition; an existing id conflicts.
       auto hold = self->def.steps()[0].timeout;
       self->lease(r, now, hold);
-      const auto k = self->key(id);
-      auto put = co_await self->write(k, log_codec::encode(r), no_version);
+      auto k = self->key(id);
+      result<version_t> put = error(errc::cancelled);
+      if constexpr (synchronous_repository<Repository>)
+        put = self->repo.put_now(k, log_codec::encode(r), no_version); // no coroutine frame per start
+      else
+        put = co_await self->repo.put(k, log_codec::encode(r), no_version);
       if (!put) {
         if (put.error() != errc::conflict) co_return put.error();
         auto existing = co_await self->read(k);
@@ -370,7 +373,7 @@ private:
         ++self->counts.started;
       }
       if (self->metrics_) self->metrics_->started->inc();
-      spawn(self, std::move(id), std::move(r), put.value(), std::move(context), false);
+      spawn(self, std::move(id), std::move(k), std::move(r), put.value(), std::move(context), false);
       co_return start_result{true, saga_state::running};
     }
 
@@ -378,16 +381,15 @@ private:
       // Bounded by the deadline: each round waits until it (or a poll) at the latest.
       for (;;) {
         auto w = std::make_shared<detail::wake>(ex);
-        std::optional<outcome_type> got;
-        bool local = false;
+        std::shared_ptr<driven> d; // driven here: its retire() wakes us, its final_outcome is ours to read
         {
           std::lock_guard lock(mutex);
           if (auto it = driving.find(id); it != driving.end()) {
-            local = true;
-            it->second->waiters.push_back(w);
-            it->second->results.push_back(&got);
+            d = it->second;
+            d->waiters.push_back(w);
           }
         }
+        const bool local = d != nullptr;
         if (!local) {
           auto current = co_await status(id);
           if (!current) co_return current.error();
@@ -396,30 +398,25 @@ private:
         }
         const auto now = opts.clock.now();
         if (now >= deadline) {
-          forget_waiter(id, w);
+          if (d) {
+            std::lock_guard lock(mutex);
+            std::erase(d->waiters, w);
+          }
           co_return error(errc::timeout, "saga " + id + " not finished by its deadline");
         }
         const auto until = local ? deadline : std::min(deadline, bulwark::clock::later(now, opts.poll_interval));
         co_await w->wait_until(opts.clock, until);
-        forget_waiter(id, w);
+        std::optional<outcome_type> got;
+        if (d) {
+          std::lock_guard lock(mutex);
+          std::erase(d->waiters, w);
+          got = d->final_outcome;
+        }
         if (got && is_final(got->state)) co_return std::move(*got);
         auto cs = co_await asio::this_coro::cancellation_state;
         if (cs.cancelled() != asio::cancellation_type::none)
           co_return error(errc::cancelled, "waiting for saga " + id + " was cancelled");
       }
-    }
-
-    void forget_waiter(const std::string& id, const std::shared_ptr<detail::wake>& w) {
-      std::lock_guard lock(mutex);
-      auto it = driving.find(id);
-      if (it == driving.end()) return;
-      auto& d = *it->second;
-      for (std::size_t i = 0; i < d.waiters.size(); ++i)
-        if (d.waiters[i] == w) {
-          d.waiters.erase(d.waiters.begin() + static_cast<std::ptrdiff_t>(i));
-          d.results.erase(d.results.begin() + static_cast<std::ptrdiff_t>(i));
-          return;
-        }
     }
 
     task<std::optional<outcome_type>> status(std::string id) {
@@ -608,7 +605,7 @@ private:
         std::lock_guard lock(mutex);
         ++counts.taken_over;
       }
-      spawn(self, std::move(id), std::move(r), put.value(), std::move(context).value(), true);
+      spawn(self, std::move(id), e.key, std::move(r), put.value(), std::move(context).value(), true);
       co_return true;
     }
 
@@ -652,8 +649,8 @@ private:
 
     // ---- driving one saga
 
-    static void spawn(std::shared_ptr<core> self, std::string id, log_record r, version_t v, context_type context,
-                      bool resumed) {
+    static void spawn(std::shared_ptr<core> self, std::string id, std::string k, log_record r, version_t v,
+                      context_type context, bool resumed) {
       auto d = std::make_shared<driven>();
       {
         std::lock_guard lock(self->mutex);
@@ -661,7 +658,8 @@ private:
       }
       if (self->metrics_) self->metrics_->in_flight->add(1);
       auto slot = d->cancel.slot();
-      asio::co_spawn(self->ex, drive(self, id, std::move(r), v, std::move(context), resumed),
+      auto* driver = self.get();
+      asio::co_spawn(self->ex, driver->run_saga(self, id, std::move(k), std::move(r), v, std::move(context), resumed),
                      asio::bind_cancellation_slot(slot, [self, id](std::exception_ptr) { self->retire(id); }));
     }
 
@@ -677,8 +675,6 @@ private:
         driving.erase(it);
         for (const auto& k : d->reply_keys) replies.erase(k);
         now_empty = driving.empty();
-        for (auto* out : d->results)
-          if (d->final_outcome) *out = *d->final_outcome;
       }
       if (metrics_) metrics_->in_flight->add(-1);
       for (auto& w : d->waiters) w->notify();
@@ -825,17 +821,14 @@ private:
       }
     }
 
-    static awaitable<void> drive(std::shared_ptr<core> self, std::string id, log_record r, version_t v,
-                                 context_type context, bool resumed) {
-      co_await self->run_saga(id, r, v, context, resumed);
-    }
-
     // The saga's state machine. Each pass makes one transition and persists it (one write at the
     // end of the pass, with the wait ahead added to the lease); the loop ends
     // when the saga is final or no longer driven here. Bounded: every pass either advances a
     // step, uses up an attempt (bounded by the retry policies), or ends the loop.
-    awaitable<void> run_saga(const std::string& id, log_record& r, version_t& v, context_type& context, bool resumed) {
-      const auto k = key(id);
+    // One coroutine frame per saga: it owns the saga's state (`keep` holds the core alive).
+    awaitable<void> run_saga(std::shared_ptr<core> keep, std::string id, std::string k, log_record r, version_t v,
+                             context_type context, bool resumed) {
+      (void)keep;
       const auto steps = def.steps();
       const auto n = static_cast<std::uint32_t>(steps.size());
       const auto deadline = saga_deadline(r);
@@ -871,6 +864,8 @@ private:
               r.attempt = 0;
               r.context = codec::encode(context);
               requested = false;
+              // The last step's write is the final one: nothing is requested after it.
+              if (r.step == n) r.state = saga_state::completed;
               hold = r.step < n ? attempt_wait(steps[r.step], 0) : no_hold;
             } else {
               const auto& e = res.error();
@@ -907,6 +902,9 @@ private:
               --r.step;
               r.attempt = 0;
               r.context = codec::encode(context);
+              // The last compensation's write is the final one.
+              while (r.step > 0 && !steps[r.step - 1].has_compensation()) --r.step;
+              if (r.step == 0) r.state = saga_state::compensated;
               hold = r.step > 0 ? attempt_wait(steps[r.step - 1], 0) : no_hold;
             } else if (s.compensation_retry.retries(res.error(), r.attempt + 1)) {
               ++r.attempt;
