@@ -12,9 +12,9 @@
 #include <bulwark/detail/ledger_rules.hpp>
 #include <bulwark/ledger.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstddef>
-#include <array>
 #include <functional>
 #include <map>
 #include <mutex>
