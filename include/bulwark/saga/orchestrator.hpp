@@ -17,11 +17,15 @@
 //     saga is left compensation_failed: counted, listed by list(), never purged before its
 //     retention.
 //   - Leases: a driving replica writes its name and an expiry (now + lease + the coming wait)
-//     with every transition; the sweep of any replica takes over a saga whose lease expired (its
-//     own unfinished sagas at once: that is recover() after a restart). A replica that loses
-//     the compare-and-set to another's take-over stops driving that saga. With several replicas
-//     over one repository each saga is driven by one at a time, except that a replica slower
-//     than its lease may overlap the new owner for one step (hence: steps idempotent).
+//     with every transition, and renews it while the saga waits in a step or a retry delay
+//     (one renewal loop per replica, every renew_interval, writes now + lease for each such
+//     saga with less than half the lease left: no timer per saga or step). The sweep of any
+//     replica takes over a saga whose lease expired (its own unfinished sagas at once: that is
+//     recover() after a restart). A replica that loses the compare-and-set to another's
+//     take-over stops driving that saga. With several replicas over one repository each saga is
+//     driven by one at a time, except that a replica whose renewals do not get through (hung,
+//     cut off from the repository) may overlap the new owner for one step (hence: steps
+//     idempotent).
 //   - A final record is kept `retention` (default 24 h) after the end, then erased by a sweep.
 //
 // Finding unfinished sagas: the repository concept's scan(prefix, after, limit) over the key
@@ -69,6 +73,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
+#include <asio/cancellation_state.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/this_coro.hpp>
@@ -113,6 +118,10 @@ struct orchestrator_options {
   bulwark::clock::duration lease = std::chrono::seconds(30);
   /// How often the sweep looks for expired leases and purges old outcome records.
   bulwark::clock::duration sweep_interval = std::chrono::seconds(10);
+  /// How often this replica renews the leases of the sagas it drives that wait in a step or a
+  /// retry delay: each whose lease has less than half of `lease` left gets now + lease. Zero:
+  /// lease / 3 (so a lease is renewed before it runs out however long the step takes).
+  bulwark::clock::duration renew_interval = bulwark::clock::duration::zero();
   /// How often outcome() reads the log of a saga another replica drives.
   bulwark::clock::duration poll_interval = std::chrono::seconds(1);
   /// How long a final record is kept (a duplicate start within it returns the outcome).
@@ -139,6 +148,7 @@ struct orchestrator_stats {
   std::uint64_t compensation_failed = 0;
   std::uint64_t failed = 0;
   std::uint64_t taken_over = 0;      ///< sagas this replica resumed from the log (recover, sweep)
+  std::uint64_t renewed = 0;         ///< leases renewed while a saga waited in a step or a retry delay
   std::uint64_t lost = 0;            ///< sagas it stopped driving: a log write failed or another took it
   std::uint64_t replies_dropped = 0; ///< duplicate, late or unknown replies
   std::size_t in_flight = 0;
@@ -199,7 +209,7 @@ public:
   /// Asks saga `id` to compensate now (the current step included: it may have been requested).
   /// errc::rejected when it is past its pivot, compensating already or final; errc::not_found;
   /// errc::conflict when the log kept changing (3 tries). The driving replica, whichever it is,
-  /// takes the request up at its next transition.
+  /// takes the request up at its next transition or lease renewal.
   task<void> abort(std::string id) { return core_->abort(std::move(id)); }
 
   /// Up to `limit` sagas in `state` (e.g. compensation_failed), in id order.
@@ -233,8 +243,14 @@ private:
   struct core : std::enable_shared_from_this<core> {
     // One saga driven by this replica.
     struct driven {
-      asio::cancellation_signal cancel;                   // stop()
-      std::vector<std::string> reply_keys;                // its waits in `replies`, erased at retire()
+      log_record record;                   // the log as this replica last wrote it: run_saga's state
+      version_t version = 0;               // its version
+      std::string key;                     // its repository key
+      bool parked = false;                 // run_saga waits in a step or a retry delay: renew() may write the log
+      bool renewing = false;               // renew()'s write is in flight: run_saga waits for it before its own
+      bulwark::detail::notifier renewed;   // renewing went false
+      asio::cancellation_signal cancel;    // stop() (terminal), an interruption (partial)
+      std::vector<std::string> reply_keys; // its waits in `replies`, erased at retire()
       std::vector<std::shared_ptr<detail::wake>> waiters; // outcome() callers, woken at retire()
       std::optional<outcome_type> final_outcome;          // read by each waiter (they hold this)
     };
@@ -298,6 +314,8 @@ private:
     bool sweeping = false;
     bool stopping = false;
     asio::cancellation_signal sweep_cancel;
+    bool renewing = false; // the renewal loop runs (while this replica drives sagas)
+    asio::cancellation_signal renew_cancel;
     bulwark::detail::notifier drained;
     std::optional<subscription_type> reply_subscription;
 
@@ -620,6 +638,7 @@ private:
       }
       asio::post(ex, [self = this->shared_from_this(), all = std::move(all)] {
         self->sweep_cancel.emit(asio::cancellation_type::terminal);
+        self->renew_cancel.emit(asio::cancellation_type::terminal);
         for (auto& d : all) d->cancel.emit(asio::cancellation_type::terminal);
       });
     }
@@ -634,6 +653,7 @@ private:
         for (auto& [id, d] : driving) all.push_back(d);
       }
       sweep_cancel.emit(asio::cancellation_type::terminal);
+      renew_cancel.emit(asio::cancellation_type::terminal);
       for (auto& d : all) d->cancel.emit(asio::cancellation_type::terminal);
       for (;;) {
         {
@@ -652,14 +672,23 @@ private:
     static void spawn(std::shared_ptr<core> self, std::string id, std::string k, log_record r, version_t v,
                       context_type context, bool resumed) {
       auto d = std::make_shared<driven>();
+      d->record = std::move(r);
+      d->version = v;
+      d->key = std::move(k);
+      bool start_renewal = false;
       {
         std::lock_guard lock(self->mutex);
         self->driving.emplace(id, d);
+        start_renewal = !self->renewing && !self->stopping;
+        if (start_renewal) self->renewing = true;
       }
+      if (start_renewal)
+        asio::co_spawn(self->ex, renewal_loop(self),
+                       asio::bind_cancellation_slot(self->renew_cancel.slot(), asio::detached));
       if (self->metrics_) self->metrics_->in_flight->add(1);
       auto slot = d->cancel.slot();
       auto* driver = self.get();
-      asio::co_spawn(self->ex, driver->run_saga(self, id, std::move(k), std::move(r), v, std::move(context), resumed),
+      asio::co_spawn(self->ex, driver->run_saga(self, d, id, std::move(context), resumed),
                      asio::bind_cancellation_slot(slot, [self, id](std::exception_ptr) { self->retire(id); }));
     }
 
@@ -744,6 +773,80 @@ private:
     static bool cancelled(const asio::cancellation_state& cs) {
       return cs.cancelled() != asio::cancellation_type::none;
     }
+    static bool stopped(const asio::cancellation_state& cs) {
+      return (cs.cancelled() & asio::cancellation_type::terminal) != asio::cancellation_type::none;
+    }
+
+    // After an interruption (its wait was cancelled with `partial`): the log changed under the
+    // saga. Reads it and goes on from it when this replica still owns it (an abort() wrote it);
+    // false when another replica took the saga over, or it ended.
+    awaitable<bool> reload(driven& d, context_type& context) {
+      auto got = co_await read(d.key);
+      if (adopt(got, d.record, d.version) != persisted::adopted) {
+        std::lock_guard lock(mutex);
+        ++counts.lost;
+        co_return false;
+      }
+      auto decoded = codec::decode(d.record.context);
+      if (!decoded) co_return false;
+      context = std::move(decoded).value();
+      co_return true;
+    }
+
+    // ---- lease renewal while driving
+
+    bulwark::clock::duration renew_every() const {
+      if (opts.renew_interval > bulwark::clock::duration::zero()) return opts.renew_interval;
+      return std::max<bulwark::clock::duration>(opts.lease / 3, std::chrono::milliseconds(1));
+    }
+
+    // Runs while this replica drives sagas (spawn() starts it, it ends at a tick that finds none):
+    // one clock wait per renew_interval for all of them, not a timer per saga or step. A saga
+    // waiting in a step (or a retry delay) whose lease has less than half of `lease` left gets a
+    // compare-and-set write of its record with a fresh lease.
+    static awaitable<void> renewal_loop(std::shared_ptr<core> self) {
+      const auto every = self->renew_every();
+      const auto margin = std::chrono::duration_cast<wall_time::duration>(self->opts.lease / 2);
+      for (;;) {
+        const bool reached = co_await self->opts.clock.wait_for(every);
+        std::vector<std::shared_ptr<driven>> due;
+        {
+          std::lock_guard lock(self->mutex);
+          if (!reached || self->stopping || self->driving.empty()) {
+            self->renewing = false;
+            co_return;
+          }
+          const auto now = self->opts.wall();
+          for (const auto& [id, d] : self->driving)
+            if (d->parked && !d->renewing && d->record.lease_expiry - now < margin) due.push_back(d);
+        }
+        for (auto& d : due) co_await self->renew(*d);
+      }
+    }
+
+    // One renewal. A conflict means the log changed under the saga: an abort() (still ours:
+    // the step is interrupted and the saga goes on from the log) or another replica's take-over
+    // (the saga is let go). Any other error: tried again at the next tick, while the lease holds.
+    awaitable<void> renew(driven& d) {
+      if (!d.parked) co_return;
+      log_record renewed = d.record;
+      lease(renewed, opts.wall(), bulwark::clock::duration::zero());
+      d.renewing = true;
+      auto put = co_await write(d.key, log_codec::encode(renewed), d.version);
+      bool changed = false;
+      if (put) {
+        d.version = put.value();
+        d.record.updated = renewed.updated;
+        d.record.lease_expiry = renewed.lease_expiry;
+        std::lock_guard lock(mutex);
+        ++counts.renewed;
+      } else {
+        changed = put.error() == errc::conflict;
+      }
+      d.renewing = false;
+      d.renewed.notify();
+      if (changed) d.cancel.emit(asio::cancellation_type::partial);
+    }
 
     bulwark::clock::time_point saga_deadline(const log_record& r) const {
       const auto limit = def.saga_timeout();
@@ -826,9 +929,15 @@ private:
     // when the saga is final or no longer driven here. Bounded: every pass either advances a
     // step, uses up an attempt (bounded by the retry policies), or ends the loop.
     // One coroutine frame per saga: it owns the saga's state (`keep` holds the core alive).
-    awaitable<void> run_saga(std::shared_ptr<core> keep, std::string id, std::string k, log_record r, version_t v,
+    awaitable<void> run_saga(std::shared_ptr<core> keep, std::shared_ptr<driven> d, std::string id,
                              context_type context, bool resumed) {
       (void)keep;
+      // stop() cancels with `terminal`; an interruption (abort(), a log changed under a renewal)
+      // with `partial`, which must reach the awaited step too.
+      co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+      const std::string& k = d->key;
+      log_record& r = d->record;
+      version_t& v = d->version;
       const auto steps = def.steps();
       const auto n = static_cast<std::uint32_t>(steps.size());
       const auto deadline = saga_deadline(r);
@@ -839,7 +948,16 @@ private:
       bool requested = resumed;
       for (;;) {
         auto cs = co_await asio::this_coro::cancellation_state;
-        if (cancelled(cs)) co_return;
+        if (cancelled(cs)) {
+          if (stopped(cs)) co_return;
+          // Interrupted. Reset first: Asio refuses to start any co_await while cancelled.
+          co_await asio::this_coro::reset_cancellation_state(asio::enable_partial_cancellation());
+          while (d->renewing) co_await d->renewed.async_wait(asio::use_awaitable);
+          const bool resumes = co_await reload(*d, context);
+          if (!resumes) co_return;
+          requested = true;
+          continue;
+        }
         bulwark::clock::duration hold = no_hold;        // the wait ahead, added to the lease
         std::optional<std::chrono::milliseconds> delay; // a retry's wait after the write
         if (r.state == saga_state::running) {
@@ -854,11 +972,16 @@ private:
                 std::min(bulwark::clock::later(opts.clock.now(), attempt_wait(s, r.attempt)), deadline);
             requested = true;
             const auto t0 = opts.clock.now();
+            d->parked = true;
             auto res = co_await attempt(id, i, op::action, context, attempt_deadline);
+            d->parked = false;
             if (metrics_)
               metrics_->step_latency[i]->observe(std::chrono::duration<double>(opts.clock.now() - t0).count());
             cs = co_await asio::this_coro::cancellation_state;
-            if (cancelled(cs)) co_return;
+            if (cancelled(cs)) continue; // stopped, or interrupted: the loop's head sorts it out
+            while (d->renewing) co_await d->renewed.async_wait(asio::use_awaitable);
+            cs = co_await asio::this_coro::cancellation_state;
+            if (cancelled(cs)) continue; // the renewal found the log changed
             if (res) {
               r.step = static_cast<std::uint32_t>(i + 1);
               r.attempt = 0;
@@ -894,10 +1017,15 @@ private:
           } else {
             const std::size_t i = r.step - 1;
             const auto& s = steps[i];
+            d->parked = true;
             auto res = co_await attempt(id, i, op::compensation, context,
                                         bulwark::clock::later(opts.clock.now(), attempt_wait(s, r.attempt)));
+            d->parked = false;
             cs = co_await asio::this_coro::cancellation_state;
-            if (cancelled(cs)) co_return;
+            if (cancelled(cs)) continue;
+            while (d->renewing) co_await d->renewed.async_wait(asio::use_awaitable);
+            cs = co_await asio::this_coro::cancellation_state;
+            if (cancelled(cs)) continue;
             if (res) {
               --r.step;
               r.attempt = 0;
@@ -924,8 +1052,11 @@ private:
           p = co_await persist(k, r, v, hold);
         if (p == persisted::ok && is_final(r.state)) finish(id, r, context);
         if (p == persisted::ok && delay) {
+          d->parked = true;
           const bool waited = co_await opts.clock.wait_for(*delay);
-          if (!waited) co_return;
+          d->parked = false;
+          if (!waited) continue; // stopped or interrupted: the loop's head
+          while (d->renewing) co_await d->renewed.async_wait(asio::use_awaitable);
         }
         if (p == persisted::lost) {
           std::lock_guard lock(mutex);

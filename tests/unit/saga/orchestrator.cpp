@@ -26,6 +26,7 @@
 #include <asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -755,6 +756,7 @@ TEST(saga_recovery, a_replica_that_lost_its_lease_lets_go) {
   w.ledger.set_now("alice", 100).value();
   auto opts_a = w.options("a");
   opts_a.lease = 1s;
+  opts_a.renew_interval = 1h; // a hangs: its renewals do not get through
   auto opts_b = w.options("b");
   local_orchestrator a(w.ctx.get_executor(), transfer_definition(w), w.repo, opts_a);
   local_orchestrator b(w.ctx.get_executor(), transfer_definition(w), w.repo, opts_b);
@@ -769,6 +771,43 @@ TEST(saga_recovery, a_replica_that_lost_its_lease_lets_go) {
   EXPECT_EQ(a.stats().lost, 1u);
   EXPECT_EQ(w.run(b.status("s")).value()->state, saga_state::compensated);
   EXPECT_EQ(w.balance("alice"), 100);
+  w.run(a.stop());
+  w.run(b.stop());
+}
+
+// A step that runs far past the lease (5 s against 1 s): the driving replica renews the lease
+// while it waits, so the other replica's sweeps (every 0.5 s) never take the saga over.
+TEST(saga_recovery, a_lease_is_renewed_while_a_step_runs_longer_than_it) {
+  world w;
+  w.ledger.set_now("alice", 100).value();
+  auto opts_a = w.options("a");
+  auto opts_b = w.options("b");
+  opts_a.lease = opts_b.lease = 1s; // renewed every 1/3 s when less than 0.5 s is left
+  opts_a.sweep_interval = opts_b.sweep_interval = 500ms;
+  local_orchestrator a(w.ctx.get_executor(), transfer_definition(w), w.repo, opts_a);
+  local_orchestrator b(w.ctx.get_executor(), transfer_definition(w), w.repo, opts_b);
+  ASSERT_TRUE(w.run(b.recover()));
+  auto t = make_transfer("s");
+  t.hang_at = 2; // the credit ignores its 1 s deadline: a waits 5 s in it
+  t.ignore_deadline = true;
+  ASSERT_TRUE(w.run(a.start("s", t)));
+  for (int i = 0; i < 48; ++i) { // 4.8 s, in steps of 0.1 s: still in the credit step
+    w.poll();
+    w.advance(100ms);
+    auto record = w.repo.get_now(a.key_prefix() + "s").value();
+    ASSERT_TRUE(record);
+    const auto log = saga::log_codec::decode(record->value).value();
+    ASSERT_EQ(log.lease_owner, "a") << "at " << (i + 1) * 100 << " ms";
+    ASSERT_GT(log.lease_expiry, w.wall.now()) << "at " << (i + 1) * 100 << " ms";
+  }
+  EXPECT_EQ(b.stats().taken_over, 0u);
+  EXPECT_GE(a.stats().renewed, 3u);
+  w.settle(100);
+  EXPECT_EQ(w.run(a.status("s")).value()->state, saga_state::compensated); // the credit timed out
+  EXPECT_EQ(b.stats().taken_over, 0u);
+  EXPECT_EQ(a.stats().lost, 0u);
+  EXPECT_EQ(w.balance("alice"), 100);
+  EXPECT_EQ(std::count(w.journal.begin(), w.journal.end(), "do:s:credit"), 1); // run once, by a
   w.run(a.stop());
   w.run(b.stop());
 }
