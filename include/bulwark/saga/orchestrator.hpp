@@ -26,6 +26,9 @@
 //     driven by one at a time, except that a replica whose renewals do not get through (hung,
 //     cut off from the repository) may overlap the new owner for one step (hence: steps
 //     idempotent).
+//   - abort() on the driving replica cancels the running step's wait at once (`partial`
+//     cancellation of what the step awaits; stop() uses `terminal`), then the saga goes on from
+//     the log abort() wrote: it compensates.
 //   - A final record is kept `retention` (default 24 h) after the end, then erased by a sweep.
 //
 // Finding unfinished sagas: the repository concept's scan(prefix, after, limit) over the key
@@ -208,8 +211,10 @@ public:
 
   /// Asks saga `id` to compensate now (the current step included: it may have been requested).
   /// errc::rejected when it is past its pivot, compensating already or final; errc::not_found;
-  /// errc::conflict when the log kept changing (3 tries). The driving replica, whichever it is,
-  /// takes the request up at its next transition or lease renewal.
+  /// errc::conflict when the log kept changing (3 tries). When this replica drives the saga, the
+  /// running step's wait is cancelled at once (what the step awaits ends, e.g. a clock wait or a
+  /// remote step's reply) and the saga compensates; another driving replica finds the change at
+  /// its next transition or lease renewal (within renew_interval once its lease is half gone).
   task<void> abort(std::string id) { return core_->abort(std::move(id)); }
 
   /// Up to `limit` sagas in `state` (e.g. compensation_failed), in id order.
@@ -467,10 +472,26 @@ private:
         rec.detail = "aborted";
         rec.updated = opts.wall();
         auto put = co_await write(k, log_codec::encode(rec), got.value()->version);
-        if (put) co_return ok();
+        if (put) {
+          interrupt(id);
+          co_return ok();
+        }
         if (put.error() != errc::conflict) co_return put.error();
       }
       co_return error(errc::conflict, "saga " + id + ": its log kept changing during abort");
+    }
+
+    // abort() wrote the log of saga `id`: when this replica drives it and it waits in a step
+    // (or a retry delay), that wait ends now (a `partial` cancellation of what the step awaits;
+    // a step that awaits nothing cancellable ends in its own time) and the saga goes on from
+    // the log: it compensates. Otherwise its next log write (or lease renewal) finds the change.
+    void interrupt(const std::string& id) {
+      std::shared_ptr<driven> d;
+      {
+        std::lock_guard lock(mutex);
+        if (auto it = driving.find(id); it != driving.end() && it->second->parked) d = it->second;
+      }
+      if (d) d->cancel.emit(asio::cancellation_type::partial);
     }
 
     task<std::vector<listed_saga>> list(saga_state state, std::size_t limit) {

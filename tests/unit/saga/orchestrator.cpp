@@ -431,6 +431,35 @@ TEST(saga_orchestrator, abort_before_the_pivot_compensates_and_after_it_is_refus
   w.run(o.stop());
 }
 
+// abort() ends the wait of the running step (here an hour-long one) at once: no time passes.
+TEST(saga_orchestrator, abort_interrupts_the_running_step_and_compensates) {
+  world w;
+  w.ledger.set_now("alice", 100).value();
+  transfer_saga d("transfer");
+  auto base = transfer_definition(w);
+  for (auto s : base.steps()) {
+    s.timeout = 1h;
+    d.add(std::move(s));
+  }
+  local_orchestrator o(w.ctx.get_executor(), d, w.repo, w.options());
+  auto t = make_transfer("s");
+  t.hang_at = 1; // the fee waits for its deadline, an hour away
+  ASSERT_TRUE(w.run(o.start("s", t)));
+  w.poll();
+  EXPECT_EQ(w.journal, (std::vector<std::string>{"do:s:debit", "do:s:fee"}));
+  ASSERT_TRUE(w.run(o.abort("s")));
+  w.poll();
+  EXPECT_EQ(w.journal, (std::vector<std::string>{"do:s:debit", "do:s:fee", "undo:s:fee", "undo:s:debit"}));
+  auto outcome = w.run(o.outcome("s", w.clock.now()));
+  ASSERT_TRUE(outcome) << outcome.error().message();
+  EXPECT_EQ(outcome.value().state, saga_state::compensated);
+  EXPECT_EQ(outcome.value().detail, "aborted");
+  EXPECT_EQ(w.balance("alice"), 100);
+  EXPECT_EQ(o.stats().lost, 0u);
+  EXPECT_EQ(o.stats().compensated, 1u);
+  w.run(o.stop());
+}
+
 // ---- remote steps over memory::event_bus
 
 namespace {
