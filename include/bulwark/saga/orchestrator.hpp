@@ -125,7 +125,11 @@ struct orchestrator_options {
   /// retry delay: each whose lease has less than half of `lease` left gets now + lease. Zero:
   /// lease / 3 (so a lease is renewed before it runs out however long the step takes).
   bulwark::clock::duration renew_interval = bulwark::clock::duration::zero();
-  /// How often outcome() reads the log of a saga another replica drives.
+  /// outcome() of a saga another replica drives reads its log: first `poll_first` after the
+  /// call, then each wait twice the one before, up to `poll_interval`. A saga that ends soon is
+  /// seen soon; one that runs long costs one read per poll_interval. (The repository concept
+  /// has no change notification, and the bus reaches only the driving replica.)
+  bulwark::clock::duration poll_first = std::chrono::milliseconds(20);
   bulwark::clock::duration poll_interval = std::chrono::seconds(1);
   /// How long a final record is kept (a duplicate start within it returns the outcome).
   std::chrono::system_clock::duration retention = std::chrono::hours(24);
@@ -402,6 +406,7 @@ private:
 
     task<outcome_type> outcome(std::string id, bulwark::clock::time_point deadline) {
       // Bounded by the deadline: each round waits until it (or a poll) at the latest.
+      auto poll = std::min(opts.poll_first, opts.poll_interval);
       for (;;) {
         auto w = std::make_shared<detail::wake>(ex);
         std::shared_ptr<driven> d; // driven here: its retire() wakes us, its final_outcome is ours to read
@@ -427,7 +432,8 @@ private:
           }
           co_return error(errc::timeout, "saga " + id + " not finished by its deadline");
         }
-        const auto until = local ? deadline : std::min(deadline, bulwark::clock::later(now, opts.poll_interval));
+        const auto until = local ? deadline : std::min(deadline, bulwark::clock::later(now, poll));
+        if (!local) poll = std::min(poll * 2, opts.poll_interval); // the back-off
         co_await w->wait_until(opts.clock, until);
         std::optional<outcome_type> got;
         if (d) {

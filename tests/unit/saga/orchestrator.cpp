@@ -841,6 +841,47 @@ TEST(saga_recovery, a_lease_is_renewed_while_a_step_runs_longer_than_it) {
   w.run(b.stop());
 }
 
+// outcome() on a replica that does not drive the saga reads the log after 20 ms, then twice as
+// long each time up to poll_interval (1 s): a saga that ends after 5 s is seen within the
+// second after, at the cost of about a dozen reads, not one every 20 ms.
+TEST(saga_recovery, outcome_of_a_saga_another_replica_drives_polls_with_a_back_off) {
+  world w;
+  w.ledger.set_now("alice", 100).value();
+  bulwark::testing::faulty_repository<bulwark::memory::repository> counted(w.repo, w.clock);
+  local_orchestrator a(w.ctx.get_executor(), transfer_definition(w), w.repo, w.options("a"));
+  saga::orchestrator<transfer_saga, decltype(counted)> b(w.ctx.get_executor(), transfer_definition(w), counted,
+                                                         w.options("b"));
+  auto t = make_transfer("s");
+  t.hang_at = 1; // the fee ignores its 1 s deadline: the saga compensates after 5 s
+  t.ignore_deadline = true;
+  ASSERT_TRUE(w.run(a.start("s", t)));
+  std::optional<bulwark::result<saga::saga_outcome<transfer>>> got;
+  bulwark::test::spawn_into(w.ctx, b.outcome("s", w.clock.now() + 30s), &got);
+  w.poll();
+  EXPECT_EQ(counted.faults().calls(bulwark::testing::op::get), 1u);
+  w.advance(20ms);
+  w.poll();
+  EXPECT_EQ(counted.faults().calls(bulwark::testing::op::get), 2u); // the first poll, 20 ms on
+  const auto t0 = w.clock.now() - 20ms;
+  std::optional<bulwark::clock::duration> seen_after;
+  for (int i = 0; i < 800 && !got; ++i) { // at most 8 s, in steps of 10 ms
+    w.advance(10ms);
+    w.poll();
+    if (got) seen_after = w.clock.now() - t0;
+  }
+  ASSERT_TRUE(got.has_value());
+  ASSERT_TRUE(*got) << got->error().message();
+  EXPECT_EQ(got->value().state, saga_state::compensated);
+  ASSERT_TRUE(seen_after);
+  EXPECT_GT(*seen_after, 5s);
+  EXPECT_LE(*seen_after, 6s + 20ms); // within one poll_interval of the end
+  // 0, 20, 60, 140, 300, 620 ms, 1.26 s, then once a second: 11 reads by 5.26 s.
+  EXPECT_GE(counted.faults().calls(bulwark::testing::op::get), 9u);
+  EXPECT_LE(counted.faults().calls(bulwark::testing::op::get), 12u);
+  w.run(a.stop());
+  w.run(b.stop());
+}
+
 // ---- the property test
 
 TEST(saga_property, random_interleavings_of_concurrent_sagas_keep_the_ledger_invariants) {
