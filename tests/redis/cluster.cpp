@@ -474,6 +474,45 @@ TEST_F(redis_cluster_ledger, a_part_failing_mid_way_is_repaired_by_a_retry_or_a_
   EXPECT_EQ(balance(k[1]), 4);
 }
 
+// The state an apply leaves when it decided a refusal (home D) and stopped with a credit part
+// still applied, made step by step with the ledger's own scripts on the real cluster; the credit
+// is then spent. The apply must not answer declined (a saga would not compensate it) until the
+// part is undone; once the credit is back, a retry undoes it and answers the refusal.
+TEST_F(redis_cluster_ledger, a_refusal_whose_undo_is_refused_answers_conflict_until_a_retry_undoes_it) {
+  const auto k = keys_apart("acct", 2);
+  ASSERT_EQ(k.size(), 2u);
+  ASSERT_TRUE(run(ledger_->set_many(std::vector<bulwark::balance>{{k[0], 0}, {k[1], 1}})).has_value());
+  const auto b0 = prefix_ + "b:" + k[0], b1 = prefix_ + "b:" + k[1];
+  const auto home = ledger_->record_key("stuck");
+  const auto part0 = ledger_->part_key("stuck", ledger_->slot_of(k[0]));
+  const auto part1 = ledger_->part_key("stuck", ledger_->slot_of(k[1]));
+  const auto max = std::to_string(bulwark::max_amount);
+  auto step = [&](const redis::script& s, auto... args) {
+    auto r = run(client_->execute("EVAL", s.text(), args...));
+    EXPECT_TRUE(r.has_value()) << r.error();
+    return r && !r.value().elements.empty() ? r.value().elements[0].str : std::string();
+  };
+  EXPECT_EQ(step(redis::detail::ledger_begin_script(), "1", home, "60000", b0, "5", b1, "-2"), "P");
+  EXPECT_EQ(step(redis::detail::ledger_apply_script(), "2", part0, b0, "60000", max, "5"), "A");
+  EXPECT_EQ(step(redis::detail::ledger_apply_script(), "2", part1, b1, "60000", max, "-2"), "n");
+  EXPECT_EQ(step(redis::detail::ledger_state_script(), "1", home, "60000", "p", "D"), "1");
+  ASSERT_EQ(apply("spend", {{k[0], -5}}).value(), bulwark::apply_outcome::applied);
+  auto stuck = apply("stuck", {{k[0], 5}, {k[1], -2}});
+  ASSERT_FALSE(stuck.has_value());
+  EXPECT_EQ(stuck.error(), bulwark::errc::conflict) << stuck.error();
+  EXPECT_NE(stuck.error().detail().find("undoing its applied parts was refused"), std::string::npos) << stuck.error();
+  EXPECT_EQ(field(home, "g"), "D");
+  EXPECT_EQ(part_state("stuck", k[0]), "a") << "still applied: the next call with the id retries";
+  ASSERT_TRUE(run(ledger_->add(k[0], 5)).has_value());
+  auto settled = apply("stuck", {{k[0], 5}, {k[1], -2}});
+  ASSERT_FALSE(settled.has_value());
+  EXPECT_EQ(settled.error(), bulwark::ledger_errc::insufficient) << settled.error();
+  EXPECT_EQ(balance(k[0]), 0);
+  EXPECT_EQ(balance(k[1]), 1);
+  EXPECT_EQ(field(home, "g"), "d");
+  EXPECT_EQ(run(ledger_->revert("stuck")).value(), bulwark::revert_outcome::nothing_applied);
+}
+
 // Transfers between four hot keys on different slots (three masters), from concurrent
 // coroutines, with every fifth one reverted at once by another: no balance is ever seen below
 // zero, the sum is conserved at the end, and each balance is exactly what the answers say

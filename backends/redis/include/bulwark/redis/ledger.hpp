@@ -35,7 +35,9 @@
 //   mark it refused. revert: mark the home reverting (a pending apply included), undo every
 //   part (credits first), mark it reverted (or tombstoned, when no part had landed). A call that
 //   finds a pending or refusing operation (a crashed or concurrent call) finishes it from the
-//   stored plan, so a retry converges. docs/ledger.md, "Redis Cluster", says what holds where.
+//   stored plan, so a retry converges. A refused apply whose applied parts cannot all be undone
+//   yet answers errc::conflict (or the transport error), never declined, so that a saga retries
+//   or compensates it. docs/ledger.md, "Redis Cluster", says what holds where.
 // revert reads the balance keys from the op record, so it touches keys it did not declare (as
 // repository's scan does): each record lives in the slot of the balances it lists.
 
@@ -660,7 +662,7 @@ private:
     case 'O': {
       const auto parts = parts_of(plan);
       auto finished = co_await finish_refusal(op_id, parts, g);
-      if (!finished && finished.error() != errc::declined) co_return finished.error();
+      if (!finished) co_return undo_pending(op_id, finished.error());
       co_return record_outcome(op_id, record_reply{g == 'D' ? 'd' : 'o', std::nullopt});
     }
     case 'R':
@@ -713,10 +715,8 @@ private:
       // is undone or tombstoned, then the state is final. A revert that overtook does it instead.
       BOOST_OUTCOME_CO_TRY(change, co_await change_state(op_id, "p", refused));
       if (change.moved || change.state == refused) {
-        // A part whose undo is refused (its credit spent meanwhile) leaves the state refusing
-        // for a later call to finish; the answer stays this refusal. A transport error: ask again.
         auto finished = co_await finish_refusal(op_id, parts, refused);
-        if (!finished && finished.error() != errc::declined) co_return finished.error();
+        if (!finished) co_return undo_pending(op_id, finished.error());
       }
       co_return *refusal;
     }
@@ -727,6 +727,17 @@ private:
     }
     mark_applied(op_id);
     co_return first ? apply_outcome::applied : apply_outcome::already_applied;
+  }
+
+  /// The answer of an apply refused in some slot whose applied parts could not all be undone
+  /// yet: not `declined` (a saga takes that for "nothing applied" and would not compensate) but
+  /// the undo's own error, or errc::conflict when the undo was refused (a part's credit spent
+  /// since): the caller asks again or reverts, and that call finishes the undo.
+  static bulwark::error undo_pending(const std::string& op_id, const bulwark::error& e) {
+    if (e != errc::declined) return e;
+    return bulwark::error(errc::conflict, "operation '" + op_id +
+                                              "' was refused, and undoing its applied parts was refused: " +
+                                              std::string(e.detail()) + " (ask again or revert it)");
   }
 
   /// p -> A, not awaited: only later calls read it (a pending operation whose parts all landed
