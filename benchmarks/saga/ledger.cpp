@@ -302,6 +302,7 @@ int run_cluster(const settings& s) {
   if (!ready) return 1;
   run_state st;
   const std::string run_id = "op" + stamp + ":";
+  const auto commands_before = ledger.connection().statistics().commands; // set_many's excluded
   st.running = s.concurrency;
   for (int i = 0; i < s.concurrency; ++i) asio::co_spawn(ctx, cluster_worker(ledger, s, run_id, st), asio::detached);
   const double cpu_before = cpu_seconds();
@@ -309,11 +310,11 @@ int run_cluster(const settings& s) {
   ctx.run();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double cpu = cpu_seconds() - cpu_before;
-  const auto stats = ledger.connection().statistics();
+  const auto commands = ledger.connection().statistics().commands - commands_before;
   std::printf("backend=cluster shape=%s split=%d concurrency=%d requests=%ld seconds=%.3f failed=%ld "
               "commands_per_apply=%.2f\n",
               s.shape.c_str(), ledger.splits_by_slot() ? 1 : 0, s.concurrency, s.requests, seconds, st.failed,
-              static_cast<double>(stats.commands) / static_cast<double>(s.requests));
+              static_cast<double>(commands) / static_cast<double>(s.requests));
   if (!st.first_error.empty()) std::printf("first error: %s\n", st.first_error.c_str());
   std::printf("latency_us: %.1f\n", seconds * 1e6 * s.concurrency / static_cast<double>(s.requests));
   print_rate(s, seconds, cpu);
