@@ -7,7 +7,13 @@
 //   raw     the same apply Lua script (EVALSHA, the same KEYS and ARGV as redis::ledger sends)
 //           from hiredis's synchronous API on one connection, `concurrency` commands kept in
 //           flight by pipelining: the floor redis::ledger is measured against
-// benchmarks/saga.sh runs it.
+//   cluster redis::ledger on a Redis Cluster (--seeds host:port,...), each apply two adjustments
+//           of 1 over 1,000 key pairs, shaped by --shape:
+//             tagged    a {tag} prefix: every key in one slot, one script per apply
+//             local     no tag; the op id and both keys share a per-pair {tag}: one script
+//             debits    no tag; two debits in two slots: split (plan, both parts at once)
+//             transfer  no tag; a debit and a credit in two slots: split (plan, debit, credit)
+// benchmarks/saga.sh runs it; benchmarks/ledger_cluster.sh runs the cluster shapes.
 #include <bulwark/memory/ledger.hpp>
 #include <bulwark/redis.hpp>
 #include <bulwark/redis/ledger.hpp>
@@ -40,6 +46,8 @@ struct settings {
   int concurrency = 50;
   long requests = 200000;
   std::size_t pool = 1;
+  std::string seeds;
+  std::string shape = "tagged";
 };
 
 std::string key_of(const settings& s, long i) {
@@ -225,6 +233,94 @@ int run_raw(const settings& s) {
   return failed == 0 ? 0 : 1;
 }
 
+constexpr int cluster_pairs = 1000;
+
+// The two adjustments and the op id of apply i in a cluster shape (see the top).
+void cluster_apply(const settings& s, const std::string& run_id, long i, std::string& op_id,
+                   std::vector<bulwark::adjustment>& adjustments) {
+  const auto pair = std::to_string(i % cluster_pairs);
+  const bool local = s.shape == "local";
+  const std::string tag = local ? "{p" + pair + "}" : std::string();
+  adjustments.resize(2);
+  adjustments[0] = {tag + "a" + pair, -1};
+  adjustments[1] = {tag + "b" + pair, s.shape == "transfer" ? 1 : -1};
+  op_id.assign(tag).append(run_id).append(std::to_string(i));
+}
+
+asio::awaitable<void> cluster_worker(bulwark::redis::ledger& ledger, const settings& s, const std::string& run_id,
+                                     run_state& st) {
+  std::vector<bulwark::adjustment> adjustments;
+  std::string op_id;
+  while (st.next < s.requests) {
+    const long i = st.next++;
+    cluster_apply(s, run_id, i, op_id, adjustments);
+    auto r = co_await ledger.apply(op_id, adjustments);
+    if (!r || r.value() != bulwark::apply_outcome::applied) {
+      if (st.failed++ == 0)
+        st.first_error = r ? "not applied" : r.error().message() + " " + std::string(r.error().detail());
+    }
+  }
+  if (--st.running == 0) co_await ledger.connection().stop();
+}
+
+int run_cluster(const settings& s) {
+  asio::io_context ctx(1);
+  bulwark::redis::cluster_options o;
+  for (std::size_t start = 0; start < s.seeds.size();) {
+    auto comma = s.seeds.find(',', start);
+    if (comma == std::string::npos) comma = s.seeds.size();
+    o.seeds.push_back(s.seeds.substr(start, comma - start));
+    start = comma + 1;
+  }
+  o.node.command_timeout = std::chrono::seconds(10);
+  o.node.max_pending = 1u << 20;
+  o.request_timeout = std::chrono::seconds(20);
+  const auto stamp = std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  const std::string prefix = s.shape == "tagged" ? "bench:{ledger" + stamp + "}:" : "bench:ledger" + stamp + ":";
+  bulwark::redis::ledger ledger(bulwark::redis::client(ctx.get_executor(), o),
+                                {.key_prefix = prefix, .retention = std::chrono::seconds(60)});
+  bool ready = false;
+  std::vector<bulwark::balance> balances;
+  {
+    std::string op;
+    std::vector<bulwark::adjustment> adjustments;
+    for (long i = 0; i < cluster_pairs; ++i) {
+      cluster_apply(s, "", i, op, adjustments);
+      for (const auto& a : adjustments) balances.push_back({a.key, start_balance});
+    }
+  }
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto r = co_await ledger.set_many(balances);
+        if (!r) std::cerr << "set_many failed: " << r.error().message() << "\n";
+        ready = r.has_value();
+      },
+      asio::detached);
+  while (!ready && ctx.run_one() > 0) {
+  }
+  if (!ready) return 1;
+  run_state st;
+  const std::string run_id = "op" + stamp + ":";
+  const auto commands_before = ledger.connection().statistics().commands; // set_many's excluded
+  st.running = s.concurrency;
+  for (int i = 0; i < s.concurrency; ++i) asio::co_spawn(ctx, cluster_worker(ledger, s, run_id, st), asio::detached);
+  const double cpu_before = cpu_seconds();
+  const auto start = std::chrono::steady_clock::now();
+  ctx.run();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double cpu = cpu_seconds() - cpu_before;
+  const auto commands = ledger.connection().statistics().commands - commands_before;
+  std::printf("backend=cluster shape=%s split=%d concurrency=%d requests=%ld seconds=%.3f failed=%ld "
+              "commands_per_apply=%.2f\n",
+              s.shape.c_str(), ledger.splits_by_slot() ? 1 : 0, s.concurrency, s.requests, seconds, st.failed,
+              static_cast<double>(commands) / static_cast<double>(s.requests));
+  if (!st.first_error.empty()) std::printf("first error: %s\n", st.first_error.c_str());
+  std::printf("latency_us: %.1f\n", seconds * 1e6 * s.concurrency / static_cast<double>(s.requests));
+  print_rate(s, seconds, cpu);
+  return st.failed == 0 ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -245,6 +341,10 @@ int main(int argc, char** argv) {
       s.requests = std::stol(v);
     else if (flag == "--pool")
       s.pool = std::stoul(v);
+    else if (flag == "--seeds")
+      s.seeds = v;
+    else if (flag == "--shape")
+      s.shape = v;
     else {
       std::cerr << "unknown flag " << flag << "\n";
       return 2;
@@ -257,6 +357,14 @@ int main(int argc, char** argv) {
   if (s.backend == "memory") return run_memory(s);
   if (s.backend == "redis") return run_redis(s);
   if (s.backend == "raw") return run_raw(s);
-  std::cerr << "--backend memory|redis|raw\n";
+  if (s.backend == "cluster") {
+    if (s.seeds.empty() ||
+        (s.shape != "tagged" && s.shape != "local" && s.shape != "debits" && s.shape != "transfer")) {
+      std::cerr << "--backend cluster needs --seeds host:port,... and --shape tagged|local|debits|transfer\n";
+      return 2;
+    }
+    return run_cluster(s);
+  }
+  std::cerr << "--backend memory|redis|raw|cluster\n";
   return 2;
 }

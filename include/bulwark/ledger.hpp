@@ -72,10 +72,15 @@
 // Where the guarantees hold:
 //   memory::ledger  one process; atomic under one mutex; nothing survives a restart.
 //   redis::ledger   one Lua script per call (one round trip, no compare-and-set retries on a
-//                   hot key): atomic and isolated on one server. On a Redis Cluster every key of
-//                   a ledger must share one hash slot (a {hash tag} in key_prefix): apply and
-//                   revert touch the op record and the balances in one script. Durability is
-//                   the server's (AOF/replication): a failover can lose the last writes.
+//                   hot key): atomic and isolated on one server, and on a Redis Cluster when
+//                   every key of the apply is in one slot (a {hash tag} in key_prefix puts the
+//                   whole ledger in one). Without a tag a cluster ledger splits an apply across
+//                   slots into per-slot parts: each part atomic and idempotent on (op id, slot),
+//                   the whole all-or-nothing eventually (a refused part undoes the others) but
+//                   not isolated: a reader may see one part before another, and a crash between
+//                   parts leaves them so until a call with that op id (retry or revert) finishes
+//                   it (docs/ledger.md, "Redis Cluster"). Durability is the server's
+//                   (AOF/replication): a failover can lose the last writes.
 //   mysql::ledger   one InnoDB transaction per call (READ COMMITTED, balance rows locked in key
 //                   order, then the op row): atomic, isolated and durable, across processes.
 //

@@ -12,6 +12,8 @@
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -203,6 +205,444 @@ TEST_F(redis_cluster, reads_from_replicas_see_the_writes) {
   }
   EXPECT_GT(c.cluster_counters().replica_reads, 0u);
   run(c.stop());
+}
+
+// --- redis::ledger split by slot, on the shared cluster ---
+// A ledger prefix without a {tag}: balances spread over the slots, an apply across slots is
+// split into per-slot parts (bulwark/redis/ledger.hpp, docs/ledger.md "Redis Cluster").
+
+TEST(redis_cluster_slots, every_slot_has_a_tag_and_ledger_records_land_in_their_slot) {
+  for (unsigned s = 0; s < redis::detail::slot_count; ++s) {
+    const auto tag = redis::detail::slot_tag(static_cast<std::uint16_t>(s));
+    ASSERT_TRUE(!tag.empty() && tag.size() <= 3) << s;
+    ASSERT_EQ(key_slot("{" + std::string(tag) + "}"), s) << tag;
+  }
+  asio::io_context ctx;
+  redis::client cluster(ctx.get_executor(), redis::cluster_options{.seeds = {"127.0.0.1:1"}});
+  redis::client single(ctx.get_executor(), redis::connection_options{});
+  const redis::ledger split(cluster, {.key_prefix = "svc:stock:"});
+  EXPECT_TRUE(split.splits_by_slot());
+  EXPECT_FALSE(redis::ledger(cluster, {.key_prefix = "svc:{stock}:"}).splits_by_slot()) << "a {tag}: one slot";
+  EXPECT_FALSE(redis::ledger(single, {.key_prefix = "svc:stock:"}).splits_by_slot()) << "one server: unchanged";
+  EXPECT_EQ(redis::ledger(single, {.key_prefix = "svc:stock:"}).record_key("op-1"), "svc:stock:o:op-1");
+  for (std::string_view op : {"order-17", "{user/7}:order-18", "x}y{"}) {
+    EXPECT_EQ(key_slot(split.record_key(op)), key_slot(op)) << op;
+    for (std::uint16_t s : {0, 1, 866, 16383}) EXPECT_EQ(key_slot(split.part_key(op, s)), s) << op;
+  }
+  // An op id and a key that share a {tag} share a slot: such an apply is one call.
+  EXPECT_EQ(split.slot_of("{user/7}:credit"), key_slot(split.record_key("{user/7}:order-18")));
+}
+
+class redis_cluster_ledger : public redis_cluster {
+protected:
+  void SetUp() override {
+    redis_cluster::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    prefix_ = redis::test::fresh_prefix("lsplit");
+    client_.emplace(ctx_.get_executor(), redis::test::shared_cluster());
+    ledger_.emplace(*client_, redis::ledger_options{.key_prefix = prefix_});
+    ASSERT_TRUE(ledger_->splits_by_slot());
+    ASSERT_TRUE(run(ledger_->get("warm-up")).has_value()); // reads the slot map
+  }
+  void TearDown() override {
+    if (client_) run(client_->stop());
+  }
+  /// `n` keys `stem/i` on n different slots, on different masters while there are masters left.
+  std::vector<std::string> keys_apart(const std::string& stem, std::size_t n) {
+    std::vector<std::string> keys;
+    std::set<std::uint16_t> slots;
+    std::set<std::string> owners;
+    for (int i = 0; keys.size() < n && i < 100000; ++i) {
+      auto k = bulwark::test::numbered_key(stem + "/", i);
+      const auto slot = ledger_->slot_of(k);
+      const auto owner = client_->slot_owner(slot);
+      if (slots.count(slot) || (owners.size() < 3 && owners.count(owner))) continue;
+      slots.insert(slot);
+      owners.insert(owner);
+      keys.push_back(std::move(k));
+    }
+    return keys;
+  }
+  bulwark::amount balance(std::string_view key) {
+    auto got = run(ledger_->get(key));
+    EXPECT_TRUE(got.has_value()) << got.error();
+    return got && got.value() ? *got.value() : 0;
+  }
+  /// A field of a ledger record, "" when absent.
+  std::string field(const std::string& key, const char* name) {
+    auto got = run(client_->execute("HGET", key, name));
+    EXPECT_TRUE(got.has_value()) << got.error();
+    return got && !got.value().is_nil() ? got.value().str : std::string();
+  }
+  std::string part_state(std::string_view op, std::string_view key) {
+    return field(ledger_->part_key(op, ledger_->slot_of(key)), "s");
+  }
+  bulwark::result<bulwark::apply_outcome> apply(std::string_view op, std::vector<bulwark::adjustment> adjustments) {
+    return run(ledger_->apply(op, adjustments));
+  }
+  std::string prefix_;
+  std::optional<redis::client> client_;
+  std::optional<redis::ledger> ledger_;
+};
+
+TEST_F(redis_cluster_ledger, the_conformance_suites_keys_spread_over_slots_and_masters) {
+  // The names the ledger conformance suite uses (tests/conformance/ledger_suite.hpp), under a
+  // prefix like its factory's: they must not share one slot, or the suite would not test the split.
+  std::set<std::uint16_t> slots;
+  std::set<std::string> owners;
+  for (std::string_view k : {"user/a", "item/x", "shop", "nobody", "stock", "credit", "item", "hot", "sold",
+                             "race/stock", "race/credit", "k", "fresh", "item/1"}) {
+    slots.insert(ledger_->slot_of(k));
+    owners.insert(client_->slot_owner(ledger_->slot_of(k)));
+  }
+  EXPECT_GE(slots.size(), 12u);
+  EXPECT_EQ(owners.size(), 3u);
+  // A prefix with a '{' and no whole tag would move the records out of their slots: refused.
+  redis::ledger stray(*client_, {.key_prefix = "svc{x:"});
+  auto refused = apply("op", {{"k", 1}});
+  ASSERT_TRUE(refused.has_value()) << refused.error(); // the fixture's ledger is fine
+  auto bad = run(stray.apply("op", std::vector<bulwark::adjustment>{{"k", 1}}));
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error(), bulwark::errc::invalid_argument);
+  EXPECT_NE(bad.error().detail().find("hash tag"), std::string::npos) << bad.error();
+  auto bad_revert = run(stray.revert("op"));
+  ASSERT_FALSE(bad_revert.has_value());
+  EXPECT_EQ(bad_revert.error(), bulwark::errc::invalid_argument);
+}
+
+TEST_F(redis_cluster_ledger, an_apply_across_slots_lands_every_part_and_a_duplicate_returns_the_first_result) {
+  const auto k = keys_apart("acct", 3);
+  ASSERT_EQ(k.size(), 3u);
+  ASSERT_TRUE(run(ledger_->set_many(std::vector<bulwark::balance>{{k[0], 10}, {k[1], 10}})).has_value());
+  auto first = apply("order-1", {{k[0], -3}, {k[1], -2}, {k[2], 5}});
+  ASSERT_TRUE(first.has_value()) << first.error();
+  EXPECT_EQ(first.value(), bulwark::apply_outcome::applied);
+  EXPECT_EQ(balance(k[0]), 7);
+  EXPECT_EQ(balance(k[1]), 8);
+  EXPECT_EQ(balance(k[2]), 5);
+  for (const auto& key : k) EXPECT_EQ(part_state("order-1", key), "a") << "each part recorded in its own slot";
+  const auto home = field(ledger_->record_key("order-1"), "g");
+  EXPECT_TRUE(home == "p" || home == "A") << home;
+  // The same id again, even with other adjustments: the first result, nothing changes.
+  auto again = apply("order-1", {{k[0], -3}, {k[1], -2}, {k[2], 5}});
+  ASSERT_TRUE(again.has_value()) << again.error();
+  EXPECT_EQ(again.value(), bulwark::apply_outcome::already_applied);
+  auto other = apply("order-1", {{k[0], -7}});
+  ASSERT_TRUE(other.has_value()) << other.error();
+  EXPECT_EQ(other.value(), bulwark::apply_outcome::already_applied);
+  EXPECT_EQ(balance(k[0]), 7);
+  EXPECT_EQ(balance(k[1]), 8);
+  EXPECT_EQ(balance(k[2]), 5);
+}
+
+TEST_F(redis_cluster_ledger, a_refusal_in_one_slot_undoes_the_parts_applied_in_the_others) {
+  const auto k = keys_apart("acct", 3);
+  ASSERT_EQ(k.size(), 3u);
+  ASSERT_TRUE(run(ledger_->set_many(std::vector<bulwark::balance>{{k[0], 10}, {k[1], 1}})).has_value());
+  // k[0]'s part applies, k[1]'s is refused; k[2] (a credit) is never sent.
+  auto refused = apply("order-2", {{k[0], -4}, {k[1], -2}, {k[2], 6}});
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error(), bulwark::ledger_errc::insufficient);
+  EXPECT_EQ(refused.error().detail(), "'" + k[1] + "' has 1, cannot take 2");
+  EXPECT_EQ(balance(k[0]), 10) << "the applied part was undone before the answer";
+  EXPECT_EQ(balance(k[1]), 1);
+  auto never = run(ledger_->get(k[2]));
+  ASSERT_TRUE(never.has_value());
+  EXPECT_FALSE(never.value().has_value()) << "a refused apply created a key";
+  EXPECT_EQ(part_state("order-2", k[0]), "r") << "applied, then undone";
+  EXPECT_EQ(part_state("order-2", k[1]), "d") << "refused";
+  EXPECT_EQ(part_state("order-2", k[2]), "t") << "a tombstone refuses a late part";
+  EXPECT_EQ(field(ledger_->record_key("order-2"), "g"), "d");
+  // Refused stays refused, even once the balance would allow it; revert has nothing to undo.
+  ASSERT_TRUE(run(ledger_->add(k[1], 10)).has_value());
+  auto again = apply("order-2", {{k[0], -4}, {k[1], -2}, {k[2], 6}});
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error(), bulwark::ledger_errc::insufficient);
+  EXPECT_EQ(balance(k[0]), 10);
+  EXPECT_EQ(balance(k[1]), 11);
+  auto nothing = run(ledger_->revert("order-2"));
+  ASSERT_TRUE(nothing.has_value()) << nothing.error();
+  EXPECT_EQ(nothing.value(), bulwark::revert_outcome::nothing_applied);
+  // A refusal in the credit-only slot (over the limit) undoes the debits applied before it.
+  ASSERT_TRUE(run(ledger_->set(k[2], 1)).has_value());
+  auto over = apply("order-3", {{k[0], -1}, {k[2], bulwark::max_amount}});
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error(), bulwark::ledger_errc::over_limit);
+  EXPECT_EQ(balance(k[0]), 10);
+  EXPECT_EQ(part_state("order-3", k[0]), "r");
+}
+
+TEST_F(redis_cluster_ledger, a_revert_across_slots_undoes_every_part_once_and_tombstones_an_unknown_id) {
+  const auto k = keys_apart("acct", 3);
+  ASSERT_EQ(k.size(), 3u);
+  ASSERT_TRUE(run(ledger_->set_many(std::vector<bulwark::balance>{{k[0], 10}, {k[1], 10}, {k[2], 0}})).has_value());
+  ASSERT_EQ(apply("pay-1", {{k[0], -1}, {k[1], -1}, {k[2], 2}}).value(), bulwark::apply_outcome::applied);
+  auto undone = run(ledger_->revert("pay-1"));
+  ASSERT_TRUE(undone.has_value()) << undone.error();
+  EXPECT_EQ(undone.value(), bulwark::revert_outcome::undone);
+  EXPECT_EQ(balance(k[0]), 10);
+  EXPECT_EQ(balance(k[1]), 10);
+  EXPECT_EQ(balance(k[2]), 0);
+  for (const auto& key : k) EXPECT_EQ(part_state("pay-1", key), "r");
+  EXPECT_EQ(run(ledger_->revert("pay-1")).value(), bulwark::revert_outcome::already_undone);
+  auto late = apply("pay-1", {{k[0], -1}, {k[1], -1}, {k[2], 2}});
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error(), bulwark::ledger_errc::reverted);
+  EXPECT_EQ(balance(k[0]), 10);
+  // The compensation overtook its action: the late apply is refused before any part is sent.
+  EXPECT_EQ(run(ledger_->revert("ghost")).value(), bulwark::revert_outcome::tombstoned);
+  auto ghost = apply("ghost", {{k[0], -1}, {k[1], -1}});
+  ASSERT_FALSE(ghost.has_value());
+  EXPECT_EQ(ghost.error(), bulwark::ledger_errc::reverted);
+  EXPECT_EQ(balance(k[0]), 10);
+  EXPECT_EQ(balance(k[1]), 10);
+  EXPECT_EQ(run(ledger_->revert("ghost")).value(), bulwark::revert_outcome::tombstoned);
+  // A credit spent since: the revert is refused, its credit part first, so the debit part stays
+  // applied too; once the credit is back, a revert finishes it.
+  ASSERT_EQ(apply("gift", {{k[0], -5}, {k[2], 5}}).value(), bulwark::apply_outcome::applied);
+  ASSERT_EQ(apply("spend", {{k[2], -5}, {k[1], 5}}).value(), bulwark::apply_outcome::applied);
+  auto spent = run(ledger_->revert("gift"));
+  ASSERT_FALSE(spent.has_value());
+  EXPECT_EQ(spent.error(), bulwark::ledger_errc::insufficient);
+  EXPECT_EQ(spent.error().detail(), "'" + k[2] + "' has 0, cannot take 5");
+  EXPECT_EQ(balance(k[0]), 5);
+  EXPECT_EQ(balance(k[2]), 0);
+  EXPECT_EQ(field(ledger_->record_key("gift"), "g"), "R") << "reverting, for a later revert to finish";
+  EXPECT_EQ(apply("gift", {{k[0], -5}, {k[2], 5}}).error(), bulwark::ledger_errc::reverted);
+  ASSERT_EQ(run(ledger_->revert("spend")).value(), bulwark::revert_outcome::undone);
+  ASSERT_EQ(run(ledger_->revert("gift")).value(), bulwark::revert_outcome::undone);
+  EXPECT_EQ(balance(k[0]), 10);
+  EXPECT_EQ(balance(k[1]), 10);
+  EXPECT_EQ(balance(k[2]), 0);
+}
+
+// A real server error on cue: a balance key that holds a hash makes its part's script fail
+// (WRONGTYPE) after the other part landed, the state a crash between two parts leaves. A retry
+// with the same id (even with other adjustments) finishes the recorded plan; a revert undoes the
+// landed part and tombstones the other, so the failed caller's late part is refused.
+TEST_F(redis_cluster_ledger, a_part_failing_mid_way_is_repaired_by_a_retry_or_a_revert) {
+  const auto k = keys_apart("acct", 2);
+  ASSERT_EQ(k.size(), 2u);
+  const auto broken_key = prefix_ + "b:" + k[1];
+  auto break_balance = [&] {
+    ASSERT_TRUE(run(client_->execute("DEL", broken_key)).has_value());
+    ASSERT_TRUE(run(client_->execute("HSET", broken_key, "x", "1")).has_value());
+  };
+  auto mend_balance = [&](bulwark::amount v) {
+    ASSERT_TRUE(run(client_->execute("DEL", broken_key)).has_value());
+    ASSERT_TRUE(run(ledger_->set(k[1], v)).has_value());
+  };
+  ASSERT_TRUE(run(ledger_->set(k[0], 10)).has_value());
+  break_balance();
+  auto failed = apply("mid-1", {{k[0], -1}, {k[1], -1}});
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error(), bulwark::errc::invalid_argument) << failed.error(); // WRONGTYPE
+  EXPECT_EQ(balance(k[0]), 9) << "one part landed: what a reader may see until it is settled";
+  EXPECT_EQ(field(ledger_->record_key("mid-1"), "g"), "p");
+  // Asked again while still broken: the same failure, the landed part not applied twice.
+  ASSERT_FALSE(apply("mid-1", {{k[0], -1}, {k[1], -1}}).has_value());
+  EXPECT_EQ(balance(k[0]), 9);
+  mend_balance(5);
+  auto retried = apply("mid-1", {{k[0], -7}});
+  ASSERT_TRUE(retried.has_value()) << retried.error();
+  EXPECT_EQ(retried.value(), bulwark::apply_outcome::already_applied) << "the first plan, finished";
+  EXPECT_EQ(balance(k[0]), 9);
+  EXPECT_EQ(balance(k[1]), 4);
+
+  break_balance();
+  ASSERT_FALSE(apply("mid-2", {{k[0], -1}, {k[1], -1}}).has_value());
+  EXPECT_EQ(balance(k[0]), 8);
+  auto undone = run(ledger_->revert("mid-2"));
+  ASSERT_TRUE(undone.has_value()) << undone.error();
+  EXPECT_EQ(undone.value(), bulwark::revert_outcome::undone);
+  EXPECT_EQ(balance(k[0]), 9);
+  EXPECT_EQ(part_state("mid-2", k[1]), "t");
+  mend_balance(4);
+  // The failed caller's part, arriving late (the same script and arguments it sent): refused.
+  const auto part = ledger_->part_key("mid-2", ledger_->slot_of(k[1]));
+  const auto& s = redis::detail::ledger_apply_script();
+  auto late = run(
+      client_->execute("EVAL", s.text(), "2", part, broken_key, "60000", std::to_string(bulwark::max_amount), "-1"));
+  ASSERT_TRUE(late.has_value()) << late.error();
+  ASSERT_FALSE(late.value().elements.empty());
+  EXPECT_EQ(late.value().elements[0].str, "t");
+  EXPECT_EQ(balance(k[1]), 4);
+  auto again = apply("mid-2", {{k[0], -1}, {k[1], -1}});
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error(), bulwark::ledger_errc::reverted);
+  EXPECT_EQ(balance(k[0]), 9);
+  EXPECT_EQ(balance(k[1]), 4);
+}
+
+// The state an apply leaves when it decided a refusal (home D) and stopped with a credit part
+// still applied, made step by step with the ledger's own scripts on the real cluster; the credit
+// is then spent. The apply must not answer declined (a saga would not compensate it) until the
+// part is undone; once the credit is back, a retry undoes it and answers the refusal.
+TEST_F(redis_cluster_ledger, a_refusal_whose_undo_is_refused_answers_conflict_until_a_retry_undoes_it) {
+  const auto k = keys_apart("acct", 2);
+  ASSERT_EQ(k.size(), 2u);
+  ASSERT_TRUE(run(ledger_->set_many(std::vector<bulwark::balance>{{k[0], 0}, {k[1], 1}})).has_value());
+  const auto b0 = prefix_ + "b:" + k[0], b1 = prefix_ + "b:" + k[1];
+  const auto home = ledger_->record_key("stuck");
+  const auto part0 = ledger_->part_key("stuck", ledger_->slot_of(k[0]));
+  const auto part1 = ledger_->part_key("stuck", ledger_->slot_of(k[1]));
+  const auto max = std::to_string(bulwark::max_amount);
+  auto step = [&](const redis::script& s, auto... args) {
+    auto r = run(client_->execute("EVAL", s.text(), args...));
+    EXPECT_TRUE(r.has_value()) << r.error();
+    return r && !r.value().elements.empty() ? r.value().elements[0].str : std::string();
+  };
+  EXPECT_EQ(step(redis::detail::ledger_begin_script(), "1", home, "60000", b0, "5", b1, "-2"), "P");
+  EXPECT_EQ(step(redis::detail::ledger_apply_script(), "2", part0, b0, "60000", max, "5"), "A");
+  EXPECT_EQ(step(redis::detail::ledger_apply_script(), "2", part1, b1, "60000", max, "-2"), "n");
+  EXPECT_EQ(step(redis::detail::ledger_state_script(), "1", home, "60000", "p", "D"), "1");
+  ASSERT_EQ(apply("spend", {{k[0], -5}}).value(), bulwark::apply_outcome::applied);
+  auto stuck = apply("stuck", {{k[0], 5}, {k[1], -2}});
+  ASSERT_FALSE(stuck.has_value());
+  EXPECT_EQ(stuck.error(), bulwark::errc::conflict) << stuck.error();
+  EXPECT_NE(stuck.error().detail().find("undoing its applied parts was refused"), std::string::npos) << stuck.error();
+  EXPECT_EQ(field(home, "g"), "D");
+  EXPECT_EQ(part_state("stuck", k[0]), "a") << "still applied: the next call with the id retries";
+  ASSERT_TRUE(run(ledger_->add(k[0], 5)).has_value());
+  auto settled = apply("stuck", {{k[0], 5}, {k[1], -2}});
+  ASSERT_FALSE(settled.has_value());
+  EXPECT_EQ(settled.error(), bulwark::ledger_errc::insufficient) << settled.error();
+  EXPECT_EQ(balance(k[0]), 0);
+  EXPECT_EQ(balance(k[1]), 1);
+  EXPECT_EQ(field(home, "g"), "d");
+  EXPECT_EQ(run(ledger_->revert("stuck")).value(), bulwark::revert_outcome::nothing_applied);
+}
+
+// Transfers between four hot keys on different slots (three masters), from concurrent
+// coroutines, with every fifth one reverted at once by another: no balance is ever seen below
+// zero, the sum is conserved at the end, and each balance is exactly what the answers say
+// (applied minus undone). A reader meanwhile may see a transfer half done: counted, not failed.
+TEST_F(redis_cluster_ledger, concurrent_transfers_across_slots_keep_every_balance_and_the_sum) {
+  constexpr int keys_n = 4, workers = 8, per_worker = 30;
+  constexpr bulwark::amount start = 20;
+  const auto k = keys_apart("hot", keys_n);
+  ASSERT_EQ(k.size(), static_cast<std::size_t>(keys_n));
+  std::vector<bulwark::balance> init;
+  for (const auto& key : k) init.push_back({key, start});
+  ASSERT_TRUE(run(ledger_->set_many(init)).has_value());
+  std::vector<bulwark::amount> expected(keys_n, start);
+  int running = workers + 1, in_flight = 0, max_in_flight = 0, refused = 0, undone = 0, below_zero = 0, uneven_sums = 0,
+      reads = 0;
+  std::string first_error;
+  auto fail = [&](const bulwark::error& e) {
+    if (first_error.empty()) first_error = e.message() + ": " + std::string(e.detail());
+  };
+  auto reverter = [&](std::string op, int from, int to, bulwark::amount units) -> asio::awaitable<void> {
+    auto r = co_await ledger_->revert(op);
+    if (!r)
+      fail(r.error());
+    else if (r.value() == bulwark::revert_outcome::undone) {
+      expected[static_cast<std::size_t>(from)] += units;
+      expected[static_cast<std::size_t>(to)] -= units;
+      ++undone;
+    }
+    --running;
+  };
+  auto worker = [&](int w) -> asio::awaitable<void> {
+    for (int i = 0; i < per_worker; ++i) {
+      const int from = (w + i) % keys_n, to = (from + 1 + (i + w) % (keys_n - 1)) % keys_n;
+      const bulwark::amount units = 1 + (i + w) % 3;
+      const auto op = bulwark::test::numbered_key(bulwark::test::numbered_key("t", w) + "-", i);
+      const std::vector<bulwark::adjustment> transfer = {{k[static_cast<std::size_t>(from)], -units},
+                                                         {k[static_cast<std::size_t>(to)], units}};
+      max_in_flight = std::max(max_in_flight, ++in_flight);
+      auto r = co_await ledger_->apply(op, transfer);
+      --in_flight;
+      if (r && r.value() == bulwark::apply_outcome::applied) {
+        expected[static_cast<std::size_t>(from)] -= units;
+        expected[static_cast<std::size_t>(to)] += units;
+        if (i % 5 == 0) {
+          ++running; // before the spawn: the loop below must not see 0 in between
+          asio::co_spawn(ctx_, reverter(op, from, to, units), asio::detached);
+        }
+      } else if (!r && r.error() == bulwark::ledger_errc::insufficient) {
+        ++refused;
+      } else {
+        fail(r ? bulwark::error(bulwark::errc::conflict, "not applied") : r.error());
+      }
+    }
+    --running;
+  };
+  auto reader = [&]() -> asio::awaitable<void> {
+    for (int round = 0; running > 1 && round < 5000; ++round) {
+      bulwark::amount sum = 0;
+      for (const auto& key : k) {
+        auto b = co_await ledger_->get(key);
+        if (!b) {
+          fail(b.error());
+          continue;
+        }
+        const auto v = b.value().value_or(0);
+        below_zero += v < 0;
+        sum += v;
+      }
+      ++reads;
+      uneven_sums += sum != start * keys_n;
+    }
+    --running;
+  };
+  auto all = [&]() -> asio::awaitable<bool> {
+    for (int w = 0; w < workers; ++w) asio::co_spawn(ctx_, worker(w), asio::detached);
+    asio::co_spawn(ctx_, reader(), asio::detached);
+    asio::steady_timer poll(ctx_);
+    while (running > 0) {
+      poll.expires_after(2ms);
+      co_await poll.async_wait(asio::use_awaitable);
+    }
+    co_return true;
+  };
+  ASSERT_TRUE(run(all()));
+  EXPECT_EQ(first_error, "");
+  bulwark::amount sum = 0;
+  for (int i = 0; i < keys_n; ++i) {
+    const auto b = balance(k[static_cast<std::size_t>(i)]);
+    EXPECT_GE(b, 0);
+    EXPECT_EQ(b, expected[static_cast<std::size_t>(i)]) << k[static_cast<std::size_t>(i)];
+    sum += b;
+  }
+  EXPECT_EQ(sum, start * keys_n);
+  EXPECT_EQ(below_zero, 0);
+  EXPECT_GE(max_in_flight, workers / 2) << "the applies never overlapped";
+  EXPECT_GT(undone, 0);
+  RecordProperty("refused", refused);
+  RecordProperty("undone", undone);
+  RecordProperty("reads", reads);
+  RecordProperty("reads_with_a_transfer_half_done", uneven_sums);
+}
+
+// What an apply costs in commands: one with a {tag} prefix or within its op id's slot; a split
+// one the plan, a part per slot and the final state (sent without waiting).
+TEST_F(redis_cluster_ledger, one_slot_stays_one_call_and_a_split_apply_costs_a_command_per_slot) {
+  const auto k = keys_apart("cost", 2);
+  ASSERT_EQ(k.size(), 2u);
+  redis::ledger tagged(*client_, {.key_prefix = redis::test::fresh_tagged_prefix("lcost")});
+  ASSERT_FALSE(tagged.splits_by_slot());
+  const std::vector<bulwark::balance> funds = {{k[0], 100}, {k[1], 100}, {"{u7}:credit", 100}};
+  ASSERT_TRUE(run(tagged.set_many(funds)).has_value());
+  ASSERT_TRUE(run(ledger_->set_many(funds)).has_value());
+  auto commands_of = [&](auto& l, const std::string& op, std::vector<bulwark::adjustment> adjustments) {
+    const auto before = client_->statistics().commands;
+    auto r = run(l.apply(op, adjustments));
+    EXPECT_TRUE(r.has_value() && r.value() == bulwark::apply_outcome::applied) << op;
+    return client_->statistics().commands - before;
+  };
+  for (int round = 0; round < 2; ++round) { // the first loads the scripts where needed (NOSCRIPT)
+    const auto n = [&](const char* op) { return bulwark::test::numbered_key(op, round); };
+    const auto tagged_calls = commands_of(tagged, n("tag-"), {{k[0], -1}, {k[1], -1}});
+    const auto local_calls = commands_of(*ledger_, "{u7}:" + n("local-"), {{"{u7}:credit", -1}});
+    const auto debits_calls = commands_of(*ledger_, n("debits-"), {{k[0], -1}, {k[1], -1}});
+    const auto transfer_calls = commands_of(*ledger_, n("transfer-"), {{k[0], -1}, {k[1], 1}});
+    if (round == 0) continue;
+    EXPECT_EQ(tagged_calls, 1u);
+    EXPECT_EQ(local_calls, 1u) << "an op id and its key under one {tag}: one call";
+    EXPECT_EQ(debits_calls, 4u) << "plan, two parts in parallel, final state";
+    EXPECT_EQ(transfer_calls, 4u) << "plan, debit part, then credit part, final state";
+  }
 }
 
 // --- on a private cluster, which the test may break ---

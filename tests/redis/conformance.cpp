@@ -54,8 +54,10 @@ struct redis_ledger_factory {
 };
 
 // The same suites on the shared Redis Cluster (scripts/servers/redis-cluster.sh): cache keys
-// spread over every master's slots; a repository's or a ledger's keys share one slot (a {hash
-// tag} in the prefix), a fresh one per test, so the tests land on every master.
+// spread over every master's slots; a repository's keys share one slot (a {hash tag} in the
+// prefix), a fresh one per test, so the tests land on every master. A ledger's prefix has no tag:
+// its balances spread over the slots and its applies across slots are split by slot
+// (ledger_split_layout_spreads_the_suites_keys checks that the suite's keys do spread).
 struct redis_cluster_cache_factory {
   static bool available() { return redis::test::cluster_configured(); }
   asio::io_context& context() { return ctx; }
@@ -84,8 +86,7 @@ struct redis_cluster_ledger_factory {
   std::unique_ptr<redis::ledger> make() { return make_with_retention(std::chrono::hours(1)); }
   std::unique_ptr<redis::ledger> make_with_retention(std::chrono::milliseconds retention) {
     return std::make_unique<redis::ledger>(
-        client,
-        redis::ledger_options{.key_prefix = redis::test::fresh_tagged_prefix("ledger"), .retention = retention});
+        client, redis::ledger_options{.key_prefix = redis::test::fresh_prefix("ledger"), .retention = retention});
   }
   void advance(std::chrono::milliseconds d) { std::this_thread::sleep_for(d); }
   asio::io_context ctx;
