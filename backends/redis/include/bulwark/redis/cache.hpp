@@ -31,6 +31,7 @@
 #include <asio/post.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -59,7 +60,9 @@ inline constexpr std::size_t cache_header_size = 32;
 
 inline void append_hex16(std::string& out, std::uint64_t v) {
   static constexpr char digits[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i) out.push_back(digits[(v >> (i * 4)) & 0xf]);
+  char text[16];
+  for (int i = 15; i >= 0; --i, v >>= 4) text[i] = digits[v & 0xf];
+  out.append(text, sizeof text); // one append, not 16 push_backs (each checks the capacity)
 }
 
 /// The 16 lowercase hex digits at the start of `s` (at least 16 bytes long), or nullopt.
@@ -157,11 +160,21 @@ public:
     }
   }
 
-  /// Queues one put (key and packed entry moved in); completes with that key's element of the
-  /// script's reply (an integer, or an error element) or with the batch's error.
-  auto enqueue(std::string key, std::string packed, std::string ttl) {
+  /// One put: the full key then the packed entry in one buffer (one string to move around,
+  /// not three), and its ttl in ms (0: none).
+  struct put_request {
+    std::string bytes;
+    std::size_t key_size = 0;
+    long long ttl_ms = 0;
+    std::string_view key() const noexcept { return std::string_view(bytes).substr(0, key_size); }
+    std::string_view packed() const noexcept { return std::string_view(bytes).substr(key_size); }
+  };
+
+  /// Queues one put (moved in); completes with that key's element of the script's reply (an
+  /// integer, or an error element) or with the batch's error.
+  auto enqueue(put_request request) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(result<reply>)>(
-        initiation{}, asio::use_awaitable, shared_from_this(), std::move(key), std::move(packed), std::move(ttl));
+        initiation{}, asio::use_awaitable, shared_from_this(), std::move(request));
   }
 
   /// Script calls issued and puts they carried (for metrics and tests).
@@ -170,14 +183,13 @@ public:
 
 private:
   struct entry {
-    std::string key;
-    std::string packed;
-    std::string ttl;
+    put_request request;
     pending_command* op; // one reference, released once completed
   };
   struct batch {
     std::vector<entry> entries;
     std::vector<std::string_view> argv;
+    std::vector<std::array<char, 24>> ttls; ///< each entry's ttl in decimal (argv points here)
     std::string nkeys;
     ~batch() {
       for (auto& e : entries) {
@@ -189,12 +201,12 @@ private:
   };
 
   struct initiation {
-    template <class Handler> void operator()(Handler&& handler, const std::shared_ptr<put_batcher>& self,
-                                             std::string key, std::string packed, std::string ttl) const {
+    template <class Handler>
+    void operator()(Handler&& handler, const std::shared_ptr<put_batcher>& self, put_request request) const {
       using op_type = command_op<std::decay_t<Handler>, asio::any_io_executor>;
       auto* op = new op_type(std::forward<Handler>(handler), self->client_.get_executor());
       op->hook_cancellation();
-      self->add(entry{std::move(key), std::move(packed), std::move(ttl), op});
+      self->add(entry{std::move(request), op});
     }
   };
 
@@ -222,7 +234,7 @@ private:
     // A script's keys must share a cluster slot: one batch per slot, issue order kept within it.
     std::vector<std::pair<std::uint16_t, std::vector<entry>>> by_slot;
     for (auto& e : entries) {
-      const auto slot = key_slot(e.key);
+      const auto slot = key_slot(e.request.key());
       auto it = std::find_if(by_slot.begin(), by_slot.end(), [&](const auto& g) { return g.first == slot; });
       if (it == by_slot.end()) it = by_slot.insert(by_slot.end(), {slot, {}});
       it->second.push_back(std::move(e));
@@ -237,13 +249,16 @@ private:
     b->nkeys = std::to_string(n);
     const auto& s = cache_put_batch_script();
     b->argv.reserve(3 + 3 * n);
+    b->ttls.resize(n);
     b->argv.push_back("EVALSHA");
     b->argv.push_back(s.sha());
     b->argv.push_back(b->nkeys);
-    for (auto& e : b->entries) b->argv.push_back(e.key);
-    for (auto& e : b->entries) {
-      b->argv.push_back(e.packed);
-      b->argv.push_back(e.ttl);
+    for (auto& e : b->entries) b->argv.push_back(e.request.key());
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& ttl = b->ttls[i];
+      const auto end = std::to_chars(ttl.data(), ttl.data() + ttl.size(), b->entries[i].request.ttl_ms).ptr;
+      b->argv.push_back(b->entries[i].request.packed());
+      b->argv.push_back(std::string_view(ttl.data(), static_cast<std::size_t>(end - ttl.data())));
     }
     ++batches_;
     puts_ += n;
@@ -299,7 +314,7 @@ public:
   /// protocol_error (redis::redis_errc::unexpected_reply) for a value not in this layout.
   task<std::optional<cached>> get(std::string_view key) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    const auto full = options_.key_prefix + std::string(key);
+    const auto full = full_key(key);
     auto r = co_await client_.execute("GET", full);
     if (!r) co_return r.error();
     auto& rep = r.value();
@@ -324,15 +339,19 @@ public:
     BOOST_OUTCOME_CO_TRY(check_key(key));
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_ttl(ttl));
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.value.size(), options_.max_value_bytes));
-    const auto full = options_.key_prefix + std::string(key);
-    std::string packed;
-    packed.reserve(detail::cache_header_size + value.value.size());
-    detail::append_hex16(packed, value.version);
+    detail::put_batcher::put_request request;
+    auto& bytes = request.bytes;
+    bytes.reserve(options_.key_prefix.size() + key.size() + detail::cache_header_size + value.value.size());
+    bytes += options_.key_prefix;
+    bytes += key;
+    request.key_size = bytes.size();
+    detail::append_hex16(bytes, value.version);
     const auto now =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-    detail::append_hex16(packed, static_cast<std::uint64_t>(now.count()));
-    packed += value.value;
-    auto r = co_await batcher_->enqueue(std::move(full), std::move(packed), std::to_string(ttl.count()));
+    detail::append_hex16(bytes, static_cast<std::uint64_t>(now.count()));
+    bytes += value.value;
+    request.ttl_ms = static_cast<long long>(ttl.count());
+    auto r = co_await batcher_->enqueue(std::move(request));
     if (!r) co_return r.error();
     auto& rep = r.value();
     if (auto n = rep.as_integer()) co_return *n == 1;
@@ -343,7 +362,7 @@ public:
   /// Removes the entry; true when it was present. One DEL.
   task<bool> erase(std::string_view key) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    const auto full = options_.key_prefix + std::string(key);
+    const auto full = full_key(key);
     auto r = co_await client_.execute("DEL", full);
     if (!r) co_return r.error();
     if (auto n = r.value().as_integer()) co_return *n > 0;
@@ -358,6 +377,14 @@ public:
 
 private:
   result<void> check_key(std::string_view key) const { return bulwark::detail::check_key(key, options_.max_key_bytes); }
+  /// key_prefix + key in one allocation (prefix + std::string(key) made two).
+  std::string full_key(std::string_view key) const {
+    std::string full;
+    full.reserve(options_.key_prefix.size() + key.size());
+    full += options_.key_prefix;
+    full += key;
+    return full;
+  }
   static bulwark::error malformed(const std::string& key) {
     return {make_error_code(redis_errc::unexpected_reply), "value at " + key + " is not a bulwark cache entry"};
   }

@@ -275,23 +275,22 @@ public:
       return fail_now(std::forward<Handler>(handler), executor_, error_of(redis_errc::queue_full));
     using op_type = command_op<std::decay_t<Handler>, asio::any_io_executor>;
     auto* op = new op_type(std::forward<Handler>(handler), executor_);
-    // One clock read per batch: the commands of one flush were all submitted in this turn.
-    if (!flush_posted_) batch_now_ = steady::now();
-    op->deadline = batch_now_ + options_.command_timeout;
-    op->internal = sending_internal_;
-    // Formatted here into a reused buffer: hiredis's own formatting allocates and reallocates.
-    command_buffer_.clear();
-    format_command(command_buffer_, argc, argv, lengths);
-    if (redisAsyncFormattedCommand(ctx_, &connection::on_reply, op, command_buffer_.data(), command_buffer_.size()) !=
-        REDIS_OK) {
-      op->complete(error_of(redis_errc::connection_closed), true);
+    if (enqueue(argc, argv, lengths, op)) op->hook_cancellation();
+  }
+
+  /// Queues one command completed through `op` (the connection takes one reference, released
+  /// after op->complete()): for callers that are their own pending_command (a cluster call),
+  /// so that no handler is wrapped and no executor hop is taken per reply. An immediate failure
+  /// completes `op` deferred (posted), never inline.
+  void submit_op(int argc, const char** argv, const std::size_t* lengths, pending_command* op) {
+    const auto refuse = [op](bulwark::error e) {
+      op->complete(std::move(e), true);
       op->release();
-      return;
-    }
-    pending_.push_back(op);
-    ++stats_.commands;
-    op->hook_cancellation();
-    arm_timer(op->deadline);
+    };
+    if (stopped_ || stopping_) return refuse(error_of(redis_errc::stopped));
+    if (!ctx_) return refuse(not_connected());
+    if (pending_.size() >= options_.max_pending) return refuse(error_of(redis_errc::queue_full));
+    enqueue(argc, argv, lengths, op);
   }
 
   /// Refuses new commands; close() once outstanding() is 0.
@@ -314,6 +313,28 @@ public:
   }
 
 private:
+  /// Formats the command into hiredis's output buffer and records `op` (whose one reference
+  /// the queue now holds). false: the context refused it, `op` was failed and released.
+  bool enqueue(int argc, const char** argv, const std::size_t* lengths, pending_command* op) {
+    // One clock read per batch: the commands of one flush were all submitted in this turn.
+    if (!flush_posted_) batch_now_ = steady::now();
+    op->deadline = batch_now_ + options_.command_timeout;
+    op->internal = sending_internal_;
+    // Formatted here into a reused buffer: hiredis's own formatting allocates and reallocates.
+    command_buffer_.clear();
+    format_command(command_buffer_, argc, argv, lengths);
+    if (redisAsyncFormattedCommand(ctx_, &connection::on_reply, op, command_buffer_.data(), command_buffer_.size()) !=
+        REDIS_OK) {
+      op->complete(error_of(redis_errc::connection_closed), true);
+      op->release();
+      return false;
+    }
+    pending_.push_back(op);
+    ++stats_.commands;
+    arm_timer(op->deadline);
+    return true;
+  }
+
   static bulwark::error error_of(redis_errc e, std::string detail = {}) {
     return {make_error_code(e), std::move(detail)};
   }
