@@ -20,8 +20,9 @@
 // A cancelled caller resumes at once with redis::redis_errc::cancelled (its write may still happen).
 // A put joins the client's outstanding() only when its batch is flushed (at the end of the
 // turn), so one started in the same turn as client::stop() fails with stopped. On a cluster
-// (a client made with cluster_options) a turn's puts become one script call per hash slot
-// (a script's keys must share one), each sent to that slot's master.
+// (a client made with cluster_options) a turn's puts are grouped by hash slot as they arrive
+// (a script's keys must share one): one script call per slot and turn, or per max_put_batch
+// puts of one slot, each sent to that slot's master.
 
 #include <bulwark/cache.hpp>
 #include <bulwark/detail/key_rules.hpp>
@@ -154,10 +155,11 @@ public:
   put_batcher(const put_batcher&) = delete;
   put_batcher& operator=(const put_batcher&) = delete;
   ~put_batcher() {
-    for (auto& e : open_) {
-      e.op->complete(bulwark::error(make_error_code(redis_errc::stopped)), true);
-      e.op->release();
-    }
+    for (auto& g : open_)
+      for (auto& e : g.entries) {
+        e.op->complete(bulwark::error(make_error_code(redis_errc::stopped)), true);
+        e.op->release();
+      }
   }
 
   /// One put: the full key then the packed entry in one buffer (one string to move around,
@@ -210,11 +212,17 @@ private:
     }
   };
 
+  // The puts of one turn wait in one group per cluster slot (a script's keys must share a
+  // slot; one group on a single server), issue order kept within a group. A group that reaches
+  // max_batch is sent at once (its command joins the connection's current write); the others
+  // at the end of the turn.
   void add(entry e) {
-    open_.push_back(std::move(e));
-    if (open_.size() >= max_batch_) {
-      flush(); // full: its command joins the connection's current write; later puts start a new batch
-      return;
+    auto& group = group_of(client_.is_cluster() ? key_slot(e.request.key()) : std::uint16_t{0});
+    group.entries.push_back(std::move(e));
+    if (group.entries.size() >= max_batch_) {
+      std::vector<entry> full;
+      full.swap(group.entries);
+      send_batch(std::move(full));
     }
     if (!flush_posted_) {
       flush_posted_ = true;
@@ -225,21 +233,28 @@ private:
     }
   }
 
+  struct open_group {
+    std::uint16_t slot;
+    std::vector<entry> entries;
+  };
+
+  open_group& group_of(std::uint16_t slot) {
+    if (group_index_.empty()) group_index_.assign(slot_count, 0);
+    auto& index = group_index_[slot];
+    if (index == 0) {
+      open_.push_back(open_group{slot, {}});
+      index = static_cast<std::uint32_t>(open_.size());
+    }
+    return open_[index - 1];
+  }
+
   void flush() {
     if (open_.empty()) return;
-    std::vector<entry> entries;
-    entries.swap(open_);
-    open_.reserve(std::min<std::size_t>(max_batch_, 64));
-    if (!client_.is_cluster()) return send_batch(std::move(entries));
-    // A script's keys must share a cluster slot: one batch per slot, issue order kept within it.
-    std::vector<std::pair<std::uint16_t, std::vector<entry>>> by_slot;
-    for (auto& e : entries) {
-      const auto slot = key_slot(e.request.key());
-      auto it = std::find_if(by_slot.begin(), by_slot.end(), [&](const auto& g) { return g.first == slot; });
-      if (it == by_slot.end()) it = by_slot.insert(by_slot.end(), {slot, {}});
-      it->second.push_back(std::move(e));
-    }
-    for (auto& [slot, group] : by_slot) send_batch(std::move(group));
+    std::vector<open_group> groups;
+    groups.swap(open_);
+    for (const auto& g : groups) group_index_[g.slot] = 0;
+    for (auto& g : groups)
+      if (!g.entries.empty()) send_batch(std::move(g.entries));
   }
 
   void send_batch(std::vector<entry> entries) {
@@ -295,7 +310,8 @@ private:
 
   client client_;
   std::size_t max_batch_;
-  std::vector<entry> open_;
+  std::vector<open_group> open_;
+  std::vector<std::uint32_t> group_index_; ///< slot -> 1 + its group in open_, 0: none
   bool flush_posted_ = false;
   std::uint64_t batches_ = 0;
   std::uint64_t puts_ = 0;
