@@ -86,9 +86,13 @@ inline std::optional<std::uint64_t> parse_hex16(std::string_view s) noexcept {
 // The batched put: KEYS[i] entry, ARGV[2i-1] packed entry, ARGV[2i] ttl in ms ("0": none), in
 // issue order. Returns an array: per key 1 stored, 0 not, or the server's error for that key.
 // Each distinct key is read once (GETRANGE of its 32-byte header, so a large value is never
-// copied into Lua); the puts are then decided in order against the header the earlier ones
+// copied into Lua); the puts are then decided in order against the version the earlier ones
 // left, and only the last accepted put of each key is written (a SET replaces value and ttl
 // whole, so the end state is the same): one MSET for those without ttl, one SET PX per other.
+// Versions are compared as their 16 lowercase hex digits (fixed width: the byte order is the
+// numeric order): one substring per put, no number conversion (a stored header that is not
+// such digits puts no constraint, as before). Lua's per-put work is most of a pipelined put's
+// server cost.
 inline const script& cache_put_batch_script() {
   static const script s(R"lua(
 local out, head, last, order = {}, {}, {}, {}
@@ -96,26 +100,27 @@ for i = 1, #KEYS do
   local k, e = KEYS[i], ARGV[2 * i - 1]
   local h = head[k]
   if h == nil then
-    h = redis.pcall('GETRANGE', k, 0, 31)
+    local r = redis.pcall('GETRANGE', k, 0, 31)
+    if type(r) == 'table' then
+      h = r
+    else
+      local v = string.sub(r, 1, 16)
+      if string.len(r) == 32 and string.find(v, '^[0-9a-f]+$') then h = v else h = false end
+    end
     head[k] = h
   end
   if type(h) == 'table' then
     out[i] = h
   else
-    local ok = 1
-    if string.len(h) == 32 then
-      local ch = tonumber(string.sub(h, 1, 8), 16)
-      local cl = tonumber(string.sub(h, 9, 16), 16)
-      local nh = tonumber(string.sub(e, 1, 8), 16)
-      local nl = tonumber(string.sub(e, 9, 16), 16)
-      if ch and cl and (ch > nh or (ch == nh and cl > nl)) then ok = 0 end
-    end
-    if ok == 1 then
+    local v = string.sub(e, 1, 16)
+    if h and h > v then
+      out[i] = 0
+    else
       if last[k] == nil then order[#order + 1] = k end
       last[k] = i
-      head[k] = string.sub(e, 1, 32)
+      head[k] = v
+      out[i] = 1
     end
-    out[i] = ok
   end
 end
 local plain, failed = {}, {}
