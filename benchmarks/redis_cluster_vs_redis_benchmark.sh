@@ -40,26 +40,36 @@ redis_benchmark() {
   redis-benchmark --cluster -h 127.0.0.1 -p "${first#*:}" -c 50 -P "$1" -n "$2" -d 100 -t set,get --csv 2>/dev/null |
     awk -F'"' '$2 == "SET" { set = $4 } $2 == "GET" { get = $4 } END { printf "%.0f %.0f\n", set, get }'
 }
-# bulwark OP CONCURRENCY REQUESTS [KEYS TAGGED] -> ops/s
+# bulwark OP CONCURRENCY REQUESTS [KEYS TAGGED] -> ops/s; the client's CPU time per operation
+# (us) goes to $work/cpu_OP_CONCURRENCY_KEYS, read by client_cpu.
 bulwark() {
-  "$bench" --cluster "$nodes" --op "$1" --concurrency "$2" --keys "${4:-3}" --requests "$3" --value-size 100 \
-    --tagged "${5:-1}" |
-    awk '/^ops_per_sec:/ { print $2 }'
+  local out
+  out=$("$bench" --cluster "$nodes" --op "$1" --concurrency "$2" --keys "${4:-3}" --requests "$3" --value-size 100 \
+    --tagged "${5:-1}")
+  awk '/^client_cpu_us_per_op:/ { print $2 }' <<<"$out" >"$work/cpu_$1_$2_${4:-3}"
+  awk '/^ops_per_sec:/ { print $2 }' <<<"$out"
+}
+# client_cpu CONCURRENCY [KEYS] -> "GET x us, SET y us" (the last bulwark runs' CPU per operation)
+client_cpu() {
+  echo "GET $(cat "$work/cpu_get_$1_${2:-3}") us, SET $(cat "$work/cpu_set_$1_${2:-3}") us"
 }
 
 echo "redis-server $(redis-server --version | awk '{print $3}' | cut -d= -f2) cluster (3 masters, 3 replicas) on $nodes, 100-byte values, $(nproc) cores"
 redis_section "section 1: 50 in flight" 50 1 "$requests" "$(( requests / 2 ))" \
   "redis-benchmark --cluster -c 50 -P 1: " "redis::cache on the cluster, 50 coroutines:"
 ratio=$section_ratio
+echo "  redis::cache client CPU per operation: $(client_cpu 50)"
 redis_section "section 2: 800 in flight" 800 16 "$requests_pipelined" "$(( requests_pipelined / 4 ))" \
   "redis-benchmark --cluster -c 50 -P 16:" "redis::cache on the cluster, 800 coroutines:"
 ratio_pipelined=$section_ratio
+echo "  redis::cache client CPU per operation: $(client_cpu 800)"
 pipelined_reference=$section_reference
 
 bws_get=$(bulwark get 800 "$requests_pipelined" 800 0)
 bws_set=$(bulwark set 800 "$(( requests_pipelined / 20 ))" 800 0)
 echo "section 3: 800 in flight, 800 keys spread over the slots (no hash tags)"
 echo "  redis::cache on the cluster, 800 coroutines: GET $bws_get ops/s   SET $bws_set ops/s   GET+SET $(mixed "$bws_get" "$bws_set") ops/s"
+echo "  redis::cache client CPU per operation: $(client_cpu 800 800)"
 echo "  ratio_spread (vs section 2's redis-benchmark): $(div "$(mixed "$bws_get" "$bws_set")" "$pipelined_reference")"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "ratio: $ratio"

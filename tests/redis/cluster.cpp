@@ -709,6 +709,18 @@ protected:
     return agreed;
   }
 
+  /// Each node's view of the masters (CLUSTER NODES) and the tail of `node`'s log: what a
+  /// failed failover check prints, so that a failure in CI says why.
+  std::string cluster_views(const std::string& node) {
+    std::string out;
+    for (const auto& seed : seeds_) {
+      const auto port = seed.substr(seed.rfind(':') + 1);
+      out += "node " + port_node_[port] + " (" + port + ") sees:\n" +
+             shell("redis-cli -p " + port + " cluster nodes 2>&1 | grep master | cut -d' ' -f1-3,7-9");
+    }
+    return out + node + "'s log:\n" + shell("tail -n 15 '" + root_ + "/" + node + "/redis.log' 2>&1");
+  }
+
   // `seed`'s view of the master of `slot` (empty when it does not answer).
   std::pair<std::string, std::string> master_seen_by(const std::string& seed, std::uint16_t slot) {
     const auto port = seed.substr(seed.rfind(':') + 1);
@@ -786,10 +798,11 @@ asio::awaitable<void> writer(redis::cache& cache, std::string key, const std::at
 }
 
 /// Runs a writer per key on ctx while `fault` runs on a thread; stops the writers `settle`
-/// after the fault returns (bounded by `limit` overall).
-void run_load(asio::io_context& ctx, redis::cache& cache, const std::vector<std::string>& keys,
-              std::function<void(load_report&)> fault, std::chrono::milliseconds settle,
-              std::chrono::milliseconds limit, load_report& report) {
+/// after the fault returns and once `enough` holds (bounded by `limit` overall).
+void run_load(
+    asio::io_context& ctx, redis::cache& cache, const std::vector<std::string>& keys,
+    std::function<void(load_report&)> fault, std::chrono::milliseconds settle, std::chrono::milliseconds limit,
+    load_report& report, std::function<bool(const load_report&)> enough = [](const load_report&) { return true; }) {
   std::atomic<bool> stop{false}, fault_done{false};
   const auto hard_stop = steady::now() + limit;
   int running = static_cast<int>(keys.size());
@@ -804,6 +817,9 @@ void run_load(asio::io_context& ctx, redis::cache& cache, const std::vector<std:
     asio::steady_timer t(co_await asio::this_coro::executor);
     t.expires_after(settle);
     co_await t.async_wait(asio::use_awaitable);
+    // Writers stop at hard_stop whatever happens: wait no longer than that.
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(hard_stop - steady::now());
+    co_await bulwark::test::eventually([&] { return enough(report); }, std::max(left, std::chrono::milliseconds(0)));
     stop = true;
     co_return co_await bulwark::test::eventually([&] { return running == 0; }, 10s);
   };
@@ -892,19 +908,25 @@ TEST_F(redis_cluster_fault, a_killed_master_fails_over_and_acknowledged_writes_s
         for (int i = 0; i < 300 && master_of(0).second == victim_id; ++i) std::this_thread::sleep_for(100ms);
         control("start", victim);
       },
-      3s, 60s, report);
+      // The writers run on until every key was written again after the kill (bounded by the
+      // load's 60 s): a fixed settle time after the restart failed the test whenever the old
+      // master took longer to rejoin and sync (under load), before WAIT 1 could be met.
+      3s, 60s, report, [&](const load_report& r) { return r.first_success_after_mark.size() == keys.size(); });
   // Bounded: the restarted victim learns that it was replaced within a few node timeouts.
   auto settled = agreed_master_of(0);
   for (int i = 0; i < 150 && (settled.second.empty() || settled.second == victim_id); ++i) {
     std::this_thread::sleep_for(100ms);
     settled = agreed_master_of(0);
   }
-  EXPECT_NE(settled.second, victim_id) << "a replica was promoted";
-  EXPECT_FALSE(settled.second.empty()) << "the nodes agree on slot 0's master";
+  EXPECT_NE(settled.second, victim_id) << "a replica was promoted\n" << cluster_views(victim);
+  EXPECT_FALSE(settled.second.empty()) << "the nodes agree on slot 0's master\n" << cluster_views(victim);
   // Every key, the victim's included, was written again after the kill, within the failover time.
   steady::duration slowest{};
   for (const auto& k : keys) {
-    ASSERT_TRUE(report.first_success_after_mark.contains(k)) << k << " never succeeded after the kill";
+    ASSERT_TRUE(report.first_success_after_mark.contains(k))
+        << k << " never succeeded after the kill; an early error: "
+        << (report.errors.empty() ? std::string("none") : report.errors.back()) << "\n"
+        << cluster_views(victim);
     slowest = std::max(slowest, report.first_success_after_mark.at(k) - killed_at);
   }
   EXPECT_LT(slowest, 15s);

@@ -20,8 +20,9 @@
 // A cancelled caller resumes at once with redis::redis_errc::cancelled (its write may still happen).
 // A put joins the client's outstanding() only when its batch is flushed (at the end of the
 // turn), so one started in the same turn as client::stop() fails with stopped. On a cluster
-// (a client made with cluster_options) a turn's puts become one script call per hash slot
-// (a script's keys must share one), each sent to that slot's master.
+// (a client made with cluster_options) a turn's puts are grouped by hash slot as they arrive
+// (a script's keys must share one): one script call per slot and turn, or per max_put_batch
+// puts of one slot, each sent to that slot's master.
 
 #include <bulwark/cache.hpp>
 #include <bulwark/detail/key_rules.hpp>
@@ -31,6 +32,7 @@
 #include <asio/post.hpp>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -59,7 +61,9 @@ inline constexpr std::size_t cache_header_size = 32;
 
 inline void append_hex16(std::string& out, std::uint64_t v) {
   static constexpr char digits[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i) out.push_back(digits[(v >> (i * 4)) & 0xf]);
+  char text[16];
+  for (int i = 15; i >= 0; --i, v >>= 4) text[i] = digits[v & 0xf];
+  out.append(text, sizeof text); // one append, not 16 push_backs (each checks the capacity)
 }
 
 /// The 16 lowercase hex digits at the start of `s` (at least 16 bytes long), or nullopt.
@@ -82,9 +86,13 @@ inline std::optional<std::uint64_t> parse_hex16(std::string_view s) noexcept {
 // The batched put: KEYS[i] entry, ARGV[2i-1] packed entry, ARGV[2i] ttl in ms ("0": none), in
 // issue order. Returns an array: per key 1 stored, 0 not, or the server's error for that key.
 // Each distinct key is read once (GETRANGE of its 32-byte header, so a large value is never
-// copied into Lua); the puts are then decided in order against the header the earlier ones
+// copied into Lua); the puts are then decided in order against the version the earlier ones
 // left, and only the last accepted put of each key is written (a SET replaces value and ttl
 // whole, so the end state is the same): one MSET for those without ttl, one SET PX per other.
+// Versions are compared as their 16 lowercase hex digits (fixed width: the byte order is the
+// numeric order): one substring per put, no number conversion (a stored header that is not
+// such digits puts no constraint, as before). Lua's per-put work is most of a pipelined put's
+// server cost.
 inline const script& cache_put_batch_script() {
   static const script s(R"lua(
 local out, head, last, order = {}, {}, {}, {}
@@ -92,26 +100,27 @@ for i = 1, #KEYS do
   local k, e = KEYS[i], ARGV[2 * i - 1]
   local h = head[k]
   if h == nil then
-    h = redis.pcall('GETRANGE', k, 0, 31)
+    local r = redis.pcall('GETRANGE', k, 0, 31)
+    if type(r) == 'table' then
+      h = r
+    else
+      local v = string.sub(r, 1, 16)
+      if string.len(r) == 32 and string.find(v, '^[0-9a-f]+$') then h = v else h = false end
+    end
     head[k] = h
   end
   if type(h) == 'table' then
     out[i] = h
   else
-    local ok = 1
-    if string.len(h) == 32 then
-      local ch = tonumber(string.sub(h, 1, 8), 16)
-      local cl = tonumber(string.sub(h, 9, 16), 16)
-      local nh = tonumber(string.sub(e, 1, 8), 16)
-      local nl = tonumber(string.sub(e, 9, 16), 16)
-      if ch and cl and (ch > nh or (ch == nh and cl > nl)) then ok = 0 end
-    end
-    if ok == 1 then
+    local v = string.sub(e, 1, 16)
+    if h and h > v then
+      out[i] = 0
+    else
       if last[k] == nil then order[#order + 1] = k end
       last[k] = i
-      head[k] = string.sub(e, 1, 32)
+      head[k] = v
+      out[i] = 1
     end
-    out[i] = ok
   end
 end
 local plain, failed = {}, {}
@@ -151,17 +160,28 @@ public:
   put_batcher(const put_batcher&) = delete;
   put_batcher& operator=(const put_batcher&) = delete;
   ~put_batcher() {
-    for (auto& e : open_) {
-      e.op->complete(bulwark::error(make_error_code(redis_errc::stopped)), true);
-      e.op->release();
-    }
+    for (auto& g : open_)
+      for (auto& e : g.entries) {
+        e.op->complete(bulwark::error(make_error_code(redis_errc::stopped)), true);
+        e.op->release();
+      }
   }
 
-  /// Queues one put (key and packed entry moved in); completes with that key's element of the
-  /// script's reply (an integer, or an error element) or with the batch's error.
-  auto enqueue(std::string key, std::string packed, std::string ttl) {
+  /// One put: the full key then the packed entry in one buffer (one string to move around,
+  /// not three), and its ttl in ms (0: none).
+  struct put_request {
+    std::string bytes;
+    std::size_t key_size = 0;
+    long long ttl_ms = 0;
+    std::string_view key() const noexcept { return std::string_view(bytes).substr(0, key_size); }
+    std::string_view packed() const noexcept { return std::string_view(bytes).substr(key_size); }
+  };
+
+  /// Queues one put (moved in); completes with that key's element of the script's reply (an
+  /// integer, or an error element) or with the batch's error.
+  auto enqueue(put_request request) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(result<reply>)>(
-        initiation{}, asio::use_awaitable, shared_from_this(), std::move(key), std::move(packed), std::move(ttl));
+        initiation{}, asio::use_awaitable, shared_from_this(), std::move(request));
   }
 
   /// Script calls issued and puts they carried (for metrics and tests).
@@ -170,14 +190,13 @@ public:
 
 private:
   struct entry {
-    std::string key;
-    std::string packed;
-    std::string ttl;
+    put_request request;
     pending_command* op; // one reference, released once completed
   };
   struct batch {
     std::vector<entry> entries;
     std::vector<std::string_view> argv;
+    std::vector<std::array<char, 24>> ttls; ///< each entry's ttl in decimal (argv points here)
     std::string nkeys;
     ~batch() {
       for (auto& e : entries) {
@@ -189,20 +208,26 @@ private:
   };
 
   struct initiation {
-    template <class Handler> void operator()(Handler&& handler, const std::shared_ptr<put_batcher>& self,
-                                             std::string key, std::string packed, std::string ttl) const {
+    template <class Handler>
+    void operator()(Handler&& handler, const std::shared_ptr<put_batcher>& self, put_request request) const {
       using op_type = command_op<std::decay_t<Handler>, asio::any_io_executor>;
       auto* op = new op_type(std::forward<Handler>(handler), self->client_.get_executor());
       op->hook_cancellation();
-      self->add(entry{std::move(key), std::move(packed), std::move(ttl), op});
+      self->add(entry{std::move(request), op});
     }
   };
 
+  // The puts of one turn wait in one group per cluster slot (a script's keys must share a
+  // slot; one group on a single server), issue order kept within a group. A group that reaches
+  // max_batch is sent at once (its command joins the connection's current write); the others
+  // at the end of the turn.
   void add(entry e) {
-    open_.push_back(std::move(e));
-    if (open_.size() >= max_batch_) {
-      flush(); // full: its command joins the connection's current write; later puts start a new batch
-      return;
+    auto& group = group_of(client_.is_cluster() ? key_slot(e.request.key()) : std::uint16_t{0});
+    group.entries.push_back(std::move(e));
+    if (group.entries.size() >= max_batch_) {
+      std::vector<entry> full;
+      full.swap(group.entries);
+      send_batch(std::move(full));
     }
     if (!flush_posted_) {
       flush_posted_ = true;
@@ -213,21 +238,28 @@ private:
     }
   }
 
+  struct open_group {
+    std::uint16_t slot;
+    std::vector<entry> entries;
+  };
+
+  open_group& group_of(std::uint16_t slot) {
+    if (group_index_.empty()) group_index_.assign(slot_count, 0);
+    auto& index = group_index_[slot];
+    if (index == 0) {
+      open_.push_back(open_group{slot, {}});
+      index = static_cast<std::uint32_t>(open_.size());
+    }
+    return open_[index - 1];
+  }
+
   void flush() {
     if (open_.empty()) return;
-    std::vector<entry> entries;
-    entries.swap(open_);
-    open_.reserve(std::min<std::size_t>(max_batch_, 64));
-    if (!client_.is_cluster()) return send_batch(std::move(entries));
-    // A script's keys must share a cluster slot: one batch per slot, issue order kept within it.
-    std::vector<std::pair<std::uint16_t, std::vector<entry>>> by_slot;
-    for (auto& e : entries) {
-      const auto slot = key_slot(e.key);
-      auto it = std::find_if(by_slot.begin(), by_slot.end(), [&](const auto& g) { return g.first == slot; });
-      if (it == by_slot.end()) it = by_slot.insert(by_slot.end(), {slot, {}});
-      it->second.push_back(std::move(e));
-    }
-    for (auto& [slot, group] : by_slot) send_batch(std::move(group));
+    std::vector<open_group> groups;
+    groups.swap(open_);
+    for (const auto& g : groups) group_index_[g.slot] = 0;
+    for (auto& g : groups)
+      if (!g.entries.empty()) send_batch(std::move(g.entries));
   }
 
   void send_batch(std::vector<entry> entries) {
@@ -237,13 +269,16 @@ private:
     b->nkeys = std::to_string(n);
     const auto& s = cache_put_batch_script();
     b->argv.reserve(3 + 3 * n);
+    b->ttls.resize(n);
     b->argv.push_back("EVALSHA");
     b->argv.push_back(s.sha());
     b->argv.push_back(b->nkeys);
-    for (auto& e : b->entries) b->argv.push_back(e.key);
-    for (auto& e : b->entries) {
-      b->argv.push_back(e.packed);
-      b->argv.push_back(e.ttl);
+    for (auto& e : b->entries) b->argv.push_back(e.request.key());
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& ttl = b->ttls[i];
+      const auto end = std::to_chars(ttl.data(), ttl.data() + ttl.size(), b->entries[i].request.ttl_ms).ptr;
+      b->argv.push_back(b->entries[i].request.packed());
+      b->argv.push_back(std::string_view(ttl.data(), static_cast<std::size_t>(end - ttl.data())));
     }
     ++batches_;
     puts_ += n;
@@ -280,7 +315,8 @@ private:
 
   client client_;
   std::size_t max_batch_;
-  std::vector<entry> open_;
+  std::vector<open_group> open_;
+  std::vector<std::uint32_t> group_index_; ///< slot -> 1 + its group in open_, 0: none
   bool flush_posted_ = false;
   std::uint64_t batches_ = 0;
   std::uint64_t puts_ = 0;
@@ -299,7 +335,7 @@ public:
   /// protocol_error (redis::redis_errc::unexpected_reply) for a value not in this layout.
   task<std::optional<cached>> get(std::string_view key) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    const auto full = options_.key_prefix + std::string(key);
+    const auto full = full_key(key);
     auto r = co_await client_.execute("GET", full);
     if (!r) co_return r.error();
     auto& rep = r.value();
@@ -324,15 +360,19 @@ public:
     BOOST_OUTCOME_CO_TRY(check_key(key));
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_ttl(ttl));
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.value.size(), options_.max_value_bytes));
-    const auto full = options_.key_prefix + std::string(key);
-    std::string packed;
-    packed.reserve(detail::cache_header_size + value.value.size());
-    detail::append_hex16(packed, value.version);
+    detail::put_batcher::put_request request;
+    auto& bytes = request.bytes;
+    bytes.reserve(options_.key_prefix.size() + key.size() + detail::cache_header_size + value.value.size());
+    bytes += options_.key_prefix;
+    bytes += key;
+    request.key_size = bytes.size();
+    detail::append_hex16(bytes, value.version);
     const auto now =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch());
-    detail::append_hex16(packed, static_cast<std::uint64_t>(now.count()));
-    packed += value.value;
-    auto r = co_await batcher_->enqueue(std::move(full), std::move(packed), std::to_string(ttl.count()));
+    detail::append_hex16(bytes, static_cast<std::uint64_t>(now.count()));
+    bytes += value.value;
+    request.ttl_ms = static_cast<long long>(ttl.count());
+    auto r = co_await batcher_->enqueue(std::move(request));
     if (!r) co_return r.error();
     auto& rep = r.value();
     if (auto n = rep.as_integer()) co_return *n == 1;
@@ -343,7 +383,7 @@ public:
   /// Removes the entry; true when it was present. One DEL.
   task<bool> erase(std::string_view key) {
     BOOST_OUTCOME_CO_TRY(check_key(key));
-    const auto full = options_.key_prefix + std::string(key);
+    const auto full = full_key(key);
     auto r = co_await client_.execute("DEL", full);
     if (!r) co_return r.error();
     if (auto n = r.value().as_integer()) co_return *n > 0;
@@ -358,6 +398,14 @@ public:
 
 private:
   result<void> check_key(std::string_view key) const { return bulwark::detail::check_key(key, options_.max_key_bytes); }
+  /// key_prefix + key in one allocation (prefix + std::string(key) made two).
+  std::string full_key(std::string_view key) const {
+    std::string full;
+    full.reserve(options_.key_prefix.size() + key.size());
+    full += options_.key_prefix;
+    full += key;
+    return full;
+  }
   static bulwark::error malformed(const std::string& key) {
     return {make_error_code(redis_errc::unexpected_reply), "value at " + key + " is not a bulwark cache entry"};
   }

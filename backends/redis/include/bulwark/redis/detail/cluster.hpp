@@ -21,6 +21,11 @@
 //   WAIT      with min_replicas_acked > 0, a write is followed on the same connection by
 //             WAIT n timeout (pipelined behind it, no extra round trip before it is sent).
 //
+// Cost per call on the hot path: one allocation (the call with its copied arguments; it is
+// also the connection's pending command, so a reply reaches on_reply with no handler object
+// and no executor hop), one table look-up of the command name, no clock read (deadlines
+// start from a time read once per turn of the event loop), plus the connection's own work.
+//
 // Threading: as redis::client (one executor that never runs two handlers at once).
 
 #include <bulwark/redis/detail/connection.hpp>
@@ -32,6 +37,7 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -39,13 +45,16 @@
 #include <array>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <new>
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace bulwark::redis {
@@ -96,36 +105,102 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
          });
 }
 
-inline bool any_of_names(std::string_view name, std::initializer_list<std::string_view> names) noexcept {
-  for (auto n : names)
-    if (iequals(name, n)) return true;
-  return false;
+/// What routing needs to know of a command name (one table: a lookup compares only the names
+/// of the same length, case-insensitively).
+enum command_flags : std::uint8_t {
+  command_keyless = 1,  ///< no key: goes to any master
+  command_read = 2,     ///< only reads: may go to a replica, needs no WAIT
+  command_scripted = 4, ///< EVAL-like: the key is the first declared one (argv[3])
+};
+
+struct command_class {
+  std::string_view name;
+  std::uint8_t flags;
+};
+
+inline constexpr command_class command_classes[] = {
+    {"GET", command_read},
+    {"SET", 0},
+    {"EVALSHA", command_scripted},
+    {"EVAL", command_scripted},
+    {"EVAL_RO", command_scripted | command_read},
+    {"EVALSHA_RO", command_scripted | command_read},
+    {"FCALL", command_scripted},
+    {"FCALL_RO", command_scripted},
+    {"MGET", command_read},
+    {"HGET", command_read},
+    {"HMGET", command_read},
+    {"HGETALL", command_read},
+    {"HEXISTS", command_read},
+    {"HLEN", command_read},
+    {"EXISTS", command_read},
+    {"TTL", command_read},
+    {"PTTL", command_read},
+    {"STRLEN", command_read},
+    {"GETRANGE", command_read},
+    {"TYPE", command_read},
+    {"ZRANGE", command_read},
+    {"ZRANGEBYLEX", command_read},
+    {"ZRANGEBYSCORE", command_read},
+    {"ZSCORE", command_read},
+    {"ZCARD", command_read},
+    {"SCARD", command_read},
+    {"SMEMBERS", command_read},
+    {"SISMEMBER", command_read},
+    {"LRANGE", command_read},
+    {"LLEN", command_read},
+    {"PING", command_keyless | command_read},
+    {"INFO", command_keyless | command_read},
+    {"CLUSTER", command_keyless | command_read},
+    {"DBSIZE", command_keyless | command_read},
+    {"TIME", command_keyless | command_read},
+    {"ECHO", command_keyless | command_read},
+    {"KEYS", command_keyless | command_read},
+    {"SCAN", command_keyless | command_read},
+    {"SCRIPT", command_keyless},
+    {"WAIT", command_keyless},
+    {"FLUSHALL", command_keyless},
+    {"FLUSHDB", command_keyless},
+    {"CONFIG", command_keyless},
+    {"CLIENT", command_keyless},
+    {"READONLY", command_keyless},
+    {"READWRITE", command_keyless},
+    {"ASKING", command_keyless},
+    {"COMMAND", command_keyless},
+    {"ROLE", command_keyless},
+    {"RANDOMKEY", command_keyless},
+    {"FUNCTION", command_keyless},
+    {"MEMORY", command_keyless},
+    {"LATENCY", command_keyless},
+    {"SLOWLOG", command_keyless},
+    {"DEBUG", command_keyless},
+};
+
+/// The flags of a command name (0 for a keyed command not in the table: a write by its first key).
+inline std::uint8_t command_flags_of(std::string_view name) noexcept {
+  for (const auto& c : command_classes)
+    if (c.name.size() == name.size() && iequals(c.name, name)) return c.flags;
+  return 0;
+}
+
+/// The key a command with these flags is routed by, nullopt for a keyless command.
+inline std::optional<std::string_view> routing_key(std::span<const std::string_view> args,
+                                                   std::uint8_t flags) noexcept {
+  if (args.size() < 2 || (flags & command_keyless) != 0) return std::nullopt;
+  if ((flags & command_scripted) != 0) {
+    if (args.size() >= 4 && args[2] != "0") return args[3];
+    return std::nullopt;
+  }
+  return args[1];
 }
 
 /// The key a command is routed by, nullopt for a keyless command (sent to any master).
 inline std::optional<std::string_view> routing_key(std::span<const std::string_view> args) noexcept {
-  if (args.size() < 2) return std::nullopt;
-  const auto name = args[0];
-  if (any_of_names(name, {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"})) {
-    if (args.size() >= 4 && args[2] != "0") return args[3];
-    return std::nullopt;
-  }
-  if (any_of_names(name, {"PING",    "INFO",    "CLUSTER", "SCRIPT", "WAIT", "DBSIZE",    "FLUSHALL",
-                          "FLUSHDB", "CONFIG",  "CLIENT",  "TIME",   "ECHO", "READONLY",  "READWRITE",
-                          "ASKING",  "COMMAND", "ROLE",    "KEYS",   "SCAN", "RANDOMKEY", "FUNCTION",
-                          "MEMORY",  "LATENCY", "SLOWLOG", "DEBUG"}))
-    return std::nullopt;
-  return args[1];
+  return args.empty() ? std::nullopt : routing_key(args, command_flags_of(args[0]));
 }
 
 /// A command that only reads (may go to a replica, needs no WAIT).
-inline bool read_only_command(std::string_view name) noexcept {
-  return any_of_names(
-      name, {"GET",     "MGET",     "HGET",      "HMGET",  "HGETALL", "HEXISTS",     "HLEN",          "EXISTS", "TTL",
-             "PTTL",    "STRLEN",   "GETRANGE",  "TYPE",   "ZRANGE",  "ZRANGEBYLEX", "ZRANGEBYSCORE", "ZSCORE", "ZCARD",
-             "SCARD",   "SMEMBERS", "SISMEMBER", "LRANGE", "LLEN",    "EVAL_RO",     "EVALSHA_RO",    "PING",   "INFO",
-             "CLUSTER", "DBSIZE",   "TIME",      "ECHO",   "KEYS",    "SCAN"});
-}
+inline bool read_only_command(std::string_view name) noexcept { return (command_flags_of(name) & command_read) != 0; }
 
 /// "host:port" split; nullopt when it does not parse.
 inline std::optional<std::pair<std::string, std::uint16_t>> split_address(std::string_view address) {
@@ -138,48 +213,68 @@ inline std::optional<std::pair<std::string, std::uint16_t>> split_address(std::s
   return std::pair{std::string(address.substr(0, colon)), port};
 }
 
+class cluster;
+
 /// One call in flight through the cluster: its own copy of the arguments (it may be sent
-/// several times), the caller's completion, and where it stands.
-struct cluster_call {
-  // The arguments are copied into one buffer (three allocations per call, whatever the count).
-  cluster_call(std::span<const std::string_view> args, pending_command* caller) : op(caller) {
+/// several times), the caller's completion, and where it stands. It is also the connection's
+/// pending_command for each try: a reply reaches cluster::on_reply without a handler object
+/// or an executor hop of its own. Reference-counted (pending_command's count, one thread):
+/// the cluster holds one while the call is routed, a connection one per try in its queue, a
+/// retry timer or a WAIT one each.
+class cluster_call final : public pending_command {
+public:
+  /// One allocation: the call, then its argv and lengths arrays, then the argument bytes.
+  static cluster_call* make(std::span<const std::string_view> args, pending_command* caller,
+                            std::shared_ptr<cluster> owner) {
     std::size_t total = 0;
     for (auto a : args) total += a.size();
-    bytes.reserve(total);
-    argv.reserve(args.size());
-    lengths.reserve(args.size());
-    for (auto a : args) {
-      bytes.append(a);
-      lengths.push_back(a.size());
+    const std::size_t n = args.size();
+    void* raw = ::operator new(sizeof(cluster_call) + n * (sizeof(const char*) + sizeof(std::size_t)) + total);
+    auto* call = new (raw) cluster_call(caller, std::move(owner), static_cast<int>(n));
+    auto* argv = call->argv_base();
+    auto* lengths = call->lengths_base();
+    char* bytes = reinterpret_cast<char*>(lengths + n);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!args[i].empty()) std::memcpy(bytes, args[i].data(), args[i].size());
+      argv[i] = bytes;
+      lengths[i] = args[i].size();
+      bytes += args[i].size();
     }
-    std::size_t offset = 0;
-    for (auto n : lengths) {
-      argv.push_back(bytes.data() + offset);
-      offset += n;
-    }
+    return call;
   }
+  // Matches make()'s allocation (the deleting destructor looks it up in this class).
+  static void operator delete(void* p) noexcept { ::operator delete(p); }
+
   cluster_call(const cluster_call&) = delete;
   cluster_call& operator=(const cluster_call&) = delete;
-  ~cluster_call() {
+  ~cluster_call() override {
     if (op == nullptr) return;
     op->complete(bulwark::error(make_error_code(redis_errc::stopped)), true);
     op->release();
   }
 
-  void finish(result<reply> outcome) {
+  /// A try's outcome, from the connection: on to cluster::on_reply (posted when `defer`).
+  void complete(result<reply> outcome, bool defer) override;
+  bool finished() const noexcept override { return op == nullptr || op->finished(); }
+
+  void finish(result<reply>&& outcome) {
     if (op == nullptr) return;
     op->complete(std::move(outcome), false);
     op->release();
     op = nullptr;
   }
 
-  std::string bytes;
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
+  int argc() const noexcept { return argc_; }
+  const char** argv() noexcept { return argv_base(); }
+  const std::size_t* lengths() noexcept { return lengths_base(); }
+
+  std::shared_ptr<cluster> owner;
   pending_command* op;
   std::optional<std::uint16_t> slot;
+  std::uint16_t tried = 0; ///< the node of the try in flight
   bool read = false;
   bool acked_write = false; ///< followed by WAIT
+  bool waited = false;      ///< has waited for a slot map (its deadline may be near)
   steady::time_point deadline{};
   unsigned redirections = 0;
   unsigned retries = 0;
@@ -188,6 +283,43 @@ struct cluster_call {
   std::optional<reply> written;   ///< a write's reply, waiting for its WAIT
   bulwark::error last_error{make_error_code(redis_errc::not_connected), "no cluster node reachable"};
   std::optional<asio::steady_timer> timer;
+
+private:
+  cluster_call(pending_command* caller, std::shared_ptr<cluster> o, int n)
+      : owner(std::move(o)), op(caller), argc_(n) {}
+  const char** argv_base() noexcept { return reinterpret_cast<const char**>(this + 1); }
+  std::size_t* lengths_base() noexcept { return reinterpret_cast<std::size_t*>(argv_base() + argc_); }
+  int argc_;
+};
+
+/// A counted reference to a cluster_call.
+class call_ref {
+public:
+  call_ref() noexcept = default;
+  /// Takes over the reference `p` holds (a new call's first one).
+  static call_ref adopt(cluster_call* p) noexcept {
+    call_ref r;
+    r.p_ = p;
+    return r;
+  }
+  explicit call_ref(cluster_call* p) noexcept : p_(p) {
+    if (p_) p_->add_ref();
+  }
+  call_ref(const call_ref& o) noexcept : call_ref(o.p_) {}
+  call_ref(call_ref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+  call_ref& operator=(call_ref o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  ~call_ref() {
+    if (p_) p_->release();
+  }
+  cluster_call* operator->() const noexcept { return p_; }
+  cluster_call& operator*() const noexcept { return *p_; }
+  cluster_call* get() const noexcept { return p_; }
+
+private:
+  cluster_call* p_ = nullptr;
 };
 
 class cluster : public std::enable_shared_from_this<cluster> {
@@ -208,11 +340,12 @@ public:
       op->release();
       return;
     }
-    auto call = std::make_shared<cluster_call>(args, op);
-    if (auto key = routing_key(args)) call->slot = key_slot(*key);
-    call->read = !args.empty() && read_only_command(args[0]);
+    auto call = call_ref::adopt(cluster_call::make(args, op, shared_from_this()));
+    const auto flags = args.empty() ? std::uint8_t{0} : command_flags_of(args[0]);
+    if (auto key = routing_key(args, flags)) call->slot = key_slot(*key);
+    call->read = (flags & command_read) != 0;
     call->acked_write = options_.min_replicas_acked > 0 && !call->read && call->slot.has_value();
-    call->deadline = steady::now() + options_.request_timeout;
+    call->deadline = turn_now() + options_.request_timeout;
     attempt(std::move(call));
   }
 
@@ -237,7 +370,7 @@ public:
     stopping_ = true;
     for (auto& node : nodes_) node.connections->begin_stop();
     auto waiters = std::move(refresh_waiters_);
-    for (auto& w : waiters) w->finish(bulwark::error(make_error_code(redis_errc::stopped)));
+    for (auto& w : waiters) finish(*w, bulwark::error(make_error_code(redis_errc::stopped)));
   }
   void close_all() {
     for (auto& node : nodes_) node.connections->close_all();
@@ -285,10 +418,11 @@ private:
     return replicas[next_replica_++ % replicas.size()];
   }
 
-  void attempt(std::shared_ptr<cluster_call> call) {
-    if (call->op == nullptr || call->op->finished()) return call->finish(call->last_error); // cancelled
-    if (stopping_) return call->finish(bulwark::error(make_error_code(redis_errc::stopped)));
-    if (steady::now() >= call->deadline) return call->finish(call->last_error);
+  void attempt(call_ref call) {
+    if (call->op == nullptr || call->op->finished()) return finish(*call, call->last_error); // cancelled
+    if (stopping_) return finish(*call, bulwark::error(make_error_code(redis_errc::stopped)));
+    // The first try has its whole deadline ahead (set in this turn): no clock read.
+    if ((call->attempt > 0 || call->waited) && steady::now() >= call->deadline) return finish(*call, call->last_error);
     const auto target = choose(*call);
     if (target == no_node) return wait_for_refresh(std::move(call));
     connection* c = nodes_[target].connections->pick();
@@ -306,16 +440,31 @@ private:
       const std::size_t asking_length[] = {6};
       c->submit(1, asking_argv, asking_length, [](result<reply>) {});
     }
-    c->submit(static_cast<int>(call->argv.size()), call->argv.data(), call->lengths.data(),
-              [self = shared_from_this(), call, target](result<reply> r) mutable {
-                self->on_reply(std::move(call), target, std::move(r));
-              });
+    call->tried = target;
+    call->add_ref(); // the connection's, released after the try completes
+    c->submit_op(call->argc(), call->argv(), call->lengths(), call.get());
     if (call->acked_write) send_wait(*c, call, attempt_number);
   }
 
-  void send_wait(connection& c, const std::shared_ptr<cluster_call>& call, unsigned attempt_number) {
+  /// Completes the caller.
+  static void finish(cluster_call& call, result<reply> outcome) { call.finish(std::move(outcome)); }
+
+  /// The time at the start of this turn of the event loop: read once per turn, not per call
+  /// (a call's deadline may start up to one turn early: conservative).
+  steady::time_point turn_now() {
+    if (!turn_clock_read_) {
+      turn_now_ = steady::now();
+      turn_clock_read_ = true;
+      asio::post(executor_, [weak = weak_from_this()] {
+        if (auto self = weak.lock()) self->turn_clock_read_ = false;
+      });
+    }
+    return turn_now_;
+  }
+
+  void send_wait(connection& c, const call_ref& call, unsigned attempt_number) {
     // WAIT 0 would block forever; below command_timeout, or the connection would be closed.
-    const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(call->deadline - steady::now());
+    const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(call->deadline - turn_now());
     const auto cap = options_.node.command_timeout * 3 / 4;
     const auto timeout = std::max<std::chrono::milliseconds::rep>(1, std::min(remaining, cap).count());
     const auto n = std::to_string(options_.min_replicas_acked);
@@ -326,16 +475,18 @@ private:
       if (call->attempt != attempt_number || !call->written) return; // the write itself failed
       auto written = std::move(*call->written);
       call->written.reset();
-      if (!r) return call->finish(r.error());
+      if (!r) return finish(*call, r.error());
       const auto acked = r.value().as_integer().value_or(0);
-      if (acked >= static_cast<long long>(self->options_.min_replicas_acked)) return call->finish(std::move(written));
-      call->finish(bulwark::error(make_error_code(redis_errc::replicas_not_acked),
-                                  std::to_string(acked) + " of " + std::to_string(self->options_.min_replicas_acked) +
-                                      " replicas acknowledged the write in time"));
+      if (acked >= static_cast<long long>(self->options_.min_replicas_acked)) return finish(*call, std::move(written));
+      finish(*call, bulwark::error(make_error_code(redis_errc::replicas_not_acked),
+                                   std::to_string(acked) + " of " + std::to_string(self->options_.min_replicas_acked) +
+                                       " replicas acknowledged the write in time"));
     });
   }
 
-  void on_reply(std::shared_ptr<cluster_call> call, std::uint16_t target, result<reply> r) {
+public:
+  /// A try's outcome (from cluster_call::complete).
+  void on_reply(call_ref call, std::uint16_t target, result<reply>&& r) {
     if (r) {
       if (call->acked_write) {
         call->written = std::move(r.value()); // completed by the WAIT behind it
@@ -357,28 +508,28 @@ private:
       return retry_later(std::move(call));
     }
     if (lost) refresh();
-    call->finish(e);
+    finish(*call, e);
   }
 
+private:
   /// MOVED <slot> <host:port> or ASK <slot> <host:port>.
-  void redirect(std::shared_ptr<cluster_call> call, std::uint16_t from, std::string_view text,
-                const bulwark::error& e) {
-    if (++call->redirections > options_.max_redirections) return call->finish(e);
+  void redirect(call_ref call, std::uint16_t from, std::string_view text, const bulwark::error& e) {
+    if (++call->redirections > options_.max_redirections) return finish(*call, e);
     const bool moved = text.starts_with("MOVED ");
     const auto first = text.find(' ');
     const auto second = text.find(' ', first + 1);
-    if (second == std::string_view::npos) return call->finish(e);
+    if (second == std::string_view::npos) return finish(*call, e);
     std::uint16_t slot = 0;
     const auto slot_text = text.substr(first + 1, second - first - 1);
     auto [end, ec] = std::from_chars(slot_text.data(), slot_text.data() + slot_text.size(), slot);
     std::string address(text.substr(second + 1));
-    if (ec != std::errc() || slot >= slot_count || !split_address(address)) return call->finish(e);
+    if (ec != std::errc() || slot >= slot_count || !split_address(address)) return finish(*call, e);
     if (address.front() == ':') // an empty host: the node that answered
       address = split_address(nodes_[from].address)->first + address;
     if (moved) {
       ++counters_.moved;
       const auto to = node_at(address);
-      if (to == no_node) return call->finish(e);
+      if (to == no_node) return finish(*call, e);
       owner_[slot] = to;
       nodes_[to].master = true;
       refresh();
@@ -389,7 +540,7 @@ private:
     attempt(std::move(call));
   }
 
-  void retry_later(std::shared_ptr<cluster_call> call) {
+  void retry_later(call_ref call) {
     ++counters_.retries;
     const auto now = steady::now();
     auto delay = options_.retry.delay(++call->retries, rng_);
@@ -404,7 +555,8 @@ private:
 
   // --- the slot map ---
 
-  void wait_for_refresh(std::shared_ptr<cluster_call> call) {
+  void wait_for_refresh(call_ref call) {
+    call->waited = true;
     refresh_waiters_.push_back(std::move(call));
     refresh(true);
   }
@@ -509,7 +661,9 @@ private:
   std::vector<node> nodes_;
   std::unordered_map<std::string, std::uint16_t> index_;
   std::vector<std::uint16_t> owner_; ///< slot -> master node
-  std::vector<std::shared_ptr<cluster_call>> refresh_waiters_;
+  std::vector<call_ref> refresh_waiters_;
+  steady::time_point turn_now_{};
+  bool turn_clock_read_ = false;
   steady::time_point last_refresh_{};
   std::minstd_rand rng_;
   cluster_statistics counters_;
@@ -517,6 +671,20 @@ private:
   bool refreshing_ = false;
   bool stopping_ = false;
 };
+
+inline void cluster_call::complete(result<reply> outcome, bool defer) {
+  if (defer) { // the connection is closing, its caller may be on the stack: later
+    add_ref();
+    auto& executor = owner->executor();
+    asio::post(executor, [self = call_ref::adopt(this), outcome = std::move(outcome)]() mutable {
+      auto& cluster = *self->owner;
+      const auto tried = self->tried;
+      cluster.on_reply(std::move(self), tried, std::move(outcome));
+    });
+    return;
+  }
+  owner->on_reply(call_ref(this), tried, std::move(outcome));
+}
 
 /// Starts a call on the cluster; `args` is any contiguous range of views.
 struct cluster_initiation {

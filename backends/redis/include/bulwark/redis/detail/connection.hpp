@@ -41,6 +41,7 @@
 #include <hiredis/hiredis.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cassert>
 #include <charconv>
 #include <chrono>
@@ -76,26 +77,72 @@ inline void format_command(std::string& out, int argc, const char** argv, const 
   }
 }
 
-/// Copies hiredis's reply (freed by hiredis after the callback) into a redis::reply.
-inline reply copy_reply(const redisReply* r) {
-  reply out;
-  switch (r->type) {
-  case REDIS_REPLY_STRING: out.type = reply::kind::string; break;
-  case REDIS_REPLY_STATUS: out.type = reply::kind::status; break;
-  case REDIS_REPLY_ERROR: out.type = reply::kind::error; break;
-  case REDIS_REPLY_INTEGER: out.type = reply::kind::integer; break;
-  case REDIS_REPLY_ARRAY: out.type = reply::kind::array; break;
-  default: out.type = reply::kind::nil; break;
-  }
-  if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR)
-    out.str.assign(r->str, r->len);
-  out.integer = r->integer;
-  if (r->type == REDIS_REPLY_ARRAY) {
-    out.elements.reserve(r->elements);
-    for (std::size_t i = 0; i < r->elements; ++i) out.elements.push_back(copy_reply(r->element[i]));
-  }
-  return out;
+/// A top-level reply as the connection's reader builds it: hiredis's parser calls the functions
+/// below (redisReplyObjectFunctions) to build redis::reply directly, so a reply costs no
+/// redisReply tree and no copy of its bytes. `header` comes first and mirrors the type (and an
+/// error's text) because hiredis's async code reads a reply that no command waits for (an
+/// error the server sends before closing) as a redisReply.
+struct reply_node {
+  redisReply header{};
+  reply value;
+};
+
+// Children live in their parent's `elements` (sized when the array was created); a task's obj
+// is a reply_node* at the top level, the reply* of its element below.
+inline reply* reply_of_task(const redisReadTask* task) {
+  return task->parent == nullptr ? &static_cast<reply_node*>(task->obj)->value : static_cast<reply*>(task->obj);
 }
+
+/// The object for one parsed item: a new reply_node at the top level, else the parent's element.
+/// nullptr (out of memory) makes hiredis fail the connection.
+inline void* reply_object(const redisReadTask* task, reply::kind kind, const auto& fill) noexcept {
+  try {
+    if (task->parent == nullptr) {
+      auto* node = new reply_node;
+      node->header.type = task->type;
+      node->value.type = kind;
+      fill(node->value);
+      if (kind == reply::kind::error) {
+        node->header.str = node->value.str.data();
+        node->header.len = node->value.str.size();
+      }
+      return node;
+    }
+    auto& parent = *reply_of_task(task->parent);
+    auto& element = parent.elements[static_cast<std::size_t>(task->idx)];
+    element.type = kind;
+    fill(element);
+    return &element;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+inline reply::kind reply_kind(int type) noexcept {
+  switch (type) {
+  case REDIS_REPLY_STRING: return reply::kind::string;
+  case REDIS_REPLY_STATUS: return reply::kind::status;
+  case REDIS_REPLY_ERROR: return reply::kind::error;
+  case REDIS_REPLY_INTEGER: return reply::kind::integer;
+  case REDIS_REPLY_ARRAY: return reply::kind::array;
+  default: return reply::kind::nil;
+  }
+}
+
+inline redisReplyObjectFunctions reply_functions{
+    [](const redisReadTask* task, char* bytes, std::size_t length) -> void* {
+      return reply_object(task, reply_kind(task->type), [&](reply& r) { r.str.assign(bytes, length); });
+    },
+    [](const redisReadTask* task, int elements) -> void* {
+      return reply_object(task, reply::kind::array,
+                          [&](reply& r) { r.elements.resize(static_cast<std::size_t>(std::max(elements, 0))); });
+    },
+    [](const redisReadTask* task, long long value) -> void* {
+      return reply_object(task, reply::kind::integer, [&](reply& r) { r.integer = value; });
+    },
+    [](const redisReadTask* task) -> void* { return reply_object(task, reply::kind::nil, [](reply&) {}); },
+    [](void* object) { delete static_cast<reply_node*>(object); },
+};
 
 /// A command waiting for its reply. Reference-counted: the connection's queue holds one
 /// reference until the reply (or the connection's end) arrives, the caller's cancellation
@@ -247,6 +294,7 @@ public:
     ac->ev.addWrite = [](void* p) { static_cast<connection*>(p)->add_write(); };
     ac->ev.delWrite = [](void* p) { static_cast<connection*>(p)->want_write_ = false; };
     ac->ev.cleanup = [](void* p) { static_cast<connection*>(p)->on_cleanup(); };
+    ac->c.reader->fn = &reply_functions; // replies are built as redis::reply (see reply_node)
     // After the hooks: setting the connect callback asks for the first write event.
     redisAsyncSetConnectCallback(ac, &connection::on_connect);
     redisAsyncSetDisconnectCallback(ac, [](const redisAsyncContext*, int) {});
@@ -275,23 +323,22 @@ public:
       return fail_now(std::forward<Handler>(handler), executor_, error_of(redis_errc::queue_full));
     using op_type = command_op<std::decay_t<Handler>, asio::any_io_executor>;
     auto* op = new op_type(std::forward<Handler>(handler), executor_);
-    // One clock read per batch: the commands of one flush were all submitted in this turn.
-    if (!flush_posted_) batch_now_ = steady::now();
-    op->deadline = batch_now_ + options_.command_timeout;
-    op->internal = sending_internal_;
-    // Formatted here into a reused buffer: hiredis's own formatting allocates and reallocates.
-    command_buffer_.clear();
-    format_command(command_buffer_, argc, argv, lengths);
-    if (redisAsyncFormattedCommand(ctx_, &connection::on_reply, op, command_buffer_.data(), command_buffer_.size()) !=
-        REDIS_OK) {
-      op->complete(error_of(redis_errc::connection_closed), true);
+    if (enqueue(argc, argv, lengths, op)) op->hook_cancellation();
+  }
+
+  /// Queues one command completed through `op` (the connection takes one reference, released
+  /// after op->complete()): for callers that are their own pending_command (a cluster call),
+  /// so that no handler is wrapped and no executor hop is taken per reply. An immediate failure
+  /// completes `op` deferred (posted), never inline.
+  void submit_op(int argc, const char** argv, const std::size_t* lengths, pending_command* op) {
+    const auto refuse = [op](bulwark::error e) {
+      op->complete(std::move(e), true);
       op->release();
-      return;
-    }
-    pending_.push_back(op);
-    ++stats_.commands;
-    op->hook_cancellation();
-    arm_timer(op->deadline);
+    };
+    if (stopped_ || stopping_) return refuse(error_of(redis_errc::stopped));
+    if (!ctx_) return refuse(not_connected());
+    if (pending_.size() >= options_.max_pending) return refuse(error_of(redis_errc::queue_full));
+    enqueue(argc, argv, lengths, op);
   }
 
   /// Refuses new commands; close() once outstanding() is 0.
@@ -314,6 +361,28 @@ public:
   }
 
 private:
+  /// Formats the command into hiredis's output buffer and records `op` (whose one reference
+  /// the queue now holds). false: the context refused it, `op` was failed and released.
+  bool enqueue(int argc, const char** argv, const std::size_t* lengths, pending_command* op) {
+    // One clock read per batch: the commands of one flush were all submitted in this turn.
+    if (!flush_posted_) batch_now_ = steady::now();
+    op->deadline = batch_now_ + options_.command_timeout;
+    op->internal = sending_internal_;
+    // Formatted here into a reused buffer: hiredis's own formatting allocates and reallocates.
+    command_buffer_.clear();
+    format_command(command_buffer_, argc, argv, lengths);
+    if (redisAsyncFormattedCommand(ctx_, &connection::on_reply, op, command_buffer_.data(), command_buffer_.size()) !=
+        REDIS_OK) {
+      op->complete(error_of(redis_errc::connection_closed), true);
+      op->release();
+      return false;
+    }
+    pending_.push_back(op);
+    ++stats_.commands;
+    arm_timer(op->deadline);
+    return true;
+  }
+
   static bulwark::error error_of(redis_errc e, std::string detail = {}) {
     return {make_error_code(e), std::move(detail)};
   }
@@ -349,9 +418,9 @@ private:
       self->ready_.emplace_back(op, self->failure_of(ac));
       return;
     }
-    const auto* r = static_cast<const redisReply*>(raw);
-    if (r->type == REDIS_REPLY_ERROR) {
-      auto e = server_error(std::string_view(r->str, r->len));
+    auto* node = static_cast<reply_node*>(raw); // freed by hiredis when this returns
+    if (node->value.type == reply::kind::error) {
+      auto e = server_error(node->value.str);
       // A refused AUTH or SELECT fails every command behind it on this connection: none may
       // run as the wrong user or in the wrong database.
       if (op->internal && !self->refused_)
@@ -360,7 +429,7 @@ private:
     } else if (self->refused_) {
       self->ready_.emplace_back(op, *self->refused_);
     } else {
-      self->ready_.emplace_back(op, copy_reply(r));
+      self->ready_.emplace_back(op, std::move(node->value));
     }
   }
 

@@ -35,10 +35,10 @@ public:
   /// The connection for the next command: connected before connecting, then the fewest
   /// replies outstanding. Starts the connections whose backoff has passed. nullptr: none.
   connection* pick() {
-    const auto now = steady::now();
     connection* best = nullptr;
     for (auto& c : connections_) {
-      if (c->due(now)) c->start_connect();
+      // The clock is read only for a connection without a context (the hot path has none).
+      if (!c->has_context() && c->due(steady::now())) c->start_connect();
       if (!c->has_context()) continue;
       if (best == nullptr || (c->connected() && !best->connected()) ||
           (c->connected() == best->connected() && c->outstanding() < best->outstanding()))
