@@ -33,7 +33,8 @@
 # build/release), DURATION (10s), WARMUP (30s of the same load before the measured run, not
 # counted; 0: none), CONNECTIONS (64), SERVERS_ENV (an env file of running servers,
 # as scripts/servers.sh writes; default: start MariaDB, Redis and Kafka of the script's own under
-# a temporary BULWARK_SERVERS_DIR and stop them at the end), MODES ("memory real").
+# a temporary BULWARK_SERVERS_DIR and stop them at the end; on servers given this way the run's
+# table, Redis keys and both topics are deleted after it), MODES ("memory real").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -262,6 +263,13 @@ for mode in $MODES; do
         -e "DROP TABLE IF EXISTS predictions_$suffix" "${BULWARK_MYSQL_DATABASE:-bulwark_test}" 2>/dev/null || true
       redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" --scan --pattern "predictions_$suffix:*" |
         xargs -r -n 500 redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" DEL >/dev/null || true
+      if [ "$own_servers" = 0 ]; then
+        # A shared cluster: its topics go too, once nothing of this run can produce to them again.
+        kill "$api_pid" "$c1_pid" "$c2_pid" 2>/dev/null || true
+        wait "$api_pid" "$c1_pid" "$c2_pid" 2>/dev/null || true
+        "$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" --delete "$PREDICTIONS_TOPIC" "${PREDICTIONS_TOPIC}_raw" \
+          2> >(grep -v '^%' >&2) || true
+      fi
       ;;
     *) echo "unknown mode $mode" >&2; exit 1 ;;
   esac

@@ -7,7 +7,9 @@
  * target). Usage: raw_window BOOTSTRAP TOPIC PARTITIONS W SECONDS [name value]... (extra
  * librdkafka properties, as kafka::config::properties). TOPIC is created first when missing
  * (PARTITIONS, replication factor 3, min.insync.replicas 2, as the examples create theirs).
- * Exit 1 on a failed delivery, a topic that could not be created, or a bad argument. */
+ * Exit 1 on a failed delivery, a topic that could not be created, or a bad argument.
+ * `raw_window BOOTSTRAP --delete TOPIC...` deletes topics instead (a benchmark's own, on a
+ * cluster it shares): exit 1 when one could not be deleted (a missing one is fine). */
 #include <librdkafka/rdkafka.h>
 
 #include <stdio.h>
@@ -71,6 +73,34 @@ static int create_topic(rd_kafka_t* rk, const char* topic, int partitions) {
   return failed_create;
 }
 
+/* Deletes `topics`; a topic already gone is fine. */
+static int delete_topics(rd_kafka_t* rk, char** topics, int n) {
+  rd_kafka_DeleteTopic_t** t = malloc(sizeof(rd_kafka_DeleteTopic_t*) * (size_t)n);
+  for (int i = 0; i < n; ++i) t[i] = rd_kafka_DeleteTopic_new(topics[i]);
+  rd_kafka_queue_t* q = rd_kafka_queue_new(rk);
+  rd_kafka_DeleteTopics(rk, t, (size_t)n, NULL, q);
+  rd_kafka_event_t* ev = rd_kafka_queue_poll(q, 30000);
+  int failed_delete = 1;
+  if (ev) {
+    size_t m = 0;
+    const rd_kafka_topic_result_t** r = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &m);
+    failed_delete = rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (size_t i = 0; i < m; ++i) {
+      const rd_kafka_resp_err_t e = rd_kafka_topic_result_error(r[i]);
+      if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) continue;
+      fprintf(stderr, "raw_window: delete topic %s: %s\n", rd_kafka_topic_result_name(r[i]), rd_kafka_err2str(e));
+      failed_delete = 1;
+    }
+    rd_kafka_event_destroy(ev);
+  } else {
+    fprintf(stderr, "raw_window: delete topics: no answer in 30 s\n");
+  }
+  rd_kafka_queue_destroy(q);
+  rd_kafka_DeleteTopic_destroy_array(t, (size_t)n);
+  free(t);
+  return failed_delete;
+}
+
 static int set(rd_kafka_conf_t* c, const char* name, const char* value) {
   char err[512];
   if (rd_kafka_conf_set(c, name, value, err, sizeof err) == RD_KAFKA_CONF_OK) return 0;
@@ -79,6 +109,19 @@ static int set(rd_kafka_conf_t* c, const char* name, const char* value) {
 }
 
 int main(int argc, char** argv) {
+  if (argc >= 4 && strcmp(argv[2], "--delete") == 0) {
+    char err[512];
+    rd_kafka_conf_t* c = rd_kafka_conf_new();
+    if (set(c, "bootstrap.servers", argv[1])) return 1;
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    if (!rk) {
+      fprintf(stderr, "raw_window: %s\n", err);
+      return 1;
+    }
+    const int failed_delete = delete_topics(rk, argv + 3, argc - 3);
+    rd_kafka_destroy(rk);
+    return failed_delete;
+  }
   if (argc < 6 || argc % 2 != 0) {
     fprintf(stderr, "usage: raw_window BOOTSTRAP TOPIC PARTITIONS W SECONDS [name value]...\n");
     return 1;
