@@ -162,6 +162,16 @@ wait_counted() {
   echo "$counted"
 }
 
+# seconds_of DURATION -> wrk's duration (10, 10s, 2m, 1h) in seconds.
+seconds_of() {
+  case $1 in
+    *h) echo $((${1%h} * 3600)) ;;
+    *m) echo $((${1%m} * 60)) ;;
+    *s) echo "${1%s}" ;;
+    *) echo "$1" ;;
+  esac
+}
+
 # load_for SECONDS PORT LOG -> wrk posting the data set to the API for SECONDS.
 load_for() {
   PREDICTIONS_DATA="$tmp/data.jsonl" wrk -t1 -c"$CONNECTIONS" -d"$1" --latency -s examples/predictions/wrk_post.lua \
@@ -185,7 +195,7 @@ run() {
     # The ceiling: raw librdkafka, the producer's settings, the same number in flight as wrk's
     # connections, on the same (warm) cluster, a topic of the same shape, just before the run.
     ceiling=$("$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" "${PREDICTIONS_TOPIC}_raw" "$PREDICTIONS_PARTITIONS" \
-      "$CONNECTIONS" "${DURATION%s}" 2> >(grep -v '^%' >&2))
+      "$CONNECTIONS" "$(seconds_of "$DURATION")" 2> >(grep -v '^%' >&2))
     echo "$ceiling (load average $(load))"
     ceiling_rate=$(sed -n 's/.* = \([0-9]*\) msgs\/s.*/\1/p' <<<"$ceiling")
   fi
