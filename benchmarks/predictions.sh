@@ -13,21 +13,35 @@
 # count in the aggregates, which GET /live reads directly; the pages' streams add at most the
 # push interval, 200 ms), its p99 the upper bound of the bucket holding the 99th percentile,
 # summed over the consumers; measured until the consumers caught up (bounded: 120 s).
+# Per run it also prints wrk's request latency (p50, p99), the CPU time each process spent per
+# accepted input over the run and the consumers' catch-up (the API, the consumers, and the
+# servers when the script started them: the brokers, mariadbd, redis-server), and the load
+# average before and after: the machine is shared, and a figure means little without them.
+# Each mode first runs WARMUP of the same load, not counted: brokers just started run
+# interpreted code and compile it for their first minutes (the first version of this script
+# measured them cold). Real mode also measures the ceiling the cluster sets: benchmarks/kafka/
+# raw_window.c, raw librdkafka with the producer's settings keeping as many messages in flight as
+# wrk has connections, on a topic of the same shape, just before the API's run
+# (`ratio_real_to_raw_librdkafka:` = the API's accepted/s over it; about 1 means the cluster, not
+# the example or the library, bounds the figure).
 # Prints every run and ends with:
 #   accepted_per_s_memory, accepted_per_s_real, lag_p99_s_memory, lag_p99_s_real
 #   ratio_memory: <memory accepted/s / 30000>   ratio_real: <real accepted/s / 10000>
 #   ratio_lag_real: <1 s / real p99 lag>        (each goal >= 1)
 #
 # Environment: BUILD_DIR (an existing release build; default: build the `predictions` target in
-# build/release), DURATION (10s), CONNECTIONS (64), SERVERS_ENV (an env file of running servers,
+# build/release), DURATION (10s), WARMUP (30s of the same load before the measured run, not
+# counted; 0: none), CONNECTIONS (64), SERVERS_ENV (an env file of running servers,
 # as scripts/servers.sh writes; default: start MariaDB, Redis and Kafka of the script's own under
-# a temporary BULWARK_SERVERS_DIR and stop them at the end), MODES ("memory real").
+# a temporary BULWARK_SERVERS_DIR and stop them at the end; on servers given this way the run's
+# table, Redis keys and both topics are deleted after it), MODES ("memory real").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib.sh
 
 DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-30s}
 CONNECTIONS=${CONNECTIONS:-64}
 MODES=${MODES:-memory real}
 if [ -z "${BUILD_DIR:-}" ]; then
@@ -52,6 +66,10 @@ cleanup() {
 trap cleanup EXIT
 
 python3 examples/predictions/dataset.py -n 20000 --seed 1 --lines >"$tmp/data.jsonl"
+if [[ " $MODES " == *" real "* ]]; then
+  # shellcheck disable=SC2046
+  cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
+fi
 
 # start NAME ARGS... -> runs predictions in the background, waits for its port (sets $port).
 start() {
@@ -69,58 +87,159 @@ start() {
   return 1
 }
 
+# cpu_ticks PID... -> utime + stime of the processes, in clock ticks (0 for a PID that is gone).
+cpu_ticks() {
+  local p t=0 f
+  for p in "$@"; do
+    f=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || f=0
+    t=$((t + ${f:-0}))
+  done
+  echo "$t"
+}
+ticks_per_s=$(getconf CLK_TCK)
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# server_pids KIND -> the pids of the servers of KIND (kafka, mysql, redis) this script started
+# (none when SERVERS_ENV was given).
+server_pids() {
+  [ "$own_servers" = 1 ] || return 0
+  local f
+  case $1 in
+    kafka) f=("$BULWARK_SERVERS_DIR"/kafka/node*/pid) ;;
+    mysql) f=("$BULWARK_SERVERS_DIR"/mysql/server.pid) ;;
+    redis) f=("$BULWARK_SERVERS_DIR"/redis/*/pid) ;;
+  esac
+  for f in "${f[@]}"; do [ -f "$f" ] && cat "$f"; done | tr '\n' ' '
+}
+
 metric() { # metric PORT NAME_REGEX -> the sum of the matching samples
   curl -s "http://127.0.0.1:$1/metrics" | awk -v re="$2" '$1 ~ re { s += $2 } END { printf "%.0f", s }'
 }
 
-# lag_p99 PORT... -> the p99 of predictions_lag_seconds over the given processes (bucket bound).
-lag_p99() {
+# lag_buckets PORT... -> "le count" lines of predictions_lag_seconds summed over the processes.
+lag_buckets() {
   local p
-  for p in "$@"; do curl -s "http://127.0.0.1:$p/metrics"; done | python3 -c '
-import re, sys
-buckets = {}
-for line in sys.stdin:
-    m = re.match(r"predictions_lag_seconds_bucket\{le=\"([^\"]+)\"\} (\S+)", line)
-    if m:
-        le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
-        buckets[le] = buckets.get(le, 0) + float(m.group(2))
+  for p in "$@"; do curl -s "http://127.0.0.1:$p/metrics"; done |
+    sed -n 's/^predictions_lag_seconds_bucket{le="\([^"]*\)"} \(.*\)$/\1 \2/p' |
+    awk '{ s[$1] += $2 } END { for (k in s) print k, s[k] }'
+}
+
+# lag_p99 BEFORE_FILE PORT... -> the p99 of predictions_lag_seconds counted since BEFORE_FILE
+# (lag_buckets' output then) over the given processes: the upper bound of its bucket.
+lag_p99() {
+  local before=$1; shift
+  lag_buckets "$@" | python3 -c '
+import sys
+def read(lines):
+    out = {}
+    for line in lines:
+        le, n = line.split()
+        out[float("inf") if le == "+Inf" else float(le)] = float(n)
+    return out
+before = read(open(sys.argv[1]))
+now = read(sys.stdin)
+buckets = {le: n - before.get(le, 0) for le, n in now.items()}
 total = buckets.get(float("inf"), 0)
 if not total:
     print("nan"); sys.exit()
 for le in sorted(buckets):
     if buckets[le] >= 0.99 * total:
-        print(le); break'
+        print(le); break' "$before"
 }
 
-# run MODE API_PORT CONSUMER_PORTS... -> wrk against the API, then waits until the consumers
-# counted everything accepted; prints the run and sets accepted_rate and p99.
-run() {
-  local mode=$1 api=$2; shift 2
-  local before after counted start_ns end_ns seconds
-  before=$(metric "$api" '^predictions_inputs_total\\{outcome="accepted"\\}')
-  start_ns=$(date +%s%N)
-  PREDICTIONS_DATA="$tmp/data.jsonl" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -s examples/predictions/wrk_post.lua \
-    "http://127.0.0.1:$api" >"$tmp/wrk-$mode.log" 2>&1
-  end_ns=$(date +%s%N)
-  after=$(metric "$api" '^predictions_inputs_total\\{outcome="accepted"\\}')
-  seconds=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-  accepted_rate=$(awk -v n="$((after - before))" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
-  local p
+accepted() { metric "$1" '^predictions_inputs_total\\{outcome="accepted"\\}'; }
+
+# wait_counted TARGET PORT... -> waits (120 s at most) until the consumers counted TARGET inputs;
+# prints the count reached.
+wait_counted() {
+  local target=$1 counted p; shift
   for _ in $(seq 1200); do
     counted=0
     for p in "$@"; do counted=$((counted + $(metric "$p" '^predictions_consumed_total\\{outcome="counted"\\}'))); done
-    [ "$counted" -ge "$after" ] && break
+    [ "$counted" -ge "$target" ] && break
     sleep 0.1
   done
-  p99=$(lag_p99 "$@")
-  echo "$mode: accepted $((after - before)) in ${seconds}s = $accepted_rate/s; counted $counted of $after; lag p99 <= ${p99}s; wrk: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "$tmp/wrk-$mode.log" | tr -s ' ' | tr '\n' ' ')"
+  echo "$counted"
+}
+
+# seconds_of DURATION -> wrk's duration (10, 10s, 2m, 1h) in seconds.
+seconds_of() {
+  case $1 in
+    *h) echo $((${1%h} * 3600)) ;;
+    *m) echo $((${1%m} * 60)) ;;
+    *s) echo "${1%s}" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# load_for SECONDS PORT LOG -> wrk posting the data set to the API for SECONDS.
+load_for() {
+  PREDICTIONS_DATA="$tmp/data.jsonl" wrk -t1 -c"$CONNECTIONS" -d"$1" --latency -s examples/predictions/wrk_post.lua \
+    "http://127.0.0.1:$2" >"$3" 2>&1
+}
+
+# run MODE API_PID CONSUMER_PIDS API_PORT CONSUMER_PORTS... -> a warm-up (WARMUP, not counted:
+# freshly started brokers run interpreted code and compile for their first minute), wrk against
+# the API for DURATION, then waits until the consumers counted everything accepted; prints the
+# run and sets accepted_rate and p99. CONSUMER_PIDS: a space-separated list (empty when the API
+# process consumes too).
+run() {
+  local mode=$1 api_pid=$2 consumer_pids=$3 api=$4; shift 4
+  local before after counted start_ns end_ns caught_ns seconds load_before kafka_pids mysql_pids redis_pids
+  kafka_pids=$(server_pids kafka) mysql_pids=$(server_pids mysql) redis_pids=$(server_pids redis)
+  if [ "$WARMUP" != 0 ]; then
+    load_for "$WARMUP" "$api" "$tmp/wrk-$mode-warmup.log"
+    wait_counted "$(accepted "$api")" "$@" >/dev/null
+  fi
+  if [ "$mode" = real ]; then
+    # The ceiling: raw librdkafka, the producer's settings, the same number in flight as wrk's
+    # connections, on the same (warm) cluster, a topic of the same shape, just before the run.
+    ceiling=$("$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" "${PREDICTIONS_TOPIC}_raw" "$PREDICTIONS_PARTITIONS" \
+      "$CONNECTIONS" "$(seconds_of "$DURATION")" 2> >(grep -v '^%' >&2))
+    echo "$ceiling (load average $(load))"
+    ceiling_rate=$(sed -n 's/.* = \([0-9]*\) msgs\/s.*/\1/p' <<<"$ceiling")
+  fi
+  load_before=$(load)
+  before=$(accepted "$api")
+  lag_buckets "$@" >"$tmp/lag-$mode-before"
+  local api_t0 consumers_t0 kafka_t0 mysql_t0 redis_t0
+  api_t0=$(cpu_ticks "$api_pid")
+  # shellcheck disable=SC2086
+  consumers_t0=$(cpu_ticks $consumer_pids) kafka_t0=$(cpu_ticks $kafka_pids) mysql_t0=$(cpu_ticks $mysql_pids) \
+    redis_t0=$(cpu_ticks $redis_pids)
+  start_ns=$(date +%s%N)
+  load_for "$DURATION" "$api" "$tmp/wrk-$mode.log"
+  end_ns=$(date +%s%N)
+  after=$(accepted "$api")
+  seconds=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+  accepted_rate=$(awk -v n="$((after - before))" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+  counted=$(wait_counted "$after" "$@")
+  caught_ns=$(date +%s%N)
+  local api_t1 consumers_t1 kafka_t1 mysql_t1 redis_t1 n=$((after - before))
+  api_t1=$(cpu_ticks "$api_pid")
+  # shellcheck disable=SC2086
+  consumers_t1=$(cpu_ticks $consumer_pids) kafka_t1=$(cpu_ticks $kafka_pids) mysql_t1=$(cpu_ticks $mysql_pids) \
+    redis_t1=$(cpu_ticks $redis_pids)
+  p99=$(lag_p99 "$tmp/lag-$mode-before" "$@")
+  # CPU per accepted input, in microseconds, over the run and the catch-up.
+  per() { awk -v t="$1" -v n="$n" -v hz="$ticks_per_s" 'BEGIN { if (n > 0) printf "%.0f", t / hz / n * 1e6; else print "nan" }'; }
+  local cpu_line="api $(per $((api_t1 - api_t0))) us"
+  [ -n "$consumer_pids" ] && cpu_line+=", consumers $(per $((consumers_t1 - consumers_t0))) us"
+  [ -n "$kafka_pids" ] && cpu_line+=", brokers $(per $((kafka_t1 - kafka_t0))) us"
+  [ -n "$mysql_pids" ] && cpu_line+=", mariadbd $(per $((mysql_t1 - mysql_t0))) us"
+  [ -n "$redis_pids" ] && cpu_line+=", redis-server $(per $((redis_t1 - redis_t0))) us"
+  local lat50 lat99 catch_up
+  lat50=$(awk '$1 == "50%" { print $2 }' "$tmp/wrk-$mode.log")
+  lat99=$(awk '$1 == "99%" { print $2 }' "$tmp/wrk-$mode.log")
+  catch_up=$(awk -v a="$end_ns" -v b="$caught_ns" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+  echo "$mode: accepted $n in ${seconds}s = $accepted_rate/s; counted $((counted - before)) of $n (all by ${catch_up}s after the load); lag p99 <= ${p99}s; request latency p50 $lat50 p99 $lat99 (wrk -c$CONNECTIONS); CPU per accepted input: $cpu_line; load average before $load_before, after $(load); wrk: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "$tmp/wrk-$mode.log" | tr -s ' ' | tr '\n' ' ')"
 }
 
 for mode in $MODES; do
   case $mode in
     memory)
       start memory --port 0
-      run memory "$port" "$port"
+      run memory "${pids[-1]}" "" "$port" "$port"
       memory_rate=$accepted_rate memory_p99=$p99
       kill "${pids[-1]}"
       ;;
@@ -143,17 +262,24 @@ for mode in $MODES; do
         PREDICTIONS_REDIS_HOST="$BULWARK_REDIS_HOST" \
         PREDICTIONS_REDIS_PORT="$BULWARK_REDIS_PORT" PREDICTIONS_REDIS_PREFIX="predictions_$suffix"
       start api --role api --port 0
-      api=$port
+      api=$port api_pid=${pids[-1]}
       start consumer1 --role consumer --port 0
-      c1=$port
+      c1=$port c1_pid=${pids[-1]}
       start consumer2 --role consumer --port 0
-      c2=$port
-      run real "$api" "$c1" "$c2"
+      c2=$port c2_pid=${pids[-1]}
+      run real "$api_pid" "$c1_pid $c2_pid" "$api" "$c1" "$c2"
       real_rate=$accepted_rate real_p99=$p99
       mysql -h "$BULWARK_MYSQL_HOST" -P "$BULWARK_MYSQL_PORT" -u "$BULWARK_MYSQL_USER" -p"${BULWARK_MYSQL_PASSWORD:-}" \
         -e "DROP TABLE IF EXISTS predictions_$suffix" "${BULWARK_MYSQL_DATABASE:-bulwark_test}" 2>/dev/null || true
       redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" --scan --pattern "predictions_$suffix:*" |
         xargs -r -n 500 redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" DEL >/dev/null || true
+      if [ "$own_servers" = 0 ]; then
+        # A shared cluster: its topics go too, once nothing of this run can produce to them again.
+        kill "$api_pid" "$c1_pid" "$c2_pid" 2>/dev/null || true
+        wait "$api_pid" "$c1_pid" "$c2_pid" 2>/dev/null || true
+        "$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" --delete "$PREDICTIONS_TOPIC" "${PREDICTIONS_TOPIC}_raw" \
+          2> >(grep -v '^%' >&2) || true
+      fi
       ;;
     *) echo "unknown mode $mode" >&2; exit 1 ;;
   esac
@@ -170,4 +296,5 @@ if [ -n "${real_rate:-}" ]; then
   echo "lag_p99_s_real: $real_p99"
   echo "ratio_real: $(div "$real_rate" 10000)"
   echo "ratio_lag_real: $(awk -v p="$real_p99" 'BEGIN { if (p == "nan" || p == "inf") print "0.00"; else printf "%.2f", 1 / p }')"
+  [ -n "${ceiling_rate:-}" ] && echo "ratio_real_to_raw_librdkafka: $(div "$real_rate" "$ceiling_rate")"
 fi
