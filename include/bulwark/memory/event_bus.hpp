@@ -476,8 +476,15 @@ private:
         for (const auto& msg : w->held)
           w->batch.push_back({self->topic->name, static_cast<std::int32_t>(p), offset + std::ssize(w->batch), 1,
                               msg->key, msg->value, msg->headers});
-        const auto done = co_await detail::deliver_batch(w->batch, self->handler, self->opts.retry,
-                                                         self->dead_letter_topic, park, wait, interrupted, self->rng);
+        std::size_t done = 0;
+        if (w->batch.size() == 1) { // no deliver_batch frame: a one-message member costs what it did
+          const auto outcome = co_await detail::deliver(w->batch[0], self->handler, self->opts.retry,
+                                                        self->dead_letter_topic, park, wait, interrupted, self->rng);
+          done = outcome == detail::delivery_outcome::commit ? 1 : 0;
+        } else {
+          done = co_await detail::deliver_batch(w->batch, self->handler, self->opts.retry, self->dead_letter_topic,
+                                                park, wait, interrupted, self->rng);
+        }
         if (done > 0) handled = offset + static_cast<std::int64_t>(done) - 1;
         give_up = done < w->batch.size();
       }
