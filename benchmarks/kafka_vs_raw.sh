@@ -5,7 +5,10 @@
 #   ratio: <publish bulwark/raw>      ratio_consume: <consume bulwark/raw>
 # The publish phase runs three ways, 1M messages each, in 3 rounds rotating their order: raw
 # librdkafka; bulwark publish_batch (1000 per batch, 50 batches in flight) -> `ratio:`; bulwark
-# publish per message (50000 coroutines) -> `ratio_per_message_publish:`.
+# publish per message (50000 coroutines) -> `ratio_per_message_publish:`. Last, a handler that
+# awaits a simulated 100 us round trip per call reads up to 50,000 of the messages again:
+# subscribe (a wait per message) vs subscribe_batch (a wait per batch of up to 256) ->
+# `ratio_batch:` (batch msgs/s / per-message msgs/s).
 # Usage: benchmarks/kafka_vs_raw.sh [messages=1000000] [bytes=100] [window=50000] [rounds=3] [batch=1000]
 #   BUILD_DIR=build/release  use an existing build (default: configure and build the release preset)
 set -euo pipefail

@@ -9,9 +9,13 @@
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <chrono>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -183,6 +187,70 @@ void bus_publish_to_handler(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(bus_publish_to_handler);
+
+// A consumer whose handler awaits a round trip to another service (a Redis pipeline, a Kafka
+// acknowledgement), simulated by a 100 us timer per call: subscribe() waits once per message,
+// subscribe_batch() (max_batch 256) once per batch. 4 partitions; each iteration is one
+// message published and handled; 1000 are published, then the consumer drains them, so a
+// backlog is there to batch. Real time: the handler mostly waits.
+constexpr auto round_trip = std::chrono::microseconds(100);
+
+template <bool Batch> void bus_round_trip(benchmark::State& state) {
+  asio::io_context ctx;
+  bulwark::memory::event_bus bus(ctx.get_executor(), {.partitions = 4});
+  std::uint64_t handled = 0, calls = 0;
+  bulwark::memory::event_bus::subscription sub;
+  auto wait_round_trip = [&ctx]() -> asio::awaitable<void> {
+    asio::steady_timer t(ctx, round_trip);
+    co_await t.async_wait(asio::use_awaitable);
+  };
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        bulwark::subscribe_options options{.topic = "bench", .group = "g", .max_batch = 256};
+        bulwark::batch_handler apply_batch = [&](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+          ++calls;
+          co_await wait_round_trip();
+          handled += batch.size();
+          co_return bulwark::ok();
+        };
+        bulwark::message_handler apply_one = [&](const bulwark::envelope&) -> bulwark::task<void> {
+          ++calls;
+          co_await wait_round_trip();
+          ++handled;
+          co_return bulwark::ok();
+        };
+        auto subscribing = Batch ? bus.subscribe_batch(std::move(options), std::move(apply_batch))
+                                 : bus.subscribe(std::move(options), std::move(apply_one));
+        auto s = co_await std::move(subscribing);
+        sub = std::move(s).value();
+        std::uint64_t published = 0;
+        const std::string keys[4] = {"a", "b", "c", "d"};
+        asio::steady_timer poll(ctx);
+        auto drain = [&]() -> asio::awaitable<void> {
+          while (handled < published) {
+            poll.expires_after(std::chrono::microseconds(20));
+            co_await poll.async_wait(asio::use_awaitable);
+          }
+        };
+        for (auto _ : state) {
+          bulwark::message m{keys[published & 3], value_100, {}};
+          auto d = co_await bus.publish("bench", std::move(m));
+          benchmark::DoNotOptimize(d);
+          if (++published % 1000 == 0) co_await drain();
+        }
+        co_await drain();
+        co_await sub.stop();
+      },
+      asio::detached);
+  ctx.run();
+  state.SetItemsProcessed(state.iterations());
+  state.counters["messages_per_call"] = calls ? static_cast<double>(handled) / static_cast<double>(calls) : 0.0;
+}
+void bus_round_trip_per_message(benchmark::State& state) { bus_round_trip<false>(state); }
+void bus_round_trip_batch(benchmark::State& state) { bus_round_trip<true>(state); }
+BENCHMARK(bus_round_trip_per_message)->UseRealTime();
+BENCHMARK(bus_round_trip_batch)->UseRealTime();
 
 } // namespace
 

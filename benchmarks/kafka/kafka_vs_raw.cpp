@@ -7,6 +7,10 @@
 // coroutines; bulwark publish_batch of `batch` messages, window/batch batches in flight) in
 // `rounds` rounds (default 3) that rotate their order. `ratio:` is raw / publish_batch;
 // `ratio_per_message_publish:` is raw / publish.
+// Then a consumer whose handler awaits a simulated round trip (a 100 us timer per call) reads
+// min(N, 50,000) of bulwark's messages again in a fresh group twice: subscribe (a wait per
+// message) and subscribe_batch (max_batch 256, a wait per batch). `ratio_batch:` is batch
+// msgs/s / per-message msgs/s.
 #include <bulwark/kafka.hpp>
 
 #include <asio/co_spawn.hpp>
@@ -25,6 +29,7 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <sys/resource.h>
 #include <thread>
@@ -220,21 +225,43 @@ double raw_consume(const kafka::config& cfg, const std::string& topic, long n) {
   return elapsed;
 }
 
-double bulwark_consume(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long n) {
+/// How the consumer's handler works: at once, or awaiting a simulated round trip (100 us) per
+/// call, one message per call or a batch (max_batch 256) per call.
+enum class handling { at_once, round_trip_per_message, round_trip_per_batch };
+constexpr auto round_trip = std::chrono::microseconds(100);
+
+double bulwark_consume(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long n,
+                       handling how = handling::at_once, const std::string& group_suffix = "-bulwark-reader") {
   long seen = 0;
   std::size_t bytes = 0;
   clock_type::time_point t0;
   bulwark::subscribe_options o;
   o.topic = topic;
-  o.group = topic + "-bulwark-reader";
+  o.group = topic + group_suffix;
+  o.max_batch = 256;
   std::optional<kafka::event_bus::subscription> sub;
+  auto wait_round_trip = [&ctx]() -> asio::awaitable<void> {
+    asio::steady_timer t(ctx, round_trip);
+    co_await t.async_wait(asio::use_awaitable);
+  };
+  auto count = [&](const bulwark::envelope& e) {
+    if (seen++ == 0) t0 = clock_type::now();
+    bytes += e.value.size();
+    if (seen == n) ctx.stop();
+  };
+  bulwark::message_handler one = [&](const bulwark::envelope& e) -> bulwark::task<void> {
+    if (how == handling::round_trip_per_message) co_await wait_round_trip();
+    count(e);
+    co_return bulwark::ok();
+  };
+  bulwark::batch_handler batch = [&](std::span<const bulwark::envelope> b) -> bulwark::task<void> {
+    co_await wait_round_trip();
+    for (const auto& e : b) count(e);
+    co_return bulwark::ok();
+  };
   auto start = [&]() -> asio::awaitable<void> {
-    auto s = co_await bus.subscribe(o, [&](const bulwark::envelope& e) -> bulwark::task<void> {
-      if (seen++ == 0) t0 = clock_type::now();
-      bytes += e.value.size();
-      if (seen == n) ctx.stop();
-      co_return bulwark::ok();
-    });
+    auto subscribing = how == handling::round_trip_per_batch ? bus.subscribe_batch(o, batch) : bus.subscribe(o, one);
+    auto s = co_await std::move(subscribing);
     if (!s) die("subscribe: " + s.error().message());
     sub.emplace(std::move(s).value());
   };
@@ -357,6 +384,18 @@ int main(int argc, char** argv) {
   std::printf("consume kafka::event_bus:    %10.0f msgs/s  (%.2f s, client cpu %.2f s incl. group join)\n",
               n / bulwark_con, bulwark_con, bulwark_con_cpu);
 
+  // A handler bounded by a round trip per call: one message per call against a batch per call,
+  // on the same messages (bulwark's topic), each in a fresh group.
+  const long round_trip_n = std::min(n, 50'000L);
+  const double per_message = bulwark_consume(bus.value(), ctx, bulwark_topic, round_trip_n,
+                                             handling::round_trip_per_message, "-round-trip-per-message");
+  std::printf("consume, handler awaiting 100 us per call, subscribe:       %10.0f msgs/s  (%ld messages, %.2f s)\n",
+              round_trip_n / per_message, round_trip_n, per_message);
+  const double per_batch = bulwark_consume(bus.value(), ctx, bulwark_topic, round_trip_n,
+                                           handling::round_trip_per_batch, "-round-trip-per-batch");
+  std::printf("consume, handler awaiting 100 us per call, subscribe_batch: %10.0f msgs/s  (%ld messages, %.2f s)\n",
+              round_trip_n / per_batch, round_trip_n, per_batch);
+
   bool stopped = false;
   auto stop = [&]() -> asio::awaitable<void> {
     co_await bus.value().stop();
@@ -369,5 +408,6 @@ int main(int argc, char** argv) {
   std::printf("ratio_per_message_publish: %.3f\n", secs[0] / secs[1]);
   std::printf("ratio: %.3f\n", raw_pub / bulwark_pub);
   std::printf("ratio_consume: %.3f\n", raw_con / bulwark_con);
+  std::printf("ratio_batch: %.3f\n", per_message / per_batch);
   return 0;
 }

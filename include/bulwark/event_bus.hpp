@@ -15,6 +15,11 @@
 // |                       |                                 | (below); errc::invalid_argument for an
 // |                       |                                 | empty topic or group, errc::rejected
 // |                       |                                 | once the bus is stopping
+// | b.subscribe_batch(o,  | task<B::subscription>           | batch_event_bus only: as subscribe,
+// |   bh)  (bh a          |                                 | bh gets up to o.max_batch messages of
+// |   batch_handler)      |                                 | one partition at a time (see Batches);
+// |                       |                                 | also errc::invalid_argument for
+// |                       |                                 | o.max_batch == 0
 // | s.stop()  (s an       | asio::awaitable<void>           | leaves the group: waits up to the
 // |  lvalue of            |                                 | model's drain period for the handlers
 // |  B::subscription)     |                                 | in flight (a finished message is
@@ -59,6 +64,29 @@
 // concurrently); one subscription object is not to be stopped from two threads at once. Every
 // task resumes on the executor of the coroutine that awaits it.
 //
+// Batches (the optional refinement batch_event_bus): b.subscribe_batch(o, bh) joins the group as
+// subscribe does, but bh (a batch_handler) receives a run of messages at a time, so that a
+// handler can do the I/O for all of them together (one Redis pipeline, every publish in flight
+// at once) and commit once:
+//  - a batch is consecutive messages of ONE partition, in offset order, at most o.max_batch of
+//    them, taken from what the member already holds: a member never waits to fill a batch (a
+//    partition with one message waiting gets a batch of one);
+//  - partitions still run in parallel, one batch in flight per partition;
+//  - success commits through the batch's last offset;
+//  - a failure (an error or any exception) makes the member deliver that batch's messages one
+//    at a time (bh called with a span of one) under the delivery rules above: retries under
+//    o.retry, then the dead-letter topic for a message that keeps failing; then batching
+//    resumes. So a poison message never blocks its partition, and the messages that shared its
+//    batch are not dead-lettered with it. The failed batch may have been partly applied:
+//    delivery is at-least-once, and handlers must be idempotent (as they already must be);
+//  - stopping (and a revoke): the batch in flight gets the drain period, then cancellation, as
+//    a single handler does; a batch interrupted, or failing while its member stops, stays
+//    uncommitted as a whole and goes to the partition's next owner. Interrupted while its
+//    messages went one at a time, the member commits those it finished.
+// Every envelope of a batch has attempt 1; the span and its views stay valid until bh's task
+// completes. subscribe(o, h) behaves as a subscription whose batches hold one message.
+// errc::invalid_argument for o.max_batch == 0.
+//
 // Models: memory::event_bus (bulwark/memory/event_bus.hpp; drain period
 // options::drain_timeout) and kafka::event_bus (backends/kafka; config::drain_timeout).
 // Conformance suite: tests/conformance/event_bus_suite.hpp (tests/conformance/memory.cpp,
@@ -78,6 +106,7 @@
 #include <asio/awaitable.hpp>
 
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -135,6 +164,11 @@ struct envelope {
 /// A handler's error asks for a retry; success commits the message.
 using message_handler = std::function<task<void>(const envelope&)>;
 
+/// A batch subscription's handler (batch_event_bus): consecutive messages of one partition, in
+/// offset order. Success commits them all; an error (or exception) has them delivered again one
+/// at a time (see "Batches").
+using batch_handler = std::function<task<void>(std::span<const envelope>)>;
+
 /// Where a new group starts reading: the oldest message the bus still holds, or the end.
 /// What a bus holds differs: Kafka keeps a topic's messages for its retention; the memory bus
 /// drops a message once every existing group committed it (a topic without groups keeps all),
@@ -147,6 +181,9 @@ struct subscribe_options {
   retry_policy retry{};          ///< attempts, the delay between two, and which errors retry
   std::string dead_letter_topic; ///< empty: topic + ".dlq"
   start_from start = start_from::earliest;
+  /// subscribe_batch only: the most messages one batch holds (at least 1). subscribe() hands
+  /// its handler one message at a time whatever this says.
+  std::size_t max_batch = 256;
 
   std::string dead_letter_topic_name() const { return dead_letter_topic.empty() ? topic + ".dlq" : dead_letter_topic; }
 };
@@ -178,6 +215,15 @@ concept event_bus = requires(B& b, std::string_view topic, message m, subscribe_
   requires requires(typename B::subscription & s) {
     { s.stop() } -> std::same_as<asio::awaitable<void>>;
   };
+};
+
+/// The optional batch refinement: subscribe_batch(o, bh) -> task<B::subscription> (see
+/// "Batches" above). Models: memory::event_bus, kafka::event_bus; conformance suite
+/// batch_event_bus_conformance in tests/conformance/event_bus_suite.hpp; archetype
+/// archetype::batch_bus in tests/unit/core/concepts.cpp.
+template <class B>
+concept batch_event_bus = event_bus<B> && requires(B& b, subscribe_options o, batch_handler h) {
+  { b.subscribe_batch(std::move(o), std::move(h)) } -> std::same_as<task<typename B::subscription>>;
 };
 
 } // namespace bulwark

@@ -1,6 +1,7 @@
 #pragma once
 // The event-bus conformance suite: every model of bulwark::event_bus passes it unchanged.
 //   INSTANTIATE_TYPED_TEST_SUITE_P(name, event_bus_conformance, ::testing::Types<Factory>);
+// Below it, batch_event_bus_conformance for the models of bulwark::batch_event_bus.
 // Topics and groups get unique names per test, so a persistent broker needs no clean-up.
 // Each test publishes before it subscribes (a broker may create topics on first publish).
 
@@ -20,6 +21,7 @@
 #include <asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -28,6 +30,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -592,5 +595,341 @@ REGISTER_TYPED_TEST_SUITE_P(event_bus_conformance, delivers_every_message_in_per
                             message_the_policy_does_not_retry_is_dead_lettered_at_once,
                             partitions_are_handled_in_parallel,
                             stop_interrupts_a_waiting_handler_after_the_drain_period);
+
+} // namespace bulwark::test
+
+// --- batch_event_bus: subscribe_batch (event_bus.hpp, "Batches") -----------------------------
+//   INSTANTIATE_TYPED_TEST_SUITE_P(name, batch_event_bus_conformance, ::testing::Types<Factory>);
+// Each test publishes its messages before it subscribes, so the member holds a backlog and its
+// batches hold more than one message.
+
+namespace bulwark::test {
+
+/// Every batch handler call, safe to read from the test body.
+struct batch_log {
+  struct call {
+    std::int32_t partition = -1;
+    std::vector<std::int64_t> offsets;
+    std::vector<std::string> keys, values;
+    std::vector<unsigned> attempts;
+  };
+  std::mutex mutex;
+  std::vector<call> calls;
+  std::size_t messages = 0; // in all calls
+  void add(std::span<const envelope> batch) {
+    call c;
+    if (!batch.empty()) c.partition = batch.front().partition;
+    for (const auto& e : batch) {
+      if (e.partition != c.partition) c.partition = -2; // a batch spanning partitions: never
+      c.offsets.push_back(e.offset);
+      c.keys.emplace_back(e.key);
+      c.values.emplace_back(e.value);
+      c.attempts.push_back(e.attempt);
+    }
+    std::lock_guard lock(mutex);
+    messages += batch.size();
+    calls.push_back(std::move(c));
+  }
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return messages;
+  }
+  std::vector<call> snapshot() {
+    std::lock_guard lock(mutex);
+    return calls;
+  }
+};
+
+template <class Factory> class batch_event_bus_conformance : public event_bus_conformance<Factory> {
+protected:
+  using subscription_t = typename event_bus_conformance<Factory>::subscription_t;
+  subscription_t subscribe_batch(subscribe_options o, batch_handler h) {
+    auto s = this->run(this->bus().subscribe_batch(std::move(o), std::move(h)));
+    EXPECT_TRUE(s.has_value()) << s.error();
+    return std::move(s).value();
+  }
+  subscribe_options batch_options(const std::string& topic, const std::string& group, std::size_t max_batch) {
+    auto o = this->options(topic, group);
+    o.max_batch = max_batch;
+    return o;
+  }
+  static std::size_t largest(const std::vector<batch_log::call>& calls) {
+    std::size_t n = 0;
+    for (const auto& c : calls) n = std::max(n, c.values.size());
+    return n;
+  }
+};
+
+TYPED_TEST_SUITE_P(batch_event_bus_conformance);
+
+// Every message once, each batch consecutive messages of one partition in offset order, at most
+// max_batch of them, more than one while a backlog waits; one batch in flight per partition.
+TYPED_TEST_P(batch_event_bus_conformance, batches_hold_consecutive_messages_of_one_partition_in_order) {
+  const auto topic = unique_name("batch-order");
+  constexpr std::size_t max_batch = 16;
+  constexpr int per_key = 40;
+  std::vector<std::pair<std::string, std::string>> items;
+  for (int i = 0; i < per_key; ++i)
+    for (const char* k : {"alpha", "beta", "gamma"}) items.emplace_back(k, numbered_key(std::string(k) + ":", i));
+  this->publish_all(topic, items);
+  batch_log log;
+  std::atomic<bool> envelopes_ok{true}, overlapped_in_partition{false};
+  std::map<std::int32_t, int> in_flight; // strand: no lock needed, but the handler suspends
+  auto sub = this->subscribe_batch(
+      this->batch_options(topic, unique_name("g"), max_batch), [&](std::span<const envelope> batch) -> task<void> {
+        for (const auto& e : batch)
+          if (e.topic != topic || e.attempt != 1 || e.find_header("origin") != std::optional<std::string_view>("suite"))
+            envelopes_ok = false;
+        const auto partition = batch.empty() ? -1 : batch.front().partition;
+        if (++in_flight[partition] > 1) overlapped_in_partition = true;
+        log.add(batch);
+        // Suspends: a second batch of this partition started now would overlap this one.
+        co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        --in_flight[partition];
+        co_return ok();
+      });
+  ASSERT_TRUE(this->wait_for([&] { return log.size() >= items.size(); }));
+  this->stop(sub);
+  EXPECT_TRUE(envelopes_ok) << "an envelope had the wrong topic, attempt or headers";
+  EXPECT_FALSE(overlapped_in_partition) << "two batches of one partition were in flight at once";
+  const auto calls = log.snapshot();
+  std::map<std::int32_t, std::int64_t> last_offset;
+  std::map<std::string, std::vector<std::string>> by_key;
+  for (const auto& c : calls) {
+    ASSERT_FALSE(c.values.empty()) << "an empty batch";
+    ASSERT_GE(c.partition, 0) << "a batch spanned partitions";
+    EXPECT_LE(c.values.size(), max_batch);
+    for (std::size_t i = 0; i < c.offsets.size(); ++i) {
+      auto [at, fresh] = last_offset.try_emplace(c.partition, c.offsets[i]);
+      if (!fresh) {
+        EXPECT_GT(c.offsets[i], at->second) << "offsets go back in partition " << c.partition;
+        at->second = c.offsets[i];
+      }
+      by_key[c.keys[i]].push_back(c.values[i]);
+    }
+  }
+  for (const char* k : {"alpha", "beta", "gamma"}) {
+    ASSERT_EQ(by_key[k].size(), static_cast<std::size_t>(per_key)) << k << ": every message once";
+    for (int i = 0; i < per_key; ++i)
+      EXPECT_EQ(by_key[k][static_cast<std::size_t>(i)], numbered_key(std::string(k) + ":", i));
+  }
+  EXPECT_GT(TestFixture::largest(calls), 1u) << "a backlog of " << items.size() << " came one message at a time";
+  EXPECT_LT(calls.size(), items.size());
+}
+
+// A batch holding a poison message fails; its messages are delivered again one at a time, the
+// poison one is retried and dead-lettered alone, the others are handled, and batching resumes.
+TYPED_TEST_P(batch_event_bus_conformance, failed_batch_is_delivered_one_by_one_and_only_the_poison_is_dead_lettered) {
+  const auto topic = unique_name("batch-poison");
+  const std::string poison = "v1";
+  std::vector<std::pair<std::string, std::string>> items;
+  for (int i = 0; i < 12; ++i) items.emplace_back("p", numbered_key("v", i));
+  this->publish_all(topic, items);
+  batch_log log;
+  std::mutex m;
+  std::vector<std::string> applied; // values of the calls that succeeded, in order
+  auto o = this->batch_options(topic, unique_name("g"), 4);
+  auto sub = this->subscribe_batch(o, [&](std::span<const envelope> batch) -> task<void> {
+    log.add(batch);
+    for (const auto& e : batch)
+      if (e.value == poison) co_return error(errc::unavailable, "cannot apply " + poison);
+    std::lock_guard lock(m);
+    for (const auto& e : batch) applied.emplace_back(e.value);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] {
+    std::lock_guard lock(m);
+    return applied.size() >= items.size() - 1;
+  }));
+  this->stop(sub);
+  std::vector<std::string> expected;
+  for (const auto& [k, v] : items)
+    if (v != poison) expected.push_back(v);
+  EXPECT_EQ(applied, expected) << "each healthy message once, in order";
+
+  const auto calls = log.snapshot();
+  std::size_t first_failed = calls.size(), last_poison = 0;
+  std::vector<unsigned> poison_attempts;
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    const auto& v = calls[i].values;
+    if (std::find(v.begin(), v.end(), poison) == v.end()) continue;
+    if (first_failed == calls.size()) first_failed = i;
+    last_poison = i;
+    if (v.size() == 1) poison_attempts.push_back(calls[i].attempts[0]);
+  }
+  ASSERT_LT(first_failed, calls.size());
+  const auto& failed = calls[first_failed].values;
+  ASSERT_GT(failed.size(), 1u) << "the poison came in a batch of one: nothing to split";
+  EXPECT_EQ(poison_attempts, (std::vector<unsigned>{1, 2, 3})) << "retried alone under the policy";
+  // The failed batch's messages, one call each, in order, right after the failed call.
+  std::size_t next = first_failed + 1;
+  for (const auto& v : failed) {
+    if (v == poison) {
+      next += 3;
+      continue;
+    }
+    ASSERT_LT(next, calls.size());
+    EXPECT_EQ(calls[next].values, std::vector<std::string>{v}) << "call " << next;
+    ++next;
+  }
+  bool resumed = false;
+  for (std::size_t i = last_poison + 1; i < calls.size(); ++i) resumed = resumed || calls[i].values.size() > 1;
+  EXPECT_TRUE(resumed) << "no batch of more than one after the poison was dead-lettered";
+
+  // The dead-letter topic holds the poison only: a marker published after it on its key comes
+  // right after it.
+  this->publish_all(o.dead_letter_topic_name(), {{"p", "dlq-marker"}});
+  received_log dead;
+  auto dlq = this->subscribe(this->options(o.dead_letter_topic_name(), unique_name("dlq")),
+                             [&](const envelope& e) -> task<void> {
+                               dead.add(e);
+                               co_return ok();
+                             });
+  ASSERT_TRUE(this->wait_for([&] {
+    std::lock_guard lock(dead.mutex);
+    return !dead.messages.empty() && dead.messages.back().second == "dlq-marker";
+  }));
+  this->stop(dlq);
+  std::vector<std::string> dead_values;
+  for (const auto& [k, v] : dead.messages) dead_values.push_back(v);
+  EXPECT_EQ(dead_values, (std::vector<std::string>{poison, "dlq-marker"}));
+}
+
+// A batch's success commits through its last message: a member of the group that joins after
+// a stop starts after the last batch handled.
+TYPED_TEST_P(batch_event_bus_conformance, restarted_member_resumes_after_the_last_successful_batch) {
+  const auto topic = unique_name("batch-resume");
+  const auto group = unique_name("g");
+  std::vector<std::pair<std::string, std::string>> first, second;
+  for (int i = 0; i < 10; ++i) first.emplace_back("k", numbered_key("first-", i));
+  for (int i = 0; i < 4; ++i) second.emplace_back("k", numbered_key("second-", i));
+  this->publish_all(topic, first);
+  batch_log log1;
+  auto sub =
+      this->subscribe_batch(this->batch_options(topic, group, 4), [&](std::span<const envelope> b) -> task<void> {
+        log1.add(b);
+        co_return ok();
+      });
+  ASSERT_TRUE(this->wait_for([&] { return log1.size() >= first.size(); }));
+  this->stop(sub);
+  EXPECT_GT(TestFixture::largest(log1.snapshot()), 1u);
+  this->publish_all(topic, second);
+  batch_log log2;
+  auto again =
+      this->subscribe_batch(this->batch_options(topic, group, 4), [&](std::span<const envelope> b) -> task<void> {
+        log2.add(b);
+        co_return ok();
+      });
+  ASSERT_TRUE(this->wait_for([&] { return log2.size() >= second.size(); }));
+  this->stop(again);
+  std::vector<std::string> seen, expected;
+  for (const auto& c : log2.snapshot()) seen.insert(seen.end(), c.values.begin(), c.values.end());
+  for (const auto& [k, v] : second) expected.push_back(v);
+  EXPECT_EQ(seen, expected) << "the restarted member saw messages its group had committed";
+}
+
+// A batch in flight when its member stops gets the drain period, then its handler is
+// cancelled; the batch stays uncommitted as a whole and the group's next member gets all of it.
+TYPED_TEST_P(batch_event_bus_conformance, stop_leaves_a_batch_in_flight_uncommitted) {
+  const auto topic = unique_name("batch-interrupt");
+  const auto group = unique_name("g");
+  std::vector<std::pair<std::string, std::string>> items;
+  for (int i = 0; i < 6; ++i) items.emplace_back("w", numbered_key("w", i));
+  this->publish_all(topic, items);
+  std::atomic<bool> blocked_once{false}, started{false}, aborted{false};
+  std::vector<std::string> blocked; // written before `started`
+  batch_log after;
+  auto sub =
+      this->subscribe_batch(this->batch_options(topic, group, 8), [&](std::span<const envelope> b) -> task<void> {
+        if (!blocked_once.exchange(true)) {
+          for (const auto& e : b) blocked.emplace_back(e.value);
+          started = true;
+          asio::steady_timer until_back(co_await asio::this_coro::executor, 120s);
+          asio::error_code ec;
+          co_await until_back.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+          aborted = ec == asio::error::operation_aborted;
+          co_return error(errc::cancelled, "interrupted");
+        }
+        after.add(b);
+        co_return ok();
+      });
+  ASSERT_TRUE(this->wait_for([&] { return started.load(); }));
+  const auto at = std::chrono::steady_clock::now();
+  this->stop(sub);
+  const auto took = std::chrono::steady_clock::now() - at;
+  EXPECT_TRUE(aborted.load()) << "the batch handler's wait was not cancelled";
+  EXPECT_GE(took, TypeParam::drain_period - 100ms) << "stop() did not give the batch its drain period";
+  EXPECT_EQ(after.size(), 0u) << "messages were handled after the interrupted batch";
+  ASSERT_GT(blocked.size(), 1u) << "the backlog came one message at a time";
+
+  received_log second;
+  auto again = this->subscribe(this->options(topic, group), [&](const envelope& e) -> task<void> {
+    second.add(e);
+    co_return ok();
+  });
+  ASSERT_TRUE(this->wait_for([&] { return second.size() >= items.size(); }));
+  this->stop(again);
+  std::vector<std::string> seen, expected;
+  for (const auto& [k, v] : second.messages) seen.push_back(v);
+  for (const auto& [k, v] : items) expected.push_back(v);
+  EXPECT_EQ(seen, expected) << "part of the interrupted batch was committed";
+  EXPECT_EQ(seen.front(), blocked.front());
+}
+
+// One batch in flight per partition, partitions in parallel: a batch that waits for a message
+// of another partition sees it handled.
+TYPED_TEST_P(batch_event_bus_conformance, batches_of_different_partitions_run_in_parallel) {
+  const auto topic = unique_name("batch-parallel");
+  const auto first = this->publish_one(topic, "a", "warm-up");
+  std::string other_key;
+  for (int i = 0; i < 64 && other_key.empty(); ++i) {
+    const auto key = numbered_key("b", i);
+    if (this->publish_one(topic, key, "warm-up").partition != first.partition) other_key = key;
+  }
+  ASSERT_FALSE(other_key.empty()) << "the topic needs two partitions";
+  std::atomic<int> warmed{0};
+  std::atomic<bool> blocker_started{false}, other_ran{false}, blocker_done{false}, blocker_saw_other{false};
+  auto has = [](std::span<const envelope> b, std::string_view v) {
+    return std::any_of(b.begin(), b.end(), [&](const envelope& e) { return e.value == v; });
+  };
+  auto sub = this->subscribe_batch(
+      this->batch_options(topic, unique_name("g"), 8), [&](std::span<const envelope> b) -> task<void> {
+        if (has(b, "blocker")) {
+          blocker_started = true;
+          asio::steady_timer tick(co_await asio::this_coro::executor);
+          const auto until = std::chrono::steady_clock::now() + 10s;
+          while (!other_ran && std::chrono::steady_clock::now() < until) {
+            tick.expires_after(5ms);
+            co_await tick.async_wait(asio::use_awaitable);
+          }
+          blocker_saw_other = other_ran.load();
+          blocker_done = true;
+        }
+        if (has(b, "other")) other_ran = true;
+        warmed +=
+            static_cast<int>(std::count_if(b.begin(), b.end(), [](const envelope& e) { return e.value == "warm-up"; }));
+        co_return ok();
+      });
+  ASSERT_TRUE(this->wait_for([&] { return warmed.load() >= 2; }));
+  this->publish_one(topic, "a", "blocker");
+  ASSERT_TRUE(this->wait_for([&] { return blocker_started.load(); }));
+  this->publish_one(topic, other_key, "other");
+  ASSERT_TRUE(this->wait_for([&] { return blocker_done.load(); }));
+  this->stop(sub);
+  EXPECT_TRUE(blocker_saw_other.load()) << "the other partition waited for the blocked one";
+}
+
+TYPED_TEST_P(batch_event_bus_conformance, max_batch_zero_is_invalid_argument) {
+  auto o = this->batch_options(unique_name("t"), unique_name("g"), 0);
+  auto s = this->run(this->bus().subscribe_batch(o, [](std::span<const envelope>) -> task<void> { co_return ok(); }));
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error(), errc::invalid_argument);
+}
+
+REGISTER_TYPED_TEST_SUITE_P(batch_event_bus_conformance, batches_hold_consecutive_messages_of_one_partition_in_order,
+                            failed_batch_is_delivered_one_by_one_and_only_the_poison_is_dead_lettered,
+                            restarted_member_resumes_after_the_last_successful_batch,
+                            stop_leaves_a_batch_in_flight_uncommitted, batches_of_different_partitions_run_in_parallel,
+                            max_batch_zero_is_invalid_argument);
 
 } // namespace bulwark::test

@@ -72,5 +72,6 @@ namespace bulwark::test {
 INSTANTIATE_TYPED_TEST_SUITE_P(memory, repository_conformance, ::testing::Types<memory_repository_factory>);
 INSTANTIATE_TYPED_TEST_SUITE_P(memory, cache_conformance, ::testing::Types<memory_cache_factory>);
 INSTANTIATE_TYPED_TEST_SUITE_P(memory, event_bus_conformance, ::testing::Types<memory_event_bus_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(memory, batch_event_bus_conformance, ::testing::Types<memory_event_bus_factory>);
 INSTANTIATE_TYPED_TEST_SUITE_P(memory, ledger_conformance, ::testing::Types<memory_ledger_factory>);
 } // namespace bulwark::test

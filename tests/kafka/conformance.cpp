@@ -30,4 +30,5 @@ struct kafka_event_bus_factory {
 
 namespace bulwark::test {
 INSTANTIATE_TYPED_TEST_SUITE_P(kafka, event_bus_conformance, ::testing::Types<kafka_event_bus_factory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(kafka, batch_event_bus_conformance, ::testing::Types<kafka_event_bus_factory>);
 } // namespace bulwark::test

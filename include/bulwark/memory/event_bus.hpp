@@ -5,9 +5,12 @@
 // without key goes round-robin). Each consumer group keeps a committed offset per partition;
 // the partitions of a topic are spread over the group's members and rebalanced when one joins
 // or leaves. A member runs one worker per partition it owns and that has messages, so its
-// partitions are handled in parallel, one message in flight per partition (as on Kafka); each
-// worker delivers through detail::deliver (retries under the retry_policy, then the
-// dead-letter topic) and commits in order, so per-key order and at-least-once delivery hold.
+// partitions are handled in parallel, one message (or batch) in flight per partition (as on
+// Kafka); each worker delivers through detail::deliver_batch (retries under the retry_policy,
+// then the dead-letter topic) and commits in order, so per-key order and at-least-once delivery
+// hold. Batches (subscribe_batch, event_bus.hpp "Batches") are up to max_batch consecutive
+// messages from the partition's log as it stands when the worker takes them; subscribe() is
+// the same worker with batches of one (detail::one_at_a_time).
 //
 // Memory stays small: a partition drops the messages every group has committed, checked by
 // the committing worker every options::trim_every commits and whenever it caught up (never on
@@ -43,6 +46,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -51,6 +55,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -122,17 +127,22 @@ public:
   /// errc::rejected when the partition's backlog is full or the bus is stopping.
   task<delivery> publish(std::string_view topic, message m) { co_return state_->append(topic, std::move(m), false); }
 
-  /// Joins group o.group on o.topic; `handler` runs on the member's strand. Errors:
-  /// errc::invalid_argument (empty topic or group, no handler), errc::rejected (stopping).
+  /// Joins group o.group on o.topic; `handler` runs on the member's strand, one message at a
+  /// time per partition. Errors: errc::invalid_argument (empty topic or group, no handler),
+  /// errc::rejected (stopping).
   task<subscription> subscribe(subscribe_options o, message_handler handler) {
-    if (o.topic.empty() || o.group.empty())
-      co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
     if (!handler) co_return error(errc::invalid_argument, "subscribe needs a handler");
-    auto joined = state_->join(std::move(o), std::move(handler));
-    if (!joined) co_return joined.error();
-    auto m = std::move(joined).value();
-    asio::co_spawn(m->strand, member::run(m), asio::detached);
-    co_return subscription(std::move(m));
+    o.max_batch = 1;
+    co_return start_member(std::move(o), detail::one_at_a_time(std::move(handler)));
+  }
+
+  /// Joins group o.group on o.topic; `handler` gets up to o.max_batch consecutive messages of
+  /// one partition at a time, on the member's strand (event_bus.hpp, "Batches"). Errors: those
+  /// of subscribe(), and errc::invalid_argument for o.max_batch == 0.
+  task<subscription> subscribe_batch(subscribe_options o, batch_handler handler) {
+    if (!handler) co_return error(errc::invalid_argument, "subscribe_batch needs a handler");
+    if (o.max_batch == 0) co_return error(errc::invalid_argument, "subscribe_batch needs max_batch >= 1");
+    co_return start_member(std::move(o), std::move(handler));
   }
 
   /// Refuses new publishes and subscriptions, stops every member (each drains as
@@ -178,6 +188,15 @@ public:
   }
 
 private:
+  result<subscription> start_member(subscribe_options o, batch_handler handler) {
+    if (o.topic.empty() || o.group.empty()) return error(errc::invalid_argument, "subscribe needs a topic and a group");
+    auto joined = state_->join(std::move(o), std::move(handler));
+    if (!joined) return joined.error();
+    auto m = std::move(joined).value();
+    asio::co_spawn(m->strand, member::run(m), asio::detached);
+    return subscription(std::move(m));
+  }
+
   struct partition_log {
     std::deque<std::shared_ptr<const message>> log;
     std::int64_t base = 0;              // offset of log.front()
@@ -278,7 +297,7 @@ private:
       if (part.backlog) part.backlog->set(static_cast<double>(part.log.size()));
     }
 
-    result<std::shared_ptr<member>> join(subscribe_options o, message_handler handler) {
+    result<std::shared_ptr<member>> join(subscribe_options o, batch_handler handler) {
       std::lock_guard lock(mutex);
       if (stopping) return error(errc::rejected, "event bus is stopping");
       auto& t = topic_locked(o.topic);
@@ -334,18 +353,22 @@ private:
     }
   };
 
-  // One partition's worker of a member (strand only): delivers that partition's messages one
-  // at a time while the member owns it and it has messages.
+  // One partition's worker of a member (strand only): delivers that partition's messages a
+  // batch at a time while the member owns it and it has messages.
   struct partition_worker {
     explicit partition_worker(std::size_t p) : partition(p) {}
     std::size_t partition;
     asio::cancellation_signal interrupt; ///< bound to the worker's coroutine: stops its awaits
     bool running = false;
     bool waiting = false; ///< between two attempts (or parks): interrupted at once by a stop
+    // The batch in flight (kept between batches: no allocation per batch). `held` keeps the
+    // messages alive (a trim may drop them from the log), `batch` holds views into them.
+    std::vector<std::shared_ptr<const message>> held;
+    std::vector<envelope> batch;
   };
 
   struct member : std::enable_shared_from_this<member> {
-    member(state& s, topic_state& t, group_state& g, subscribe_options o, message_handler h)
+    member(state& s, topic_state& t, group_state& g, subscribe_options o, batch_handler h)
         : topic(&t), group(&g), opts(std::move(o)), dead_letter_topic(opts.dead_letter_topic_name()),
           handler(std::move(h)), strand(asio::make_strand(s.executor)), rng(std::random_device{}()) {
       for (std::size_t p = 0; p < t.partitions.size(); ++p) workers.push_back(std::make_shared<partition_worker>(p));
@@ -356,7 +379,7 @@ private:
     group_state* group;
     subscribe_options opts;
     std::string dead_letter_topic;
-    message_handler handler;
+    batch_handler handler;
     asio::strand<asio::any_io_executor> strand;
     asio::cancellation_signal grace_cancel; // ends the drain period's wait once drained
     std::mt19937_64 rng;
@@ -375,10 +398,12 @@ private:
       return std::any_of(workers.begin(), workers.end(), [](const auto& w) { return w->running; });
     }
 
-    // Under the lock: commits `handled` (an offset of partition p) if any, then takes the next
-    // message of p if this member still owns it and is not stopping; otherwise gives p up.
-    std::shared_ptr<const message> next_locked(std::size_t p, std::optional<std::int64_t> handled,
-                                               std::int64_t& offset) {
+    // Under the lock: commits through `handled` (an offset of partition p) if any, then, unless
+    // `give_up`, takes the next batch of p (up to opts.max_batch messages into `held`, the first
+    // at `offset`) if this member still owns it and is not stopping; otherwise gives p up.
+    // Returns whether it took a batch.
+    bool next_locked(std::size_t p, std::optional<std::int64_t> handled, bool give_up,
+                     std::vector<std::shared_ptr<const message>>& held, std::int64_t& offset) {
       auto& g = *group;
       auto& part = topic->partitions[p];
       if (handled) {
@@ -388,14 +413,18 @@ private:
       }
       auto& pos = g.committed[p];
       if (pos < part.base) pos = part.base;
-      if (!stop_requested && g.owner[p] == this && pos < part.end()) {
+      held.clear();
+      if (!give_up && !stop_requested && g.owner[p] == this && pos < part.end()) {
         offset = pos;
-        return part.log[static_cast<std::size_t>(pos - part.base)];
+        const auto first = part.log.begin() + (pos - part.base);
+        const auto n = std::min<std::int64_t>(part.end() - pos, static_cast<std::int64_t>(opts.max_batch));
+        held.assign(first, first + n);
+        return true;
       }
       g.in_flight[p] = nullptr;
       if (g.owner[p] && g.owner[p] != this) g.owner[p]->wake.notify();
       if (pos >= part.end()) state::trim_locked(*topic, p); // caught up: drop what all committed
-      return nullptr;
+      return false;
     }
 
     // Strand: starts a worker on every owned partition that has messages and no worker.
@@ -433,25 +462,33 @@ private:
       };
       const auto p = w->partition;
       std::optional<std::int64_t> handled;
+      bool give_up = false; // a batch ended interrupted: commit what it finished, take no more
       for (;;) {
-        std::shared_ptr<const message> msg;
         std::int64_t offset = 0;
+        bool took = false;
         {
           std::lock_guard lock(self->bus->mutex);
-          msg = self->next_locked(p, handled, offset);
+          took = self->next_locked(p, handled, give_up, w->held, offset);
         }
-        if (!msg) break;
-        const envelope e{self->topic->name, static_cast<std::int32_t>(p), offset, 1, msg->key, msg->value,
-                         msg->headers};
-        const auto outcome = co_await detail::deliver(e, self->handler, self->opts.retry, self->dead_letter_topic, park,
-                                                      wait, interrupted, self->rng);
-        if (outcome == detail::delivery_outcome::abandon) {
-          std::lock_guard lock(self->bus->mutex);
-          self->group->in_flight[p] = nullptr;
-          break;
+        handled.reset(); // committed
+        if (!took) break;
+        w->batch.clear();
+        for (const auto& msg : w->held)
+          w->batch.push_back({self->topic->name, static_cast<std::int32_t>(p), offset + std::ssize(w->batch), 1,
+                              msg->key, msg->value, msg->headers});
+        std::size_t done = 0;
+        if (w->batch.size() == 1) { // no deliver_batch frame: a one-message member costs what it did
+          const auto outcome = co_await detail::deliver(w->batch[0], self->handler, self->opts.retry,
+                                                        self->dead_letter_topic, park, wait, interrupted, self->rng);
+          done = outcome == detail::delivery_outcome::commit ? 1 : 0;
+        } else {
+          done = co_await detail::deliver_batch(w->batch, self->handler, self->opts.retry, self->dead_letter_topic,
+                                                park, wait, interrupted, self->rng);
         }
-        handled = offset;
+        if (done > 0) handled = offset + static_cast<std::int64_t>(done) - 1;
+        give_up = done < w->batch.size();
       }
+      w->held.clear(); // an idle partition keeps no message alive
       w->running = false;
       self->wake.notify();
     }
@@ -500,5 +537,6 @@ private:
 };
 
 static_assert(bulwark::event_bus<event_bus>, "memory::event_bus must model bulwark::event_bus");
+static_assert(bulwark::batch_event_bus<event_bus>, "memory::event_bus must model bulwark::batch_event_bus");
 
 } // namespace bulwark::memory

@@ -400,6 +400,14 @@ public:
       co_return co_await b->subscribe(std::move(opts), std::move(handler));
     }(inner_, plan_, std::move(o), std::move(h));
   }
+  /// Present when Bus models batch_event_bus; goes through op::subscribe as subscribe() does.
+  task<subscription> subscribe_batch(subscribe_options o, batch_handler h) requires batch_event_bus<Bus> {
+    return
+        [](Bus* b, std::shared_ptr<fault_plan> p, subscribe_options opts, batch_handler handler) -> task<subscription> {
+          BOOST_OUTCOME_CO_TRY(co_await p->before(op::subscribe));
+          co_return co_await b->subscribe_batch(std::move(opts), std::move(handler));
+        }(inner_, plan_, std::move(o), std::move(h));
+  }
   asio::awaitable<void> stop() { return inner_->stop(); }
 
 private:
@@ -411,5 +419,7 @@ static_assert(bulwark::repository<faulty_repository<memory::repository>>,
               "testing::faulty_repository must model bulwark::repository");
 static_assert(bulwark::cache<faulty_cache<memory::cache>>, "testing::faulty_cache must model bulwark::cache");
 static_assert(bulwark::event_bus<faulty_bus<memory::event_bus>>, "testing::faulty_bus must model bulwark::event_bus");
+static_assert(bulwark::batch_event_bus<faulty_bus<memory::event_bus>>,
+              "testing::faulty_bus must model bulwark::batch_event_bus");
 
 } // namespace bulwark::testing

@@ -9,6 +9,7 @@
 extern std::string payload; // a message's value
 extern std::string id;      // a trace id
 extern bulwark::message_handler handler;
+extern bulwark::batch_handler batch_handler;
 std::vector<bulwark::message> read_some();
 extern std::string user; // SASL credentials
 extern std::string password;

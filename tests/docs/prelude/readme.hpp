@@ -3,6 +3,7 @@
 #pragma once
 #include <bulwark/hazelcast.hpp>
 #include <bulwark/http.hpp>
+#include <bulwark/memory/event_bus.hpp>
 #include <bulwark/memory/repository.hpp>
 #include <bulwark/metrics.hpp>
 #include <bulwark/mysql.hpp>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 namespace http = bulwark::http;
@@ -26,4 +28,6 @@ struct item_store {
   bulwark::task<std::optional<bulwark::versioned>> get(std::string key);
 };
 extern item_store store;
+// The event-bus snippet stores a batch's values in one round trip.
+bulwark::task<void> store_all(std::vector<std::string> values);
 nlohmann::json to_json(const std::optional<bulwark::versioned>& item);

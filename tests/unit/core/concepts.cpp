@@ -52,6 +52,14 @@ struct bus {
   bulwark::task<subscription> subscribe(bulwark::subscribe_options, bulwark::message_handler);
   asio::awaitable<void> stop();
 };
+// The batch refinement: the archetype plus subscribe_batch; a near miss whose batch
+// subscription takes a handler of one message.
+struct batch_bus : bus {
+  bulwark::task<subscription> subscribe_batch(bulwark::subscribe_options, bulwark::batch_handler);
+};
+struct batch_bus_with_message_handler : bus {
+  bulwark::task<subscription> subscribe_batch(bulwark::subscribe_options, bulwark::message_handler);
+};
 struct bus_without_stop {
   struct subscription {};
   bulwark::task<bulwark::delivery> publish(std::string_view, bulwark::message);
@@ -89,6 +97,9 @@ static_assert(!bulwark::cache<archetype::cache_with_sync_get>);
 static_assert(bulwark::event_bus<archetype::bus>);
 static_assert(!bulwark::event_bus<archetype::bus_without_stop>);
 static_assert(!bulwark::event_bus<archetype::bus_that_cannot_stop>);
+static_assert(bulwark::batch_event_bus<archetype::batch_bus>);
+static_assert(!bulwark::batch_event_bus<archetype::bus>);
+static_assert(!bulwark::batch_event_bus<archetype::batch_bus_with_message_handler>);
 static_assert(!bulwark::repository<archetype::cache>);
 static_assert(!bulwark::synchronous_repository<archetype::repository>);
 static_assert(bulwark::synchronous_repository<archetype::synchronous_repository>);

@@ -1,6 +1,7 @@
-// detail::deliver, the one implementation of the event-bus delivery rules (retry under the
-// retry_policy, then the dead-letter topic, then commit), tested on its own: the waits between
-// attempts are recorded instead of slept, so every delay is checked exactly.
+// detail::deliver and detail::deliver_batch, the one implementation of the event-bus delivery
+// rules (retry under the retry_policy, then the dead-letter topic, then commit; a failed batch
+// delivered again one message at a time), tested on their own: the waits between attempts are
+// recorded instead of slept, so every delay is checked exactly.
 #include <bulwark/detail/delivery.hpp>
 
 #include "support/run.hpp"
@@ -9,6 +10,7 @@
 
 #include <map>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -41,8 +43,11 @@ struct delivery_test : ::testing::Test {
   envelope e{"orders", 2, 41, 1, "key-1", "payload", headers};
   bulwark::retry_policy policy{{10ms, 1000ms, 2.0, false}, 3, {}};
   std::vector<unsigned> attempts_seen;
+  // A member, not a literal: deliver() keeps a reference to it until its task completes.
+  const std::string dead_letter_topic = "orders.dlq";
 
-  delivery_outcome deliver(const bulwark::message_handler& handler) {
+  // Runs the awaitable `start(park, wait, interrupted, rng)` makes against the fake bus.
+  template <class Start> auto with_bus(Start start) {
     auto park = [this](const std::string& topic, message m) -> task<bulwark::delivery> {
       if (bus.park_failures > 0) {
         --bus.park_failures;
@@ -61,8 +66,20 @@ struct delivery_test : ::testing::Test {
     };
     auto interrupted = [this] { return bus.stop; };
     std::mt19937_64 rng(7);
-    return bulwark::test::run(ctx,
-                              bulwark::detail::deliver(e, handler, policy, "orders.dlq", park, wait, interrupted, rng));
+    return bulwark::test::run(ctx, start(park, wait, interrupted, rng));
+  }
+
+  delivery_outcome deliver(const bulwark::message_handler& handler) {
+    return with_bus([&](auto& park, auto& wait, auto& interrupted, auto& rng) {
+      return bulwark::detail::deliver(e, handler, policy, dead_letter_topic, park, wait, interrupted, rng);
+    });
+  }
+
+  // deliver_batch over `batch`: how many of its messages (a prefix) are done.
+  std::size_t deliver_batch(const bulwark::batch_handler& handler, const std::vector<envelope>& batch) {
+    return with_bus([&](auto& park, auto& wait, auto& interrupted, auto& rng) {
+      return bulwark::detail::deliver_batch(batch, handler, policy, dead_letter_topic, park, wait, interrupted, rng);
+    });
   }
 
   // A handler that fails (with `why`) until attempt `succeed_at`, recording each attempt.
@@ -214,3 +231,100 @@ TEST(retry_policy, counts_the_first_attempt_and_retries_all_but_permanent_errors
 }
 
 } // namespace
+
+// --- deliver_batch ---------------------------------------------------------------------------
+
+struct batch_delivery_test : delivery_test {
+  // Five consecutive messages of partition 2, offsets 40..44, values m0..m4.
+  std::vector<std::string> values{"m0", "m1", "m2", "m3", "m4"};
+  std::vector<envelope> batch;
+  std::vector<std::vector<std::string>> calls; // the values of each handler call, in order
+  batch_delivery_test() {
+    for (std::size_t i = 0; i < values.size(); ++i)
+      batch.push_back({"orders", 2, 40 + static_cast<std::int64_t>(i), 1, "key-1", values[i], headers});
+  }
+  // A batch handler that records each call and fails every call that holds `poison` (with
+  // errc::unavailable, or by throwing when `throws`).
+  bulwark::batch_handler failing_on(std::string poison, bool throws = false) {
+    return [this, poison, throws](std::span<const envelope> got) -> task<void> {
+      std::vector<std::string> seen;
+      bool bad = false;
+      for (const auto& m : got) {
+        seen.emplace_back(m.value);
+        bad = bad || m.value == poison;
+        attempts_seen.push_back(m.attempt);
+      }
+      calls.push_back(std::move(seen));
+      if (bad && throws) throw std::runtime_error("poison");
+      if (bad) co_return error(errc::unavailable, "cannot apply " + poison);
+      co_return bulwark::ok();
+    };
+  }
+  using values_t = std::vector<std::vector<std::string>>;
+};
+
+TEST_F(batch_delivery_test, a_successful_batch_is_one_call_and_commits_all) {
+  EXPECT_EQ(deliver_batch(failing_on("none"), batch), 5u);
+  EXPECT_EQ(calls, (values_t{{"m0", "m1", "m2", "m3", "m4"}}));
+  EXPECT_TRUE(bus.waits.empty());
+  EXPECT_TRUE(bus.parked.empty());
+}
+
+TEST_F(batch_delivery_test, a_failed_batch_goes_one_at_a_time_and_only_the_poison_is_parked) {
+  EXPECT_EQ(deliver_batch(failing_on("m2"), batch), 5u);
+  EXPECT_EQ(calls, (values_t{{"m0", "m1", "m2", "m3", "m4"}, {"m0"}, {"m1"}, {"m2"}, {"m2"}, {"m2"}, {"m3"}, {"m4"}}));
+  EXPECT_EQ(attempts_seen, (std::vector<unsigned>{1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 1, 1}))
+      << "the batch's messages are attempt 1, the one-at-a-time run counts the poison's retries";
+  EXPECT_EQ(bus.waits, (std::vector<std::chrono::milliseconds>{10ms, 20ms}));
+  ASSERT_EQ(bus.parked.size(), 1u);
+  EXPECT_EQ(bus.parked[0].second.value, "m2");
+  EXPECT_EQ(dead_headers()[std::string(bulwark::dead_letter_origin_offset)], "42");
+  EXPECT_EQ(dead_headers()[std::string(bulwark::dead_letter_attempts)], "3");
+}
+
+TEST_F(batch_delivery_test, a_batch_handler_that_throws_fails_the_batch) {
+  policy.max_attempts = 1;
+  EXPECT_EQ(deliver_batch(failing_on("m4", true), batch), 5u);
+  EXPECT_EQ(calls.size(), 6u) << "the batch, then its five messages one by one";
+  ASSERT_EQ(bus.parked.size(), 1u);
+  EXPECT_EQ(bus.parked[0].second.value, "m4");
+  EXPECT_NE(dead_headers()[std::string(bulwark::dead_letter_error)].find("handler threw: poison"), std::string::npos);
+}
+
+TEST_F(batch_delivery_test, a_batch_of_one_is_delivered_as_one_message) {
+  batch.resize(1);
+  EXPECT_EQ(deliver_batch(failing_on("m0"), batch), 1u);
+  EXPECT_EQ(calls, (values_t{{"m0"}, {"m0"}, {"m0"}})) << "no extra batch run before the retries";
+  EXPECT_EQ(attempts_seen, (std::vector<unsigned>{1, 2, 3}));
+  ASSERT_EQ(bus.parked.size(), 1u);
+}
+
+TEST_F(batch_delivery_test, a_batch_failing_after_an_interruption_is_abandoned_whole) {
+  auto handler = [this](std::span<const envelope> got) -> task<void> {
+    calls.emplace_back(got.size(), "x");
+    bus.stop = true; // a stop arrived while the batch ran, and cancelled it
+    co_return error(errc::cancelled, "cancelled");
+  };
+  EXPECT_EQ(deliver_batch(handler, batch), 0u);
+  EXPECT_EQ(calls.size(), 1u) << "no message of an interrupted batch is run again";
+  EXPECT_TRUE(bus.parked.empty());
+}
+
+TEST_F(batch_delivery_test, an_interruption_between_two_single_deliveries_commits_the_ones_before) {
+  auto poison = failing_on("m1");
+  auto handler = [this, poison](std::span<const envelope> got) -> task<void> {
+    if (got.size() == 1 && got[0].value == "m2") bus.stop = true; // the stop comes while m2 runs
+    co_return co_await poison(got);
+  };
+  policy.max_attempts = 1;
+  EXPECT_EQ(deliver_batch(handler, batch), 3u) << "m0, m1 (parked), m2 done; m3 and m4 left";
+  EXPECT_EQ(calls, (values_t{{"m0", "m1", "m2", "m3", "m4"}, {"m0"}, {"m1"}, {"m2"}}));
+  ASSERT_EQ(bus.parked.size(), 1u);
+}
+
+TEST_F(batch_delivery_test, an_abandoned_single_delivery_ends_the_batch_before_it) {
+  bus.interrupt_after_waits = 0; // the first retry wait is interrupted
+  EXPECT_EQ(deliver_batch(failing_on("m3"), batch), 3u) << "m0..m2 done, m3 abandoned, m4 not run";
+  EXPECT_EQ(calls, (values_t{{"m0", "m1", "m2", "m3", "m4"}, {"m0"}, {"m1"}, {"m2"}, {"m3"}}));
+  EXPECT_TRUE(bus.parked.empty());
+}

@@ -5,9 +5,14 @@
 // rebalance callback) and posts batches of messages to a strand on the caller's executor.
 // On the strand, every assigned partition has a worker that runs the handler for its messages
 // one at a time, in offset order, so messages with one key (one partition) keep their order.
+// A batch member (start_batch, event_bus.hpp "Batches") runs its handler over up to
+// subscribe_options::max_batch messages at a time: the front of the partition's queue, what
+// the member holds then (it never waits for more); a one-message member is the same worker
+// with batches of one.
 //
 // At-least-once: a message's offset is stored (rd_kafka_offset_store, offset + 1) only after
-// its handler succeeded, or after it was parked on the dead-letter topic; librdkafka commits
+// its handler succeeded, or after it was parked on the dead-letter topic (a batch's: the last
+// offset of the messages detail::deliver_batch finished); librdkafka commits
 // stored offsets every second, and the consumer commits synchronously when partitions are
 // revoked and on stop. Each message goes through detail::deliver (bulwark/detail/delivery.hpp:
 // retries under the subscription's retry_policy, then the dead-letter topic), the rules every
@@ -59,6 +64,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -69,6 +75,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -121,16 +128,20 @@ struct partition_worker {
   partition_worker(std::int32_t p, std::shared_ptr<partition_gate> g) : partition(p), gate(std::move(g)) {}
   std::int32_t partition;
   std::shared_ptr<partition_gate> gate; ///< counted every message in queue
-  std::deque<message_ptr> queue;        ///< front() is the message in flight while running
+  std::deque<message_ptr> queue;        ///< its front is the batch in flight while running
   bool running = false;
   bool revoked = false;
   bool waiting = false;                ///< between two attempts (or parks): a revoke or stop cancels at once
   asio::cancellation_signal interrupt; ///< bound to the worker's coroutine
   std::function<void()> on_drained;    ///< set by a revoke that waits for this worker
+  // The batch in flight: views into the queue's first messages, and each message's headers
+  // (kept between batches: no allocation per batch once they reached max_batch).
+  std::vector<envelope> batch;
+  std::vector<std::vector<header>> headers;
 };
 
 struct consumer_state : std::enable_shared_from_this<consumer_state> {
-  consumer_state(asio::any_io_executor ex, config c, subscribe_options o, message_handler h, dead_letter_publisher d)
+  consumer_state(asio::any_io_executor ex, config c, subscribe_options o, batch_handler h, dead_letter_publisher d)
       : cfg(std::move(c)), options(std::move(o)), handler(std::move(h)), publish_dead_letter(std::move(d)),
         strand(asio::make_strand(ex)), keep_running(asio::prefer(ex, asio::execution::outstanding_work.tracked)),
         rng(std::random_device{}()) {
@@ -153,8 +164,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::size_t bound() const { return std::max<std::size_t>(1, cfg.max_buffered_per_partition); }
 
   config cfg;
-  subscribe_options options;
-  message_handler handler;
+  subscribe_options options; ///< options.max_batch: 1 for a one-message member
+  batch_handler handler;
   dead_letter_publisher publish_dead_letter;
   asio::strand<asio::any_io_executor> strand;
   /// A running member is work: io_context::run() does not return while it consumes.
@@ -167,6 +178,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
   std::atomic<bool> assigned{false};
   std::atomic<std::size_t> assigned_partitions{0}; ///< gates.size(), for start()
   std::atomic<std::size_t> processed{0};
+  std::atomic<std::size_t> running_workers{0}; ///< worker coroutines not yet ended, for stop()
   // Buffering figures for stats().
   std::atomic<std::size_t> buffered{0}, max_buffered{0}, paused_partitions{0}, pauses{0}, resumes{0};
   // --- consumer thread only ---
@@ -471,6 +483,7 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       w->queue.push_back(std::move(p.message));
       if (!w->running) {
         w->running = true;
+        running_workers.fetch_add(1);
         idle.push_back(w);
       }
     }
@@ -507,27 +520,38 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
       co_return reached && !interrupted();
     };
     const std::string dead_letter_topic = self->options.dead_letter_topic_name();
-    std::vector<header> headers; // reused: no allocation for messages without headers
+    const auto max_batch = std::max<std::size_t>(1, self->options.max_batch);
     while (!self->interrupted(*w) && !w->queue.empty()) {
-      rd_kafka_message_t* m = w->queue.front().get();
-      const envelope e = make_envelope(m, headers);
-      const auto outcome = co_await bulwark::detail::deliver(e, self->handler, self->options.retry, dead_letter_topic,
-                                                             self->publish_dead_letter, wait, interrupted, self->rng);
-      if (outcome == bulwark::detail::delivery_outcome::abandon) break; // redelivered to the next owner
-      {
-        // A revoke that gave up on this handler closed the gate before its commit.
-        std::lock_guard lock(w->gate->m);
-        if (w->gate->revoked) break;
-        rd_kafka_offset_store(m->rkt, m->partition, m->offset);
-        w->gate->stored.store(m->offset + 1, std::memory_order_relaxed);
+      take_batch(*w, std::min(w->queue.size(), max_batch));
+      const auto done =
+          co_await bulwark::detail::deliver_batch(w->batch, self->handler, self->options.retry, dead_letter_topic,
+                                                  self->publish_dead_letter, wait, interrupted, self->rng);
+      if (done > 0) {
+        rd_kafka_message_t* last = w->queue[done - 1].get();
+        {
+          // A revoke that gave up on this handler closed the gate before its commit.
+          std::lock_guard lock(w->gate->m);
+          if (w->gate->revoked) break;
+          rd_kafka_offset_store(last->rkt, last->partition, last->offset);
+          w->gate->stored.store(last->offset + 1, std::memory_order_relaxed);
+        }
+        self->processed.fetch_add(done, std::memory_order_relaxed);
+        w->queue.erase(w->queue.begin(), w->queue.begin() + static_cast<std::ptrdiff_t>(done));
+        self->release(*w->gate, done); // resumes the partition at half the bound
       }
-      self->processed.fetch_add(1, std::memory_order_relaxed);
-      w->queue.pop_front();
-      self->release(*w->gate, 1); // resumes the partition at half the bound
+      if (done < w->batch.size()) break; // interrupted: the rest is redelivered to the next owner
     }
     w->running = false;
     if (self->interrupted(*w)) self->discard(*w);
     if (w->on_drained) std::exchange(w->on_drained, nullptr)();
+    self->running_workers.fetch_sub(1);
+  }
+
+  // The envelopes of the queue's first n messages (n >= 1) into w.batch.
+  static void take_batch(partition_worker& w, std::size_t n) {
+    if (w.headers.size() < n) w.headers.resize(n); // before any envelope points into it
+    w.batch.clear();
+    for (std::size_t i = 0; i < n; ++i) w.batch.push_back(make_envelope(w.queue[i].get(), w.headers[i]));
   }
 
   static envelope make_envelope(rd_kafka_message_t* m, std::vector<header>& headers) {
@@ -565,9 +589,33 @@ public:
   /// configuration), errc::timeout (no assignment within config::subscribe_timeout).
   static task<consumer> start(asio::any_io_executor ex, config cfg, subscribe_options o, message_handler h,
                               dead_letter_publisher dead_letters) {
+    if (!h) return error_task(error(errc::invalid_argument, "subscribe needs a handler"));
+    o.max_batch = 1;
+    return join(std::move(ex), std::move(cfg), std::move(o), bulwark::detail::one_at_a_time(std::move(h)),
+                std::move(dead_letters));
+  }
+
+  /// start() for a batch member: h gets up to o.max_batch consecutive messages of one
+  /// partition at a time (event_bus.hpp, "Batches"). Errors: those of start(), and
+  /// errc::invalid_argument for o.max_batch == 0.
+  static task<consumer> start_batch(asio::any_io_executor ex, config cfg, subscribe_options o, batch_handler h,
+                                    dead_letter_publisher dead_letters) {
+    if (!h) return error_task(error(errc::invalid_argument, "subscribe_batch needs a handler"));
+    if (o.max_batch == 0) return error_task(error(errc::invalid_argument, "subscribe_batch needs max_batch >= 1"));
+    return join(std::move(ex), std::move(cfg), std::move(o), std::move(h), std::move(dead_letters));
+  }
+
+  consumer(consumer&&) noexcept = default;
+  consumer& operator=(consumer&&) noexcept = default;
+  ~consumer() = default;
+
+private:
+  static task<consumer> error_task(error e) { co_return e; }
+
+  static task<consumer> join(asio::any_io_executor ex, config cfg, subscribe_options o, batch_handler h,
+                             dead_letter_publisher dead_letters) {
     if (o.topic.empty() || o.group.empty())
       co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
-    if (!h) co_return error(errc::invalid_argument, "subscribe needs a handler");
     auto s = std::make_shared<detail::consumer_state>(ex, cfg, o, std::move(h), std::move(dead_letters));
     const detail::property_list own{
         {"group.id", o.group},
@@ -635,10 +683,7 @@ public:
     co_return consumer(std::move(s));
   }
 
-  consumer(consumer&&) noexcept = default;
-  consumer& operator=(consumer&&) noexcept = default;
-  ~consumer() = default;
-
+public:
   /// Interrupts retry waits, gives the handlers in flight up to config::drain_timeout (then
   /// cancels them: their messages stay uncommitted), commits what was handled, leaves the
   /// group. Bounded by config::drain_timeout plus the group's leave round trip.
@@ -655,7 +700,9 @@ public:
     asio::post(s->strand, [s] { s->interrupt_waiting(); });
     asio::steady_timer timer(co_await asio::this_coro::executor);
     const auto deadline = std::chrono::steady_clock::now() + s->cfg.drain_timeout + s->cfg.session_timeout;
-    while (!s->thread_done.load() && std::chrono::steady_clock::now() < deadline) {
+    // The consumer thread is done once the group is left; a handler the drain cancelled may
+    // still be ending on the strand: stop() returns after it, as the concept asks.
+    while ((!s->thread_done.load() || s->running_workers.load() > 0) && std::chrono::steady_clock::now() < deadline) {
       timer.expires_after(std::chrono::milliseconds(5));
       co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     }

@@ -6,7 +6,8 @@
 //
 // Topics: publish relies on the brokers' auto-creation (or topics made beforehand);
 // subscribe creates its topic when missing (config::default_partitions and
-// default_replication_factor) so that the group has partitions to assign.
+// default_replication_factor) so that the group has partitions to assign. subscribe_batch
+// (bulwark::batch_event_bus) makes the same member with batches of up to max_batch messages.
 
 #include <bulwark/event_bus.hpp>
 #include <bulwark/kafka/admin.hpp>
@@ -68,22 +69,18 @@ public:
   /// errc::timeout, errc::unavailable (topic creation failed for want of brokers),
   /// errc::rejected (the bus is stopping).
   task<subscription> subscribe(subscribe_options o, message_handler h) {
-    if (o.topic.empty() || o.group.empty())
-      co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
-    if (members_->stopping()) co_return error(errc::rejected, "event bus is stopping");
-    topic_spec spec{o.topic, cfg_.default_partitions, cfg_.default_replication_factor, {}};
-    auto created = co_await admin_->ensure_topic(std::move(spec));
-    if (!created) co_return created.error();
-    dead_letter_publisher dead_letters = [p = producer_](const std::string& topic, message m) {
-      return p->publish(topic, std::move(m));
-    };
-    auto c = co_await consumer::start(ex_, cfg_, std::move(o), std::move(h), std::move(dead_letters));
-    if (!c) co_return c.error();
-    if (!members_->add(c.value().watch())) {
-      co_await c.value().stop(); // the bus began to stop while this member joined
-      co_return error(errc::rejected, "event bus is stopping");
-    }
-    co_return subscription(std::move(c).value());
+    if (!h) return error_task(error(errc::invalid_argument, "subscribe needs a handler"));
+    o.max_batch = 1;
+    return join(std::move(o), bulwark::detail::one_at_a_time(std::move(h)));
+  }
+
+  /// Joins as subscribe() does; h gets up to o.max_batch consecutive messages of one partition
+  /// at a time (event_bus.hpp, "Batches"; kafka::consumer::start_batch). Errors: those of
+  /// subscribe(), and errc::invalid_argument for o.max_batch == 0.
+  task<subscription> subscribe_batch(subscribe_options o, batch_handler h) {
+    if (!h) return error_task(error(errc::invalid_argument, "subscribe_batch needs a handler"));
+    if (o.max_batch == 0) return error_task(error(errc::invalid_argument, "subscribe_batch needs max_batch >= 1"));
+    return join(std::move(o), std::move(h));
   }
 
   /// Refuses new subscribes, stops every member this bus made (each drains as
@@ -99,6 +96,28 @@ public:
   const config& settings() const noexcept { return cfg_; }
 
 private:
+  static task<subscription> error_task(error e) { co_return e; }
+
+  // subscribe() and subscribe_batch(): a member whose batches hold up to o.max_batch messages.
+  task<subscription> join(subscribe_options o, batch_handler h) {
+    if (o.topic.empty() || o.group.empty())
+      co_return error(errc::invalid_argument, "subscribe needs a topic and a group");
+    if (members_->stopping()) co_return error(errc::rejected, "event bus is stopping");
+    topic_spec spec{o.topic, cfg_.default_partitions, cfg_.default_replication_factor, {}};
+    auto created = co_await admin_->ensure_topic(std::move(spec));
+    if (!created) co_return created.error();
+    dead_letter_publisher dead_letters = [p = producer_](const std::string& topic, message m) {
+      return p->publish(topic, std::move(m));
+    };
+    auto c = co_await consumer::start_batch(ex_, cfg_, std::move(o), std::move(h), std::move(dead_letters));
+    if (!c) co_return c.error();
+    if (!members_->add(c.value().watch())) {
+      co_await c.value().stop(); // the bus began to stop while this member joined
+      co_return error(errc::rejected, "event bus is stopping");
+    }
+    co_return subscription(std::move(c).value());
+  }
+
   // The members this bus made, so that stop() can stop them; a stopped or dropped member's
   // entry expires. Any thread.
   class member_list {
@@ -144,3 +163,4 @@ private:
 } // namespace bulwark::kafka
 
 static_assert(bulwark::event_bus<bulwark::kafka::event_bus>, "kafka::event_bus models bulwark::event_bus");
+static_assert(bulwark::batch_event_bus<bulwark::kafka::event_bus>, "kafka::event_bus models bulwark::batch_event_bus");
