@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, starts the test servers on free loopback ports, builds every target
-# but the benchmarks in the release preset (-O2 for the examples: a sixth less compile time than
-# the -O3 users get and the benchmarks measure, and GCC's optimising passes still run, where it
-# warns about what -O0 never shows it; -O1 for the tests, a third less compile time), runs the
-# whole suite with ctest there (README and docs snippets included), stops the servers (also on
-# failure or Ctrl-C), and runs the unit and conformance tests built with
+# but the benchmarks in the release preset (-O2 for the examples: a sixth to a quarter less
+# compile time than the -O3 users get and the benchmarks measure, and GCC's optimising passes
+# still run, where it warns about what -O0 never shows it; -O1 for the tests, a third less
+# compile time), runs the whole suite with ctest there (README and docs snippets included), stops
+# the servers (also on failure or Ctrl-C), and runs the unit and conformance tests built with
 # ASan+UBSan. Those two test executables are built only there, not also in the release build.
 # The sanitizer build starts first and runs beside everything else at the lowest priority: it
 # takes the CPU the release build leaves (its links, its last long files) and the release tests
