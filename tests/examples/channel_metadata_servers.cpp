@@ -191,8 +191,8 @@ protected:
     cms_.reset();
   }
 
-  // A write, a read, both healthchecks UP, the proxy to CRS.
-  void write_and_read() {
+  // A write, a read, both healthchecks UP, the proxy to CRS; the near cache's metrics when it is on.
+  void write_and_read(bool near_cache = true) {
     const std::string doc =
         R"({"countryCode":"GB","metadata":[{"name":"AT One","language":"English","type":"News"}],"product":"p"})";
     auto posted = call(cms_port_, "POST", "/api/channel-metadata/GB", doc);
@@ -212,9 +212,10 @@ protected:
     EXPECT_EQ(crs_health.body, R"({"status":"UP","components":{"database":{"status":"UP"},)"
                                R"("outageLog":{"status":"UP"},"bus":{"status":"UP"}}})");
     auto metrics = call(cms_port_, "GET", "/private/prometheus", {}, "").body;
-    for (auto* name : {"bulwark_write_through_cache_hits_total", "bulwark_circuit_breaker_state",
-                       "bulwark_near_cache_gets_total", "bulwark_http_requests_total"})
+    for (auto* name :
+         {"bulwark_write_through_cache_hits_total", "bulwark_circuit_breaker_state", "bulwark_http_requests_total"})
       EXPECT_NE(metrics.find(name), std::string::npos) << name;
+    EXPECT_EQ(metrics.find("bulwark_near_cache_gets_total") != std::string::npos, near_cache);
   }
 
   asio::io_context io_;
@@ -244,6 +245,16 @@ TEST_F(channel_metadata_servers, mysql_redis_kafka_write_and_read) {
   start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", redis_port}, shared_mysql());
   if (HasFatalFailure() || IsSkipped()) return;
   write_and_read();
+}
+
+// --near-cache=false: the write_through serves Redis itself (the path the benchmark's "shared" runs).
+TEST_F(channel_metadata_servers, mysql_redis_kafka_write_and_read_without_the_near_cache) {
+  BULWARK_REQUIRE_SERVER(mysql_host, "BULWARK_MYSQL_HOST");
+  BULWARK_REQUIRE_SERVER(redis_port, "BULWARK_REDIS_PORT");
+  start({"--backend", "mysql+redis", "--redis-host", "127.0.0.1", "--redis-port", redis_port, "--near-cache=false"},
+        shared_mysql());
+  if (HasFatalFailure() || IsSkipped()) return;
+  write_and_read(false);
 }
 
 TEST_F(channel_metadata_servers, mysql_hazelcast_kafka_write_and_read) {

@@ -193,11 +193,12 @@ template <class T> T on(asio::any_io_executor ex, asio::awaitable<T> op) {
 
 // CMS's flow over `cache` (the near cache or the shared cache itself), its routes and server,
 // from the flow's start to its stop.
-template <class Repository, class Cache, class Bus>
-int serve_cms(const config& c, std::span<const admin_asset> assets, bulwark::app::stop_signals& signals,
-              asio::any_io_executor ex, Repository& documents, Cache& cache, Bus& bus, std::vector<health_probe> probes,
-              std::shared_ptr<bulwark::metrics::registry> metrics, const std::function<void(const std::string&)>& log) {
-  using flow_type = bulwark::flows::write_through<Repository, Cache, Bus>;
+inline int serve_cms(const config& c, std::span<const admin_asset> assets, bulwark::app::stop_signals& signals,
+                     asio::any_io_executor ex, deferred_mysql& documents, document_cache& cache,
+                     bulwark::kafka::event_bus& bus, std::vector<health_probe> probes,
+                     std::shared_ptr<bulwark::metrics::registry> metrics,
+                     const std::function<void(const std::string&)>& log) {
+  using flow_type = bulwark::flows::write_through<deferred_mysql, document_cache, bulwark::kafka::event_bus>;
   const std::string_view program = "channel-metadata-store";
   const auto node = static_cast<std::uint16_t>(c.node_id != 0 ? c.node_id : 1 + ::getpid() % 4095);
   flow_type flow(documents, cache, bus, store_options<flow_type>(c, metrics, {}, node));
@@ -230,14 +231,14 @@ int serve_cms(const config& c, std::span<const admin_asset> assets, bulwark::app
   return 0;
 }
 
-// CMS over the shared cache `Shared` (redis::cache or hazelcast::cache), behind a near cache
-// unless --near-cache=false, from its start to its stop.
-template <class Shared> int run_cms_on(const config& c, std::span<const admin_asset> assets,
-                                       bulwark::app::stop_signals& signals, background_thread& bg, Shared& shared,
-                                       std::shared_ptr<bulwark::metrics::registry> metrics,
-                                       std::function<void(const std::string&)> log) {
+// CMS over the shared cache (redis::cache or hazelcast::cache), behind a near cache unless
+// --near-cache=false, from its start to its stop.
+inline int run_cms_on(const config& c, std::span<const admin_asset> assets, bulwark::app::stop_signals& signals,
+                      background_thread& bg, document_cache& shared,
+                      std::shared_ptr<bulwark::metrics::registry> metrics,
+                      std::function<void(const std::string&)> log) {
   using bus_type = bulwark::kafka::event_bus;
-  using near_type = bulwark::flows::near_cache<Shared, bus_type>;
+  using near_type = bulwark::flows::near_cache<document_cache, bus_type>;
   const auto ex = bg.executor();
   const std::string_view program = "channel-metadata-store";
 
@@ -273,14 +274,16 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
   const auto kafka_attempts = attempt_options("Kafka (" + kcfg.bootstrap_servers + ")", log);
   // One path with the near cache on or off: only the subscription (and the cache served) differ.
   std::optional<near_type> near;
+  std::optional<document_cache_over<near_type>> served_near;
   if (c.near_cache) {
-    typename near_type::options n;
+    near_type::options n;
     n.topic = invalidations;
     n.group_prefix = invalidations;
     n.instance_id = instance_name("cms");
     n.metrics = metrics;
     n.name = std::string(flow_name);
     near.emplace(shared, bus, n);
+    served_near.emplace(*near);
   }
   background_attempts kafka_start(
       [kafka_admin, topics, &near] {
@@ -289,8 +292,8 @@ template <class Shared> int run_cms_on(const config& c, std::span<const admin_as
       kafka_attempts);
   on(ex, kafka_start.first_attempt());
   kafka_start.start(ex);
-  const int code = near ? serve_cms(c, assets, signals, ex, documents, *near, bus, std::move(probes), metrics, log)
-                        : serve_cms(c, assets, signals, ex, documents, shared, bus, std::move(probes), metrics, log);
+  document_cache& served = served_near ? static_cast<document_cache&>(*served_near) : shared;
+  const int code = serve_cms(c, assets, signals, ex, documents, served, bus, std::move(probes), metrics, log);
   on(ex, kafka_start.stop());
   if (near) on(ex, near->stop());
   on(ex, bus.stop());
@@ -313,7 +316,8 @@ inline int run_cms_real(config c, std::span<const admin_asset> assets, bulwark::
     r.host = c.redis_host;
     r.port = c.redis_port;
     bulwark::redis::client client(ex, r);
-    bulwark::redis::cache shared(client, bulwark::redis::cache_options{c.cache_name + ":"});
+    bulwark::redis::cache redis_cache(client, bulwark::redis::cache_options{c.cache_name + ":"});
+    document_cache_over<bulwark::redis::cache> shared(redis_cache);
     const int code = detail::run_cms_on(c, assets, signals, bg, shared, metrics, log);
     detail::on(ex, client.stop());
     return code;
@@ -329,9 +333,11 @@ inline int run_cms_real(config c, std::span<const admin_asset> assets, bulwark::
   if (!members) return detail::fail("channel-metadata-store", "Hazelcast: " + members.error().message());
   bulwark::hazelcast::cache_options o;
   o.map = c.cache_name;
-  auto shared = bulwark::hazelcast::cache::create(members.value(), o);
-  if (!shared) return detail::fail("channel-metadata-store", "Hazelcast: " + shared.error().message());
-  return detail::run_cms_on(c, assets, signals, bg, shared.value(), metrics, log);
+  auto hazelcast_cache = bulwark::hazelcast::cache::create(members.value(), o);
+  if (!hazelcast_cache)
+    return detail::fail("channel-metadata-store", "Hazelcast: " + hazelcast_cache.error().message());
+  document_cache_over<bulwark::hazelcast::cache> shared(hazelcast_cache.value());
+  return detail::run_cms_on(c, assets, signals, bg, shared, metrics, log);
 }
 
 /// cache-retry-service on MySQL (the channel-metadata database and its own) + Kafka, until
