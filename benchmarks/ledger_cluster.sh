@@ -25,12 +25,7 @@ requests=${REQUESTS:-50000}
 in_flight=${IN_FLIGHT:-50}
 runs=${RUNS:-3}
 
-work=$(mktemp -d)
-export BULWARK_SERVERS_DIR="$work" REDIS_CLUSTER_ROOT="$work/cluster"
-cleanup() { scripts/servers/redis-cluster.sh down >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-scripts/servers/redis-cluster.sh up >/dev/null
-nodes=$(scripts/servers/redis-cluster.sh nodes)
+private_redis_cluster
 
 # once SHAPE IN_FLIGHT REQUESTS -> "ops/s latency-us client-CPU-us commands/apply"
 once() {

@@ -27,12 +27,7 @@ bench="$BUILD_DIR/benchmarks/redis/bulwark_redis_benchmark"
 requests=${REQUESTS:-400000}
 requests_pipelined=${REQUESTS_PIPELINED:-2000000}
 
-work=$(mktemp -d)
-export BULWARK_SERVERS_DIR="$work" REDIS_CLUSTER_ROOT="$work/cluster"
-cleanup() { scripts/servers/redis-cluster.sh down >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
-scripts/servers/redis-cluster.sh up >/dev/null
-nodes=$(scripts/servers/redis-cluster.sh nodes)
+private_redis_cluster
 first=${nodes%%,*}
 
 # redis_benchmark PIPELINE REQUESTS -> "set_rps get_rps"

@@ -131,6 +131,18 @@ private_redis() {
 }
 stop_private_redis() { [ -z "${redis_pid:-}" ] || { kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; } || true; }
 
+# private_redis_cluster -> a six-node Redis Cluster of the benchmark's own
+# (scripts/servers/redis-cluster.sh: three masters, three replicas, loopback) in a temporary
+# directory (sets work), stopped and removed on exit (an EXIT trap); sets nodes, the seeds
+# (host:port,...).
+private_redis_cluster() {
+  work=$(mktemp -d)
+  export BULWARK_SERVERS_DIR="$work" REDIS_CLUSTER_ROOT="$work/cluster"
+  trap 'scripts/servers/redis-cluster.sh down >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+  scripts/servers/redis-cluster.sh up >/dev/null
+  nodes=$(scripts/servers/redis-cluster.sh nodes)
+}
+
 # redis_section TITLE IN_FLIGHT PIPELINE REQUESTS SET_REQUESTS REFERENCE_LABEL BULWARK_LABEL
 # One section of the Redis comparisons: the caller's `redis_benchmark PIPELINE REQUESTS` ("set get"
 # ops/s) against its `bulwark OP IN_FLIGHT REQUESTS` (ops/s) for GET and SET; prints the section
