@@ -63,6 +63,24 @@ std::vector<bulwark::balance> initial_balances(const settings& s) {
   return b;
 }
 
+// Sets a Redis ledger's initial balances, running ctx until set_many answered (outside the
+// measurement: it also opens the connections). False, with the error on stderr, when it failed.
+template <class Ledger>
+bool set_balances(asio::io_context& ctx, Ledger& ledger, const std::vector<bulwark::balance>& balances) {
+  bool ready = false;
+  asio::co_spawn(
+      ctx,
+      [&]() -> asio::awaitable<void> {
+        auto r = co_await ledger.set_many(balances);
+        if (!r) std::cerr << "set_many failed: " << r.error().message() << "\n";
+        ready = r.has_value();
+      },
+      asio::detached);
+  while (!ready && ctx.run_one() > 0) {
+  }
+  return ready;
+}
+
 // This process's CPU time (user + system) in seconds: what a busy shared machine inflates less
 // than wall time.
 double cpu_seconds() {
@@ -140,19 +158,8 @@ int run_redis(const settings& s) {
   bulwark::redis::ledger ledger(bulwark::redis::client(ctx.get_executor(), o),
                                 {.key_prefix = "bench:ledger:", .retention = std::chrono::seconds(60)});
   // Initial balances and the connection, outside the measurement.
-  bool ready = false;
   auto balances = initial_balances(s);
-  asio::co_spawn(
-      ctx,
-      [&]() -> asio::awaitable<void> {
-        auto r = co_await ledger.set_many(balances);
-        if (!r) std::cerr << "set_many failed: " << r.error().message() << "\n";
-        ready = r.has_value();
-      },
-      asio::detached);
-  while (!ready && ctx.run_one() > 0) {
-  }
-  if (!ready) return 1;
+  if (!set_balances(ctx, ledger, balances)) return 1;
   run_state st;
   const double cpu_before = cpu_seconds();
   const double seconds = run_ledger(ctx, ledger, s, st, [&]() { return ledger.connection().stop(); });
@@ -279,7 +286,6 @@ int run_cluster(const settings& s) {
   const std::string prefix = s.shape == "tagged" ? "bench:{ledger" + stamp + "}:" : "bench:ledger" + stamp + ":";
   bulwark::redis::ledger ledger(bulwark::redis::client(ctx.get_executor(), o),
                                 {.key_prefix = prefix, .retention = std::chrono::seconds(60)});
-  bool ready = false;
   std::vector<bulwark::balance> balances;
   {
     std::string op;
@@ -289,17 +295,7 @@ int run_cluster(const settings& s) {
       for (const auto& a : adjustments) balances.push_back({a.key, start_balance});
     }
   }
-  asio::co_spawn(
-      ctx,
-      [&]() -> asio::awaitable<void> {
-        auto r = co_await ledger.set_many(balances);
-        if (!r) std::cerr << "set_many failed: " << r.error().message() << "\n";
-        ready = r.has_value();
-      },
-      asio::detached);
-  while (!ready && ctx.run_one() > 0) {
-  }
-  if (!ready) return 1;
+  if (!set_balances(ctx, ledger, balances)) return 1;
   run_state st;
   const std::string run_id = "op" + stamp + ":";
   const auto commands_before = ledger.connection().statistics().commands; // set_many's excluded
