@@ -51,6 +51,7 @@ struct settings {
   std::uint16_t port = 0;
   std::size_t threads = 2;
   int partitions = 8, replication = 3;
+  unsigned redis_replicas_acked = 0; // cluster: WAIT for this many replicas after each write
 };
 
 settings read_settings(int argc, char** argv, std::string name, const char* default_port) {
@@ -61,6 +62,8 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.threads = static_cast<std::size_t>(std::stoi(option(argc, argv, "--threads", "CHECKOUT_THREADS", "2")));
   s.redis = option(argc, argv, "--redis", "CHECKOUT_REDIS", "127.0.0.1:6379");
   s.redis_cluster = option(argc, argv, "--redis-cluster", "CHECKOUT_REDIS_CLUSTER", "");
+  s.redis_replicas_acked = static_cast<unsigned>(
+      std::stoul(option(argc, argv, "--redis-replicas-acked", "CHECKOUT_REDIS_REPLICAS_ACKED", "0")));
   s.kafka = option(argc, argv, "--kafka", "CHECKOUT_KAFKA", "127.0.0.1:9092");
   s.prefix = option(argc, argv, "--prefix", "CHECKOUT_PREFIX", "checkout");
   s.partitions = std::stoi(option(argc, argv, "--partitions", "CHECKOUT_PARTITIONS", "8"));
@@ -86,6 +89,7 @@ public:
     if (!s.redis_cluster.empty()) {
       bulwark::redis::cluster_options c;
       c.seeds = split(s.redis_cluster);
+      c.min_replicas_acked = s.redis_replicas_acked;
       redis_.emplace(context_.get_executor(), std::move(c));
     } else {
       auto ep = bulwark::http::endpoint::parse(s.redis);
