@@ -20,13 +20,19 @@ usage: checkout.py path/to/checkout
               [--kill order]           (a second order replica, order-b, takes the checkouts
                                         that order-a, SIGKILLed and left down, dropped, and
                                         finishes its sagas once their lease expired)
+              [--kill redis-master]    (on a private six-node Redis Cluster, the services
+                                        writing with --redis-replicas-acked 1: SIGKILL the
+                                        master of the payment ledger's slot, wait until its
+                                        replica took over, start it again as a replica)
 """
-import os
+import binascii
 import concurrent.futures
+import os
 import http.client
 import json
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,11 +53,14 @@ failover = {}  # port -> the port a request goes to when that one refuses or dro
 # The 1000 checkouts must all be answered within this (seconds), else the run fails at once with
 # the checkouts still outstanding, the services' saga metrics and their logs.
 checkout_deadline = float(os.environ.get("CHECKOUT_E2E_DEADLINE_S", "120"))
+teardown = []  # what fail() and the end of the run undo (a private Redis Cluster)
 
 
 def fail(why):
     for proc, log, _ in procs.values():
         proc.kill()
+    for undo in teardown:
+        undo()
     print("FAIL:", why)
     for name, (_, log, _) in procs.items():
         print(f"--- {name} log:")
@@ -74,14 +83,68 @@ def start(name, argv):
     fail(f"{name}: no 'listening on' line within 60 s")
 
 
+# --kill redis-master: a six-node cluster of this run's own (scripts/servers/redis-cluster.sh with
+# REDIS_CLUSTER_ROOT), since killing a master of the shared one would disturb every other test.
+cluster_names = ["n1", "n2", "n3", "n4", "n5", "n6"]
+cluster_env = None
+
+
+def cluster(*argv):
+    here = os.path.dirname(os.path.abspath(__file__))
+    control = os.path.join(here, "..", "..", "scripts", "servers", "redis-cluster.sh")
+    done = subprocess.run([control, *argv], env=cluster_env, capture_output=True, text=True, timeout=90)
+    if done.returncode != 0:
+        raise RuntimeError(f"redis-cluster.sh {' '.join(argv)}: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def private_cluster_up():
+    global cluster_env
+    servers = os.environ.get("BULWARK_REDIS_CLUSTER_SERVERS_DIR") or os.environ.get("BULWARK_SERVERS_DIR") \
+        or tempfile.mkdtemp(prefix="checkout-e2e-servers-")
+    cluster_env = dict(os.environ, BULWARK_SERVERS_DIR=servers,
+                       REDIS_CLUSTER_ROOT=os.path.join(servers, f"redis-cluster-private-checkout-{os.getpid()}"))
+    # Each node on its own, not `down`: that also stops other tests' private clusters.
+    teardown.append(lambda: ([cluster("stop", n) for n in cluster_names],
+                             shutil.rmtree(cluster_env["REDIS_CLUSTER_ROOT"], ignore_errors=True)))
+    cluster("up")
+    return cluster("nodes").strip()
+
+
+def cluster_master_of(slot):
+    # (node name, port) of the master serving `slot`, as node n1's view of the cluster says.
+    names = {int(port): name for name, port in (line.split()[:2] for line in cluster("ids").splitlines())}
+    for name in cluster_names:
+        port = next(p for p, n in names.items() if n == name)
+        view = subprocess.run(["redis-cli", "-p", str(port), "cluster", "nodes"], capture_output=True, text=True)
+        if view.returncode != 0 or not view.stdout:
+            continue  # this one is down: ask the next
+        for line in view.stdout.splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for part in fields[8:]:
+                lo, _, hi = part.partition("-")
+                if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                    p = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                    return names[p], p
+    return None, None
+
+
 if real:
     for var in ("BULWARK_REDIS_CLUSTER_NODES", "BULWARK_KAFKA_BOOTSTRAP"):
         if not os.environ.get(var):
             print(f"{var} is not set (scripts/servers.sh up redis-cluster kafka)")
             sys.exit(1 if os.environ.get("BULWARK_REQUIRE_SERVERS") else 77)
-    common = ["--redis-cluster", os.environ["BULWARK_REDIS_CLUSTER_NODES"].replace("\\", ""),
+    redis_nodes = os.environ["BULWARK_REDIS_CLUSTER_NODES"].replace("\\", "")
+    if kill == "redis-master":
+        redis_nodes = private_cluster_up()
+    common = ["--redis-cluster", redis_nodes,
               "--kafka", os.environ["BULWARK_KAFKA_BOOTSTRAP"].replace("\\", ""),
               "--prefix", f"ck{os.getpid()}-{int(time.time())}"]
+    if kill == "redis-master":
+        # A call waits out the failover (node timeout 2 s, then the election) rather than failing.
+        common += ["--redis-replicas-acked", "1", "--redis-timeout-ms", "15000"]
     order_bin, stock_bin, payment_bin = args[1:4]
     stock_port = start("stock", [stock_bin, "--port", "0"] + common)
     payment_port = start("payment", [payment_bin, "--port", "0"] + common)
@@ -219,14 +282,46 @@ def stalled(why):
             print(metrics_of(name, p))
     for a, b in failover.items():
         print(metrics_of("order-b", b))
+    if cluster_env:
+        print("--- the private Redis Cluster:", "; ".join(redis_failover) or "no master killed yet")
+        for name, port in (line.split()[:2] for line in cluster("ids").splitlines()):
+            view = subprocess.run(["redis-cli", "-p", port, "cluster", "nodes"], capture_output=True, text=True)
+            print(f"{name} ({port}) sees:\n{view.stdout.strip() or view.stderr.strip()}")
     sys.stdout.flush()
     fail(why)
+
+
+def kill_redis_master():
+    # The master of the payment ledger's slot ({<prefix>-payment-ledger}: every checkout writes
+    # there); the slot is CRC16 (XMODEM) of the hash tag, mod 16384.
+    prefix = common[common.index("--prefix") + 1]
+    slot = binascii.crc_hqx(f"{prefix}-payment-ledger".encode(), 0) % 16384
+    name, _ = cluster_master_of(slot)
+    if name is None:
+        raise RuntimeError(f"no master found for slot {slot}")
+    cluster("kill", name)
+    killed_at = time.monotonic()
+    # Started again only once a replica serves the slot: a node started before that would come
+    # back as its master with no data (the test cluster keeps nothing on disk).
+    while (owner := cluster_master_of(slot)[0]) in (None, name):
+        if time.monotonic() - killed_at > 30:
+            raise RuntimeError(f"no replica took over slot {slot} from {name} within 30 s")
+        time.sleep(0.2)
+    redis_failover.append(f"{name} (master of slot {slot}) killed, {owner} took over in "
+                          f"{time.monotonic() - killed_at:.1f} s")
+    cluster("start", name)
+
+
+redis_failover = []
 
 
 def kill_and_restart():
     # Once a few checkouts are under way: SIGKILL the service, start it again on its port (an
     # order replica stays down: order-b finishes its sagas).
     time.sleep(0.5)
+    if kill == "redis-master":
+        kill_redis_master()
+        return
     proc, log, argv = procs[kill]
     proc.kill()
     proc.wait()
@@ -315,6 +410,10 @@ for name in sorted(procs, key=lambda n: n != "order"):  # the saga driver first
         fail(f"{name} exited with status {code}")
     if ": stopping" not in open(log).read():
         fail(f"{name}: no graceful stop in the log")
-print(f"checkout e2e ({'real' if real else 'memory'} mode, setup {setup_took:.1f} s, {time.monotonic() - script_began:.0f} s in all{(', order-a killed, order-b took over' if kill == 'order' else ', ' + kill + ' killed and restarted') if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
+for undo in teardown:
+    undo()
+if kill == "redis-master" and not redis_failover:
+    fail("the Redis master was never killed")
+print(f"checkout e2e ({'real' if real else 'memory'} mode, setup {setup_took:.1f} s, {time.monotonic() - script_began:.0f} s in all{(', order-a killed, order-b took over' if kill == 'order' else ', ' + '; '.join(redis_failover) + ', started again as a replica' if kill == 'redis-master' else ', ' + kill + ' killed and restarted') if kill else ''}): contract rows as expected; 1000 concurrent checkouts: {succeeded} succeeded, "
       f"stock {stock}, total credit {credit} ({took:.1f} s; answer times p50 {latencies[len(latencies) // 2]:.2f} s, "
       f"max {latencies[-1]:.2f} s, {slow} over 5 s{effort}); clean stop on SIGTERM ({', '.join(stops)})")

@@ -51,7 +51,8 @@ struct settings {
   std::uint16_t port = 0;
   std::size_t threads = 2;
   int partitions = 8, replication = 3;
-  unsigned redis_replicas_acked = 0; // cluster: WAIT for this many replicas after each write
+  unsigned redis_replicas_acked = 0;             // cluster: WAIT for this many replicas after each write
+  std::chrono::milliseconds redis_timeout{2000}; // cluster: one call, redirections and retries included
 };
 
 settings read_settings(int argc, char** argv, std::string name, const char* default_port) {
@@ -64,6 +65,8 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.redis_cluster = option(argc, argv, "--redis-cluster", "CHECKOUT_REDIS_CLUSTER", "");
   s.redis_replicas_acked = static_cast<unsigned>(
       std::stoul(option(argc, argv, "--redis-replicas-acked", "CHECKOUT_REDIS_REPLICAS_ACKED", "0")));
+  s.redis_timeout = std::chrono::milliseconds(
+      std::stoll(option(argc, argv, "--redis-timeout-ms", "CHECKOUT_REDIS_TIMEOUT_MS", "2000")));
   s.kafka = option(argc, argv, "--kafka", "CHECKOUT_KAFKA", "127.0.0.1:9092");
   s.prefix = option(argc, argv, "--prefix", "CHECKOUT_PREFIX", "checkout");
   s.partitions = std::stoi(option(argc, argv, "--partitions", "CHECKOUT_PARTITIONS", "8"));
@@ -85,11 +88,13 @@ std::vector<std::string> split(const std::string& list) {
 // The one thread every Redis and Kafka call runs on, and the clients on it.
 class home {
 public:
-  explicit home(const settings& s) {
+  // metrics: the Kafka bus's consumer lag and backlog gauges go there too.
+  home(const settings& s, std::shared_ptr<bulwark::metrics::registry> metrics) {
     if (!s.redis_cluster.empty()) {
       bulwark::redis::cluster_options c;
       c.seeds = split(s.redis_cluster);
       c.min_replicas_acked = s.redis_replicas_acked;
+      c.request_timeout = s.redis_timeout;
       redis_.emplace(context_.get_executor(), std::move(c));
     } else {
       auto ep = bulwark::http::endpoint::parse(s.redis);
@@ -107,6 +112,7 @@ public:
     cfg.drain_timeout = std::chrono::milliseconds(2000);
     cfg.default_partitions = s.partitions;
     cfg.default_replication_factor = s.replication;
+    cfg.metrics = std::move(metrics);
     auto bus = kafka_bus::create(context_.get_executor(), cfg);
     if (!bus) throw std::runtime_error("kafka: " + bus.error().message());
     bus_.emplace(std::move(bus).value());
@@ -205,7 +211,7 @@ int run_stock_service(int argc, char** argv) {
   return guarded("stock-service", [&] {
     const auto s = read_settings(argc, argv, "stock-service", "8002");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
-    home h(s);
+    home h(s, metrics);
     h.ensure_topic(s, stock_topic(s.prefix));
     redis_ledger stock(h.redis(), {.key_prefix = ns(s, "stock-ledger")});
     redis_repository items(h.redis(), {.key_prefix = ns(s, "stock-items")});
@@ -234,7 +240,7 @@ int run_payment_service(int argc, char** argv) {
   return guarded("payment-service", [&] {
     const auto s = read_settings(argc, argv, "payment-service", "8003");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
-    home h(s);
+    home h(s, metrics);
     h.ensure_topic(s, pay_topic(s.prefix));
     redis_ledger credit(h.redis(), {.key_prefix = ns(s, "payment-ledger")});
     redis_repository records(h.redis(), {.key_prefix = ns(s, "payment-participant")});
@@ -274,7 +280,7 @@ int run_order_service(int argc, char** argv) {
     auto payment_at = bulwark::http::endpoint::parse(payment_url);
     if (!stock_at || !payment_at) throw std::invalid_argument("--stock-url and --payment-url are host:port");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
-    home h(s);
+    home h(s, metrics);
     h.ensure_topic(s, pay_topic(s.prefix));
     h.ensure_topic(s, stock_topic(s.prefix));
     bulwark::saga::orchestrator_options so;
