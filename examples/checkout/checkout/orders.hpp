@@ -25,9 +25,11 @@
 #include <bulwark/saga.hpp>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -169,38 +171,74 @@ private:
   }
 
   bulwark::task<response> checkout_here(std::string id) {
-    // Bounded: each round either answers or lost one compare-and-set to another request.
+    // Bounded: each round either answers, lost one compare-and-set to another request, or met a
+    // store error that may pass (then it waits, up to answer_timeout in all: see wait_out).
+    const auto give_up = opts_.clock.now() + opts_.answer_timeout;
+    bulwark::clock::duration pause = std::chrono::milliseconds(20);
     for (int round = 0; round < 16; ++round) {
       auto got = co_await load(id);
-      if (!got) co_return got.error();
+      if (!got) {
+        const bool again = co_await wait_out(got.error(), give_up, pause);
+        if (again) continue;
+        co_return got.error();
+      }
       if (!got.value()) co_return order_not_found(id);
       auto& [r, version] = *got.value();
       if (r.paid) co_return bulwark::http::text(200, "Checkout successful");
       if (r.checkout == checkout_state::running) {
-        // Another request's attempt (or one a crash left): join it, unless it is already over.
+        // Another request's attempt (or one a crash left, or ours whose write's answer was
+        // lost): join it, unless it is already over.
         auto status = co_await sagas_.status(saga_id(id, r.attempt));
-        if (!status) co_return status.error();
+        if (!status) {
+          const bool again = co_await wait_out(status.error(), give_up, pause);
+          if (again) continue;
+          co_return status.error();
+        }
         if (status.value() && status.value()->state == bulwark::saga::saga_state::compensated) {
           auto marked = co_await mark_failed(id, r.attempt);
           (void)marked;
           continue; // a new attempt
         }
-        co_return co_await await_attempt(id, r);
+        co_return co_await await_attempt(id, r, give_up);
       }
       r.attempt += 1;
       r.checkout = checkout_state::running;
       auto put = co_await store(id, r, version);
-      if (put) co_return co_await await_attempt(id, r);
-      if (put.error() != bulwark::errc::conflict) co_return put.error();
+      if (put) co_return co_await await_attempt(id, r, give_up);
+      if (put.error() == bulwark::errc::conflict) continue;
+      // Unavailable or timed out: the write may have been applied; the next round reads it back.
+      const bool again = co_await wait_out(put.error(), give_up, pause);
+      if (!again) co_return put.error();
     }
     co_return bulwark::error(bulwark::errc::conflict, "order " + id + " kept changing; try again");
   }
 
+  // A store or saga-log call failed. When the error may pass (errc::unavailable: a Redis master
+  // failing over, a connection being re-established; errc::timeout) and the answer deadline
+  // leaves time, waits `pause` (doubling it, up to 1 s) and says to try again: every step of a
+  // checkout is idempotent (a lost write's answer shows on the next read as this attempt,
+  // running, and start() of an existing saga joins it), so the client gets a business answer
+  // (200 or 400) rather than a 5xx for an outage that passes within the deadline.
+  asio::awaitable<bool> wait_out(const bulwark::error& e, bulwark::clock::time_point give_up,
+                                 bulwark::clock::duration& pause) {
+    if (e != bulwark::errc::unavailable && e != bulwark::errc::timeout) co_return false;
+    if (opts_.clock.now() + pause >= give_up) co_return false;
+    const bool reached = co_await opts_.clock.wait_for(pause);
+    (void)reached;
+    pause = std::min<bulwark::clock::duration>(pause * 2, std::chrono::seconds(1));
+    co_return true;
+  }
+
   // Starts (or joins) the attempt's saga and answers with its final outcome.
-  bulwark::task<response> await_attempt(std::string id, order_record r) {
+  bulwark::task<response> await_attempt(std::string id, order_record r, bulwark::clock::time_point give_up) {
     const auto sid = saga_id(id, r.attempt);
+    bulwark::clock::duration pause = std::chrono::milliseconds(20);
     auto started = co_await sagas_.start(sid, context_for(id, r));
-    if (!started) co_return started.error();
+    while (!started) {
+      const bool again = co_await wait_out(started.error(), give_up, pause);
+      if (!again) co_return started.error();
+      started = co_await sagas_.start(sid, context_for(id, r));
+    }
     auto outcome = co_await sagas_.outcome(sid, opts_.clock.now() + opts_.answer_timeout);
     if (!outcome && outcome.error() == bulwark::errc::timeout) {
       // Before the pivot it compensates now; past it (rejected) it goes on to completion.
