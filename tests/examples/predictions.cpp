@@ -178,6 +178,11 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c.value().kafka, "127.0.0.1:9092");
   EXPECT_EQ(c.value().role, pr::role_kind::consumer);
+  EXPECT_EQ(c.value().linger, 5ms);
+  c = pr::parse_config({"--backend", "real", "--linger-ms", "20"}, env);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.value().linger, 20ms);
+  EXPECT_FALSE(pr::parse_config({"--linger-ms", "1001"}, none));
   EXPECT_FALSE(pr::parse_config({"--port", "70000"}, none));
   EXPECT_FALSE(pr::parse_config({"--colour", "blue"}, none));
   EXPECT_FALSE(pr::parse_config({"--port"}, none));

@@ -238,6 +238,7 @@ inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
   k.drain_timeout = std::chrono::seconds(5);
   k.admin_timeout = std::chrono::seconds(10);
   k.stop_timeout = std::chrono::seconds(5);
+  k.linger = c.linger;
   auto made = bulwark::kafka::event_bus::create(ex, k);
   if (!made) {
     std::cerr << "predictions: kafka: " << made.error().message() << "\n";
