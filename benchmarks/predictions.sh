@@ -9,8 +9,10 @@
 # Load: `loadgen -c $CONNECTIONS -d $DURATION -f data.json` (tools/loadgen, closed model: each
 # connection sends its next prediction when the previous one was answered) posting the data set
 # generator's predictions in turn. An ingestion API is driven by many clients: the default 1,000
-# connections keep enough requests in flight for the producer to fill its batches (64 measured
-# what the cluster gives 64 messages in flight, about a hundred a second). Accepted/s
+# connections keep enough requests in flight for the producer to fill its batches (with 64 the
+# script measured what the cluster gives 64 messages in flight: about 1,000/s on a quiet
+# machine, a few hundred under load). `--linger-ms` stays the library's 5 ms, as raw_window's.
+# Accepted/s
 # is the servers' own count (predictions_inputs_total{outcome="accepted"} over the run), not
 # the client's. The lag is predictions_lag_seconds (from the 202's timestamp at the API to the
 # count in the aggregates, which GET /live reads directly; the pages' streams add at most the
