@@ -6,14 +6,19 @@
 #   real    `predictions --role api` and two `--role consumer` replicas on the 3-broker Kafka
 #           (a topic of 12 partitions, RF 3, min ISR 2), MariaDB (the logs) and Redis (the
 #           aggregates)
-# Load: `wrk -t1 -c$CONNECTIONS -d$DURATION` posting the data set generator's predictions in
-# turn (examples/predictions/wrk_post.lua; loadgen replaces wrk once it is merged). Accepted/s
+# Load: `loadgen -c $CONNECTIONS -d $DURATION -f data.json` (tools/loadgen, closed model: each
+# connection sends its next prediction when the previous one was answered) posting the data set
+# generator's predictions in turn. An ingestion API is driven by many clients: the default 1,000
+# connections keep enough requests in flight for the producer to fill its batches (with 64 the
+# script measured what the cluster gives 64 messages in flight: about 1,000/s on a quiet
+# machine, a few hundred under load). `--linger-ms` stays the library's 5 ms, as raw_window's.
+# Accepted/s
 # is the servers' own count (predictions_inputs_total{outcome="accepted"} over the run), not
 # the client's. The lag is predictions_lag_seconds (from the 202's timestamp at the API to the
 # count in the aggregates, which GET /live reads directly; the pages' streams add at most the
 # push interval, 200 ms), its p99 the upper bound of the bucket holding the 99th percentile,
 # summed over the consumers; measured until the consumers caught up (bounded: 120 s).
-# Per run it also prints wrk's request latency (p50, p99), the CPU time each process spent per
+# Per run it also prints loadgen's request latency (p50, p99), the CPU time each process spent per
 # accepted input over the run and the consumers' catch-up (the API, the consumers, and the
 # servers when the script started them: the brokers, mariadbd, redis-server), and the load
 # average before and after: the machine is shared, and a figure means little without them.
@@ -21,7 +26,7 @@
 # interpreted code and compile it for their first minutes (the first version of this script
 # measured them cold). Real mode also measures the ceiling the cluster sets: benchmarks/kafka/
 # raw_window.c, raw librdkafka with the producer's settings keeping as many messages in flight as
-# wrk has connections, on a topic of the same shape, just before the API's run
+# loadgen has connections, on a topic of the same shape, just before the API's run
 # (`ratio_real_to_raw_librdkafka:` = the API's accepted/s over it; about 1 means the cluster, not
 # the example or the library, bounds the figure).
 # Prints every run and ends with:
@@ -31,7 +36,8 @@
 #
 # Environment: BUILD_DIR (an existing release build; default: build the `predictions` target in
 # build/release), DURATION (10s), WARMUP (30s of the same load before the measured run, not
-# counted; 0: none), CONNECTIONS (64), SERVERS_ENV (an env file of running servers,
+# counted; 0: none), CONNECTIONS (1000; the file-descriptor limit must allow it twice, the
+# server's max_connections is 10,000), SERVERS_ENV (an env file of running servers,
 # as scripts/servers.sh writes; default: start MariaDB, Redis and Kafka of the script's own under
 # a temporary BULWARK_SERVERS_DIR and stop them at the end; on servers given this way the run's
 # table, Redis keys and both topics are deleted after it), MODES ("memory real").
@@ -42,16 +48,22 @@ source scripts/lib.sh
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-30s}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-1000}
 MODES=${MODES:-memory real}
 if [ -z "${BUILD_DIR:-}" ]; then
   BUILD_DIR=build/release
   cmake --preset release >/dev/null
-  cmake --build "$BUILD_DIR" --target predictions >/dev/null
+  cmake --build "$BUILD_DIR" --target predictions loadgen >/dev/null
 fi
 BIN="$BUILD_DIR/examples/predictions/predictions"
+LOADGEN="$BUILD_DIR/tools/loadgen/loadgen"
 [ -x "$BIN" ] || { echo "no $BIN: build the predictions target" >&2; exit 1; }
-command -v wrk >/dev/null || { echo "needs wrk (scripts/install-deps.sh --all)" >&2; exit 1; }
+[ -x "$LOADGEN" ] || { echo "no $LOADGEN: build the loadgen target" >&2; exit 1; }
+# loadgen's connections and the API's, each a descriptor, in this shell's processes.
+[ "$(ulimit -n)" -ge $((2 * CONNECTIONS + 256)) ] || ulimit -n $((2 * CONNECTIONS + 256)) || {
+  echo "CONNECTIONS=$CONNECTIONS needs $((2 * CONNECTIONS + 256)) file descriptors (ulimit -n)" >&2
+  exit 1
+}
 
 tmp=$(mktemp -d /tmp/bulwark-predictions-bench.XXXXXX)
 pids=()
@@ -65,7 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 examples/predictions/dataset.py -n 20000 --seed 1 --lines >"$tmp/data.jsonl"
+python3 examples/predictions/dataset.py -n 20000 --seed 1 >"$tmp/data.json"
 if [[ " $MODES " == *" real "* ]]; then
   # shellcheck disable=SC2046
   cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
@@ -162,7 +174,7 @@ wait_counted() {
   echo "$counted"
 }
 
-# seconds_of DURATION -> wrk's duration (10, 10s, 2m, 1h) in seconds.
+# seconds_of DURATION -> a duration (10, 10s, 2m, 1h) in seconds.
 seconds_of() {
   case $1 in
     *h) echo $((${1%h} * 3600)) ;;
@@ -172,14 +184,16 @@ seconds_of() {
   esac
 }
 
-# load_for SECONDS PORT LOG -> wrk posting the data set to the API for SECONDS.
+# load_for DURATION PORT NAME -> loadgen posting the data set to the API for DURATION; its
+# summary in $tmp/NAME.log, its JSON summary in $tmp/NAME.json. Exit status 1 (a request that
+# did not get a 2xx) is reported in the run's line, not fatal.
 load_for() {
-  PREDICTIONS_DATA="$tmp/data.jsonl" wrk -t1 -c"$CONNECTIONS" -d"$1" --latency -s examples/predictions/wrk_post.lua \
-    "http://127.0.0.1:$2" >"$3" 2>&1
+  "$LOADGEN" -f "$tmp/data.json" -c "$CONNECTIONS" -d "$1" -q --json "$tmp/$3.json" \
+    "http://127.0.0.1:$2/input" >"$tmp/$3.log" 2>&1 || true
 }
 
 # run MODE API_PID CONSUMER_PIDS API_PORT CONSUMER_PORTS... -> a warm-up (WARMUP, not counted:
-# freshly started brokers run interpreted code and compile for their first minute), wrk against
+# freshly started brokers run interpreted code and compile for their first minute), loadgen against
 # the API for DURATION, then waits until the consumers counted everything accepted; prints the
 # run and sets accepted_rate and p99. CONSUMER_PIDS: a space-separated list (empty when the API
 # process consumes too).
@@ -188,12 +202,12 @@ run() {
   local before after counted start_ns end_ns caught_ns seconds load_before kafka_pids mysql_pids redis_pids
   kafka_pids=$(server_pids kafka) mysql_pids=$(server_pids mysql) redis_pids=$(server_pids redis)
   if [ "$WARMUP" != 0 ]; then
-    load_for "$WARMUP" "$api" "$tmp/wrk-$mode-warmup.log"
+    load_for "$WARMUP" "$api" "load-$mode-warmup"
     wait_counted "$(accepted "$api")" "$@" >/dev/null
   fi
   if [ "$mode" = real ]; then
-    # The ceiling: raw librdkafka, the producer's settings, the same number in flight as wrk's
-    # connections, on the same (warm) cluster, a topic of the same shape, just before the run.
+    # The ceiling: raw librdkafka, the producer's settings, the same number in flight as
+    # loadgen's connections, on the same (warm) cluster, a topic of the same shape, just before the run.
     ceiling=$("$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" "${PREDICTIONS_TOPIC}_raw" "$PREDICTIONS_PARTITIONS" \
       "$CONNECTIONS" "$(seconds_of "$DURATION")" 2> >(grep -v '^%' >&2))
     echo "$ceiling (load average $(load))"
@@ -208,7 +222,7 @@ run() {
   consumers_t0=$(cpu_ticks $consumer_pids) kafka_t0=$(cpu_ticks $kafka_pids) mysql_t0=$(cpu_ticks $mysql_pids) \
     redis_t0=$(cpu_ticks $redis_pids)
   start_ns=$(date +%s%N)
-  load_for "$DURATION" "$api" "$tmp/wrk-$mode.log"
+  load_for "$DURATION" "$api" "load-$mode"
   end_ns=$(date +%s%N)
   after=$(accepted "$api")
   seconds=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
@@ -229,10 +243,11 @@ run() {
   [ -n "$mysql_pids" ] && cpu_line+=", mariadbd $(per $((mysql_t1 - mysql_t0))) us"
   [ -n "$redis_pids" ] && cpu_line+=", redis-server $(per $((redis_t1 - redis_t0))) us"
   local lat50 lat99 catch_up
-  lat50=$(awk '$1 == "50%" { print $2 }' "$tmp/wrk-$mode.log")
-  lat99=$(awk '$1 == "99%" { print $2 }' "$tmp/wrk-$mode.log")
+  latency() { python3 -c 'import json, sys; print("%.1fms" % json.load(open(sys.argv[1]))["latency_ms"][sys.argv[2]])' "$@"; }
+  lat50=$(latency "$tmp/load-$mode.json" p50)
+  lat99=$(latency "$tmp/load-$mode.json" p99)
   catch_up=$(awk -v a="$end_ns" -v b="$caught_ns" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
-  echo "$mode: accepted $n in ${seconds}s = $accepted_rate/s; counted $((counted - before)) of $n (all by ${catch_up}s after the load); lag p99 <= ${p99}s; request latency p50 $lat50 p99 $lat99 (wrk -c$CONNECTIONS); CPU per accepted input: $cpu_line; load average before $load_before, after $(load); wrk: $(grep -E 'Requests/sec|Non-2xx|Socket errors' "$tmp/wrk-$mode.log" | tr -s ' ' | tr '\n' ' ')"
+  echo "$mode: accepted $n in ${seconds}s = $accepted_rate/s; counted $((counted - before)) of $n (all by ${catch_up}s after the load); lag p99 <= ${p99}s; request latency p50 $lat50 p99 $lat99 (loadgen -c$CONNECTIONS); CPU per accepted input: $cpu_line; load average before $load_before, after $(load); $(grep -E '^loadgen:|errors' "$tmp/load-$mode.log" | tr -s ' ' | tr '\n' ' ')"
 }
 
 for mode in $MODES; do

@@ -14,6 +14,11 @@
 #include <bulwark/http/negotiation.hpp>
 #include <bulwark/memory/event_bus.hpp>
 #include <bulwark/memory/repository.hpp>
+#ifdef PREDICTIONS_REAL_BACKENDS
+#include <predictions/real_mode.hpp>
+
+#include "support/run.hpp"
+#endif
 
 #include <gtest/gtest.h>
 
@@ -23,7 +28,9 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -171,6 +178,11 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c.value().kafka, "127.0.0.1:9092");
   EXPECT_EQ(c.value().role, pr::role_kind::consumer);
+  EXPECT_EQ(c.value().linger, 5ms);
+  c = pr::parse_config({"--backend", "real", "--linger-ms", "20"}, env);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.value().linger, 20ms);
+  EXPECT_FALSE(pr::parse_config({"--linger-ms", "1001"}, none));
   EXPECT_FALSE(pr::parse_config({"--port", "70000"}, none));
   EXPECT_FALSE(pr::parse_config({"--colour", "blue"}, none));
   EXPECT_FALSE(pr::parse_config({"--port"}, none));
@@ -242,6 +254,124 @@ struct memory_pipeline {
 };
 
 } // namespace
+
+// --- the consumer's batches: each id counted and logged once ---------------------------------
+
+namespace {
+
+std::int64_t sample(const bulwark::metrics::registry& m, const std::string& series) {
+  const auto text = m.expose();
+  const auto at = text.find(series + " ");
+  return at == std::string::npos ? -1 : std::stoll(text.substr(at + series.size() + 1));
+}
+
+// A batch holding one id twice, then the same batch redelivered whole, then a batch with a message
+// that is not a prediction (which fails whole: the bus then delivers it one at a time). The same
+// checks run on the memory models and on MySQL and Redis.
+template <class Logs, class Aggregates>
+void a_batch_counts_each_id_once(asio::any_io_executor ex, Logs& logs, Aggregates& aggregates) {
+  auto metrics = std::make_shared<bulwark::metrics::registry>();
+  pr::consumer<Logs, Aggregates> out(logs, aggregates, metrics);
+  pr::id_source ids;
+  std::vector<pr::accepted> inputs;
+  for (int i = 0; i < 3; ++i) inputs.push_back({ids.next(pr::unix_ms()), pr::unix_ms(), {"Qatar", "Ecuador", i, 2, 1}});
+  std::vector<std::string> values;
+  for (int i : {0, 1, 0, 2}) values.push_back(pr::to_json(inputs[static_cast<std::size_t>(i)]).dump());
+  std::vector<bulwark::envelope> batch;
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    bulwark::envelope e;
+    e.topic = "predictions";
+    e.offset = static_cast<std::int64_t>(i);
+    e.value = values[i];
+    batch.push_back(e);
+  }
+  auto handled = bulwark::app::block_on(ex, out.handle_batch(batch));
+  ASSERT_TRUE(handled) << handled.error();
+  auto live = bulwark::app::block_on(ex, aggregates.snapshot());
+  ASSERT_TRUE(live) << live.error();
+  EXPECT_EQ(live.value()["total"], 3) << live.value().dump();
+  EXPECT_EQ(live.value()["phases"]["1"], 3);
+  ASSERT_EQ(live.value()["matches"].size(), 1u);
+  EXPECT_EQ(live.value()["matches"][0]["total"], 3);
+  EXPECT_EQ(live.value()["matches"][0]["scores"]["0-2"], 1); // not 2: the repeated id counted once
+  EXPECT_EQ(sample(*metrics, "predictions_consumed_total{outcome=\"counted\"}"), 3);
+  EXPECT_EQ(sample(*metrics, "predictions_consumed_total{outcome=\"duplicate\"}"), 1);
+
+  handled = bulwark::app::block_on(ex, out.handle_batch(batch)); // redelivered whole
+  ASSERT_TRUE(handled) << handled.error();
+  live = bulwark::app::block_on(ex, aggregates.snapshot());
+  ASSERT_TRUE(live) << live.error();
+  EXPECT_EQ(live.value()["total"], 3) << live.value().dump();
+  EXPECT_EQ(live.value()["matches"][0]["scores"]["0-2"], 1);
+  EXPECT_EQ(sample(*metrics, "predictions_consumed_total{outcome=\"counted\"}"), 3);
+  EXPECT_EQ(sample(*metrics, "predictions_consumed_total{outcome=\"duplicate\"}"), 5);
+  auto logged = bulwark::app::block_on(ex, pr::all_log_ids(logs));
+  ASSERT_TRUE(logged) << logged.error();
+  auto expected = std::vector<std::string>{inputs[0].id, inputs[1].id, inputs[2].id};
+  std::sort(logged.value().begin(), logged.value().end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(logged.value(), expected); // each once
+
+  const std::string fresh =
+      pr::to_json(pr::accepted{ids.next(pr::unix_ms()), pr::unix_ms(), {"Qatar", "Ecuador", 5, 0, 1}}).dump();
+  batch.resize(2);
+  batch[0].value = fresh;
+  batch[1].value = "not a prediction";
+  handled = bulwark::app::block_on(ex, out.handle_batch(batch));
+  ASSERT_FALSE(handled);
+  EXPECT_EQ(handled.error(), bulwark::errc::invalid_argument);
+  live = bulwark::app::block_on(ex, aggregates.snapshot());
+  EXPECT_EQ(live.value()["total"], 3); // nothing of the failed batch was applied before the check
+  batch.resize(1);
+  ASSERT_TRUE(bulwark::app::block_on(ex, out.handle_batch(batch))); // its good message, on its own
+  EXPECT_EQ(bulwark::app::block_on(ex, aggregates.snapshot()).value()["total"], 4);
+}
+
+} // namespace
+
+TEST(PredictionsConsumer, ABatchCountsEachIdOnceInMemoryMode) {
+  pr::home_thread home;
+  bulwark::memory::repository logs;
+  pr::memory_aggregates aggregates;
+  a_batch_counts_each_id_once(home.executor(), logs, aggregates);
+}
+
+#ifdef PREDICTIONS_REAL_BACKENDS
+// The same on the real models: one multi-row INSERT into MariaDB, one script call to Redis.
+TEST(PredictionsConsumer, ABatchCountsEachIdOnceOnMysqlAndRedis) {
+  if (!bulwark::test::server_env("BULWARK_MYSQL_PORT") || !bulwark::test::server_env("BULWARK_REDIS_PORT")) {
+    if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_MYSQL_PORT or BULWARK_REDIS_PORT is not set";
+    GTEST_SKIP() << "needs MariaDB and Redis (scripts/servers.sh up mysql redis)";
+  }
+  pr::home_thread home;
+  const auto ex = home.executor();
+  const std::string name = "predictions_batch_" + std::to_string(::getpid()) + "_" + std::to_string(pr::unix_ms());
+  bulwark::mysql::pool pool(ex, bulwark::mysql::config::from_env());
+  auto logs = bulwark::app::block_on(ex, bulwark::mysql::repository::open(pool, name));
+  ASSERT_TRUE(logs) << logs.error();
+  bulwark::redis::connection_options r;
+  r.host = bulwark::test::server_env("BULWARK_REDIS_HOST").value_or("127.0.0.1");
+  r.port = static_cast<std::uint16_t>(std::stoi(*bulwark::test::server_env("BULWARK_REDIS_PORT")));
+  bulwark::redis::client redis(ex, r);
+  pr::redis_aggregates aggregates(redis, name, std::chrono::minutes(5));
+  a_batch_counts_each_id_once(ex, logs.value(), aggregates);
+  const auto drop = [](bulwark::mysql::pool& p, std::string table) -> bulwark::task<void> {
+    BOOST_OUTCOME_CO_TRY(l, co_await p.acquire());
+    co_return co_await l->run_ddl("DROP TABLE IF EXISTS `" + table + "`");
+  };
+  EXPECT_TRUE(bulwark::app::block_on(ex, drop(pool, name)));
+  const auto forget = [](bulwark::redis::client& c, std::string prefix) -> bulwark::task<void> {
+    const std::string total = prefix + ":total", phases = prefix + ":phases", matches = prefix + ":matches",
+                      scores = prefix + ":scores:Qatar\tEcuador";
+    const std::array<std::string_view, 5> del{"DEL", total, phases, matches, scores};
+    BOOST_OUTCOME_CO_TRY(co_await c.async_execute(del));
+    co_return bulwark::ok();
+  };
+  EXPECT_TRUE(bulwark::app::block_on(ex, forget(redis, name)));
+  bulwark::app::block_on(ex, redis.stop());
+  bulwark::app::block_on(ex, pool.stop());
+}
+#endif
 
 TEST(PredictionsPipeline, InputToLiveAndLogsInMemoryMode) {
   memory_pipeline m;

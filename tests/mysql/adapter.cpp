@@ -167,6 +167,42 @@ TEST_F(mysql_adapter, versions_stay_monotonic_across_erase) {
   EXPECT_EQ(w.value(), 4u);
 }
 
+TEST_F(mysql_adapter, put_absent_many_stores_absent_keys_once_and_keeps_present_ones) {
+  ASSERT_TRUE(run(repo_->put("present", "old", no_version)).has_value());
+  ASSERT_TRUE(run(repo_->put("erased", "x", no_version)).has_value());
+  ASSERT_TRUE(run(repo_->erase("erased")).value());
+  using items = std::vector<std::pair<std::string, std::string>>;
+  auto r =
+      run(repo_->put_absent_many(items{{"a", "1"}, {"present", "new"}, {"b", "2"}, {"a", "again"}, {"erased", "y"}}));
+  ASSERT_TRUE(r.has_value()) << r.error();
+  const auto value_of = [&](std::string key) {
+    auto got = run(repo_->get(key));
+    return got && got.value() ? got.value()->value + "@" + std::to_string(got.value()->version) : std::string("-");
+  };
+  EXPECT_EQ(value_of("a"), "1@1"); // given twice: its first value, once
+  EXPECT_EQ(value_of("b"), "2@1");
+  EXPECT_EQ(value_of("present"), "old@1"); // kept, no error
+  EXPECT_EQ(value_of("erased"), "y@2");    // the tombstone's sequence continues
+  // The same items again (a redelivered batch) change nothing; so does an empty list.
+  ASSERT_TRUE(run(repo_->put_absent_many(items{{"a", "z"}, {"b", "z"}})).has_value());
+  ASSERT_TRUE(run(repo_->put_absent_many(items{})).has_value());
+  EXPECT_EQ(value_of("a"), "1@1");
+  EXPECT_EQ(value_of("b"), "2@1");
+  // More than one statement's worth (256 rows, then 45 padded to 64), in key order on a scan.
+  items many;
+  for (int i = 0; i < 301; ++i) many.emplace_back("m/" + std::to_string(1000 + i), std::to_string(i));
+  ASSERT_TRUE(run(repo_->put_absent_many(many)).has_value());
+  auto page = run(repo_->scan("m/", "", 1000));
+  ASSERT_TRUE(page.has_value()) << page.error();
+  ASSERT_EQ(page.value().entries.size(), 301u);
+  EXPECT_EQ(page.value().entries[300].value, "300");
+  // A bad key anywhere refuses the whole call before anything is written.
+  auto bad = run(repo_->put_absent_many(items{{"c", "3"}, {"", "empty key"}}));
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error(), errc::invalid_argument);
+  EXPECT_EQ(value_of("c"), "-");
+}
+
 TEST_F(mysql_adapter, scan_pages_through_a_prefix_in_byte_order) {
   std::vector<std::string> inside = {"p",     "p\x01", "p a",      "pa", "pb", "pz", std::string("p\0", 2),
                                      "p\x7F", "p\xFF", "p\xFF\xFF"};

@@ -5,7 +5,7 @@
 // The shape every model answers (GET /live):
 //   {"total": N, "phases": {"1": n, ..}, "matches": [{"team1", "team2", "total", "scores": {"2-1": n}}]}
 // Models: memory_aggregates (here: one process, nothing survives a restart) and
-// redis_aggregates (real_mode.hpp: one Lua script per prediction, atomic on the server).
+// redis_aggregates (real_mode.hpp: one Lua script per batch, atomic on the server).
 //
 // Retention: an id is remembered for `retention` (24 h by default, longer than any redelivery
 // of the bus), then forgotten; the counters themselves are the aggregates and are kept.
@@ -20,9 +20,11 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <utility>
+#include <vector>
 
 namespace predictions {
 
@@ -43,8 +45,17 @@ class memory_aggregates {
 public:
   explicit memory_aggregates(std::chrono::milliseconds retention = std::chrono::hours(24)) : retention_(retention) {}
 
+  /// Counts each of `batch` unless its id was counted before (also earlier in the same batch):
+  /// [i] true when batch[i] was counted now.
+  bulwark::task<std::vector<bool>> record_batch(std::span<const accepted> batch) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<bool> counted;
+    counted.reserve(batch.size());
+    for (const auto& a : batch) counted.push_back(record_now(a, now));
+    co_return counted;
+  }
+
   /// Counts `a` unless its id was counted before. true: counted now.
-  bulwark::task<bool> record(const accepted& a) { co_return record_now(a, std::chrono::steady_clock::now()); }
 
   bool record_now(const accepted& a, std::chrono::steady_clock::time_point now) {
     while (!order_.empty() && now - order_.front().first > retention_) {

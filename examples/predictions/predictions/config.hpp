@@ -36,6 +36,8 @@ struct config {
   std::string topic = "predictions"; ///< the inputs' topic (created with `partitions`, RF 3, min ISR 2)
   std::string group = "predictions-consumers";
   int partitions = 12;
+  /// How long the producer waits to fill a batch (linger.ms; the library's default, 5 ms).
+  std::chrono::milliseconds linger{5};
   std::string mysql_host = "127.0.0.1";
   std::uint16_t mysql_port = 3306;
   std::string mysql_user = "root";
@@ -67,6 +69,7 @@ inline constexpr std::string_view usage = R"(usage: predictions [options]
   --address A --port P      where HTTP listens (default 127.0.0.1:8080; 0: a free port)
   --push-interval-ms N      how often open event streams are refreshed (default 200)
   --kafka BROKERS --topic T --group G --partitions N
+  --linger-ms N             the producer's linger.ms (default 5): longer fills larger batches
   --mysql-host H --mysql-port P --mysql-user U --mysql-password W --mysql-database D --logs-table T
   --redis-host H --redis-port P --redis-prefix X
 Every option may also come from PREDICTIONS_<NAME> (PREDICTIONS_KAFKA, PREDICTIONS_MYSQL_PORT, ...).
@@ -138,6 +141,9 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
   text("topic", c.topic);
   text("group", c.group);
   number("partitions", c.partitions, 1, 1000);
+  long long linger_ms = c.linger.count();
+  number("linger-ms", linger_ms, 0, 1000);
+  c.linger = std::chrono::milliseconds(linger_ms);
   text("mysql-host", c.mysql_host);
   number("mysql-port", c.mysql_port, 1, 65535);
   text("mysql-user", c.mysql_user);

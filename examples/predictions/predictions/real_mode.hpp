@@ -19,33 +19,50 @@
 #include <iostream>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace predictions {
 
 /// The live aggregates in Redis, under "<prefix>:": total (a counter), phases (a hash phase ->
 /// count), matches (a hash "team1\tteam2" -> count), scores:<team1>\t<team2> (a hash score ->
 /// count), seen:<id> (the ids counted, each expiring after `retention`). One Lua script per
-/// prediction marks the id and counts it, atomically on the server: a redelivery finds the id
-/// and changes nothing. One script reads everything (one round trip). Single-server Redis (the
-/// read script names keys it builds; on a Redis Cluster the prefix would need a {hash tag}).
+/// batch of predictions marks each id and counts it, atomically on the server: an id found
+/// (a redelivery, or the same id twice in one batch) changes nothing. One script reads
+/// everything (one round trip). Single-server Redis (both scripts name keys they build; on a
+/// Redis Cluster the prefix would need a {hash tag}).
 class redis_aggregates {
 public:
   redis_aggregates(bulwark::redis::client& c, std::string prefix,
                    std::chrono::milliseconds retention = std::chrono::hours(24))
       : client_(c), prefix_(std::move(prefix) + ":"), retention_ms_(std::to_string(retention.count())) {}
 
-  bulwark::task<bool> record(const accepted& a) {
-    const std::string seen = prefix_ + "seen:" + a.id, total = prefix_ + "total", phases = prefix_ + "phases",
-                      matches = prefix_ + "matches", match = a.value.team1 + "\t" + a.value.team2,
-                      scores = prefix_ + "scores:" + match, phase = std::to_string(a.value.phase),
-                      score = a.value.score();
-    const std::array<std::string_view, 5> keys{seen, total, phases, matches, scores};
-    const std::array<std::string_view, 4> args{retention_ms_, phase, match, score};
+  /// Counts each of `batch` whose id was not counted before, in one round trip: [i] true when
+  /// batch[i] was counted now.
+  bulwark::task<std::vector<bool>> record_batch(std::span<const accepted> batch) {
+    const std::string total = prefix_ + "total", phases = prefix_ + "phases", matches = prefix_ + "matches",
+                      seen = prefix_ + "seen:", scores = prefix_ + "scores:";
+    std::vector<std::string> owned; // the phases, matches and scores the views below point into
+    owned.reserve(3 * batch.size());
+    std::vector<std::string_view> args{retention_ms_, seen, scores};
+    args.reserve(3 + 4 * batch.size());
+    for (const auto& a : batch) {
+      args.push_back(a.id);
+      args.push_back(owned.emplace_back(std::to_string(a.value.phase)));
+      args.push_back(owned.emplace_back(a.value.team1 + "\t" + a.value.team2));
+      args.push_back(owned.emplace_back(a.value.score()));
+    }
+    const std::array<std::string_view, 3> keys{total, phases, matches};
     auto running = record_script().run(client_, keys, args);
     BOOST_OUTCOME_CO_TRY(r, co_await std::move(running));
-    co_return r.as_integer().value_or(0) == 1;
+    if (r.elements.size() != batch.size())
+      co_return bulwark::error(bulwark::errc::protocol_error, "record script: not one answer per prediction");
+    std::vector<bool> counted;
+    counted.reserve(batch.size());
+    for (const auto& e : r.elements) counted.push_back(e.as_integer().value_or(0) == 1);
+    co_return counted;
   }
 
   bulwark::task<nlohmann::json> snapshot() {
@@ -78,14 +95,24 @@ public:
   }
 
 private:
+  // KEYS: total, phases, matches. ARGV: the retention (ms), the seen: and scores: prefixes,
+  // then id, phase, match, score of each prediction. One INCRBY of the total for the batch.
   static const bulwark::redis::script& record_script() {
     static const bulwark::redis::script s(R"lua(
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-redis.call('INCR', KEYS[2])
-redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
-redis.call('HINCRBY', KEYS[5], ARGV[4], 1)
-return 1
+local counted, out = 0, {}
+for i = 4, #ARGV, 4 do
+  if redis.call('SET', ARGV[2] .. ARGV[i], '1', 'NX', 'PX', ARGV[1]) then
+    redis.call('HINCRBY', KEYS[2], ARGV[i + 1], 1)
+    redis.call('HINCRBY', KEYS[3], ARGV[i + 2], 1)
+    redis.call('HINCRBY', ARGV[3] .. ARGV[i + 2], ARGV[i + 3], 1)
+    counted = counted + 1
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+if counted > 0 then redis.call('INCRBY', KEYS[1], counted) end
+return out
 )lua");
     return s;
   }
@@ -138,23 +165,6 @@ inline bulwark::task<void> ensure_topic(const bulwark::kafka::admin& a, std::str
 }
 
 } // namespace detail
-
-/// Every log key, page by page (1000 a page).
-inline bulwark::task<std::vector<std::string>> all_log_ids(bulwark::mysql::repository& logs) {
-  std::vector<std::string> ids;
-  std::string after;
-  for (;;) {
-    auto scanning = logs.scan(log_prefix, after, 1000);
-    BOOST_OUTCOME_CO_TRY(page, co_await std::move(scanning));
-    for (auto& e : page.entries) {
-      auto a = accepted_from_json(e.value);
-      ids.push_back(a ? a.value().id : e.key);
-    }
-    if (!page.next) break;
-    after = *page.next;
-  }
-  co_return ids;
-}
 
 /// --role audit: the accepted inputs are the topic's messages (a request cut by a kill may have
 /// been accepted without its client knowing). Reads them all with a fresh group until none came
@@ -228,6 +238,7 @@ inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
   k.drain_timeout = std::chrono::seconds(5);
   k.admin_timeout = std::chrono::seconds(10);
   k.stop_timeout = std::chrono::seconds(5);
+  k.linger = c.linger;
   auto made = bulwark::kafka::event_bus::create(ex, k);
   if (!made) {
     std::cerr << "predictions: kafka: " << made.error().message() << "\n";

@@ -73,10 +73,10 @@ public:
       bulwark::subscribe_options group;
       group.topic = c_.topic;
       group.group = c_.group;
-      auto handler = [this](const bulwark::envelope& e) { return out_.handle(e); };
+      auto handler = [this](std::span<const bulwark::envelope> batch) { return out_.handle_batch(batch); };
       auto subscribing = [](Bus& bus, bulwark::subscribe_options o,
-                            bulwark::message_handler h) -> bulwark::task<typename Bus::subscription> {
-        co_return co_await bus.subscribe(std::move(o), std::move(h));
+                            bulwark::batch_handler h) -> bulwark::task<typename Bus::subscription> {
+        co_return co_await bus.subscribe_batch(std::move(o), std::move(h));
       };
       auto sub = bulwark::app::block_on(home_, subscribing(m_.bus, group, handler));
       if (!sub) return bulwark::error(sub.error().code(), "subscribe: " + std::string(sub.error().detail()));

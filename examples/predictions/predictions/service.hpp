@@ -2,8 +2,8 @@
 // The pipeline's three parts over any models of the concepts, the same code in memory and real
 // mode:
 //   ingestion<Bus>                 POST /input: validate -> publish -> 202 {"id"}
-//   consumer<Logs, Aggregates>     the group's handler: the log (a repository put that must find
-//                                  the key absent) then the aggregates (counted once per id)
+//   consumer<Logs, Aggregates>     the group's batch handler: the batch's logs (stored where the
+//                                  key is absent) then its aggregates (counted once per id)
 //   views<Logs, Aggregates>        GET /live and GET /logs: JSON, the page (Accept prefers
 //                                  text/html) or server-sent events (Accept: text/event-stream),
 //                                  pushed by one loop that reads the stores every push_interval
@@ -35,12 +35,12 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace predictions {
-
-inline constexpr std::string_view id_header = "prediction-id";
 
 /// The lag buckets (seconds) of predictions_lag_seconds: acceptance -> counted in /live.
 inline std::vector<double> lag_buckets() {
@@ -69,17 +69,15 @@ public:
     a.received_at_ms = unix_ms();
     a.id = ids_.next(a.received_at_ms);
     a.value = std::move(*checked.value);
-    bulwark::message m;
+    bulwark::message m; // no header: the id is the key and in the value, which the consumer reads
     m.key = a.id;
     m.value = to_json(a).dump();
-    m.headers.push_back(bulwark::header{std::string(id_header), a.id});
     auto publishing = bus_.publish(topic_, std::move(m));
     auto published = co_await std::move(publishing);
     if (!published) co_return published.error();
     accepted_.inc();
-    nlohmann::json answer = nlohmann::json::object();
-    answer["id"] = a.id;
-    co_return bulwark::http::json(202, answer);
+    // An id is 28 hex digits: nothing to escape, so no JSON object to build for the answer.
+    co_return bulwark::http::response(202, "application/json", "{\"id\":\"" + a.id + "\"}");
   }
 
 private:
@@ -89,6 +87,24 @@ private:
   bulwark::metrics::counter& accepted_;
   bulwark::metrics::counter& refused_;
 };
+
+/// Stores each (log key, log) whose key is absent, one write for all where the repository has a
+/// batch write (mysql::repository::put_absent_many: one multi-row INSERT), else a put each; a key
+/// already there is not an error (logged by an earlier delivery).
+template <class Logs>
+bulwark::task<void> write_logs(Logs& logs, std::vector<std::pair<std::string, std::string>> entries) {
+  if constexpr (requires { logs.put_absent_many(std::move(entries)); }) {
+    auto writing = logs.put_absent_many(std::move(entries));
+    co_return co_await std::move(writing);
+  } else {
+    for (auto& [key, value] : entries) {
+      auto writing = logs.put(key, std::move(value), bulwark::no_version);
+      auto written = co_await std::move(writing);
+      if (!written && written.error() != bulwark::errc::conflict) co_return written.error();
+    }
+    co_return bulwark::ok();
+  }
+}
 
 template <class Logs, class Aggregates> class consumer {
 public:
@@ -104,22 +120,33 @@ public:
                                     lag_buckets())
                  .labels({})) {}
 
-  /// The group's handler: an error retries (the bus's policy), a message that is not a
-  /// prediction goes to the dead-letter topic (invalid_argument is not retried).
-  bulwark::task<void> handle(const bulwark::envelope& e) {
-    BOOST_OUTCOME_CO_TRY(a, accepted_from_json(e.value));
-    const std::string key = log_key(a.id); // put takes a view: the key outlives the task
-    auto writing = logs_.put(key, std::string(e.value), bulwark::no_version);
-    auto written = co_await std::move(writing);
-    if (!written && written.error() != bulwark::errc::conflict) co_return written.error(); // conflict: logged before
-    auto recording = aggregates_.record(a);
-    auto recorded = co_await std::move(recording);
-    if (!recorded) co_return recorded.error();
-    if (recorded.value()) {
+  /// The group's batch handler: the logs of the whole batch in one write, then its aggregates in
+  /// one. An error fails the batch, which the bus then delivers one message at a time under its
+  /// retry policy; a message that is not a prediction goes to the dead-letter topic then
+  /// (invalid_argument is not retried). A batch applied in part and delivered again is counted
+  /// once: both writes skip the ids they already hold.
+  bulwark::task<void> handle_batch(std::span<const bulwark::envelope> batch) {
+    std::vector<accepted> predictions;
+    std::vector<std::pair<std::string, std::string>> entries;
+    predictions.reserve(batch.size());
+    entries.reserve(batch.size());
+    for (const auto& e : batch) {
+      BOOST_OUTCOME_CO_TRY(a, accepted_from_json(e.value));
+      entries.emplace_back(log_key(a.id), std::string(e.value));
+      predictions.push_back(std::move(a));
+    }
+    auto writing = write_logs(logs_, std::move(entries));
+    BOOST_OUTCOME_CO_TRY(co_await std::move(writing));
+    auto recording = aggregates_.record_batch(predictions);
+    BOOST_OUTCOME_CO_TRY(counted, co_await std::move(recording));
+    const auto now = unix_ms();
+    for (std::size_t i = 0; i < predictions.size(); ++i) {
+      if (!counted[i]) {
+        duplicates_.inc();
+        continue;
+      }
       counted_.inc();
-      lag_.observe(static_cast<double>(std::max<std::int64_t>(0, unix_ms() - a.received_at_ms)) / 1000.0);
-    } else {
-      duplicates_.inc();
+      lag_.observe(static_cast<double>(std::max<std::int64_t>(0, now - predictions[i].received_at_ms)) / 1000.0);
     }
     co_return bulwark::ok();
   }
@@ -131,6 +158,23 @@ private:
   bulwark::metrics::counter& duplicates_;
   bulwark::metrics::histogram& lag_;
 };
+
+/// The id of every log, page by page (1000 a page).
+template <class Logs> bulwark::task<std::vector<std::string>> all_log_ids(Logs& logs) {
+  std::vector<std::string> ids;
+  std::string after;
+  for (;;) {
+    auto scanning = logs.scan(log_prefix, after, 1000);
+    BOOST_OUTCOME_CO_TRY(page, co_await std::move(scanning));
+    for (auto& e : page.entries) {
+      auto a = accepted_from_json(e.value);
+      ids.push_back(a ? a.value().id : e.key);
+    }
+    if (!page.next) break;
+    after = *page.next;
+  }
+  co_return ids;
+}
 
 inline constexpr std::size_t default_logs_limit = 50;
 inline constexpr std::size_t max_logs_limit = 1000;

@@ -27,6 +27,8 @@
 
 #include <mysql.h>
 
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <memory>
@@ -34,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace bulwark::mysql {
 
@@ -212,6 +215,48 @@ public:
     co_return static_cast<version_t>(mysql_stmt_insert_id(stmt));
   }
 
+  /// The most items one statement of put_absent_many() writes.
+  static constexpr std::size_t max_rows_per_statement = 256;
+
+  /// Stores each (key, value) whose key is absent (or erased), as put(key, value, no_version)
+  /// does, in one multi-row INSERT per max_rows_per_statement items: one round trip and one
+  /// commit for all of them instead of one each. A key already present keeps its value and
+  /// version without an error (where put answers conflict), and a key given twice is stored once
+  /// with its first value: the same items written again change nothing, as an at-least-once
+  /// consumer needs. Not part of the repository concept (a batch write of this adapter's).
+  /// Errors: invalid_argument / too_large for a bad key or value (checked before anything is
+  /// written), the pool's and the server's. Each statement is atomic; beyond
+  /// max_rows_per_statement items a failure may leave the earlier statements applied. Statements
+  /// exist for 1, 2, 4, .. 256 rows (a few prepared per connection, not one per count): a run of
+  /// n items repeats its last item up to the next of those sizes, a no-op by the rule above.
+  task<void> put_absent_many(std::vector<std::pair<std::string, std::string>> items) {
+    for (const auto& [key, value] : items) {
+      BOOST_OUTCOME_CO_TRY(check_key(key));
+      BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.size(), max_value_size_));
+    }
+    if (items.empty()) co_return ok();
+    BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
+    std::vector<unsigned long> lengths;
+    std::vector<MYSQL_BIND> in;
+    for (std::size_t first = 0; first < items.size(); first += max_rows_per_statement) {
+      const std::size_t n = std::min(max_rows_per_statement, items.size() - first);
+      std::size_t shape = 0;
+      while ((std::size_t{1} << shape) < n) ++shape;
+      const std::size_t rows = std::size_t{1} << shape;
+      BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(sql_->insert_absent_rows[shape]));
+      lengths.assign(2 * rows, 0);
+      in.resize(2 * rows);
+      for (std::size_t r = 0; r < rows; ++r) {
+        const auto& [key, value] = items[first + std::min(r, n - 1)];
+        in[2 * r] = detail::binder::bytes(key, lengths[2 * r]);
+        in[2 * r + 1] = detail::binder::bytes(value, lengths[2 * r + 1]);
+      }
+      if (mysql_stmt_bind_param(stmt, in.data())) co_return last_error(stmt);
+      BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
+    }
+    co_return ok();
+  }
+
   /// Removes key (keeping a tombstone so versions stay monotonic); true when it existed.
   task<bool> erase(std::string_view key_view) {
     const std::string key(key_view); // owned, as in get
@@ -274,7 +319,12 @@ public:
 private:
   struct statements {
     std::string table, get, upsert, insert_absent, compare_and_set, erase, scan_bounded, scan_open;
+    /// put_absent_many's statements: [s] inserts 2^s rows (so [0] is insert_absent).
+    std::array<std::string, 9> insert_absent_rows;
   };
+  static_assert(std::size_t{1} << (std::tuple_size_v<decltype(statements::insert_absent_rows)> - 1) ==
+                    max_rows_per_statement,
+                "one statement per power of two up to max_rows_per_statement");
 
   repository(pool& p, std::string table, std::size_t max_value_size)
       : pool_(&p), sql_(make_statements(std::move(table))), max_value_size_(max_value_size) {}
@@ -289,11 +339,18 @@ private:
                    " ON DUPLICATE KEY UPDATE version = LAST_INSERT_ID(version + 1), v = VALUES(v),"
                    " updated_at = VALUES(updated_at)";
     // Over a tombstone (v IS NULL) the key counts as absent and its sequence continues.
-    sql_->insert_absent = "INSERT INTO " + t +
-                          " (k, v, version, updated_at) VALUES (?, ?, LAST_INSERT_ID(1), NOW(6))"
-                          " ON DUPLICATE KEY UPDATE version = IF(v IS NULL, LAST_INSERT_ID(version + 1), version),"
-                          " updated_at = IF(v IS NULL, VALUES(updated_at), updated_at),"
-                          " v = IF(v IS NULL, VALUES(v), v)";
+    // A row already holding a value (also one inserted earlier by the same statement) keeps it.
+    const std::string row = "(?, ?, LAST_INSERT_ID(1), NOW(6))";
+    const std::string keep_present =
+        " ON DUPLICATE KEY UPDATE version = IF(v IS NULL, LAST_INSERT_ID(version + 1), version),"
+        " updated_at = IF(v IS NULL, VALUES(updated_at), updated_at),"
+        " v = IF(v IS NULL, VALUES(v), v)";
+    std::string rows = row;
+    for (auto& sql : sql_->insert_absent_rows) {
+      sql = "INSERT INTO " + t + " (k, v, version, updated_at) VALUES " + rows + keep_present;
+      rows += "," + rows;
+    }
+    sql_->insert_absent = sql_->insert_absent_rows[0];
     sql_->compare_and_set = "UPDATE " + t +
                             " SET version = LAST_INSERT_ID(version + 1), v = ?, updated_at = NOW(6)"
                             " WHERE k = ? AND version = ? AND v IS NOT NULL";

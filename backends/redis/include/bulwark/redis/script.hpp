@@ -6,8 +6,10 @@
 #include <bulwark/redis/detail/sha1.hpp>
 
 #include <array>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace bulwark::redis {
 
@@ -55,6 +57,21 @@ public:
     auto r = co_await c.async_execute(argv);
     if (!not_loaded(r)) co_return r;
     as_eval(argv);
+    co_return co_await c.async_execute(argv);
+  }
+
+  /// As run() above, with as many keys and args as the caller has (a batch's): the command
+  /// line is built in a vector instead of an array.
+  task<reply> run(client& c, std::span<const std::string_view> keys, std::span<const std::string_view> args) const {
+    const auto nkeys = std::to_string(keys.size());
+    std::vector<std::string_view> argv{"EVALSHA", sha_, nkeys};
+    argv.reserve(3 + keys.size() + args.size());
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto r = co_await c.async_execute(argv);
+    if (!not_loaded(r)) co_return r;
+    argv[0] = "EVAL";
+    argv[1] = text_;
     co_return co_await c.async_execute(argv);
   }
 
