@@ -29,9 +29,11 @@
 // process's map. A model of the synchronous refinements (synchronous_repository, synchronous_cache:
 // the memory models) is called through its plain calls: the repository's through the breaker but
 // with no with_timeout coroutine thread (a call that never suspends cannot be bounded: with_timeout
-// too returns its result), the cache's with no task. On the memory models a durable write costs
-// about four bare puts and a cache hit about two bare gets, by CPU time; the current figures are
-// the write_through rows of the README's "Measured figures" (benchmarks/write_through.sh), and
+// too returns its result), the cache's with no task; with both synchronous, the usual durable write
+// (version known, breaker closed) runs as plain calls outside the coroutine (write_now). On the
+// memory models a durable write costs about three bare puts (by instructions; more by time) and
+// a cache hit about 1.6 bare gets; the current figures are the write_through rows of the README's
+// "Measured figures" (benchmarks/write_through.sh, write_through_instructions.sh), and
 // docs/last_known_good.md says where the time goes.
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
