@@ -29,9 +29,11 @@
 // process's map. A model of the synchronous refinements (synchronous_repository, synchronous_cache:
 // the memory models) is called through its plain calls: the repository's through the breaker but
 // with no with_timeout coroutine thread (a call that never suspends cannot be bounded: with_timeout
-// too returns its result), the cache's with no task. On the memory models a durable write costs
-// about four bare puts and a cache hit about two bare gets, by CPU time; the current figures are
-// the write_through rows of the README's "Measured figures" (benchmarks/write_through.sh), and
+// too returns its result), the cache's with no task; with both synchronous, the usual durable write
+// (version known, breaker closed) runs as plain calls outside the coroutine (write_now). On the
+// memory models a durable write costs about three bare puts (by instructions; more by time) and
+// a cache hit about 1.6 bare gets; the current figures are the write_through rows of the README's
+// "Measured figures" (benchmarks/write_through.sh, write_through_instructions.sh), and
 // docs/last_known_good.md says where the time goes.
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
@@ -110,6 +112,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -179,7 +182,7 @@ public:
     /// Empty (the default): coarse_system_clock::now(), called directly (no std::function call on a hit).
     std::function<std::chrono::system_clock::time_point()> wall{};
     /// Request ids for writes that bring none; default: 128 bits in hex, unique (a per-thread
-    /// random seed and counter, mixed by splitmix64), not secret.
+    /// random prefix and a per-thread counter), sequential, not secret.
     std::function<std::string()> request_ids{};
     std::shared_ptr<metrics::registry> metrics{};
     std::optional<snapshot_options> snapshot{};
@@ -237,53 +240,19 @@ public:
   /// (unknown: write again with the same request id).
   task<write_receipt> write(std::string_view key, std::string value, deadline d, std::string request_id = {}) {
     BOOST_OUTCOME_CO_TRY(check_request_id(request_id));
-    if (request_id.empty()) request_id = new_request_id();
+    if (request_id.empty()) new_request_id(request_id);
     const order_stamp stamp = hlc_.now();
-    // The durable frame's bytes, encoded once: the repository put, the cache put, this process's copy.
-    // (No frame object: only a pending write needs one.)
-    std::string bytes = encode(write_state::durable, stamp, request_id, value);
-    std::optional<result<stored_outcome>> stored;
-    // This process's entry for the key, found once for the version and again (without a lookup,
-    // unless an entry was evicted meanwhile) to record the write.
-    const known_slot slot = find_known(key);
-    if (slot.version) {
-      // The usual first attempt of store_durably's compare-and-set, inline (a coroutine frame less
-      // on every durable write): the version this process last saw.
-      std::optional<result<version_t>> put;
-      if constexpr (synchronous_repository<Repository>)
-        put.emplace(guarded_now([&] { return repo_.put_now(key, bytes, *slot.version); }, put_latency()));
-      else
-        put.emplace(co_await guarded(repo_.put(key, bytes, *slot.version), d, put_latency()));
-      if (*put)
-        stored.emplace(stored_outcome{put->value(), false});
-      else if (put->error() != errc::conflict)
-        stored.emplace(put->error());
+    if constexpr (synchronous_repository<Repository> && synchronous_cache<Cache>) {
+      // The usual durable write in plain calls (write_now): its locals on the stack, and this
+      // coroutine's frame small enough for Asio to recycle it. The rest in a coroutine of its own.
+      auto first = write_now(key, value, stamp, request_id);
+      if (first && first.value() == first_attempt::durable)
+        co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
+      if (!first && !is_outage(first.error())) co_return first.error();
+      co_return co_await write_rest(key, std::move(value), d, std::move(request_id), stamp, std::move(first));
+    } else {
+      co_return co_await write_rest(key, std::move(value), d, std::move(request_id), stamp, first_attempt::not_made);
     }
-    if (!stored) {
-      // No version known, or it was stale: the loop that reads the stored frame first.
-      auto cas = co_await store_durably(key, stamp, bytes, d, slot.version.has_value());
-      stored.emplace(std::move(cas));
-    }
-    if (stored->has_value()) {
-      const stored_outcome done = stored->value();
-      if (done.superseded) co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
-      // This process's copy first (copied into the buffer it already holds), then the bytes
-      // themselves to the cache: one allocation less than copying them into the cache. The
-      // cache put inline, as cache_put() does it (a coroutine frame less).
-      remember(key, slot, bytes, stamp, false, done.version);
-      versioned entry{std::move(bytes), stamp.value};
-      if constexpr (synchronous_cache<Cache>) {
-        if (!cache_.put_now(key, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
-      } else {
-        auto cached = co_await cache_put_within(key, std::move(entry), d);
-        if (!cached) count(stats_.cache_errors, cache_errors());
-      }
-      co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
-    }
-    const error failed = stored->error();
-    if (!is_outage(failed)) co_return failed;
-    frame pending{write_state::pending, stamp, std::move(request_id), std::move(value)};
-    co_return co_await accept_pending(key, std::move(pending), d);
   }
 
   /// The value under key, or nullopt when the repository has none (see the file comment).
@@ -393,9 +362,34 @@ private:
   // Finds by std::string_view as well (no key copy per lookup). Deliberately not noexcept: for
   // such a hash libstdc++ keeps each node's hash code, so a lookup compares hash codes instead of
   // rehashing every key it walks past in the bucket chain (~110 instructions a lookup).
+  //
+  // Inline, eight bytes at a time (a multiply and a shift per word, the last word read so that it
+  // ends at the key's end): ~15 instructions for a 16-byte key against ~60 for std::hash's call
+  // into libstdc++, on every write and every load. Not for untrusted keys from an adversary who
+  // could aim at one bucket: neither is std::hash (a fixed seed).
   struct key_hash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+    std::size_t operator()(std::string_view key) const {
+      const auto word = [](const char* p) {
+        std::uint64_t w;
+        std::memcpy(&w, p, sizeof w);
+        return w;
+      };
+      const auto mix = [](std::uint64_t x) {
+        x *= 0xbf58476d1ce4e5b9u;
+        return x ^ (x >> 29);
+      };
+      const char* p = key.data();
+      std::size_t n = key.size();
+      std::uint64_t h = 0x9e3779b97f4a7c15u ^ n;
+      if (n >= 8) {
+        for (; n > 8; p += 8, n -= 8) h = mix(h ^ word(p));
+        return mix(h ^ word(p + n - 8)); // the last 8 bytes (overlapping the previous word)
+      }
+      std::uint64_t tail = 0;
+      for (std::size_t i = 0; i < n; ++i) tail = (tail << 8) | static_cast<unsigned char>(p[i]);
+      return mix(h ^ tail);
+    }
   };
   struct stored_outcome {
     version_t version = no_version;
@@ -494,32 +488,150 @@ private:
     return e == errc::unavailable || e == errc::timeout || e == errc::circuit_open;
   }
 
-  // 128 bits in hex: a per-thread random seed (std::random_device, once) plus a per-thread
-  // counter, each half mixed by splitmix64 (a bijection): unique within a thread, and across
-  // threads and processes unless two 128-bit seeds meet. Unique, not secret.
-  std::string new_request_id() {
-    if (opts_.request_ids) return opts_.request_ids();
+  // 128 bits in hex, written into `id`: a per-thread random prefix (64 bits from
+  // std::random_device, once per thread) and a per-thread counter that starts at a random value,
+  // kept as hex text and counted up in place (the last digit, carrying only past 'f'), so a
+  // call formats nothing: ~10 instructions and the copy, against ~160 for mixing and formatting
+  // two words. Unique within a thread, and across threads and processes unless two 64-bit
+  // prefixes meet; sequential, not secret.
+  void new_request_id(std::string& id) {
+    if (opts_.request_ids) {
+      id = opts_.request_ids();
+      return;
+    }
     struct source {
-      std::uint64_t hi, lo, n = 0;
+      char text[32];
     };
     thread_local source s = [] {
       std::random_device rd;
       const auto word = [&rd] { return (std::uint64_t{rd()} << 32) | rd(); };
-      const std::uint64_t hi = word();
-      return source{hi, word()};
+      source fresh;
+      bulwark::detail::hex16(word(), fresh.text);
+      bulwark::detail::hex16(word(), fresh.text + 16);
+      return fresh;
     }();
-    ++s.n;
-    std::string id(32, '0');
-    bulwark::detail::hex16(splitmix64(s.hi + s.n), id.data());
-    bulwark::detail::hex16(splitmix64(s.lo + s.n), id.data() + 16);
-    return id;
+    for (std::size_t i = 31; i >= 16; --i) {
+      char& digit = s.text[i];
+      if (digit == '9') {
+        digit = 'a';
+        break;
+      }
+      if (digit != 'f') {
+        ++digit;
+        break;
+      }
+      digit = '0'; // and carry into the next digit; the counter's 64 bits never wrap in practice
+    }
+    id = std::string(s.text, sizeof s.text); // constructed, not assigned: a third of the cost
   }
 
-  static constexpr std::uint64_t splitmix64(std::uint64_t x) noexcept {
-    x += 0x9e3779b97f4a7c15;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
-    return x ^ (x >> 31);
+  // How write()'s first attempt with the version this process last saw went.
+  enum class first_attempt : std::uint8_t {
+    not_made,   // a model that may wait, or the breaker not closed: write_rest() makes it
+    durable,    // written, recorded and cached: the write is done
+    no_version, // this process knows no version for the key: the compare-and-set loop reads it
+    conflicted, // the known version was stale: the loop reads the current one
+  };
+
+  // write() past a durable first attempt (or without one, for models that may wait): the first
+  // attempt, the compare-and-set loop, the cache put, or the write accepted pending when
+  // `first` holds the repository's outage error.
+  task<write_receipt> write_rest(std::string_view key, std::string value, deadline d, std::string request_id,
+                                 order_stamp stamp, result<first_attempt> first) {
+    if (!first) {
+      frame pending{write_state::pending, stamp, std::move(request_id), std::move(value)};
+      co_return co_await accept_pending(key, std::move(pending), d);
+    }
+    // The durable frame's bytes, encoded once: the repository put, the cache put, this process's copy.
+    // (No frame object: only a pending write needs one.)
+    std::string bytes = encode(write_state::durable, stamp, request_id, value);
+    std::optional<result<stored_outcome>> stored;
+    // This process's entry for the key, found once for the version and again (without a lookup,
+    // unless an entry was evicted meanwhile) to record the write.
+    const known_slot slot = find_known(key);
+    if (first.value() == first_attempt::not_made && slot.version) {
+      // The usual first attempt of store_durably's compare-and-set, inline (a coroutine frame less
+      // on every durable write): the version this process last saw.
+      std::optional<result<version_t>> put;
+      if constexpr (synchronous_repository<Repository>)
+        put.emplace(guarded_now([&] { return repo_.put_now(key, bytes, *slot.version); }, put_latency()));
+      else
+        put.emplace(co_await guarded(repo_.put(key, bytes, *slot.version), d, put_latency()));
+      if (*put)
+        stored.emplace(stored_outcome{put->value(), false});
+      else if (put->error() != errc::conflict)
+        stored.emplace(put->error());
+      else
+        first = first_attempt::conflicted;
+    }
+    if (!stored) {
+      // No version known, or it was stale: the loop that reads the stored frame first.
+      auto cas = co_await store_durably(key, stamp, bytes, d, first.value() == first_attempt::conflicted);
+      stored.emplace(std::move(cas));
+    }
+    if (stored->has_value()) {
+      const stored_outcome done = stored->value();
+      if (done.superseded) co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
+      // This process's copy first (copied into the buffer it already holds), then the bytes
+      // themselves to the cache: one allocation less than copying them into the cache. The
+      // cache put inline, as cache_put() does it (a coroutine frame less).
+      remember(key, slot, bytes, stamp, false, done.version);
+      versioned entry{std::move(bytes), stamp.value};
+      if constexpr (synchronous_cache<Cache>) {
+        if (!cache_.put_now(key, std::move(entry), opts_.cache_ttl)) count(stats_.cache_errors, cache_errors());
+      } else {
+        auto cached = co_await cache_put_within(key, std::move(entry), d);
+        if (!cached) count(stats_.cache_errors, cache_errors());
+      }
+      co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
+    }
+    const error failed = stored->error();
+    if (!is_outage(failed)) co_return failed;
+    frame pending{write_state::pending, stamp, std::move(request_id), std::move(value)};
+    co_return co_await accept_pending(key, std::move(pending), d);
+  }
+
+  // The usual durable write of a synchronous repository and cache, as plain calls: the frame, the
+  // put with the version this process last saw (through the breaker), this process's entry, the
+  // cache put. Errors: the repository's refusal (an outage: write_rest() accepts the write
+  // pending); errc::conflict is no error here but first_attempt::conflicted.
+  //
+  // This process's entry is found and updated in one hold of mutex_, with the repository's
+  // put_now between (a synchronous model never waits, and calls nothing that takes mutex_): one
+  // lock and one lookup per write instead of two of each. The breaker admits the call under
+  // mutex_ only while closed (try_acquire_closed: no lock, no callback); in any other state
+  // write_rest() makes the attempt through guarded_now(), as for every other call. The outcome
+  // is reported after mutex_ is released, since a state-change callback may call this flow.
+  result<first_attempt> write_now(std::string_view key, std::string_view value, order_stamp stamp,
+                                  std::string_view request_id) {
+    static_assert(synchronous_repository<Repository> && synchronous_cache<Cache>);
+    std::string bytes = encode(write_state::durable, stamp, request_id, value);
+    const auto now = wall_now();
+    metrics::histogram* const latency = put_latency();
+    std::optional<circuit_breaker::permit> permit;
+    std::optional<result<version_t>> put;
+    bulwark::clock::time_point started{};
+    try {
+      std::lock_guard lock(mutex_);
+      auto it = known_.find(key);
+      if (it == known_.end() || it->second.repo_version == no_version) return first_attempt::no_version;
+      permit = breaker_.try_acquire_closed();
+      if (!permit) return first_attempt::not_made;
+      if (latency) started = opts_.clock.now();
+      put.emplace(repo_.put_now(key, bytes, it->second.repo_version));
+      if (*put) record_locked(it->second, false, bytes, stamp, false, put->value(), now);
+    } catch (...) {
+      if (permit) breaker_.record_exception(*permit);
+      throw;
+    }
+    settle(*permit, *put, started, latency);
+    if (!*put) {
+      if (put->error() == errc::conflict) return first_attempt::conflicted;
+      return put->error();
+    }
+    if (!cache_.put_now(key, versioned{std::move(bytes), stamp.value}, opts_.cache_ttl))
+      count(stats_.cache_errors, cache_errors());
+    return first_attempt::durable;
   }
 
   // One repository call: the breaker, the per-call timeout within the caller's deadline, latency.
@@ -793,19 +905,29 @@ private:
       }
       entry = &it->second;
     }
-    auto& k = *entry;
+    record_locked(*entry, added, bytes, stamp, pending, repo_version, now);
+    if (added && known_.size() > opts_.last_known_good_entries) evict_one_locked(key);
+  }
+
+  // The write of `stamp` (its frame's `bytes`) into this process's entry `k` (just `added`, or
+  // found), unless the entry holds a newer stamp; mutex_ held.
+  void record_locked(known& k, bool added, std::string_view bytes, order_stamp stamp, bool pending,
+                     std::optional<version_t> repo_version, std::chrono::system_clock::time_point now) {
     if (!added && k.item.version > stamp.value) {
       if (repo_version) k.repo_version = *repo_version;
       return;
     }
     if (!added && k.pending) --pending_;
-    k.item.value.assign(bytes);
+    // A rewrite of the key usually has a frame of the same size: a plain copy into the buffer.
+    if (k.item.value.size() == bytes.size())
+      std::memcpy(k.item.value.data(), bytes.data(), bytes.size());
+    else
+      k.item.value.assign(bytes);
     k.item.version = stamp.value;
     k.item.stored_at = now;
     if (repo_version) k.repo_version = *repo_version;
     k.pending = pending;
     if (k.pending) ++pending_;
-    if (added && known_.size() > opts_.last_known_good_entries) evict_one_locked(key);
     if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
   }
 

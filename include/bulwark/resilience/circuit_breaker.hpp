@@ -205,12 +205,21 @@ public:
   // record_success, record_error or record_ignored; a half-open probe permit that is not
   // reported within probe_timeout is written off as failed.
 
-  /// Admits a call: a permit, or nullopt when refused (counted as refused). Cost: closed, an atomic
-  /// load and a coarse clock read; otherwise one lock.
-  std::optional<permit> try_acquire() {
+  /// Admits a call while the breaker is closed: a permit as try_acquire() gives it; nullopt in
+  /// any other state, counting nothing and changing nothing (ask try_acquire() then). Never takes
+  /// the lock nor runs the state-change callback, so a caller may hold its own lock around it.
+  /// Cost: an atomic load and a coarse clock read.
+  std::optional<permit> try_acquire_closed() const noexcept {
     // Closed: admitted without the lock (closed -> open happens only when an outcome is recorded).
     if (const auto word = fast_.load(std::memory_order_acquire); word & closed_bit)
       return permit{(word >> epoch_shift) & epoch_mask, opts_.clock.now_coarse(), false};
+    return std::nullopt;
+  }
+
+  /// Admits a call: a permit, or nullopt when refused (counted as refused). Cost: closed, an atomic
+  /// load and a coarse clock read; otherwise one lock.
+  std::optional<permit> try_acquire() {
+    if (auto admitted = try_acquire_closed()) return admitted;
     std::optional<transition> moved;
     std::optional<permit> admitted;
     {

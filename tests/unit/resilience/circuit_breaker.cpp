@@ -401,6 +401,27 @@ TEST_F(breaker_test, low_level_api_counts_like_call) {
   EXPECT_EQ(b.current(), state::closed);
 }
 
+TEST_F(breaker_test, try_acquire_closed_admits_only_while_closed_and_counts_no_refusal) {
+  auto reg = std::make_shared<bulwark::metrics::registry>();
+  auto o = opts();
+  o.metrics = reg;
+  circuit_breaker b(o);
+  auto p = b.try_acquire_closed();
+  ASSERT_TRUE(p);
+  EXPECT_FALSE(p->probe);
+  b.record_ignored(*p); // an outcome that counts for nothing: four failures still open it
+  open(b);
+  const auto moves_when_open = moves.size();
+  EXPECT_FALSE(b.try_acquire_closed());
+  clk.advance(10s); // past open_duration: half-open for try_acquire, still no permit here
+  EXPECT_FALSE(b.try_acquire_closed());
+  EXPECT_EQ(moves.size(), moves_when_open) << "no transition made, no callback run";
+  EXPECT_NE(reg->expose().find("bulwark_circuit_breaker_refused_total{name=\"db\"} 0\n"), std::string::npos);
+  auto probe = b.try_acquire(); // the full admission still takes the probe
+  ASSERT_TRUE(probe && probe->probe);
+  b.record_success(*probe);
+}
+
 TEST_F(breaker_test, an_outcome_from_an_earlier_period_changes_nothing) {
   auto o = opts();
   o.minimum_calls = 1;
