@@ -5,11 +5,14 @@
 #   ratio: <publish bulwark/raw>      ratio_consume: <consume bulwark/raw>
 # The publish phase runs three ways, 1M messages each, in 3 rounds rotating their order: raw
 # librdkafka; bulwark publish_batch (1000 per batch, 50 batches in flight) -> `ratio:`; bulwark
-# publish per message (50000 coroutines) -> `ratio_per_message_publish:`. Last, a handler that
+# publish per message (50000 coroutines) -> `ratio_per_message_publish:`. Then 9,000 messages with
+# 64 in flight (an ingestion API's concurrency), raw (a loop keeping 64 waiting for reports)
+# against publish per message (64 coroutines) -> `ratio_per_message_publish_64:`. Last, a handler that
 # awaits a simulated 100 us round trip per call reads up to 50,000 of the messages again:
 # subscribe (a wait per message) vs subscribe_batch (a wait per batch of up to 256) ->
 # `ratio_batch:` (batch msgs/s / per-message msgs/s).
 # Usage: benchmarks/kafka_vs_raw.sh [messages=1000000] [bytes=100] [window=50000] [rounds=3] [batch=1000]
+#        [small_window=64] [small_messages=9000]
 #   BUILD_DIR=build/release  use an existing build (default: configure and build the release preset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,8 @@ bytes=${2:-100}
 window=${3:-50000}
 rounds=${4:-3}
 batch=${5:-1000}
+small_window=${6:-64}
+small_messages=${7:-$((messages < 9000 ? messages : 9000))}
 
 if [ -z "${BUILD_DIR:-}" ]; then
   BUILD_DIR=$root/build/release
@@ -37,4 +42,4 @@ scripts/servers/kafka.sh up
 # shellcheck disable=SC1091
 source "$BULWARK_SERVERS_DIR/env"
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
-"$BUILD_DIR/benchmarks/kafka/bulwark_kafka_bench" "$messages" "$bytes" "$window" "$rounds" "$batch" 2> >(grep -v '^%' >&2)
+"$BUILD_DIR/benchmarks/kafka/bulwark_kafka_bench" "$messages" "$bytes" "$window" "$rounds" "$batch" "$small_window" "$small_messages" 2> >(grep -v '^%' >&2)

@@ -2,11 +2,15 @@
 // loop with the same producer configuration; then consume N messages both ways (a raw
 // rd_kafka_consumer_poll loop storing every offset, as bulwark does, against an event_bus
 // subscription). Prints msgs/s and the ratios bulwark/raw.
-//   bulwark_kafka_bench [messages] [bytes] [window] [rounds] [batch]   (cluster: $BULWARK_KAFKA_BOOTSTRAP)
+//   bulwark_kafka_bench [messages] [bytes] [window] [rounds] [batch] [small_window] [small_messages]
+//   (cluster: $BULWARK_KAFKA_BOOTSTRAP)
 // The publish phase runs three ways (raw; bulwark publish per message with `window`
 // coroutines; bulwark publish_batch of `batch` messages, window/batch batches in flight) in
 // `rounds` rounds (default 3) that rotate their order. `ratio:` is raw / publish_batch;
-// `ratio_per_message_publish:` is raw / publish.
+// `ratio_per_message_publish:` is raw / publish. Then `small_messages` (default
+// min(messages, 9,000)) go out with `small_window` (default 64) in flight, in the same rounds
+// alternating raw (a loop that keeps that many waiting for their reports) and publish per
+// message (that many coroutines), on topics of their own: `ratio_per_message_publish_64:`.
 // Then a consumer whose handler awaits a simulated round trip (a 100 us timer per call) reads
 // min(N, 50,000) of bulwark's messages again in a fresh group twice: subscribe (a wait per
 // message) and subscribe_batch (max_batch 256, a wait per batch). `ratio_batch:` is batch
@@ -78,6 +82,7 @@ rd_kafka_conf_t* raw_producer_conf(const kafka::config& cfg) {
 }
 
 std::atomic<long> raw_delivered{0}, raw_failed{0};
+std::atomic<long> raw_reported{0}; // delivered + failed, waited on by a windowed raw loop
 
 // A raw librdkafka producer with kafka::producer's threading: a poll thread serves the
 // delivery reports. Kept for every round, as the bus keeps its producer.
@@ -91,6 +96,8 @@ public:
         ++raw_failed;
       else
         ++raw_delivered;
+      ++raw_reported;
+      raw_reported.notify_one();
     });
     rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk_) die(errstr);
@@ -121,6 +128,28 @@ public:
       }
     }
     while (raw_delivered + raw_failed < target) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const double elapsed = seconds_since(t0);
+    if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
+    return elapsed;
+  }
+
+  // The same with at most `window` messages waiting for their reports (an API serving
+  // `window` requests at a time): it produces while fewer are outstanding, else sleeps until
+  // the poll thread counts a report. Returns seconds.
+  double publish_windowed(const std::string& topic, long first, long count, const std::string& value, long window) {
+    const long base = raw_reported.load();
+    const auto t0 = clock_type::now();
+    for (long i = first; i < first + count; ++i) {
+      for (long seen = raw_reported.load(); (i - first) - (seen - base) >= window; seen = raw_reported.load())
+        raw_reported.wait(seen);
+      const auto key = key_of(i);
+      const auto err =
+          rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(key.data(), key.size()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
+      if (err != RD_KAFKA_RESP_ERR_NO_ERROR) die(rd_kafka_err2str(err));
+    }
+    for (long seen = raw_reported.load(); seen - base < count; seen = raw_reported.load()) raw_reported.wait(seen);
     const double elapsed = seconds_since(t0);
     if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
     return elapsed;
@@ -306,6 +335,8 @@ int main(int argc, char** argv) {
   const long window = argc > 3 ? std::atol(argv[3]) : 50'000;
   const int rounds = std::max(1, argc > 4 ? std::atoi(argv[4]) : 3);
   const long batch_size = std::max(1L, argc > 5 ? std::atol(argv[5]) : 1000);
+  const long small_window = std::max(1L, argc > 6 ? std::atol(argv[6]) : 64);
+  const long small_n = std::max(1L, argc > 7 ? std::atol(argv[7]) : std::min(n, 9'000L));
   auto cfg = kafka::config::from_env();
   if (const char* b = std::getenv("BENCH_BUFFERED")) cfg.max_buffered_per_partition = std::strtoul(b, nullptr, 10);
   const std::string value(size, 'x');
@@ -332,6 +363,15 @@ int main(int argc, char** argv) {
   }
   double secs[3] = {0, 0, 0}, cpus[3] = {0, 0, 0};
   const char* names[3] = {"raw", "publish", "publish_batch"};
+  // The same with `small_window` messages in flight (an ingestion API's concurrency), on topics
+  // of their own: raw keeps that many waiting for reports, bulwark runs that many publishers.
+  const std::string raw_small_topic = raw_topic + "-w" + std::to_string(small_window),
+                    bulwark_small_topic = bulwark_topic + "-w" + std::to_string(small_window);
+  for (const auto& t : {raw_small_topic, bulwark_small_topic}) {
+    auto created = bus.value().admin().create_topic_blocking({t, -1, -1, {}});
+    if (!created) die("create " + t + ": " + created.error().message());
+  }
+  double small_secs[2] = {0, 0}, small_cpus[2] = {0, 0};
   {
     raw_producer raw(cfg);
     // Warm-up, not counted: every way connects and the brokers' JVMs warm up before timing.
@@ -362,6 +402,25 @@ int main(int argc, char** argv) {
           r + 1, count, names[r % 3], count / round_secs[0], count / round_secs[1], count / round_secs[2]);
       first += count;
     }
+    raw.publish_windowed(raw_small_topic, 0, warm / 10, value, small_window);
+    bulwark_publish(bus.value(), ctx, bulwark_small_topic, 0, warm / 10, value, small_window);
+    first = 0;
+    for (int r = 0; r < rounds; ++r) {
+      const long count = r + 1 < rounds ? small_n / rounds : small_n - first;
+      double round_secs[2] = {0, 0};
+      for (int k = 0; k < 2; ++k) {
+        const int way = (r + k) % 2;
+        const double cpu = cpu_seconds();
+        round_secs[way] =
+            way == 0 ? raw.publish_windowed(raw_small_topic, first, count, value, small_window)
+                     : bulwark_publish(bus.value(), ctx, bulwark_small_topic, first, count, value, small_window);
+        small_cpus[way] += cpu_seconds() - cpu;
+        small_secs[way] += round_secs[way];
+      }
+      std::printf("  publish round %d, %ld in flight (%ld messages each, %s first): raw %8.0f, publish %8.0f msgs/s\n",
+                  r + 1, small_window, count, r % 2 ? "publish" : "raw", count / round_secs[0], count / round_secs[1]);
+      first += count;
+    }
   }
   const double raw_pub = secs[0], bulwark_pub = secs[2];
   std::printf("publish raw librdkafka:      %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", n / secs[0], secs[0],
@@ -371,6 +430,11 @@ int main(int argc, char** argv) {
   std::printf(
       "publish kafka::event_bus, publish per message (%ld coroutines): %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n",
       window, n / secs[1], secs[1], cpus[1]);
+  std::printf("publish raw librdkafka, %ld in flight:      %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", small_window,
+              small_n / small_secs[0], small_secs[0], small_cpus[0]);
+  std::printf("publish kafka::event_bus, publish per message (%ld coroutines): %10.0f msgs/s  (%.2f s, client cpu "
+              "%.2f s)\n",
+              small_window, small_n / small_secs[1], small_secs[1], small_cpus[1]);
 
   double cpu = 0;
   cpu = cpu_seconds();
@@ -406,6 +470,7 @@ int main(int argc, char** argv) {
   while (!stopped) ctx.run_one_for(std::chrono::milliseconds(10));
 
   std::printf("ratio_per_message_publish: %.3f\n", secs[0] / secs[1]);
+  std::printf("ratio_per_message_publish_%ld: %.3f\n", small_window, small_secs[0] / small_secs[1]);
   std::printf("ratio: %.3f\n", raw_pub / bulwark_pub);
   std::printf("ratio_consume: %.3f\n", raw_con / bulwark_con);
   std::printf("ratio_batch: %.3f\n", per_message / per_batch);

@@ -1,10 +1,12 @@
 // What a real broker cannot do on cue, on librdkafka's mock cluster (rdkafka_mock.h): injected
 // request errors and a moved partition leader. Plus the kafka error category's mapping.
 #include <bulwark/kafka/event_bus.hpp>
+#include <bulwark/resilience/timeout.hpp>
 
 #include "support/error_table.hpp"
 #include "support/run.hpp"
 
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
@@ -17,6 +19,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -269,6 +272,67 @@ TEST_F(kafka_mock, stop_purges_what_it_cannot_flush_in_time) {
   auto late = publish(p, "late");
   ASSERT_FALSE(late.has_value());
   EXPECT_EQ(late.error(), errc::rejected);
+}
+
+// Lifetimes of publishes in flight (the brokers down, so none is acknowledged): a caller that
+// gives up (with_timeout, or a cancelled coroutine) leaves its publish in flight, and dropping
+// the bus, without stop(), completes every publish exactly once with errc::cancelled on the
+// caller's executor; the context then runs out of work (ASan/UBSan check the frames and
+// completion objects freed on the way).
+TEST_F(kafka_mock, a_bus_dropped_with_publishes_in_flight_completes_each_once) {
+  auto bus = std::make_optional(kafka::event_bus::create(ctx_.get_executor(), cfg_).value());
+  ASSERT_TRUE(publish(bus->producer(), "warm-up").has_value());
+  for (int b = 1; b <= 3; ++b) rd_kafka_mock_broker_set_down(cluster_, b);
+  constexpr int n = 64;
+  std::vector<std::optional<bulwark::result<bulwark::delivery>>> results(n);
+  std::vector<int> completions(n, 0);
+  std::vector<asio::cancellation_signal> signals(n);
+  auto one = [&](int i) -> bulwark::task<bulwark::delivery> {
+    bulwark::message m;
+    m.key = "key-" + std::to_string(i);
+    m.value = std::string("in flight");
+    m.headers.push_back(bulwark::header{std::string("h"), std::string("v")});
+    auto r = co_await bus->publish(topic_, std::move(m));
+    ++completions[static_cast<std::size_t>(i)];
+    co_return r;
+  };
+  for (int i = 0; i < n; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    if (i % 4 == 0) // a caller that stops waiting after 50 ms; its publish goes on
+      bulwark::test::spawn_into(ctx_, bulwark::with_timeout(one(i), 50ms, "publish"), &results[k]);
+    else
+      bulwark::test::spawn_into(ctx_, one(i), &results[k], signals[k].slot());
+  }
+  ctx_.restart();
+  ctx_.run_for(300ms);
+  EXPECT_EQ(bus->producer().in_flight(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    if (i % 4 == 0) {
+      ASSERT_TRUE(results[k]) << i;
+      EXPECT_EQ(results[k]->error(), errc::timeout) << results[k]->error();
+    } else {
+      EXPECT_FALSE(results[k]) << i;
+      if (i % 2 == 1) signals[k].emit(asio::cancellation_type::terminal); // ignored: the message is out
+    }
+  }
+  ctx_.restart();
+  ctx_.run_for(100ms);
+  for (int i = 1; i < n; ++i) EXPECT_EQ(completions[static_cast<std::size_t>(i)], 0) << i;
+  bus.reset(); // no stop(): the producer purges its queue and hands every publish its report
+  ctx_.restart();
+  const auto start = std::chrono::steady_clock::now();
+  ctx_.run_for(20s); // returns once nothing waits any more
+  EXPECT_TRUE(ctx_.stopped()) << "a publish still holds the context";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  for (int i = 0; i < n; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    EXPECT_EQ(completions[k], 1) << i;
+    if (i % 4 == 0) continue; // its caller had its answer already
+    ASSERT_TRUE(results[k]) << i;
+    ASSERT_FALSE(results[k]->has_value()) << i;
+    EXPECT_EQ(results[k]->error(), errc::cancelled) << results[k]->error();
+  }
 }
 
 } // namespace

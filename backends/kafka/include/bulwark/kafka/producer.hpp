@@ -172,6 +172,7 @@ struct producer_state {
   /// name per message and librdkafka's own lookup by name; released with the producer.
   std::mutex topics_mutex;
   std::map<std::string, rd_kafka_topic_t*, std::less<>> topics;
+  std::atomic<const std::pair<const std::string, rd_kafka_topic_t*>*> last_topic{nullptr};
   /// Messages to produce again (see the file comment), and the tokens of those produced
   /// again with their original deadlines (poll thread only).
   topic_retries retries;
@@ -199,17 +200,23 @@ struct producer_state {
   }
 
   /// The handle for `name` (created on first use), or the librdkafka error that refused it.
+  /// The topic published to last is found without the lock (map nodes stay put until the
+  /// producer goes).
   result<rd_kafka_topic_t*> topic(std::string_view name) {
+    if (const auto* last = last_topic.load(std::memory_order_acquire); last && last->first == name) return last->second;
     std::lock_guard lock(topics_mutex);
-    if (auto it = topics.find(name); it != topics.end()) return it->second;
-    std::string owned(name);
-    rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), owned.c_str(), nullptr);
-    if (!rkt) {
-      const auto err = rd_kafka_last_error();
-      return make_error(err, std::string(not_persisted_prefix) + "topic '" + owned + "': " + rd_kafka_err2str(err));
+    auto it = topics.find(name);
+    if (it == topics.end()) {
+      std::string owned(name);
+      rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk.get(), owned.c_str(), nullptr);
+      if (!rkt) {
+        const auto err = rd_kafka_last_error();
+        return make_error(err, std::string(not_persisted_prefix) + "topic '" + owned + "': " + rd_kafka_err2str(err));
+      }
+      it = topics.emplace(std::move(owned), rkt).first;
     }
-    topics.emplace(std::move(owned), rkt);
-    return rkt;
+    last_topic.store(&*it, std::memory_order_release);
+    return it->second;
   }
 
   void join_poll_thread() {
@@ -382,11 +389,10 @@ public:
     // Not a coroutine itself: the initiation runs inside the awaitable that async_initiate
     // makes, which saves a coroutine frame per message. The topic is resolved now, while
     // `topic` is certainly alive.
-    result<rd_kafka_topic_t*> rkt = state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr);
+    auto request = std::make_unique<publish_request>(
+        publish_request{state_, state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr), std::move(m)});
     return asio::async_initiate<decltype(asio::use_awaitable), void(result<delivery>)>(
-        [s = state_, rkt = std::move(rkt), m = std::move(m)](auto handler) mutable {
-          start(s, rkt, m, std::move(handler));
-        },
+        [request = std::move(request)](auto handler) mutable { start(std::move(request), std::move(handler)); },
         asio::use_awaitable);
   }
 
@@ -472,9 +478,19 @@ private:
     return decided(admission::expired, err); // refused for good: no report will come
   }
 
-  template <class Handler> static void start(const std::shared_ptr<detail::producer_state>& s,
-                                             const result<rd_kafka_topic_t*>& topic, const message& m,
-                                             Handler handler) {
+  // What publish() hands to its initiation, kept apart from the awaiting frame and freed by
+  // start() once librdkafka has copied the message: the frame, touched again when the report
+  // comes, stays small, and the request's memory (with the message's buffers) is what the next
+  // publish reuses while it is still in cache. With many publishes in flight, cold memory
+  // touched per message is what per-message publish pays for.
+  struct publish_request {
+    std::shared_ptr<detail::producer_state> state;
+    result<rd_kafka_topic_t*> topic;
+    message m;
+  };
+
+  template <class Handler> static void start(std::unique_ptr<publish_request> request, Handler handler) {
+    const auto& [s, topic, m] = *request;
     auto* op = new detail::delivery_op<Handler>(std::move(handler));
     if (!s || s->stopping.load()) {
       op->post(error(errc::rejected, "producer is stopping"));
