@@ -81,8 +81,11 @@ public:
   /// the new stream entries, then the heads again. An id whose run meets anything else (an
   /// event it holds already, a gap, a conflict, a head moved by another persister) goes
   /// through append() one event at a time. One outcome per event, in order; errors as
-  /// append()'s (the first one). Cost: three round trips on Redis for the whole batch.
-  bulwark::task<std::vector<append_outcome>> append_batch(std::span<const json> events) {
+  /// append()'s (the first one). `texts`, when given, are the events as received, stored as
+  /// they are (instead of serializing each event again). Cost: three round trips on Redis for
+  /// the whole batch.
+  bulwark::task<std::vector<append_outcome>> append_batch(std::span<const json> events,
+                                                          std::span<const std::string_view> texts = {}) {
     std::vector<append_outcome> out(events.size(), append_outcome::appended);
     struct stream_run {
       std::string id;
@@ -122,7 +125,7 @@ public:
       if (runs[r].one_by_one) continue;
       for (auto i : runs[r].events) {
         entries.push_back(write{stream_key(runs[r].id, events[i]["version"].template get<std::int64_t>()),
-                                events[i].dump(), bulwark::no_version});
+                                texts.empty() ? events[i].dump() : std::string(texts[i]), bulwark::no_version});
         entry_run.push_back(r);
       }
     }

@@ -70,7 +70,10 @@ public:
     return join(topic::events, "persister", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
       auto events = parse_all(batch, "persister");
       if (!events) co_return events.error();
-      auto appended = co_await store_.append_batch(events.value());
+      std::vector<std::string_view> texts;
+      texts.reserve(batch.size());
+      for (const auto& e : batch) texts.push_back(e.value);
+      auto appended = co_await store_.append_batch(events.value(), texts);
       if (!appended) co_return appended.error();
       for (auto outcome : appended.value())
         processed_->labels({"persister", outcome == append_outcome::appended ? "appended" : "duplicate"}).inc();

@@ -5,7 +5,8 @@
 //
 // State, in a repository (memory, or Redis in real mode):
 //   agg:<id>       {"type":"Entry","version":3,"exists":true,"links":{"heroImage":"<id>"},"linkedBy":0}
-//   decision:<cid> {"topic":"events"|"rejections","key":...,"value":...,"state":{"<id>":record,...}}
+//   decision:<cid> {"key":...,"message":{the event or rejection},"state":{"<id>":record,...},
+//                   "topic":"events"|"rejections"}
 // Commands come in batches (consecutive messages of the one `commands` partition). A batch is
 // decided in log order, each command against the records as the commands before it left them;
 // then every new decision (accepted or rejected) is written, with the records as they are after
@@ -113,13 +114,13 @@ public:
     std::vector<decision> out;
     out.reserve(cmds.size());
     std::vector<std::pair<std::string, std::string>> decided; // decision key -> stored decision
-    for (const auto& cmd : cmds) {
+    for (auto& cmd : cmds) {                                  // an accepted command's body and meta move into its event
       auto shape = check_shape(cmd);
       if (!shape.empty()) { // nothing to store: decided by the text alone
         out.push_back(rejection(cmd, std::move(shape)));
         continue;
       }
-      const std::string& cid = cmd["meta"]["commandId"].template get_ref<const std::string&>();
+      const std::string cid = cmd["meta"]["commandId"].template get<std::string>();
       if (auto earlier = ws.decisions.find(cid); earlier != ws.decisions.end() && earlier->second) {
         // The records of a decision made in this batch are already in ws, and later commands may
         // have moved them on: only a decision from an earlier delivery brings its records back.
@@ -191,7 +192,7 @@ private:
 
   /// Decides `cmd` against `ws` and applies the decision to it; nullopt, with `missing` filled,
   /// when a record it reads is not in `ws` yet.
-  std::optional<stored_decision> decide_one(const json& cmd, working_set& ws, std::vector<std::string>& missing) {
+  std::optional<stored_decision> decide_one(json& cmd, working_set& ws, std::vector<std::string>& missing) {
     auto [act, type] = *parse_command_type(settings_, cmd["type"].template get_ref<const std::string&>());
     const std::string& id = cmd["params"]["id"].template get_ref<const std::string&>();
     auto need = [&](const std::string& rid) {
@@ -252,17 +253,34 @@ private:
     ws.records[id] = std::move(self);
     ws.changed.insert(id);
 
-    json event{{"type", event_type(act, *type)},
-               {"eventId", cmd["meta"]["commandId"]},
-               {"id", id},
-               {"contentType", type->name},
-               {"version", version},
-               {"body", act == action::remove ? json::object() : cmd["body"]},
-               {"meta", cmd["meta"]}};
+    // The command's body and meta move into the event (member by member: an initializer list
+    // would copy them, a third of the validator's instructions).
+    json event = json::object();
+    event["body"] = act == action::remove ? json::object() : std::move(cmd["body"]);
+    event["contentType"] = type->name;
+    event["eventId"] = cmd["meta"]["commandId"];
+    event["id"] = id;
+    event["meta"] = std::move(cmd["meta"]);
+    event["type"] = event_type(act, *type);
+    event["version"] = version;
     decision d{topic::events, id, event.dump(), true, false};
-    std::string stored =
-        json{{"topic", d.topic}, {"key", d.key}, {"value", d.value}, {"state", std::move(state)}}.dump();
+    std::string stored = stored_text(d, state);
     return stored_decision{std::move(d), std::move(stored)};
+  }
+
+  /// decision:<cid>'s value. The message goes in as a JSON value, not as a string: no escaping,
+  /// and no second serialization of the event (parsed and dumped again it is the same text).
+  static std::string stored_text(const decision& d, const json& state) {
+    std::string out = R"({"key":)";
+    out += json(d.key).dump();
+    out += R"(,"message":)";
+    out += d.value;
+    out += R"(,"state":)";
+    out += state.dump();
+    out += R"(,"topic":")";
+    out += d.topic;
+    out += R"("})";
+    return out;
   }
 
   /// A rejection, which changes no record. It is stored all the same: a later command of its
@@ -270,7 +288,7 @@ private:
   /// again against that.
   stored_decision stored_rejection(const json& cmd, std::string reason) const {
     decision d = rejection(cmd, std::move(reason));
-    std::string stored = json{{"topic", d.topic}, {"key", d.key}, {"value", d.value}, {"state", json::object()}}.dump();
+    std::string stored = stored_text(d, json::object());
     return stored_decision{std::move(d), std::move(stored)};
   }
 
@@ -299,8 +317,10 @@ private:
         ws.changed.insert(rid);
       }
     const bool accepted = stored.value("topic", std::string(topic::events)) == topic::events;
+    // "value": the message as a string, as decisions were stored before "message".
     return decision{accepted ? topic::events : topic::rejections, stored["key"].template get<std::string>(),
-                    stored["value"].template get<std::string>(), accepted, true};
+                    stored.contains("message") ? stored["message"].dump() : stored["value"].template get<std::string>(),
+                    accepted, true};
   }
 
   /// Reads the records of `ids` and the decisions of `cids` that `ws` lacks, all at once.
