@@ -8,25 +8,15 @@
 # Environment: COMMANDS (default 5000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=${BUILD_DIR:-build/release}
-if [ -z "${BUILD_DIR:-}" ]; then
-  cmake --preset release >/dev/null
-  cmake --build "$build" --target bulwark_bench_event_log_instructions
-fi
+source scripts/lib.sh
+bench_executables event_log bulwark_bench_event_log_instructions
 command -v valgrind >/dev/null || { echo "valgrind is needed (scripts/install-deps.sh)" >&2; exit 1; }
 commands=${COMMANDS:-5000}
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
-# Total instructions of one run with `n` commands and batches of up to `b`.
-total() {
-  valgrind --tool=callgrind --callgrind-out-file="$out/cg" \
-    "$build/benchmarks/event_log/bulwark_bench_event_log_instructions" "$1" "$2" >/dev/null 2>"$out/log"
-  grep -o 'Collected : [0-9]*' "$out/log" | grep -o '[0-9]*$'
-}
-base=$(total 0 256)
-batched=$((($(total "$commands" 256) - base) / commands))
-single=$((($(total "$commands" 1) - base) / commands))
+bin="$BUILD_DIR/benchmarks/event_log/bulwark_bench_event_log_instructions"
+base=$(callgrind_instructions "$bin" 0 256)
+batched=$((($(callgrind_instructions "$bin" "$commands" 256) - base) / commands))
+single=$((($(callgrind_instructions "$bin" "$commands" 1) - base) / commands))
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "instructions_per_command: $batched (max_batch 256, $commands commands)"
 echo "instructions_per_command_one_at_a_time: $single (max_batch 1)"
-python3 -c "import sys; b, s = map(int, sys.argv[1:]); print(f'ratio_batch_instructions: {s / b:.2f}')" "$single" "$batched"
+echo "ratio_batch_instructions: $(div "$single" "$batched")"
