@@ -12,8 +12,12 @@
 #include <event_log/memory_mode.hpp>
 #include <event_log/routes.hpp>
 
+#include <bulwark/testing/faults.hpp>
+
+#include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
 
 #include <gtest/gtest.h>
 
@@ -425,6 +429,23 @@ TEST_F(event_log_test, a_redelivered_batch_gives_the_same_decisions_once) {
   };
   EXPECT_EQ(values(state.scan_now("agg:", "", 100).value().entries), values(records));
 
+  // A decision stored before "message" (the message as a string in "value") replays the same.
+  {
+    repo older;
+    const std::string key =
+        std::string("decision:").append(json::parse(texts[1])["meta"]["commandId"].get<std::string>());
+    const auto stored = json::parse(state.get_now(key).value().value().value);
+    const json old_form{{"topic", stored["topic"]},
+                        {"key", stored["key"]},
+                        {"value", stored["message"].dump()},
+                        {"state", stored["state"]}};
+    ASSERT_TRUE(older.put_now(key, old_form.dump(), {}));
+    el::validator<repo> reader(settings_, older);
+    const auto replayed = run(reader.decide(texts[1])).value();
+    EXPECT_TRUE(replayed.replayed);
+    EXPECT_EQ(replayed.value, first[1].value);
+  }
+
   // A crash after some of the decisions were stored and none of the records: the rest is
   // decided again against the same state, to the same messages, and the records end the same.
   for (std::size_t stored : {std::size_t(0), std::size_t(2), decisions.size()}) {
@@ -437,6 +458,54 @@ TEST_F(event_log_test, a_redelivered_batch_gives_the_same_decisions_once) {
     EXPECT_EQ(values(crashed.scan_now("agg:", "", 100).value().entries), values(records)) << stored;
     EXPECT_EQ(crashed.scan_now("decision:", "", 100).value().entries.size(), decisions.size());
   }
+}
+
+// On a store whose calls wait (Redis), a batch's writes are in flight at once: all its
+// decisions are parked together before any record is written.
+bulwark::task<std::vector<el::decision>>
+decide_on(el::validator<bulwark::testing::faulty_repository<el::memory_deployment::repository_type>>* v,
+          std::vector<std::string> texts) {
+  const std::vector<std::string_view> batch(texts.begin(), texts.end());
+  co_return co_await v->decide_batch(batch);
+}
+
+TEST_F(event_log_test, a_store_that_waits_gets_a_batch_s_writes_at_once) {
+  using inner = el::memory_deployment::repository_type;
+  using waiting = bulwark::testing::faulty_repository<inner>;
+  inner state, plain_state;
+  waiting store(state);
+  el::validator<waiting> v(settings_, store);
+  el::validator<inner> plain(settings_, plain_state);
+  const auto& asset_type = *settings_.by_name("Asset");
+  const auto asset = el::new_uuid();
+  std::vector<std::string> texts;
+  for (const auto& c :
+       {el::make_command(el::action::create, asset_type, asset, json::parse(asset_body("a1")), "0", el::new_uuid()),
+        el::make_command(el::action::update, asset_type, asset, json::parse(asset_body("a2")), "0", el::new_uuid()),
+        el::make_command(el::action::create, asset_type, el::new_uuid(), json::parse(asset_body()), "0",
+                         el::new_uuid()),
+        el::make_command(el::action::create, asset_type, asset, json::parse(asset_body()), "0", el::new_uuid())})
+    texts.push_back(c.dump());
+  store.faults().hang(bulwark::testing::op::put);
+  auto decided = asio::co_spawn(
+      io_,
+      [](auto op) -> asio::awaitable<std::optional<bulwark::result<std::vector<el::decision>>>> {
+        co_return co_await std::move(op);
+      }(decide_on(&v, texts)),
+      asio::use_future);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (store.faults().hung(bulwark::testing::op::put) < texts.size() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));             // bounded
+  EXPECT_EQ(store.faults().hung(bulwark::testing::op::put), texts.size()); // every decision at once
+  EXPECT_EQ(state.scan_now("agg:", "", 10).value().entries.size(), 0u);    // no record before them
+  store.faults().release(bulwark::testing::op::put);
+  auto got = std::move(*decided.get());
+  ASSERT_TRUE(got);
+  const std::vector<std::string_view> batch(texts.begin(), texts.end());
+  auto expected = run(plain.decide_batch(batch)).value();
+  ASSERT_EQ(got.value().size(), expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(got.value()[i].value, expected[i].value) << i;
+  EXPECT_EQ(state.scan_now("agg:", "", 10).value().entries.size(), 2u);
 }
 
 // The persister and the materializer take a batch: several ids, duplicates, a gap.

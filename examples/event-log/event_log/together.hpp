@@ -65,6 +65,9 @@ asio::awaitable<std::vector<bulwark::result<T>>> together(std::vector<bulwark::t
       out.push_back(co_await std::move(ops.front()));
       co_return out;
     }
+    // Not thrown out of the wait below by a cancellation of the caller. The setting belongs to
+    // the whole coroutine thread (the bus's worker included): restored before returning.
+    const bool throws = co_await asio::this_coro::throw_if_cancelled();
     co_await asio::this_coro::throw_if_cancelled(false);
     auto ex = co_await asio::this_coro::executor;
     auto j = std::make_shared<detail::joined<T>>(ex, ops.size());
@@ -78,6 +81,7 @@ asio::awaitable<std::vector<bulwark::result<T>>> together(std::vector<bulwark::t
     while (j->left > 0)
       co_await j->done.async_wait(
           asio::bind_cancellation_slot(asio::cancellation_slot(), asio::experimental::as_tuple(asio::use_awaitable)));
+    co_await asio::this_coro::throw_if_cancelled(throws);
     if (j->thrown) std::rethrow_exception(j->thrown);
     for (auto& r : j->results) out.push_back(std::move(*r));
   }
