@@ -119,6 +119,16 @@ bench_executables() {
   done
 }
 
+# callgrind_instructions COMMAND... -> the instructions callgrind counted in one run of COMMAND
+# (its output discarded; valgrind must be installed)
+callgrind_instructions() {
+  local out
+  out=$(mktemp -d)
+  valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$@" >/dev/null 2>"$out/log"
+  grep -o 'Collected : [0-9]*' "$out/log" | grep -o '[0-9]*$'
+  rm -rf "$out"
+}
+
 # private_redis DIR -> a redis-server of the benchmark's own (loopback, a free port, no
 # persistence, its files in DIR); sets redis_port and redis_pid, waits until it answers. The
 # caller stops it with stop_private_redis (a no-op when none was started).

@@ -13,6 +13,7 @@
 #include <bulwark/metrics/registry.hpp>
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,10 +26,13 @@ struct pipeline_options {
   /// A stage retries a failing message this often before the bus dead-letters it: transient
   /// errors (a backend away) must not lose a command, so the bound is long.
   unsigned max_attempts = 1000;
+  /// The most messages a stage takes at once (subscribe_options::max_batch): a batch shares its
+  /// store round trips and its publish acknowledgements.
+  std::size_t max_batch = 256;
 };
 
 template <class Bus, class Repository>
-requires bulwark::event_bus<Bus> && bulwark::repository<Repository>
+requires bulwark::batch_event_bus<Bus> && bulwark::repository<Repository>
 class pipeline {
 public:
   using store_type = event_store<Repository>;
@@ -46,57 +50,66 @@ public:
 
   std::string topic_name(std::string_view t) const { return opts_.prefix + std::string(t); }
 
+  /// The validator: a batch of commands decided in order, then their messages published with
+  /// every acknowledgement awaited together.
   bulwark::task<void> start_validator() {
-    return join(topic::commands, "validator", [this](const bulwark::envelope& e) -> bulwark::task<void> {
-      auto d = co_await validator_.decide(e.value);
-      if (!d) co_return d.error();
-      auto& decided = d.value();
-      bulwark::message out;
-      out.key = decided.key;
-      out.value = std::move(decided.value);
-      auto sent = co_await bus_.publish(topic_name(decided.topic), std::move(out));
-      if (!sent) co_return sent.error();
-      processed_->labels({"validator", decided.replayed   ? "replayed"
-                                       : decided.accepted ? "accepted"
-                                                          : "rejected"})
-          .inc();
+    return join(topic::commands, "validator", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+      std::vector<std::string_view> commands;
+      commands.reserve(batch.size());
+      for (const auto& e : batch) commands.push_back(e.value);
+      auto decided = co_await validator_.decide_batch(commands);
+      if (!decided) co_return decided.error();
+      BOOST_OUTCOME_CO_TRY(co_await publish(decided.value()));
+      for (const auto& d : decided.value())
+        processed_->labels({"validator", d.replayed ? "replayed" : d.accepted ? "accepted" : "rejected"}).inc();
       co_return bulwark::ok();
     });
   }
 
   bulwark::task<void> start_persister() {
-    return join(topic::events, "persister", [this](const bulwark::envelope& e) -> bulwark::task<void> {
-      auto event = json::parse(e.value, nullptr, false);
-      if (event.is_discarded()) co_return bulwark::error(bulwark::errc::invalid_argument, "persister: not JSON");
-      auto appended = co_await store_.append(event);
+    return join(topic::events, "persister", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+      auto events = parse_all(batch, "persister");
+      if (!events) co_return events.error();
+      std::vector<std::string_view> texts;
+      texts.reserve(batch.size());
+      for (const auto& e : batch) texts.push_back(e.value);
+      auto appended = co_await store_.append_batch(events.value(), texts);
       if (!appended) co_return appended.error();
-      processed_->labels({"persister", appended.value() == append_outcome::appended ? "appended" : "duplicate"}).inc();
+      for (auto outcome : appended.value())
+        processed_->labels({"persister", outcome == append_outcome::appended ? "appended" : "duplicate"}).inc();
       co_return bulwark::ok();
     });
   }
 
   bulwark::task<void> start_materializer() {
-    BOOST_OUTCOME_CO_TRY(
-        co_await join(topic::events, "materializer", [this](const bulwark::envelope& e) -> bulwark::task<void> {
-          auto event = json::parse(e.value, nullptr, false);
-          if (event.is_discarded()) co_return bulwark::error(bulwark::errc::invalid_argument, "materializer: not JSON");
-          auto applied = co_await materializer_.apply(event);
+    BOOST_OUTCOME_CO_TRY(co_await join(
+        topic::events, "materializer", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+          auto events = parse_all(batch, "materializer");
+          if (!events) co_return events.error();
+          auto applied = co_await materializer_.apply_batch(events.value());
           if (!applied) co_return applied.error();
-          const bool fresh = applied.value() == apply_outcome::applied;
-          processed_->labels({"materializer", fresh ? "applied" : "duplicate"}).inc();
-          if (fresh && event["meta"].contains("acceptedAt") && event["meta"]["acceptedAt"].is_number())
-            lag_->labels({}).observe(
-                static_cast<double>(now_ms() - event["meta"]["acceptedAt"].template get<std::int64_t>()) / 1000.0);
+          const auto now = now_ms();
+          for (std::size_t i = 0; i < applied.value().size(); ++i) {
+            const bool fresh = applied.value()[i] == apply_outcome::applied;
+            processed_->labels({"materializer", fresh ? "applied" : "duplicate"}).inc();
+            const json& meta = events.value()[i]["meta"];
+            if (fresh && meta.contains("acceptedAt") && meta["acceptedAt"].is_number())
+              lag_->labels({}).observe(static_cast<double>(now - meta["acceptedAt"].template get<std::int64_t>()) /
+                                       1000.0);
+          }
           co_return bulwark::ok();
         }));
-    co_return co_await join(topic::rejections, "status", [this](const bulwark::envelope& e) -> bulwark::task<void> {
-      auto rejection = json::parse(e.value, nullptr, false);
-      if (rejection.is_discarded() || !rejection.contains("commandId") || !rejection["commandId"].is_string())
-        co_return bulwark::error(bulwark::errc::invalid_argument, "status: not a rejection");
-      BOOST_OUTCOME_CO_TRY(co_await materializer_.reject(rejection));
-      processed_->labels({"materializer", "rejection"}).inc();
-      co_return bulwark::ok();
-    });
+    co_return co_await join(topic::rejections, "status",
+                            [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+                              auto rejections = parse_all(batch, "status");
+                              if (!rejections) co_return rejections.error();
+                              for (const auto& r : rejections.value())
+                                if (!r.contains("commandId") || !r["commandId"].is_string())
+                                  co_return bulwark::error(bulwark::errc::invalid_argument, "status: not a rejection");
+                              BOOST_OUTCOME_CO_TRY(co_await materializer_.reject_batch(rejections.value()));
+                              processed_->labels({"materializer", "rejection"}).inc(static_cast<double>(batch.size()));
+                              co_return bulwark::ok();
+                            });
   }
 
   /// Leaves every group (drains the handlers in flight).
@@ -110,14 +123,51 @@ public:
   const std::shared_ptr<bulwark::metrics::registry>& metrics() const { return opts_.metrics; }
 
 private:
-  bulwark::task<void> join(std::string_view t, std::string group, bulwark::message_handler h) {
+  bulwark::task<void> join(std::string_view t, std::string group, bulwark::batch_handler h) {
     bulwark::subscribe_options o;
     o.topic = topic_name(t);
     o.group = opts_.prefix + group;
     o.retry.max_attempts = opts_.max_attempts;
-    auto sub = co_await bus_.subscribe(std::move(o), std::move(h));
+    o.max_batch = opts_.max_batch;
+    auto sub = co_await bus_.subscribe_batch(std::move(o), std::move(h));
     if (!sub) co_return sub.error();
     subscriptions_.push_back(std::move(sub).value());
+    co_return bulwark::ok();
+  }
+
+  /// The JSON objects of a batch; errc::invalid_argument (not retried: the bus dead-letters it
+  /// once the batch goes one message at a time) when one is not.
+  static bulwark::result<std::vector<json>> parse_all(std::span<const bulwark::envelope> batch,
+                                                      std::string_view stage) {
+    std::vector<json> out;
+    out.reserve(batch.size());
+    for (const auto& e : batch) {
+      out.push_back(json::parse(e.value, nullptr, false));
+      if (!out.back().is_object())
+        return bulwark::error(bulwark::errc::invalid_argument, std::string(stage) + ": not a JSON object");
+    }
+    return out;
+  }
+
+  /// Publishes the decisions' messages, events and rejections each as one batch when the bus
+  /// has publish_batch (Kafka: every acknowledgement awaited together), else one by one (the
+  /// memory bus appends without waiting).
+  bulwark::task<void> publish(std::vector<decision>& decided) {
+    for (auto t : {topic::events, topic::rejections}) {
+      std::vector<bulwark::message> out;
+      for (auto& d : decided)
+        if (d.topic == t) out.push_back(bulwark::message{d.key, std::move(d.value), {}});
+      if (out.empty()) continue;
+      if constexpr (requires { bus_.publish_batch(t, std::move(out)); }) {
+        for (auto& sent : co_await bus_.publish_batch(topic_name(t), std::move(out)))
+          if (!sent) co_return sent.error();
+      } else {
+        for (auto& m : out) {
+          auto sent = co_await bus_.publish(topic_name(t), std::move(m));
+          if (!sent) co_return sent.error();
+        }
+      }
+    }
     co_return bulwark::ok();
   }
 

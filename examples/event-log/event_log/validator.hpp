@@ -5,20 +5,34 @@
 //
 // State, in a repository (memory, or Redis in real mode):
 //   agg:<id>       {"type":"Entry","version":3,"exists":true,"links":{"heroImage":"<id>"},"linkedBy":0}
-//   decision:<cid> {"topic":"events"|"rejections","key":...,"value":...,"state":{"<id>":record,...}}
-// A decision is written first, with the records as they are after it; the records follow. A
-// command delivered again (a crash before its offset was committed) finds its decision,
-// writes those records again (idempotent: absolute values, and commands are decided one at a
-// time in log order, see README "Ordering") and publishes the same message again: same event id,
-// which the persister and the materializer recognise.
+//   decision:<cid> {"key":...,"message":{the event or rejection},"state":{"<id>":record,...},
+//                   "topic":"events"|"rejections"}
+// Commands come in batches (consecutive messages of the one `commands` partition). A batch is
+// decided in log order, each command against the records as the commands before it left them;
+// then every new decision (accepted or rejected) is written, with the records as they are after
+// it; only then the records the batch changed, each once; then the batch's messages are
+// published. A command delivered again (a crash before its offset was committed, or a failed
+// batch delivered one message at a time) finds its decision and gives the same message again:
+// same event id, which the persister and the materializer recognise. Its records come back as
+// they were after it (absolute values; the commands after it are delivered again after it, in
+// log order, see README "Ordering"), so a command after it that was never decided is decided
+// against the same state as the first time. Rejections are stored too: a later command of the
+// same batch may have changed the state they were decided against before the redelivery.
 
 #include <event_log/model.hpp>
+#include <event_log/together.hpp>
 
 #include <bulwark/repository.hpp>
 
+#include <algorithm>
+#include <array>
 #include <map>
+#include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace event_log {
 
@@ -58,95 +72,104 @@ class validator {
 public:
   validator(const settings& s, Repository& state) : settings_(s), state_(state) {}
 
-  /// Decides one command (the JSON text of a `commands` message). Errors only from the state
-  /// repository (the bus retries the message); a bad command is a rejection, not an error.
+  /// Decides one command (the JSON text of a `commands` message): decide_batch() of one.
   bulwark::task<decision> decide(std::string_view command_text) {
-    auto cmd = json::parse(command_text, nullptr, false);
-    auto shape = check_shape(cmd);
-    if (!shape.empty()) co_return reject(cmd, shape, {});
-    const std::string cid = cmd["meta"]["commandId"].template get<std::string>();
-    const std::string decision_key = "decision:" + cid;
-    auto earlier = co_await state_.get(decision_key);
-    if (!earlier) co_return earlier.error();
-    if (earlier.value()) co_return co_await replay(earlier.value()->value);
+    const std::array<std::string_view, 1> one{command_text};
+    auto decided = co_await decide_batch(one);
+    if (!decided) co_return decided.error();
+    co_return std::move(decided.value().front());
+  }
 
-    auto [act, type] = *parse_command_type(settings_, cmd["type"].template get<std::string>());
-    const std::string id = cmd["params"]["id"].template get<std::string>();
-    std::map<std::string, json> records; // id -> record as after this command
-    auto rec = co_await load(id);
-    if (!rec) co_return rec.error();
-    json self = std::move(rec).value();
-    const bool known = !self.is_null();
-    if (known && self["type"] != type->name)
-      co_return reject(cmd, text::other_type(id, self["type"].template get<std::string>()), {});
-    const bool exists = known && self["exists"].template get<bool>();
-    if (act == action::create && exists) co_return reject(cmd, text::exists(type->name, id), {});
-    if (act != action::create && !exists) co_return reject(cmd, text::missing_entity(type->name, id), {});
-    if (act == action::remove && self["linkedBy"].template get<std::int64_t>() > 0)
-      co_return reject(cmd, text::still_linked(type->name, id, self["linkedBy"].template get<std::int64_t>()), {});
+  /// Decides `commands` (JSON texts of `commands` messages, in log order), each against the
+  /// state as the ones before it left it, so a create and an update of one id, or an asset
+  /// created and linked, may share a batch. Then writes the batch's new decisions, all at once,
+  /// and only then the records they changed, all at once, each once as the batch left it: a
+  /// batch cut short between the two is delivered again and finds its decisions. One decision
+  /// per command, in order. Errors only from the state repository (the bus delivers the batch
+  /// again, one command at a time); a bad command is a rejection, not an error. Cost: two or
+  /// three reads and two writes of the store for the whole batch (a round trip each on Redis).
+  bulwark::task<std::vector<decision>> decide_batch(std::span<const std::string_view> commands) {
+    std::vector<json> cmds;
+    cmds.reserve(commands.size());
+    std::vector<std::string> ids, cids;
+    for (auto text : commands) {
+      cmds.push_back(json::parse(text, nullptr, false));
+      const json& cmd = cmds.back();
+      if (!check_shape(cmd).empty()) continue;
+      cids.push_back(cmd["meta"]["commandId"].template get<std::string>());
+      ids.push_back(cmd["params"]["id"].template get<std::string>());
+      for_each_link(cmd, [&](const field&, const std::string& target) { ids.push_back(target); });
+    }
+    working_set ws;
+    BOOST_OUTCOME_CO_TRY(co_await fetch(ws, std::move(ids), std::move(cids)));
+    // The records these link to: a command that drops a link moves its target's count.
+    std::vector<std::string> linked;
+    for (const auto& [id, r] : ws.records)
+      if (!r.is_null())
+        for (const auto& [f, target] : r["links"].items())
+          if (!ws.records.contains(target.template get<std::string>()))
+            linked.push_back(target.template get<std::string>());
+    BOOST_OUTCOME_CO_TRY(co_await fetch(ws, std::move(linked), {}));
 
-    // Links: every link field present must name an existing entity of its type.
-    json new_links = json::object();
-    if (act != action::remove) {
-      for (const auto& f : type->fields) {
-        if (f.link_type.empty()) continue;
-        auto v = cmd["body"].find(f.id);
-        if (v == cmd["body"].end() || !v->is_string()) continue;
-        const std::string target = v->get<std::string>();
-        auto t = co_await load_into(records, target, id, self);
-        if (!t) co_return t.error();
-        const json& tr = *t.value();
-        if (tr.is_null() || !tr["exists"].template get<bool>() || tr["type"] != f.link_type)
-          co_return reject(cmd, text::dangling_link(f.id, f.link_type, target), {});
-        new_links[f.id] = target;
+    std::vector<decision> out;
+    out.reserve(cmds.size());
+    std::vector<std::pair<std::string, std::string>> decided; // decision key -> stored decision
+    for (auto& cmd : cmds) {                                  // an accepted command's body and meta move into its event
+      auto shape = check_shape(cmd);
+      if (!shape.empty()) { // nothing to store: decided by the text alone
+        out.push_back(rejection(cmd, std::move(shape)));
+        continue;
       }
+      const std::string cid = cmd["meta"]["commandId"].template get<std::string>();
+      if (auto earlier = ws.decisions.find(cid); earlier != ws.decisions.end() && earlier->second) {
+        // The records of a decision made in this batch are already in ws, and later commands may
+        // have moved them on: only a decision from an earlier delivery brings its records back.
+        out.push_back(replay(ws, *earlier->second, !ws.decided_here.contains(cid)));
+        continue;
+      }
+      std::vector<std::string> missing;
+      std::optional<stored_decision> d;
+      while (!(d = decide_one(cmd, ws, missing))) { // a record it needs was not fetched yet
+        BOOST_OUTCOME_CO_TRY(co_await fetch(ws, std::move(missing), {}));
+        missing.clear();
+      }
+      ws.decisions[cid] = d->stored;
+      ws.decided_here.insert(cid);
+      decided.emplace_back("decision:" + cid, std::move(d->stored));
+      out.push_back(std::move(d->made));
     }
-    // The link counts move: -1 for every old link, +1 for every new one.
-    std::map<std::string, std::int64_t> delta;
-    if (known)
-      for (const auto& [field, target] : self["links"].items()) --delta[target.template get<std::string>()];
-    for (const auto& [field, target] : new_links.items()) ++delta[target.template get<std::string>()];
-    for (const auto& [target, d] : delta) {
-      if (d == 0) continue;
-      auto t = co_await load_into(records, target, id, self);
-      if (!t) co_return t.error();
-      json& tr = *t.value();
-      if (tr.is_null()) continue; // an old link whose target is gone cannot happen; nothing to count
-      tr["linkedBy"] = tr["linkedBy"].template get<std::int64_t>() + d;
-    }
-    const std::int64_t version = known ? self["version"].template get<std::int64_t>() + 1 : 1;
-    self = json{{"type", type->name},
-                {"version", version},
-                {"exists", act != action::remove},
-                {"links", std::move(new_links)},
-                {"linkedBy", known ? self["linkedBy"] : json(0)}};
-    records[id] = self;
 
-    json event{{"type", event_type(act, *type)},
-               {"eventId", cid},
-               {"id", id},
-               {"contentType", type->name},
-               {"version", version},
-               {"body", act == action::remove ? json::object() : cmd["body"]},
-               {"meta", cmd["meta"]}};
-    decision d{topic::events, id, event.dump(), true, false};
-    json stored{{"topic", d.topic}, {"key", d.key}, {"value", d.value}, {"state", json::object()}};
-    for (auto& [rid, r] : records) stored["state"][rid] = r;
-    auto wrote = co_await state_.put(decision_key, stored.dump(), std::nullopt);
-    if (!wrote) co_return wrote.error();
-    BOOST_OUTCOME_CO_TRY(co_await write_records(stored["state"]));
-    co_return d;
+    BOOST_OUTCOME_CO_TRY(co_await put_all(state_, std::move(decided)));
+    std::vector<std::pair<std::string, std::string>> records;
+    records.reserve(ws.changed.size());
+    for (const auto& id : ws.changed) records.emplace_back("agg:" + id, ws.records.at(id).dump());
+    BOOST_OUTCOME_CO_TRY(co_await put_all(state_, std::move(records)));
+    co_return out;
   }
 
 private:
+  /// What one batch read and changed: the records as the batch's decisions so far left them
+  /// (null: no such id), and the earlier decisions of its commands.
+  struct working_set {
+    std::unordered_map<std::string, json> records;
+    std::set<std::string> changed;
+    std::unordered_map<std::string, std::optional<std::string>> decisions; // command id -> stored
+    std::set<std::string> decided_here; ///< command ids decided (not replayed) by this batch
+  };
+
+  struct stored_decision {
+    decision made;
+    std::string stored; ///< decision:<cid>'s value
+  };
+
   /// Why a command cannot be decided at all (empty: it can).
   std::string check_shape(const json& cmd) const {
     if (cmd.is_discarded() || !cmd.is_object()) return text::malformed_command("not a JSON object");
     if (!cmd.contains("type") || !cmd["type"].is_string() ||
-        !parse_command_type(settings_, cmd["type"].template get<std::string>()))
+        !parse_command_type(settings_, cmd["type"].template get_ref<const std::string&>()))
       return text::malformed_command("unknown type");
     if (!cmd.contains("params") || !cmd["params"].is_object() || !cmd["params"].contains("id") ||
-        !cmd["params"]["id"].is_string() || !is_uuid(cmd["params"]["id"].template get<std::string>()))
+        !cmd["params"]["id"].is_string() || !is_uuid(cmd["params"]["id"].template get_ref<const std::string&>()))
       return text::malformed_command("params.id must be a UUID");
     if (!cmd.contains("meta") || !cmd["meta"].is_object() || !cmd["meta"].contains("commandId") ||
         !cmd["meta"]["commandId"].is_string())
@@ -155,10 +178,121 @@ private:
     return {};
   }
 
-  /// A rejection: no state changes (so nothing to store; a redelivered rejected command is
-  /// decided again against the same state and rejected again with the same reason, unless a
-  /// later command changed that state, which cannot happen before this one is committed).
-  decision reject(const json& cmd, std::string reason, std::string_view) const {
+  /// Calls each(field, target) for every link field a well-formed create or update sets.
+  template <class Each> void for_each_link(const json& cmd, Each&& each) const {
+    auto [act, type] = *parse_command_type(settings_, cmd["type"].template get_ref<const std::string&>());
+    if (act == action::remove) return;
+    const json& body = cmd["body"];
+    for (const auto& f : type->fields) {
+      if (f.link_type.empty()) continue;
+      auto v = body.find(f.id);
+      if (v != body.end() && v->is_string()) each(f, v->template get_ref<const std::string&>());
+    }
+  }
+
+  /// Decides `cmd` against `ws` and applies the decision to it; nullopt, with `missing` filled,
+  /// when a record it reads is not in `ws` yet.
+  std::optional<stored_decision> decide_one(json& cmd, working_set& ws, std::vector<std::string>& missing) {
+    auto [act, type] = *parse_command_type(settings_, cmd["type"].template get_ref<const std::string&>());
+    const std::string& id = cmd["params"]["id"].template get_ref<const std::string&>();
+    auto need = [&](const std::string& rid) {
+      if (!ws.records.contains(rid)) missing.push_back(rid);
+    };
+    need(id);
+    for_each_link(cmd, [&](const field&, const std::string& target) { need(target); });
+    if (missing.empty() && !ws.records.at(id).is_null())
+      for (const auto& [f, target] : ws.records.at(id)["links"].items()) need(target.template get<std::string>());
+    if (!missing.empty()) return std::nullopt;
+
+    json self = ws.records.at(id);
+    const bool known = !self.is_null();
+    if (known && self["type"] != type->name)
+      return stored_rejection(cmd, text::other_type(id, self["type"].template get<std::string>()));
+    const bool exists = known && self["exists"].template get<bool>();
+    if (act == action::create && exists) return stored_rejection(cmd, text::exists(type->name, id));
+    if (act != action::create && !exists) return stored_rejection(cmd, text::missing_entity(type->name, id));
+    if (act == action::remove && self["linkedBy"].template get<std::int64_t>() > 0)
+      return stored_rejection(cmd, text::still_linked(type->name, id, self["linkedBy"].template get<std::int64_t>()));
+
+    // Links: every link field present must name an existing entity of its type.
+    json new_links = json::object();
+    std::string dangling;
+    for_each_link(cmd, [&](const field& f, const std::string& target) {
+      if (!dangling.empty()) return;
+      const json& tr = target == id ? self : ws.records.at(target);
+      if (tr.is_null() || !tr["exists"].template get<bool>() || tr["type"] != f.link_type)
+        dangling = text::dangling_link(f.id, f.link_type, target);
+      else
+        new_links[f.id] = target;
+    });
+    if (!dangling.empty()) return stored_rejection(cmd, std::move(dangling));
+
+    // The link counts move: -1 for every old link, +1 for every new one.
+    std::map<std::string, std::int64_t> delta;
+    if (known)
+      for (const auto& [field, target] : self["links"].items()) --delta[target.template get<std::string>()];
+    for (const auto& [field, target] : new_links.items()) ++delta[target.template get<std::string>()];
+    json state = json::object();
+    for (const auto& [target, d] : delta) {
+      if (d == 0) continue;
+      json& tr = target == id ? self : ws.records.at(target);
+      if (tr.is_null()) continue; // an old link whose target is gone cannot happen; nothing to count
+      tr["linkedBy"] = tr["linkedBy"].template get<std::int64_t>() + d;
+      if (target != id) {
+        state[target] = tr;
+        ws.changed.insert(target);
+      }
+    }
+    const std::int64_t version = known ? self["version"].template get<std::int64_t>() + 1 : 1;
+    self = json{{"type", type->name},
+                {"version", version},
+                {"exists", act != action::remove},
+                {"links", std::move(new_links)},
+                {"linkedBy", known ? self["linkedBy"] : json(0)}};
+    state[id] = self;
+    ws.records[id] = std::move(self);
+    ws.changed.insert(id);
+
+    // The command's body and meta move into the event (member by member: an initializer list
+    // would copy them, a third of the validator's instructions).
+    json event = json::object();
+    event["body"] = act == action::remove ? json::object() : std::move(cmd["body"]);
+    event["contentType"] = type->name;
+    event["eventId"] = cmd["meta"]["commandId"];
+    event["id"] = id;
+    event["meta"] = std::move(cmd["meta"]);
+    event["type"] = event_type(act, *type);
+    event["version"] = version;
+    decision d{topic::events, id, event.dump(), true, false};
+    std::string stored = stored_text(d, state);
+    return stored_decision{std::move(d), std::move(stored)};
+  }
+
+  /// decision:<cid>'s value. The message goes in as a JSON value, not as a string: no escaping,
+  /// and no second serialization of the event (parsed and dumped again it is the same text).
+  static std::string stored_text(const decision& d, const json& state) {
+    std::string out = R"({"key":)";
+    out += json(d.key).dump();
+    out += R"(,"message":)";
+    out += d.value;
+    out += R"(,"state":)";
+    out += state.dump();
+    out += R"(,"topic":")";
+    out += d.topic;
+    out += R"("})";
+    return out;
+  }
+
+  /// A rejection, which changes no record. It is stored all the same: a later command of its
+  /// batch may change the state it was decided against, and a redelivery must not decide it
+  /// again against that.
+  stored_decision stored_rejection(const json& cmd, std::string reason) const {
+    decision d = rejection(cmd, std::move(reason));
+    std::string stored = stored_text(d, json::object());
+    return stored_decision{std::move(d), std::move(stored)};
+  }
+
+  decision rejection(const json& cmd, std::string reason) const {
     json r{{"reason", std::move(reason)}};
     auto str = [&](const char* a, const char* b) -> json {
       if (cmd.is_object() && cmd.contains(a) && cmd[a].is_object() && cmd[a].contains(b)) return cmd[a][b];
@@ -172,44 +306,47 @@ private:
     return decision{topic::rejections, key, r.dump(), false, false};
   }
 
-  bulwark::task<json> load(const std::string& id) {
-    const std::string record_key = "agg:" + id;
-    auto got = co_await state_.get(record_key);
-    if (!got) co_return got.error();
-    if (!got.value()) co_return json();
-    co_return json::parse(got.value()->value);
+  /// An earlier decision again: its message, and with `restore` its records into `ws` (as they
+  /// were after it: commands are decided in log order, so the ones after it follow).
+  decision replay(working_set& ws, const std::string& stored_text, bool restore) {
+    auto stored = json::parse(stored_text);
+    if (restore)
+      for (auto& [rid, r] : stored["state"].items()) {
+        if (r.is_null()) continue;
+        ws.records[rid] = std::move(r);
+        ws.changed.insert(rid);
+      }
+    const bool accepted = stored.value("topic", std::string(topic::events)) == topic::events;
+    // "value": the message as a string, as decisions were stored before "message".
+    return decision{accepted ? topic::events : topic::rejections, stored["key"].template get<std::string>(),
+                    stored.contains("message") ? stored["message"].dump() : stored["value"].template get<std::string>(),
+                    accepted, true};
   }
 
-  /// The record of `id` in `records` (loaded on first use); the command's own record is `self`.
-  bulwark::task<json*> load_into(std::map<std::string, json>& records, const std::string& id,
-                                 const std::string& self_id, json& self) {
-    if (id == self_id) co_return &self;
-    if (auto it = records.find(id); it != records.end()) co_return &it->second;
-    auto got = co_await load(id);
-    if (!got) co_return got.error();
-    auto [it, inserted] = records.emplace(id, std::move(got).value());
-    co_return &it->second;
-  }
-
-  bulwark::task<void> write_records(const json& state) {
-    for (const auto& [rid, r] : state.items()) {
-      if (r.is_null()) continue;
-      const std::string record_key = "agg:" + rid;
-      auto put = co_await state_.put(record_key, r.dump(), std::nullopt);
-      if (!put) co_return put.error();
+  /// Reads the records of `ids` and the decisions of `cids` that `ws` lacks, all at once.
+  bulwark::task<void> fetch(working_set& ws, std::vector<std::string> ids, std::vector<std::string> cids) {
+    std::vector<std::string> keys;
+    std::vector<std::string> wanted_ids;
+    for (auto& id : ids)
+      if (!ws.records.contains(id) && std::find(wanted_ids.begin(), wanted_ids.end(), id) == wanted_ids.end())
+        wanted_ids.push_back(std::move(id));
+    for (const auto& id : wanted_ids) keys.push_back("agg:" + id);
+    for (const auto& cid : cids) keys.push_back("decision:" + cid);
+    if (keys.empty()) co_return bulwark::ok();
+    auto got = co_await get_each(state_, std::move(keys));
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      if (!got[i]) co_return got[i].error();
+      auto& found = got[i].value();
+      if (i < wanted_ids.size())
+        ws.records[wanted_ids[i]] = found ? json::parse(found->value) : json();
+      else
+        ws.decisions[cids[i - wanted_ids.size()]] =
+            found ? std::optional<std::string>(std::move(found->value)) : std::nullopt;
     }
     co_return bulwark::ok();
-  }
-
-  bulwark::task<decision> replay(const std::string& stored_text) {
-    auto stored = json::parse(stored_text);
-    BOOST_OUTCOME_CO_TRY(co_await write_records(stored["state"]));
-    co_return decision{topic::events, stored["key"].template get<std::string>(),
-                       stored["value"].template get<std::string>(), true, true};
   }
 
   const settings& settings_;
   Repository& state_;
 };
-
 } // namespace event_log
