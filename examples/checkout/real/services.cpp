@@ -51,6 +51,7 @@ struct settings {
   std::uint16_t port = 0;
   std::size_t threads = 2;
   int partitions = 8, replication = 3;
+  std::size_t max_batch = 128; // a participant's commands handled together (saga::participant_options)
 };
 
 settings read_settings(int argc, char** argv, std::string name, const char* default_port) {
@@ -65,6 +66,8 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.prefix = option(argc, argv, "--prefix", "CHECKOUT_PREFIX", "checkout");
   s.partitions = std::stoi(option(argc, argv, "--partitions", "CHECKOUT_PARTITIONS", "8"));
   s.replication = std::stoi(option(argc, argv, "--replication", "CHECKOUT_REPLICATION", "3"));
+  s.max_batch = static_cast<std::size_t>(std::stoul(option(argc, argv, "--max-batch", "CHECKOUT_MAX_BATCH", "128")));
+  if (s.max_batch == 0) throw std::invalid_argument("--max-batch must be at least 1");
   return s;
 }
 
@@ -211,6 +214,7 @@ int run_stock_service(int argc, char** argv) {
     po.topic = stock_topic(s.prefix);
     po.group = s.prefix + "-stock";
     po.name = "stock";
+    po.max_batch = s.max_batch;
     po.metrics = metrics;
     bulwark::saga::participant<kafka_bus, redis_repository> participant(h.bus(), records, po);
     participant.add_step("stock", stock_handlers(stock));
@@ -239,6 +243,7 @@ int run_payment_service(int argc, char** argv) {
     po.topic = pay_topic(s.prefix);
     po.group = s.prefix + "-payment";
     po.name = "payment";
+    po.max_batch = s.max_batch;
     po.metrics = metrics;
     bulwark::saga::participant<kafka_bus, redis_repository> participant(h.bus(), records, po);
     participant.add_step("pay", pay_handlers(credit));
