@@ -80,15 +80,6 @@ trap 'exit 130' INT TERM
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 hz=$(getconf CLK_TCK)
-# cpu_ticks PID... -> utime + stime of the processes, in clock ticks (0 for a PID that is gone).
-cpu_ticks() {
-  local p t=0 f
-  for p in "$@"; do
-    f=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || f=0
-    t=$((t + ${f:-0}))
-  done
-  echo "$t"
-}
 
 # start NAME BINARY ARGS... -> runs a service in the background, waits for its "listening on"
 # line (60 s) and sets port.

@@ -150,6 +150,23 @@ struct fixture {
     }
     return ids;
   }
+  // An action of step "reserve" taking one unit for each saga id.
+  static std::vector<command> actions_of(const std::vector<std::string>& ids) {
+    std::vector<command> out;
+    for (const auto& id : ids) out.push_back({id, "reserve", op::action, replies_topic, "1"});
+    return out;
+  }
+  // The first reply of each saga; every later reply of that saga must carry the same payload.
+  std::map<std::string, reply> first_replies_all_alike() {
+    std::map<std::string, reply> first;
+    for (const auto& r : replies_now()) {
+      auto [it, fresh] = first.emplace(r.saga_id, r);
+      if (!fresh) {
+        EXPECT_EQ(r.payload, it->second.payload) << r.saga_id;
+      }
+    }
+    return first;
+  }
   // Straight to the memory bus: the fault plan of `bus` is for the participant's replies.
   void send_raw(message m) {
     ASSERT_TRUE(bulwark::test::run(ctx, memory_bus.publish(commands_topic, std::move(m))).has_value());
@@ -561,9 +578,8 @@ TEST(saga_participant, duplicates_within_one_batch_get_the_first_reply_and_no_se
   fixture f;
   f.start();
   const auto ids = f.sagas_on_one_partition(4);
-  std::vector<command> commands;
-  for (const auto& id : ids) commands.push_back({id, "reserve", op::action, replies_topic, "1"});
-  for (const auto& id : ids) commands.push_back({id, "reserve", op::action, replies_topic, "1"});
+  auto commands = fixture::actions_of(ids);
+  for (const auto& c : fixture::actions_of(ids)) commands.push_back(c);
   commands.push_back({ids[0], "reserve", op::action, replies_topic, "1"}); // a third copy
   f.send_together(commands);
   ASSERT_TRUE(f.drive_until([&] { return f.reply_count() == 9 && f.committed() == 9; }));
@@ -572,15 +588,8 @@ TEST(saga_participant, duplicates_within_one_batch_get_the_first_reply_and_no_se
   EXPECT_EQ(f.stock(), 10 - 4);
   EXPECT_EQ(f.participant->stats().handled, 4u);
   EXPECT_EQ(f.participant->stats().duplicates, 5u);
-  std::map<std::string, reply> first;
-  for (const auto& r : f.replies_now()) {
-    EXPECT_EQ(r.outcome, reply_outcome::succeeded) << r.saga_id;
-    auto [it, fresh] = first.emplace(r.saga_id, r);
-    if (!fresh) {
-      EXPECT_EQ(r.payload, it->second.payload) << r.saga_id;
-    }
-  }
-  EXPECT_EQ(first.size(), 4u);
+  for (const auto& r : f.replies_now()) EXPECT_EQ(r.outcome, reply_outcome::succeeded) << r.saga_id;
+  EXPECT_EQ(f.first_replies_all_alike().size(), 4u);
   EXPECT_EQ(f.counter("bulwark_participant_batches_total", {"stock"}, {"participant"}),
             static_cast<double>(f.participant->stats().batches));
   f.stop();
@@ -614,8 +623,7 @@ TEST(saga_participant, a_failed_batch_is_redelivered_one_at_a_time_and_answered_
   fixture f;
   f.start();
   const auto ids = f.sagas_on_one_partition(5);
-  std::vector<command> commands;
-  for (const auto& id : ids) commands.push_back({id, "reserve", op::action, replies_topic, "1"});
+  const auto commands = fixture::actions_of(ids);
   // Every command is recorded, then the third reply's publish fails: the batch fails.
   f.bus.faults().fail_nth(bulwark::testing::op::publish, 3, error(errc::unavailable, "broker down"));
   f.send_together(commands);
@@ -628,14 +636,7 @@ TEST(saga_participant, a_failed_batch_is_redelivered_one_at_a_time_and_answered_
   EXPECT_EQ(f.dead_lettered(), 0);
   // Each saga answered (some twice: their reply left in the failed batch, then again from the
   // record), every answer the same.
-  std::map<std::string, reply> first;
-  for (const auto& r : f.replies_now()) {
-    auto [it, fresh] = first.emplace(r.saga_id, r);
-    if (!fresh) {
-      EXPECT_EQ(r.payload, it->second.payload) << r.saga_id;
-    }
-  }
-  EXPECT_EQ(first.size(), 5u);
+  EXPECT_EQ(f.first_replies_all_alike().size(), 5u);
   f.stop();
 }
 
