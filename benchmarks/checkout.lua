@@ -1,6 +1,7 @@
 -- wrk script of benchmarks/checkout_throughput.sh: POST /orders/checkout/{n}, every request a
 -- distinct order id (thread i of T sends i, i + T, i + 2T, ...: never an order twice), counting
--- the answers by kind. Arguments (after --): threads, orders.
+-- the answers by kind. Arguments (after --): threads, orders, first (the first order id, 0 by
+-- default: a measured run after a warm-up starts past the warm-up's orders).
 local threads = {}
 
 function setup(thread)
@@ -11,6 +12,7 @@ end
 function init(args)
   thread_count = tonumber(args[1])
   orders = tonumber(args[2])
+  first = tonumber(args[3] or "0")
   sent = 0
   ok = 0       -- 200: the order went from unpaid to paid
   refused = 0  -- 4xx (out of stock or credit: cannot happen with the benchmark's amounts)
@@ -18,7 +20,7 @@ function init(args)
 end
 
 function request()
-  local n = sent * thread_count + id
+  local n = first + sent * thread_count + id
   sent = sent + 1
   if n >= orders then
     n = orders + n -- past the batch: answered 400, counted as refused (the run was too long)
@@ -39,7 +41,7 @@ end
 function done(summary, latency, requests)
   local total_ok, total_refused, total_other, sent_max = 0, 0, 0, 0
   for _, t in ipairs(threads) do
-    local last = (t:get("sent") - 1) * #threads + t:get("id") + 1
+    local last = t:get("first") + (t:get("sent") - 1) * #threads + t:get("id") + 1
     if last > sent_max then sent_max = last end
     total_ok = total_ok + t:get("ok")
     total_refused = total_refused + t:get("refused")

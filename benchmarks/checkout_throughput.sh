@@ -3,75 +3,114 @@
 # course's stress test shape. Runs from the repository root.
 #
 #   1. batch_init: ITEMS items (100k) with stock 1M, USERS users (100k) with credit 1M, ORDERS
-#      orders (1M; each 2 random items of quantity 1 at price 1, a random user): nothing can run
+#      orders (each 2 random items of quantity 1 at price 1, a random user): nothing can run
 #      out, and the run never checks out an order twice.
 #   2. wrk -t2 -c$CONNECTIONS -d$DURATION with benchmarks/checkout.lua: every request checks out
 #      a distinct unpaid order. The throughput counts the 200s (an order taken from unpaid to
-#      paid); 4xx and anything else are reported apart.
-#   3. consistency, read right after: the stock taken over all items must be 2 x the 200s, the
-#      credit taken over all users 2 x price x the 200s.
-# against (a) the one-process memory mode (`checkout`, --threads 2). Mode (b), the separate
-# services on Redis and Kafka, is not measured by this script yet: it says so, no figure.
+#      paid); 4xx and anything else are reported apart. Real mode first runs WARMUP of the same
+#      load on other orders, not counted (brokers just started run interpreted code).
+#   3. consistency, read right after through the services: every order sent (warm-up included)
+#      read back, the stock taken over all items must be 2 x the paid orders, the credit taken
+#      over all users 2 x price x the paid orders.
+# against
+#   (a) memory: the one-process `checkout` (--threads 2), ORDERS 1M;
+#   (b) real: `order-service`, `stock-service`, `payment-service` as separate processes on a
+#       private redis-server (scripts/lib.sh private_redis; each service its own key namespace)
+#       and a 3-broker Kafka cluster: the script's own (scripts/servers/kafka.sh under a
+#       temporary BULWARK_SERVERS_DIR), or with KAFKA=shared the one in $BULWARK_KAFKA_BOOTSTRAP
+#       (topics of this run's own prefix). The services create their topics: 8 partitions
+#       (PARTITIONS), replication factor 3, min.insync.replicas 2. wrk sends the checkouts to the
+#       order service, the setup and the reads go to the service of each path. ORDERS_REAL
+#       (300k) orders. Then what one reply or command publish costs: raw librdkafka
+#       (benchmarks/kafka/raw_window.c) with one message in flight, with the services' producer
+#       settings (idempotent, acks=all, linger 1 ms) and without linger, and with acks=1.
 #
-# Prints the load average before and after, checkouts/s, p50/p99 latency, refusals and errors,
-# the consistency check, and ends with:
+# Prints, per mode, the load average before and after, checkouts/s, p50/p99 latency, refusals and
+# errors, each process's CPU time per checkout (memory: the server; real: each service, the
+# brokers when the script started them, redis-server), the consistency check, and ends with:
 #   ratio_memory: <checkouts/s in memory mode / 20000>  (goal >= 1)
+#   ratio_real: <checkouts/s in real mode / 3000>       (goal >= 1)
 #
 # Environment: BUILD_DIR (an existing release build; default: configure and build
-# build/release), DURATION (20s), CONNECTIONS (256), ITEMS, USERS, ORDERS.
+# build/release), MODES ("memory real"), DURATION (20s), WARMUP (real mode: 10s; 0 none),
+# CONNECTIONS (256), ITEMS, USERS, ORDERS, ORDERS_REAL, PARTITIONS (8), KAFKA (private|shared),
+# MAX_BATCH (real mode: the participants' --max-batch; unset: the services' default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 source scripts/lib.sh
 
+MODES=${MODES:-memory real}
 DURATION=${DURATION:-20s}
+WARMUP=${WARMUP:-10s}
 CONNECTIONS=${CONNECTIONS:-256}
 ITEMS=${ITEMS:-100000}
 USERS=${USERS:-100000}
 ORDERS=${ORDERS:-1000000}
+ORDERS_REAL=${ORDERS_REAL:-300000}
+PARTITIONS=${PARTITIONS:-8}
+KAFKA=${KAFKA:-private}
 STARTING=1000000
 PRICE=1
 if [ -z "${BUILD_DIR:-}" ]; then
   BUILD_DIR=build/release
   cmake --preset release >/dev/null
-  cmake --build "$BUILD_DIR" --target checkout >/dev/null
+  cmake --build "$BUILD_DIR" --target checkout order-service stock-service payment-service >/dev/null
 fi
-CHECKOUT="$BUILD_DIR/examples/checkout/checkout"
-[ -x "$CHECKOUT" ] || { echo "no $CHECKOUT: build the checkout target" >&2; exit 1; }
+bins="$BUILD_DIR/examples/checkout"
+for b in checkout order-service stock-service payment-service; do
+  [ -x "$bins/$b" ] || { echo "no $bins/$b: build the checkout targets" >&2; exit 1; }
+done
 command -v wrk >/dev/null || { echo "needs wrk (scripts/install-deps.sh --all)" >&2; exit 1; }
 
 tmp=$(mktemp -d /tmp/bulwark-checkout-bench.XXXXXX)
-server_pid=
+pids=()
+own_kafka=0
+redis_pid=
 cleanup() {
-  [ -z "$server_pid" ] || { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; } || true
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_private_redis
+  [ "$own_kafka" = 1 ] && { scripts/servers/kafka.sh down >/dev/null 2>&1 || true; }
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port=$(free_port)
-base="http://127.0.0.1:$port"
-"$CHECKOUT" --port "$port" --threads 2 >"$tmp/checkout.log" 2>&1 &
-server_pid=$!
-wait_until 30 curl -sf "$base/health" >/dev/null || { echo "checkout did not start:" >&2; cat "$tmp/checkout.log" >&2; exit 1; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+hz=$(getconf CLK_TCK)
 
-post() {
-  local got
-  got=$(curl -s -w ' %{http_code}' -X POST "$base$1")
-  [ "${got##* }" = 200 ] || { echo "POST $1 answered: $got" >&2; exit 1; }
+# start NAME BINARY ARGS... -> runs a service in the background, waits for its "listening on"
+# line (60 s) and sets port.
+start() {
+  local name=$1 bin=$2
+  shift 2
+  "$bin" "$@" >"$tmp/$name.log" 2>&1 &
+  pids+=($!)
+  port=
+  for _ in $(seq 600); do
+    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$tmp/$name.log" | head -1)
+    [ -n "$port" ] && return 0
+    alive "${pids[-1]}" || break
+    sleep 0.1
+  done
+  echo "$name did not start:" >&2
+  cat "$tmp/$name.log" >&2
+  return 1
 }
-echo "batch_init: $ITEMS items with stock $STARTING, $USERS users with credit $STARTING, $ORDERS orders ..."
-t0=$(date +%s.%N)
-post "/stock/batch_init/$ITEMS/$STARTING/$PRICE"
-post "/payment/batch_init/$USERS/$STARTING"
-post "/orders/batch_init/$ORDERS/$ITEMS/$USERS/$PRICE"
-echo "batch_init took $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
 
-# read_all PATH COUNT FIELD -> "<answers> <sum of FIELD>" over GET PATH<id> for ids
+post() { # post BASE PATH: a 200 or the run ends
+  local got
+  got=$(curl -s -w ' %{http_code}' -X POST "$1$2")
+  [ "${got##* }" = 200 ] || { echo "POST $2 answered: $got" >&2; exit 1; }
+}
+
+# read_all BASE PATH COUNT FIELD -> "<answers> <sum of FIELD>" over GET BASE PATH<id> for ids
 # 0..COUNT-1, over one keep-alive connection per curl (-K), 4 curls at once. A boolean FIELD
 # sums as 0/1.
 read_all() {
-  local path=$1 count=$2 field=$3 part
+  local base=$1 path=$2 count=$3 field=$4 part
   for part in 0 1 2 3; do
     awk -v p="$path" -v n="$count" -v k="$part" -v b="$base" \
       'BEGIN { for (i = k; i < n; i += 4) printf "url = \"%s%s%d\"\n", b, p, i }' >"$tmp/urls.$part"
@@ -90,44 +129,170 @@ print(n, total)' "$field"
   rm -f "$tmp"/urls.* "$tmp"/bodies.*
 }
 
-echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-cpu0=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
-wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s benchmarks/checkout.lua "$base" -- 2 "$ORDERS" >"$tmp/wrk.out"
-cpu1=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
-echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-ok=$(awk '/^checkouts_ok:/ {print $2}' "$tmp/wrk.out")
-refused=$(awk '/^checkouts_refused:/ {print $2}' "$tmp/wrk.out")
-other=$(awk '/^checkouts_other:/ {print $2}' "$tmp/wrk.out")
-rps=$(awk '/^checkouts_per_s:/ {print $2}' "$tmp/wrk.out")
-grep -E '^(seconds|p50_ms|p99_ms|socket_errors):' "$tmp/wrk.out" | sed 's/^/memory /'
-echo "memory checkouts_ok: $ok  checkouts_refused: $refused  checkouts_other: $other"
-echo "memory checkouts_per_s: $rps"
-hz=$(getconf CLK_TCK)
-[ "$ok" -gt 0 ] && echo "memory server_cpu_us_per_checkout: $(awk -v t=$((cpu1 - cpu0)) -v hz="$hz" -v n="$ok" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')"
+# settle BASE -> waits (120 s at most) until the order service at BASE drives no saga
+# (bulwark_saga_in_flight 0): wrk stops counting at its end, the checkouts still in flight run on.
+settle() {
+  local n
+  for _ in $(seq 1200); do
+    n=$(curl -s "$1/metrics" | awk '/^bulwark_saga_in_flight/ { s += $2 } END { printf "%d", s }')
+    [ "$n" = 0 ] && return 0
+    sleep 0.1
+  done
+  echo "sagas still in flight after 120 s: $n" >&2
+}
 
-# wrk stops counting at the end of the run while up to CONNECTIONS checkouts are still in
-# flight; they finish on the server. So the orders actually sent (below `orders_sent`) are read
-# back: the paid ones must be at least the 200s, at most CONNECTIONS more, and the stock and
-# credit taken must be exactly what they paid for.
-sent=$(awk '/^orders_sent:/ {print $2}' "$tmp/wrk.out")
-[ "$sent" -le "$ORDERS" ] || sent=$ORDERS
-echo "consistency: reading $sent orders, $ITEMS items and $USERS users ..."
-result=$(read_all /orders/find/ "$sent" paid)
-read -r orders_read paid <<<"$result"
-result=$(read_all /stock/find/ "$ITEMS" stock)
-read -r items_read stock_left <<<"$result"
-result=$(read_all /payment/find_user/ "$USERS" credit)
-read -r users_read credit_left <<<"$result"
-stock_taken=$((ITEMS * STARTING - stock_left))
-credit_taken=$((USERS * STARTING - credit_left))
-consistent=yes
-[ "$orders_read" = "$sent" ] && [ "$items_read" = "$ITEMS" ] && [ "$users_read" = "$USERS" ] || consistent=no
-[ "$paid" -ge "$ok" ] && [ "$paid" -le $((ok + CONNECTIONS)) ] || consistent=no
-[ "$stock_taken" = $((2 * paid)) ] || consistent=no
-[ "$credit_taken" = $((2 * PRICE * paid)) ] || consistent=no
-echo "memory consistency: $paid orders paid ($ok answered 200 within the run), stock taken $stock_taken" \
-  "(expected $((2 * paid))), credit taken $credit_taken (expected $((2 * PRICE * paid))): $consistent"
-[ "$consistent" = yes ] || { echo "INCONSISTENT" >&2; exit 1; }
+# wrk_run BASE SECONDS FIRST OUT -> wrk checking out orders FIRST, FIRST + 1, ... for SECONDS.
+wrk_run() {
+  wrk -t2 -c"$CONNECTIONS" -d"$2" --timeout 60s --latency -s benchmarks/checkout.lua "$1" -- 2 "$orders" "$3" >"$4"
+}
 
-echo "real mode (order-service, stock-service, payment-service on Redis and Kafka): not measured by this script yet (issue 15), no figure"
-echo "ratio_memory: $(div "$rps" 20000)"
+# measure MODE ORDER_BASE STOCK_BASE PAYMENT_BASE CPU_GROUPS... -> batch_init, the warm-up
+# (real mode), the measured run and the consistency check; prints the mode's lines and sets
+# rate. A CPU group is "label:pid pid ...": its CPU time per checkout over the measured run.
+measure() {
+  local mode=$1 order_base=$2 stock_base=$3 payment_base=$4
+  shift 4
+  echo "$mode: batch_init: $ITEMS items with stock $STARTING, $USERS users with credit $STARTING, $orders orders ..."
+  local t0
+  t0=$(date +%s.%N)
+  post "$stock_base" "/stock/batch_init/$ITEMS/$STARTING/$PRICE"
+  post "$payment_base" "/payment/batch_init/$USERS/$STARTING"
+  post "$order_base" "/orders/batch_init/$orders/$ITEMS/$USERS/$PRICE"
+  echo "$mode: batch_init took $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s"
+
+  local first=0
+  if [ "$mode" = real ] && [ "$WARMUP" != 0 ]; then
+    wrk_run "$order_base" "$WARMUP" 0 "$tmp/wrk-$mode-warmup.out"
+    first=$(awk '/^orders_sent:/ {print $2}' "$tmp/wrk-$mode-warmup.out")
+    echo "$mode: warm-up $WARMUP (not counted): $(awk '/^checkouts_per_s:/ {print $2}' "$tmp/wrk-$mode-warmup.out") checkouts/s, orders 0..$((first - 1))"
+    settle "$order_base"
+  fi
+
+  local group label before=() after=() i
+  for group in "$@"; do before+=("$(cpu_ticks ${group#*:})"); done
+  echo "$mode: load average before the run: $(load)"
+  wrk_run "$order_base" "$DURATION" "$first" "$tmp/wrk-$mode.out"
+  for group in "$@"; do after+=("$(cpu_ticks ${group#*:})"); done
+  echo "$mode: load average after the run: $(load)"
+  local ok refused other sent
+  ok=$(awk '/^checkouts_ok:/ {print $2}' "$tmp/wrk-$mode.out")
+  refused=$(awk '/^checkouts_refused:/ {print $2}' "$tmp/wrk-$mode.out")
+  other=$(awk '/^checkouts_other:/ {print $2}' "$tmp/wrk-$mode.out")
+  rate=$(awk '/^checkouts_per_s:/ {print $2}' "$tmp/wrk-$mode.out")
+  grep -E '^(seconds|p50_ms|p99_ms|socket_errors):' "$tmp/wrk-$mode.out" | sed "s/^/$mode /"
+  echo "$mode checkouts_ok: $ok  checkouts_refused: $refused  checkouts_other: $other"
+  echo "$mode checkouts_per_s: $rate"
+  if [ "$ok" -gt 0 ]; then
+    local line=""
+    i=0
+    for group in "$@"; do
+      label=${group%%:*}
+      line+="${line:+, }$label $(awk -v t=$((after[i] - before[i])) -v hz="$hz" -v n="$ok" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') us"
+      i=$((i + 1))
+    done
+    echo "$mode cpu_us_per_checkout: $line"
+  fi
+
+  # wrk stops counting at the end of the run while up to CONNECTIONS checkouts are still in
+  # flight; they finish on the server (settle waits for that). So the orders actually sent (below `orders_sent`) are
+  # read back: the paid ones among those of the measured run must be at least its 200s, at most
+  # CONNECTIONS more, and the stock and credit taken must be exactly what every paid order cost.
+  settle "$order_base"
+  sent=$(awk '/^orders_sent:/ {print $2}' "$tmp/wrk-$mode.out")
+  [ "$sent" -le "$orders" ] || sent=$orders
+  echo "$mode consistency: reading $sent orders, $ITEMS items and $USERS users ..."
+  local orders_read paid items_read stock_left users_read credit_left warm_paid=0 result
+  if [ "$first" -gt 0 ]; then
+    result=$(read_all "$order_base" /orders/find/ "$first" paid)
+    read -r _ warm_paid <<<"$result"
+  fi
+  result=$(read_all "$order_base" /orders/find/ "$sent" paid)
+  read -r orders_read paid <<<"$result"
+  result=$(read_all "$stock_base" /stock/find/ "$ITEMS" stock)
+  read -r items_read stock_left <<<"$result"
+  result=$(read_all "$payment_base" /payment/find_user/ "$USERS" credit)
+  read -r users_read credit_left <<<"$result"
+  local stock_taken=$((ITEMS * STARTING - stock_left)) credit_taken=$((USERS * STARTING - credit_left))
+  local run_paid=$((paid - warm_paid)) consistent=yes
+  [ "$orders_read" = "$sent" ] && [ "$items_read" = "$ITEMS" ] && [ "$users_read" = "$USERS" ] || consistent=no
+  [ "$run_paid" -ge "$ok" ] && [ "$run_paid" -le $((ok + CONNECTIONS)) ] || consistent=no
+  [ "$stock_taken" = $((2 * paid)) ] || consistent=no
+  [ "$credit_taken" = $((2 * PRICE * paid)) ] || consistent=no
+  echo "$mode consistency: $paid orders paid ($run_paid in the measured run, $ok answered 200 within it), stock taken" \
+    "$stock_taken (expected $((2 * paid))), credit taken $credit_taken (expected $((2 * PRICE * paid))): $consistent"
+  [ "$consistent" = yes ] || { echo "INCONSISTENT" >&2; exit 1; }
+}
+
+for mode in $MODES; do
+  case $mode in
+    memory)
+      orders=$ORDERS
+      p=$(free_port)
+      "$bins/checkout" --port "$p" --threads 2 >"$tmp/checkout.log" 2>&1 &
+      pids+=($!)
+      wait_until 30 curl -sf "http://127.0.0.1:$p/health" || { echo "checkout did not start:" >&2; cat "$tmp/checkout.log" >&2; exit 1; }
+      base="http://127.0.0.1:$p"
+      measure memory "$base" "$base" "$base" "checkout:${pids[-1]}"
+      memory_rate=$rate
+      kill "${pids[-1]}"
+      wait "${pids[-1]}" 2>/dev/null || true
+      ;;
+    real)
+      orders=$ORDERS_REAL
+      private_redis "$tmp"
+      if [ "$KAFKA" = shared ]; then
+        [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ] || { echo "KAFKA=shared needs BULWARK_KAFKA_BOOTSTRAP (source the servers' env)" >&2; exit 1; }
+        bootstrap=${BULWARK_KAFKA_BOOTSTRAP//\\/}
+        broker_pids=
+      else
+        export BULWARK_SERVERS_DIR="$tmp/servers"
+        mkdir -p "$BULWARK_SERVERS_DIR"
+        own_kafka=1
+        echo "real: starting a 3-broker Kafka cluster of the script's own ..."
+        scripts/servers/kafka.sh up >"$tmp/kafka-up.log" 2>&1 || { cat "$tmp/kafka-up.log" >&2; exit 1; }
+        bootstrap=$(sed -n 's/^export BULWARK_KAFKA_BOOTSTRAP=//p' "$BULWARK_SERVERS_DIR/env" | tr -d '\\' | tail -1)
+        broker_pids=$(cat "$BULWARK_SERVERS_DIR"/kafka/node*/pid | tr '\n' ' ')
+      fi
+      prefix="ckbench$$-$(date +%s)"
+      common=(--redis "127.0.0.1:$redis_port" --kafka "$bootstrap" --prefix "$prefix" --partitions "$PARTITIONS")
+      participant_args=()
+      [ -z "${MAX_BATCH:-}" ] || participant_args=(--max-batch "$MAX_BATCH")
+      start stock "$bins/stock-service" --port 0 "${common[@]}" "${participant_args[@]}"
+      stock_port=$port stock_pid=${pids[-1]}
+      start payment "$bins/payment-service" --port 0 "${common[@]}" "${participant_args[@]}"
+      payment_port=$port payment_pid=${pids[-1]}
+      start order "$bins/order-service" --port 0 --replica order-bench --stock-url "127.0.0.1:$stock_port" \
+        --payment-url "127.0.0.1:$payment_port" --answer-timeout-ms 60000 "${common[@]}"
+      order_port=$port order_pid=${pids[-1]}
+      groups=("order-service:$order_pid" "stock-service:$stock_pid" "payment-service:$payment_pid")
+      [ -z "$broker_pids" ] || groups+=("brokers:$broker_pids")
+      groups+=("redis-server:$redis_pid")
+      echo "real: $PARTITIONS partitions per topic, prefix $prefix, Kafka $KAFKA ($bootstrap), redis-server :$redis_port"
+      measure real "http://127.0.0.1:$order_port" "http://127.0.0.1:$stock_port" "http://127.0.0.1:$payment_port" \
+        "${groups[@]}"
+      real_rate=$rate
+      grep -hE '^bulwark_participant_(commands|duplicates|batches)_total|^bulwark_saga_finished_total' \
+        <(curl -s "http://127.0.0.1:$stock_port/metrics") <(curl -s "http://127.0.0.1:$payment_port/metrics") \
+        <(curl -s "http://127.0.0.1:$order_port/metrics") | sed 's/^/real metrics: /' || true
+
+      # What one publish costs (a checkout waits for four in a row: the pay command and its
+      # reply, the stock command and its reply): raw librdkafka, one message in flight.
+      # shellcheck disable=SC2046
+      cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
+      raw() { "$tmp/raw_window" "$bootstrap" "${prefix}.raw" "$PARTITIONS" 1 3 "$@" 2> >(grep -v '^%' >&2) | sed 's/^raw_window: //'; }
+      echo "real publish latency, acks=all linger 1 ms (the services' producer): $(raw linger.ms 1)"
+      echo "real publish latency, acks=all linger 0:                             $(raw linger.ms 0)"
+      echo "real publish latency, acks=1 linger 0 (not idempotent):              $(raw linger.ms 0 enable.idempotence false acks 1)"
+      # On a shared cluster the run's topics go too, once no service of it can use them.
+      for p in "$order_pid" "$stock_pid" "$payment_pid"; do kill "$p" 2>/dev/null || true; done
+      for p in "$order_pid" "$stock_pid" "$payment_pid"; do wait "$p" 2>/dev/null || true; done
+      [ "$KAFKA" = shared ] && "$tmp/raw_window" "$bootstrap" --delete "${prefix}.raw" "$prefix.stock.commands" \
+        "$prefix.payment.commands" "$prefix.replies.order-bench" 2> >(grep -v '^%' >&2) >/dev/null || true
+      ;;
+    *) echo "unknown mode $mode" >&2; exit 1 ;;
+  esac
+done
+
+echo "load average: $(load)"
+[ -z "${memory_rate:-}" ] || echo "ratio_memory: $(div "$memory_rate" 20000)"
+[ -z "${real_rate:-}" ] || echo "ratio_real: $(div "$real_rate" 3000)"

@@ -99,15 +99,6 @@ start() {
   return 1
 }
 
-# cpu_ticks PID... -> utime + stime of the processes, in clock ticks (0 for a PID that is gone).
-cpu_ticks() {
-  local p t=0 f
-  for p in "$@"; do
-    f=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || f=0
-    t=$((t + ${f:-0}))
-  done
-  echo "$t"
-}
 ticks_per_s=$(getconf CLK_TCK)
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 

@@ -98,6 +98,17 @@ CONF
   nginx -p "$dir" -c "$dir/nginx.conf"
 }
 
+# cpu_ticks PID... -> utime + stime of the processes, in clock ticks (0 for a PID that is gone):
+# the benchmarks' CPU time per operation.
+cpu_ticks() {
+  local p t=0 f
+  for p in "$@"; do
+    f=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null) || f=0
+    t=$((t + ${f:-0}))
+  done
+  echo "$t"
+}
+
 # The benchmark scripts' arithmetic.
 # mixed A B -> the throughput of an even GET/SET mix of rates A and B (2 / (1/A + 1/B)), rounded
 mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }

@@ -53,6 +53,7 @@ struct settings {
   int partitions = 8, replication = 3;
   unsigned redis_replicas_acked = 0;             // cluster: WAIT for this many replicas after each write
   std::chrono::milliseconds redis_timeout{2000}; // cluster: one call, redirections and retries included
+  std::size_t max_batch = 128; // a participant's commands handled together (saga::participant_options)
 };
 
 settings read_settings(int argc, char** argv, std::string name, const char* default_port) {
@@ -71,6 +72,8 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.prefix = option(argc, argv, "--prefix", "CHECKOUT_PREFIX", "checkout");
   s.partitions = std::stoi(option(argc, argv, "--partitions", "CHECKOUT_PARTITIONS", "8"));
   s.replication = std::stoi(option(argc, argv, "--replication", "CHECKOUT_REPLICATION", "3"));
+  s.max_batch = static_cast<std::size_t>(std::stoul(option(argc, argv, "--max-batch", "CHECKOUT_MAX_BATCH", "128")));
+  if (s.max_batch == 0) throw std::invalid_argument("--max-batch must be at least 1");
   return s;
 }
 
@@ -221,6 +224,7 @@ int run_stock_service(int argc, char** argv) {
     po.topic = stock_topic(s.prefix);
     po.group = s.prefix + "-stock";
     po.name = "stock";
+    po.max_batch = s.max_batch;
     po.metrics = metrics;
     bulwark::saga::participant<kafka_bus, redis_repository> participant(h.bus(), records, po);
     participant.add_step("stock", stock_handlers(stock));
@@ -249,6 +253,7 @@ int run_payment_service(int argc, char** argv) {
     po.topic = pay_topic(s.prefix);
     po.group = s.prefix + "-payment";
     po.name = "payment";
+    po.max_batch = s.max_batch;
     po.metrics = metrics;
     bulwark::saga::participant<kafka_bus, redis_repository> participant(h.bus(), records, po);
     participant.add_step("pay", pay_handlers(credit));

@@ -529,14 +529,10 @@ private:
         subscribe_options o;
         o.topic = self->reply_topic;
         o.group = self->reply_topic;
-        // The handler is named before the co_await: GCC 12 destroyed the temporary std::function
-        // (and its weak_ptr) twice when it was built inside the co_await expression (TSan).
-        message_handler handler = [weak = std::weak_ptr<core>(self)](const envelope& e) -> task<void> {
-          auto self = weak.lock();
-          if (!self) co_return ok();
-          co_return self->route(e);
-        };
-        auto sub = co_await self->bus->subscribe(o, std::move(handler));
+        // subscribe_replies names the handler before the co_await: GCC 12 destroyed the temporary
+        // std::function (and its weak_ptr) twice when it was built inside the co_await (TSan).
+        auto subscribing = subscribe_replies(self, std::move(o));
+        auto sub = co_await std::move(subscribing);
         if (!sub) {
           std::lock_guard lock(self->mutex);
           self->opened = false;
@@ -547,25 +543,55 @@ private:
       co_return ok();
     }
 
-    // A reply reaches the attempt waiting for it, or is dropped; a malformed one is refused
-    // (errc::invalid_argument: the bus dead-letters it at once).
-    result<void> route(const envelope& e) {
-      auto r = parse_reply(e);
-      if (!r) return r.error();
-      std::string k = reply_key(r.value().saga_id, r.value().step, r.value().op);
+    // The reply topic's member: in batches where the bus has them (routing is a map lookup and a
+    // wake-up per reply, so a batch costs one handler run for what the partition holds).
+    static task<typename Bus::subscription> subscribe_replies(const std::shared_ptr<core>& self, subscribe_options o) {
+      if constexpr (batch_event_bus<Bus>) {
+        batch_handler handler = [weak = std::weak_ptr<core>(self)](std::span<const envelope> batch) -> task<void> {
+          auto self = weak.lock();
+          if (!self) co_return ok();
+          co_return self->route(batch);
+        };
+        return self->bus->subscribe_batch(std::move(o), std::move(handler));
+      } else {
+        message_handler handler = [weak = std::weak_ptr<core>(self)](const envelope& e) -> task<void> {
+          auto self = weak.lock();
+          if (!self) co_return ok();
+          co_return self->route(std::span<const envelope>(&e, 1));
+        };
+        return self->bus->subscribe(std::move(o), std::move(handler));
+      }
+    }
+
+    // Each reply reaches the attempt waiting for it, or is dropped. A malformed one fails the
+    // batch before any is routed (errc::invalid_argument): delivered again one at a time, it is
+    // dead-lettered at once and the others are routed.
+    result<void> route(std::span<const envelope> batch) {
+      std::vector<reply> parsed;
+      parsed.reserve(batch.size());
+      for (const auto& e : batch) {
+        auto r = parse_reply(e);
+        if (!r) return r.error();
+        parsed.push_back(std::move(r).value());
+      }
+      for (auto& r : parsed) route(std::move(r));
+      return ok();
+    }
+
+    void route(reply&& r) {
+      std::string k = reply_key(r.saga_id, r.step, r.op);
       std::shared_ptr<reply_wait> target;
       {
         std::lock_guard lock(mutex);
         auto it = replies.find(k);
         if (it == replies.end() || it->second->got) {
           ++counts.replies_dropped;
-          return ok();
+          return;
         }
         target = it->second;
-        target->got = std::move(r).value();
+        target->got = std::move(r);
       }
       target->wake->notify();
-      return ok();
     }
 
     static std::string reply_key(std::string_view id, std::string_view step_name, op o) {

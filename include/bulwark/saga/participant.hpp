@@ -45,9 +45,25 @@
 //      first op of a step: its expiry-index entry) and one publish; a duplicate one get and one
 //      publish.
 //   The participant's record is the ordering authority for one consumer of the partition (the
-//   bus delivers one message per partition at a time, and commands are keyed by saga id). Two
+//   bus delivers one message, or one batch, per partition at a time, and commands are keyed by
+//   saga id). Two
 //   consumers of one partition during a rebalance may both run a handler; the effect's op id
 //   (a ledger's tombstone refuses a late apply) is what keeps that to one effect.
+//
+// Batches: on a bus that models batch_event_bus (memory, Kafka) and with options::max_batch > 1,
+// the participant subscribes in batches (event_bus.hpp "Batches") so that a partition's backlog
+// costs round trips per batch, not per command. A batch's commands are grouped by saga id: the
+// groups run concurrently (their store, ledger and handler calls in flight together: on one Redis
+// connection they share a pipeline), the commands of one saga one after the other, in offset
+// order, each under steps 2-7 above (so a duplicate within the batch finds the record its first
+// copy wrote, a compensation before its action in the batch leaves the tombstone that refuses
+// it). Then every reply is published, all in flight together (one publish_batch per reply topic
+// when the bus has it), and their acknowledgements awaited together; the bus commits the batch
+// after that. A batch holding a malformed command runs nothing; any failure (a store or broker
+// error, a conflict that outlasts its three rounds) fails the batch, which the bus redelivers one
+// command at a time: those already recorded are answered from their records (duplicates), the
+// others run as single commands. One batch's latency is that of its longest saga's chain, about
+// one command's, whatever its size.
 //
 // Retention (repositories have no TTL). Each record is kept for options::retention after its
 // last change, then purged; a command arriving later is handled as new. Choose the retention
@@ -72,6 +88,8 @@
 //   bulwark_participant_unreadable_records_total{participant}   commands dead-lettered because
 //                                          their step's record could not be read (step 2)
 //   bulwark_participant_purged_total{participant}               records purged after retention
+//   bulwark_participant_batches_total{participant}              batches of more than one command
+//                                          handled together
 //
 // Stopping: stop() leaves the group as the bus's subscription stop() does (drains the handler in
 // flight, then interrupts it; an interrupted command is redelivered). start() may follow again.
@@ -80,6 +98,7 @@
 // have completed before it is destroyed.
 
 #include <bulwark/coarse_clock.hpp>
+#include <bulwark/detail/when_all.hpp>
 #include <bulwark/error.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/metrics/registry.hpp>
@@ -102,10 +121,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace bulwark::saga {
 
@@ -159,8 +181,11 @@ struct participant_options {
   std::string key_prefix = "saga-participant/"; ///< the Store keys' prefix: one per participant
   /// How long a record (replies, tombstone) is kept after its last change.
   std::chrono::system_clock::duration retention = std::chrono::hours(24);
-  std::size_t purge_every = 32;                 ///< commands between two inline purges (0: never inline)
-  std::size_t purge_batch = 64;                 ///< index entries looked at per inline purge
+  std::size_t purge_every = 32; ///< commands between two inline purges (0: never inline)
+  std::size_t purge_batch = 64; ///< index entries looked at per inline purge
+  /// The most commands handled together (see "Batches"), on a bus that models batch_event_bus;
+  /// 1: one command at a time.
+  std::size_t max_batch = 128;
   std::shared_ptr<metrics::registry> metrics{}; ///< none when empty
   std::string name = "participant";             ///< the `participant` label
 };
@@ -176,6 +201,7 @@ struct participant_stats {
   std::uint64_t unreadable_records = 0;   ///< dead-lettered: their step's record is unreadable
   std::uint64_t purged = 0;               ///< records purged after their retention
   std::uint64_t purge_failures = 0;       ///< inline purges that met a store error
+  std::uint64_t batches = 0;              ///< batches of more than one command handled together
 };
 
 namespace detail {
@@ -271,6 +297,7 @@ public:
       : bus_(bus), store_(store), opts_(std::move(opts)), clock_(std::move(clock)) {
     if (opts_.topic.empty()) throw std::invalid_argument("saga::participant: options::topic is empty");
     if (opts_.group.empty()) throw std::invalid_argument("saga::participant: options::group is empty");
+    if (opts_.max_batch == 0) throw std::invalid_argument("saga::participant: options::max_batch is 0");
     if (opts_.retention <= std::chrono::system_clock::duration::zero())
       throw std::invalid_argument("saga::participant: options::retention must be positive");
     if (opts_.metrics) instruments_.emplace(*opts_.metrics, opts_.name);
@@ -299,10 +326,12 @@ public:
                         .group = opts_.group,
                         .retry = opts_.retry,
                         .dead_letter_topic = opts_.dead_letter_topic,
-                        .start = opts_.start};
-    auto subscribing = bus_.subscribe(std::move(o), [this](const envelope& e) { return handle(e); });
-    BOOST_OUTCOME_CO_TRY(sub, co_await std::move(subscribing));
-    subscription_.emplace(std::move(sub));
+                        .start = opts_.start,
+                        .max_batch = opts_.max_batch};
+    auto subscribing = subscribe_commands(std::move(o));
+    auto sub = co_await std::move(subscribing);
+    if (!sub) co_return std::move(sub).error();
+    subscription_.emplace(std::move(sub).value());
     co_return ok();
   }
 
@@ -381,6 +410,7 @@ public:
     s.unreadable_records = stats_.unreadable_records.load(std::memory_order_relaxed);
     s.purged = stats_.purged.load(std::memory_order_relaxed);
     s.purge_failures = stats_.purge_failures.load(std::memory_order_relaxed);
+    s.batches = stats_.batches.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -396,7 +426,7 @@ private:
 
   struct atomic_stats {
     std::atomic<std::uint64_t> handled{0}, failed_replies{0}, duplicates{0}, tombstones{0}, late_actions_refused{0},
-        malformed{0}, unreadable_records{0}, purged{0}, purge_failures{0};
+        malformed{0}, unreadable_records{0}, purged{0}, purge_failures{0}, batches{0};
   };
 
   struct instruments {
@@ -430,6 +460,10 @@ private:
       purged = &r.counter_family("bulwark_participant_purged_total", "Participant records purged after their retention",
                                  {"participant"})
                     .labels({name});
+      batches =
+          &r.counter_family("bulwark_participant_batches_total",
+                            "Batches of more than one saga command a participant handled together", {"participant"})
+               .labels({name});
     }
     static std::size_t index(op o) { return o == op::action ? 0 : 1; }
     std::array<std::array<metrics::counter*, 2>, 2> handled{};
@@ -439,6 +473,7 @@ private:
     metrics::counter* malformed;
     metrics::counter* unreadable;
     metrics::counter* purged;
+    metrics::counter* batches;
   };
 
   std::string record_key(std::string_view saga_id, std::string_view step) const {
@@ -460,39 +495,150 @@ private:
     if (c) c->inc();
   }
 
-  task<void> handle(const envelope& e) {
+  // Batches where the bus has them (see "Batches"), else one command at a time.
+  task<typename Bus::subscription> subscribe_commands(subscribe_options o) {
+    if constexpr (batch_event_bus<Bus>) {
+      if (opts_.max_batch > 1) {
+        batch_handler h = [this](std::span<const envelope> batch) { return handle_batch(batch); };
+        return bus_.subscribe_batch(std::move(o), std::move(h));
+      }
+    }
+    message_handler h = [this](const envelope& e) { return handle(e); };
+    return bus_.subscribe(std::move(o), std::move(h));
+  }
+
+  // A command and the handlers of its step; owned copies (the envelope's views die with the
+  // delivery, and the steps after this suspend).
+  struct parsed_command {
+    command cmd;
+    const step_handlers* handlers;
+    unsigned attempt;
+  };
+
+  // Step 1: errc::invalid_argument for a malformed command or a step not served here (counted
+  // as malformed when `count_malformed`).
+  result<parsed_command> parse(const envelope& e, bool count_malformed) {
     auto parsed = parse_command(e);
     if (!parsed) {
-      count(&atomic_stats::malformed, instruments_ ? instruments_->malformed : nullptr);
-      co_return parsed.error();
+      if (count_malformed) count(&atomic_stats::malformed, instruments_ ? instruments_->malformed : nullptr);
+      return parsed.error();
     }
-    // Owned copies: the envelope's views die with this call, and the steps below suspend.
-    const command cmd = std::move(parsed).value();
-    auto found = steps_.find(cmd.step);
+    auto found = steps_.find(parsed.value().step);
     if (found == steps_.end()) {
-      count(&atomic_stats::malformed, instruments_ ? instruments_->malformed : nullptr);
-      co_return error(errc::invalid_argument, "saga command for step \"" + cmd.step + "\", which this participant (" +
-                                                  opts_.name + ") does not serve");
+      if (count_malformed) count(&atomic_stats::malformed, instruments_ ? instruments_->malformed : nullptr);
+      return error(errc::invalid_argument, "saga command for step \"" + parsed.value().step +
+                                               "\", which this participant (" + opts_.name + ") does not serve");
     }
+    return parsed_command{std::move(parsed).value(), &found->second, e.attempt};
+  }
+
+  // Steps 2-7 without the publish, a conflict read again up to three times: the reply to send.
+  task<reply> answer_command(const parsed_command& p) {
+    const command& cmd = p.cmd;
     const std::string op_id = make_op_id(cmd.saga_id, cmd.step);
-    std::optional<answer> decided;
     for (int round = 1;; ++round) {
-      auto deciding = decide(cmd, found->second, op_id, e.attempt);
+      auto deciding = decide(cmd, *p.handlers, op_id, p.attempt);
       auto d = co_await std::move(deciding);
       if (d) {
-        decided.emplace(std::move(d).value());
-        break;
+        // Counted once recorded: a publish that fails now is answered again as a duplicate.
+        note(cmd.op, d.value().kind, d.value().reply.outcome);
+        co_return reply{cmd.saga_id, cmd.step, cmd.op, d.value().reply.outcome, std::move(d.value().reply.payload)};
       }
       // Another delivery of this step wrote the record between our get and put: read again.
       if (d.error() == errc::conflict && round < 3) continue;
       co_return std::move(d).error();
     }
-    // Counted once recorded: a publish that fails now is answered again as a duplicate.
-    note(cmd.op, decided->kind, decided->reply.outcome);
-    reply r{cmd.saga_id, cmd.step, cmd.op, decided->reply.outcome, std::move(decided->reply.payload)};
-    auto publishing = bus_.publish(cmd.reply_to, r.to_message());
+  }
+
+  task<void> handle(const envelope& e) {
+    BOOST_OUTCOME_CO_TRY(p, parse(e, true));
+    auto answering = answer_command(p);
+    BOOST_OUTCOME_CO_TRY(r, co_await std::move(answering));
+    auto publishing = bus_.publish(p.cmd.reply_to, r.to_message());
     BOOST_OUTCOME_CO_TRY(co_await std::move(publishing));
-    co_await maybe_purge();
+    co_await maybe_purge(1);
+    co_return ok();
+  }
+
+  // A reply and where it goes (a view of its command's reply-to).
+  using addressed_reply = std::pair<std::string_view, message>;
+
+  // The commands of one saga in a batch, in offset order: their replies, or the first error.
+  task<std::vector<addressed_reply>> answer_in_order(std::vector<const parsed_command*> commands) {
+    std::vector<addressed_reply> out;
+    out.reserve(commands.size());
+    for (const auto* p : commands) {
+      auto answering = answer_command(*p);
+      BOOST_OUTCOME_CO_TRY(r, co_await std::move(answering));
+      out.emplace_back(p->cmd.reply_to, r.to_message());
+    }
+    co_return out;
+  }
+
+  // A batch (see "Batches"): sagas concurrently, each saga's commands in order, then every reply
+  // published together. Any failure fails the batch (the bus delivers it again one at a time).
+  task<void> handle_batch(std::span<const envelope> batch) {
+    if (batch.size() == 1) return handle(batch.front());
+    return handle_many(batch);
+  }
+
+  task<void> handle_many(std::span<const envelope> batch) {
+    std::vector<parsed_command> commands;
+    commands.reserve(batch.size());
+    // A malformed command fails the batch before anything runs: its one-at-a-time delivery
+    // dead-letters it (and counts it) and handles the others.
+    for (const auto& e : batch) {
+      BOOST_OUTCOME_CO_TRY(p, parse(e, false));
+      commands.push_back(std::move(p));
+    }
+    std::vector<std::vector<const parsed_command*>> sagas;
+    {
+      std::unordered_map<std::string_view, std::size_t> group_of;
+      for (const auto& p : commands) {
+        auto [it, fresh] = group_of.emplace(p.cmd.saga_id, sagas.size());
+        if (fresh) sagas.emplace_back();
+        sagas[it->second].push_back(&p);
+      }
+    }
+    std::vector<task<std::vector<addressed_reply>>> chains;
+    chains.reserve(sagas.size());
+    for (auto& one : sagas) chains.push_back(answer_in_order(std::move(one)));
+    auto answered = co_await bulwark::detail::when_all(std::move(chains));
+    count(&atomic_stats::batches, instruments_ ? instruments_->batches : nullptr);
+    // Every reply by its topic, each topic's in batch order of the sagas.
+    std::map<std::string_view, std::vector<message>> outgoing;
+    for (auto& chain : answered) {
+      if (!chain) co_return std::move(chain).error();
+      for (auto& [topic, m] : chain.value()) outgoing[topic].push_back(std::move(m));
+    }
+    auto publishing = publish_all(std::move(outgoing));
+    BOOST_OUTCOME_CO_TRY(co_await std::move(publishing));
+    co_await maybe_purge(batch.size());
+    co_return ok();
+  }
+
+  // Publishes every message, all in flight together; ok once every one is acknowledged.
+  task<void> publish_all(std::map<std::string_view, std::vector<message>> outgoing) {
+    if constexpr (requires(Bus & b, std::vector<message> m) { b.publish_batch(std::string_view{}, std::move(m)); }) {
+      std::vector<task<void>> topics;
+      for (auto& [topic, messages] : outgoing)
+        topics.push_back([](Bus& bus, std::string t, std::vector<message> m) -> task<void> {
+          auto results = co_await bus.publish_batch(t, std::move(m));
+          for (auto& r : results)
+            if (!r) co_return std::move(r).error();
+          co_return ok();
+        }(bus_, std::string(topic), std::move(messages)));
+      auto done = co_await bulwark::detail::when_all(std::move(topics));
+      for (auto& d : done)
+        if (!d) co_return std::move(d).error();
+    } else {
+      std::vector<task<delivery>> publishes;
+      for (auto& [topic, messages] : outgoing)
+        for (auto& m : messages) publishes.push_back(bus_.publish(topic, std::move(m)));
+      auto done = co_await bulwark::detail::when_all(std::move(publishes));
+      for (auto& d : done)
+        if (!d) co_return std::move(d).error();
+    }
     co_return ok();
   }
 
@@ -565,11 +711,13 @@ private:
       count(&atomic_stats::late_actions_refused, instruments_ ? instruments_->late_refused : nullptr);
   }
 
-  asio::awaitable<void> maybe_purge() {
+  // After `handled` more commands: purge purge_batch entries per purge_every commands.
+  asio::awaitable<void> maybe_purge(std::size_t handled) {
     if (opts_.purge_every == 0) co_return;
-    if (commands_since_purge_.fetch_add(1, std::memory_order_relaxed) + 1 < opts_.purge_every) co_return;
-    commands_since_purge_.store(0, std::memory_order_relaxed);
-    auto purging = purge_expired(opts_.purge_batch);
+    const std::size_t since = commands_since_purge_.fetch_add(handled, std::memory_order_relaxed) + handled;
+    if (since < opts_.purge_every) co_return;
+    commands_since_purge_.store(since % opts_.purge_every, std::memory_order_relaxed);
+    auto purging = purge_expired(opts_.purge_batch * (since / opts_.purge_every));
     auto purged = co_await std::move(purging);
     if (!purged) stats_.purge_failures.fetch_add(1, std::memory_order_relaxed);
   }

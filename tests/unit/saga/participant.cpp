@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -127,6 +128,44 @@ struct fixture {
   void send(const std::string& saga_id, op o, std::string payload = "3") {
     command c{saga_id, "reserve", o, replies_topic, std::move(payload)};
     send_raw(c.to_message());
+  }
+  // Every command published before the participant runs again: they wait in their partitions
+  // together, so the participant takes them as batches.
+  void send_together(const std::vector<command>& commands) {
+    auto publish_all = [](bulwark::memory::event_bus& b, std::vector<command> cs) -> task<void> {
+      for (const auto& c : cs) {
+        auto published = co_await b.publish(commands_topic, c.to_message());
+        if (!published) co_return published.error();
+      }
+      co_return bulwark::ok();
+    };
+    ASSERT_TRUE(bulwark::test::run(ctx, publish_all(memory_bus, commands)).has_value());
+  }
+  // `n` saga ids whose commands share one partition (so one batch can hold them all).
+  std::vector<std::string> sagas_on_one_partition(int n) {
+    std::vector<std::string> ids;
+    for (int i = 0; static_cast<int>(ids.size()) < n; ++i) {
+      auto id = bulwark::test::numbered_key("batch-saga-", i);
+      if (memory_bus.partition_of(id) == 0) ids.push_back(id);
+    }
+    return ids;
+  }
+  // An action of step "reserve" taking one unit for each saga id.
+  static std::vector<command> actions_of(const std::vector<std::string>& ids) {
+    std::vector<command> out;
+    for (const auto& id : ids) out.push_back({id, "reserve", op::action, replies_topic, "1"});
+    return out;
+  }
+  // The first reply of each saga; every later reply of that saga must carry the same payload.
+  std::map<std::string, reply> first_replies_all_alike() {
+    std::map<std::string, reply> first;
+    for (const auto& r : replies_now()) {
+      auto [it, fresh] = first.emplace(r.saga_id, r);
+      if (!fresh) {
+        EXPECT_EQ(r.payload, it->second.payload) << r.saga_id;
+      }
+    }
+    return first;
   }
   // Straight to the memory bus: the fault plan of `bus` is for the participant's replies.
   void send_raw(message m) {
@@ -530,4 +569,91 @@ TEST(saga_participant, record_codec_round_trips_binary_payloads_and_rejects_garb
     EXPECT_EQ(bad.error(), errc::protocol_error);
   }
   EXPECT_FALSE(bulwark::saga::detail::decode(encoded + "x").has_value());
+}
+
+// Batches (participant.hpp "Batches"): the memory bus hands the participant what a partition
+// holds, so commands published together are handled together.
+
+TEST(saga_participant, duplicates_within_one_batch_get_the_first_reply_and_no_second_effect) {
+  fixture f;
+  f.start();
+  const auto ids = f.sagas_on_one_partition(4);
+  auto commands = fixture::actions_of(ids);
+  for (const auto& c : fixture::actions_of(ids)) commands.push_back(c);
+  commands.push_back({ids[0], "reserve", op::action, replies_topic, "1"}); // a third copy
+  f.send_together(commands);
+  ASSERT_TRUE(f.drive_until([&] { return f.reply_count() == 9 && f.committed() == 9; }));
+  EXPECT_GE(f.participant->stats().batches, 1u) << "the commands were not handled as a batch";
+  EXPECT_EQ(f.action_calls, 4) << "a duplicate in the batch ran the handler";
+  EXPECT_EQ(f.stock(), 10 - 4);
+  EXPECT_EQ(f.participant->stats().handled, 4u);
+  EXPECT_EQ(f.participant->stats().duplicates, 5u);
+  for (const auto& r : f.replies_now()) EXPECT_EQ(r.outcome, reply_outcome::succeeded) << r.saga_id;
+  EXPECT_EQ(f.first_replies_all_alike().size(), 4u);
+  EXPECT_EQ(f.counter("bulwark_participant_batches_total", {"stock"}, {"participant"}),
+            static_cast<double>(f.participant->stats().batches));
+  f.stop();
+}
+
+TEST(saga_participant, a_compensation_before_its_action_in_one_batch_leaves_a_tombstone) {
+  fixture f;
+  f.start();
+  const auto ids = f.sagas_on_one_partition(2);
+  f.send_together({{ids[0], "reserve", op::compensation, replies_topic, "2"},
+                   {ids[1], "reserve", op::action, replies_topic, "2"},
+                   {ids[0], "reserve", op::action, replies_topic, "2"},
+                   {ids[1], "reserve", op::compensation, replies_topic, "2"}});
+  ASSERT_TRUE(f.drive_until([&] { return f.reply_count() == 4 && f.committed() == 4; }));
+  EXPECT_GE(f.participant->stats().batches, 1u);
+  EXPECT_EQ(f.action_calls, 1) << "only ids[1]'s action runs; ids[0]'s came after its compensation";
+  EXPECT_EQ(f.compensation_calls, 2);
+  EXPECT_EQ(f.stock(), 10) << "ids[1] took 2 and gave them back; ids[0] took nothing";
+  EXPECT_EQ(f.participant->stats().tombstones, 1u);
+  EXPECT_EQ(f.participant->stats().late_actions_refused, 1u);
+  for (const auto& r : f.replies_now()) {
+    const bool refused = r.saga_id == ids[0] && r.op == op::action;
+    EXPECT_EQ(r.outcome, refused ? reply_outcome::failed : reply_outcome::succeeded) << r.saga_id;
+  }
+  ASSERT_EQ(f.reverted.size(), 2u);
+  EXPECT_EQ(f.reverted[0], bulwark::revert_outcome::tombstoned) << "ids[0]'s compensation reached the ledger first";
+  f.stop();
+}
+
+TEST(saga_participant, a_failed_batch_is_redelivered_one_at_a_time_and_answered_from_the_records) {
+  fixture f;
+  f.start();
+  const auto ids = f.sagas_on_one_partition(5);
+  const auto commands = fixture::actions_of(ids);
+  // Every command is recorded, then the third reply's publish fails: the batch fails.
+  f.bus.faults().fail_nth(bulwark::testing::op::publish, 3, error(errc::unavailable, "broker down"));
+  f.send_together(commands);
+  ASSERT_TRUE(f.drive_until([&] { return f.committed() == 5 && f.participant->stats().duplicates == 5; }));
+  EXPECT_EQ(f.bus.faults().injected(bulwark::testing::op::publish), 1u) << "the fault was not hit";
+  EXPECT_GE(f.participant->stats().batches, 1u);
+  EXPECT_EQ(f.action_calls, 5) << "the redelivery ran a handler again instead of reading its record";
+  EXPECT_EQ(f.participant->stats().handled, 5u);
+  EXPECT_EQ(f.stock(), 5);
+  EXPECT_EQ(f.dead_lettered(), 0);
+  // Each saga answered (some twice: their reply left in the failed batch, then again from the
+  // record), every answer the same.
+  EXPECT_EQ(f.first_replies_all_alike().size(), 5u);
+  f.stop();
+}
+
+TEST(saga_participant, max_batch_one_handles_a_command_at_a_time) {
+  fixture f;
+  auto o = f.options();
+  o.max_batch = 1;
+  f.start(o);
+  const auto ids = f.sagas_on_one_partition(3);
+  f.send_together({{ids[0], "reserve", op::action, replies_topic, "1"},
+                   {ids[1], "reserve", op::action, replies_topic, "1"},
+                   {ids[0], "reserve", op::action, replies_topic, "1"}});
+  ASSERT_TRUE(f.drive_until([&] { return f.reply_count() == 3 && f.committed() == 3; }));
+  EXPECT_EQ(f.participant->stats().batches, 0u);
+  EXPECT_EQ(f.action_calls, 2);
+  EXPECT_EQ(f.participant->stats().duplicates, 1u);
+  o.max_batch = 0;
+  EXPECT_THROW(participant_type(f.bus, f.store, o, f.wall), std::invalid_argument);
+  f.stop();
 }
