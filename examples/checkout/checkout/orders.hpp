@@ -21,6 +21,7 @@
 #include <bulwark/clock.hpp>
 #include <bulwark/http/responses.hpp>
 #include <bulwark/repository.hpp>
+#include <bulwark/retry_policy.hpp>
 #include <bulwark/run_on.hpp>
 #include <bulwark/saga.hpp>
 
@@ -29,7 +30,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -174,11 +174,11 @@ private:
     // Bounded: each round either answers, lost one compare-and-set to another request, or met a
     // store error that may pass (then it waits, up to answer_timeout in all: see wait_out).
     const auto give_up = opts_.clock.now() + opts_.answer_timeout;
-    bulwark::clock::duration pause = std::chrono::milliseconds(20);
+    unsigned waits = 0;
     for (int round = 0; round < 16; ++round) {
       auto got = co_await load(id);
       if (!got) {
-        const bool again = co_await wait_out(got.error(), give_up, pause);
+        const bool again = co_await wait_out(got.error(), give_up, waits);
         if (again) continue;
         co_return got.error();
       }
@@ -190,7 +190,7 @@ private:
         // lost): join it, unless it is already over.
         auto status = co_await sagas_.status(saga_id(id, r.attempt));
         if (!status) {
-          const bool again = co_await wait_out(status.error(), give_up, pause);
+          const bool again = co_await wait_out(status.error(), give_up, waits);
           if (again) continue;
           co_return status.error();
         }
@@ -207,7 +207,7 @@ private:
       if (put) co_return co_await await_attempt(id, r, give_up);
       if (put.error() == bulwark::errc::conflict) continue;
       // Unavailable or timed out: the write may have been applied; the next round reads it back.
-      const bool again = co_await wait_out(put.error(), give_up, pause);
+      const bool again = co_await wait_out(put.error(), give_up, waits);
       if (!again) co_return put.error();
     }
     co_return bulwark::error(bulwark::errc::conflict, "order " + id + " kept changing; try again");
@@ -215,27 +215,29 @@ private:
 
   // A store or saga-log call failed. When the error may pass (errc::unavailable: a Redis master
   // failing over, a connection being re-established; errc::timeout) and the answer deadline
-  // leaves time, waits `pause` (doubling it, up to 1 s) and says to try again: every step of a
+  // leaves time, waits the `waits`-th delay of store_waits and says to try again: every step of a
   // checkout is idempotent (a lost write's answer shows on the next read as this attempt,
   // running, and start() of an existing saga joins it), so the client gets a business answer
   // (200 or 400) rather than a 5xx for an outage that passes within the deadline.
-  asio::awaitable<bool> wait_out(const bulwark::error& e, bulwark::clock::time_point give_up,
-                                 bulwark::clock::duration& pause) {
+  asio::awaitable<bool> wait_out(const bulwark::error& e, bulwark::clock::time_point give_up, unsigned& waits) {
     if (e != bulwark::errc::unavailable && e != bulwark::errc::timeout) co_return false;
+    const auto pause = store_waits.ceiling(waits + 1);
     if (opts_.clock.now() + pause >= give_up) co_return false;
+    ++waits;
     const bool reached = co_await opts_.clock.wait_for(pause);
     (void)reached;
-    pause = std::min<bulwark::clock::duration>(pause * 2, std::chrono::seconds(1));
     co_return true;
   }
+  // 20 ms doubling to 1 s, without jitter: a wait is at most 1 s, far below the answer deadline.
+  static constexpr bulwark::backoff store_waits{std::chrono::milliseconds(20), std::chrono::seconds(1), 2.0, false};
 
   // Starts (or joins) the attempt's saga and answers with its final outcome.
   bulwark::task<response> await_attempt(std::string id, order_record r, bulwark::clock::time_point give_up) {
     const auto sid = saga_id(id, r.attempt);
-    bulwark::clock::duration pause = std::chrono::milliseconds(20);
+    unsigned waits = 0;
     auto started = co_await sagas_.start(sid, context_for(id, r));
     while (!started) {
-      const bool again = co_await wait_out(started.error(), give_up, pause);
+      const bool again = co_await wait_out(started.error(), give_up, waits);
       if (!again) co_return started.error();
       started = co_await sagas_.start(sid, context_for(id, r));
     }
