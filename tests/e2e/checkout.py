@@ -117,11 +117,15 @@ def private_cluster_up():
     return cluster("nodes").strip()
 
 
+def cluster_ports():
+    # {port: node name} of the private cluster's six nodes, n1..n6 in order.
+    return {int(port): name for name, port in (line.split()[:2] for line in cluster("ids").splitlines())}
+
+
 def cluster_master_of(slot):
-    # (node name, port) of the master serving `slot`, as node n1's view of the cluster says.
-    names = {int(port): name for name, port in (line.split()[:2] for line in cluster("ids").splitlines())}
-    for name in cluster_names:
-        port = next(p for p, n in names.items() if n == name)
+    # (node name, port) of the master serving `slot`, as the first node that answers sees it.
+    names = cluster_ports()
+    for port in names:
         view = subprocess.run(["redis-cli", "-p", str(port), "cluster", "nodes"], capture_output=True, text=True)
         if view.returncode != 0 or not view.stdout:
             continue  # this one is down: ask the next
@@ -290,8 +294,8 @@ def stalled(why):
         print(metrics_of("order-b", b))
     if cluster_env:
         print("--- the private Redis Cluster:", "; ".join(redis_failover) or "no master killed yet")
-        for name, port in (line.split()[:2] for line in cluster("ids").splitlines()):
-            view = subprocess.run(["redis-cli", "-p", port, "cluster", "nodes"], capture_output=True, text=True)
+        for port, name in cluster_ports().items():
+            view = subprocess.run(["redis-cli", "-p", str(port), "cluster", "nodes"], capture_output=True, text=True)
             print(f"{name} ({port}) sees:\n{view.stdout.strip() or view.stderr.strip()}")
     sys.stdout.flush()
     fail(why)
