@@ -143,7 +143,14 @@ case "$action" in
       free_port >"$dir/node$n/controller.port"
     done
     write_config
-    cluster_id=$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())')
+    # Base64 of a random UUID, as Kafka's own random-uuid makes it: drawn again when it begins with
+    # '-', which kafka-storage's argument parser takes for an option (1 run in 64 failed so).
+    cluster_id=$(python3 -c 'import base64, uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    if not i.startswith("-"):
+        print(i)
+        break')
     echo "$cluster_id" >"$dir/cluster.id"
     for n in "${nodes[@]}"; do
       (java_cmd "$n" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/node$n/server.properties" \
