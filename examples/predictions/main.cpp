@@ -33,7 +33,7 @@ int run_memory(const predictions::config& c, bulwark::app::stop_signals& signals
   bulwark::memory::repository logs;
   predictions::memory_aggregates aggregates;
   predictions::models<bulwark::memory::event_bus, bulwark::memory::repository, predictions::memory_aggregates> all{
-      bus, logs, aggregates, "backend memory: nothing survives a restart"};
+      bus, logs, aggregates, "backend memory: nothing survives a restart", {}};
   return predictions::serve(c, signals, home.executor(), all, metrics);
 }
 

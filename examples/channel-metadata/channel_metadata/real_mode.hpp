@@ -161,11 +161,6 @@ inline health_probe kafka_probe(std::shared_ptr<bulwark::kafka::admin> a, std::s
           }};
 }
 
-/// `p` run on `home` (where its models live).
-inline health_probe probe_on(asio::any_io_executor home, health_probe p) {
-  return {p.name, [home, check = p.check]() { return run_on(home, check()); }};
-}
-
 /// "<host>-<pid>": names this process in consumer groups and outage-window ids.
 inline std::string instance_name(std::string_view service_name) {
   char host[256] = {};

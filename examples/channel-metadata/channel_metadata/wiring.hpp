@@ -66,20 +66,12 @@ inline bulwark::flows::retry_replayer_options replayer_options(const config& c,
 
 /// A probe that reads the probe key from a repository: up when it answers (found or not).
 template <bulwark::repository Repository> health_probe repository_probe(std::string name, Repository& r) {
-  return {std::move(name), [&r]() -> bulwark::task<void> {
-            auto got = co_await r.get(health_probe_key);
-            if (!got) co_return got.error();
-            co_return bulwark::ok();
-          }};
+  return bulwark::http::repository_probe(std::move(name), r, std::string(health_probe_key));
 }
 
 /// A probe that reads the probe key from a cache.
 template <bulwark::cache Cache> health_probe cache_probe(std::string name, Cache& c) {
-  return {std::move(name), [&c]() -> bulwark::task<void> {
-            auto got = co_await c.get(health_probe_key);
-            if (!got) co_return got.error();
-            co_return bulwark::ok();
-          }};
+  return bulwark::http::cache_probe(std::move(name), c, std::string(health_probe_key));
 }
 
 } // namespace channel_metadata

@@ -9,6 +9,7 @@
 #include <predictions/config.hpp>
 #include <predictions/runtime.hpp>
 
+#include <bulwark/http/health.hpp>
 #include <bulwark/kafka/admin.hpp>
 #include <bulwark/kafka/event_bus.hpp>
 #include <bulwark/mysql.hpp>
@@ -63,6 +64,13 @@ public:
     counted.reserve(batch.size());
     for (const auto& e : r.elements) counted.push_back(e.as_integer().value_or(0) == 1);
     co_return counted;
+  }
+
+  /// One PING: whether Redis answers (the readiness probe).
+  bulwark::task<void> ping() {
+    auto pinging = client_.execute("PING");
+    BOOST_OUTCOME_CO_TRY(co_await std::move(pinging));
+    co_return bulwark::ok();
   }
 
   bulwark::task<nlohmann::json> snapshot() {
@@ -282,10 +290,22 @@ inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
     bulwark::app::block_on(ex, pool.stop());
     return code;
   }
+  // /ready's probes, each run where its client lives: the topic's metadata, a read of the logs
+  // table, a PING.
+  std::vector<bulwark::http::health_probe> probes{
+      {"kafka",
+       [&bus, topic = c.topic]() -> bulwark::task<void> {
+         auto describing = bus.admin().describe_topic(topic);
+         BOOST_OUTCOME_CO_TRY(co_await std::move(describing));
+         co_return bulwark::ok();
+       }},
+      bulwark::http::probe_on(ex, bulwark::http::repository_probe("mysql", logs, "predictions-ready-probe")),
+      bulwark::http::probe_on(ex, {"redis", [&aggregates] { return aggregates.ping(); }})};
   models<bulwark::kafka::event_bus, bulwark::mysql::repository, redis_aggregates> all{
       bus, logs, aggregates,
       "kafka topic " + c.topic + ", mysql " + c.mysql_database + "." + c.logs_table + ", redis prefix " +
-          c.redis_prefix};
+          c.redis_prefix,
+      std::move(probes)};
   const int code = serve(c, signals, ex, all, metrics);
   bulwark::app::block_on(ex, redis.stop());
   bulwark::app::block_on(ex, pool.stop());

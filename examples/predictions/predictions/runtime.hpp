@@ -8,6 +8,7 @@
 #include <predictions/service.hpp>
 
 #include <bulwark/app.hpp>
+#include <bulwark/http/health.hpp>
 #include <bulwark/http/metrics_handler.hpp>
 #include <bulwark/http/router.hpp>
 #include <bulwark/http/server.hpp>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace predictions {
 
@@ -43,6 +45,8 @@ template <class Bus, class Logs, class Aggregates> struct models {
   Logs& logs;
   Aggregates& aggregates;
   std::string description; ///< for the "listening on" line
+  /// /ready's dependencies, in the order the answer names them (none: memory mode).
+  std::vector<bulwark::http::health_probe> probes = {};
 };
 
 /// One process's pipeline over `m`: its routes and HTTP server, its consumer group member (role
@@ -59,6 +63,15 @@ public:
       nlohmann::json up = nlohmann::json::object();
       up["status"] = "UP";
       co_return bulwark::http::json(up);
+    });
+    // Readiness: 503 while starting or stopping, else each dependency probed (2 s each); 503
+    // naming the one that is down when any is (every role reads or writes all three).
+    routes_.get("/ready", [this](bulwark::http::request&) -> bulwark::task<bulwark::http::response> {
+      const auto order = bulwark::http::names_of(m_.probes);
+      if (!ready_) co_return bulwark::http::health_response(false, bulwark::http::health_json(false, {}, order));
+      auto states = co_await bulwark::http::probe_all(m_.probes, std::chrono::seconds(2));
+      const bool up = bulwark::http::all_up(states);
+      co_return bulwark::http::health_response(up, bulwark::http::health_json(up, states, order));
     });
     routes_.get("/metrics", bulwark::http::metrics_handler(metrics_));
     if (c.role != role_kind::consumer) add_routes(routes_, in_, view_);

@@ -41,6 +41,16 @@ TEST(loadgen_command_line, the_course_command_line_works_as_written) {
   EXPECT_EQ(o.value().urls[0].port, 8080);
 }
 
+TEST(loadgen_command_line, short_options_take_a_glued_value_as_getopt_does) {
+  auto o = parse({"-c64", "-d10s", "-n100", "-HX-Trace: 1", "http://h/"});
+  ASSERT_TRUE(o) << o.error().message();
+  EXPECT_EQ(o.value().concurrency, 64u);
+  EXPECT_EQ(o.value().duration, 10s);
+  EXPECT_EQ(o.value().requests, 100u);
+  EXPECT_NE(error_of({"-q1", "http://h/"}).find("-q1 takes no value"), std::string::npos);
+  EXPECT_NE(error_of({"-x4", "http://h/"}).find("unknown option '-x4'"), std::string::npos);
+}
+
 TEST(loadgen_command_line, every_option) {
   auto o = parse({"--rate=250.5",
                   "-d",

@@ -219,6 +219,10 @@ inline bulwark::result<options> parse_command_line(std::span<const std::string_v
         inline_value = arg.substr(eq + 1);
         has_inline = true;
       }
+    } else if (arg.size() > 2) { // getopt's glued short form: -c64, -d10s
+      flag = arg.substr(0, 2);
+      inline_value = arg.substr(2);
+      has_inline = true;
     }
     auto value = [&]() -> bulwark::result<std::string_view> {
       if (has_inline) return inline_value;
@@ -228,7 +232,9 @@ inline bulwark::result<options> parse_command_line(std::span<const std::string_v
     auto flag_is = [&](std::string_view a, std::string_view b = {}, std::string_view c = {}) {
       return flag == a || (!b.empty() && flag == b) || (!c.empty() && flag == c);
     };
-    if (flag_is("-h", "--help")) {
+    if (has_inline && flag_is("-h", "--help", "-q")) {
+      return invalid("option " + std::string(arg) + " takes no value");
+    } else if (flag_is("-h", "--help")) {
       o.help = true;
     } else if (flag_is("-q", "--quiet")) {
       o.quiet = true;
