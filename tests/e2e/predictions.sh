@@ -118,6 +118,21 @@ if [ "$mode" = memory ]; then
   checks
   [ "$(curl -s -w ' %{http_code}' "$api/ready")" = '{"status":"UP","components":{}} 200' ] || fail "/ready in memory mode"
   ok
+  # The deploy kit's dashboard on a real Prometheus scraping this process (as both roles: it is
+  # both): while inputs keep coming, every panel's query must return data.
+  prom_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'global: {scrape_interval: 1s}\nscrape_configs:\n' >"$work/prometheus.yml"
+  for job in predictions-api predictions-consumer; do
+    printf '  - job_name: %s\n    static_configs: [{targets: ["127.0.0.1:%s"]}]\n' "$job" "${api##*:}" >>"$work/prometheus.yml"
+  done
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
+    --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
+  pids+=($!)
+  (for _ in $(seq 300); do post '{"team1":"Qatar","team2":"Ecuador","score":"0-2","phase":1}' >/dev/null; sleep 0.1; done) &
+  pids+=($!)
+  python3 "$here/../../scripts/check_dashboard.py" live --kit "$here/../../examples/predictions/deploy" \
+    --dashboard predictions --prometheus "http://127.0.0.1:$prom_port" --timeout 25 || fail "a dashboard panel had no data"
+  ok
   # An open event stream ends at SIGTERM (the graceful stop), and the process exits 0.
   curl -sN -H 'Accept: text/event-stream' "$api/live" >"$work/stream" 2>&1 &
   stream=$!

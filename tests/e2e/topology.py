@@ -637,8 +637,10 @@ def scenario_dashboard(t):
     for _ in range(20):
         call(t.cms, "GET", "/api/channel-metadata/GB", auth=t.cms_auth)
         call(t.cms, "GET", "/api/channel-metadata/QQ", auth=t.cms_auth)
-    run = subprocess.run([sys.executable, os.path.join(REPO, "examples", "channel-metadata", "deploy", "check_dashboard.py"),
-                          "live", "--prometheus", t.env["TOPOLOGY_PROMETHEUS_URL"], "--timeout", "60"],
+    run = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "check_dashboard.py"), "live",
+                          "--kit", os.path.join(REPO, "examples", "channel-metadata", "deploy"),
+                          "--dashboard", "channel-metadata",
+                          "--prometheus", t.env["TOPOLOGY_PROMETHEUS_URL"], "--timeout", "60"],
                          capture_output=True, text=True, timeout=120)
     sys.stdout.write(run.stdout)
     sys.stderr.write(run.stderr)

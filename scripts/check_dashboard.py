@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Checks the Grafana dashboard (and the alert rules' metric names) without Grafana.
+"""Checks a deploy kit's Grafana dashboard (and its alert rules' metric names) without Grafana.
 
-  check_dashboard.py structure [--repo DIR]
+A kit is a directory (examples/<name>/deploy) holding grafana/dashboards/<NAME>.json,
+grafana/provisioning/datasources/prometheus.yml, grafana/provisioning/dashboards/<NAME>.yml and
+prometheus/alerts.yml.
+
+  check_dashboard.py structure --kit DIR --dashboard NAME [--require WHAT=METRIC ...]
+                               [--sources DIR ...] [--repo DIR]
       The dashboard JSON's structure: uid, title, schemaVersion, panels with unique ids, known
       types, grid positions inside the 24-column grid and not overlapping, every panel and target
       on the provisioned datasource's uid, unique refIds, non-empty queries; every query parses
       (promtool check rules on them as recording rules); every metric a query or an alert names
-      is one the library registers (read from the headers under --repo); the panels cover
-      requests, latency, cache hit and stale ratio, pending writes, breaker state and outage
-      windows; the provisioning files name the datasource and a dashboard provider.
-  check_dashboard.py live --prometheus URL [--timeout SECONDS]
-      Runs every panel's query against a live Prometheus (the topology's) and fails for each that
-      returns no data, retrying until --timeout (a fresh Prometheus needs two scrapes for rates).
+      is one the library registers (read from the headers under --repo) or one the service's
+      own code under each --sources directory registers; each --require'd metric is shown by
+      some panel; the provisioning files name the datasource and a dashboard provider.
+  check_dashboard.py live --kit DIR --dashboard NAME --prometheus URL [--timeout SECONDS]
+      Runs every panel's query against a live Prometheus and fails for each that returns no
+      data, retrying until --timeout (a fresh Prometheus needs two scrapes for rates).
 
 Exit 0 when every check passes; otherwise each failure on stderr and exit 1.
 """
@@ -27,27 +32,23 @@ import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DASHBOARD = os.path.join(HERE, "grafana", "dashboards", "channel-metadata.json")
-DATASOURCES = os.path.join(HERE, "grafana", "provisioning", "datasources", "prometheus.yml")
-PROVIDERS = os.path.join(HERE, "grafana", "provisioning", "dashboards", "channel-metadata.yml")
-ALERTS = os.path.join(HERE, "prometheus", "alerts.yml")
 PANEL_TYPES = {"timeseries", "stat", "gauge", "bargauge", "table", "state-timeline", "text"}
-# What the issue asks the dashboard to show, as the metric each needs.
-REQUIRED = {
-    "requests": "bulwark_http_requests_total",
-    "latency": "bulwark_http_request_duration_seconds_bucket",
-    "cache hit ratio": "bulwark_write_through_cache_hits_total",
-    "stale ratio": "bulwark_write_through_stale_serves_total",
-    "pending writes": "bulwark_write_through_pending_entries",
-    "breaker state": "bulwark_circuit_breaker_state",
-    "outage windows": "bulwark_replayer_outage_windows_total",
-}
 # Prometheus's own series that queries may use besides the library's.
 BUILTIN = {"up"}
 PROMQL_WORDS = {"sum", "by", "without", "rate", "increase", "max", "min", "avg", "count", "histogram_quantile",
                 "or", "and", "unless", "on", "ignoring", "delta", "deriv", "le", "topk", "bottomk", "abs",
                 "clamp_min", "clamp_max", "irate", "group_left", "group_right", "bool", "offset", "vector",
                 "humanize", "humanizePercentage", "humanizeDuration", "printf", "time"}
+
+
+class Kit:
+    """The files of one deploy kit."""
+
+    def __init__(self, directory, dashboard):
+        self.dashboard = os.path.join(directory, "grafana", "dashboards", dashboard + ".json")
+        self.datasources = os.path.join(directory, "grafana", "provisioning", "datasources", "prometheus.yml")
+        self.providers = os.path.join(directory, "grafana", "provisioning", "dashboards", dashboard + ".yml")
+        self.alerts = os.path.join(directory, "prometheus", "alerts.yml")
 
 
 def panel_queries(dashboard):
@@ -61,10 +62,18 @@ def substitute(expr, rate_interval="1m"):
     return expr.replace("$__rate_interval", rate_interval).replace("$__interval", "15s")
 
 
-def registered_metrics(repo):
+def registered_metrics(repo, sources=()):
     """Every series name the library can expose: the string literals "bulwark_..." of its
-    headers, the HTTP server's prefixed families, and each histogram's _bucket/_sum/_count."""
+    headers, the HTTP server's prefixed families; the families the service's own code under
+    `sources` registers (counter_family("name", ...) and the like); and each one's
+    _bucket/_sum/_count."""
     names = set()
+    for top in sources:
+        for dirpath, _, files in os.walk(top):
+            for f in files:
+                if f.endswith((".hpp", ".cpp")):
+                    with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
+                        names.update(re.findall(r'(?:counter|gauge|histogram)(?:_family)?\(\s*"([a-z_:]+)"', fh.read()))
     for top in ("include", "backends"):
         for dirpath, _, files in os.walk(os.path.join(repo, top)):
             for f in files:
@@ -101,24 +110,24 @@ def metric_names(expr):
     return names
 
 
-def check_structure(repo):
+def check_structure(kit, repo, sources, required):
     errors = []
-    with open(DASHBOARD, encoding="utf-8") as fh:
+    with open(kit.dashboard, encoding="utf-8") as fh:
         dashboard = json.load(fh)
     for key, kind in (("uid", str), ("title", str), ("schemaVersion", int), ("panels", list)):
         if not isinstance(dashboard.get(key), kind) or not dashboard.get(key):
             errors.append(f"dashboard: '{key}' missing or not a non-empty {kind.__name__}")
-    with open(DATASOURCES, encoding="utf-8") as fh:
+    with open(kit.datasources, encoding="utf-8") as fh:
         ds_text = fh.read()
     ds_uids = re.findall(r"^\s*uid:\s*(\S+)\s*$", ds_text, re.M)
     if len(ds_uids) != 1 or not re.search(r"^\s*type:\s*prometheus\s*$", ds_text, re.M):
-        errors.append(f"{DATASOURCES}: expected one prometheus datasource with a uid, found uids {ds_uids}")
+        errors.append(f"{kit.datasources}: expected one prometheus datasource with a uid, found uids {ds_uids}")
     ds_uid = ds_uids[0] if ds_uids else None
-    with open(PROVIDERS, encoding="utf-8") as fh:
+    with open(kit.providers, encoding="utf-8") as fh:
         prov = fh.read()
     if not re.search(r"^apiVersion:\s*1\s*$", prov, re.M) or not re.search(r"^\s*type:\s*file\s*$", prov, re.M) \
             or not re.search(r"^\s*path:\s*\S+", prov, re.M):
-        errors.append(f"{PROVIDERS}: expected apiVersion 1 and a file provider with a path")
+        errors.append(f"{kit.providers}: expected apiVersion 1 and a file provider with a path")
 
     ids, cells = set(), {}
     for panel in dashboard.get("panels", []):
@@ -159,17 +168,17 @@ def check_structure(repo):
             if (t.get("datasource") or {}).get("uid", ds_uid) != ds_uid:
                 errors.append(f"{title} {t.get('refId')}: datasource is not {ds_uid!r}")
 
-    known = registered_metrics(repo) | BUILTIN
+    known = registered_metrics(repo, sources) | BUILTIN
     used = set()
     for panel, t in panel_queries(dashboard):
         for name in metric_names(substitute(t.get("expr", ""))):
             used.add(name)
             if name not in known:
                 errors.append(f"{panel.get('title')} {t.get('refId')}: metric {name} is not one the library registers")
-    for what, metric in REQUIRED.items():
+    for what, metric in required.items():
         if metric not in used:
             errors.append(f"dashboard: nothing shows {what} ({metric})")
-    with open(ALERTS, encoding="utf-8") as fh:
+    with open(kit.alerts, encoding="utf-8") as fh:
         alerts = fh.read()
     for expr in re.findall(r"expr:\s*\|\n((?:\s{10,}.*\n)+)|expr:\s*(.+)", alerts):
         text = " ".join(e for e in expr if e)
@@ -201,8 +210,8 @@ def query(prometheus, expr):
     return body["data"]["result"]
 
 
-def check_live(prometheus, timeout):
-    with open(DASHBOARD, encoding="utf-8") as fh:
+def check_live(kit, prometheus, timeout):
+    with open(kit.dashboard, encoding="utf-8") as fh:
         dashboard = json.load(fh)
     pending = list(panel_queries(dashboard))
     deadline = time.monotonic() + timeout
@@ -229,21 +238,33 @@ def check_live(prometheus, timeout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=["structure", "live"])
-    ap.add_argument("--repo", default=os.path.abspath(os.path.join(HERE, "..", "..", "..")))
+    ap.add_argument("--kit", required=True, help="the deploy kit's directory")
+    ap.add_argument("--dashboard", required=True, help="the dashboard's name (grafana/dashboards/NAME.json)")
+    ap.add_argument("--require", action="append", default=[], metavar="WHAT=METRIC",
+                    help="a panel must show METRIC (what it is for: WHAT)")
+    ap.add_argument("--sources", action="append", default=[], help="the service's code, for its own metrics")
+    ap.add_argument("--repo", default=os.path.abspath(os.path.join(HERE, "..")))
     ap.add_argument("--prometheus")
     ap.add_argument("--timeout", type=float, default=60)
     args = ap.parse_args()
+    kit = Kit(args.kit, args.dashboard)
     if args.mode == "structure":
-        errors, n = check_structure(args.repo)
+        required = {}
+        for r in args.require:
+            what, sep, metric = r.rpartition("=")
+            if not sep or not what or not metric:
+                ap.error(f"--require wants WHAT=METRIC, not {r!r}")
+            required[what] = metric
+        errors, n = check_structure(kit, args.repo, args.sources, required)
         what = f"{n} panels"
     else:
         if not args.prometheus:
             ap.error("live needs --prometheus URL")
-        errors, n = check_live(args.prometheus, args.timeout)
+        errors, n = check_live(kit, args.prometheus, args.timeout)
         what = f"{n} panel queries against {args.prometheus}"
     for e in errors:
         print("FAIL:", e, file=sys.stderr)
-    print(f"check_dashboard {args.mode}: {what}, {len(errors)} failure(s)")
+    print(f"check_dashboard {args.mode} ({args.dashboard}): {what}, {len(errors)} failure(s)")
     return 1 if errors else 0
 
 
