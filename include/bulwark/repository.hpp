@@ -77,6 +77,21 @@
 // too returns the result of an operation that finishes without suspending, whatever its bound).
 // Models: memory::repository. Checked in tests/unit/core/concepts.cpp (the archetype is a
 // repository but not a synchronous one).
+//
+// Optional refinement, purgeable_repository: a model that can remove a key range for good,
+// for data written once and expired by age (logs, decisions), where erase's tombstones would
+// keep a row per key forever:
+//
+// | expression                    | type                | semantics
+// |-------------------------------|---------------------|------------------------------------
+// | r.purge(prefix, after, limit) | task<std::size_t>   | removes up to limit keys that start
+// |                               |                     | with prefix and are > after, lowest
+// |                               |                     | first, live or tombstone, with no
+// |                               |                     | tombstone left; returns how many
+//
+// A key written again after a purge may start its versions over (mysql::repository) or above
+// the highest purged (memory::repository): purge only what is never written again. Models:
+// memory::repository, mysql::repository.
 
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>
@@ -119,6 +134,12 @@ concept synchronous_repository = repository<R> &&
     requires(R& r, std::string_view key, std::string value, std::optional<version_t> expected) {
   { r.get_now(key) } -> std::same_as<result<std::optional<versioned>>>;
   { r.put_now(key, std::move(value), expected) } -> std::same_as<result<version_t>>;
+};
+
+/// A repository that removes key ranges for good (see above).
+template <class R>
+concept purgeable_repository = repository<R> && requires(R& r, std::string_view key, std::size_t limit) {
+  { r.purge(key, key, limit) } -> std::same_as<task<std::size_t>>;
 };
 
 } // namespace bulwark

@@ -10,6 +10,7 @@
 #include <predictions/runtime.hpp>
 #include <predictions/service.hpp>
 
+#include <bulwark/detail/when_all.hpp>
 #include <bulwark/http/event_stream.hpp>
 #include <bulwark/http/negotiation.hpp>
 #include <bulwark/memory/event_bus.hpp>
@@ -126,6 +127,15 @@ TEST(PredictionsIds, UniqueAndLoggedNewestFirst) {
   EXPECT_TRUE(pr::log_key(a).starts_with(pr::log_prefix));
 }
 
+TEST(PredictionsIds, TheKeyBeforeACutoffSeparatesOlderLogsFromTheRest) {
+  pr::id_source ids(0xffffffffu), low(0u);
+  const auto cutoff = pr::logs_before_key(5'000);
+  for (auto id : {ids.next(4'999), low.next(4'999), ids.next(1), low.next(0)})
+    EXPECT_GT(pr::log_key(id), cutoff) << id; // older: after the key
+  for (auto id : {ids.next(5'000), low.next(5'000), ids.next(5'001), low.next(99'999'999)})
+    EXPECT_LE(pr::log_key(id), cutoff) << id; // the cutoff's millisecond and newer: not after it
+}
+
 TEST(PredictionsAggregates, CountsEachIdOnceAndForgetsAfterTheRetention) {
   pr::memory_aggregates agg(std::chrono::seconds(10));
   pr::accepted a{"id-1", 0, {"Argentina", "France", 3, 3, 4}};
@@ -182,6 +192,13 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   c = pr::parse_config({"--backend", "real", "--linger-ms", "20"}, env);
   ASSERT_TRUE(c);
   EXPECT_EQ(c.value().linger, 20ms);
+  EXPECT_EQ(pr::parse_config({}, none).value().logs_retention, std::chrono::hours(24 * 7));
+  c = pr::parse_config({"--logs-retention-s", "0", "--logs-prune-interval-s", "5"}, none);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.value().logs_retention, 0s);
+  EXPECT_EQ(c.value().logs_prune_interval, 5s);
+  EXPECT_FALSE(pr::parse_config({"--logs-prune-interval-s", "0"}, none));
+  EXPECT_FALSE(pr::parse_config({"--logs-retention-s", "-1"}, none));
   EXPECT_FALSE(pr::parse_config({"--linger-ms", "1001"}, none));
   EXPECT_FALSE(pr::parse_config({"--port", "70000"}, none));
   EXPECT_FALSE(pr::parse_config({"--colour", "blue"}, none));
@@ -260,9 +277,9 @@ struct memory_pipeline {
 namespace {
 
 std::int64_t sample(const bulwark::metrics::registry& m, const std::string& series) {
-  const auto text = m.expose();
-  const auto at = text.find(series + " ");
-  return at == std::string::npos ? -1 : std::stoll(text.substr(at + series.size() + 1));
+  const auto text = "\n" + m.expose(); // a sample's line, not the # HELP line naming the family
+  const auto at = text.find("\n" + series + " ");
+  return at == std::string::npos ? -1 : std::stoll(text.substr(at + series.size() + 2));
 }
 
 // A batch holding one id twice, then the same batch redelivered whole, then a batch with a message
@@ -327,6 +344,49 @@ void a_batch_counts_each_id_once(asio::any_io_executor ex, Logs& logs, Aggregate
   EXPECT_EQ(bulwark::app::block_on(ex, aggregates.snapshot()).value()["total"], 4);
 }
 
+// The retention: 120 logs accepted 8 days ago (one of them erased before: a tombstone) and 5
+// just now; one pass (pages of 50, the last one partial) removes exactly the old ones, a second
+// finds nothing; a stopped pruner stops. The memory repository's or MariaDB's.
+template <class Logs> void old_logs_are_pruned(asio::any_io_executor ex, Logs& logs) {
+  auto metrics = std::make_shared<bulwark::metrics::registry>();
+  pr::id_source ids;
+  const std::int64_t now = pr::unix_ms(), old = now - std::int64_t{8} * 24 * 3600 * 1000;
+  std::vector<std::string> fresh, olds, keys;
+  for (int i = 0; i < 125; ++i) {
+    const auto id = ids.next(i < 120 ? old + i : now);
+    (i >= 120 ? fresh : olds).push_back(id);
+    keys.push_back(pr::log_key(id));
+  }
+  const auto put_all = [](Logs& l, const std::vector<std::string>& ks) -> bulwark::task<void> {
+    std::vector<bulwark::task<bulwark::version_t>> putting;
+    for (const auto& k : ks) putting.push_back(l.put(k, "{}", bulwark::no_version));
+    for (auto& r : co_await bulwark::detail::when_all(std::move(putting)))
+      if (!r) co_return r.error();
+    co_return bulwark::ok();
+  };
+  ASSERT_TRUE(bulwark::app::block_on(ex, put_all(logs, keys)));
+  const auto erase = [](Logs& l, std::string key) -> bulwark::task<bool> { co_return co_await l.erase(key); };
+  ASSERT_TRUE(bulwark::app::block_on(ex, erase(logs, pr::log_key(olds[7]))).value()); // a tombstone now
+  typename pr::logs_pruner<Logs>::options o;
+  o.retention = std::chrono::hours(24 * 7);
+  o.page = 50;
+  pr::logs_pruner<Logs> pruner(ex, logs, o, metrics);
+  auto erased = bulwark::app::block_on(ex, pruner.prune_now());
+  ASSERT_TRUE(erased) << erased.error();
+  EXPECT_EQ(erased.value(), 120u);
+  EXPECT_EQ(sample(*metrics, "predictions_logs_pruned_total"), 120);
+  auto left = bulwark::app::block_on(ex, pr::all_log_ids(logs));
+  ASSERT_TRUE(left) << left.error();
+  std::sort(fresh.begin(), fresh.end());
+  auto kept = left.value(); // the values are not predictions: all_log_ids gives their keys
+  for (auto& k : kept) k = pr::log_key(k.substr(pr::log_prefix.size())).substr(pr::log_prefix.size()); // un-complement
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, fresh);
+  EXPECT_EQ(bulwark::app::block_on(ex, pruner.prune_now()).value(), 0u);
+  pruner.start(); // a first pass at once, then every minute; stop() ends it without waiting a minute
+  pruner.stop();
+}
+
 } // namespace
 
 TEST(PredictionsConsumer, ABatchCountsEachIdOnceInMemoryMode) {
@@ -336,9 +396,15 @@ TEST(PredictionsConsumer, ABatchCountsEachIdOnceInMemoryMode) {
   a_batch_counts_each_id_once(home.executor(), logs, aggregates);
 }
 
+TEST(PredictionsRetention, OldLogsArePrunedInMemoryMode) {
+  pr::home_thread home;
+  bulwark::memory::repository logs;
+  old_logs_are_pruned(home.executor(), logs);
+}
+
 #ifdef PREDICTIONS_REAL_BACKENDS
 // The same on the real models: one multi-row INSERT into MariaDB, one script call to Redis.
-TEST(PredictionsConsumer, ABatchCountsEachIdOnceOnMysqlAndRedis) {
+TEST(PredictionsConsumer, ABatchCountsEachIdOnceAndOldLogsArePrunedOnMysqlAndRedis) {
   if (!bulwark::test::server_env("BULWARK_MYSQL_PORT") || !bulwark::test::server_env("BULWARK_REDIS_PORT")) {
     if (std::getenv("BULWARK_REQUIRE_SERVERS")) FAIL() << "BULWARK_MYSQL_PORT or BULWARK_REDIS_PORT is not set";
     GTEST_SKIP() << "needs MariaDB and Redis (scripts/servers.sh up mysql redis)";
@@ -355,11 +421,15 @@ TEST(PredictionsConsumer, ABatchCountsEachIdOnceOnMysqlAndRedis) {
   bulwark::redis::client redis(ex, r);
   pr::redis_aggregates aggregates(redis, name, std::chrono::minutes(5));
   a_batch_counts_each_id_once(ex, logs.value(), aggregates);
+  auto pruned = bulwark::app::block_on(ex, bulwark::mysql::repository::open(pool, name + "_pruned"));
+  ASSERT_TRUE(pruned) << pruned.error();
+  old_logs_are_pruned(ex, pruned.value());
   const auto drop = [](bulwark::mysql::pool& p, std::string table) -> bulwark::task<void> {
     BOOST_OUTCOME_CO_TRY(l, co_await p.acquire());
     co_return co_await l->run_ddl("DROP TABLE IF EXISTS `" + table + "`");
   };
   EXPECT_TRUE(bulwark::app::block_on(ex, drop(pool, name)));
+  EXPECT_TRUE(bulwark::app::block_on(ex, drop(pool, name + "_pruned")));
   const auto forget = [](bulwark::redis::client& c, std::string prefix) -> bulwark::task<void> {
     const std::string total = prefix + ":total", phases = prefix + ":phases", matches = prefix + ":matches",
                       scores = prefix + ":scores:Qatar\tEcuador";

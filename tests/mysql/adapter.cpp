@@ -240,6 +240,27 @@ TEST_F(mysql_adapter, scan_pages_through_a_prefix_in_byte_order) {
   EXPECT_FALSE(high.value().next.has_value());
 }
 
+TEST_F(mysql_adapter, purge_removes_a_key_range_for_good_tombstones_too) {
+  for (const auto& k : {"o", "p1", "p2", "p3", "p4", "p5", "p\xFF", "q"})
+    ASSERT_TRUE(run(repo_->put(k, "v", std::nullopt)).has_value());
+  ASSERT_TRUE(run(repo_->put("p2", "v2", std::nullopt)).has_value()); // version 2
+  ASSERT_TRUE(run(repo_->erase("p2")).value());                       // a tombstone
+  auto purged = run(repo_->purge("p", "p1", 2));                      // p2 (tombstone), p3
+  ASSERT_TRUE(purged.has_value()) << purged.error();
+  EXPECT_EQ(purged.value(), 2u);
+  purged = run(repo_->purge("p", "p3", 100)); // the rest after p3 inside the prefix: p4, p5, p\xFF
+  ASSERT_TRUE(purged.has_value()) << purged.error();
+  EXPECT_EQ(purged.value(), 3u);
+  EXPECT_EQ(run(repo_->purge("p", "p3", 100)).value(), 0u);
+  std::vector<std::string> left;
+  for (const auto& k : {"o", "p1", "p2", "p3", "p4", "q"})
+    if (run(repo_->get(k)).value()) left.emplace_back(k);
+  EXPECT_EQ(left, (std::vector<std::string>{"o", "p1", "q"}));
+  // No tombstone is left: p2 written again starts its versions over.
+  EXPECT_EQ(run(repo_->put("p2", "again", std::nullopt)).value(), 1u);
+  EXPECT_EQ(run(repo_->purge("p", "", 0)).error(), bulwark::errc::invalid_argument);
+}
+
 TEST_F(mysql_adapter, errors_map_onto_bulwark_conditions) {
   EXPECT_EQ(std::error_code(mysql::make_error_code(2002)), errc::unavailable);
   EXPECT_EQ(std::error_code(mysql::make_error_code(2003)), errc::unavailable);

@@ -31,6 +31,10 @@ struct config {
   std::uint16_t port = 8080;
   /// How often open event streams are refreshed from the stores.
   std::chrono::milliseconds push_interval{200};
+  /// How long the logs are kept (the consumers erase older ones every `logs_prune_interval`);
+  /// 0: forever.
+  std::chrono::seconds logs_retention{std::chrono::hours(24 * 7)};
+  std::chrono::seconds logs_prune_interval{60};
   // real mode
   std::string kafka;                 ///< bootstrap servers
   std::string topic = "predictions"; ///< the inputs' topic (created with `partitions`, RF 3, min ISR 2)
@@ -68,6 +72,8 @@ inline constexpr std::string_view usage = R"(usage: predictions [options]
                             exits 0 when the stores hold each accepted input exactly once)
   --address A --port P      where HTTP listens (default 127.0.0.1:8080; 0: a free port)
   --push-interval-ms N      how often open event streams are refreshed (default 200)
+  --logs-retention-s N      logs older than N seconds are erased (default 604800, 7 days; 0: never)
+  --logs-prune-interval-s N how often the consumers erase them (default 60)
   --kafka BROKERS --topic T --group G --partitions N
   --linger-ms N             the producer's linger.ms (default 5): longer fills larger batches
   --mysql-host H --mysql-port P --mysql-user U --mysql-password W --mysql-database D --logs-table T
@@ -137,6 +143,11 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
   long long push_ms = c.push_interval.count();
   number("push-interval-ms", push_ms, 10, 60000);
   c.push_interval = std::chrono::milliseconds(push_ms);
+  long long retention_s = c.logs_retention.count(), prune_s = c.logs_prune_interval.count();
+  number("logs-retention-s", retention_s, 0, 100LL * 365 * 24 * 3600);
+  number("logs-prune-interval-s", prune_s, 1, 24 * 3600);
+  c.logs_retention = std::chrono::seconds(retention_s);
+  c.logs_prune_interval = std::chrono::seconds(prune_s);
   text("kafka", c.kafka);
   text("topic", c.topic);
   text("group", c.group);

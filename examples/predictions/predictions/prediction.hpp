@@ -230,6 +230,16 @@ inline std::string log_key(std::string_view id) {
   return key;
 }
 
+/// The log key after which every log accepted before `cutoff_ms` sorts, and no other: the key
+/// of that millisecond's smallest id (complemented, the largest key of the millisecond). A scan
+/// after it lists the oldest logs only.
+inline std::string logs_before_key(std::int64_t cutoff_ms) {
+  std::string id(28, '0');
+  auto v = static_cast<std::uint64_t>(cutoff_ms < 0 ? 0 : cutoff_ms);
+  for (std::size_t i = 12; i-- > 0; v >>= 4) id[i] = "0123456789abcdef"[v & 0xf];
+  return log_key(id);
+}
+
 inline std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();

@@ -57,6 +57,7 @@ public:
           std::shared_ptr<bulwark::metrics::registry> metrics)
       : c_(c), home_(std::move(home)), m_(m), metrics_(std::move(metrics)), in_(m.bus, c.topic, metrics_),
         out_(m.logs, m.aggregates, metrics_), view_(home_, m.logs, m.aggregates, view_options(c)),
+        pruner_(home_, m.logs, pruner_options(c), metrics_),
         server_(server_options(c, metrics_), routes_.as_handler()) {
     routes_.get("/health", [this](bulwark::http::request&) -> bulwark::task<bulwark::http::response> {
       if (!ready_) co_return bulwark::http::error_response(503, "unavailable", "starting or stopping");
@@ -97,18 +98,21 @@ public:
     }
     BOOST_OUTCOME_TRY(server_.start());
     view_.start();
+    if (c_.role != role_kind::api) pruner_.start();
     ready_ = true;
     started_ = true;
     return bulwark::ok();
   }
 
-  /// Ends the event streams, stops the HTTP server (requests in flight finish, 5 s at most),
-  /// leaves the group (the handler in flight drains), flushes the bus. Idempotent.
+  /// Ends the event streams and the logs' pruning, stops the HTTP server (requests in flight
+  /// finish, 5 s at most), leaves the group (the handler in flight drains), flushes the bus.
+  /// Idempotent.
   void stop() {
     if (!started_) return;
     started_ = false;
     ready_ = false;
     view_.stop();
+    pruner_.stop();
     server_.stop(std::chrono::seconds(5));
     if (subscription_) bulwark::app::block_on(home_, subscription_->stop());
     subscription_.reset();
@@ -122,6 +126,12 @@ private:
   static typename views<Logs, Aggregates>::options view_options(const config& c) {
     typename views<Logs, Aggregates>::options o;
     o.push_interval = c.push_interval;
+    return o;
+  }
+  static typename logs_pruner<Logs>::options pruner_options(const config& c) {
+    typename logs_pruner<Logs>::options o;
+    o.retention = c.logs_retention;
+    o.interval = c.logs_prune_interval;
     return o;
   }
   static bulwark::http::server_options server_options(const config& c,
@@ -142,6 +152,7 @@ private:
   ingestion<Bus> in_;
   consumer<Logs, Aggregates> out_;
   views<Logs, Aggregates> view_;
+  logs_pruner<Logs> pruner_;
   bulwark::http::router routes_;
   bulwark::http::server server_;
   std::optional<typename Bus::subscription> subscription_;

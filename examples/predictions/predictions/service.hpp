@@ -27,12 +27,14 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include <charconv>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -175,6 +177,82 @@ template <class Logs> bulwark::task<std::vector<std::string>> all_log_ids(Logs& 
   }
   co_return ids;
 }
+
+/// The logs' retention: every `interval`, removes the logs accepted more than `retention` ago
+/// for good (purge: no tombstones), `page` at a time until none is left. The expired logs are
+/// exactly the keys after logs_before_key(cutoff), so a pass touches nothing it keeps; each
+/// consumer replica prunes, and a log another removed first is simply not there. Lives on the
+/// models' executor; start(), then stop() from another thread (it waits for the page in
+/// progress, if any).
+template <bulwark::purgeable_repository Logs> class logs_pruner {
+public:
+  struct options {
+    std::chrono::seconds retention{std::chrono::hours(24 * 7)}; ///< 0: keep every log
+    std::chrono::seconds interval{60};
+    std::size_t page = 1000;
+  };
+
+  logs_pruner(asio::any_io_executor ex, Logs& logs, options o, std::shared_ptr<bulwark::metrics::registry> metrics)
+      : ex_(std::move(ex)), logs_(logs), opts_(o), timer_(ex_),
+        pruned_(
+            metrics->counter_family("predictions_logs_pruned_total", "Logs erased by the retention", {}).labels({})) {}
+  logs_pruner(const logs_pruner&) = delete;
+  logs_pruner& operator=(const logs_pruner&) = delete;
+  ~logs_pruner() { stop(); }
+
+  void start() {
+    if (opts_.retention.count() == 0 || started_) return;
+    started_ = true;
+    asio::co_spawn(ex_, loop(), [this](std::exception_ptr) { done_.set_value(); });
+  }
+
+  void stop() {
+    if (!started_) return;
+    started_ = false;
+    asio::post(ex_, [this] {
+      stopping_ = true;
+      timer_.cancel();
+    });
+    done_.get_future().wait();
+  }
+
+  /// One pass now: every log older than the retention, page by page. Returns how many this
+  /// pass removed. On the models' executor.
+  bulwark::task<std::size_t> prune_now() {
+    const auto cutoff = unix_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(opts_.retention).count();
+    const std::string after = logs_before_key(cutoff); // the purge reads it when awaited
+    std::size_t removed = 0;
+    while (!stopping_) {
+      auto purging = logs_.purge(log_prefix, after, opts_.page);
+      BOOST_OUTCOME_CO_TRY(n, co_await std::move(purging));
+      removed += n;
+      pruned_.inc(static_cast<double>(n));
+      if (n < opts_.page) break;
+    }
+    co_return removed;
+  }
+
+private:
+  asio::awaitable<void> loop() {
+    while (!stopping_) {
+      auto pruning = prune_now();
+      (void)co_await std::move(pruning); // a store down: the next period tries again
+      if (stopping_) break;              // stop() came during the pass: its cancel found no wait
+      timer_.expires_after(opts_.interval);
+      asio::error_code ec;
+      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  asio::any_io_executor ex_;
+  Logs& logs_;
+  options opts_;
+  asio::steady_timer timer_;
+  bulwark::metrics::counter& pruned_;
+  bool started_ = false;  ///< start()/stop()'s thread
+  bool stopping_ = false; ///< the executor's
+  std::promise<void> done_;
+};
 
 inline constexpr std::size_t default_logs_limit = 50;
 inline constexpr std::size_t max_logs_limit = 1000;

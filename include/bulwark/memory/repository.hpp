@@ -47,6 +47,13 @@ public:
     co_return scan_now(prefix, after, limit);
   }
 
+  /// Removes for good up to `limit` keys with `prefix` and > `after`, lowest first (see
+  /// bulwark::purgeable_repository); how many. Versions stay monotonic: a key written again
+  /// starts above the highest version purged.
+  task<std::size_t> purge(std::string_view prefix, std::string_view after, std::size_t limit) {
+    co_return purge_now(prefix, after, limit);
+  }
+
   // The same operations, synchronous: the memory model never waits.
   result<std::optional<versioned>> get_now(std::string_view key) const {
     const std::size_t hash = hash_of(key);
@@ -112,6 +119,22 @@ public:
     return page;
   }
 
+  result<std::size_t> purge_now(std::string_view prefix, std::string_view after, std::size_t limit) {
+    BOOST_OUTCOME_TRY(detail::check_scan_limit(limit));
+    std::unique_lock lock(mutex_);
+    auto it = (after.empty() || after < prefix) ? rows_.lower_bound(prefix) : rows_.upper_bound(after);
+    std::size_t removed = 0;
+    while (it != rows_.end() && removed < limit && std::string_view(it->first).starts_with(prefix)) {
+      version_floor_ = std::max(version_floor_, it->second.version);
+      if (!it->second.live) --tombstones_;
+      const std::string_view key = it->first;
+      index_.erase(find(key, hash_of(key)));
+      it = rows_.erase(it);
+      ++removed;
+    }
+    return removed;
+  }
+
   /// The number of live keys.
   std::size_t size() const {
     std::shared_lock lock(mutex_);
@@ -165,5 +188,6 @@ private:
 static_assert(bulwark::repository<repository>, "memory::repository must model bulwark::repository");
 static_assert(bulwark::synchronous_repository<repository>,
               "memory::repository must model bulwark::synchronous_repository");
+static_assert(bulwark::purgeable_repository<repository>, "memory::repository must model bulwark::purgeable_repository");
 
 } // namespace bulwark::memory

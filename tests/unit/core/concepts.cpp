@@ -33,6 +33,13 @@ struct synchronous_repository : repository {
   bulwark::result<std::optional<bulwark::versioned>> get_now(std::string_view);
   bulwark::result<bulwark::version_t> put_now(std::string_view, std::string, std::optional<bulwark::version_t>);
 };
+// The purge refinement, and a near miss whose purge does not say how many it removed.
+struct purgeable_repository : repository {
+  bulwark::task<std::size_t> purge(std::string_view, std::string_view, std::size_t);
+};
+struct repository_with_silent_purge : repository {
+  bulwark::task<void> purge(std::string_view, std::string_view, std::size_t);
+};
 struct repository_with_unchecked_put_now : repository {
   bulwark::result<std::optional<bulwark::versioned>> get_now(std::string_view);
   bulwark::version_t put_now(std::string_view, std::string, std::optional<bulwark::version_t>);
@@ -104,6 +111,9 @@ static_assert(!bulwark::repository<archetype::cache>);
 static_assert(!bulwark::synchronous_repository<archetype::repository>);
 static_assert(bulwark::synchronous_repository<archetype::synchronous_repository>);
 static_assert(!bulwark::synchronous_repository<archetype::repository_with_unchecked_put_now>);
+static_assert(!bulwark::purgeable_repository<archetype::repository>);
+static_assert(bulwark::purgeable_repository<archetype::purgeable_repository>);
+static_assert(!bulwark::purgeable_repository<archetype::repository_with_silent_purge>);
 static_assert(!bulwark::synchronous_cache<archetype::cache>);
 static_assert(bulwark::synchronous_cache<archetype::synchronous_cache>);
 static_assert(!bulwark::synchronous_cache<archetype::cache_with_get_now_only>);

@@ -28,6 +28,21 @@ TEST(memory_repository, versions_stay_monotonic_after_tombstones_are_compacted) 
   EXPECT_GT(r.put_now("k0", "again", bulwark::no_version).value(), 3u);
 }
 
+TEST(memory_repository, purge_removes_a_key_range_for_good_and_versions_stay_monotonic) {
+  repository r;
+  for (const auto* k : {"o", "p1", "p2", "p3", "p4", "p5", "q"}) ASSERT_TRUE(r.put_now(k, "v", std::nullopt));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(r.put_now("p2", "v", std::nullopt)); // version 5
+  ASSERT_TRUE(r.erase_now("p2").value());                                      // a tombstone
+  EXPECT_EQ(r.purge_now("p", "p1", 2).value(), 2u);                            // p2 (tombstone), p3
+  EXPECT_EQ(r.purge_now("p", "p3", 100).value(), 2u);                          // p4, p5: not q
+  EXPECT_EQ(r.purge_now("p", "p3", 100).value(), 0u);
+  EXPECT_EQ(r.size(), 3u); // o, p1, q
+  EXPECT_TRUE(r.get_now("p1").value());
+  EXPECT_FALSE(r.get_now("p4").value());
+  EXPECT_GT(r.put_now("p2", "again", bulwark::no_version).value(), 5u); // above every purged version
+  EXPECT_EQ(r.purge_now("p", "", 0).error(), bulwark::errc::invalid_argument);
+}
+
 TEST(memory_repository, threads_incrementing_with_cas_lose_no_update) {
   repository r;
   ASSERT_TRUE(r.put_now("n", "0", bulwark::no_version).has_value());

@@ -11,6 +11,7 @@
 //   so no second round trip and no transaction.
 // - erase() keeps a tombstone (v = NULL, version kept), so the next put of that key continues
 //   the sequence: versions stay monotonic across erase. Tombstones cost one row per erased key.
+//   purge(prefix, after, limit) deletes a key range's rows for good (data never written again).
 // - scan(prefix, after, limit) is a range scan on the primary key in byte order (VARBINARY
 //   compares bytes): k >= prefix AND k < successor(prefix) AND k > after, LIMIT limit + 1 to
 //   know whether another page follows.
@@ -273,25 +274,14 @@ public:
   /// Up to limit entries with key starting with prefix and greater than after, ascending by
   /// bytes; page.next is set when more may follow. One round trip, an index range scan.
   task<scan_page> scan(std::string_view prefix_view, std::string_view after_view, std::size_t limit) {
-    const std::string prefix(prefix_view), after(after_view); // owned, as in get
+    key_range range(prefix_view, after_view, static_cast<unsigned long long>(limit) + 1); // owned, as in get
     BOOST_OUTCOME_CO_TRY(bulwark::detail::check_scan_limit(limit));
     scan_page page;
     // No key is longer than 255 bytes, so a longer prefix matches nothing.
-    if (prefix.size() > max_key_size) co_return page;
+    if (range.prefix.size() > max_key_size) co_return page;
     BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
-    const auto upper = bulwark::detail::prefix_successor(prefix);
-    BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(upper ? sql_->scan_bounded : sql_->scan_open));
-    unsigned long prefix_length = 0, after_length = 0, upper_length = 0;
-    unsigned long long rows = static_cast<unsigned long long>(limit) + 1;
-    MYSQL_BIND in[4] = {
-        detail::binder::bytes(prefix, prefix_length), detail::binder::bytes(after, after_length), {}, {}};
-    if (upper) {
-      in[2] = detail::binder::bytes(*upper, upper_length);
-      in[3] = detail::binder::u64(rows);
-    } else {
-      in[2] = detail::binder::u64(rows);
-    }
-    if (mysql_stmt_bind_param(stmt, in)) co_return last_error(stmt);
+    BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(range.upper ? sql_->scan_bounded : sql_->scan_open));
+    BOOST_OUTCOME_CO_TRY(range.bind(stmt));
     BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
     unsigned long key_length = 0, value_length = 0;
     my_bool key_null = 0, value_null = 0, version_null = 0;
@@ -316,9 +306,52 @@ public:
     co_return page;
   }
 
+  /// Removes for good up to limit keys starting with prefix and greater than after, lowest
+  /// first, rows with a value and tombstones alike (bulwark::purgeable_repository); how many.
+  /// A key written again afterwards starts its versions over at 1. One round trip, an index
+  /// range delete: `DELETE ... WHERE k >= prefix AND k > after AND k < successor(prefix)
+  /// ORDER BY k LIMIT limit`.
+  task<std::size_t> purge(std::string_view prefix_view, std::string_view after_view, std::size_t limit) {
+    key_range range(prefix_view, after_view, limit); // owned, as in get
+    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_scan_limit(limit));
+    if (range.prefix.size() > max_key_size) co_return std::size_t{0};
+    BOOST_OUTCOME_CO_TRY(l, co_await pool_->acquire());
+    BOOST_OUTCOME_CO_TRY(stmt, co_await l->prepare(range.upper ? sql_->purge_bounded : sql_->purge_open));
+    BOOST_OUTCOME_CO_TRY(range.bind(stmt));
+    BOOST_OUTCOME_CO_TRY(co_await l->execute(stmt));
+    co_return static_cast<std::size_t>(mysql_stmt_affected_rows(stmt));
+  }
+
 private:
+  // The parameters of a key-range statement (scan, purge): k >= prefix AND k > after
+  // [AND k < upper] ... LIMIT rows. Owns its bytes; bind() points a statement at them, so the
+  // range must outlive the statement's execution.
+  struct key_range {
+    std::string prefix, after;
+    std::optional<std::string> upper;
+    unsigned long long rows;
+    unsigned long prefix_length = 0, after_length = 0, upper_length = 0;
+
+    key_range(std::string_view p, std::string_view a, unsigned long long r)
+        : prefix(p), after(a), upper(bulwark::detail::prefix_successor(prefix)), rows(r) {}
+
+    result<void> bind(MYSQL_STMT* stmt) {
+      MYSQL_BIND in[4] = {
+          detail::binder::bytes(prefix, prefix_length), detail::binder::bytes(after, after_length), {}, {}};
+      if (upper) {
+        in[2] = detail::binder::bytes(*upper, upper_length);
+        in[3] = detail::binder::u64(rows);
+      } else {
+        in[2] = detail::binder::u64(rows);
+      }
+      if (mysql_stmt_bind_param(stmt, in)) return last_error(stmt); // copies `in`
+      return ok();
+    }
+  };
+
   struct statements {
-    std::string table, get, upsert, insert_absent, compare_and_set, erase, scan_bounded, scan_open;
+    std::string table, get, upsert, insert_absent, compare_and_set, erase, scan_bounded, scan_open, purge_bounded,
+        purge_open;
     /// put_absent_many's statements: [s] inserts 2^s rows (so [0] is insert_absent).
     std::array<std::string, 9> insert_absent_rows;
   };
@@ -358,6 +391,8 @@ private:
     sql_->scan_bounded =
         "SELECT k, v, version FROM " + t + " WHERE k >= ? AND k > ? AND k < ? AND v IS NOT NULL ORDER BY k LIMIT ?";
     sql_->scan_open = "SELECT k, v, version FROM " + t + " WHERE k >= ? AND k > ? AND v IS NOT NULL ORDER BY k LIMIT ?";
+    sql_->purge_bounded = "DELETE FROM " + t + " WHERE k >= ? AND k > ? AND k < ? ORDER BY k LIMIT ?";
+    sql_->purge_open = "DELETE FROM " + t + " WHERE k >= ? AND k > ? ORDER BY k LIMIT ?";
     return sql_;
   }
 
@@ -371,3 +406,5 @@ private:
 } // namespace bulwark::mysql
 
 static_assert(bulwark::repository<bulwark::mysql::repository>, "mysql::repository must model bulwark::repository");
+static_assert(bulwark::purgeable_repository<bulwark::mysql::repository>,
+              "mysql::repository must model bulwark::purgeable_repository");
