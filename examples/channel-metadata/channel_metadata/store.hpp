@@ -52,7 +52,7 @@ public:
                                                      std::string request_id) override {
     return on_home([](Flow& f, std::string k, std::string v, bulwark::deadline dl,
                       std::string id) -> bulwark::task<bulwark::flows::write_receipt> {
-      co_return co_await f.write(k, std::move(v), dl, std::move(id));
+      co_return co_await f.write(k, v, dl, id); // viewed: this frame holds them until it is done
     }(flow_, std::move(key), std::move(value), d, std::move(request_id)));
   }
   bulwark::task<std::optional<bulwark::flows::read_result>> read(std::string key, bulwark::deadline d) override {

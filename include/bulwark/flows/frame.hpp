@@ -9,10 +9,10 @@
 //     bits 22..12  logical counter (11 bits): orders writes within one millisecond
 //     bits 11..0   node id (12 bits): the writing replica; ties between replicas break on it
 //
-// hybrid_clock issues them: strictly increasing per instance (thread-safe), never behind the wall
-// clock, and past every stamp it has observe()d from another replica. Logical overflow within one
-// millisecond carries into the millisecond field (the stamp runs slightly ahead of the wall
-// clock until the wall clock catches up), so `now()` never fails.
+// hybrid_clock issues them: strictly increasing per instance (thread-safe), never behind the
+// coarse wall clock (the last kernel tick: at most 1-4 ms behind the precise one), and past every stamp it has
+// observe()d from another replica. Logical overflow within one millisecond carries into the millisecond field (the
+// stamp runs slightly ahead of the wall clock until the wall clock catches up), so `now()` never fails.
 //
 // frame: the small envelope write_through keeps around the application's bytes, in the
 // repository, in the cache and in the retry message alike. Layout (format version 1):
@@ -32,6 +32,7 @@
 // is_frame() tells that case apart from a damaged frame.
 
 #include <bulwark/clock.hpp>
+#include <bulwark/coarse_clock.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>
@@ -84,8 +85,8 @@ struct order_stamp {
 };
 
 /// Issues order stamps for one replica (node id 0..4095; give each replica its own). Its physical
-/// time is the wall clock; with a manual bulwark::clock it is `wall_origin` plus the time the
-/// manual clock moved since construction, so tests are deterministic. Thread-safe, lock-free.
+/// time is the coarse wall clock (coarse_system_clock); with a manual bulwark::clock it is `wall_origin` plus the time
+/// the manual clock moved since construction, so tests are deterministic. Thread-safe, lock-free.
 class hybrid_clock {
 public:
   /// Throws std::invalid_argument for a node id over 4095 (a configuration error).
@@ -100,7 +101,7 @@ public:
   hybrid_clock& operator=(const hybrid_clock&) = delete;
 
   /// A stamp greater than every stamp this instance issued or observed, and not behind the
-  /// physical clock. Cost: a clock read and a compare-and-swap.
+  /// physical clock. Cost: a coarse clock read and a compare-and-swap.
   order_stamp now() noexcept {
     const std::uint64_t physical = physical_ms() << order_stamp::ms_shift;
     std::uint64_t last = last_.load(std::memory_order_relaxed);
@@ -122,12 +123,16 @@ public:
 
   std::uint16_t node() const noexcept { return node_; }
 
-  /// The physical time in milliseconds since 2024-01-01 (0 before it).
+  /// The physical time in milliseconds since 2024-01-01 (0 before it). On the real clock it is
+  /// the coarse wall clock (coarse_system_clock: the last kernel tick, 1-4 ms behind at most, for
+  /// ~20 instructions and no precise clock read on every write): ordering needs a total order that
+  /// follows causality and stays near the wall, which a tick's lag keeps; replicas' wall clocks
+  /// differ by more than that anyway.
   std::uint64_t physical_ms() const noexcept {
     using namespace std::chrono;
     const auto wall = clock_.is_manual()
                           ? wall_origin_ + duration_cast<system_clock::duration>(clock_.now() - steady_origin_)
-                          : system_clock::now();
+                          : coarse_system_clock::now();
     const auto ms = duration_cast<milliseconds>(wall.time_since_epoch() - order_stamp::epoch).count();
     return ms <= 0 ? 0 : std::min<std::uint64_t>(static_cast<std::uint64_t>(ms), order_stamp::max_ms);
   }

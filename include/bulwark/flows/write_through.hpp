@@ -30,11 +30,13 @@
 // the memory models) is called through its plain calls: the repository's through the breaker but
 // with no with_timeout coroutine thread (a call that never suspends cannot be bounded: with_timeout
 // too returns its result), the cache's with no task; with both synchronous, the usual durable write
-// (version known, breaker closed) runs as plain calls outside the coroutine (write_now). On the
-// memory models a durable write costs about three bare puts (by instructions; more by time) and
-// a cache hit about 1.6 bare gets; the current figures are the write_through rows of the README's
-// "Measured figures" (benchmarks/write_through.sh, write_through_instructions.sh), and
-// docs/last_known_good.md says where the time goes.
+// (version known, breaker closed) runs as plain calls outside the coroutine (write_now). The write
+// views its key, value and request id (nothing is copied before the frame is encoded), makes a
+// request id that fits std::string's inline buffer, stamps on the coarse wall clock, and hands
+// back a receipt without the id. On the memory models a durable write costs about 2.6 bare puts
+// (by instructions; more by time) and a cache hit about 1.6 bare gets; the current figures are
+// the write_through rows of the README's "Measured figures" (benchmarks/write_through.sh,
+// write_through_instructions.sh), and docs/last_known_good.md says where the time goes.
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
 // a time (the others wait for it and share its result), through breaker and timeout; the loaded
@@ -97,7 +99,7 @@
 #include <bulwark/cache.hpp>
 #include <bulwark/clock.hpp>
 #include <bulwark/coarse_clock.hpp>
-#include <bulwark/detail/hex.hpp>
+#include <bulwark/detail/request_id.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/flows/frame.hpp>
 #include <bulwark/flows/snapshot.hpp>
@@ -126,11 +128,13 @@
 
 namespace bulwark::flows {
 
-/// What a write reports: durable (in the repository) or pending (on the retry topic).
+/// What a write reports: durable (in the repository) or pending (on the retry topic), and its
+/// order stamp. Not the request id: the caller's is the caller's, and one write() made up is
+/// useful to nobody (after errc::timeout, the only case that asks for the same id again, there is
+/// no receipt); it is in the stored frame. Trivially copyable: handing it back copies 16 bytes.
 struct write_receipt {
   write_state outcome = write_state::durable;
   order_stamp stamp{};
-  std::string request_id;
 };
 
 /// What a read returns.
@@ -181,8 +185,8 @@ public:
     /// clock (one kernel tick, 1-4 ms; the memory cache's own): read on every hit, it is ~5x cheaper.
     /// Empty (the default): coarse_system_clock::now(), called directly (no std::function call on a hit).
     std::function<std::chrono::system_clock::time_point()> wall{};
-    /// Request ids for writes that bring none; default: 128 bits in hex, unique (a per-thread
-    /// random prefix and a per-thread counter), sequential, not secret.
+    /// Request ids for writes that bring none; default: 15 URL-safe base64 characters, a per-thread
+    /// random 60-bit tag and a counter (detail/request_id.hpp): unique, sequential, not secret.
     std::function<std::string()> request_ids{};
     std::shared_ptr<metrics::registry> metrics{};
     std::optional<snapshot_options> snapshot{};
@@ -234,24 +238,35 @@ public:
 
   /// Writes value under key: durable, or accepted pending while the repository cannot take it
   /// (see the file comment). `request_id` (at most 64 bytes) names the write for idempotent
-  /// replays; empty: a new random one. Errors: errc::invalid_argument for a request id over 64
-  /// bytes; the repository's own refusals (invalid_argument, too_large, conflict after
-  /// max_cas_attempts); when it is down, the bus's error (nothing accepted) or errc::timeout
-  /// (unknown: write again with the same request id).
-  task<write_receipt> write(std::string_view key, std::string value, deadline d, std::string request_id = {}) {
-    BOOST_OUTCOME_CO_TRY(check_request_id(request_id));
-    if (request_id.empty()) new_request_id(request_id);
+  /// replays; empty: a new one (options::request_ids). `key`, `value` and `request_id` are viewed,
+  /// not copied (the frame is what is stored): they must outlive the write, as they do when it is
+  /// co_awaited in the expression that makes it. Errors: errc::invalid_argument for a request id
+  /// (the caller's or options::request_ids') over 64 bytes; the repository's own refusals
+  /// (invalid_argument, too_large, conflict after max_cas_attempts); when it is down, the bus's
+  /// error (nothing accepted) or errc::timeout (unknown: write again with the same request id).
+  task<write_receipt> write(std::string_view key, std::string_view value, deadline d,
+                            std::string_view request_id = {}) {
+    char made[max_request_id]; // a new request id's bytes, in this coroutine's frame
+    if (request_id.empty() && !opts_.request_ids) {
+      bulwark::detail::next_request_id(made); // 15 characters from this thread's source, ~15 instructions
+      request_id = std::string_view(made, bulwark::detail::request_id_chars);
+    } else if (request_id.empty()) {
+      auto id = id_from_option(made);
+      if (!id) co_return id.error();
+      request_id = id.value();
+    } else {
+      BOOST_OUTCOME_CO_TRY(check_request_id(request_id));
+    }
     const order_stamp stamp = hlc_.now();
     if constexpr (synchronous_repository<Repository> && synchronous_cache<Cache>) {
       // The usual durable write in plain calls (write_now): its locals on the stack, and this
       // coroutine's frame small enough for Asio to recycle it. The rest in a coroutine of its own.
       auto first = write_now(key, value, stamp, request_id);
-      if (first && first.value() == first_attempt::durable)
-        co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
+      if (first && first.value() == first_attempt::durable) co_return write_receipt{write_state::durable, stamp};
       if (!first && !is_outage(first.error())) co_return first.error();
-      co_return co_await write_rest(key, std::move(value), d, std::move(request_id), stamp, std::move(first));
+      co_return co_await write_rest(key, value, d, request_id, stamp, std::move(first));
     } else {
-      co_return co_await write_rest(key, std::move(value), d, std::move(request_id), stamp, first_attempt::not_made);
+      co_return co_await write_rest(key, value, d, request_id, stamp, first_attempt::not_made);
     }
   }
 
@@ -488,41 +503,14 @@ private:
     return e == errc::unavailable || e == errc::timeout || e == errc::circuit_open;
   }
 
-  // 128 bits in hex, written into `id`: a per-thread random prefix (64 bits from
-  // std::random_device, once per thread) and a per-thread counter that starts at a random value,
-  // kept as hex text and counted up in place (the last digit, carrying only past 'f'), so a
-  // call formats nothing: ~10 instructions and the copy, against ~160 for mixing and formatting
-  // two words. Unique within a thread, and across threads and processes unless two 64-bit
-  // prefixes meet; sequential, not secret.
-  void new_request_id(std::string& id) {
-    if (opts_.request_ids) {
-      id = opts_.request_ids();
-      return;
-    }
-    struct source {
-      char text[32];
-    };
-    thread_local source s = [] {
-      std::random_device rd;
-      const auto word = [&rd] { return (std::uint64_t{rd()} << 32) | rd(); };
-      source fresh;
-      bulwark::detail::hex16(word(), fresh.text);
-      bulwark::detail::hex16(word(), fresh.text + 16);
-      return fresh;
-    }();
-    for (std::size_t i = 31; i >= 16; --i) {
-      char& digit = s.text[i];
-      if (digit == '9') {
-        digit = 'a';
-        break;
-      }
-      if (digit != 'f') {
-        ++digit;
-        break;
-      }
-      digit = '0'; // and carry into the next digit; the counter's 64 bits never wrap in practice
-    }
-    id = std::string(s.text, sizeof s.text); // constructed, not assigned: a third of the cost
+  // options::request_ids' id, copied to `out`; errc::invalid_argument when it is over
+  // max_request_id bytes. (Without the option, write() takes 15 characters from this thread's
+  // detail::request_id_source: a random tag and a counter, no allocation.)
+  result<std::string_view> id_from_option(char (&out)[max_request_id]) {
+    const std::string id = opts_.request_ids();
+    BOOST_OUTCOME_TRY(check_request_id(id));
+    std::memcpy(out, id.data(), id.size());
+    return std::string_view(out, id.size());
   }
 
   // How write()'s first attempt with the version this process last saw went.
@@ -536,10 +524,10 @@ private:
   // write() past a durable first attempt (or without one, for models that may wait): the first
   // attempt, the compare-and-set loop, the cache put, or the write accepted pending when
   // `first` holds the repository's outage error.
-  task<write_receipt> write_rest(std::string_view key, std::string value, deadline d, std::string request_id,
+  task<write_receipt> write_rest(std::string_view key, std::string_view value, deadline d, std::string_view request_id,
                                  order_stamp stamp, result<first_attempt> first) {
     if (!first) {
-      frame pending{write_state::pending, stamp, std::move(request_id), std::move(value)};
+      frame pending{write_state::pending, stamp, std::string(request_id), std::string(value)};
       co_return co_await accept_pending(key, std::move(pending), d);
     }
     // The durable frame's bytes, encoded once: the repository put, the cache put, this process's copy.
@@ -571,7 +559,7 @@ private:
     }
     if (stored->has_value()) {
       const stored_outcome done = stored->value();
-      if (done.superseded) co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
+      if (done.superseded) co_return write_receipt{write_state::durable, stamp};
       // This process's copy first (copied into the buffer it already holds), then the bytes
       // themselves to the cache: one allocation less than copying them into the cache. The
       // cache put inline, as cache_put() does it (a coroutine frame less).
@@ -583,11 +571,11 @@ private:
         auto cached = co_await cache_put_within(key, std::move(entry), d);
         if (!cached) count(stats_.cache_errors, cache_errors());
       }
-      co_return write_receipt{write_state::durable, stamp, std::move(request_id)};
+      co_return write_receipt{write_state::durable, stamp};
     }
     const error failed = stored->error();
     if (!is_outage(failed)) co_return failed;
-    frame pending{write_state::pending, stamp, std::move(request_id), std::move(value)};
+    frame pending{write_state::pending, stamp, std::string(request_id), std::string(value)};
     co_return co_await accept_pending(key, std::move(pending), d);
   }
 
@@ -752,7 +740,7 @@ private:
     count(stats_.pending_writes, gauges_ ? gauges_->pending_writes : nullptr);
     co_await cache_put(key, encode(f), f.stamp, &d);
     remember(key, f, std::nullopt);
-    co_return write_receipt{write_state::pending, f.stamp, std::move(f.request_id)};
+    co_return write_receipt{write_state::pending, f.stamp};
   }
 
   // One repository load (shared by concurrent readers of key), then the cache populate.

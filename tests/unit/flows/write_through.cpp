@@ -128,12 +128,14 @@ TEST(write_through, durable_write_lands_in_repository_and_cache_with_the_stamp) 
   auto receipt = w.run(flow->write("k", "v1", w.budget()));
   ASSERT_TRUE(receipt) << receipt.error();
   EXPECT_EQ(receipt.value().outcome, flows::write_state::durable);
-  EXPECT_EQ(receipt.value().request_id.size(), 32u);
   auto row = w.stored("k");
   ASSERT_TRUE(row);
   EXPECT_EQ(row->value, "v1");
   EXPECT_EQ(row->stamp, receipt.value().stamp);
-  EXPECT_EQ(row->request_id, receipt.value().request_id);
+  // A write that brings no request id gets 15 URL-safe characters (std::string's inline buffer).
+  EXPECT_EQ(row->request_id.size(), bulwark::detail::request_id_chars);
+  EXPECT_EQ(row->request_id.find_first_not_of(bulwark::detail::request_id_alphabet), std::string::npos)
+      << row->request_id;
   EXPECT_EQ(row->state, flows::write_state::durable);
   auto c = w.in_cache("k");
   ASSERT_TRUE(c);
@@ -154,7 +156,31 @@ TEST(write_through, durable_write_lands_in_repository_and_cache_with_the_stamp) 
   EXPECT_GT(second.value().stamp, receipt.value().stamp);
   EXPECT_EQ(w.stored("k")->request_id, "my-request");
   EXPECT_EQ(w.repo.faults().calls(op::get), gets);
-  EXPECT_FALSE(w.run(flow->write("k", "v", w.budget(), std::string(65, 'x'))));
+  auto too_long = w.run(flow->write("k", "v", w.budget(), std::string(65, 'x')));
+  ASSERT_FALSE(too_long);
+  EXPECT_EQ(too_long.error(), bulwark::errc::invalid_argument);
+  // The next write without one gets a new id.
+  ASSERT_TRUE(w.run(flow->write("k", "v3", w.budget())));
+  EXPECT_NE(w.stored("k")->request_id, row->request_id);
+  EXPECT_EQ(w.stored("k")->request_id.size(), bulwark::detail::request_id_chars);
+}
+
+TEST(write_through, request_ids_option_names_the_writes_and_an_over_long_one_is_refused) {
+  world w;
+  auto o = w.options();
+  std::string next = "from-the-option";
+  o.request_ids = [&next] { return next; };
+  auto flow = w.make(o);
+  ASSERT_TRUE(w.run(flow->write("k", "v1", w.budget())));
+  EXPECT_EQ(w.stored("k")->request_id, "from-the-option");
+  next = std::string(flows::max_request_id + 1, 'x');
+  auto refused = w.run(flow->write("k", "v2", w.budget()));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error(), bulwark::errc::invalid_argument);
+  EXPECT_EQ(w.stored("k")->value, "v1") << "a refused write must not be stored";
+  next = std::string(flows::max_request_id, 'y'); // the limit itself is fine
+  ASSERT_TRUE(w.run(flow->write("k", "v3", w.budget())));
+  EXPECT_EQ(w.stored("k")->request_id, next);
 }
 
 TEST(write_through, repository_down_the_write_is_pending_on_the_bus_and_readable) {
@@ -176,7 +202,7 @@ TEST(write_through, repository_down_the_write_is_pending_on_the_bus_and_readable
   EXPECT_EQ(messages[0].f.value, "new");
   EXPECT_EQ(messages[0].f.state, flows::write_state::pending);
   EXPECT_EQ(messages[0].f.stamp, receipt.value().stamp);
-  EXPECT_EQ(messages[0].f.request_id, receipt.value().request_id);
+  EXPECT_EQ(messages[0].f.request_id.size(), bulwark::detail::request_id_chars);
   EXPECT_EQ(messages[0].known_version, known);
 
   auto r = w.run(flow->read("k", w.budget()));
