@@ -12,6 +12,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -198,7 +199,9 @@ private:
     }
 
     result<void> ensure(const topic_spec& spec) const {
-      if (auto d = describe_once(spec.name); d && !d.value().partitions.empty()) return ok();
+      // Found: made a moment ago perhaps (another service starting too), so not yet known to
+      // every broker: wait as create() does.
+      if (auto d = describe_once(spec.name); d && !d.value().partitions.empty()) return wait_for_leaders(spec.name);
       auto r = create(spec);
       // Created meanwhile by another client (two services starting together), or a broker lagged:
       // wait for its leaders as create() does, so that a subscription made next sees the topic.
@@ -208,20 +211,65 @@ private:
       return r;
     }
 
-    // The controller answers CreateTopics before every broker learnt the new leaders.
+    // The controller answers CreateTopics before every broker learnt the new leaders, and the
+    // brokers learn them one after the other. A consumer group's leader takes the metadata its
+    // assignor uses from whichever broker it asks: one that does not know the topic yet gives
+    // the group no partition of it, and librdkafka 2.0.2 never rejoins for that (it rejoins
+    // when the subscription's partition counts change, and the member's own view had them all
+    // along). So this waits until each broker itself describes the topic with a leader for
+    // every partition: first through this handle, then through a handle bootstrapped on each
+    // broker alone (its first request can only go there; the answer names the broker).
     result<void> wait_for_leaders(const std::string& name) const {
       const auto deadline = std::chrono::steady_clock::now() + cfg.admin_timeout;
+      auto timed_out = [&](const std::string& what) {
+        return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "no leader for every partition of " + name + what);
+      };
+      std::vector<std::pair<std::int32_t, std::string>> brokers; // id, host:port
       for (;;) {
-        auto d = describe_once(name);
-        if (d && !d.value().partitions.empty()) {
-          bool led = true;
-          for (const auto& p : d.value().partitions) led = led && p.leader >= 0;
-          if (led) return ok();
-        }
-        if (std::chrono::steady_clock::now() > deadline)
-          return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "no leader for every partition of " + name);
+        auto d = describe_once(name, nullptr, nullptr, &brokers);
+        if (d && led(d.value())) break;
+        if (std::chrono::steady_clock::now() > deadline) return timed_out("");
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
+      for (const auto& [id, address] : brokers) {
+        for (;;) {
+          if (broker_knows(name, id, address, deadline)) break;
+          if (std::chrono::steady_clock::now() > deadline) return timed_out(" on broker " + std::to_string(id));
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+      return ok();
+    }
+
+    static bool led(const topic_description& d) {
+      if (d.partitions.empty()) return false;
+      for (const auto& p : d.partitions)
+        if (p.leader < 0) return false;
+      return true;
+    }
+
+    // Whether broker `id` (at `address`) describes `name` with every partition led: one
+    // metadata request from a handle that knows only that broker. false on any failure, or
+    // when another broker answered.
+    bool broker_knows(const std::string& name, std::int32_t id, const std::string& address,
+                      std::chrono::steady_clock::time_point deadline) const {
+      config one = cfg;
+      one.bootstrap_servers = address;
+      const detail::property_list own{{"allow.auto.create.topics", "false"}, {"client.id", "bulwark-admin-probe"}};
+      auto conf = detail::make_conf(one, own);
+      if (!conf) return false;
+      char errstr[256];
+      if (rd_kafka_conf_set(conf.value().get(), "bootstrap.servers", address.c_str(), errstr, sizeof errstr) !=
+          RD_KAFKA_CONF_OK) // over a bootstrap.servers in config::properties
+        return false;
+      auto probe = detail::make_handle(RD_KAFKA_PRODUCER, std::move(conf).value());
+      if (!probe) return false;
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      std::int32_t answered = -1;
+      auto d = describe_on(probe.value().get(), name, static_cast<int>(std::max<std::int64_t>(left.count(), 100)),
+                           &answered, nullptr, nullptr);
+      return answered == id && d && led(d.value());
     }
 
     // describe_once() until a broker knows the topic, every broker said it does not, or
@@ -241,17 +289,31 @@ private:
     }
 
     // One metadata request (to a broker librdkafka picks). `broker` gets the id of the broker
-    // that answered, `brokers` how many the cluster has.
-    result<topic_description> describe_once(const std::string& name, std::int32_t* broker = nullptr,
-                                            std::int32_t* brokers = nullptr) const {
-      rd_kafka_topic_t* topic = rd_kafka_topic_new(rk.get(), name.c_str(), nullptr);
+    // that answered, `brokers` how many the cluster has, `addresses` each one's id and
+    // host:port.
+    result<topic_description>
+    describe_once(const std::string& name, std::int32_t* broker = nullptr, std::int32_t* brokers = nullptr,
+                  std::vector<std::pair<std::int32_t, std::string>>* addresses = nullptr) const {
+      return describe_on(rk.get(), name, static_cast<int>(cfg.admin_timeout.count()), broker, brokers, addresses);
+    }
+
+    static result<topic_description> describe_on(rd_kafka_t* handle, const std::string& name, int timeout_ms,
+                                                 std::int32_t* broker, std::int32_t* brokers,
+                                                 std::vector<std::pair<std::int32_t, std::string>>* addresses) {
+      rd_kafka_topic_t* topic = rd_kafka_topic_new(handle, name.c_str(), nullptr);
       if (!topic) return make_error(rd_kafka_last_error(), name);
       const rd_kafka_metadata_t* md = nullptr;
-      const auto err = rd_kafka_metadata(rk.get(), 0, topic, &md, static_cast<int>(cfg.admin_timeout.count()));
+      const auto err = rd_kafka_metadata(handle, 0, topic, &md, timeout_ms);
       rd_kafka_topic_destroy(topic);
       if (err) return make_error(err, "metadata for " + name);
       if (broker) *broker = md->orig_broker_id;
       if (brokers) *brokers = md->broker_cnt;
+      if (addresses) {
+        addresses->clear();
+        for (int b = 0; b < md->broker_cnt; ++b)
+          addresses->emplace_back(md->brokers[b].id,
+                                  std::string(md->brokers[b].host) + ":" + std::to_string(md->brokers[b].port));
+      }
       result<topic_description> out = make_error(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, name);
       for (int t = 0; t < md->topic_cnt; ++t) {
         const auto& mt = md->topics[t];
