@@ -471,7 +471,8 @@ public:
     s->join_poll_thread();
   }
 
-  /// Publishes waiting for their delivery report.
+  /// Publishes waiting for their delivery report (one whose report was served stops counting
+  /// when the poll thread hands that poll's reports over).
   std::size_t in_flight() const noexcept { return state_ ? state_->in_flight.load() : 0; }
 
   /// The librdkafka handle (for metrics or tuning); owned by the producer.
