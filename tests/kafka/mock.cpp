@@ -1,11 +1,13 @@
 // What a real broker cannot do on cue, on librdkafka's mock cluster (rdkafka_mock.h): injected
 // request errors and a moved partition leader. Plus the kafka error category's mapping.
+#include <bulwark/kafka/detail/resume_hint.hpp>
 #include <bulwark/kafka/event_bus.hpp>
 #include <bulwark/resilience/timeout.hpp>
 
 #include "support/error_table.hpp"
 #include "support/run.hpp"
 
+#include <asio/async_result.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -69,6 +71,46 @@ TEST(kafka_errors, bad_configuration_is_invalid_argument) {
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(p.error(), errc::invalid_argument);
   EXPECT_NE(p.error().message().find("no.such.property"), std::string::npos);
+}
+
+// kafka::producer prefetches these frames a few delivery reports ahead of resuming them; an
+// Asio whose internals moved would leave the hint with the bottom frame only, and per-message
+// publish with 50,000 in flight would lose its main saving without any test failing but this.
+TEST(kafka_resume_hint, names_the_frames_a_use_awaitable_completion_resumes) {
+  asio::io_context ctx;
+  kafka::detail::resume_hint hint;
+  const void* bottom = nullptr;
+  const char* local_address = nullptr;
+  auto operation = [&]() -> asio::awaitable<int> {
+    return asio::async_initiate<decltype(asio::use_awaitable), void(int)>(
+        [&](auto handler) {
+          hint = kafka::detail::hint_of(handler);
+          bottom = handler.entry_point();
+          std::move(handler)(7);
+        },
+        asio::use_awaitable);
+  };
+  int got = 0;
+  auto awaiting = [&]() -> asio::awaitable<void> {
+    int local = 0; // lives across the suspension: in this coroutine's frame
+    local = co_await operation();
+    local_address = reinterpret_cast<const char*>(&local);
+    got = local;
+  };
+  asio::co_spawn(ctx, awaiting(), asio::detached);
+  ctx.run();
+  ASSERT_EQ(got, 7);
+  hint.prefetch(); // harmless on any address, even freed frames
+  EXPECT_EQ(hint.frames[0], bottom);
+#if ASIO_VERSION >= 102200 && ASIO_VERSION < 103100
+  ASSERT_NE(hint.frames[1], nullptr);
+  ASSERT_NE(hint.frames[2], nullptr);
+  EXPECT_NE(hint.frames[1], hint.frames[0]);
+  EXPECT_NE(hint.frames[2], hint.frames[1]);
+  const auto* awaiting_frame = static_cast<const char*>(hint.frames[2]);
+  EXPECT_GT(local_address, awaiting_frame) << "the third frame is the awaiting coroutine's";
+  EXPECT_LT(local_address - awaiting_frame, 1024) << "the third frame is the awaiting coroutine's";
+#endif
 }
 
 /// A 3-broker mock cluster living in this process for the test's duration.

@@ -20,6 +20,7 @@
 #include <bulwark/kafka/config.hpp>
 #include <bulwark/kafka/detail/handle.hpp>
 #include <bulwark/kafka/detail/offload.hpp>
+#include <bulwark/kafka/detail/resume_hint.hpp>
 #include <bulwark/kafka/detail/topic_retries.hpp>
 #include <bulwark/kafka/error.hpp>
 #include <bulwark/result.hpp>
@@ -65,7 +66,16 @@ public:
   void post(result<delivery> r) {
     asio::post(executor(), [this, r = std::move(r)]() mutable { invoke(std::move(r)); });
   }
+  /// Fetches this operation's memory into the cache (its first two lines hold what invoke()
+  /// and executor() read).
+  [[gnu::always_inline]] inline void prefetch() const noexcept { // see resume_hint::prefetch
+#if defined(__GNUC__)
+    __builtin_prefetch(this);
+    __builtin_prefetch(reinterpret_cast<const char*>(this) + 64);
+#endif
+  }
   std::uint64_t seq = 0; ///< publish order, for messages that must be produced again
+  resume_hint hint;      ///< what invoke() will touch, prefetched by the hand-over loop
 
 protected:
   ~pending_delivery() = default;
@@ -73,7 +83,9 @@ protected:
 
 template <class Handler> class delivery_op final : public pending_delivery {
 public:
-  explicit delivery_op(Handler h) : handler_(std::move(h)), work_(tracked_executor(handler_)) {}
+  explicit delivery_op(Handler h) : handler_(std::move(h)), work_(tracked_executor(handler_)) {
+    hint = hint_of(handler_);
+  }
   const asio::any_io_executor& executor() const noexcept override { return work_; }
   void invoke(result<delivery> r) override {
     auto handler = std::move(handler_);
@@ -165,6 +177,10 @@ struct producer_state {
   std::atomic<bool> stopping{false};
   std::atomic<bool> all_brokers_down{false};
   std::atomic<std::size_t> in_flight{0};
+  /// Reports served since the last hand-over, taken from in_flight there: one atomic update
+  /// per poll instead of one per message on the line the publishing threads update. Poll
+  /// thread only.
+  std::size_t served = 0;
   /// Reports served by one rd_kafka_poll(), handed over together (one post per executor run
   /// instead of one per message). Touched only by the thread that polls.
   std::vector<std::pair<pending_delivery*, result<delivery>>> completed;
@@ -232,8 +248,10 @@ struct producer_state {
     }
   }
 
-  /// Completes the publish (or batch slot) behind `opaque` with r. Poll thread only.
+  /// Completes the publish (or batch slot) behind `opaque` with r; it no longer counts as in
+  /// flight from the next hand-over on. Poll thread only.
   void complete(void* opaque, result<delivery> r) {
+    ++served;
     if (auto* slot = batch_base::untag(opaque)) {
       // A report for one message of a batch: recorded in place; the batch completes with its last.
       if (slot->op->record(slot->index, std::move(r))) completed.emplace_back(slot->op, delivery{});
@@ -251,25 +269,49 @@ struct producer_state {
         },
         [&](topic_retries::entry& e, rd_kafka_resp_err_t err, std::string_view why) {
           complete(e.opaque, not_persisted(err, why));
-          in_flight.fetch_sub(1);
         },
         [&](topic_retries::entry& e) { reproduced[e.opaque] = e.deadline; });
   }
 
+  using completions = std::vector<std::pair<pending_delivery*, result<delivery>>>;
+
+  /// How many completions ahead the loops below fetch an operation (twice this) and the frames
+  /// its handler will resume (this many): enough for the misses of several to overlap.
+  static constexpr std::size_t fetch_ahead = 4;
+
   // Posts the collected completions, one batch per run of publishes sharing an executor.
   void hand_over() {
-    for (std::size_t i = 0; i < completed.size();) {
+    if (served > 0) in_flight.fetch_sub(std::exchange(served, 0));
+    const std::size_t n = completed.size();
+    for (std::size_t k = 0; k < n && k < 2 * fetch_ahead; ++k) completed[k].first->prefetch();
+    for (std::size_t i = 0; i < n;) {
+      const asio::any_io_executor& ex = completed[i].first->executor();
       std::size_t j = i + 1;
-      while (j < completed.size() && completed[j].first->executor() == completed[i].first->executor()) ++j;
-      std::vector<std::pair<pending_delivery*, result<delivery>>> batch(
-          std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(i)),
-          std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(j)));
-      asio::post(completed[i].first->executor(), [batch = std::move(batch)]() mutable {
-        for (auto& [op, r] : batch) op->invoke(std::move(r));
-      });
+      for (; j < n; ++j) {
+        if (j + 2 * fetch_ahead < n) completed[j + 2 * fetch_ahead].first->prefetch();
+        if (completed[j].first->executor() != ex) break;
+      }
+      completions batch(std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(i)),
+                        std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(j)));
+      asio::post(ex, [batch = std::move(batch)]() mutable { complete_in_order(batch); });
       i = j;
     }
     completed.clear();
+  }
+
+  // Runs each completion of `batch` in order on its executor, fetching the operations and the
+  // frames that the next ones will touch ahead of them (detail/resume_hint.hpp). Only
+  // invoke() frees an operation, so those ahead are alive when read; a prefetch of memory
+  // freed meanwhile is harmless.
+  static void complete_in_order(completions& batch) {
+    const std::size_t n = batch.size();
+    for (std::size_t k = 0; k < n && k < 2 * fetch_ahead; ++k) batch[k].first->prefetch();
+    for (std::size_t k = 0; k < n && k < fetch_ahead; ++k) batch[k].first->hint.prefetch();
+    for (std::size_t k = 0; k < n; ++k) {
+      if (k + 2 * fetch_ahead < n) batch[k + 2 * fetch_ahead].first->prefetch();
+      if (k + fetch_ahead < n) batch[k + fetch_ahead].first->hint.prefetch();
+      batch[k].first->invoke(std::move(batch[k].second));
+    }
   }
 
   static void on_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -283,10 +325,10 @@ struct producer_state {
       }
     }
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      self->all_brokers_down = false;
+      // Read first: a store per report would take the line from the publishing threads.
+      if (self->all_brokers_down.load(std::memory_order_relaxed)) self->all_brokers_down = false;
       if (self->retries.active()) self->retries.delivered(m->rkt);
       self->complete(m->_private, delivery{m->partition, m->offset});
-      self->in_flight.fetch_sub(1);
       return;
     }
     const bool maybe = rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_NOT_PERSISTED;
@@ -308,12 +350,10 @@ struct producer_state {
       // Produced again and timed out while its topic is still unknown: that is the cause.
       if (const auto why = self->retries.unknown(m->rkt)) {
         self->complete(m->_private, not_persisted(*why, topic_retries::still_unknown));
-        self->in_flight.fetch_sub(1);
         return;
       }
     }
     self->complete(m->_private, make_error(code, std::move(detail)));
-    self->in_flight.fetch_sub(1);
   }
 
   /// Takes back a message that failed because its topic or partition was unknown, for another
@@ -431,7 +471,8 @@ public:
     s->join_poll_thread();
   }
 
-  /// Publishes waiting for their delivery report.
+  /// Publishes waiting for their delivery report (one whose report was served stops counting
+  /// when the poll thread hands that poll's reports over).
   std::size_t in_flight() const noexcept { return state_ ? state_->in_flight.load() : 0; }
 
   /// The librdkafka handle (for metrics or tuning); owned by the producer.
