@@ -233,13 +233,18 @@ private:
       }
       for (const auto& [id, address] : brokers) {
         for (;;) {
-          if (broker_knows(name, id, address, deadline)) break;
+          const auto seen = broker_view(name, id, address, deadline);
+          // A broker that does not answer at all (down, its departure not yet in the metadata)
+          // cannot give a group leader a stale view either.
+          if (seen == view::led || seen == view::unreachable) break;
           if (std::chrono::steady_clock::now() > deadline) return timed_out(" on broker " + std::to_string(id));
           std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
       }
       return ok();
     }
+
+    enum class view { led, not_yet, unreachable };
 
     static bool led(const topic_description& d) {
       if (d.partitions.empty()) return false;
@@ -248,28 +253,29 @@ private:
       return true;
     }
 
-    // Whether broker `id` (at `address`) describes `name` with every partition led: one
-    // metadata request from a handle that knows only that broker. false on any failure, or
-    // when another broker answered.
-    bool broker_knows(const std::string& name, std::int32_t id, const std::string& address,
-                      std::chrono::steady_clock::time_point deadline) const {
+    // How broker `id` (at `address`) describes `name`: one metadata request, at most 2 s, from
+    // a handle that knows only that broker. not_yet also when another broker answered or the
+    // probe could not be made; unreachable when no broker answered at all.
+    view broker_view(const std::string& name, std::int32_t id, const std::string& address,
+                     std::chrono::steady_clock::time_point deadline) const {
       config one = cfg;
       one.bootstrap_servers = address;
       const detail::property_list own{{"allow.auto.create.topics", "false"}, {"client.id", "bulwark-admin-probe"}};
       auto conf = detail::make_conf(one, own);
-      if (!conf) return false;
+      if (!conf) return view::not_yet;
       char errstr[256];
       if (rd_kafka_conf_set(conf.value().get(), "bootstrap.servers", address.c_str(), errstr, sizeof errstr) !=
           RD_KAFKA_CONF_OK) // over a bootstrap.servers in config::properties
-        return false;
+        return view::not_yet;
       auto probe = detail::make_handle(RD_KAFKA_PRODUCER, std::move(conf).value());
-      if (!probe) return false;
+      if (!probe) return view::not_yet;
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto limit = std::clamp<std::int64_t>(left.count(), 100, 2000);
       std::int32_t answered = -1;
-      auto d = describe_on(probe.value().get(), name, static_cast<int>(std::max<std::int64_t>(left.count(), 100)),
-                           &answered, nullptr, nullptr);
-      return answered == id && d && led(d.value());
+      auto d = describe_on(probe.value().get(), name, static_cast<int>(limit), &answered, nullptr, nullptr);
+      if (answered < 0 && !d) return view::unreachable;
+      return answered == id && d && led(d.value()) ? view::led : view::not_yet;
     }
 
     // describe_once() until a broker knows the topic, every broker said it does not, or
