@@ -180,6 +180,42 @@ TEST(event_log_ids, uuids) {
   EXPECT_EQ(el::command_type(el::action::remove, {"Asset", "assets", {}}), "deleteAsset");
 }
 
+// The stages read a message's fields without building a tree: the scanner accepts exactly what
+// nlohmann_json accepts (for objects), and an escaped field reads as its parsed value.
+TEST(event_log_scan, members_of_valid_json_only) {
+  auto members = el::object_members(R"( {"a":1, "b" : {"c":[1,2.5e-3,"x\"y"]},"a":"\u0041","n":null} )");
+  ASSERT_TRUE(members);
+  EXPECT_EQ(el::member(*members, "b").value(), R"({"c":[1,2.5e-3,"x\"y"]})");
+  EXPECT_EQ(el::member(*members, "a").value(), R"("\u0041")"); // the last one, as a parser keeps
+  EXPECT_EQ(el::member(*members, "n").value(), "null");
+  EXPECT_FALSE(el::member(*members, "z"));
+  for (const char* bad :
+       {"", "[]", "{", R"({"a":1,})", R"({"a":01})", R"({"a":1.})", R"({"a":"\x"})", R"({"a":tru})", R"({"a":1} x)",
+        R"({"a":[1,]})", R"({"a":"x)", "{\"a\":\"\x01\"}", R"({a:1})", R"({"a":-})"}) {
+    EXPECT_FALSE(el::object_members(bad)) << bad;
+    EXPECT_FALSE(json::accept(bad) && json::parse(bad).is_object()) << bad;
+  }
+  EXPECT_FALSE(el::object_members(R"({"a":[[[1]]]})", 2));
+  EXPECT_TRUE(el::object_members(R"({"a":[[1]]})", 2));
+  EXPECT_EQ(el::integer_member(R"({"version":12})", "version"), 12);
+  EXPECT_EQ(el::integer_member(R"({"version":1.2e1})", "version"), 12);
+
+  const std::string event =
+      R"({"body":{"title":"t"},"contentType":"Asset","eventId":"e","id":"\u0061b","meta":{"acceptedAt":5},)"
+      R"("type":"assetCreated","version":3})";
+  auto read = el::read_event(event);
+  ASSERT_TRUE(read) << read.error().message();
+  EXPECT_EQ(read.value().id, "ab");
+  EXPECT_EQ(read.value().version, 3);
+  EXPECT_EQ(read.value().body, R"({"title":"t"})");
+  EXPECT_EQ(el::accepted_at(read.value()), 5);
+  for (const char* bad :
+       {R"({"id":"a"})", R"({"body":{},"contentType":"A","eventId":"e","id":1,"type":"t","version":1})",
+        R"({"body":[],"contentType":"A","eventId":"e","id":"i","type":"t","version":1})",
+        R"({"body":{},"contentType":"A","eventId":"e","id":"i","type":"t","version":"1"})", "nope"})
+    EXPECT_EQ(el::read_event(bad).error(), bulwark::errc::invalid_argument) << bad;
+}
+
 TEST_F(event_log_test, creates_updates_deletes_and_links) {
   auto asset = accepted("POST", "/assets", asset_body());
   // Linked at once: the validator's own state knows the asset, no snapshot is needed.
