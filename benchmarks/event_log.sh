@@ -17,7 +17,8 @@
 # Usage: benchmarks/event_log.sh                          builds event-log in the release preset
 #        BUILD_DIR=build/release benchmarks/event_log.sh  uses that build
 # Environment: DURATION (default 10 s per mode), CONNECTIONS (default 32), THREADS (wrk, default 1),
-#              KAFKA (private|shared, default private).
+#              KAFKA (private|shared, default private), MODES (default "memory real": either alone
+#              prints its own lines only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,6 +35,7 @@ duration=${DURATION:-10}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-1}
 kafka_mode=${KAFKA:-private}
+modes=${MODES:-memory real}
 
 work=$(mktemp -d)
 redis_pid=
@@ -90,8 +92,16 @@ run() {
 }
 
 echo "event-log pipeline, $(nproc) cores, wrk -t$threads -c$connections -d${duration}s POST /assets"
-run memory
-memory_rate=$rate memory_lag=$lag
+if [[ " $modes " == *" memory "* ]]; then
+  run memory
+  memory_rate=$rate memory_lag=$lag
+fi
+if [[ " $modes " != *" real "* ]]; then
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "ratio_memory: $(div "$memory_rate" 20000)"
+  echo "ratio_lag_memory: $(awk -v l="$memory_lag" 'BEGIN { printf "%.2f", (l == "+Inf" ? 0 : 1 / l) }')"
+  exit 0
+fi
 
 private_redis "$work"
 if [ "$kafka_mode" = shared ] && [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ]; then

@@ -189,12 +189,13 @@ TEST(event_log_scan, members_of_valid_json_only) {
   EXPECT_EQ(el::member(*members, "a").value(), R"("\u0041")"); // the last one, as a parser keeps
   EXPECT_EQ(el::member(*members, "n").value(), "null");
   EXPECT_FALSE(el::member(*members, "z"));
-  for (const char* bad :
-       {"", "[]", "{", R"({"a":1,})", R"({"a":01})", R"({"a":1.})", R"({"a":"\x"})", R"({"a":tru})", R"({"a":1} x)",
-        R"({"a":[1,]})", R"({"a":"x)", "{\"a\":\"\x01\"}", R"({a:1})", R"({"a":-})"}) {
+  for (const char* bad : {"", "[]", "{", R"({"a":1,})", R"({"a":01})", R"({"a":1.})", R"({"a":"\x"})", R"({"a":tru})",
+                          R"({"a":1} x)", R"({"a":[1,]})", R"({"a":"x)", "{\"a\":\"\x01\"}", R"({a:1})", R"({"a":-})",
+                          "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xc0\xaf\"}"}) {
     EXPECT_FALSE(el::object_members(bad)) << bad;
     EXPECT_FALSE(json::accept(bad) && json::parse(bad).is_object()) << bad;
   }
+  EXPECT_TRUE(el::object_members("{\"a\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}"));
   EXPECT_FALSE(el::object_members(R"({"a":[[[1]]]})", 2));
   EXPECT_TRUE(el::object_members(R"({"a":[[1]]})", 2));
   EXPECT_EQ(el::integer_member(R"({"version":12})", "version"), 12);

@@ -261,6 +261,34 @@ private:
   void ws() {
     while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
   }
+  // The rest of a UTF-8 sequence whose first byte `c` was read (RFC 3629: no overlong form, no
+  // surrogate, at most U+10FFFF), as nlohmann_json checks it.
+  bool utf8_rest(unsigned char c) {
+    int more = 0;
+    unsigned char lo = 0x80, hi = 0xbf; // the second byte's range
+    if (c >= 0xc2 && c <= 0xdf)
+      more = 1;
+    else if (c == 0xe0)
+      more = 2, lo = 0xa0;
+    else if (c == 0xed)
+      more = 2, hi = 0x9f;
+    else if (c >= 0xe1 && c <= 0xef)
+      more = 2;
+    else if (c == 0xf0)
+      more = 3, lo = 0x90;
+    else if (c == 0xf4)
+      more = 3, hi = 0x8f;
+    else if (c >= 0xf1 && c <= 0xf3)
+      more = 3;
+    else
+      return false;
+    for (int k = 0; k < more; ++k, lo = 0x80, hi = 0xbf) {
+      if (i_ >= s_.size()) return false;
+      const auto b = static_cast<unsigned char>(s_[i_++]);
+      if (b < lo || b > hi) return false;
+    }
+    return true;
+  }
   static bool hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
   bool string() {
     if (!eat('"')) return false;
@@ -268,6 +296,10 @@ private:
       const auto c = static_cast<unsigned char>(s_[i_++]);
       if (c == '"') return true;
       if (c < 0x20) return false;
+      if (c >= 0x80) {
+        if (!utf8_rest(c)) return false;
+        continue;
+      }
       if (c != '\\') continue;
       if (i_ >= s_.size()) return false;
       const char e = s_[i_++];

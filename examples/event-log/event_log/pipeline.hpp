@@ -35,7 +35,7 @@ struct pipeline_options {
   /// stages), and answers 503 after `admit_timeout`. The bound keeps the visibility lag under
   /// (max_in_flight / the stages' messages per second) and leaves the CPU to the stages when
   /// clients send faster than they keep up (0: no bound).
-  std::size_t max_in_flight = 4096;
+  std::size_t max_in_flight = 1024;
   std::chrono::milliseconds admit_timeout{5000};
 };
 
