@@ -663,4 +663,44 @@ TEST_F(event_log_test, other_content_types_need_no_code) {
   bulwark::app::block_on(io_.get_executor(), d.stop());
 }
 
+// A command's decision and status are dropped once older than the retention (here 300 ms, swept
+// at every batch): its status query then says so (404), and newer commands keep theirs.
+TEST_F(event_log_test, decisions_and_statuses_expire) {
+  el::pipeline_options o;
+  o.retention = std::chrono::milliseconds(300);
+  o.sweep_every = std::chrono::milliseconds(0);
+  el::memory_deployment d(io_.get_executor(), settings_, std::move(o));
+  ASSERT_TRUE(run(d.start()));
+  http::router c, q;
+  el::add_command_routes(c, d.commands());
+  el::add_query_routes(q, d.queries());
+  auto applied = [&](const json& cmd) { // waits (at most 10 s) until the command is applied
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    http::response got;
+    do {
+      got = call(q, "GET", "/commands/" + cmd["commandId"].get<std::string>());
+      if (got.status == 200 && json::parse(got.body)["status"] == "applied") return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } while (std::chrono::steady_clock::now() < until);
+    return false;
+  };
+  const auto old = json::parse(call(c, "POST", "/assets", asset_body()).body);
+  ASSERT_TRUE(el::uuid_v7_ms(old["commandId"].get<std::string>())); // time-ordered command ids
+  ASSERT_TRUE(applied(old));
+  const std::string old_decision = "decision:" + old["commandId"].get<std::string>();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const auto fresh = json::parse(call(c, "POST", "/assets", asset_body("b")).body);
+  ASSERT_TRUE(applied(fresh)); // its batches swept the old command's keys first
+  auto gone = call(q, "GET", "/commands/" + old["commandId"].get<std::string>());
+  EXPECT_EQ(gone.status, 404);
+  EXPECT_EQ(gone.body, "Command \"" + old["commandId"].get<std::string>() +
+                           "\" is older than the status retention (300 ms): its status was dropped");
+  EXPECT_FALSE(d.state().get_now(old_decision).value());
+  EXPECT_TRUE(d.state().get_now("decision:" + fresh["commandId"].get<std::string>()).value());
+  EXPECT_EQ(call(q, "GET", "/assets/" + old["id"].get<std::string>()).status, 200); // the entity stays
+  const std::string unknown = el::new_uuid_v7(el::now_ms());
+  EXPECT_EQ(call(q, "GET", "/commands/" + unknown).body, "Command \"" + unknown + "\" is unknown");
+  bulwark::app::block_on(io_.get_executor(), d.stop());
+}
+
 } // namespace

@@ -52,6 +52,7 @@ public:
     };
     if (max_in_flight_ > 0) commands_.admit = [this] { return admit(); };
     queries_.types = &settings_;
+    queries_.retention = pipeline_.options().retention;
     queries_.metrics = pipeline_.metrics();
     queries_.get = [this](std::string key) -> bulwark::task<std::optional<bulwark::versioned>> {
       co_return co_await snapshots_.get(key);
@@ -91,6 +92,7 @@ public:
   bus_type& bus() { return bus_; }
   repository_type& snapshots() { return snapshots_; }
   repository_type& events() { return events_; }
+  repository_type& state() { return state_; }
 
 private:
   /// The command API's admission (pipeline_options::max_in_flight): waits, polling every

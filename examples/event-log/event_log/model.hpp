@@ -120,12 +120,9 @@ inline bool is_uuid(std::string_view s) {
   return true;
 }
 
-/// A random (version 4) UUID; one generator per thread.
-inline std::string new_uuid() {
-  thread_local std::mt19937_64 gen{
-      std::random_device{}() ^ static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
-  const std::uint64_t hi = (gen() & 0xffffffffffff0fffULL) | 0x4000ULL;
-  const std::uint64_t lo = (gen() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+namespace detail {
+/// 8-4-4-4-12 lower-case hexadecimal of the 128 bits hi:lo.
+inline std::string uuid_text(std::uint64_t hi, std::uint64_t lo) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string out;
   out.reserve(36);
@@ -142,6 +139,41 @@ inline std::string new_uuid() {
   out.push_back('-');
   put(lo, 12, 12);
   return out;
+}
+inline std::mt19937_64& uuid_generator() {
+  thread_local std::mt19937_64 gen{
+      std::random_device{}() ^ static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  return gen;
+}
+} // namespace detail
+
+/// A random (version 4) UUID; one generator per thread.
+inline std::string new_uuid() {
+  auto& gen = detail::uuid_generator();
+  const std::uint64_t hi = (gen() & 0xffffffffffff0fffULL) | 0x4000ULL;
+  const std::uint64_t lo = (gen() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return detail::uuid_text(hi, lo);
+}
+
+/// A time-ordered (version 7, RFC 9562) UUID: its first 48 bits are the milliseconds since the
+/// epoch at `ms`, the rest random. Command ids are these, so the keys named after them
+/// (decision:<cid>, status:<cid>) sort by age and the old ones are dropped from the front.
+inline std::string new_uuid_v7(std::int64_t ms) {
+  auto& gen = detail::uuid_generator();
+  const std::uint64_t hi = (static_cast<std::uint64_t>(ms) << 16) | 0x7000ULL | (gen() & 0x0fffULL);
+  const std::uint64_t lo = (gen() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return detail::uuid_text(hi, lo);
+}
+
+/// The milliseconds a version 7 UUID was made at; nullopt for another version or not a UUID.
+inline std::optional<std::int64_t> uuid_v7_ms(std::string_view id) {
+  if (!is_uuid(id) || id[14] != '7') return std::nullopt;
+  std::int64_t ms = 0;
+  for (char c : id.substr(0, 13)) {
+    if (c == '-') continue;
+    ms = ms * 16 + (c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  return ms;
 }
 
 /// Milliseconds since the epoch (the acceptance stamp the visibility lag is measured from).

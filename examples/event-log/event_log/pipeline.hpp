@@ -36,6 +36,16 @@ struct pipeline_options {
   /// (max_in_flight / the stages' messages per second) and leaves the CPU to the stages when
   /// clients send faster than they keep up (0: no bound).
   std::size_t max_in_flight = 1024;
+  /// How long a command's decision (the validator's decision:<cid>) and status (status:<cid>)
+  /// are kept, counted from its acceptance (the time in its version 7 command id): the
+  /// validator and the materializer drop older ones, at most every `sweep_every`, from the
+  /// front of the keys (they sort by age), a bounded number per batch. A decision is read
+  /// again only when its command is delivered again, which happens until its offset is
+  /// committed (seconds): keep the retention well above that, and above any replay of the
+  /// `commands` topic from an old offset (which would decide expired commands again). 0 keeps
+  /// them for ever.
+  std::chrono::milliseconds retention{std::chrono::hours(24)};
+  std::chrono::milliseconds sweep_every{std::chrono::minutes(1)};
   std::chrono::milliseconds admit_timeout{5000};
 };
 
@@ -49,7 +59,8 @@ public:
   /// `state`: the validator's; `events`: the event store; `snapshots`: snapshots and status.
   pipeline(const settings& s, Bus& bus, Repository& state, Repository& events, Repository& snapshots,
            pipeline_options o)
-      : opts_(std::move(o)), bus_(bus), validator_(s, state), store_(events), materializer_(s, snapshots, store_),
+      : opts_(std::move(o)), bus_(bus), state_(state), snapshots_(snapshots), validator_(s, state), store_(events),
+        materializer_(s, snapshots, store_),
         processed_(&opts_.metrics->counter_family("eventlog_stage_messages_total",
                                                   "Messages each stage handled, by outcome", {"stage", "outcome"})),
         lag_(&opts_.metrics
@@ -75,6 +86,7 @@ public:
       std::vector<std::string_view> commands;
       commands.reserve(batch.size());
       for (const auto& e : batch) commands.push_back(e.value);
+      BOOST_OUTCOME_CO_TRY(co_await sweep(state_, "decision:", next_decision_sweep_));
       auto decided = co_await validator_.decide_batch(commands);
       if (!decided) co_return decided.error();
       BOOST_OUTCOME_CO_TRY(co_await publish(decided.value()));
@@ -95,22 +107,22 @@ public:
   }
 
   bulwark::task<void> start_materializer() {
-    BOOST_OUTCOME_CO_TRY(co_await join(topic::events, "materializer",
-                                       [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
-                                         auto events = read_all(batch, "materializer");
-                                         if (!events) co_return events.error();
-                                         auto applied = co_await materializer_.apply_batch(events.value());
-                                         if (!applied) co_return applied.error();
-                                         const auto now = now_ms();
-                                         for (std::size_t i = 0; i < applied.value().size(); ++i) {
-                                           const bool fresh = applied.value()[i] == apply_outcome::applied;
-                                           (fresh ? applied_ : applied_twice_)->inc();
-                                           if (!fresh) continue;
-                                           if (auto at = accepted_at(events.value()[i]))
-                                             lag_->observe(static_cast<double>(now - *at) / 1000.0);
-                                         }
-                                         co_return bulwark::ok();
-                                       }));
+    BOOST_OUTCOME_CO_TRY(co_await join(
+        topic::events, "materializer", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+          auto events = read_all(batch, "materializer");
+          if (!events) co_return events.error();
+          BOOST_OUTCOME_CO_TRY(co_await sweep(snapshots_, "status:", next_status_sweep_));
+          auto applied = co_await materializer_.apply_batch(events.value());
+          if (!applied) co_return applied.error();
+          const auto now = now_ms();
+          for (std::size_t i = 0; i < applied.value().size(); ++i) {
+            const bool fresh = applied.value()[i] == apply_outcome::applied;
+            (fresh ? applied_ : applied_twice_)->inc();
+            if (!fresh) continue;
+            if (auto at = accepted_at(events.value()[i])) lag_->observe(static_cast<double>(now - *at) / 1000.0);
+          }
+          co_return bulwark::ok();
+        }));
     co_return co_await join(topic::rejections, "status",
                             [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
                               auto rejections = parse_all(batch, "status");
@@ -133,6 +145,7 @@ public:
   materializer_type& snapshots() { return materializer_; }
   store_type& store() { return store_; }
   const std::shared_ptr<bulwark::metrics::registry>& metrics() const { return opts_.metrics; }
+  const pipeline_options& options() const { return opts_; }
 
 private:
   bulwark::task<void> join(std::string_view t, std::string group, bulwark::batch_handler h) {
@@ -144,6 +157,37 @@ private:
     auto sub = co_await bus_.subscribe_batch(std::move(o), std::move(h));
     if (!sub) co_return sub.error();
     subscriptions_.push_back(std::move(sub).value());
+    co_return bulwark::ok();
+  }
+
+  /// Drops the keys `prefix<command id>` older than opts_.retention, oldest first, at most
+  /// 1024 of them, when `next` (a stage's own) is due; keys whose id is no version 7 UUID (made
+  /// before command ids were) stay. The errors of the repository (the batch is retried).
+  bulwark::task<void> sweep(Repository& repo, std::string_view prefix, std::int64_t& next) {
+    const auto now = now_ms();
+    if (opts_.retention.count() <= 0 || now < next) co_return bulwark::ok();
+    next = now + opts_.sweep_every.count();
+    const auto cutoff = now - opts_.retention.count();
+    const std::string boundary = new_uuid_v7(cutoff).substr(0, 13); // the ids' first 48 bits at the cutoff
+    std::string after;
+    for (std::size_t seen = 0; seen < 1024;) {
+      auto page = co_await repo.scan(prefix, after, 256);
+      if (!page) co_return page.error();
+      for (const auto& e : page.value().entries) {
+        ++seen;
+        const std::string_view cid = std::string_view(e.key).substr(prefix.size());
+        const auto made = uuid_v7_ms(cid);
+        // Ids sort by their first 48 bits, which a version 7 id's time is: one at or above the
+        // cutoff ends the sweep, whatever its version.
+        if (cid.size() == 36 && cid.substr(0, 13) >= boundary) co_return bulwark::ok();
+        if (made && *made < cutoff) {
+          auto erased = co_await repo.erase(e.key);
+          if (!erased) co_return erased.error();
+        }
+      }
+      if (!page.value().next) break;
+      after = *page.value().next;
+    }
     co_return bulwark::ok();
   }
 
@@ -201,6 +245,9 @@ private:
 
   pipeline_options opts_;
   Bus& bus_;
+  Repository& state_;                                            ///< the validator's (decision:<cid>)
+  Repository& snapshots_;                                        ///< the materializer's (status:<cid>)
+  std::int64_t next_decision_sweep_ = 0, next_status_sweep_ = 0; // each on its stage's strand
   validator<Repository> validator_;
   store_type store_;
   materializer_type materializer_;

@@ -11,6 +11,7 @@
 #include <bulwark/repository.hpp>
 
 #include <charconv>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -80,7 +81,7 @@ inline bulwark::task<http::response> handle_command(command_api_context& ctx, ht
       co_return plain(503, "Command not accepted: " + admitted.error().message());
     }
   }
-  const std::string command_id = new_uuid();
+  const std::string command_id = new_uuid_v7(now_ms()); // time-ordered: its status expires from the front
   const std::string user(req.headers.value_or("X-User", "0"));
   // The body as received (check_body found it one valid JSON object of the type): as the
   // parser reads it, and not serialized again.
@@ -137,6 +138,9 @@ struct query_api_context {
   std::function<bulwark::task<bulwark::scan_page>(std::string prefix, std::string after, std::size_t limit)> scan;
   std::shared_ptr<bulwark::metrics::registry> metrics;
   std::size_t max_page = 1000;
+  /// How long a command's status is kept (pipeline_options::retention; 0: for ever): a 404 for
+  /// an older command says so.
+  std::chrono::milliseconds retention{0};
 };
 
 namespace detail {
@@ -176,7 +180,15 @@ inline void add_query_routes(http::router& routes, query_api_context& ctx) {
     const std::string status_key = "status:" + cid;
     auto got = co_await ctx.get(status_key);
     if (!got) co_return plain(503, got.error().message());
-    if (!got.value()) co_return plain(404, "Command \"" + cid + "\" is unknown");
+    if (!got.value()) {
+      const auto made = uuid_v7_ms(cid);
+      if (ctx.retention.count() > 0 && made && *made < now_ms() - ctx.retention.count())
+        co_return plain(404, "Command \"" + cid + "\" is older than the status retention (" +
+                                 (ctx.retention.count() % 1000 ? std::to_string(ctx.retention.count()) + " ms"
+                                                               : std::to_string(ctx.retention.count() / 1000) + " s") +
+                                 "): its status was dropped");
+      co_return plain(404, "Command \"" + cid + "\" is unknown");
+    }
     json status = json::parse(got.value()->value);
     status["commandId"] = cid;
     co_return http::response(200, "application/json", status.dump());
