@@ -85,6 +85,25 @@ inline bulwark::result<event_fields> read_event(std::string_view text, bool rewr
   return f;
 }
 
+/// Events given as JSON values (the tests'), as texts and the fields read from them: the views
+/// point into `texts`, whose strings stay where they are when the struct moves.
+struct read_batch {
+  std::vector<std::string> texts;
+  std::vector<event_fields> fields;
+};
+inline bulwark::result<read_batch> read_events(std::span<const json> events) {
+  read_batch out;
+  out.texts.reserve(events.size());
+  for (const auto& e : events) out.texts.push_back(e.dump());
+  out.fields.reserve(events.size());
+  for (const auto& t : out.texts) {
+    auto f = read_event(t);
+    if (!f) return f.error();
+    out.fields.push_back(std::move(f).value());
+  }
+  return out;
+}
+
 /// meta.acceptedAt of an event, if it is an integer.
 inline std::optional<std::int64_t> accepted_at(const event_fields& e) {
   if (!e.meta.starts_with('{')) return std::nullopt;
@@ -212,17 +231,9 @@ public:
 
   /// append_batch() of events given as JSON values (the tests').
   bulwark::task<std::vector<append_outcome>> append_batch(std::span<const json> events) {
-    std::vector<std::string> texts;
-    texts.reserve(events.size());
-    for (const auto& e : events) texts.push_back(e.dump());
-    std::vector<event_fields> fields;
-    fields.reserve(events.size());
-    for (const auto& t : texts) {
-      auto f = read_event(t);
-      if (!f) co_return f.error();
-      fields.push_back(std::move(f).value());
-    }
-    co_return co_await append_batch(std::span<const event_fields>(fields));
+    auto read = read_events(events);
+    if (!read) co_return read.error();
+    co_return co_await append_batch(std::span<const event_fields>(read.value().fields));
   }
 
   /// The events of `id` from version `from` on, in order.

@@ -194,17 +194,9 @@ public:
 
   /// apply_batch() of events given as JSON values (the tests').
   bulwark::task<std::vector<apply_outcome>> apply_batch(std::span<const json> events) {
-    std::vector<std::string> texts;
-    texts.reserve(events.size());
-    for (const auto& e : events) texts.push_back(e.dump());
-    std::vector<event_fields> fields;
-    fields.reserve(events.size());
-    for (const auto& t : texts) {
-      auto f = read_event(t);
-      if (!f) co_return f.error();
-      fields.push_back(std::move(f).value());
-    }
-    co_return co_await apply_batch(std::span<const event_fields>(fields));
+    auto read = read_events(events);
+    if (!read) co_return read.error();
+    co_return co_await apply_batch(std::span<const event_fields>(read.value().fields));
   }
 
   /// Marks a rejected command.

@@ -15,10 +15,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
@@ -296,24 +298,20 @@ private:
   // The rest of a UTF-8 sequence whose first byte `c` was read (RFC 3629: no overlong form, no
   // surrogate, at most U+10FFFF), as nlohmann_json checks it.
   bool utf8_rest(unsigned char c) {
-    int more = 0;
-    unsigned char lo = 0x80, hi = 0xbf; // the second byte's range
-    if (c >= 0xc2 && c <= 0xdf)
-      more = 1;
-    else if (c == 0xe0)
-      more = 2, lo = 0xa0;
-    else if (c == 0xed)
-      more = 2, hi = 0x9f;
-    else if (c >= 0xe1 && c <= 0xef)
-      more = 2;
-    else if (c == 0xf0)
-      more = 3, lo = 0x90;
-    else if (c == 0xf4)
-      more = 3, hi = 0x8f;
-    else if (c >= 0xf1 && c <= 0xf3)
-      more = 3;
-    else
-      return false;
+    struct lead {
+      unsigned char from, to; // the first byte's range
+      int more;               // bytes after it
+      unsigned char lo, hi;   // the second byte's range
+    };
+    static constexpr lead leads[] = {{0xc2, 0xdf, 1, 0x80, 0xbf}, {0xe0, 0xe0, 2, 0xa0, 0xbf},
+                                     {0xe1, 0xec, 2, 0x80, 0xbf}, {0xed, 0xed, 2, 0x80, 0x9f},
+                                     {0xee, 0xef, 2, 0x80, 0xbf}, {0xf0, 0xf0, 3, 0x90, 0xbf},
+                                     {0xf1, 0xf3, 3, 0x80, 0xbf}, {0xf4, 0xf4, 3, 0x80, 0x8f}};
+    const auto* l =
+        std::find_if(std::begin(leads), std::end(leads), [c](const lead& x) { return c >= x.from && c <= x.to; });
+    if (l == std::end(leads)) return false;
+    int more = l->more;
+    unsigned char lo = l->lo, hi = l->hi;
     for (int k = 0; k < more; ++k, lo = 0x80, hi = 0xbf) {
       if (i_ >= s_.size()) return false;
       const auto b = static_cast<unsigned char>(s_[i_++]);
