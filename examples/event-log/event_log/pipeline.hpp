@@ -86,7 +86,7 @@ public:
       std::vector<std::string_view> commands;
       commands.reserve(batch.size());
       for (const auto& e : batch) commands.push_back(e.value);
-      BOOST_OUTCOME_CO_TRY(co_await sweep(state_, "decision:", next_decision_sweep_));
+      BOOST_OUTCOME_CO_TRY(co_await sweep(state_, "decision:", decision_sweep_));
       auto decided = co_await validator_.decide_batch(commands);
       if (!decided) co_return decided.error();
       BOOST_OUTCOME_CO_TRY(co_await publish(decided.value()));
@@ -107,22 +107,23 @@ public:
   }
 
   bulwark::task<void> start_materializer() {
-    BOOST_OUTCOME_CO_TRY(co_await join(
-        topic::events, "materializer", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
-          auto events = read_all(batch, "materializer");
-          if (!events) co_return events.error();
-          BOOST_OUTCOME_CO_TRY(co_await sweep(snapshots_, "status:", next_status_sweep_));
-          auto applied = co_await materializer_.apply_batch(events.value());
-          if (!applied) co_return applied.error();
-          const auto now = now_ms();
-          for (std::size_t i = 0; i < applied.value().size(); ++i) {
-            const bool fresh = applied.value()[i] == apply_outcome::applied;
-            (fresh ? applied_ : applied_twice_)->inc();
-            if (!fresh) continue;
-            if (auto at = accepted_at(events.value()[i])) lag_->observe(static_cast<double>(now - *at) / 1000.0);
-          }
-          co_return bulwark::ok();
-        }));
+    BOOST_OUTCOME_CO_TRY(co_await join(topic::events, "materializer",
+                                       [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+                                         auto events = read_all(batch, "materializer");
+                                         if (!events) co_return events.error();
+                                         BOOST_OUTCOME_CO_TRY(co_await sweep(snapshots_, "status:", status_sweep_));
+                                         auto applied = co_await materializer_.apply_batch(events.value());
+                                         if (!applied) co_return applied.error();
+                                         const auto now = now_ms();
+                                         for (std::size_t i = 0; i < applied.value().size(); ++i) {
+                                           const bool fresh = applied.value()[i] == apply_outcome::applied;
+                                           (fresh ? applied_ : applied_twice_)->inc();
+                                           if (!fresh) continue;
+                                           if (auto at = accepted_at(events.value()[i]))
+                                             lag_->observe(static_cast<double>(now - *at) / 1000.0);
+                                         }
+                                         co_return bulwark::ok();
+                                       }));
     co_return co_await join(topic::rejections, "status",
                             [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
                               auto rejections = parse_all(batch, "status");
@@ -160,33 +161,50 @@ private:
     co_return bulwark::ok();
   }
 
-  /// Drops the keys `prefix<command id>` older than opts_.retention, oldest first, at most
-  /// 1024 of them, when `next` (a stage's own) is due; keys whose id is no version 7 UUID (made
-  /// before command ids were) stay. The errors of the repository (the batch is retried).
-  bulwark::task<void> sweep(Repository& repo, std::string_view prefix, std::int64_t& next) {
+  /// Where a stage's sweep stands: when it is due next, and the key it stopped after when it
+  /// had more to look at than one sweep takes (it goes on from there at the next batch).
+  struct sweep_state {
+    std::int64_t next = 0;
+    std::string after;
+  };
+
+  /// Drops the keys `prefix<command id>` older than opts_.retention, oldest first, when `at`
+  /// (a stage's own) is due: up to 1024 keys a batch, erased together (one round of concurrent
+  /// calls: one pipelined write on Redis), until it meets a key at or above the cutoff; then not
+  /// before `sweep_every`. Keys whose id is no version 7 UUID (made before command ids were)
+  /// stay. The errors of the repository (the batch is retried).
+  bulwark::task<void> sweep(Repository& repo, std::string_view prefix, sweep_state& at) {
     const auto now = now_ms();
-    if (opts_.retention.count() <= 0 || now < next) co_return bulwark::ok();
-    next = now + opts_.sweep_every.count();
+    if (opts_.retention.count() <= 0 || now < at.next) co_return bulwark::ok();
     const auto cutoff = now - opts_.retention.count();
     const std::string boundary = new_uuid_v7(cutoff).substr(0, 13); // the ids' first 48 bits at the cutoff
-    std::string after;
-    for (std::size_t seen = 0; seen < 1024;) {
-      auto page = co_await repo.scan(prefix, after, 256);
+    std::vector<std::string> expired;
+    bool done = false;
+    for (std::size_t seen = 0; seen < 1024 && !done;) {
+      auto page = co_await repo.scan(prefix, at.after, 256);
       if (!page) co_return page.error();
       for (const auto& e : page.value().entries) {
         ++seen;
         const std::string_view cid = std::string_view(e.key).substr(prefix.size());
-        const auto made = uuid_v7_ms(cid);
         // Ids sort by their first 48 bits, which a version 7 id's time is: one at or above the
         // cutoff ends the sweep, whatever its version.
-        if (cid.size() == 36 && cid.substr(0, 13) >= boundary) co_return bulwark::ok();
-        if (made && *made < cutoff) {
-          auto erased = co_await repo.erase(e.key);
-          if (!erased) co_return erased.error();
+        if (cid.size() == 36 && cid.substr(0, 13) >= boundary) {
+          done = true;
+          break;
         }
+        if (const auto made = uuid_v7_ms(cid); made && *made < cutoff) expired.push_back(e.key);
+        at.after = e.key;
       }
-      if (!page.value().next) break;
-      after = *page.value().next;
+      done = done || !page.value().next;
+    }
+    std::vector<bulwark::task<bool>> erases;
+    erases.reserve(expired.size());
+    for (const auto& k : expired) erases.push_back(repo.erase(k));
+    for (auto& erased : co_await together<Repository>(std::move(erases))) // `expired` lives until then
+      if (!erased) co_return erased.error();
+    if (done) {
+      at.after.clear();
+      at.next = now + opts_.sweep_every.count();
     }
     co_return bulwark::ok();
   }
@@ -245,9 +263,9 @@ private:
 
   pipeline_options opts_;
   Bus& bus_;
-  Repository& state_;                                            ///< the validator's (decision:<cid>)
-  Repository& snapshots_;                                        ///< the materializer's (status:<cid>)
-  std::int64_t next_decision_sweep_ = 0, next_status_sweep_ = 0; // each on its stage's strand
+  Repository& state_;                         ///< the validator's (decision:<cid>)
+  Repository& snapshots_;                     ///< the materializer's (status:<cid>)
+  sweep_state decision_sweep_, status_sweep_; // each on its stage's strand
   validator<Repository> validator_;
   store_type store_;
   materializer_type materializer_;
