@@ -17,7 +17,8 @@
 # Usage: benchmarks/event_log.sh                          builds event-log in the release preset
 #        BUILD_DIR=build/release benchmarks/event_log.sh  uses that build
 # Environment: DURATION (default 10 s per mode), CONNECTIONS (default 32), THREADS (wrk, default 1),
-#              KAFKA (private|shared, default private).
+#              KAFKA (private|shared, default private), MODES (default "memory real": either alone
+#              prints its own lines only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -34,6 +35,7 @@ duration=${DURATION:-10}
 connections=${CONNECTIONS:-32}
 threads=${THREADS:-1}
 kafka_mode=${KAFKA:-private}
+modes=${MODES:-memory real}
 
 work=$(mktemp -d)
 redis_pid=
@@ -90,8 +92,31 @@ run() {
 }
 
 echo "event-log pipeline, $(nproc) cores, wrk -t$threads -c$connections -d${duration}s POST /assets"
-run memory
-memory_rate=$rate memory_lag=$lag
+# ratio_lines MODE... -> the ratio lines of the modes that ran (after the load average)
+ratio_lines() {
+  local m goal rate_var lag_var
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for m in "$@"; do
+    goal=$([ "$m" = memory ] && echo 20000 || echo 3000)
+    rate_var=${m}_rate
+    echo "ratio_$m: $(div "${!rate_var}" "$goal")"
+  done
+  for m in "$@"; do
+    lag_var=${m}_lag
+    echo "ratio_lag_$m: $(awk -v l="${!lag_var}" 'BEGIN { printf "%.2f", (l == "+Inf" ? 0 : 1 / l) }')"
+  done
+}
+
+ran=()
+if [[ " $modes " == *" memory "* ]]; then
+  run memory
+  memory_rate=$rate memory_lag=$lag
+  ran+=(memory)
+fi
+if [[ " $modes " != *" real "* ]]; then
+  ratio_lines "${ran[@]}"
+  exit 0
+fi
 
 private_redis "$work"
 if [ "$kafka_mode" = shared ] && [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ]; then
@@ -104,9 +129,5 @@ else
 fi
 run real --mode real --kafka "$bootstrap" --redis "127.0.0.1:$redis_port" --prefix "bench-$$-$(date +%s)."
 real_rate=$rate real_lag=$lag
-
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "ratio_memory: $(div "$memory_rate" 20000)"
-echo "ratio_real: $(div "$real_rate" 3000)"
-echo "ratio_lag_memory: $(awk -v l="$memory_lag" 'BEGIN { printf "%.2f", (l == "+Inf" ? 0 : 1 / l) }')"
-echo "ratio_lag_real: $(awk -v l="$real_lag" 'BEGIN { printf "%.2f", (l == "+Inf" ? 0 : 1 / l) }')"
+ran+=(real)
+ratio_lines "${ran[@]}"

@@ -8,7 +8,8 @@
 // Options: --settings FILE (default: the reference's types), --address 127.0.0.1,
 // --command-port / --query-port (default: the settings' ports), --metrics-port N (consumer
 // stages: /metrics), --kafka host:port,... ($BULWARK_KAFKA_BOOTSTRAP), --redis host:port
-// ($BULWARK_REDIS_HOST/PORT), --prefix event-log. (topics, groups, Redis keys), --threads N.
+// ($BULWARK_REDIS_HOST/PORT), --prefix event-log. (topics, groups, Redis keys), --threads N,
+// --retention SECONDS (a command's decision and status, default 86400; 0: for ever).
 
 #include <event_log/memory_mode.hpp>
 #include <event_log/routes.hpp>
@@ -24,6 +25,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -43,6 +45,8 @@ struct options {
   std::string address = "127.0.0.1";
   int command_port = -1, query_port = -1, metrics_port = -1;
   std::size_t threads = 1;
+  /// Seconds a command's decision and status are kept (pipeline_options::retention; 0: for ever).
+  std::chrono::seconds retention = std::chrono::duration_cast<std::chrono::seconds>(el::pipeline_options{}.retention);
   std::string kafka, redis, prefix = "event-log.";
 };
 
@@ -50,10 +54,11 @@ const std::vector<std::string> stages = {"all",          "command-api", "validat
                                          "materializer", "query-api",   "rebuild",   "verify"};
 
 int usage(const std::string& why) {
-  std::cerr << "event-log: " << why
-            << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
-               " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
-               " [--metrics-port N] [--threads N] [--kafka LIST] [--redis HOST:PORT] [--prefix P]\n";
+  std::cerr
+      << "event-log: " << why
+      << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
+         " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
+         " [--metrics-port N] [--threads N] [--retention SECONDS] [--kafka LIST] [--redis HOST:PORT] [--prefix P]\n";
   return 2;
 }
 
@@ -99,7 +104,9 @@ std::uint16_t port_of(int flag, std::uint16_t from_settings) {
 int run_memory(const options& o, const el::settings& s, bulwark::app::stop_signals& signals) {
   if (o.stage != "all") return usage("stage " + o.stage + " runs only with --mode real (memory mode is one process)");
   io_threads io(2, stop_loop);
-  el::memory_deployment d(io.executor(), s);
+  el::pipeline_options p;
+  p.retention = o.retention;
+  el::memory_deployment d(io.executor(), s, std::move(p));
   if (auto started = bulwark::app::block_on(io.executor(), d.start()); !started) {
     std::cerr << "event-log: " << started.error().message() << "\n";
     return 1;
@@ -126,6 +133,7 @@ int run_memory(const options& o, const el::settings& s, bulwark::app::stop_signa
 int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals& signals) {
   el::real_options r;
   r.prefix = o.prefix;
+  r.retention = o.retention;
   r.kafka_bootstrap = !o.kafka.empty()                         ? o.kafka
                       : std::getenv("BULWARK_KAFKA_BOOTSTRAP") ? std::getenv("BULWARK_KAFKA_BOOTSTRAP")
                                                                : "localhost:9092";
@@ -253,6 +261,10 @@ int main(int argc, char** argv) {
       int n = 0;
       good = number(n) && n > 0;
       o.threads = static_cast<std::size_t>(n);
+    } else if (a == "--retention") {
+      int n = 0;
+      good = number(n) && n >= 0;
+      o.retention = std::chrono::seconds(n);
     } else if (a == "--kafka" || a == "--redis" || a == "--prefix") {
       auto v = value();
       good = bool(v);

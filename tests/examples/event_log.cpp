@@ -180,6 +180,43 @@ TEST(event_log_ids, uuids) {
   EXPECT_EQ(el::command_type(el::action::remove, {"Asset", "assets", {}}), "deleteAsset");
 }
 
+// The stages read a message's fields without building a tree: the scanner accepts exactly what
+// nlohmann_json accepts (for objects), and an escaped field reads as its parsed value.
+TEST(event_log_scan, members_of_valid_json_only) {
+  auto members = el::object_members(R"( {"a":1, "b" : {"c":[1,2.5e-3,"x\"y"]},"a":"\u0041","n":null} )");
+  ASSERT_TRUE(members);
+  EXPECT_EQ(el::member(*members, "b").value(), R"({"c":[1,2.5e-3,"x\"y"]})");
+  EXPECT_EQ(el::member(*members, "a").value(), R"("\u0041")"); // the last one, as a parser keeps
+  EXPECT_EQ(el::member(*members, "n").value(), "null");
+  EXPECT_FALSE(el::member(*members, "z"));
+  for (const char* bad : {"", "[]", "{", R"({"a":1,})", R"({"a":01})", R"({"a":1.})", R"({"a":"\x"})", R"({"a":tru})",
+                          R"({"a":1} x)", R"({"a":[1,]})", R"({"a":"x)", "{\"a\":\"\x01\"}", R"({a:1})", R"({"a":-})",
+                          "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xc0\xaf\"}"}) {
+    EXPECT_FALSE(el::object_members(bad)) << bad;
+    EXPECT_FALSE(json::accept(bad) && json::parse(bad).is_object()) << bad;
+  }
+  EXPECT_TRUE(el::object_members("{\"a\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}"));
+  EXPECT_FALSE(el::object_members(R"({"a":[[[1]]]})", 2));
+  EXPECT_TRUE(el::object_members(R"({"a":[[1]]})", 2));
+  EXPECT_EQ(el::integer_member(R"({"version":12})", "version"), 12);
+  EXPECT_EQ(el::integer_member(R"({"version":1.2e1})", "version"), 12);
+
+  const std::string event =
+      R"({"body":{"title":"t"},"contentType":"Asset","eventId":"e","id":"\u0061b","meta":{"acceptedAt":5},)"
+      R"("type":"assetCreated","version":3})";
+  auto read = el::read_event(event);
+  ASSERT_TRUE(read) << read.error().message();
+  EXPECT_EQ(read.value().id, "ab");
+  EXPECT_EQ(read.value().version, 3);
+  EXPECT_EQ(read.value().body, R"({"title":"t"})");
+  EXPECT_EQ(el::accepted_at(read.value()), 5);
+  for (const char* bad :
+       {R"({"id":"a"})", R"({"body":{},"contentType":"A","eventId":"e","id":1,"type":"t","version":1})",
+        R"({"body":[],"contentType":"A","eventId":"e","id":"i","type":"t","version":1})",
+        R"({"body":{},"contentType":"A","eventId":"e","id":"i","type":"t","version":"1"})", "nope"})
+    EXPECT_EQ(el::read_event(bad).error(), bulwark::errc::invalid_argument) << bad;
+}
+
 TEST_F(event_log_test, creates_updates_deletes_and_links) {
   auto asset = accepted("POST", "/assets", asset_body());
   // Linked at once: the validator's own state knows the asset, no snapshot is needed.
@@ -623,6 +660,56 @@ TEST_F(event_log_test, other_content_types_need_no_code) {
   } while (std::chrono::steady_clock::now() < until);
   ASSERT_EQ(got.status, 200);
   EXPECT_EQ(json::parse(got.body)["fields"]["author"], author["id"]);
+  bulwark::app::block_on(io_.get_executor(), d.stop());
+}
+
+// A command's decision and status are dropped once older than the retention (here 300 ms, swept
+// at every batch): its status query then says so (404), and newer commands keep theirs.
+TEST_F(event_log_test, decisions_and_statuses_expire) {
+  el::pipeline_options o;
+  o.retention = std::chrono::milliseconds(300);
+  o.sweep_every = std::chrono::milliseconds(0);
+  el::memory_deployment d(io_.get_executor(), settings_, std::move(o));
+  ASSERT_TRUE(run(d.start()));
+  http::router c, q;
+  el::add_command_routes(c, d.commands());
+  el::add_query_routes(q, d.queries());
+  auto applied = [&](const json& cmd) { // waits (at most 10 s) until the command is applied
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    http::response got;
+    do {
+      got = call(q, "GET", "/commands/" + cmd["commandId"].get<std::string>());
+      if (got.status == 200 && json::parse(got.body)["status"] == "applied") return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } while (std::chrono::steady_clock::now() < until);
+    return false;
+  };
+  // More than one sweep takes (1024 keys): the next batches go on where it stopped.
+  std::vector<json> older;
+  for (int i = 0; i < 1100; ++i) older.push_back(json::parse(call(c, "POST", "/assets", asset_body()).body));
+  const auto old = json::parse(call(c, "POST", "/assets", asset_body()).body);
+  ASSERT_TRUE(el::uuid_v7_ms(old["commandId"].get<std::string>())); // time-ordered command ids
+  ASSERT_TRUE(applied(old));
+  const std::string old_decision = "decision:" + old["commandId"].get<std::string>();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  json fresh;
+  for (int i = 0; i < 3; ++i) { // their batches sweep the old commands' keys first
+    fresh = json::parse(call(c, "POST", "/assets", asset_body("b")).body);
+    ASSERT_TRUE(applied(fresh));
+  }
+  for (const auto& o : older) {
+    EXPECT_EQ(call(q, "GET", "/commands/" + o["commandId"].get<std::string>()).status, 404);
+    EXPECT_FALSE(d.state().get_now("decision:" + o["commandId"].get<std::string>()).value());
+  }
+  auto gone = call(q, "GET", "/commands/" + old["commandId"].get<std::string>());
+  EXPECT_EQ(gone.status, 404);
+  EXPECT_EQ(gone.body, "Command \"" + old["commandId"].get<std::string>() +
+                           "\" is older than the status retention (300 ms): its status was dropped");
+  EXPECT_FALSE(d.state().get_now(old_decision).value());
+  EXPECT_TRUE(d.state().get_now("decision:" + fresh["commandId"].get<std::string>()).value());
+  EXPECT_EQ(call(q, "GET", "/assets/" + old["id"].get<std::string>()).status, 200); // the entity stays
+  const std::string unknown = el::new_uuid_v7(el::now_ms());
+  EXPECT_EQ(call(q, "GET", "/commands/" + unknown).body, "Command \"" + unknown + "\" is unknown");
   bulwark::app::block_on(io_.get_executor(), d.stop());
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -29,6 +30,87 @@ inline std::string stream_key(std::string_view id, std::int64_t version) {
   char digits[16];
   std::snprintf(digits, sizeof digits, "%012lld", static_cast<long long>(version));
   return "stream:" + std::string(id) + ":" + digits;
+}
+
+/// What the persister and the materializer read of an event, found in its text without
+/// building a tree (their cost per event was mostly nlohmann_json building and freeing one):
+/// views into the text as received, the body its JSON text as written.
+struct event_fields {
+  std::string_view text; ///< the whole event
+  std::string_view id, event_id, type, content_type, body, meta;
+  std::int64_t version = 0;
+  /// The text rewritten without escapes, when the received one had some where a field is read
+  /// (the views point into it then; nlohmann_json writes escapes only where JSON needs them).
+  std::unique_ptr<std::string> rewritten;
+};
+
+/// The fields of the event `text`; errc::invalid_argument when it is not a JSON object with a
+/// string id, eventId, type and contentType, an integer version and an object body.
+inline bulwark::result<event_fields> read_event(std::string_view text, bool rewritten_already = false) {
+  auto bad = [](std::string why) { return bulwark::error(bulwark::errc::invalid_argument, "event: " + why); };
+  auto members = object_members(text);
+  if (!members) return bad("not a JSON object");
+  event_fields f;
+  f.text = text;
+  bool escaped = false;
+  auto str = [&](std::string_view key, std::string_view& into) {
+    auto v = member(*members, key);
+    auto plain = v ? plain_string(*v) : std::nullopt;
+    if (plain)
+      into = *plain;
+    else if (v && v->starts_with('"'))
+      escaped = true;
+    return plain.has_value();
+  };
+  const bool strings =
+      str("id", f.id) & str("eventId", f.event_id) & str("type", f.type) & str("contentType", f.content_type);
+  if (!strings && escaped && !rewritten_already) { // once more, on the text as nlohmann_json writes it
+    auto parsed = json::parse(text, nullptr, false);
+    if (parsed.is_discarded()) return bad("not a JSON object");
+    auto owned = std::make_unique<std::string>(parsed.dump());
+    auto again = read_event(*owned, true); // views into *owned, which the result keeps
+    if (!again) return again.error();
+    again.value().rewritten = std::move(owned);
+    return again;
+  }
+  if (!strings) return bad("id, eventId, type and contentType must be strings");
+  auto version = member(*members, "version");
+  auto n = version ? plain_integer(*version) : std::nullopt;
+  if (!n) return bad("version must be an integer");
+  f.version = *n;
+  auto body = member(*members, "body");
+  if (!body || !body->starts_with('{')) return bad("body must be an object");
+  f.body = *body;
+  f.meta = member(*members, "meta").value_or(std::string_view());
+  return f;
+}
+
+/// Events given as JSON values (the tests'), as texts and the fields read from them: the views
+/// point into `texts`, whose strings stay where they are when the struct moves.
+struct read_batch {
+  std::vector<std::string> texts;
+  std::vector<event_fields> fields;
+};
+inline bulwark::result<read_batch> read_events(std::span<const json> events) {
+  read_batch out;
+  out.texts.reserve(events.size());
+  for (const auto& e : events) out.texts.push_back(e.dump());
+  out.fields.reserve(events.size());
+  for (const auto& t : out.texts) {
+    auto f = read_event(t);
+    if (!f) return f.error();
+    out.fields.push_back(std::move(f).value());
+  }
+  return out;
+}
+
+/// meta.acceptedAt of an event, if it is an integer.
+inline std::optional<std::int64_t> accepted_at(const event_fields& e) {
+  if (!e.meta.starts_with('{')) return std::nullopt;
+  auto members = object_members(e.meta);
+  if (!members) return std::nullopt;
+  auto at = member(*members, "acceptedAt");
+  return at ? plain_integer(*at) : std::nullopt;
 }
 
 template <class Repository>
@@ -67,7 +149,7 @@ public:
         auto same = co_await holds(id, version, event_id);
         if (!same) co_return same.error();
       }
-      std::string head_value = json{{"version", version}}.dump();
+      std::string head_value = head_text(version);
       auto moved = co_await repo_.put(head_key, std::move(head_value), expected);
       if (moved) co_return append_outcome::appended;
       if (moved.error() != bulwark::errc::conflict) co_return moved.error();
@@ -81,36 +163,34 @@ public:
   /// the new stream entries, then the heads again. An id whose run meets anything else (an
   /// event it holds already, a gap, a conflict, a head moved by another persister) goes
   /// through append() one event at a time. One outcome per event, in order; errors as
-  /// append()'s (the first one). `texts`, when given, are the events as received, stored as
-  /// they are (instead of serializing each event again). Cost: three round trips on Redis for
-  /// the whole batch.
-  bulwark::task<std::vector<append_outcome>> append_batch(std::span<const json> events,
-                                                          std::span<const std::string_view> texts = {}) {
+  /// append()'s (the first one). Each event is stored as its text was received (nothing is
+  /// parsed into a tree or serialized again). Cost: three round trips on Redis for the whole
+  /// batch.
+  bulwark::task<std::vector<append_outcome>> append_batch(std::span<const event_fields> events) {
     std::vector<append_outcome> out(events.size(), append_outcome::appended);
     struct stream_run {
-      std::string id;
+      std::string_view id;
       std::vector<std::size_t> events; // indexes into `events`
       std::int64_t head = 0;
       std::optional<bulwark::version_t> expected;
       bool one_by_one = false;
     };
     std::vector<stream_run> runs;
-    std::unordered_map<std::string, std::size_t> run_of;
+    std::unordered_map<std::string_view, std::size_t> run_of;
     for (std::size_t i = 0; i < events.size(); ++i) {
-      const auto& id = events[i]["id"].template get_ref<const std::string&>();
-      auto [it, fresh] = run_of.emplace(id, runs.size());
-      if (fresh) runs.push_back(stream_run{id, {}, 0, bulwark::no_version, false});
+      auto [it, fresh] = run_of.emplace(events[i].id, runs.size());
+      if (fresh) runs.push_back(stream_run{events[i].id, {}, 0, bulwark::no_version, false});
       runs[it->second].events.push_back(i);
     }
     std::vector<std::string> keys;
     keys.reserve(runs.size());
-    for (const auto& r : runs) keys.push_back("head:" + r.id);
+    for (const auto& r : runs) keys.push_back(std::string("head:").append(r.id));
     {
       auto heads = co_await get_each(repo_, keys);
       for (std::size_t r = 0; r < runs.size(); ++r) {
         if (!heads[r]) co_return heads[r].error();
         if (const auto& head = heads[r].value()) {
-          runs[r].head = json::parse(head->value)["version"].template get<std::int64_t>();
+          runs[r].head = integer_member(head->value, "version");
           runs[r].expected = head->version;
         }
       }
@@ -120,12 +200,11 @@ public:
     std::vector<std::size_t> entry_run;
     for (std::size_t r = 0; r < runs.size(); ++r) {
       std::int64_t next = runs[r].head + 1;
-      for (auto i : runs[r].events)
-        runs[r].one_by_one = runs[r].one_by_one || events[i]["version"].template get<std::int64_t>() != next++;
+      for (auto i : runs[r].events) runs[r].one_by_one = runs[r].one_by_one || events[i].version != next++;
       if (runs[r].one_by_one) continue;
       for (auto i : runs[r].events) {
-        entries.push_back(write{stream_key(runs[r].id, events[i]["version"].template get<std::int64_t>()),
-                                texts.empty() ? events[i].dump() : std::string(texts[i]), bulwark::no_version});
+        entries.push_back(
+            write{stream_key(runs[r].id, events[i].version), std::string(events[i].text), bulwark::no_version});
         entry_run.push_back(r);
       }
     }
@@ -136,18 +215,25 @@ public:
     for (std::size_t r = 0; r < runs.size(); ++r) {
       if (runs[r].one_by_one) continue;
       const auto version = runs[r].head + static_cast<std::int64_t>(runs[r].events.size());
-      heads.push_back(write{keys[r], json{{"version", version}}.dump(), runs[r].expected});
+      heads.push_back(write{keys[r], head_text(version), runs[r].expected});
       head_run.push_back(r);
     }
     BOOST_OUTCOME_CO_TRY(co_await put_runs(std::move(heads), head_run, runs));
     for (auto& r : runs)
       if (r.one_by_one)
         for (auto i : r.events) {
-          auto appended = co_await append(events[i]);
+          auto appended = co_await append(json::parse(events[i].text));
           if (!appended) co_return appended.error();
           out[i] = appended.value();
         }
     co_return out;
+  }
+
+  /// append_batch() of events given as JSON values (the tests').
+  bulwark::task<std::vector<append_outcome>> append_batch(std::span<const json> events) {
+    auto read = read_events(events);
+    if (!read) co_return read.error();
+    co_return co_await append_batch(std::span<const event_fields>(read.value().fields));
   }
 
   /// The events of `id` from version `from` on, in order.
@@ -181,6 +267,9 @@ public:
   }
 
 private:
+  /// head:<id>'s value.
+  static std::string head_text(std::int64_t version) { return R"({"version":)" + std::to_string(version) + "}"; }
+
   /// Puts every write at once (writes[k] belongs to runs[run[k]]); a conflict sends its run
   /// one event at a time.
   template <class Run>

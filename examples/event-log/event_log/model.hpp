@@ -15,13 +15,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace event_log {
 
@@ -118,12 +122,9 @@ inline bool is_uuid(std::string_view s) {
   return true;
 }
 
-/// A random (version 4) UUID; one generator per thread.
-inline std::string new_uuid() {
-  thread_local std::mt19937_64 gen{
-      std::random_device{}() ^ static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
-  const std::uint64_t hi = (gen() & 0xffffffffffff0fffULL) | 0x4000ULL;
-  const std::uint64_t lo = (gen() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+namespace detail {
+/// 8-4-4-4-12 lower-case hexadecimal of the 128 bits hi:lo.
+inline std::string uuid_text(std::uint64_t hi, std::uint64_t lo) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string out;
   out.reserve(36);
@@ -140,6 +141,41 @@ inline std::string new_uuid() {
   out.push_back('-');
   put(lo, 12, 12);
   return out;
+}
+inline std::mt19937_64& uuid_generator() {
+  thread_local std::mt19937_64 gen{
+      std::random_device{}() ^ static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  return gen;
+}
+} // namespace detail
+
+/// A random (version 4) UUID; one generator per thread.
+inline std::string new_uuid() {
+  auto& gen = detail::uuid_generator();
+  const std::uint64_t hi = (gen() & 0xffffffffffff0fffULL) | 0x4000ULL;
+  const std::uint64_t lo = (gen() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return detail::uuid_text(hi, lo);
+}
+
+/// A time-ordered (version 7, RFC 9562) UUID: its first 48 bits are the milliseconds since the
+/// epoch at `ms`, the rest random. Command ids are these, so the keys named after them
+/// (decision:<cid>, status:<cid>) sort by age and the old ones are dropped from the front.
+inline std::string new_uuid_v7(std::int64_t ms) {
+  auto& gen = detail::uuid_generator();
+  const std::uint64_t hi = (static_cast<std::uint64_t>(ms) << 16) | 0x7000ULL | (gen() & 0x0fffULL);
+  const std::uint64_t lo = (gen() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  return detail::uuid_text(hi, lo);
+}
+
+/// The milliseconds a version 7 UUID was made at; nullopt for another version or not a UUID.
+inline std::optional<std::int64_t> uuid_v7_ms(std::string_view id) {
+  if (!is_uuid(id) || id[14] != '7') return std::nullopt;
+  std::int64_t ms = 0;
+  for (char c : id.substr(0, 13)) {
+    if (c == '-') continue;
+    ms = ms * 16 + (c <= '9' ? c - '0' : c - 'a' + 10);
+  }
+  return ms;
 }
 
 /// Milliseconds since the epoch (the acceptance stamp the visibility lag is measured from).
@@ -207,13 +243,229 @@ inline bulwark::result<json> check_body(const content_type& t, std::string_view 
   return body;
 }
 
+/// One top-level member of a JSON object's text: its key (as written, between the quotes) and its
+/// value's text.
+struct raw_member {
+  std::string_view key;
+  std::string_view value;
+};
+
+namespace detail {
+
+/// A strict scanner of JSON text (RFC 8259: strings and their escapes, numbers, literals,
+/// nesting), which builds nothing: it finds where values begin and end.
+class json_scanner {
+public:
+  explicit json_scanner(std::string_view text) : s_(text) {}
+
+  /// The members of the object `s_` holds, each value's text as written; false when it is not
+  /// exactly one valid JSON object (nested deeper than `max_depth` counts as not).
+  bool object_members(std::vector<raw_member>& out, std::size_t max_depth) {
+    ws();
+    if (!eat('{')) return false;
+    ws();
+    if (eat('}')) return ws(), i_ == s_.size();
+    for (;;) {
+      ws();
+      const std::size_t k = i_;
+      if (!string()) return false;
+      const std::string_view key = s_.substr(k + 1, i_ - k - 2);
+      ws();
+      if (!eat(':')) return false;
+      ws();
+      const std::size_t v = i_;
+      if (!value(max_depth)) return false;
+      out.push_back(raw_member{key, s_.substr(v, i_ - v)});
+      ws();
+      if (eat(',')) continue;
+      if (!eat('}')) return false;
+      ws();
+      return i_ == s_.size();
+    }
+  }
+
+private:
+  bool eat(char c) {
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  // The rest of a UTF-8 sequence whose first byte `c` was read (RFC 3629: no overlong form, no
+  // surrogate, at most U+10FFFF), as nlohmann_json checks it.
+  bool utf8_rest(unsigned char c) {
+    struct lead {
+      unsigned char from, to; // the first byte's range
+      int more;               // bytes after it
+      unsigned char lo, hi;   // the second byte's range
+    };
+    static constexpr lead leads[] = {{0xc2, 0xdf, 1, 0x80, 0xbf}, {0xe0, 0xe0, 2, 0xa0, 0xbf},
+                                     {0xe1, 0xec, 2, 0x80, 0xbf}, {0xed, 0xed, 2, 0x80, 0x9f},
+                                     {0xee, 0xef, 2, 0x80, 0xbf}, {0xf0, 0xf0, 3, 0x90, 0xbf},
+                                     {0xf1, 0xf3, 3, 0x80, 0xbf}, {0xf4, 0xf4, 3, 0x80, 0x8f}};
+    const auto* l =
+        std::find_if(std::begin(leads), std::end(leads), [c](const lead& x) { return c >= x.from && c <= x.to; });
+    if (l == std::end(leads)) return false;
+    int more = l->more;
+    unsigned char lo = l->lo, hi = l->hi;
+    for (int k = 0; k < more; ++k, lo = 0x80, hi = 0xbf) {
+      if (i_ >= s_.size()) return false;
+      const auto b = static_cast<unsigned char>(s_[i_++]);
+      if (b < lo || b > hi) return false;
+    }
+    return true;
+  }
+  static bool hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+  bool string() {
+    if (!eat('"')) return false;
+    while (i_ < s_.size()) {
+      const auto c = static_cast<unsigned char>(s_[i_++]);
+      if (c == '"') return true;
+      if (c < 0x20) return false;
+      if (c >= 0x80) {
+        if (!utf8_rest(c)) return false;
+        continue;
+      }
+      if (c != '\\') continue;
+      if (i_ >= s_.size()) return false;
+      const char e = s_[i_++];
+      if (e == 'u') {
+        for (int k = 0; k < 4; ++k)
+          if (i_ >= s_.size() || !hex(s_[i_++])) return false;
+      } else if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos) {
+        return false;
+      }
+    }
+    return false;
+  }
+  bool digits() {
+    const std::size_t from = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    return i_ > from;
+  }
+  bool number() {
+    eat('-');
+    if (eat('0')) {
+      if (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') return false;
+    } else if (!digits()) {
+      return false;
+    }
+    if (eat('.') && !digits()) return false;
+    if (eat('e') || eat('E')) {
+      if (!eat('+')) eat('-');
+      if (!digits()) return false;
+    }
+    return true;
+  }
+  bool literal(std::string_view word) {
+    if (s_.substr(i_, word.size()) != word) return false;
+    i_ += word.size();
+    return true;
+  }
+  bool value(std::size_t depth) {
+    if (i_ >= s_.size()) return false;
+    switch (s_[i_]) {
+    case '"': return string();
+    case 't': return literal("true");
+    case 'f': return literal("false");
+    case 'n': return literal("null");
+    case '{':
+    case '[': {
+      if (depth == 0) return false;
+      const char close = s_[i_] == '{' ? '}' : ']';
+      ++i_;
+      ws();
+      if (eat(close)) return true;
+      for (;;) {
+        ws();
+        if (close == '}') {
+          if (!string()) return false;
+          ws();
+          if (!eat(':')) return false;
+          ws();
+        }
+        if (!value(depth - 1)) return false;
+        ws();
+        if (eat(',')) continue;
+        return eat(close);
+      }
+    }
+    default: return number();
+    }
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+} // namespace detail
+
+/// The top-level members of the JSON object `text`, values as written (nothing parsed into a
+/// tree, nothing copied); nullopt when `text` is not exactly one valid JSON object within
+/// `max_depth` levels. The stages read the few fields they need from a message this way.
+inline std::optional<std::vector<raw_member>> object_members(std::string_view text, std::size_t max_depth = 64) {
+  std::vector<raw_member> out;
+  out.reserve(8);
+  if (!detail::json_scanner(text).object_members(out, max_depth)) return std::nullopt;
+  return out;
+}
+
+/// The value's text of the member `key` of `members` (the last one, as a parser keeps), if any.
+inline std::optional<std::string_view> member(const std::vector<raw_member>& members, std::string_view key) {
+  for (auto it = members.rbegin(); it != members.rend(); ++it)
+    if (it->key == key) return it->value;
+  return std::nullopt;
+}
+
+/// The string a JSON string's text holds, when it has no escape (the ids, names and types the
+/// stages read have none); nullopt otherwise (the caller parses it).
+inline std::optional<std::string_view> plain_string(std::string_view value) {
+  if (value.size() < 2 || value.front() != '"' || value.back() != '"') return std::nullopt;
+  value = value.substr(1, value.size() - 2);
+  if (value.find('\\') != std::string_view::npos) return std::nullopt;
+  return value;
+}
+
+/// The integer a JSON number's text holds, when it is one (no fraction or exponent).
+inline std::optional<std::int64_t> plain_integer(std::string_view value) {
+  std::int64_t n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+  return n;
+}
+
+/// The integer member `key` of the JSON object `text` (a record's "version"), read without
+/// building a tree; nlohmann_json's reading when it is written in another way (an exponent).
+inline std::int64_t integer_member(std::string_view text, std::string_view key) {
+  auto members = object_members(text);
+  if (auto v = members ? member(*members, key) : std::nullopt)
+    if (auto n = plain_integer(*v)) return *n;
+  return json::parse(text)[std::string(key)].template get<std::int64_t>();
+}
+
+/// make_command(...).dump() written directly, `body` (a JSON object's text) as it is.
+inline std::string command_text(action a, const content_type& t, std::string_view id, std::string_view body,
+                                std::string_view user, std::string_view command_id) {
+  std::string out;
+  out.reserve(body.size() + 200);
+  out.append(R"({"body":)").append(body).append(R"(,"meta":{"acceptedAt":)").append(std::to_string(now_ms()));
+  out.append(R"(,"commandId":")")
+      .append(command_id)
+      .append(R"(","user":)")
+      .append(json(user).dump(-1, ' ', false, json::error_handler_t::replace)); // a header is any bytes
+  out.append(R"(},"params":{"id":")").append(id).append(R"("},"type":)").append(json(command_type(a, t)).dump());
+  out.append("}");
+  return out;
+}
+
 /// The command message for an accepted request.
-inline json make_command(action a, const content_type& t, const std::string& id, json body, std::string user,
-                         const std::string& command_id) {
-  return json{{"type", command_type(a, t)},
-              {"body", std::move(body)},
-              {"params", {{"id", id}}},
-              {"meta", {{"user", std::move(user)}, {"commandId", command_id}, {"acceptedAt", now_ms()}}}};
+inline json make_command(action a, const content_type& t, const std::string& id, const json& body,
+                         const std::string& user, const std::string& command_id) {
+  return json::parse(command_text(a, t, id, body.dump(), user, command_id));
 }
 
 } // namespace event_log

@@ -12,6 +12,7 @@
 #include <bulwark/event_bus.hpp>
 #include <bulwark/metrics/registry.hpp>
 
+#include <chrono>
 #include <memory>
 #include <span>
 #include <string>
@@ -29,6 +30,23 @@ struct pipeline_options {
   /// The most messages a stage takes at once (subscribe_options::max_batch): a batch shares its
   /// store round trips and its publish acknowledgements.
   std::size_t max_batch = 256;
+  /// Memory mode: the command API holds a request while the pipeline has more messages than
+  /// this not yet handled by every stage (commands, events, rejections, summed over the
+  /// stages), and answers 503 after `admit_timeout`. The bound keeps the visibility lag under
+  /// (max_in_flight / the stages' messages per second) and leaves the CPU to the stages when
+  /// clients send faster than they keep up (0: no bound).
+  std::size_t max_in_flight = 1024;
+  /// How long a command's decision (the validator's decision:<cid>) and status (status:<cid>)
+  /// are kept, counted from its acceptance (the time in its version 7 command id): the
+  /// validator and the materializer drop older ones, at most every `sweep_every`, from the
+  /// front of the keys (they sort by age), a bounded number per batch. A decision is read
+  /// again only when its command is delivered again, which happens until its offset is
+  /// committed (seconds): keep the retention well above that, and above any replay of the
+  /// `commands` topic from an old offset (which would decide expired commands again). 0 keeps
+  /// them for ever.
+  std::chrono::milliseconds retention{std::chrono::hours(24)};
+  std::chrono::milliseconds sweep_every{std::chrono::minutes(1)};
+  std::chrono::milliseconds admit_timeout{5000};
 };
 
 template <class Bus, class Repository>
@@ -41,12 +59,23 @@ public:
   /// `state`: the validator's; `events`: the event store; `snapshots`: snapshots and status.
   pipeline(const settings& s, Bus& bus, Repository& state, Repository& events, Repository& snapshots,
            pipeline_options o)
-      : opts_(std::move(o)), bus_(bus), validator_(s, state), store_(events), materializer_(s, snapshots, store_),
+      : opts_(std::move(o)), bus_(bus), state_(state), snapshots_(snapshots), validator_(s, state), store_(events),
+        materializer_(s, snapshots, store_),
         processed_(&opts_.metrics->counter_family("eventlog_stage_messages_total",
                                                   "Messages each stage handled, by outcome", {"stage", "outcome"})),
-        lag_(&opts_.metrics->histogram_family(
-            "eventlog_visibility_lag_seconds", "From a command's acceptance to its snapshot being written", {},
-            {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})) {}
+        lag_(&opts_.metrics
+                  ->histogram_family("eventlog_visibility_lag_seconds",
+                                     "From a command's acceptance to its snapshot being written", {},
+                                     {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})
+                  .labels({})),
+        accepted_(&processed_->labels({"validator", "accepted"})),
+        rejected_(&processed_->labels({"validator", "rejected"})),
+        replayed_(&processed_->labels({"validator", "replayed"})),
+        appended_(&processed_->labels({"persister", "appended"})),
+        stored_twice_(&processed_->labels({"persister", "duplicate"})),
+        applied_(&processed_->labels({"materializer", "applied"})),
+        applied_twice_(&processed_->labels({"materializer", "duplicate"})),
+        rejection_(&processed_->labels({"materializer", "rejection"})) {}
 
   std::string topic_name(std::string_view t) const { return opts_.prefix + std::string(t); }
 
@@ -57,48 +86,44 @@ public:
       std::vector<std::string_view> commands;
       commands.reserve(batch.size());
       for (const auto& e : batch) commands.push_back(e.value);
+      BOOST_OUTCOME_CO_TRY(co_await sweep(state_, "decision:", decision_sweep_));
       auto decided = co_await validator_.decide_batch(commands);
       if (!decided) co_return decided.error();
       BOOST_OUTCOME_CO_TRY(co_await publish(decided.value()));
-      for (const auto& d : decided.value())
-        processed_->labels({"validator", d.replayed ? "replayed" : d.accepted ? "accepted" : "rejected"}).inc();
+      for (const auto& d : decided.value()) (d.replayed ? replayed_ : d.accepted ? accepted_ : rejected_)->inc();
       co_return bulwark::ok();
     });
   }
 
   bulwark::task<void> start_persister() {
     return join(topic::events, "persister", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
-      auto events = parse_all(batch, "persister");
+      auto events = read_all(batch, "persister");
       if (!events) co_return events.error();
-      std::vector<std::string_view> texts;
-      texts.reserve(batch.size());
-      for (const auto& e : batch) texts.push_back(e.value);
-      auto appended = co_await store_.append_batch(events.value(), texts);
+      auto appended = co_await store_.append_batch(events.value());
       if (!appended) co_return appended.error();
-      for (auto outcome : appended.value())
-        processed_->labels({"persister", outcome == append_outcome::appended ? "appended" : "duplicate"}).inc();
+      for (auto outcome : appended.value()) (outcome == append_outcome::appended ? appended_ : stored_twice_)->inc();
       co_return bulwark::ok();
     });
   }
 
   bulwark::task<void> start_materializer() {
-    BOOST_OUTCOME_CO_TRY(co_await join(
-        topic::events, "materializer", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
-          auto events = parse_all(batch, "materializer");
-          if (!events) co_return events.error();
-          auto applied = co_await materializer_.apply_batch(events.value());
-          if (!applied) co_return applied.error();
-          const auto now = now_ms();
-          for (std::size_t i = 0; i < applied.value().size(); ++i) {
-            const bool fresh = applied.value()[i] == apply_outcome::applied;
-            processed_->labels({"materializer", fresh ? "applied" : "duplicate"}).inc();
-            const json& meta = events.value()[i]["meta"];
-            if (fresh && meta.contains("acceptedAt") && meta["acceptedAt"].is_number())
-              lag_->labels({}).observe(static_cast<double>(now - meta["acceptedAt"].template get<std::int64_t>()) /
-                                       1000.0);
-          }
-          co_return bulwark::ok();
-        }));
+    BOOST_OUTCOME_CO_TRY(co_await join(topic::events, "materializer",
+                                       [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+                                         auto events = read_all(batch, "materializer");
+                                         if (!events) co_return events.error();
+                                         BOOST_OUTCOME_CO_TRY(co_await sweep(snapshots_, "status:", status_sweep_));
+                                         auto applied = co_await materializer_.apply_batch(events.value());
+                                         if (!applied) co_return applied.error();
+                                         const auto now = now_ms();
+                                         for (std::size_t i = 0; i < applied.value().size(); ++i) {
+                                           const bool fresh = applied.value()[i] == apply_outcome::applied;
+                                           (fresh ? applied_ : applied_twice_)->inc();
+                                           if (!fresh) continue;
+                                           if (auto at = accepted_at(events.value()[i]))
+                                             lag_->observe(static_cast<double>(now - *at) / 1000.0);
+                                         }
+                                         co_return bulwark::ok();
+                                       }));
     co_return co_await join(topic::rejections, "status",
                             [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
                               auto rejections = parse_all(batch, "status");
@@ -107,7 +132,7 @@ public:
                                 if (!r.contains("commandId") || !r["commandId"].is_string())
                                   co_return bulwark::error(bulwark::errc::invalid_argument, "status: not a rejection");
                               BOOST_OUTCOME_CO_TRY(co_await materializer_.reject_batch(rejections.value()));
-                              processed_->labels({"materializer", "rejection"}).inc(static_cast<double>(batch.size()));
+                              rejection_->inc(static_cast<double>(batch.size()));
                               co_return bulwark::ok();
                             });
   }
@@ -121,6 +146,7 @@ public:
   materializer_type& snapshots() { return materializer_; }
   store_type& store() { return store_; }
   const std::shared_ptr<bulwark::metrics::registry>& metrics() const { return opts_.metrics; }
+  const pipeline_options& options() const { return opts_; }
 
 private:
   bulwark::task<void> join(std::string_view t, std::string group, bulwark::batch_handler h) {
@@ -133,6 +159,70 @@ private:
     if (!sub) co_return sub.error();
     subscriptions_.push_back(std::move(sub).value());
     co_return bulwark::ok();
+  }
+
+  /// Where a stage's sweep stands: when it is due next, and the key it stopped after when it
+  /// had more to look at than one sweep takes (it goes on from there at the next batch).
+  struct sweep_state {
+    std::int64_t next = 0;
+    std::string after;
+  };
+
+  /// Drops the keys `prefix<command id>` older than opts_.retention, oldest first, when `at`
+  /// (a stage's own) is due: up to 1024 keys a batch, erased together (one round of concurrent
+  /// calls: one pipelined write on Redis), until it meets a key at or above the cutoff; then not
+  /// before `sweep_every`. Keys whose id is no version 7 UUID (made before command ids were)
+  /// stay. The errors of the repository (the batch is retried).
+  bulwark::task<void> sweep(Repository& repo, std::string_view prefix, sweep_state& at) {
+    const auto now = now_ms();
+    if (opts_.retention.count() <= 0 || now < at.next) co_return bulwark::ok();
+    const auto cutoff = now - opts_.retention.count();
+    const std::string boundary = new_uuid_v7(cutoff).substr(0, 13); // the ids' first 48 bits at the cutoff
+    std::vector<std::string> expired;
+    bool done = false;
+    for (std::size_t seen = 0; seen < 1024 && !done;) {
+      auto page = co_await repo.scan(prefix, at.after, 256);
+      if (!page) co_return page.error();
+      for (const auto& e : page.value().entries) {
+        ++seen;
+        const std::string_view cid = std::string_view(e.key).substr(prefix.size());
+        // Ids sort by their first 48 bits, which a version 7 id's time is: one at or above the
+        // cutoff ends the sweep, whatever its version.
+        if (cid.size() == 36 && cid.substr(0, 13) >= boundary) {
+          done = true;
+          break;
+        }
+        if (const auto made = uuid_v7_ms(cid); made && *made < cutoff) expired.push_back(e.key);
+        at.after = e.key;
+      }
+      done = done || !page.value().next;
+    }
+    std::vector<bulwark::task<bool>> erases;
+    erases.reserve(expired.size());
+    for (const auto& k : expired) erases.push_back(repo.erase(k));
+    for (auto& erased : co_await together<Repository>(std::move(erases))) // `expired` lives until then
+      if (!erased) co_return erased.error();
+    if (done) {
+      at.after.clear();
+      at.next = now + opts_.sweep_every.count();
+    }
+    co_return bulwark::ok();
+  }
+
+  /// The events of a batch (read_event); errc::invalid_argument (not retried: the bus
+  /// dead-letters it once the batch goes one message at a time) when one is not.
+  static bulwark::result<std::vector<event_fields>> read_all(std::span<const bulwark::envelope> batch,
+                                                             std::string_view stage) {
+    std::vector<event_fields> out;
+    out.reserve(batch.size());
+    for (const auto& e : batch) {
+      auto f = read_event(e.value);
+      if (!f)
+        return bulwark::error(bulwark::errc::invalid_argument,
+                              std::string(stage) + ": " + std::string(f.error().detail()));
+      out.push_back(std::move(f).value());
+    }
+    return out;
   }
 
   /// The JSON objects of a batch; errc::invalid_argument (not retried: the bus dead-letters it
@@ -173,11 +263,17 @@ private:
 
   pipeline_options opts_;
   Bus& bus_;
+  Repository& state_;                         ///< the validator's (decision:<cid>)
+  Repository& snapshots_;                     ///< the materializer's (status:<cid>)
+  sweep_state decision_sweep_, status_sweep_; // each on its stage's strand
   validator<Repository> validator_;
   store_type store_;
   materializer_type materializer_;
   bulwark::metrics::family<bulwark::metrics::counter>* processed_;
-  bulwark::metrics::family<bulwark::metrics::histogram>* lag_;
+  bulwark::metrics::histogram* lag_;
+  // Each outcome's counter, looked up once (a lookup per message took a lock and an allocation).
+  bulwark::metrics::counter *accepted_, *rejected_, *replayed_, *appended_, *stored_twice_, *applied_, *applied_twice_,
+      *rejection_;
   std::vector<typename Bus::subscription> subscriptions_;
 };
 

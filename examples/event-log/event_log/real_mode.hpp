@@ -28,6 +28,8 @@ struct real_options {
   std::string prefix = "event-log.";
   int partitions = 4;
   std::chrono::milliseconds session_timeout{6000};
+  /// pipeline_options::retention.
+  std::chrono::milliseconds retention = pipeline_options{}.retention;
 };
 
 class real_deployment {
@@ -68,7 +70,8 @@ private:
       : ex_(ex), settings_(s), client_(ex, redis_options(r)), bus_(std::move(bus)),
         state_(client_, {r.prefix + "state:"}), events_(client_, {r.prefix + "events:"}),
         snapshots_(client_, {r.prefix + "snapshots:"}),
-        pipeline_(settings_, bus_, state_, events_, snapshots_, pipeline_options{r.prefix, metrics}) {
+        pipeline_(settings_, bus_, state_, events_, snapshots_,
+                  pipeline_options{.prefix = r.prefix, .metrics = metrics, .retention = r.retention}) {
     commands_.types = &settings_;
     commands_.metrics = metrics;
     commands_.mark_accepted = [this](std::string cid, std::string status) {
@@ -84,6 +87,7 @@ private:
       co_return bulwark::ok();
     };
     queries_.types = &settings_;
+    queries_.retention = r.retention;
     queries_.metrics = metrics;
     queries_.get = [this](std::string key) { return bulwark::run_on(ex_, get_snapshot(std::move(key))); };
     queries_.scan = [this](std::string prefix, std::string after, std::size_t limit) {

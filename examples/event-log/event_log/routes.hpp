@@ -11,6 +11,7 @@
 #include <bulwark/repository.hpp>
 
 #include <charconv>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -34,7 +35,13 @@ struct command_api_context {
   std::function<bulwark::task<void>(std::string command_id)> forget;
   /// Publishes a command to `commands` (key: command_key).
   std::function<bulwark::task<void>(std::string value)> publish;
+  /// When set, awaited before a command is accepted (and stamped): memory mode holds requests
+  /// there while its pipeline is too far behind (pipeline_options::max_in_flight), so the lag
+  /// stays bounded and the stages keep the CPU. An error answers 503.
+  std::function<bulwark::task<void>()> admit;
   std::shared_ptr<bulwark::metrics::registry> metrics;
+  /// eventlog_commands_total's counters (add_command_routes looks them up once).
+  bulwark::metrics::counter *accepted = nullptr, *refused = nullptr, *unavailable = nullptr;
 };
 
 namespace detail {
@@ -47,11 +54,8 @@ inline http::middleware unsupported_elsewhere() {
   };
 }
 
-inline void count(const std::shared_ptr<bulwark::metrics::registry>& m, std::string_view outcome) {
-  if (m)
-    m->counter_family("eventlog_commands_total", "Commands the command API answered, by outcome", {"outcome"})
-        .labels({outcome})
-        .inc();
+inline void count(bulwark::metrics::counter* c) {
+  if (c) c->inc();
 }
 
 inline bulwark::task<http::response> handle_command(command_api_context& ctx, http::request& req, action a,
@@ -60,36 +64,44 @@ inline bulwark::task<http::response> handle_command(command_api_context& ctx, ht
   if (!type) co_return plain(400, text::unsupported);
   std::string id = given ? *given : new_uuid();
   if (!is_uuid(id)) {
-    detail::count(ctx.metrics, "refused");
+    detail::count(ctx.refused);
     co_return plain(400, text::bad_id(id));
   }
-  json body = json::object();
   if (a != action::remove) {
     auto checked = check_body(*type, req.body, ctx.limits);
     if (!checked) {
-      detail::count(ctx.metrics, "refused");
+      detail::count(ctx.refused);
       co_return plain(400, checked.error().detail());
     }
-    body = std::move(checked).value();
   }
-  const std::string command_id = new_uuid();
+  if (ctx.admit) {
+    auto admitted = co_await ctx.admit();
+    if (!admitted) {
+      detail::count(ctx.unavailable);
+      co_return plain(503, "Command not accepted: " + admitted.error().message());
+    }
+  }
+  const std::string command_id = new_uuid_v7(now_ms()); // time-ordered: its status expires from the front
   const std::string user(req.headers.value_or("X-User", "0"));
-  auto cmd = make_command(a, *type, id, std::move(body), user, command_id);
-  std::string status = json{{"status", "accepted"}, {"id", id}}.dump();
+  // The body as received (check_body found it one valid JSON object of the type): as the
+  // parser reads it, and not serialized again.
+  const std::string cmd =
+      command_text(a, *type, id, a == action::remove ? std::string_view("{}") : req.body, user, command_id);
+  std::string status = R"({"id":")" + id + R"(","status":"accepted"})";
   auto marked = co_await ctx.mark_accepted(command_id, std::move(status));
   if (!marked) {
-    detail::count(ctx.metrics, "unavailable");
+    detail::count(ctx.unavailable);
     co_return plain(503, "Command not accepted: " + marked.error().message());
   }
-  auto sent = co_await ctx.publish(cmd.dump());
+  auto sent = co_await ctx.publish(std::move(cmd));
   if (!sent) {
     auto forgotten = co_await ctx.forget(command_id); // best effort: the status would say "accepted"
     (void)forgotten;
-    detail::count(ctx.metrics, "unavailable");
+    detail::count(ctx.unavailable);
     co_return plain(503, "Command not accepted: " + sent.error().message());
   }
-  detail::count(ctx.metrics, "accepted");
-  co_return http::response(202, "application/json", json{{"commandId", command_id}, {"id", id}}.dump());
+  detail::count(ctx.accepted);
+  co_return http::response(202, "application/json", R"({"commandId":")" + command_id + R"(","id":")" + id + R"("})");
 }
 
 } // namespace detail
@@ -98,7 +110,14 @@ inline bulwark::task<http::response> handle_command(command_api_context& ctx, ht
 inline void add_command_routes(http::router& routes, command_api_context& ctx) {
   using bulwark::task;
   routes.use(detail::unsupported_elsewhere());
-  if (ctx.metrics) routes.get("/metrics", http::metrics_handler(ctx.metrics));
+  if (ctx.metrics) {
+    routes.get("/metrics", http::metrics_handler(ctx.metrics));
+    auto& family = ctx.metrics->counter_family("eventlog_commands_total",
+                                               "Commands the command API answered, by outcome", {"outcome"});
+    ctx.accepted = &family.labels({"accepted"});
+    ctx.refused = &family.labels({"refused"});
+    ctx.unavailable = &family.labels({"unavailable"});
+  }
 
   auto handle = [&ctx](http::request& req, action a, std::optional<std::string> given) {
     return detail::handle_command(ctx, req, a, std::move(given));
@@ -119,6 +138,9 @@ struct query_api_context {
   std::function<bulwark::task<bulwark::scan_page>(std::string prefix, std::string after, std::size_t limit)> scan;
   std::shared_ptr<bulwark::metrics::registry> metrics;
   std::size_t max_page = 1000;
+  /// How long a command's status is kept (pipeline_options::retention; 0: for ever): a 404 for
+  /// an older command says so.
+  std::chrono::milliseconds retention{0};
 };
 
 namespace detail {
@@ -158,7 +180,15 @@ inline void add_query_routes(http::router& routes, query_api_context& ctx) {
     const std::string status_key = "status:" + cid;
     auto got = co_await ctx.get(status_key);
     if (!got) co_return plain(503, got.error().message());
-    if (!got.value()) co_return plain(404, "Command \"" + cid + "\" is unknown");
+    if (!got.value()) {
+      const auto made = uuid_v7_ms(cid);
+      if (ctx.retention.count() > 0 && made && *made < now_ms() - ctx.retention.count())
+        co_return plain(404, "Command \"" + cid + "\" is older than the status retention (" +
+                                 (ctx.retention.count() % 1000 ? std::to_string(ctx.retention.count()) + " ms"
+                                                               : std::to_string(ctx.retention.count() / 1000) + " s") +
+                                 "): its status was dropped");
+      co_return plain(404, "Command \"" + cid + "\" is unknown");
+    }
     json status = json::parse(got.value()->value);
     status["commandId"] = cid;
     co_return http::response(200, "application/json", status.dump());

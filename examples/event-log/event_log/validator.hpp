@@ -27,11 +27,14 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
 #include <string>
+#include <tuple>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 namespace event_log {
@@ -66,6 +69,60 @@ inline std::string still_linked(std::string_view type, std::string_view id, std:
 inline std::string malformed_command(std::string_view why) { return "Malformed command: " + std::string(why); }
 } // namespace text
 
+/// What the validator reads of a command, found in its text without building a tree (views
+/// into the text; body and meta are their JSON texts).
+struct command_fields {
+  action act = action::create;
+  const content_type* type = nullptr;
+  std::string_view command_type, id, command_id, body, meta;
+  std::vector<std::pair<const field*, std::string_view>> links; ///< link fields set to a string
+  std::unique_ptr<std::string> rewritten; ///< the text as nlohmann_json writes it, when read from that
+};
+
+/// The fields of a well-formed command of `s` (check_shape's rules) whose strings are written
+/// without escapes; nullopt otherwise (the validator then parses it: a shape error, or a
+/// command to read again as nlohmann_json writes it).
+inline std::optional<command_fields> read_command(const settings& s, std::string_view text) {
+  auto top = object_members(text);
+  if (!top) return std::nullopt;
+  auto object = [&](std::string_view key) -> std::optional<std::vector<raw_member>> {
+    auto v = member(*top, key);
+    if (!v || !v->starts_with('{')) return std::nullopt;
+    return object_members(*v);
+  };
+  auto str = [](const std::vector<raw_member>& in, std::string_view key) -> std::optional<std::string_view> {
+    auto v = member(in, key);
+    return v ? plain_string(*v) : std::nullopt;
+  };
+  auto params = object("params");
+  auto meta = object("meta");
+  auto body = object("body");
+  if (!params || !meta || !body) return std::nullopt;
+  auto type = str(*top, "type");
+  auto id = str(*params, "id");
+  auto command_id = str(*meta, "commandId");
+  if (!type || !id || !command_id || !is_uuid(*id)) return std::nullopt;
+  auto parsed_type = parse_command_type(s, *type);
+  if (!parsed_type) return std::nullopt;
+  command_fields c;
+  std::tie(c.act, c.type) = *parsed_type;
+  c.command_type = *type;
+  c.id = *id;
+  c.command_id = *command_id;
+  c.body = *member(*top, "body");
+  c.meta = *member(*top, "meta");
+  if (c.act != action::remove)
+    for (const auto& f : c.type->fields) {
+      if (f.link_type.empty()) continue;
+      auto v = member(*body, f.id);
+      if (!v || !v->starts_with('"')) continue; // not a string: not a link (the command API checked the type)
+      auto target = plain_string(*v);
+      if (!target) return std::nullopt;
+      c.links.emplace_back(&f, *target);
+    }
+  return c;
+}
+
 template <class Repository>
 requires bulwark::repository<Repository>
 class validator {
@@ -89,16 +146,31 @@ public:
   /// again, one command at a time); a bad command is a rejection, not an error. Cost: two or
   /// three reads and two writes of the store for the whole batch (a round trip each on Redis).
   bulwark::task<std::vector<decision>> decide_batch(std::span<const std::string_view> commands) {
-    std::vector<json> cmds;
+    // Each command read from its text (no tree); one that cannot be is parsed: a shape error is
+    // decided by its text alone, anything else (escapes) is read again as nlohmann_json writes it.
+    std::vector<std::variant<command_fields, decision>> cmds; // the fields, or a malformed one's rejection
     cmds.reserve(commands.size());
     std::vector<std::string> ids, cids;
     for (auto text : commands) {
-      cmds.push_back(json::parse(text, nullptr, false));
-      const json& cmd = cmds.back();
-      if (!check_shape(cmd).empty()) continue;
-      cids.push_back(cmd["meta"]["commandId"].template get<std::string>());
-      ids.push_back(cmd["params"]["id"].template get<std::string>());
-      for_each_link(cmd, [&](const field&, const std::string& target) { ids.push_back(target); });
+      auto fields = read_command(settings_, text);
+      if (!fields) {
+        const json cmd = json::parse(text, nullptr, false);
+        if (auto shape = check_shape(cmd); !shape.empty()) {
+          cmds.emplace_back(rejection(cmd, std::move(shape)));
+          continue;
+        }
+        auto owned = std::make_unique<std::string>(cmd.dump());
+        fields = read_command(settings_, *owned);
+        if (!fields) { // check_shape and read_command disagree: cannot be, refused all the same
+          cmds.emplace_back(rejection(cmd, text::malformed_command("unreadable")));
+          continue;
+        }
+        fields->rewritten = std::move(owned);
+      }
+      cids.emplace_back(fields->command_id);
+      ids.emplace_back(fields->id);
+      for (const auto& [f, target] : fields->links) ids.emplace_back(target);
+      cmds.emplace_back(std::move(*fields));
     }
     working_set ws;
     BOOST_OUTCOME_CO_TRY(co_await fetch(ws, std::move(ids), std::move(cids)));
@@ -114,13 +186,13 @@ public:
     std::vector<decision> out;
     out.reserve(cmds.size());
     std::vector<std::pair<std::string, std::string>> decided; // decision key -> stored decision
-    for (auto& cmd : cmds) {                                  // an accepted command's body and meta move into its event
-      auto shape = check_shape(cmd);
-      if (!shape.empty()) { // nothing to store: decided by the text alone
-        out.push_back(rejection(cmd, std::move(shape)));
+    for (auto& c : cmds) {
+      if (auto* malformed = std::get_if<decision>(&c)) { // nothing to store: decided by the text alone
+        out.push_back(std::move(*malformed));
         continue;
       }
-      const std::string cid = cmd["meta"]["commandId"].template get<std::string>();
+      const auto& cmd = std::get<command_fields>(c);
+      const std::string cid(cmd.command_id);
       if (auto earlier = ws.decisions.find(cid); earlier != ws.decisions.end() && earlier->second) {
         // The records of a decision made in this batch are already in ws, and later commands may
         // have moved them on: only a decision from an earlier delivery brings its records back.
@@ -178,30 +250,20 @@ private:
     return {};
   }
 
-  /// Calls each(field, target) for every link field a well-formed create or update sets.
-  template <class Each> void for_each_link(const json& cmd, Each&& each) const {
-    auto [act, type] = *parse_command_type(settings_, cmd["type"].template get_ref<const std::string&>());
-    if (act == action::remove) return;
-    const json& body = cmd["body"];
-    for (const auto& f : type->fields) {
-      if (f.link_type.empty()) continue;
-      auto v = body.find(f.id);
-      if (v != body.end() && v->is_string()) each(f, v->template get_ref<const std::string&>());
-    }
-  }
-
   /// Decides `cmd` against `ws` and applies the decision to it; nullopt, with `missing` filled,
   /// when a record it reads is not in `ws` yet.
-  std::optional<stored_decision> decide_one(json& cmd, working_set& ws, std::vector<std::string>& missing) {
-    auto [act, type] = *parse_command_type(settings_, cmd["type"].template get_ref<const std::string&>());
-    const std::string& id = cmd["params"]["id"].template get_ref<const std::string&>();
-    auto need = [&](const std::string& rid) {
-      if (!ws.records.contains(rid)) missing.push_back(rid);
+  std::optional<stored_decision> decide_one(const command_fields& cmd, working_set& ws,
+                                            std::vector<std::string>& missing) {
+    const auto* type = cmd.type;
+    const std::string id(cmd.id);
+    auto need = [&](std::string_view rid) {
+      if (!ws.records.contains(std::string(rid))) missing.emplace_back(rid);
     };
     need(id);
-    for_each_link(cmd, [&](const field&, const std::string& target) { need(target); });
+    for (const auto& [f, target] : cmd.links) need(target);
     if (missing.empty() && !ws.records.at(id).is_null())
-      for (const auto& [f, target] : ws.records.at(id)["links"].items()) need(target.template get<std::string>());
+      for (const auto& [f, target] : ws.records.at(id)["links"].items())
+        need(target.template get_ref<const std::string&>());
     if (!missing.empty()) return std::nullopt;
 
     json self = ws.records.at(id);
@@ -209,23 +271,20 @@ private:
     if (known && self["type"] != type->name)
       return stored_rejection(cmd, text::other_type(id, self["type"].template get<std::string>()));
     const bool exists = known && self["exists"].template get<bool>();
-    if (act == action::create && exists) return stored_rejection(cmd, text::exists(type->name, id));
-    if (act != action::create && !exists) return stored_rejection(cmd, text::missing_entity(type->name, id));
-    if (act == action::remove && self["linkedBy"].template get<std::int64_t>() > 0)
+    if (cmd.act == action::create && exists) return stored_rejection(cmd, text::exists(type->name, id));
+    if (cmd.act != action::create && !exists) return stored_rejection(cmd, text::missing_entity(type->name, id));
+    if (cmd.act == action::remove && self["linkedBy"].template get<std::int64_t>() > 0)
       return stored_rejection(cmd, text::still_linked(type->name, id, self["linkedBy"].template get<std::int64_t>()));
 
     // Links: every link field present must name an existing entity of its type.
     json new_links = json::object();
-    std::string dangling;
-    for_each_link(cmd, [&](const field& f, const std::string& target) {
-      if (!dangling.empty()) return;
+    for (const auto& [f, target_view] : cmd.links) {
+      const std::string target(target_view);
       const json& tr = target == id ? self : ws.records.at(target);
-      if (tr.is_null() || !tr["exists"].template get<bool>() || tr["type"] != f.link_type)
-        dangling = text::dangling_link(f.id, f.link_type, target);
-      else
-        new_links[f.id] = target;
-    });
-    if (!dangling.empty()) return stored_rejection(cmd, std::move(dangling));
+      if (tr.is_null() || !tr["exists"].template get<bool>() || tr["type"] != f->link_type)
+        return stored_rejection(cmd, text::dangling_link(f->id, f->link_type, target));
+      new_links[f->id] = target;
+    }
 
     // The link counts move: -1 for every old link, +1 for every new one.
     std::map<std::string, std::int64_t> delta;
@@ -246,24 +305,22 @@ private:
     const std::int64_t version = known ? self["version"].template get<std::int64_t>() + 1 : 1;
     self = json{{"type", type->name},
                 {"version", version},
-                {"exists", act != action::remove},
+                {"exists", cmd.act != action::remove},
                 {"links", std::move(new_links)},
                 {"linkedBy", known ? self["linkedBy"] : json(0)}};
     state[id] = self;
     ws.records[id] = std::move(self);
     ws.changed.insert(id);
 
-    // The command's body and meta move into the event (member by member: an initializer list
-    // would copy them, a third of the validator's instructions).
-    json event = json::object();
-    event["body"] = act == action::remove ? json::object() : std::move(cmd["body"]);
-    event["contentType"] = type->name;
-    event["eventId"] = cmd["meta"]["commandId"];
-    event["id"] = id;
-    event["meta"] = std::move(cmd["meta"]);
-    event["type"] = event_type(act, *type);
-    event["version"] = version;
-    decision d{topic::events, id, event.dump(), true, false};
+    // The event, spliced from the command's text: its body and meta as written, no tree built.
+    std::string event;
+    event.reserve(cmd.body.size() + cmd.meta.size() + 200);
+    event.append(R"({"body":)").append(cmd.act == action::remove ? std::string_view("{}") : cmd.body);
+    event.append(R"(,"contentType":)").append(json(type->name).dump());
+    event.append(R"(,"eventId":")").append(cmd.command_id).append(R"(","id":")").append(id);
+    event.append(R"(","meta":)").append(cmd.meta).append(R"(,"type":)").append(json(event_type(cmd.act, *type)).dump());
+    event.append(R"(,"version":)").append(std::to_string(version)).append("}");
+    decision d{topic::events, id, std::move(event), true, false};
     std::string stored = stored_text(d, state);
     return stored_decision{std::move(d), std::move(stored)};
   }
@@ -286,7 +343,8 @@ private:
   /// A rejection, which changes no record. It is stored all the same: a later command of its
   /// batch may change the state it was decided against, and a redelivery must not decide it
   /// again against that.
-  stored_decision stored_rejection(const json& cmd, std::string reason) const {
+  stored_decision stored_rejection(const command_fields& c, std::string reason) const {
+    const json cmd{{"type", c.command_type}, {"params", {{"id", c.id}}}, {"meta", json::parse(c.meta)}};
     decision d = rejection(cmd, std::move(reason));
     std::string stored = stored_text(d, json::object());
     return stored_decision{std::move(d), std::move(stored)};
