@@ -391,7 +391,8 @@ TEST(checkout_records, round_trip_and_refuse_what_is_not_a_record) {
                                                 "O1\n2\n0\n0\n0\n0:\n0\n",
                                                 "O1\n0\n0\n9\n0\n0:\n0\n",
                                                 "O1\n0\n0\n0\n-1\n0:\n0\n",
-                                                "O1\n0\n0\n0\n0\n5:ab\n0\n"};
+                                                "O1\n0\n0\n0\n0\n5:ab\n0\n",
+                                                "O1\n0\n0\n0\n0\n0:\n99999999999\n"};
   for (const auto& bad : bad_records) {
     auto got = checkout::decode_order("o", bad);
     ASSERT_FALSE(got) << bad;

@@ -58,7 +58,9 @@ inline void write_lines(field_writer& w, const std::vector<order_line>& lines) {
 }
 inline bool read_lines(field_reader& in, std::vector<order_line>& lines) {
   std::size_t n = 0;
-  if (!in.number(n).ok() || n > 1'000'000) return false;
+  // Each line takes at least 5 bytes ("0:\n0\n"): a count the bytes cannot hold is refused
+  // before anything is allocated for it.
+  if (!in.number(n).ok() || n > in.left() / 5) return false;
   lines.resize(n);
   for (auto& l : lines)
     if (!in.text(l.item_id).number(l.quantity).ok() || l.quantity < 0 || l.quantity > bulwark::max_amount) return false;

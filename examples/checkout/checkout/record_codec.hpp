@@ -76,6 +76,8 @@ public:
     return *this;
   }
 
+  /// Bytes not read yet (a count read from the bytes can be checked against it).
+  std::size_t left() const noexcept { return rest_.size(); }
   /// Every field read and nothing left over.
   bool done() const noexcept { return ok_ && rest_.empty(); }
   bool ok() const noexcept { return ok_; }
