@@ -23,7 +23,8 @@
 #       order service, the setup and the reads go to the service of each path. ORDERS_REAL
 #       (300k) orders. Then what one reply or command publish costs: raw librdkafka
 #       (benchmarks/kafka/raw_window.c) with one message in flight, with the services' producer
-#       settings (idempotent, acks=all, linger 1 ms) and without linger, and with acks=1.
+#       settings (idempotent, acks=all, linger CHECKOUT_LINGER_MS, default 20 ms), linger 1 ms, without
+#       linger, and with acks=1.
 #
 # Prints, per mode, the load average before and after, checkouts/s, p50/p99 latency, refusals and
 # errors, each process's CPU time per checkout (memory: the server; real: each service, the
@@ -280,7 +281,9 @@ for mode in $MODES; do
       # shellcheck disable=SC2046
       cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
       raw() { "$tmp/raw_window" "$bootstrap" "${prefix}.raw" "$PARTITIONS" 1 3 "$@" 2> >(grep -v '^%' >&2) | sed 's/^raw_window: //'; }
-      echo "real publish latency, acks=all linger 1 ms (the services' producer): $(raw linger.ms 1)"
+      linger=${CHECKOUT_LINGER_MS:-20}
+      echo "real publish latency, acks=all linger $linger ms (the services' producer): $(raw linger.ms "$linger")"
+      echo "real publish latency, acks=all linger 1 ms:                          $(raw linger.ms 1)"
       echo "real publish latency, acks=all linger 0:                             $(raw linger.ms 0)"
       echo "real publish latency, acks=1 linger 0 (not idempotent):              $(raw linger.ms 0 enable.idempotence false acks 1)"
       # On a shared cluster the run's topics go too, once no service of it can use them.

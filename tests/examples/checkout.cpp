@@ -353,3 +353,51 @@ TEST_F(checkout_services, consistency_exactly_the_stock_is_sold) {
 }
 
 } // namespace
+
+// The stored forms of the order record and the saga context (checkout/record_codec.hpp): every
+// field comes back, any bytes fit in a string, and bytes that are not a record are an error.
+TEST(checkout_records, round_trip_and_refuse_what_is_not_a_record) {
+  checkout::order_record r;
+  r.user_id = "u:1\n2";
+  r.items = {{"7", 2}, {"a:b", 1}};
+  r.total_cost = 9007199254740991;
+  r.paid = true;
+  r.attempt = 3;
+  r.checkout = checkout::checkout_state::paid;
+  auto back = checkout::decode_order("o", checkout::encode_order(r));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back.value().user_id, r.user_id);
+  ASSERT_EQ(back.value().items.size(), 2u);
+  EXPECT_EQ(back.value().items[1].item_id, "a:b");
+  EXPECT_EQ(back.value().items[0].quantity, 2);
+  EXPECT_EQ(back.value().total_cost, r.total_cost);
+  EXPECT_TRUE(back.value().paid);
+  EXPECT_EQ(back.value().attempt, 3u);
+  EXPECT_EQ(back.value().checkout, checkout::checkout_state::paid);
+
+  const auto c = checkout::context_for("o1", r);
+  auto c_back = checkout::context_codec::decode(checkout::context_codec::encode(c));
+  ASSERT_TRUE(c_back);
+  EXPECT_EQ(c_back.value().saga_id, "o1#3");
+  EXPECT_EQ(c_back.value().user_id, r.user_id);
+  ASSERT_EQ(c_back.value().take.size(), 2u);
+  EXPECT_EQ(c_back.value().take[0].item_id, "7");
+
+  const auto bytes = checkout::encode_order(r);
+  const std::vector<std::string> bad_records = {"",
+                                                "{\"paid\":true}",
+                                                bytes.substr(0, bytes.size() - 1),
+                                                bytes + "x",
+                                                "O1\n2\n0\n0\n0\n0:\n0\n",
+                                                "O1\n0\n0\n9\n0\n0:\n0\n",
+                                                "O1\n0\n0\n0\n-1\n0:\n0\n",
+                                                "O1\n0\n0\n0\n0\n5:ab\n0\n",
+                                                "O1\n0\n0\n0\n0\n0:\n99999999999\n"};
+  for (const auto& bad : bad_records) {
+    auto got = checkout::decode_order("o", bad);
+    ASSERT_FALSE(got) << bad;
+    EXPECT_EQ(got.error(), bulwark::errc::protocol_error);
+  }
+  EXPECT_TRUE(checkout::decode_order("o", "O1\n0\n0\n0\n0\n0:\n0\n"));
+  EXPECT_FALSE(checkout::context_codec::decode("C1\n1\n"));
+}

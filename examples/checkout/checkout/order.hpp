@@ -8,6 +8,7 @@
 // others that raced it see `running` and wait on that saga.
 
 #include <checkout/input.hpp>
+#include <checkout/record_codec.hpp>
 
 #include <bulwark/ledger.hpp>
 
@@ -30,11 +31,6 @@ enum class checkout_state : std::uint8_t {
   failed,  ///< attempt `attempt` was rolled back (compensated): a new checkout may start
   paid,    ///< attempt `attempt` completed: the order is paid, for good
 };
-NLOHMANN_JSON_SERIALIZE_ENUM(checkout_state, {{checkout_state::idle, "idle"},
-                                              {checkout_state::running, "running"},
-                                              {checkout_state::failed, "failed"},
-                                              {checkout_state::paid, "paid"}})
-
 struct order_line {
   std::string item_id;
   bulwark::amount quantity = 0;
@@ -54,18 +50,47 @@ inline void from_json(const nlohmann::json& j, order_line& l) {
   l.item_id = j.at(0).get<std::string>();
   l.quantity = j.at(1).get<bulwark::amount>();
 }
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(order_record, user_id, items, total_cost, paid, attempt, checkout)
+
+namespace detail {
+inline void write_lines(field_writer& w, const std::vector<order_line>& lines) {
+  w.number(lines.size());
+  for (const auto& l : lines) w.text(l.item_id).number(l.quantity);
+}
+inline bool read_lines(field_reader& in, std::vector<order_line>& lines) {
+  std::size_t n = 0;
+  // Each line takes at least 5 bytes ("0:\n0\n"): a count the bytes cannot hold is refused
+  // before anything is allocated for it.
+  if (!in.number(n).ok() || n > in.left() / 5) return false;
+  lines.resize(n);
+  for (auto& l : lines)
+    if (!in.text(l.item_id).number(l.quantity).ok() || l.quantity < 0 || l.quantity > bulwark::max_amount) return false;
+  return true;
+}
+inline bool valid_total(bulwark::amount a) { return a >= 0 && a <= bulwark::max_amount; }
+} // namespace detail
+
+/// An order record's stored bytes (record_codec.hpp):
+///   O1 \n paid \n attempt \n checkout state \n total \n user \n n lines \n (item \n quantity \n)*
+inline std::string encode_order(const order_record& r) {
+  detail::field_writer w("O1", 48 + r.user_id.size() + 24 * r.items.size());
+  w.number(r.paid ? 1 : 0).number(r.attempt).number(static_cast<int>(r.checkout)).number(r.total_cost).text(r.user_id);
+  detail::write_lines(w, r.items);
+  return std::move(w).take();
+}
 
 /// An order record from its stored bytes; errc::protocol_error when they are not one.
 inline bulwark::result<order_record> decode_order(std::string_view id, std::string_view bytes) {
-  try {
-    return nlohmann::json::parse(bytes).get<order_record>();
-  } catch (const nlohmann::json::exception& e) {
-    return bulwark::error(bulwark::errc::protocol_error, "order " + std::string(id) + ": " + e.what());
-  }
+  detail::field_reader in(bytes, "O1");
+  order_record r;
+  int paid = 0, state = 0;
+  in.number(paid).number(r.attempt).number(state).number(r.total_cost).text(r.user_id);
+  if (!in.ok() || paid < 0 || paid > 1 || state < 0 || state > static_cast<int>(checkout_state::paid) ||
+      !detail::valid_total(r.total_cost) || !detail::read_lines(in, r.items) || !in.done())
+    return bulwark::error(bulwark::errc::protocol_error, "order " + std::string(id) + ": not an order record");
+  r.paid = paid == 1;
+  r.checkout = static_cast<checkout_state>(state);
+  return r;
 }
-
-inline std::string encode_order(const order_record& r) { return nlohmann::json(r).dump(); }
 
 inline std::string order_key(std::string_view id) { return "order/" + std::string(id); }
 
@@ -113,7 +138,26 @@ struct checkout_context {
   bulwark::amount total_cost = 0;
   std::vector<order_line> take; ///< per item: its summed quantity, each item once, in id order
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(checkout_context, order_id, saga_id, attempt, user_id, total_cost, take)
+
+/// The saga's codec for its context (written into the saga log at every transition):
+///   C1 \n attempt \n total \n order id \n saga id \n user \n n lines \n (item \n quantity \n)*
+struct context_codec {
+  static std::string encode(const checkout_context& c) {
+    detail::field_writer w("C1", 48 + c.order_id.size() + c.saga_id.size() + c.user_id.size() + 24 * c.take.size());
+    w.number(c.attempt).number(c.total_cost).text(c.order_id).text(c.saga_id).text(c.user_id);
+    detail::write_lines(w, c.take);
+    return std::move(w).take();
+  }
+  /// errc::invalid_argument (what the saga codecs answer) for bytes that are not a context.
+  static bulwark::result<checkout_context> decode(std::string_view bytes) {
+    detail::field_reader in(bytes, "C1");
+    checkout_context c;
+    in.number(c.attempt).number(c.total_cost).text(c.order_id).text(c.saga_id).text(c.user_id);
+    if (!in.ok() || !detail::valid_total(c.total_cost) || !detail::read_lines(in, c.take) || !in.done())
+      return bulwark::error(bulwark::errc::invalid_argument, "not a checkout saga context");
+    return c;
+  }
+};
 
 inline checkout_context context_for(std::string_view order_id, const order_record& r) {
   checkout_context c{std::string(order_id), saga_id(order_id, r.attempt), r.attempt, r.user_id, r.total_cost, {}};

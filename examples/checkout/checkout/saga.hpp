@@ -34,7 +34,7 @@
 namespace checkout {
 
 namespace saga = bulwark::saga;
-using checkout_definition = saga::definition<checkout_context>;
+using checkout_definition = saga::definition<checkout_context, context_codec>;
 
 /// How the saga's steps retry. Compensations and the confirm step (past the pivot) retry for
 /// long (an hour at 1 s apart once the backoff is at its cap): both are idempotent, and neither

@@ -54,7 +54,17 @@ struct settings {
   unsigned redis_replicas_acked = 0;             // cluster: WAIT for this many replicas after each write
   std::chrono::milliseconds redis_timeout{2000}; // cluster: one call, redirections and retries included
   std::size_t max_batch = 128; // a participant's commands handled together (saga::participant_options)
+  std::vector<std::pair<std::string, std::string>> kafka_properties; // extra librdkafka settings
+  std::chrono::milliseconds linger{20}; // the producer's linger.ms (see README, "Benchmark")
 };
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
 
 settings read_settings(int argc, char** argv, std::string name, const char* default_port) {
   settings s;
@@ -74,19 +84,20 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.replication = std::stoi(option(argc, argv, "--replication", "CHECKOUT_REPLICATION", "3"));
   s.max_batch = static_cast<std::size_t>(std::stoul(option(argc, argv, "--max-batch", "CHECKOUT_MAX_BATCH", "128")));
   if (s.max_batch == 0) throw std::invalid_argument("--max-batch must be at least 1");
+  s.linger = std::chrono::milliseconds(std::stoll(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", "20")));
+  if (s.linger.count() < 0) throw std::invalid_argument("--linger-ms must not be negative");
+  // "name=value,name=value": librdkafka settings after the services' own (they win).
+  for (const auto& item : split(option(argc, argv, "--kafka-properties", "CHECKOUT_KAFKA_PROPERTIES", ""))) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::invalid_argument("--kafka-properties: \"" + item + "\" is not name=value");
+    s.kafka_properties.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
   return s;
 }
 
 // A store's Redis namespace: "{<prefix>-<store>}:" (one slot per store on a cluster).
 std::string ns(const settings& s, std::string_view store) { return "{" + s.prefix + "-" + std::string(store) + "}:"; }
-
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream in(list);
-  for (std::string item; std::getline(in, item, ',');)
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 // The one thread every Redis and Kafka call runs on, and the clients on it.
 class home {
@@ -109,12 +120,16 @@ public:
     }
     auto cfg = bulwark::kafka::config{};
     cfg.bootstrap_servers = s.kafka;
-    cfg.linger = std::chrono::milliseconds(1);
+    // Every publish of a checkout (two commands, two replies) waits up to this long for others
+    // to share its produce request. At 1 ms the producer's broker threads woke for nearly every
+    // message and took over half of the order service's CPU per checkout (README, "Benchmark").
+    cfg.linger = s.linger;
     cfg.session_timeout = std::chrono::milliseconds(6000);
     cfg.heartbeat_interval = std::chrono::milliseconds(500);
     cfg.drain_timeout = std::chrono::milliseconds(2000);
     cfg.default_partitions = s.partitions;
     cfg.default_replication_factor = s.replication;
+    cfg.properties = s.kafka_properties;
     cfg.metrics = std::move(metrics);
     auto bus = kafka_bus::create(context_.get_executor(), cfg);
     if (!bus) throw std::runtime_error("kafka: " + bus.error().message());

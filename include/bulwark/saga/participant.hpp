@@ -356,20 +356,32 @@ public:
   }
 
   /// Purges up to `limit` records whose retention has passed (see the header comment); the
-  /// number purged. Errors: the store's (what was purged before it stays purged). Cost: one
-  /// scan, then one get and one or two erases per index entry due.
+  /// number purged. Errors: the store's (what was purged before it stays purged). Cost: a scan
+  /// of the oldest index entry; when it is due, a scan of `limit`, then one get and one or two
+  /// erases per index entry due. (Most calls find nothing due: the one-entry scan keeps them
+  /// from reading `limit` entries for nothing, which cost Redis ~8 reads per checkout command.)
   task<std::size_t> purge_expired(std::size_t limit) {
     if (limit == 0) co_return std::size_t{0};
     const std::int64_t now = now_ms();
     const std::string index_prefix = opts_.key_prefix + "x/";
+    // An entry's key after the prefix: 16-digit expiry, '/', the record's name; its expiry or -1.
+    auto due_of = [&index_prefix](std::string_view key) -> std::int64_t {
+      const std::string_view rest = key.substr(index_prefix.size());
+      std::int64_t due = 0;
+      const bool well_formed = rest.size() > 17 && rest[16] == '/' &&
+                               std::from_chars(rest.data(), rest.data() + 16, due).ptr == rest.data() + 16;
+      return well_formed ? due : -1;
+    };
+    auto peeking = store_.scan(index_prefix, "", 1);
+    BOOST_OUTCOME_CO_TRY(oldest, co_await std::move(peeking));
+    if (oldest.entries.empty() || due_of(oldest.entries.front().key) > now) co_return std::size_t{0};
     auto scanning = store_.scan(index_prefix, "", limit);
     BOOST_OUTCOME_CO_TRY(page, co_await std::move(scanning));
     std::size_t purged = 0;
     for (const auto& entry : page.entries) {
       const std::string_view rest = std::string_view(entry.key).substr(index_prefix.size());
-      std::int64_t due = 0;
-      const bool well_formed = rest.size() > 17 && rest[16] == '/' &&
-                               std::from_chars(rest.data(), rest.data() + 16, due).ptr == rest.data() + 16;
+      const std::int64_t due = due_of(entry.key);
+      const bool well_formed = due >= 0;
       if (well_formed && due > now) break; // the index is in expiry order: nothing further is due
       if (well_formed) {
         const std::string key = opts_.key_prefix + "r/" + std::string(rest.substr(17));
