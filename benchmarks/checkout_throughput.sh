@@ -91,7 +91,7 @@ start() {
   pids+=($!)
   port=
   for _ in $(seq 600); do
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$tmp/$name.log" | head -1)
+    port=$( (sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$tmp/$name.log" 2>/dev/null || true) | head -1)
     [ -n "$port" ] && return 0
     alive "${pids[-1]}" || break
     sleep 0.1

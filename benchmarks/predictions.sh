@@ -90,7 +90,7 @@ start() {
   pids+=($!)
   port=
   for _ in $(seq 600); do
-    port=$(sed -n 's|^predictions: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$tmp/$name.log")
+    port=$(sed -n 's|^predictions: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$tmp/$name.log" 2>/dev/null || true)
     [ -n "$port" ] && return 0
     sleep 0.1
   done

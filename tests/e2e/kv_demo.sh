@@ -12,7 +12,7 @@ trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; cat "$log"; exit 1; }
 port=
 for _ in $(seq 100); do
-  port=$(sed -n 's|^kv-demo: listening on http://[^:]*:\([0-9]*\).*|\1|p' "$log")
+  port=$(sed -n 's|^kv-demo: listening on http://[^:]*:\([0-9]*\).*|\1|p' "$log" 2>/dev/null || true) # the log may not exist yet
   [ -n "$port" ] && break
   kill -0 $pid 2>/dev/null || fail "exited before listening"
   sleep 0.1

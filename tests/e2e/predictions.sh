@@ -55,7 +55,8 @@ listening() {
   local name=$1 pid_var="pid_$1"
   port=
   for _ in $(seq 300); do
-    port=$(sed -n 's|^predictions: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$work/$name.log")
+    # The background process may not have opened its log yet: no file is no port yet.
+    port=$(sed -n 's|^predictions: listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$work/$name.log" 2>/dev/null || true)
     [ -n "$port" ] && return 0
     kill -0 "${!pid_var}" 2>/dev/null || fail "$name exited at start"
     sleep 0.1
