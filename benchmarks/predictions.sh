@@ -11,7 +11,8 @@
 # generator's predictions in turn. An ingestion API is driven by many clients: the default 1,000
 # connections keep enough requests in flight for the producer to fill its batches (with 64 the
 # script measured what the cluster gives 64 messages in flight: about 1,000/s on a quiet
-# machine, a few hundred under load). `--linger-ms` stays the library's 5 ms, as raw_window's.
+# machine, a few hundred under load). The producer's linger is LINGER_MS (default 20, the
+# example's default) on both the API and raw_window's ceiling.
 # Accepted/s
 # is the servers' own count (predictions_inputs_total{outcome="accepted"} over the run), not
 # the client's. The lag is predictions_lag_seconds (from the 202's timestamp at the API to the
@@ -49,6 +50,7 @@ source scripts/lib.sh
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-30s}
 CONNECTIONS=${CONNECTIONS:-1000}
+LINGER_MS=${LINGER_MS:-20}
 MODES=${MODES:-memory real}
 if [ -z "${BUILD_DIR:-}" ]; then
   BUILD_DIR=build/release
@@ -200,7 +202,7 @@ run() {
     # The ceiling: raw librdkafka, the producer's settings, the same number in flight as
     # loadgen's connections, on the same (warm) cluster, a topic of the same shape, just before the run.
     ceiling=$("$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" "${PREDICTIONS_TOPIC}_raw" "$PREDICTIONS_PARTITIONS" \
-      "$CONNECTIONS" "$(seconds_of "$DURATION")" 2> >(grep -v '^%' >&2))
+      "$CONNECTIONS" "$(seconds_of "$DURATION")" linger.ms "$LINGER_MS" 2> >(grep -v '^%' >&2))
     echo "$ceiling (load average $(load))"
     ceiling_rate=$(sed -n 's/.* = \([0-9]*\) msgs\/s.*/\1/p' <<<"$ceiling")
   fi
@@ -261,7 +263,7 @@ for mode in $MODES; do
       fi
       suffix="bench_$(date +%s)_$$"
       export PREDICTIONS_BACKEND=real PREDICTIONS_KAFKA="$BULWARK_KAFKA_BOOTSTRAP" PREDICTIONS_TOPIC="predictions_$suffix" \
-        PREDICTIONS_GROUP="predictions_$suffix" PREDICTIONS_PARTITIONS=12 \
+        PREDICTIONS_GROUP="predictions_$suffix" PREDICTIONS_PARTITIONS=12 PREDICTIONS_LINGER_MS="$LINGER_MS" \
         PREDICTIONS_MYSQL_HOST="$BULWARK_MYSQL_HOST" PREDICTIONS_MYSQL_PORT="$BULWARK_MYSQL_PORT" \
         PREDICTIONS_MYSQL_USER="$BULWARK_MYSQL_USER" PREDICTIONS_MYSQL_PASSWORD="${BULWARK_MYSQL_PASSWORD:-}" \
         PREDICTIONS_MYSQL_DATABASE="${BULWARK_MYSQL_DATABASE:-bulwark_test}" PREDICTIONS_LOGS_TABLE="predictions_$suffix" \

@@ -188,10 +188,10 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c.value().kafka, "127.0.0.1:9092");
   EXPECT_EQ(c.value().role, pr::role_kind::consumer);
-  EXPECT_EQ(c.value().linger, 5ms);
-  c = pr::parse_config({"--backend", "real", "--linger-ms", "20"}, env);
-  ASSERT_TRUE(c);
   EXPECT_EQ(c.value().linger, 20ms);
+  c = pr::parse_config({"--backend", "real", "--linger-ms", "5"}, env);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.value().linger, 5ms);
   EXPECT_EQ(pr::parse_config({}, none).value().logs_retention, std::chrono::hours(24 * 7));
   c = pr::parse_config({"--logs-retention-s", "0", "--logs-prune-interval-s", "5"}, none);
   ASSERT_TRUE(c);
