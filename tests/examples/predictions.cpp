@@ -346,7 +346,7 @@ void a_batch_counts_each_id_once(asio::any_io_executor ex, Logs& logs, Aggregate
 
 // The retention: 120 logs accepted 8 days ago (one of them erased before: a tombstone) and 5
 // just now; one pass (pages of 50, the last one partial) removes exactly the old ones, a second
-// finds nothing; a stopped pruner stops. The memory repository's or MariaDB's.
+// finds nothing; a stopped pruner stops, and runs again when started again. The memory repository's or MariaDB's.
 template <class Logs> void old_logs_are_pruned(asio::any_io_executor ex, Logs& logs) {
   auto metrics = std::make_shared<bulwark::metrics::registry>();
   pr::id_source ids;
@@ -385,6 +385,12 @@ template <class Logs> void old_logs_are_pruned(asio::any_io_executor ex, Logs& l
   EXPECT_EQ(bulwark::app::block_on(ex, pruner.prune_now()).value(), 0u);
   pruner.start(); // a first pass at once, then every minute; stop() ends it without waiting a minute
   pruner.stop();
+  // Started again after a stop: a new loop, whose first pass removes a log that aged meanwhile.
+  ASSERT_TRUE(bulwark::app::block_on(ex, put_all(logs, {pr::log_key(ids.next(old + 200))})));
+  pruner.start();
+  EXPECT_TRUE(eventually([&] { return sample(*metrics, "predictions_logs_pruned_total") == 121; }));
+  pruner.stop();
+  pruner.stop(); // idempotent
 }
 
 } // namespace

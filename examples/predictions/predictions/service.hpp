@@ -26,7 +26,6 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
@@ -184,26 +183,24 @@ template <class Logs> bulwark::task<std::vector<std::string>> all_log_ids(Logs& 
 /// consumer replica prunes, and a log another removed first is simply not there. Lives on the
 /// models' executor; start(), then stop() from another thread (it waits for the page in
 /// progress, if any).
-template <bulwark::purgeable_repository Logs> class logs_pruner {
+/// Start and stop of one periodic loop on an executor (the logs' pruning, the streams' push):
+/// start() spawns the loop, stop() wakes its wait and returns once the loop has ended, so nothing
+/// touches the owner after stop(); start() after stop() runs a new loop. start() and stop() are
+/// called from threads other than the executor's (stop() waits for it); the loop reads
+/// stopping() and sleeps through sleep(), on the executor.
+class loop_control {
 public:
-  struct options {
-    std::chrono::seconds retention{std::chrono::hours(24 * 7)}; ///< 0: keep every log
-    std::chrono::seconds interval{60};
-    std::size_t page = 1000;
-  };
+  explicit loop_control(asio::any_io_executor ex) : ex_(std::move(ex)), timer_(ex_) {}
+  loop_control(const loop_control&) = delete;
+  loop_control& operator=(const loop_control&) = delete;
+  ~loop_control() { stop(); }
 
-  logs_pruner(asio::any_io_executor ex, Logs& logs, options o, std::shared_ptr<bulwark::metrics::registry> metrics)
-      : ex_(std::move(ex)), logs_(logs), opts_(o), timer_(ex_),
-        pruned_(
-            metrics->counter_family("predictions_logs_pruned_total", "Logs erased by the retention", {}).labels({})) {}
-  logs_pruner(const logs_pruner&) = delete;
-  logs_pruner& operator=(const logs_pruner&) = delete;
-  ~logs_pruner() { stop(); }
-
-  void start() {
-    if (opts_.retention.count() == 0 || started_) return;
+  void start(asio::awaitable<void> loop) {
+    if (started_) return;
     started_ = true;
-    asio::co_spawn(ex_, loop(), [this](std::exception_ptr) { done_.set_value(); });
+    stopping_ = false; // no loop runs: stop() waited for the last one
+    done_ = std::promise<void>();
+    asio::co_spawn(ex_, std::move(loop), [this](std::exception_ptr) { done_.set_value(); });
   }
 
   void stop() {
@@ -216,13 +213,57 @@ public:
     done_.get_future().wait();
   }
 
+  /// On the executor: stop() was called.
+  bool stopping() const noexcept { return stopping_; }
+
+  /// On the executor: waits `d`, or less when stop() comes. False when stopping.
+  asio::awaitable<bool> sleep(std::chrono::steady_clock::duration d) {
+    if (stopping_) co_return false; // stop() came during a pass: its cancel found no wait
+    timer_.expires_after(d);
+    asio::error_code ec;
+    co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return !stopping_;
+  }
+
+private:
+  asio::any_io_executor ex_;
+  asio::steady_timer timer_;
+  bool started_ = false;  ///< start()/stop()'s thread
+  bool stopping_ = false; ///< the executor's
+  std::promise<void> done_;
+};
+
+template <bulwark::purgeable_repository Logs> class logs_pruner {
+public:
+  struct options {
+    std::chrono::seconds retention{std::chrono::hours(24 * 7)}; ///< 0: keep every log
+    std::chrono::seconds interval{60};
+    std::size_t page = 1000;
+  };
+
+  logs_pruner(asio::any_io_executor ex, Logs& logs, options o, std::shared_ptr<bulwark::metrics::registry> metrics)
+      : logs_(logs), opts_(o), loop_(std::move(ex)),
+        pruned_(
+            metrics->counter_family("predictions_logs_pruned_total", "Logs erased by the retention", {}).labels({})) {}
+  logs_pruner(const logs_pruner&) = delete;
+  logs_pruner& operator=(const logs_pruner&) = delete;
+  ~logs_pruner() { stop(); }
+
+  /// A pass at once, then one every interval, until stop(). Again after a stop().
+  void start() {
+    if (opts_.retention.count() != 0) loop_.start(loop());
+  }
+
+  /// Ends the loop (a pass in progress ends after its current page) and waits for it.
+  void stop() { loop_.stop(); }
+
   /// One pass now: every log older than the retention, page by page. Returns how many this
   /// pass removed. On the models' executor.
   bulwark::task<std::size_t> prune_now() {
     const auto cutoff = unix_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(opts_.retention).count();
     const std::string after = logs_before_key(cutoff); // the purge reads it when awaited
     std::size_t removed = 0;
-    while (!stopping_) {
+    while (!loop_.stopping()) {
       auto purging = logs_.purge(log_prefix, after, opts_.page);
       BOOST_OUTCOME_CO_TRY(n, co_await std::move(purging));
       removed += n;
@@ -234,24 +275,16 @@ public:
 
 private:
   asio::awaitable<void> loop() {
-    while (!stopping_) {
+    do {
       auto pruning = prune_now();
       (void)co_await std::move(pruning); // a store down: the next period tries again
-      if (stopping_) break;              // stop() came during the pass: its cancel found no wait
-      timer_.expires_after(opts_.interval);
-      asio::error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    } while (co_await loop_.sleep(opts_.interval));
   }
 
-  asio::any_io_executor ex_;
   Logs& logs_;
   options opts_;
-  asio::steady_timer timer_;
+  loop_control loop_;
   bulwark::metrics::counter& pruned_;
-  bool started_ = false;  ///< start()/stop()'s thread
-  bool stopping_ = false; ///< the executor's
-  std::promise<void> done_;
 };
 
 inline constexpr std::size_t default_logs_limit = 50;
@@ -282,7 +315,7 @@ public:
   };
 
   views(asio::any_io_executor ex, Logs& logs, Aggregates& aggregates, options o)
-      : ex_(std::move(ex)), logs_(logs), aggregates_(aggregates), opts_(o) {
+      : ex_(ex), logs_(logs), aggregates_(aggregates), opts_(o), loop_(std::move(ex)) {
     opts_.stream.retry = std::chrono::milliseconds(1000);
   }
 
@@ -324,15 +357,25 @@ public:
     co_return bulwark::http::json(list);
   }
 
-  /// Starts the push loop (on the executor given at construction).
-  void start() { asio::co_spawn(ex_, push_loop(), asio::detached); }
+  /// Starts the push loop (on the executor given at construction); again after a stop().
+  void start() {
+    {
+      std::lock_guard lock(mutex_);
+      stopped_ = false;
+    }
+    loop_.start(push_loop());
+  }
 
-  /// Ends every open stream and the loop (the HTTP server's stop ends the connections too).
+  /// Ends every open stream, then the loop, and waits for it (a push in progress ends first):
+  /// after stop() nothing touches the views. The HTTP server's stop ends the connections too.
   void stop() {
-    std::lock_guard lock(mutex_);
-    *stopped_ = true;
-    for (auto& s : live_streams_) s.stream->close();
-    for (auto& s : log_streams_) s.stream->close();
+    {
+      std::lock_guard lock(mutex_);
+      stopped_ = true;
+      for (auto& s : live_streams_) s.stream->close();
+      for (auto& s : log_streams_) s.stream->close();
+    }
+    loop_.stop();
   }
 
   std::size_t open_streams() const {
@@ -352,7 +395,7 @@ private:
   bulwark::http::response subscribe(std::vector<subscriber>& to, std::size_t limit = 0) {
     auto s = std::make_shared<bulwark::http::event_stream>(opts_.stream);
     std::lock_guard lock(mutex_);
-    if (*stopped_) s->close();
+    if (stopped_) s->close();
     to.push_back({s, limit, std::make_shared<bool>(true)});
     return bulwark::http::event_stream_response(std::move(s));
   }
@@ -360,14 +403,8 @@ private:
   // Reads the aggregates every push_interval while a stream is open and sends them to each
   // stream when they changed (or it is new); then the logs, when the total changed.
   asio::awaitable<void> push_loop() {
-    auto stopped = stopped_; // stop() may come while the loop waits; the views outlive the loop's last turn
-    asio::steady_timer timer(ex_);
     std::string last_live;
-    while (!*stopped) {
-      timer.expires_after(opts_.push_interval);
-      asio::error_code ec;
-      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (*stopped) break;
+    while (co_await loop_.sleep(opts_.push_interval)) {
       std::vector<subscriber> live_streams, log_streams;
       {
         std::lock_guard lock(mutex_);
@@ -416,7 +453,8 @@ private:
   options opts_;
   mutable std::mutex mutex_;
   std::vector<subscriber> live_streams_, log_streams_;
-  std::shared_ptr<bool> stopped_ = std::make_shared<bool>(false);
+  bool stopped_ = false; ///< new streams are closed at once (under mutex_)
+  loop_control loop_;
 };
 
 /// The routes of an API process: POST /input, GET /live, GET /logs, / (to the live page).
