@@ -201,7 +201,9 @@ private:
     result<void> ensure(const topic_spec& spec) const {
       // Found: made a moment ago perhaps (another service starting too), so not yet known to
       // every broker: wait as create() does.
-      if (auto d = describe_once(spec.name); d && !d.value().partitions.empty()) return wait_for_leaders(spec.name);
+      std::vector<std::pair<std::int32_t, std::string>> brokers;
+      if (auto d = describe_once(spec.name, nullptr, nullptr, &brokers); d && !d.value().partitions.empty())
+        return wait_for_leaders(spec.name, led(d.value()) ? &brokers : nullptr);
       auto r = create(spec);
       // Created meanwhile by another client (two services starting together), or a broker lagged:
       // wait for its leaders as create() does, so that a subscription made next sees the topic.
@@ -219,13 +221,17 @@ private:
     // along). So this waits until each broker itself describes the topic with a leader for
     // every partition: first through this handle, then through a handle bootstrapped on each
     // broker alone (its first request can only go there; the answer names the broker).
-    result<void> wait_for_leaders(const std::string& name) const {
+    // `led_on`: the brokers of a description that already had a leader for every partition
+    // (ensure()'s), so the first step is done.
+    result<void> wait_for_leaders(const std::string& name,
+                                  const std::vector<std::pair<std::int32_t, std::string>>* led_on = nullptr) const {
       const auto deadline = std::chrono::steady_clock::now() + cfg.admin_timeout;
       auto timed_out = [&](const std::string& what) {
         return make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "no leader for every partition of " + name + what);
       };
       std::vector<std::pair<std::int32_t, std::string>> brokers; // id, host:port
-      for (;;) {
+      if (led_on) brokers = *led_on;
+      while (!led_on) {
         auto d = describe_once(name, nullptr, nullptr, &brokers);
         if (d && led(d.value())) break;
         if (std::chrono::steady_clock::now() > deadline) return timed_out("");
@@ -258,14 +264,12 @@ private:
     // probe could not be made; unreachable when no broker answered at all.
     view broker_view(const std::string& name, std::int32_t id, const std::string& address,
                      std::chrono::steady_clock::time_point deadline) const {
-      config one = cfg;
-      one.bootstrap_servers = address;
       const detail::property_list own{{"allow.auto.create.topics", "false"}, {"client.id", "bulwark-admin-probe"}};
-      auto conf = detail::make_conf(one, own);
+      auto conf = detail::make_conf(cfg, own);
       if (!conf) return view::not_yet;
       char errstr[256];
       if (rd_kafka_conf_set(conf.value().get(), "bootstrap.servers", address.c_str(), errstr, sizeof errstr) !=
-          RD_KAFKA_CONF_OK) // over a bootstrap.servers in config::properties
+          RD_KAFKA_CONF_OK) // over config::bootstrap_servers and any bootstrap.servers in config::properties
         return view::not_yet;
       auto probe = detail::make_handle(RD_KAFKA_PRODUCER, std::move(conf).value());
       if (!probe) return view::not_yet;
