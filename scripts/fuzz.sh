@@ -7,6 +7,12 @@
 #   snapshot_load tests/fuzz/snapshot_load_fuzz.cpp, seeds tests/fuzz/snapshot_load_corpus
 #   channel_metadata  tests/fuzz/channel_metadata_fuzz.cpp (the example's document parser),
 #                 seeds tests/fuzz/channel_metadata_corpus
+#   event_log_scanner  tests/fuzz/event_log_scanner_fuzz.cpp (the event-log stages' JSON scanner
+#                 against nlohmann_json, and the command API's body check), seeds tests/fuzz/event_log_corpus
+#   checkout_codec  tests/fuzz/checkout_codec_fuzz.cpp (the order record and saga context codecs),
+#                 seeds tests/fuzz/checkout_corpus
+#   predictions_input  tests/fuzz/predictions_input_fuzz.cpp (POST /input's check and the published
+#                 form), seeds tests/fuzz/predictions_corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --all   # clang (libFuzzer)
@@ -17,11 +23,15 @@ case "$target" in
   frame_decode) seeds=tests/fuzz/frame_corpus ;;
   snapshot_load) seeds=tests/fuzz/snapshot_load_corpus ;;
   channel_metadata) seeds=tests/fuzz/channel_metadata_corpus ;;
-  *) echo "fuzz: unknown target $target (http_parser, frame_decode, snapshot_load, channel_metadata)" >&2; exit 2 ;;
+  event_log_scanner) seeds=tests/fuzz/event_log_corpus ;;
+  checkout_codec) seeds=tests/fuzz/checkout_corpus ;;
+  predictions_input) seeds=tests/fuzz/predictions_corpus ;;
+  *) echo "fuzz: unknown target $target (http_parser, frame_decode, snapshot_load, channel_metadata, event_log_scanner, checkout_codec, predictions_input)" >&2; exit 2 ;;
 esac
 out=build/fuzz/$target
 mkdir -p "$out/corpus"
 clang++ -std=c++20 -DASIO_HAS_CO_AWAIT -DASIO_HAS_STD_COROUTINE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude -Iexamples/channel-metadata \
+  -Iexamples/event-log -Iexamples/checkout -Iexamples/predictions \
   "tests/fuzz/${target}_fuzz.cpp" -o "$out/${target}_fuzz"
 rm -f "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*
 status=0

@@ -70,7 +70,7 @@ public:
     const auto [ptr, ec] = std::from_chars(rest_.data(), rest_.data() + colon, length);
     if (ec != std::errc() || ptr != rest_.data() + colon) return fail();
     rest_.remove_prefix(colon + 1);
-    if (rest_.size() < length + 1 || rest_[length] != '\n') return fail();
+    if (length >= rest_.size() || rest_[length] != '\n') return fail(); // (length + 1 could wrap)
     out.assign(rest_.data(), length);
     rest_.remove_prefix(length + 1);
     return *this;

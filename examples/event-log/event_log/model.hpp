@@ -19,7 +19,9 @@
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <iterator>
 #include <optional>
 #include <random>
@@ -216,6 +218,13 @@ inline std::size_t nesting_depth(std::string_view text) {
   return deepest;
 }
 
+/// A request body's JSON text as the command carries it: without a leading UTF-8 byte order mark,
+/// which nlohmann_json skips and which would not be JSON inside the command.
+inline std::string_view body_text(std::string_view body) {
+  if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);
+  return body;
+}
+
 /// The body of a create or update, checked against `t`: a JSON object within `limits`, every
 /// required field present, every present field of its type, no field the type does not define.
 /// The error (errc::invalid_argument) carries the text of the 400 as its detail.
@@ -223,6 +232,9 @@ inline bulwark::result<json> check_body(const content_type& t, std::string_view 
   auto refuse = [](std::string why) { return bulwark::error(bulwark::errc::invalid_argument, std::move(why)); };
   if (text.size() > limits.max_bytes) return refuse(text::too_large(limits.max_bytes));
   if (nesting_depth(text) > limits.max_depth) return refuse(text::too_deep(limits.max_depth));
+  // nlohmann_json ends its input at a NUL byte (what follows is not read), where the stages'
+  // scanner reads on: a NUL is never part of valid JSON text, so such a body is not JSON.
+  if (text.find('\0') != std::string_view::npos) return refuse(std::string(text::not_json));
   auto body = json::parse(text, nullptr, false);
   if (body.is_discarded()) return refuse(std::string(text::not_json));
   if (!body.is_object()) return refuse(std::string(text::not_object));
@@ -319,7 +331,21 @@ private:
     }
     return true;
   }
-  static bool hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+  // The value of the next four hex digits, -1 when they are not.
+  int hex4() {
+    int v = 0;
+    for (int k = 0; k < 4; ++k, ++i_) {
+      if (i_ >= s_.size()) return -1;
+      const char c = s_[i_];
+      const int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+      if (d < 0) return -1;
+      v = v * 16 + d;
+    }
+    return v;
+  }
   bool string() {
     if (!eat('"')) return false;
     while (i_ < s_.size()) {
@@ -334,8 +360,15 @@ private:
       if (i_ >= s_.size()) return false;
       const char e = s_[i_++];
       if (e == 'u') {
-        for (int k = 0; k < 4; ++k)
-          if (i_ >= s_.size() || !hex(s_[i_++])) return false;
+        // As nlohmann_json: a high surrogate only followed by an escaped low one, never a low
+        // one alone.
+        const int unit = hex4();
+        if (unit < 0 || (unit >= 0xdc00 && unit <= 0xdfff)) return false;
+        if (unit >= 0xd800 && unit <= 0xdbff) {
+          if (!eat('\\') || !eat('u')) return false;
+          const int low = hex4();
+          if (low < 0xdc00 || low > 0xdfff) return false;
+        }
       } else if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos) {
         return false;
       }
@@ -348,6 +381,17 @@ private:
     return i_ > from;
   }
   bool number() {
+    const std::size_t from = i_;
+    if (!number_syntax()) return false;
+    // A number too large for a double is an error to nlohmann_json ("number overflow"), one too
+    // small reads as 0. Only long numbers or ones with an exponent can be either: those are
+    // read (strtod, as nlohmann_json does), the usual short ones are not.
+    const std::string_view n = s_.substr(from, i_ - from);
+    if (n.size() <= 300 && n.find_first_of("eE") == std::string_view::npos) return true;
+    const std::string copy(n);
+    return std::isfinite(std::strtod(copy.c_str(), nullptr));
+  }
+  bool number_syntax() {
     eat('-');
     if (eat('0')) {
       if (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') return false;

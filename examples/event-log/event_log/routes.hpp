@@ -67,8 +67,9 @@ inline bulwark::task<http::response> handle_command(command_api_context& ctx, ht
     detail::count(ctx.refused);
     co_return plain(400, text::bad_id(id));
   }
+  const std::string_view body = a == action::remove ? std::string_view("{}") : body_text(req.body);
   if (a != action::remove) {
-    auto checked = check_body(*type, req.body, ctx.limits);
+    auto checked = check_body(*type, body, ctx.limits);
     if (!checked) {
       detail::count(ctx.refused);
       co_return plain(400, checked.error().detail());
@@ -85,8 +86,7 @@ inline bulwark::task<http::response> handle_command(command_api_context& ctx, ht
   const std::string user(req.headers.value_or("X-User", "0"));
   // The body as received (check_body found it one valid JSON object of the type): as the
   // parser reads it, and not serialized again.
-  const std::string cmd =
-      command_text(a, *type, id, a == action::remove ? std::string_view("{}") : req.body, user, command_id);
+  const std::string cmd = command_text(a, *type, id, body, user, command_id);
   std::string status = R"({"id":")" + id + R"(","status":"accepted"})";
   auto marked = co_await ctx.mark_accepted(command_id, std::move(status));
   if (!marked) {
