@@ -33,9 +33,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -115,6 +117,15 @@ rd_kafka_conf_t* raw_producer_conf(const kafka::config& cfg) {
 
 std::atomic<long> raw_delivered{0}, raw_failed{0};
 std::atomic<long> raw_reported{0}; // delivered + failed, waited on by a windowed raw loop
+// A windowed raw loop sleeps here until the poll thread counted more reports. A mutex and a
+// condition variable, not atomic::wait: with GCC 12's libstdc++ a windowed run once spun in
+// atomic<long>::wait for 15 minutes after the last report had been counted (a lost wake-up).
+std::mutex reported_mutex;
+std::condition_variable reported_changed;
+void wait_for_reports_beyond(long seen) {
+  std::unique_lock lock(reported_mutex);
+  reported_changed.wait(lock, [&] { return raw_reported.load() != seen; });
+}
 
 // A raw librdkafka producer with kafka::producer's threading: a poll thread serves the
 // delivery reports. Kept for every round, as the bus keeps its producer.
@@ -140,7 +151,8 @@ public:
         rd_kafka_poll(rk_, 50);
         if (const long now = raw_reported.load(); now != notified) {
           notified = now;
-          raw_reported.notify_one();
+          { const std::lock_guard lock(reported_mutex); } // a waiter is asleep or sees the new count
+          reported_changed.notify_one();
         }
       }
     });
@@ -184,7 +196,7 @@ public:
     const auto cost0 = client_cost::now();
     for (long i = first; i < first + count; ++i) {
       for (long seen = raw_reported.load(); (i - first) - (seen - base) >= window; seen = raw_reported.load())
-        raw_reported.wait(seen);
+        wait_for_reports_beyond(seen);
       const auto key = key_of(i);
       const auto err =
           rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -192,7 +204,8 @@ public:
                             RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) die(rd_kafka_err2str(err));
     }
-    for (long seen = raw_reported.load(); seen - base < count; seen = raw_reported.load()) raw_reported.wait(seen);
+    for (long seen = raw_reported.load(); seen - base < count; seen = raw_reported.load())
+      wait_for_reports_beyond(seen);
     const double elapsed = seconds_since(t0);
     last_cost = client_cost::now() - cost0;
     if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
