@@ -4,10 +4,14 @@
 // subscription). Prints msgs/s and the ratios bulwark/raw.
 //   bulwark_kafka_bench [messages] [bytes] [window] [rounds] [batch] [small_window] [small_messages]
 //   (cluster: $BULWARK_KAFKA_BOOTSTRAP)
-// The publish phase runs three ways (raw; bulwark publish per message with `window`
-// coroutines; bulwark publish_batch of `batch` messages, window/batch batches in flight) in
-// `rounds` rounds (default 3) that rotate their order. `ratio:` is raw / publish_batch;
-// `ratio_per_message_publish:` is raw / publish. Then `small_messages` (default
+// The publish phase runs four ways in `rounds` rounds (default 3) that rotate their order: raw
+// librdkafka keeping `window` messages waiting for their reports; bulwark publish per message
+// with `window` coroutines; bulwark publish_batch of `batch` messages, window/batch batches in
+// flight; and, for reference, raw librdkafka with no bound but its queue (the baseline before
+// issue 17's third pass). `ratio:` is raw / publish_batch; `ratio_per_message_publish:` is raw
+// / publish, both at the same in-flight bound. Each way prints its client CPU per message (the
+// whole process, and the main thread's part) and minor page faults, counted from the moment
+// its clock starts. Then `small_messages` (default
 // min(messages, 9,000)) go out with `small_window` (default 64) in flight, in the same rounds
 // alternating raw (a loop that keeps that many waiting for their reports) and publish per
 // message (that many coroutines), on topics of their own: `ratio_per_message_publish_64:`.
@@ -19,6 +23,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
@@ -28,9 +33,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -50,6 +57,33 @@ double cpu_seconds() {
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
+
+/// What a phase cost the client: CPU of the whole process, CPU of the calling (main) thread,
+/// the process's minor page faults.
+struct client_cost {
+  double cpu = 0, main_cpu = 0;
+  long faults = 0;
+  static client_cost now() {
+    rusage self{}, thread{};
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_THREAD, &thread);
+    const auto secs = [](const rusage& u) {
+      return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+             static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    };
+    return {secs(self), secs(thread), self.ru_minflt};
+  }
+  client_cost& operator+=(const client_cost& o) {
+    cpu += o.cpu;
+    main_cpu += o.main_cpu;
+    faults += o.faults;
+    return *this;
+  }
+  client_cost operator-(const client_cost& o) const { return {cpu - o.cpu, main_cpu - o.main_cpu, faults - o.faults}; }
+};
+
+/// What the last publish phase cost from the moment its clock started to its last report.
+client_cost last_cost;
 
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
@@ -83,6 +117,15 @@ rd_kafka_conf_t* raw_producer_conf(const kafka::config& cfg) {
 
 std::atomic<long> raw_delivered{0}, raw_failed{0};
 std::atomic<long> raw_reported{0}; // delivered + failed, waited on by a windowed raw loop
+// A windowed raw loop sleeps here until the poll thread counted more reports. A mutex and a
+// condition variable, not atomic::wait: with GCC 12's libstdc++ a windowed run once spun in
+// atomic<long>::wait for 15 minutes after the last report had been counted (a lost wake-up).
+std::mutex reported_mutex;
+std::condition_variable reported_changed;
+void wait_for_reports_beyond(long seen) {
+  std::unique_lock lock(reported_mutex);
+  reported_changed.wait(lock, [&] { return raw_reported.load() != seen; });
+}
 
 // A raw librdkafka producer with kafka::producer's threading: a poll thread serves the
 // delivery reports. Kept for every round, as the bus keeps its producer.
@@ -96,13 +139,22 @@ public:
         ++raw_failed;
       else
         ++raw_delivered;
-      ++raw_reported;
-      raw_reported.notify_one();
+      raw_reported.fetch_add(1, std::memory_order_release);
     });
     rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
     if (!rk_) die(errstr);
+    // Wakes a windowed publisher once per poll (the reports one rd_kafka_poll served), as
+    // kafka::producer hands a poll's reports over in one post.
     poller_ = std::thread([this] {
-      while (polling_) rd_kafka_poll(rk_, 50);
+      long notified = 0;
+      while (polling_) {
+        rd_kafka_poll(rk_, 50);
+        if (const long now = raw_reported.load(); now != notified) {
+          notified = now;
+          { const std::lock_guard lock(reported_mutex); } // a waiter is asleep or sees the new count
+          reported_changed.notify_one();
+        }
+      }
     });
   }
   ~raw_producer() {
@@ -115,6 +167,7 @@ public:
   double publish(const std::string& topic, long first, long count, const std::string& value) {
     const long target = raw_delivered + raw_failed + count;
     const auto t0 = clock_type::now();
+    const auto cost0 = client_cost::now();
     for (long i = first; i < first + count; ++i) {
       const auto key = key_of(i);
       for (;;) {
@@ -129,6 +182,7 @@ public:
     }
     while (raw_delivered + raw_failed < target) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     const double elapsed = seconds_since(t0);
+    last_cost = client_cost::now() - cost0;
     if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
     return elapsed;
   }
@@ -139,9 +193,10 @@ public:
   double publish_windowed(const std::string& topic, long first, long count, const std::string& value, long window) {
     const long base = raw_reported.load();
     const auto t0 = clock_type::now();
+    const auto cost0 = client_cost::now();
     for (long i = first; i < first + count; ++i) {
       for (long seen = raw_reported.load(); (i - first) - (seen - base) >= window; seen = raw_reported.load())
-        raw_reported.wait(seen);
+        wait_for_reports_beyond(seen);
       const auto key = key_of(i);
       const auto err =
           rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -149,8 +204,10 @@ public:
                             RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_END);
       if (err != RD_KAFKA_RESP_ERR_NO_ERROR) die(rd_kafka_err2str(err));
     }
-    for (long seen = raw_reported.load(); seen - base < count; seen = raw_reported.load()) raw_reported.wait(seen);
+    for (long seen = raw_reported.load(); seen - base < count; seen = raw_reported.load())
+      wait_for_reports_beyond(seen);
     const double elapsed = seconds_since(t0);
+    last_cost = client_cost::now() - cost0;
     if (raw_failed) die(std::to_string(raw_failed.load()) + " raw deliveries failed");
     return elapsed;
   }
@@ -162,23 +219,38 @@ private:
 };
 
 // Publishes messages [first, first + count) through the bus with `window` publishers, each
-// awaiting its delivery before publishing the next message; returns seconds.
+// awaiting its delivery before it takes the next message (in index order, as the raw loop
+// produces them; a publisher that took every window-th message, as this did before, kept one
+// key, since window is a multiple of the 1,000 keys, and so one partition, and the two loops
+// produced different key orders); returns seconds. The publishers
+// (coroutines, as an API's requests are) are spawned before the clock starts and wait at a
+// gate that opens when it starts: creating them is the caller's cost, not the publish's (the
+// raw loop pays nothing for its callers either); spawning 50,000 per round (about 7 publishes
+// each) had put their frames' allocations and page faults in the timed span. Waking each at
+// the gate and its end still fall inside it.
 double bulwark_publish(kafka::event_bus& bus, asio::io_context& ctx, const std::string& topic, long first, long count,
                        const std::string& value, long window) {
   std::atomic<long> done{0}, failed{0};
-  auto lane = [&](long lane_first) -> asio::awaitable<void> {
-    for (long i = lane_first; i < first + count; i += window) {
+  long next = first; // the next message to publish, taken by whichever publisher is free
+  asio::steady_timer gate(ctx, asio::steady_timer::time_point::max());
+  auto lane = [&]() -> asio::awaitable<void> {
+    co_await gate.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    for (long i = next++; i < first + count; i = next++) {
       bulwark::message m{key_of(i), value, {}};
       auto d = co_await bus.publish(topic, std::move(m));
       if (!d) ++failed;
       if (++done == count) ctx.stop();
     }
   };
-  const auto t0 = clock_type::now();
-  for (long l = 0; l < window && l < count; ++l) asio::co_spawn(ctx, lane(first + l), asio::detached);
+  for (long l = 0; l < window && l < count; ++l) asio::co_spawn(ctx, lane(), asio::detached);
   ctx.restart();
+  ctx.poll(); // every publisher starts and waits at the gate
+  const auto t0 = clock_type::now();
+  const auto cost0 = client_cost::now();
+  gate.cancel();
   ctx.run(); // until the last delivery stops it (a plain run(): no per-handler clock reads)
   const double elapsed = seconds_since(t0);
+  last_cost = client_cost::now() - cost0;
   if (failed) die(std::to_string(failed.load()) + " bulwark publishes failed");
   return elapsed;
 }
@@ -202,11 +274,13 @@ double bulwark_publish_batched(kafka::event_bus& bus, asio::io_context& ctx, con
     }
   };
   const auto t0 = clock_type::now();
+  const auto cost0 = client_cost::now();
   for (long l = 0; l < lanes && first + l * batch_size < first + count; ++l)
     asio::co_spawn(ctx, lane(l), asio::detached);
   ctx.restart();
   ctx.run();
   const double elapsed = seconds_since(t0);
+  last_cost = client_cost::now() - cost0;
   if (failed) die(std::to_string(failed.load()) + " bulwark batched publishes failed");
   return elapsed;
 }
@@ -361,8 +435,18 @@ int main(int argc, char** argv) {
     auto created = bus.value().admin().create_topic_blocking({batched_topic, -1, -1, {}});
     if (!created) die("create " + batched_topic + ": " + created.error().message());
   }
-  double secs[3] = {0, 0, 0}, cpus[3] = {0, 0, 0};
-  const char* names[3] = {"raw", "publish", "publish_batch"};
+  // Raw (way 0) keeps `window` messages waiting for their reports, as publish (`window`
+  // coroutines) and publish_batch (window / batch batches) do; way 3, raw with no bound but
+  // librdkafka's queue (the baseline before issue 17's third pass), is printed for reference.
+  const std::string unbounded_topic = raw_topic + "-unbounded";
+  {
+    auto created = bus.value().admin().create_topic_blocking({unbounded_topic, -1, -1, {}});
+    if (!created) die("create " + unbounded_topic + ": " + created.error().message());
+  }
+  constexpr int ways = 4;
+  double secs[ways] = {0, 0, 0, 0};
+  client_cost costs[ways];
+  const char* names[ways] = {"raw", "publish", "publish_batch", "raw unbounded"};
   // The same with `small_window` messages in flight (an ingestion API's concurrency), on topics
   // of their own: raw keeps that many waiting for reports, bulwark runs that many publishers.
   const std::string raw_small_topic = raw_topic + "-w" + std::to_string(small_window),
@@ -376,30 +460,33 @@ int main(int argc, char** argv) {
     raw_producer raw(cfg);
     // Warm-up, not counted: every way connects and the brokers' JVMs warm up before timing.
     const long warm = std::max(1000L, n / 10);
-    raw.publish(raw_topic, 0, warm, value);
+    raw.publish_windowed(raw_topic, 0, warm, value, window);
+    raw.publish(unbounded_topic, 0, warm, value);
     bulwark_publish(bus.value(), ctx, bulwark_topic, 0, warm, value, std::min(window, warm));
     bulwark_publish_batched(bus.value(), ctx, batched_topic, 0, warm, value, window, batch_size);
     std::printf("  warm-up: %ld messages each way, not counted\n", warm);
     long first = 0;
     for (int r = 0; r < rounds; ++r) {
       const long count = r + 1 < rounds ? n / rounds : n - first;
-      double round_secs[3] = {0, 0, 0};
-      for (int k = 0; k < 3; ++k) {
-        const int way = (r + k) % 3;
-        const double cpu = cpu_seconds();
+      double round_secs[ways] = {0, 0, 0, 0};
+      for (int k = 0; k < ways; ++k) {
+        const int way = (r + k) % ways;
         if (way == 0)
-          round_secs[0] = raw.publish(raw_topic, first, count, value);
+          round_secs[0] = raw.publish_windowed(raw_topic, first, count, value, window);
+        else if (way == 3)
+          round_secs[3] = raw.publish(unbounded_topic, first, count, value);
         else if (way == 1)
           round_secs[1] = bulwark_publish(bus.value(), ctx, bulwark_topic, first, count, value, window);
         else
           round_secs[2] =
               bulwark_publish_batched(bus.value(), ctx, batched_topic, first, count, value, window, batch_size);
-        cpus[way] += cpu_seconds() - cpu;
+        costs[way] += last_cost;
       }
-      for (int w = 0; w < 3; ++w) secs[w] += round_secs[w];
-      std::printf(
-          "  publish round %d (%ld messages each, %s first): raw %8.0f, publish %8.0f, publish_batch %8.0f msgs/s\n",
-          r + 1, count, names[r % 3], count / round_secs[0], count / round_secs[1], count / round_secs[2]);
+      for (int w = 0; w < ways; ++w) secs[w] += round_secs[w];
+      std::printf("  publish round %d (%ld messages each, %s first): raw %8.0f, publish %8.0f, publish_batch %8.0f, "
+                  "raw unbounded %8.0f msgs/s\n",
+                  r + 1, count, names[r % ways], count / round_secs[0], count / round_secs[1], count / round_secs[2],
+                  count / round_secs[3]);
       first += count;
     }
     raw.publish_windowed(raw_small_topic, 0, warm / 10, value, small_window);
@@ -410,11 +497,10 @@ int main(int argc, char** argv) {
       double round_secs[2] = {0, 0};
       for (int k = 0; k < 2; ++k) {
         const int way = (r + k) % 2;
-        const double cpu = cpu_seconds();
         round_secs[way] =
             way == 0 ? raw.publish_windowed(raw_small_topic, first, count, value, small_window)
                      : bulwark_publish(bus.value(), ctx, bulwark_small_topic, first, count, value, small_window);
-        small_cpus[way] += cpu_seconds() - cpu;
+        small_cpus[way] += last_cost.cpu;
         small_secs[way] += round_secs[way];
       }
       std::printf("  publish round %d, %ld in flight (%ld messages each, %s first): raw %8.0f, publish %8.0f msgs/s\n",
@@ -423,18 +509,30 @@ int main(int argc, char** argv) {
     }
   }
   const double raw_pub = secs[0], bulwark_pub = secs[2];
-  std::printf("publish raw librdkafka:      %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", n / secs[0], secs[0],
-              cpus[0]);
-  std::printf("publish kafka::event_bus, publish_batch (%ld per batch): %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n",
-              batch_size, n / secs[2], secs[2], cpus[2]);
-  std::printf(
-      "publish kafka::event_bus, publish per message (%ld coroutines): %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n",
-      window, n / secs[1], secs[1], cpus[1]);
-  std::printf("publish raw librdkafka, %ld in flight:      %10.0f msgs/s  (%.2f s, client cpu %.2f s)\n", small_window,
-              small_n / small_secs[0], small_secs[0], small_cpus[0]);
+  // Client CPU (getrusage: every thread of this process, librdkafka's included) per message, the
+  // main thread's part (the publishing loop, the completions), minor page faults per 1,000.
+  const auto us_per = [](double cpu_s, long count) { return cpu_s * 1e6 / static_cast<double>(count); };
+  const auto cost_of = [&](int way) {
+    char line[160];
+    std::snprintf(line, sizeof line, "client cpu %.2f s, %.2f us/msg, main thread %.2f us/msg, %.1f faults/1k msgs",
+                  costs[way].cpu, us_per(costs[way].cpu, n), us_per(costs[way].main_cpu, n),
+                  static_cast<double>(costs[way].faults) * 1000.0 / static_cast<double>(n));
+    return std::string(line);
+  };
+  std::printf("publish raw librdkafka, %ld in flight: %10.0f msgs/s  (%.2f s, %s)\n", window, n / secs[0], secs[0],
+              cost_of(0).c_str());
+  std::printf("publish kafka::event_bus, publish per message (%ld coroutines): %10.0f msgs/s  (%.2f s, %s)\n", window,
+              n / secs[1], secs[1], cost_of(1).c_str());
+  std::printf("publish kafka::event_bus, publish_batch (%ld per batch, %ld in flight): %10.0f msgs/s  (%.2f s, %s)\n",
+              batch_size, std::max(1L, window / batch_size) * batch_size, n / secs[2], secs[2], cost_of(2).c_str());
+  std::printf("publish raw librdkafka, no bound but its queue (%zu), for reference: %10.0f msgs/s  (%.2f s, %s; "
+              "publish per message at %.3f of it)\n",
+              cfg.max_queued_messages, n / secs[3], secs[3], cost_of(3).c_str(), secs[3] / secs[1]);
+  std::printf("publish raw librdkafka, %ld in flight:      %10.0f msgs/s  (%.2f s, client cpu %.2f s, %.2f us/msg)\n",
+              small_window, small_n / small_secs[0], small_secs[0], small_cpus[0], us_per(small_cpus[0], small_n));
   std::printf("publish kafka::event_bus, publish per message (%ld coroutines): %10.0f msgs/s  (%.2f s, client cpu "
-              "%.2f s)\n",
-              small_window, small_n / small_secs[1], small_secs[1], small_cpus[1]);
+              "%.2f s, %.2f us/msg)\n",
+              small_window, small_n / small_secs[1], small_secs[1], small_cpus[1], us_per(small_cpus[1], small_n));
 
   double cpu = 0;
   cpu = cpu_seconds();

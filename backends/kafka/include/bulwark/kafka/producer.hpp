@@ -57,7 +57,7 @@ namespace detail {
 /// One publish (or one batch) waiting for its delivery reports.
 class pending_delivery {
 public:
-  /// The awaiting handler's executor (holding its work count).
+  /// The awaiting handler's executor (holding its work count: detail::completion_executor).
   virtual const asio::any_io_executor& executor() const noexcept = 0;
   /// Calls the handler with r (a batch: with its own results) and frees this; runs on
   /// executor().
@@ -83,7 +83,7 @@ protected:
 
 template <class Handler> class delivery_op final : public pending_delivery {
 public:
-  explicit delivery_op(Handler h) : handler_(std::move(h)), work_(tracked_executor(handler_)) {
+  explicit delivery_op(Handler h) : handler_(std::move(h)), work_(completion_executor(handler_)) {
     hint = hint_of(handler_);
   }
   const asio::any_io_executor& executor() const noexcept override { return work_; }
@@ -124,7 +124,7 @@ protected:
 template <class Handler> class batch_op final : public batch_base {
 public:
   batch_op(Handler h, std::size_t n)
-      : handler_(std::move(h)), work_(tracked_executor(handler_)),
+      : handler_(std::move(h)), work_(completion_executor(handler_)),
         results_(n, result<delivery>(error(errc::cancelled))), remaining_(n) {
     slots_.reserve(n);
     for (std::size_t i = 0; i < n; ++i) slots_.push_back(slot{this, i, 0});

@@ -20,6 +20,20 @@ template <class Handler> auto tracked_executor(const Handler& handler) {
   return asio::prefer(asio::get_associated_executor(handler), asio::execution::outstanding_work.tracked);
 }
 
+/// The executor a completion for `handler` is posted to, holding its context's work count where
+/// nothing else does: a coroutine waiting for a librdkafka callback is not "no work" to
+/// io_context::run(). A use_awaitable handler's coroutine was started by co_spawn, whose entry
+/// point holds that count on this very executor for the coroutine's whole life (Asio's
+/// co_spawn_entry_point, `spawn_work`), so its operations take none of their own: a count per
+/// operation is two atomic updates (and a type-erased executor's destruction) per publish.
+template <class Handler> asio::any_io_executor completion_executor(const Handler& handler) {
+  return tracked_executor(handler);
+}
+template <class Executor, class... T>
+asio::any_io_executor completion_executor(const asio::detail::awaitable_handler<Executor, T...>& handler) {
+  return handler.get_executor();
+}
+
 /// Invokes `handler(value)` on the handler's own executor (never inline on the calling thread).
 template <class Executor, class Handler, class Value>
 void post_result(const Executor& work, Handler&& handler, Value&& value) {
