@@ -495,6 +495,21 @@ TEST_F(event_log_test, a_redelivered_batch_gives_the_same_decisions_once) {
     EXPECT_EQ(values(crashed.scan_now("agg:", "", 100).value().entries), values(records)) << stored;
     EXPECT_EQ(crashed.scan_now("decision:", "", 100).value().entries.size(), decisions.size());
   }
+
+  // The pipeline's split (the records written while the messages are published): the decisions
+  // stored, the records handed back unwritten (the crash case above with every decision
+  // stored), then written as decide_batch writes them.
+  {
+    repo split;
+    el::validator<repo> w(settings_, split);
+    auto decided = run(w.decide_and_store_decisions(batch)).value();
+    ASSERT_EQ(decided.decisions.size(), texts.size());
+    for (std::size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(decided.decisions[i].value, first[i].value) << i;
+    EXPECT_EQ(split.scan_now("decision:", "", 100).value().entries.size(), decisions.size());
+    EXPECT_TRUE(split.scan_now("agg:", "", 100).value().entries.empty());
+    ASSERT_TRUE(run(w.write_records(std::move(decided.records))));
+    EXPECT_EQ(values(split.scan_now("agg:", "", 100).value().entries), values(records));
+  }
 }
 
 // On a store whose calls wait (Redis), a batch's writes are in flight at once: all its

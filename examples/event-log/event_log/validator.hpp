@@ -123,6 +123,14 @@ inline std::optional<command_fields> read_command(const settings& s, std::string
   return c;
 }
 
+/// A batch's decisions, stored, and the records they changed, not yet written
+/// (validator::decide_and_store_decisions).
+struct decided_batch {
+  std::vector<decision> decisions; ///< one per command, in order
+  /// agg:<id> -> the record as the batch left it, each changed record once.
+  std::vector<std::pair<std::string, std::string>> records;
+};
+
 template <class Repository>
 requires bulwark::repository<Repository>
 class validator {
@@ -146,6 +154,18 @@ public:
   /// again, one command at a time); a bad command is a rejection, not an error. Cost: two or
   /// three reads and two writes of the store for the whole batch (a round trip each on Redis).
   bulwark::task<std::vector<decision>> decide_batch(std::span<const std::string_view> commands) {
+    auto decided = co_await decide_and_store_decisions(commands);
+    if (!decided) co_return decided.error();
+    BOOST_OUTCOME_CO_TRY(co_await write_records(std::move(decided.value().records)));
+    co_return std::move(decided.value().decisions);
+  }
+
+  /// decide_batch() up to its decisions: they are written, the records are handed back, and
+  /// the caller writes them (write_records) before the next batch is decided. Meanwhile it may
+  /// publish the decisions' messages (the pipeline does both at once): the decisions are
+  /// stored, so a batch delivered again after a crash between the two finds them and restores
+  /// the records from them, whichever of the two was done.
+  bulwark::task<decided_batch> decide_and_store_decisions(std::span<const std::string_view> commands) {
     // Each command read from its text (no tree); one that cannot be is parsed: a shape error is
     // decided by its text alone, anything else (escapes) is read again as nlohmann_json writes it.
     std::vector<std::variant<command_fields, decision>> cmds; // the fields, or a malformed one's rejection
@@ -212,11 +232,15 @@ public:
     }
 
     BOOST_OUTCOME_CO_TRY(co_await put_all(state_, std::move(decided)));
-    std::vector<std::pair<std::string, std::string>> records;
-    records.reserve(ws.changed.size());
-    for (const auto& id : ws.changed) records.emplace_back("agg:" + id, ws.records.at(id).dump());
-    BOOST_OUTCOME_CO_TRY(co_await put_all(state_, std::move(records)));
-    co_return out;
+    decided_batch batch{std::move(out), {}};
+    batch.records.reserve(ws.changed.size());
+    for (const auto& id : ws.changed) batch.records.emplace_back("agg:" + id, ws.records.at(id).dump());
+    co_return batch;
+  }
+
+  /// Writes the records of decide_and_store_decisions(), all at once.
+  bulwark::task<void> write_records(std::vector<std::pair<std::string, std::string>> records) {
+    return put_all(state_, std::move(records));
   }
 
 private:
