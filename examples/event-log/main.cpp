@@ -9,7 +9,10 @@
 // --command-port / --query-port (default: the settings' ports), --metrics-port N (consumer
 // stages: /metrics), --kafka host:port,... ($BULWARK_KAFKA_BOOTSTRAP), --redis host:port
 // ($BULWARK_REDIS_HOST/PORT), --prefix event-log. (topics, groups, Redis keys), --threads N,
-// --retention SECONDS (a command's decision and status, default 86400; 0: for ever).
+// --retention SECONDS (a command's decision and status, default 86400; 0: for ever),
+// --max-batch N (messages a stage takes at once: memory 256, real 1024), --max-in-flight N (memory mode's
+// admission bound, default 1024; 0: none), --linger-ms N (real mode's producer linger, default
+// 20), --kafka-properties name=value,... (librdkafka settings, after the example's own).
 
 #include <event_log/memory_mode.hpp>
 #include <event_log/routes.hpp>
@@ -48,17 +51,23 @@ struct options {
   /// Seconds a command's decision and status are kept (pipeline_options::retention; 0: for ever).
   std::chrono::seconds retention = std::chrono::duration_cast<std::chrono::seconds>(el::pipeline_options{}.retention);
   std::string kafka, redis, prefix = "event-log.";
+  std::size_t max_batch = 0; ///< 0: the mode's (pipeline_options::max_batch, real_options::max_batch)
+  std::size_t max_in_flight = el::pipeline_options{}.max_in_flight;
+#ifdef EVENT_LOG_REAL_BACKENDS
+  std::chrono::milliseconds linger = el::real_options{}.linger;
+  std::vector<std::pair<std::string, std::string>> kafka_properties;
+#endif
 };
 
 const std::vector<std::string> stages = {"all",          "command-api", "validator", "persister",
                                          "materializer", "query-api",   "rebuild",   "verify"};
 
 int usage(const std::string& why) {
-  std::cerr
-      << "event-log: " << why
-      << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
-         " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
-         " [--metrics-port N] [--threads N] [--retention SECONDS] [--kafka LIST] [--redis HOST:PORT] [--prefix P]\n";
+  std::cerr << "event-log: " << why
+            << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
+               " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
+               " [--metrics-port N] [--threads N] [--retention SECONDS] [--max-batch N] [--max-in-flight N]"
+               " [--kafka LIST] [--redis HOST:PORT] [--prefix P] [--linger-ms N] [--kafka-properties name=value,...]\n";
   return 2;
 }
 
@@ -106,6 +115,8 @@ int run_memory(const options& o, const el::settings& s, bulwark::app::stop_signa
   io_threads io(2, stop_loop);
   el::pipeline_options p;
   p.retention = o.retention;
+  if (o.max_batch > 0) p.max_batch = o.max_batch;
+  p.max_in_flight = o.max_in_flight;
   el::memory_deployment d(io.executor(), s, std::move(p));
   if (auto started = bulwark::app::block_on(io.executor(), d.start()); !started) {
     std::cerr << "event-log: " << started.error().message() << "\n";
@@ -134,6 +145,9 @@ int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals
   el::real_options r;
   r.prefix = o.prefix;
   r.retention = o.retention;
+  if (o.max_batch > 0) r.max_batch = o.max_batch;
+  r.linger = o.linger;
+  r.kafka_properties = o.kafka_properties;
   r.kafka_bootstrap = !o.kafka.empty()                         ? o.kafka
                       : std::getenv("BULWARK_KAFKA_BOOTSTRAP") ? std::getenv("BULWARK_KAFKA_BOOTSTRAP")
                                                                : "localhost:9092";
@@ -226,12 +240,16 @@ int main(int argc, char** argv) {
       if (i + 1 >= args.size()) return std::nullopt;
       return args[++i];
     };
-    auto number = [&](int& out) {
+    // A whole decimal number from 0 to `max`.
+    auto count = [&](std::size_t& out, std::size_t max) {
       auto v = value();
-      if (!v) return false;
-      char* end = nullptr;
-      const long n = std::strtol(v->c_str(), &end, 10);
-      if (*end != '\0' || n < 0 || n > 65535) return false;
+      if (!v || v->empty() || v->size() > 9 || v->find_first_not_of("0123456789") != std::string::npos) return false;
+      out = std::stoul(*v);
+      return out <= max;
+    };
+    auto number = [&](int& out) {
+      std::size_t n = 0;
+      if (!count(n, 65535)) return false;
       out = static_cast<int>(n);
       return true;
     };
@@ -265,6 +283,22 @@ int main(int argc, char** argv) {
       int n = 0;
       good = number(n) && n >= 0;
       o.retention = std::chrono::seconds(n);
+    } else if (a == "--max-batch") {
+      good = count(o.max_batch, 100000) && o.max_batch > 0;
+    } else if (a == "--max-in-flight") {
+      good = count(o.max_in_flight, 100000000);
+#ifdef EVENT_LOG_REAL_BACKENDS
+    } else if (a == "--linger-ms") {
+      std::size_t ms = 0;
+      good = count(ms, 60000);
+      o.linger = std::chrono::milliseconds(ms);
+    } else if (a == "--kafka-properties") {
+      auto v = value();
+      if (!v) return usage("bad value for " + a);
+      auto parsed = bulwark::kafka::parse_properties(*v);
+      if (!parsed) return usage("--kafka-properties: " + std::string(parsed.error().detail()));
+      o.kafka_properties = std::move(parsed).value();
+#endif
     } else if (a == "--kafka" || a == "--redis" || a == "--prefix") {
       auto v = value();
       good = bool(v);

@@ -6,7 +6,21 @@ set -euo pipefail
 bin=${1:?usage: event_log.sh path/to/event-log}
 work=$(mktemp -d)
 log=$work/event-log.log
-"$bin" --command-port 0 --query-port 0 >"$log" 2>&1 &
+# Bad flag values are refused before anything starts (exit 2, the flag named).
+refused_flag() { # refused_flag TEXT ARGS...
+  local text=$1 code=0 out
+  shift
+  out=$("$bin" "$@" 2>&1) || code=$?
+  [ "$code" = 2 ] && [[ "$out" == *"$text"* ]] || { echo "FAIL: event-log $* -> exit $code: $out"; exit 1; }
+}
+refused_flag 'bad value for --max-in-flight' --max-in-flight many
+refused_flag 'bad value for --max-batch' --max-batch 0
+if "$bin" --help 2>&1 | grep -q -- --linger-ms; then # real mode built in
+  refused_flag 'bad value for --linger-ms' --linger-ms -1
+  refused_flag '--kafka-properties: "linger.ms" is not name=value' --kafka-properties acks=all,linger.ms
+fi
+# The flags taken (a small admission bound and batches: the run below goes through them).
+"$bin" --command-port 0 --query-port 0 --max-in-flight 64 --max-batch 16 >"$log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*"; cat "$log"; exit 1; }

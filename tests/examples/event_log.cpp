@@ -510,6 +510,21 @@ TEST_F(event_log_test, a_redelivered_batch_gives_the_same_decisions_once) {
     EXPECT_EQ(values(crashed.scan_now("agg:", "", 100).value().entries), values(records)) << stored;
     EXPECT_EQ(crashed.scan_now("decision:", "", 100).value().entries.size(), decisions.size());
   }
+
+  // The pipeline's split (stored while the messages are published): decide_unstored writes
+  // nothing (a crash after the publish is the case above with nothing stored) and gives the
+  // same decisions; store writes what decide_batch writes.
+  {
+    repo split;
+    el::validator<repo> w(settings_, split);
+    auto decided = run(w.decide_unstored(batch)).value();
+    ASSERT_EQ(decided.decisions.size(), texts.size());
+    for (std::size_t i = 0; i < texts.size(); ++i) EXPECT_EQ(decided.decisions[i].value, first[i].value) << i;
+    EXPECT_TRUE(split.scan_now("", "", 100).value().entries.empty());
+    ASSERT_TRUE(run(w.store(std::move(decided.stored), std::move(decided.records))));
+    EXPECT_EQ(values(split.scan_now("decision:", "", 100).value().entries), values(decisions));
+    EXPECT_EQ(values(split.scan_now("agg:", "", 100).value().entries), values(records));
+  }
 }
 
 // On a store whose calls wait (Redis), a batch's writes are in flight at once: all its

@@ -63,6 +63,21 @@ TEST(kafka_errors, persistence_is_read_from_the_detail) {
   EXPECT_FALSE(kafka::possibly_persisted(bulwark::error(errc::unavailable)));
 }
 
+TEST(kafka_config, parse_properties_reads_a_command_lines_name_value_list) {
+  auto parsed = bulwark::kafka::parse_properties("linger.ms=20,,sasl.jaas.config=a=b,acks=");
+  ASSERT_TRUE(parsed) << parsed.error().message();
+  const std::vector<std::pair<std::string, std::string>> expected{
+      {"linger.ms", "20"}, {"sasl.jaas.config", "a=b"}, {"acks", ""}};
+  EXPECT_EQ(parsed.value(), expected);
+  EXPECT_TRUE(bulwark::kafka::parse_properties("").value().empty());
+  for (std::string_view bad : {"linger.ms", "acks=all,=1", "acks=all,batch.size"}) {
+    auto refused = bulwark::kafka::parse_properties(bad);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error(), bulwark::errc::invalid_argument);
+    EXPECT_NE(refused.error().detail().find("is not name=value"), std::string_view::npos) << refused.error().detail();
+  }
+}
+
 TEST(kafka_errors, bad_configuration_is_invalid_argument) {
   kafka::config cfg;
   cfg.bootstrap_servers = "127.0.0.1:1";

@@ -87,12 +87,10 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.linger = std::chrono::milliseconds(std::stoll(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", "20")));
   if (s.linger.count() < 0) throw std::invalid_argument("--linger-ms must not be negative");
   // "name=value,name=value": librdkafka settings after the services' own (they win).
-  for (const auto& item : split(option(argc, argv, "--kafka-properties", "CHECKOUT_KAFKA_PROPERTIES", ""))) {
-    const auto eq = item.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw std::invalid_argument("--kafka-properties: \"" + item + "\" is not name=value");
-    s.kafka_properties.emplace_back(item.substr(0, eq), item.substr(eq + 1));
-  }
+  auto properties =
+      bulwark::kafka::parse_properties(option(argc, argv, "--kafka-properties", "CHECKOUT_KAFKA_PROPERTIES", ""));
+  if (!properties) throw std::invalid_argument("--kafka-properties: " + std::string(properties.error().detail()));
+  s.kafka_properties = std::move(properties).value();
   return s;
 }
 

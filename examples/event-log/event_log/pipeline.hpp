@@ -79,18 +79,26 @@ public:
 
   std::string topic_name(std::string_view t) const { return opts_.prefix + std::string(t); }
 
-  /// The validator: a batch of commands decided in order, then their messages published with
-  /// every acknowledgement awaited together.
+  /// The validator: a batch of commands decided in order, then its decisions and records
+  /// stored while its messages are published, every acknowledgement awaited together.
   bulwark::task<void> start_validator() {
     return join(topic::commands, "validator", [this](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
       std::vector<std::string_view> commands;
       commands.reserve(batch.size());
       for (const auto& e : batch) commands.push_back(e.value);
       BOOST_OUTCOME_CO_TRY(co_await sweep(state_, "decision:", decision_sweep_));
-      auto decided = co_await validator_.decide_batch(commands);
+      auto decided = co_await validator_.decide_unstored(commands);
       if (!decided) co_return decided.error();
-      BOOST_OUTCOME_CO_TRY(co_await publish(decided.value()));
-      for (const auto& d : decided.value()) (d.replayed ? replayed_ : d.accepted ? accepted_ : rejected_)->inc();
+      // The decisions and records stored while the messages are published (the batch waits
+      // for the longer of the two, not their sum): a redelivery decides the same whatever of
+      // either was done (validator::decide_unstored).
+      std::vector<bulwark::task<void>> both;
+      both.push_back(validator_.store(std::move(decided.value().stored), std::move(decided.value().records)));
+      both.push_back(publish(decided.value().decisions));
+      for (auto& done : co_await together<Repository>(std::move(both)))
+        if (!done) co_return done.error();
+      for (const auto& d : decided.value().decisions)
+        (d.replayed ? replayed_ : d.accepted ? accepted_ : rejected_)->inc();
       co_return bulwark::ok();
     });
   }

@@ -123,6 +123,16 @@ inline std::optional<command_fields> read_command(const settings& s, std::string
   return c;
 }
 
+/// A batch's decisions and what storing them writes, nothing written yet
+/// (validator::decide_unstored, then validator::store).
+struct decided_batch {
+  std::vector<decision> decisions; ///< one per command, in order
+  /// decision:<cid> -> the stored decision, for each command decided (not replayed) here.
+  std::vector<std::pair<std::string, std::string>> stored;
+  /// agg:<id> -> the record as the batch left it, each changed record once.
+  std::vector<std::pair<std::string, std::string>> records;
+};
+
 template <class Repository>
 requires bulwark::repository<Repository>
 class validator {
@@ -146,6 +156,20 @@ public:
   /// again, one command at a time); a bad command is a rejection, not an error. Cost: two or
   /// three reads and two writes of the store for the whole batch (a round trip each on Redis).
   bulwark::task<std::vector<decision>> decide_batch(std::span<const std::string_view> commands) {
+    auto decided = co_await decide_unstored(commands);
+    if (!decided) co_return decided.error();
+    BOOST_OUTCOME_CO_TRY(co_await store(std::move(decided.value().stored), std::move(decided.value().records)));
+    co_return std::move(decided.value().decisions);
+  }
+
+  /// decide_batch() without its writes: the decisions, and what store() writes (it must be
+  /// done before the next batch is decided). Meanwhile the caller may publish the decisions'
+  /// messages (the pipeline does both at once). A decision depends only on the commands and
+  /// the stored state, so a batch delivered again after a crash decides the same whatever was
+  /// done: nothing stored, the same messages again (the persister and the materializer drop a
+  /// repeated event by its id and version); its decisions stored, they are replayed and the
+  /// records restored from them; store() writes the records only after every decision.
+  bulwark::task<decided_batch> decide_unstored(std::span<const std::string_view> commands) {
     // Each command read from its text (no tree); one that cannot be is parsed: a shape error is
     // decided by its text alone, anything else (escapes) is read again as nlohmann_json writes it.
     std::vector<std::variant<command_fields, decision>> cmds; // the fields, or a malformed one's rejection
@@ -211,12 +235,18 @@ public:
       out.push_back(std::move(d->made));
     }
 
-    BOOST_OUTCOME_CO_TRY(co_await put_all(state_, std::move(decided)));
-    std::vector<std::pair<std::string, std::string>> records;
-    records.reserve(ws.changed.size());
-    for (const auto& id : ws.changed) records.emplace_back("agg:" + id, ws.records.at(id).dump());
-    BOOST_OUTCOME_CO_TRY(co_await put_all(state_, std::move(records)));
-    co_return out;
+    decided_batch batch{std::move(out), std::move(decided), {}};
+    batch.records.reserve(ws.changed.size());
+    for (const auto& id : ws.changed) batch.records.emplace_back("agg:" + id, ws.records.at(id).dump());
+    co_return batch;
+  }
+
+  /// Writes a batch's decisions, all at once, and then its records, all at once
+  /// (decided_batch::stored and ::records of decide_unstored()).
+  bulwark::task<void> store(std::vector<std::pair<std::string, std::string>> stored,
+                            std::vector<std::pair<std::string, std::string>> records) {
+    BOOST_OUTCOME_CO_TRY(co_await put_all(state_, std::move(stored)));
+    co_return co_await put_all(state_, std::move(records));
   }
 
 private:

@@ -1,13 +1,16 @@
 #pragma once
 // Connection and behaviour settings shared by the producer, the consumer and the admin helper.
 
+#include <bulwark/error.hpp>
 #include <bulwark/metrics/registry.hpp>
+#include <bulwark/result.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -67,5 +70,24 @@ struct config {
     return c;
   }
 };
+
+/// Reads a command line's librdkafka settings, "name=value,name=value" (the examples'
+/// `--kafka-properties`), into config::properties entries, in order; empty items are skipped
+/// (an empty list gives none). A value may hold '=' (only the first one splits). Errors:
+/// errc::invalid_argument naming the first item that is not name=value.
+inline result<std::vector<std::pair<std::string, std::string>>> parse_properties(std::string_view list) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    const std::string_view item = list.substr(0, comma);
+    list.remove_prefix(comma == std::string_view::npos ? list.size() : comma + 1);
+    if (item.empty()) continue;
+    const auto eq = item.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+      return error(errc::invalid_argument, "\"" + std::string(item) + "\" is not name=value");
+    out.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
+  }
+  return out;
+}
 
 } // namespace bulwark::kafka
