@@ -788,6 +788,11 @@ private:
       if (put) (void)co_await remove(live_key(id));
     }
 
+    // index_final() for a repository whose calls never wait, without a coroutine.
+    void index_final_now(const std::string& id, wall_time ended) {
+      if (repo.put_now(ended_key(ended, id), id, std::nullopt)) (void)repo.erase_now(live_key(id));
+    }
+
     // Erases the outcomes past the retention, oldest first, from the ended index: reads its
     // first entry, and goes on while the entries are due. A failure ends it until the next sweep.
     awaitable<void> purge() {
@@ -1271,7 +1276,10 @@ private:
           p = co_await persist(k, r, v, hold);
         if (p == persisted::ok && is_final(r.state)) {
           finish(id, r, context); // wakes the waiters: the index writes are not theirs to wait for
-          co_await index_final(id, r.updated);
+          if constexpr (synchronous_repository<Repository> && requires { repo.erase_now(std::string_view()); })
+            index_final_now(id, r.updated); // the memory models: no coroutine frame per write
+          else
+            co_await index_final(id, r.updated);
         }
         if (p == persisted::ok && delay) {
           d->parked = true;
