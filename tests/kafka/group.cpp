@@ -22,6 +22,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -608,3 +609,60 @@ TEST_F(kafka_group, a_handler_abandoned_by_a_revoke_never_commits_its_message) {
 }
 
 } // namespace
+
+// Regression (found on the checkout example's payment service, which hung on SIGTERM after its
+// command topic had been deleted): librdkafka 2.0.2's rd_kafka_destroy of a consumer whose
+// topic was deleted while assigned waited forever for a broker thread. Stopping the member and
+// its bus, and destroying them, now ends within a bound whatever the cluster says. The whole
+// run is on a thread of its own: a hang fails the test at once instead of reaching ctest's
+// timeout (the hung thread cannot be joined, so the process ends there).
+TEST_F(kafka_group, a_member_whose_topic_was_deleted_stops_and_is_destroyed_within_seconds) {
+  struct outcome {
+    std::string failure; // empty when every step before the stop worked
+    std::chrono::milliseconds stop{0};
+  };
+  auto body = []() -> outcome {
+    asio::io_context io;
+    auto cfg = group_config();
+    cfg.drain_timeout = 2000ms;
+    cfg.destroy_timeout = 3000ms;
+    std::optional<kafka::event_bus> bus(kafka::event_bus::create(io.get_executor(), cfg).value());
+    const auto topic = unique_name("deleted-under");
+    auto created = bulwark::test::run(io, bus->admin().create_topic({topic, 4, 3, {}}));
+    if (!created) return {"create_topic: " + created.error().message()};
+    std::atomic<int> handled{0};
+    bulwark::subscribe_options o;
+    o.topic = topic;
+    o.group = unique_name("deleted-under-group");
+    auto sub = bulwark::test::run(io, bus->subscribe(o, [&](const bulwark::envelope&) -> task<void> {
+      ++handled;
+      co_return bulwark::ok();
+    }));
+    if (!sub) return {"subscribe: " + sub.error().message()};
+    if (!publish_range(io, *bus, topic, 0, 1)) return {"publish failed"};
+    if (!wait_until(
+            io, [&] { return handled.load() == 1; }, 30s))
+      return {"the message was not handled"};
+    auto deleted = bulwark::test::run(io, bus->admin().delete_topic(topic));
+    if (!deleted) return {"delete_topic: " + deleted.error().message()};
+    bulwark::test::run(io, sleep_for(3000ms)); // the member learns that its partitions are gone
+    const auto t0 = std::chrono::steady_clock::now();
+    bulwark::test::run(io, sub.value().stop(), 60s);
+    bulwark::test::run(io, bus->stop(), 60s);
+    bus.reset();
+    io.restart();
+    io.poll(); // the members' last handlers: where their state (and the librdkafka handle) goes
+    return {"", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)};
+  };
+  auto running = std::async(std::launch::async, body);
+  if (running.wait_for(120s) != std::future_status::ready) {
+    ADD_FAILURE() << "stopping a member whose topic was deleted hung (over 120 s)";
+    std::fflush(stdout);
+    std::_Exit(1);
+  }
+  const auto got = running.get();
+  ASSERT_TRUE(got.failure.empty()) << got.failure;
+  // drain_timeout + session_timeout bound the stop's wait for the group's leave, destroy_timeout
+  // the destroy: 2 + 6 + 3 s at most.
+  EXPECT_LT(got.stop, 12s) << "stop and destroy took " << got.stop.count() << " ms";
+}

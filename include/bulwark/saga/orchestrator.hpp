@@ -31,10 +31,30 @@
 //     the log abort() wrote: it compensates.
 //   - A final record is kept `retention` (default 24 h) after the end, then erased by a sweep.
 //
-// Finding unfinished sagas: the repository concept's scan(prefix, after, limit) over the key
-// prefix (default "saga/<definition name>/"); a sweep reads every record within the retention,
-// page by page (options::scan_page), so its cost is the number of sagas started within the
-// retention. No second index record to keep in step with the log.
+// Finding unfinished sagas and old outcomes: two indexes in the same repository beside the log
+// (key prefix P, default "saga/<definition name>/"), so that a sweep reads the sagas that may
+// need it and not every outcome kept for the retention (before, a sweep read every record
+// within the 24 h retention: after an hour at a steady rate, about 360 record reads per saga):
+//   "~live/" P <id>                 one per saga that is not final: written before the saga's
+//                                   log record is created, erased once its final record is
+//                                   written (value: the wall time of the write, in ms)
+//   "~ended/" P <20-digit ms>/<16 hex digits>   one per final record, keyed by the time it
+//                                   became final and a hash of the id (so the key's length does
+//                                   not depend on the id), value: the id; written before the
+//                                   live entry is erased; the purge reads them oldest first and
+//                                   stops at the first not yet due
+// The log record stays the truth: an index entry only says where to look. A sweep reads the
+// live entries (those of sagas driven here without reading their records), then each one's
+// record: not final -> taken over when its lease expired; final -> its ended entry written,
+// its live entry erased (its driver stopped between the two writes); absent for longer than a
+// lease -> the entry is erased (a start whose create failed). Every saga that is not final has
+// its live entry, whatever crashed when, so the sweep finds every saga whose driver died.
+// Cost per saga: one put before the create (one round trip of latency), one put and one erase
+// after the final write (after the outcome's waiters were woken), and at the purge a read and
+// two erases. The sweep's cost: the live entries, plus the outcomes due for purging, plus one
+// entry read. A log written before these indexes existed: reindex() once (a full scan).
+// An id is refused (errc::invalid_argument, before anything is written) when its live key
+// ("~live/" P <id>, 6 bytes longer than its log key) is over the repository's key limit.
 //
 // Deadlines: one saga deadline (the definition's saga_timeout from its start) and one per step
 // attempt (min(attempt start + step timeout, saga deadline)), passed down as time points. A
@@ -84,9 +104,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -229,8 +251,15 @@ public:
   /// Returns how many sagas it resumed. Call once at start; start() works before it.
   task<std::size_t> recover() { return core::recover(core_); }
 
-  /// One sweep now (what the periodic one does): returns how many sagas it took over.
+  /// One sweep now (what the periodic one does): returns how many sagas it took over. Reads
+  /// the live index, the records of the sagas in it that this replica does not drive, and the
+  /// oldest outcomes while they are due for purging (see the header).
   task<std::size_t> sweep() { return core::sweep(core_); }
+
+  /// For a log written before its indexes existed (an earlier version): reads every record once
+  /// and writes the index entry each lacks (live for a saga not final, ended for a final one).
+  /// Returns how many records it read. Idempotent; its cost is the whole log, so run it once.
+  task<std::size_t> reindex() { return core_->reindex(); }
 
   /// Stops: no new starts, the sweep ends, every saga driven here is cancelled where it waits
   /// (its log stays as last written: another replica, or this one after recover(), resumes it),
@@ -301,6 +330,10 @@ private:
           throw std::invalid_argument("saga " + def.name() + ": step \"" + s.name + "\" is remote and there is no bus");
       if (opts.replica.empty()) throw std::invalid_argument("saga orchestrator: options::replica is empty");
       prefix = opts.key_prefix.empty() ? "saga/" + def.name() + "/" : opts.key_prefix;
+      live_prefix = "~live/" + prefix;
+      ended_prefix = "~ended/" + prefix;
+      if (live_prefix.starts_with(prefix) || ended_prefix.starts_with(prefix))
+        throw std::invalid_argument("saga orchestrator: key_prefix \"" + prefix + "\" holds its own index prefixes");
       reply_topic = opts.reply_topic.empty() ? "saga-replies." + def.name() + "." + opts.replica : opts.reply_topic;
       if (opts.scan_page == 0) opts.scan_page = 1;
       if (opts.metrics) metrics_.emplace(*opts.metrics, def.name(), def.steps());
@@ -312,6 +345,8 @@ private:
     Bus* bus;
     orchestrator_options opts;
     std::string prefix;
+    std::string live_prefix;  // "~live/" + prefix: sagas not final (see the header)
+    std::string ended_prefix; // "~ended/" + prefix: final records by the time they ended
     std::string reply_topic;
     std::optional<instruments> metrics_;
 
@@ -335,6 +370,36 @@ private:
       return k;
     }
 
+    std::string live_key(std::string_view id) const {
+      std::string k;
+      k.reserve(live_prefix.size() + id.size());
+      k.append(live_prefix).append(id);
+      return k;
+    }
+
+    // "<ended_prefix><20-digit ms>/<16 hex digits of the id's FNV-1a hash>": byte order is time
+    // order, and the same record always gives the same key (a second write is harmless).
+    std::string ended_key(wall_time ended, std::string_view id) const {
+      std::uint64_t h = 0xcbf29ce484222325ull;
+      for (unsigned char c : id) h = (h ^ c) * 0x100000001b3ull;
+      char digits[40];
+      const int n =
+          std::snprintf(digits, sizeof digits, "%020lld/%016llx",
+                        static_cast<long long>(std::max<std::int64_t>(bulwark::saga::detail::to_ms(ended), 0)),
+                        static_cast<unsigned long long>(h));
+      return ended_prefix + std::string(digits, static_cast<std::size_t>(n));
+    }
+
+    // The time in an ended entry's key; nullopt for a key not made by ended_key().
+    std::optional<wall_time> ended_at(std::string_view k) const {
+      if (!k.starts_with(ended_prefix)) return std::nullopt;
+      k.remove_prefix(ended_prefix.size());
+      std::int64_t ms = 0;
+      auto [ptr, ec] = std::from_chars(k.data(), k.data() + std::min<std::size_t>(k.size(), 20), ms);
+      if (ec != std::errc() || ptr != k.data() + 20 || k.size() != 37 || k[20] != '/') return std::nullopt;
+      return bulwark::saga::detail::from_ms(ms);
+    }
+
     orchestrator_stats stats() const {
       std::lock_guard lock(mutex);
       auto s = counts;
@@ -355,6 +420,12 @@ private:
         co_return repo.put_now(k, std::move(bytes), expected);
       else
         co_return co_await repo.put(k, std::move(bytes), expected);
+    }
+    awaitable<result<bool>> remove(std::string_view k) {
+      if constexpr (requires { repo.erase_now(k); })
+        co_return repo.erase_now(k);
+      else
+        co_return co_await repo.erase(k);
     }
 
     // ---- start, outcome, status, abort, list
@@ -381,11 +452,24 @@ private:
       auto hold = self->def.steps()[0].timeout;
       self->lease(r, now, hold);
       auto k = self->key(id);
+      // The live entry first, so that every log record not final has one whatever crashes when.
+      const auto live = self->live_key(id);
+      const auto written = std::to_string(bulwark::saga::detail::to_ms(now));
+      result<version_t> indexed = error(errc::cancelled);
       result<version_t> put = error(errc::cancelled);
-      if constexpr (synchronous_repository<Repository>)
-        put = self->repo.put_now(k, log_codec::encode(r), no_version); // no coroutine frame per start
-      else
-        put = co_await self->repo.put(k, log_codec::encode(r), no_version);
+      if constexpr (synchronous_repository<Repository>) {
+        // No coroutine frame per start.
+        indexed = self->repo.put_now(live, written, std::nullopt);
+        if (indexed) put = self->repo.put_now(k, log_codec::encode(r), no_version);
+      } else {
+        indexed = co_await self->repo.put(live, written, std::nullopt);
+        if (indexed) put = co_await self->repo.put(k, log_codec::encode(r), no_version);
+      }
+      if (!indexed) co_return indexed.error();
+      // A create that took over half a lease: a sweep may have found the live entry without its
+      // record and erased it as a failed start's. Written again (an entry too many is harmless).
+      if (put && self->opts.wall() - now > std::chrono::duration_cast<wall_time::duration>(self->opts.lease / 2))
+        (void)co_await self->write(live, written, std::nullopt);
       if (!put) {
         if (put.error() != errc::conflict) co_return put.error();
         auto existing = co_await self->read(k);
@@ -629,11 +713,13 @@ private:
       }
     }
 
+    // The live index, then the purge. A page's entries are visited in turn (a take-over writes
+    // the log before the next is read).
     static task<std::size_t> sweep(std::shared_ptr<core> self) {
       std::size_t taken = 0;
       std::string after;
       for (;;) {
-        auto page = co_await self->repo.scan(self->prefix, after, self->opts.scan_page);
+        auto page = co_await self->repo.scan(self->live_prefix, after, self->opts.scan_page);
         if (!page) co_return page.error();
         for (auto& e : page.value().entries) {
           auto done = co_await self->visit(self, e);
@@ -642,24 +728,39 @@ private:
         if (!page.value().next) break;
         after = *page.value().next;
       }
+      co_await self->purge();
       co_return taken;
     }
 
-    // One record of a sweep: purge it (final, past retention), leave it (driven by a live
-    // lease), or take it over. True when taken over.
+    // One live entry of a sweep: nothing to read when this replica drives the saga; else its
+    // record is read and the saga taken over (its lease expired), left (a live lease), its
+    // index entries finished (final), or the entry erased (no record for over a lease). True
+    // when taken over.
     asio::awaitable<bool> visit(std::shared_ptr<core> self, const entry& e) {
-      auto decoded = log_codec::decode(e.value);
+      std::string id = e.key.substr(live_prefix.size());
+      {
+        std::lock_guard lock(mutex);
+        if (stopping || driving.contains(id)) co_return false;
+      }
+      const auto k = key(id);
+      auto got = co_await read(k);
+      if (!got) co_return false; // tried again at the next sweep
+      const auto now = opts.wall();
+      if (!got.value()) {
+        // A start whose create failed (or is on its way: hence the lease's wait).
+        std::int64_t ms = 0;
+        auto [ptr, ec] = std::from_chars(e.value.data(), e.value.data() + e.value.size(), ms);
+        const bool stale =
+            ec != std::errc() || ptr != e.value.data() + e.value.size() ||
+            bulwark::saga::detail::from_ms(ms) + std::chrono::duration_cast<wall_time::duration>(opts.lease) <= now;
+        if (stale) (void)co_await remove(e.key);
+        co_return false;
+      }
+      auto decoded = log_codec::decode(got.value()->value);
       if (!decoded) co_return false; // not a record: left alone for an operator
       auto r = std::move(decoded).value();
-      std::string id = e.key.substr(prefix.size());
-      const auto now = opts.wall();
       if (is_final(r.state)) {
-        if (r.updated + opts.retention <= now) {
-          // Erase only what was read: a put-if-version would be exact, but a final record
-          // never changes again, so erasing it cannot lose a newer write of the same saga.
-          auto erased = co_await repo.erase(e.key);
-          (void)erased; // a failed purge is tried again at the next sweep
-        }
+        co_await index_final(id, r.updated); // its driver stopped between the final write and these
         co_return false;
       }
       {
@@ -668,7 +769,7 @@ private:
       }
       if (r.lease_owner != opts.replica && r.lease_expiry > now) co_return false;
       lease(r, now, opts.lease);
-      auto put = co_await write(e.key, log_codec::encode(r), e.version);
+      auto put = co_await write(k, log_codec::encode(r), got.value()->version);
       if (!put) co_return false; // another replica was faster, or the repository is down
       auto context = codec::decode(r.context);
       if (!context) co_return false;
@@ -676,8 +777,78 @@ private:
         std::lock_guard lock(mutex);
         ++counts.taken_over;
       }
-      spawn(self, std::move(id), e.key, std::move(r), put.value(), std::move(context).value(), true);
+      spawn(self, std::move(id), k, std::move(r), put.value(), std::move(context).value(), true);
       co_return true;
+    }
+
+    // A final record's index entries: its ended entry, then its live entry erased. A failure
+    // leaves the live entry, and the next sweep does both again.
+    awaitable<void> index_final(const std::string& id, wall_time ended) {
+      auto put = co_await write(ended_key(ended, id), id, std::nullopt);
+      if (put) (void)co_await remove(live_key(id));
+    }
+
+    // index_final() for a repository whose calls never wait, without a coroutine.
+    void index_final_now(const std::string& id, wall_time ended) {
+      if (repo.put_now(ended_key(ended, id), id, std::nullopt)) (void)repo.erase_now(live_key(id));
+    }
+
+    // Erases the outcomes past the retention, oldest first, from the ended index: reads its
+    // first entry, and goes on while the entries are due. A failure ends it until the next sweep.
+    awaitable<void> purge() {
+      const auto now = opts.wall();
+      std::string after;
+      std::size_t limit = 1; // most sweeps find nothing due: one entry read
+      for (;;) {
+        auto page = co_await repo.scan(ended_prefix, after, limit);
+        if (!page) co_return;
+        for (auto& e : page.value().entries) {
+          const auto at = ended_at(e.key);
+          if (!at) continue; // not an entry of ours: left alone
+          if (*at + opts.retention > now) co_return;
+          const auto k = key(e.value);
+          auto got = co_await read(k);
+          if (!got) co_return;
+          if (got.value()) {
+            auto r = log_codec::decode(got.value()->value);
+            // Erase only a final record past its retention: a final record never changes again,
+            // so erasing what was read cannot lose a newer write (a saga of the same id started
+            // after a purge has a record that is not due, and an ended entry of its own).
+            if (r && is_final(r.value().state) && r.value().updated + opts.retention <= now) {
+              auto erased = co_await remove(k);
+              if (!erased) co_return;
+            }
+          }
+          auto erased = co_await remove(e.key);
+          if (!erased) co_return;
+        }
+        if (!page.value().next) co_return;
+        after = *page.value().next;
+        limit = opts.scan_page;
+      }
+    }
+
+    task<std::size_t> reindex() {
+      std::size_t read = 0;
+      std::string after;
+      for (;;) {
+        auto page = co_await repo.scan(prefix, after, opts.scan_page);
+        if (!page) co_return page.error();
+        for (auto& e : page.value().entries) {
+          ++read;
+          auto r = log_codec::decode(e.value);
+          if (!r) continue; // not a record: left alone for an operator
+          std::string id = e.key.substr(prefix.size());
+          auto put = is_final(r.value().state)
+                         ? co_await write(ended_key(r.value().updated, id), id, std::nullopt)
+                         : co_await write(live_key(id), std::to_string(bulwark::saga::detail::to_ms(opts.wall())),
+                                          std::nullopt);
+          if (!put) co_return put.error();
+        }
+        if (!page.value().next) break;
+        after = *page.value().next;
+      }
+      co_return read;
     }
 
     // ---- stop
@@ -1103,7 +1274,13 @@ private:
           p = persist_now(k, r, v, hold); // the memory models: no coroutine per write
         else
           p = co_await persist(k, r, v, hold);
-        if (p == persisted::ok && is_final(r.state)) finish(id, r, context);
+        if (p == persisted::ok && is_final(r.state)) {
+          finish(id, r, context); // wakes the waiters: the index writes are not theirs to wait for
+          if constexpr (synchronous_repository<Repository> && requires { repo.erase_now(std::string_view()); })
+            index_final_now(id, r.updated); // the memory models: no coroutine frame per write
+          else
+            co_await index_final(id, r.updated);
+        }
         if (p == persisted::ok && delay) {
           d->parked = true;
           const bool waited = co_await opts.clock.wait_for(*delay);
@@ -1133,7 +1310,10 @@ private:
       r.detail = std::move(why);
     }
 
+    // The saga's final record is written: counts it and wakes its waiters (retire() wakes them
+    // too, and those that come after this).
     void finish(const std::string& id, const log_record& r, const context_type& context) {
+      std::vector<std::shared_ptr<detail::wake>> waiters;
       {
         std::lock_guard lock(mutex);
         switch (r.state) {
@@ -1143,9 +1323,12 @@ private:
         case saga_state::failed: ++counts.failed; break;
         default: break;
         }
-        if (auto it = driving.find(id); it != driving.end())
+        if (auto it = driving.find(id); it != driving.end()) {
           it->second->final_outcome = outcome_type{r.state, context, r.detail};
+          waiters = it->second->waiters;
+        }
       }
+      for (auto& w : waiters) w->notify();
       if (!metrics_) return;
       switch (r.state) {
       case saga_state::completed: metrics_->completed->inc(); break;

@@ -33,6 +33,10 @@ struct config {
   std::size_t max_queued_messages = 200000;
   /// stop() waits at most this long for queued messages to be acknowledged, then purges them.
   std::chrono::milliseconds stop_timeout{10000};
+  /// Destroying a consumer after its stop waits at most this long for librdkafka's threads to
+  /// end; past it they are left to the process (librdkafka 2.0.2 can wait forever there, e.g.
+  /// for a consumer whose topic was deleted: detail/handle.hpp).
+  std::chrono::milliseconds destroy_timeout{5000};
 
   // --- consumer -------------------------------------------------------------------------
   std::chrono::milliseconds session_timeout{10000};   ///< session.timeout.ms

@@ -159,6 +159,8 @@ struct consumer_state : std::enable_shared_from_this<consumer_state> {
     }
     workers.clear(); // messages must be destroyed before the handle
     pending.clear();
+    // run() closed the consumer (its last step); destroying it is bounded (see detail/handle.hpp).
+    (void)detail::destroy_closed_consumer_within(rk.release(), cfg.destroy_timeout);
   }
 
   std::size_t bound() const { return std::max<std::size_t>(1, cfg.max_buffered_per_partition); }

@@ -7,8 +7,11 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <chrono>
+#include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -18,6 +21,24 @@ struct handle_deleter {
   void operator()(rd_kafka_t* rk) const noexcept { rd_kafka_destroy(rk); }
 };
 using handle = std::unique_ptr<rd_kafka_t, handle_deleter>;
+
+/// Destroys a consumer that was closed (or never consumed), waiting at most `bound` for
+/// librdkafka's threads to end; false when they had not by then. librdkafka 2.0.2's
+/// rd_kafka_destroy can wait forever for a broker thread: seen with a consumer whose topic was
+/// deleted while it was assigned (the broker thread waits for partition references that are
+/// never released), which made a service hang on SIGTERM. Past the bound the handle and its
+/// threads are left to the process: they call nothing of ours (no consumer close, so no
+/// rebalance callback into the closed member's state). One thread per call, at stop only.
+inline bool destroy_closed_consumer_within(rd_kafka_t* rk, std::chrono::milliseconds bound) {
+  if (rk == nullptr) return true;
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  std::thread([rk, done] {
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    done->set_value();
+  }).detach();
+  return finished.wait_for(bound) == std::future_status::ready;
+}
 
 struct conf_deleter {
   void operator()(rd_kafka_conf_t* c) const noexcept { rd_kafka_conf_destroy(c); }
