@@ -23,8 +23,13 @@
 #       order service, the setup and the reads go to the service of each path. ORDERS_REAL
 #       (300k) orders. Then what one reply or command publish costs: raw librdkafka
 #       (benchmarks/kafka/raw_window.c) with one message in flight, with the services' producer
-#       settings (idempotent, acks=all, linger CHECKOUT_LINGER_MS, default 20 ms), linger 1 ms, without
-#       linger, and with acks=1.
+#       settings (idempotent, acks=all, linger CHECKOUT_LINGER_MS, default 50 ms: the order service's;
+#       the participants' is 20 ms), linger 1 ms, without linger, and with acks=1.
+#
+# CONNECTIONS_REAL (real mode, 1024; CONNECTIONS, 256, is memory mode's): wrk is a closed loop, so checkouts/s <= CONNECTIONS / latency. A checkout
+# waits for four publishes in a row, each lingering (order service 50 ms, participants 20 ms):
+# 140 ms on an idle machine, so 256 connections could never pass about 1,800/s; 1024 leave room
+# for 3,000/s at up to 340 ms a checkout.
 #
 # Prints, per mode, the load average before and after, checkouts/s, p50/p99 latency, refusals and
 # errors, each process's CPU time per checkout (memory: the server; real: each service, the
@@ -34,7 +39,7 @@
 #
 # Environment: BUILD_DIR (an existing release build; default: configure and build
 # build/release), MODES ("memory real"), DURATION (20s), WARMUP (real mode: 10s; 0 none),
-# CONNECTIONS (256), ITEMS, USERS, ORDERS, ORDERS_REAL, PARTITIONS (8), KAFKA (private|shared),
+# CONNECTIONS (memory mode, 256), CONNECTIONS_REAL (1024), ITEMS, USERS, ORDERS, ORDERS_REAL, PARTITIONS (8), KAFKA (private|shared),
 # MAX_BATCH (real mode: the participants' --max-batch; unset: the services' default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +50,7 @@ MODES=${MODES:-memory real}
 DURATION=${DURATION:-20s}
 WARMUP=${WARMUP:-10s}
 CONNECTIONS=${CONNECTIONS:-256}
+CONNECTIONS_REAL=${CONNECTIONS_REAL:-1024}
 ITEMS=${ITEMS:-100000}
 USERS=${USERS:-100000}
 ORDERS=${ORDERS:-1000000}
@@ -63,6 +69,12 @@ for b in checkout order-service stock-service payment-service; do
   [ -x "$bins/$b" ] || { echo "no $bins/$b: build the checkout targets" >&2; exit 1; }
 done
 command -v wrk >/dev/null || { echo "needs wrk (scripts/install-deps.sh --all)" >&2; exit 1; }
+# wrk and the service it loads each hold a socket per connection.
+most=$((CONNECTIONS > CONNECTIONS_REAL ? CONNECTIONS : CONNECTIONS_REAL))
+[ "$(ulimit -n)" -ge $((2 * most + 256)) ] || ulimit -n $((2 * most + 256)) || {
+  echo "$most connections need $((2 * most + 256)) file descriptors (ulimit -n)" >&2
+  exit 1
+}
 
 tmp=$(mktemp -d /tmp/bulwark-checkout-bench.XXXXXX)
 pids=()
@@ -144,7 +156,7 @@ settle() {
 
 # wrk_run BASE SECONDS FIRST OUT -> wrk checking out orders FIRST, FIRST + 1, ... for SECONDS.
 wrk_run() {
-  wrk -t2 -c"$CONNECTIONS" -d"$2" --timeout 60s --latency -s benchmarks/checkout.lua "$1" -- 2 "$orders" "$3" >"$4"
+  wrk -t2 -c"$connections" -d"$2" --timeout 60s --latency -s benchmarks/checkout.lua "$1" -- 2 "$orders" "$3" >"$4"
 }
 
 # measure MODE ORDER_BASE STOCK_BASE PAYMENT_BASE CPU_GROUPS... -> batch_init, the warm-up
@@ -171,7 +183,7 @@ measure() {
 
   local group label before=() after=() i
   for group in "$@"; do before+=("$(cpu_ticks ${group#*:})"); done
-  echo "$mode: load average before the run: $(load)"
+  echo "$mode: load average before the run: $(load) ($connections connections)"
   wrk_run "$order_base" "$DURATION" "$first" "$tmp/wrk-$mode.out"
   for group in "$@"; do after+=("$(cpu_ticks ${group#*:})"); done
   echo "$mode: load average after the run: $(load)"
@@ -194,10 +206,10 @@ measure() {
     echo "$mode cpu_us_per_checkout: $line"
   fi
 
-  # wrk stops counting at the end of the run while up to CONNECTIONS checkouts are still in
+  # wrk stops counting at the end of the run while up to $connections checkouts are still in
   # flight; they finish on the server (settle waits for that). So the orders actually sent (below `orders_sent`) are
   # read back: the paid ones among those of the measured run must be at least its 200s, at most
-  # CONNECTIONS more, and the stock and credit taken must be exactly what every paid order cost.
+  # $connections more, and the stock and credit taken must be exactly what every paid order cost.
   settle "$order_base"
   sent=$(awk '/^orders_sent:/ {print $2}' "$tmp/wrk-$mode.out")
   [ "$sent" -le "$orders" ] || sent=$orders
@@ -216,7 +228,7 @@ measure() {
   local stock_taken=$((ITEMS * STARTING - stock_left)) credit_taken=$((USERS * STARTING - credit_left))
   local run_paid=$((paid - warm_paid)) consistent=yes
   [ "$orders_read" = "$sent" ] && [ "$items_read" = "$ITEMS" ] && [ "$users_read" = "$USERS" ] || consistent=no
-  [ "$run_paid" -ge "$ok" ] && [ "$run_paid" -le $((ok + CONNECTIONS)) ] || consistent=no
+  [ "$run_paid" -ge "$ok" ] && [ "$run_paid" -le $((ok + connections)) ] || consistent=no
   [ "$stock_taken" = $((2 * paid)) ] || consistent=no
   [ "$credit_taken" = $((2 * PRICE * paid)) ] || consistent=no
   echo "$mode consistency: $paid orders paid ($run_paid in the measured run, $ok answered 200 within it), stock taken" \
@@ -227,7 +239,7 @@ measure() {
 for mode in $MODES; do
   case $mode in
     memory)
-      orders=$ORDERS
+      orders=$ORDERS connections=$CONNECTIONS
       p=$(free_port)
       "$bins/checkout" --port "$p" --threads 2 >"$tmp/checkout.log" 2>&1 &
       pids+=($!)
@@ -239,7 +251,7 @@ for mode in $MODES; do
       wait "${pids[-1]}" 2>/dev/null || true
       ;;
     real)
-      orders=$ORDERS_REAL
+      orders=$ORDERS_REAL connections=$CONNECTIONS_REAL
       private_redis "$tmp"
       if [ "$KAFKA" = shared ]; then
         [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ] || { echo "KAFKA=shared needs BULWARK_KAFKA_BOOTSTRAP (source the servers' env)" >&2; exit 1; }
@@ -281,8 +293,10 @@ for mode in $MODES; do
       # shellcheck disable=SC2046
       cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
       raw() { "$tmp/raw_window" "$bootstrap" "${prefix}.raw" "$PARTITIONS" 1 3 "$@" 2> >(grep -v '^%' >&2) | sed 's/^raw_window: //'; }
-      linger=${CHECKOUT_LINGER_MS:-20}
-      echo "real publish latency, acks=all linger $linger ms (the services' producer): $(raw linger.ms "$linger")"
+      linger=${CHECKOUT_LINGER_MS:-50}
+      echo "real publish latency, acks=all linger $linger ms (the order service's producer): $(raw linger.ms "$linger")"
+      [ -n "${CHECKOUT_LINGER_MS:-}" ] ||
+        echo "real publish latency, acks=all linger 20 ms (the participants' producer):   $(raw linger.ms 20)"
       echo "real publish latency, acks=all linger 1 ms:                          $(raw linger.ms 1)"
       echo "real publish latency, acks=all linger 0:                             $(raw linger.ms 0)"
       echo "real publish latency, acks=1 linger 0 (not idempotent):              $(raw linger.ms 0 enable.idempotence false acks 1)"
