@@ -375,13 +375,22 @@ TEST(checkout_records, round_trip_and_refuse_what_is_not_a_record) {
   EXPECT_EQ(back.value().attempt, 3u);
   EXPECT_EQ(back.value().checkout, checkout::checkout_state::paid);
 
-  const auto c = checkout::context_for("o1", r);
+  const auto c = checkout::context_for("o1", r, 42);
   auto c_back = checkout::context_codec::decode(checkout::context_codec::encode(c));
   ASSERT_TRUE(c_back);
   EXPECT_EQ(c_back.value().saga_id, "o1#3");
   EXPECT_EQ(c_back.value().user_id, r.user_id);
   ASSERT_EQ(c_back.value().take.size(), 2u);
   EXPECT_EQ(c_back.value().take[0].item_id, "7");
+  EXPECT_EQ(c_back.value().record_version, 42u);
+  ASSERT_EQ(c_back.value().items.size(), 2u);
+  EXPECT_EQ(c_back.value().items[1].item_id, "a:b");
+  // The first form (logged before the context carried the record) still reads, version unknown.
+  auto first = checkout::context_codec::decode("C1\n3\n5\n2:o1\n4:o1#3\n1:u\n1\n1:7\n5\n");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first.value().record_version, bulwark::no_version);
+  EXPECT_TRUE(first.value().items.empty());
+  EXPECT_EQ(first.value().take.size(), 1u);
 
   const auto bytes = checkout::encode_order(r);
   const std::vector<std::string> bad_records = {"", "{\"paid\":true}", bytes.substr(0, bytes.size() - 1), bytes + "x",
@@ -397,4 +406,56 @@ TEST(checkout_records, round_trip_and_refuse_what_is_not_a_record) {
   }
   EXPECT_TRUE(checkout::decode_order("o", "O1\n0\n0\n0\n0\n0:\n0\n"));
   EXPECT_FALSE(checkout::context_codec::decode("C1\n1\n"));
+  EXPECT_FALSE(checkout::context_codec::decode("C2\n3\n5\n2:o1\n4:o1#3\n1:u\n1\n1:7\n5\n")); // no version
+}
+
+// The confirm step writes the running record paid against the version its context carries,
+// without reading it; when that version is stale (the step ran before, its answer lost) or
+// unknown (a first-form context) it reads the record and ends the same way.
+TEST(checkout_records, confirm_marks_the_record_paid_with_or_without_its_version) {
+  bulwark::memory::repository orders;
+  auto confirm = checkout::confirm_paid(orders);
+  asio::io_context io;
+  auto run = [&](checkout::checkout_context& c) {
+    auto f = bulwark::test::spawn(io.get_executor(), confirm(c, bulwark::clock::time_point{}));
+    io.restart();
+    io.run();
+    return *f.get();
+  };
+  checkout::order_record r;
+  r.user_id = "u1";
+  r.items = {{"i2", 1}, {"i1", 2}, {"i2", 3}};
+  r.total_cost = 6;
+  r.attempt = 2;
+  r.checkout = checkout::checkout_state::running;
+  auto stored = orders.put_now("order/o1", checkout::encode_order(r), bulwark::no_version);
+  ASSERT_TRUE(stored);
+  auto c = checkout::context_for("o1", r, stored.value());
+  auto paid_once = [&] {
+    auto got = orders.get_now("order/o1");
+    EXPECT_TRUE(got && got.value());
+    auto back = checkout::decode_order("o1", got.value()->value);
+    EXPECT_TRUE(back);
+    EXPECT_TRUE(back.value().paid);
+    EXPECT_EQ(back.value().checkout, checkout::checkout_state::paid);
+    EXPECT_EQ(back.value().attempt, 2u);
+    EXPECT_EQ(back.value().user_id, "u1");
+    EXPECT_EQ(back.value().total_cost, 6);
+    EXPECT_EQ(back.value().items.size(), 3u);
+    EXPECT_EQ(back.value().items[2].quantity, 3);
+    return got.value()->version;
+  };
+  ASSERT_TRUE(run(c));
+  const auto version = paid_once();
+  EXPECT_NE(version, stored.value());
+  ASSERT_TRUE(run(c)); // again, with the version it had before: reads, finds it paid, writes nothing
+  EXPECT_EQ(paid_once(), version);
+
+  auto other = orders.put_now("order/o2", checkout::encode_order(r), bulwark::no_version);
+  ASSERT_TRUE(other);
+  auto unknown = checkout::context_for("o2", r);
+  ASSERT_TRUE(run(unknown));
+  auto got = orders.get_now("order/o2");
+  ASSERT_TRUE(got && got.value());
+  EXPECT_TRUE(checkout::decode_order("o2", got.value()->value).value().paid);
 }

@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!back) std::abort();
     const auto& b = back.value();
     if (a.order_id != b.order_id || a.saga_id != b.saga_id || a.attempt != b.attempt || a.user_id != b.user_id ||
-        a.total_cost != b.total_cost || !same(a.take, b.take))
+        a.total_cost != b.total_cost || !same(a.take, b.take) || !same(a.items, b.items) ||
+        a.record_version != b.record_version)
       std::abort();
   } else if (c.error() != bulwark::errc::invalid_argument) {
     std::abort();

@@ -11,6 +11,7 @@
 #include <checkout/record_codec.hpp>
 
 #include <bulwark/ledger.hpp>
+#include <bulwark/versioned.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -129,43 +130,72 @@ inline std::vector<bulwark::adjustment> stock_adjustments(const std::vector<orde
 }
 
 /// What one checkout saga carries: who pays how much, and the stock to take, summed per item
-/// (one ledger apply takes them all).
+/// (one ledger apply takes them all); and the order record as this attempt wrote it, so that the
+/// confirm step can mark it paid without reading it first (confirm_paid, saga.hpp).
 struct checkout_context {
   std::string order_id;
   std::string saga_id;
   std::uint32_t attempt = 0;
   std::string user_id;
   bulwark::amount total_cost = 0;
-  std::vector<order_line> take; ///< per item: its summed quantity, each item once, in id order
+  std::vector<order_line> take;  ///< per item: its summed quantity, each item once, in id order
+  std::vector<order_line> items; ///< the record's lines as added
+  /// The record's version once this attempt was running in it; bulwark::no_version when unknown
+  /// (a context of the first form): the confirm step then reads the record first.
+  bulwark::version_t record_version = bulwark::no_version;
 };
 
 /// The saga's codec for its context (written into the saga log at every transition):
-///   C1 \n attempt \n total \n order id \n saga id \n user \n n lines \n (item \n quantity \n)*
+///   C2 \n attempt \n total \n record version \n order id \n saga id \n user \n
+///      n lines \n (item \n quantity \n)* (take) n lines \n (item \n quantity \n)* (items)
+/// It still reads the first form, C1 (no record version, no items), which a saga logged before
+/// may carry.
 struct context_codec {
   static std::string encode(const checkout_context& c) {
-    detail::field_writer w("C1", 48 + c.order_id.size() + c.saga_id.size() + c.user_id.size() + 24 * c.take.size());
-    w.number(c.attempt).number(c.total_cost).text(c.order_id).text(c.saga_id).text(c.user_id);
+    detail::field_writer w("C2", 64 + c.order_id.size() + c.saga_id.size() + c.user_id.size() +
+                                     24 * (c.take.size() + c.items.size()));
+    w.number(c.attempt).number(c.total_cost).number(c.record_version).text(c.order_id).text(c.saga_id).text(c.user_id);
     detail::write_lines(w, c.take);
+    detail::write_lines(w, c.items);
     return std::move(w).take();
   }
   /// errc::invalid_argument (what the saga codecs answer) for bytes that are not a context.
   static bulwark::result<checkout_context> decode(std::string_view bytes) {
-    detail::field_reader in(bytes, "C1");
+    const bool first_form = bytes.starts_with("C1\n");
+    detail::field_reader in(bytes, first_form ? "C1" : "C2");
     checkout_context c;
-    in.number(c.attempt).number(c.total_cost).text(c.order_id).text(c.saga_id).text(c.user_id);
-    if (!in.ok() || !detail::valid_total(c.total_cost) || !detail::read_lines(in, c.take) || !in.done())
+    in.number(c.attempt).number(c.total_cost);
+    if (!first_form) in.number(c.record_version);
+    in.text(c.order_id).text(c.saga_id).text(c.user_id);
+    if (!in.ok() || !detail::valid_total(c.total_cost) || !detail::read_lines(in, c.take) ||
+        (!first_form && !detail::read_lines(in, c.items)) || !in.done())
       return bulwark::error(bulwark::errc::invalid_argument, "not a checkout saga context");
     return c;
   }
 };
 
-inline checkout_context context_for(std::string_view order_id, const order_record& r) {
-  checkout_context c{std::string(order_id), saga_id(order_id, r.attempt), r.attempt, r.user_id, r.total_cost, {}};
+/// The context of attempt r.attempt of an order whose record (r, running) has `version`.
+inline checkout_context context_for(std::string_view order_id, const order_record& r,
+                                    bulwark::version_t version = bulwark::no_version) {
+  checkout_context c{std::string(order_id), saga_id(order_id, r.attempt), r.attempt, r.user_id, r.total_cost,
+                     {},                    r.items,                     version};
   std::map<std::string, bulwark::amount, std::less<>> summed;
   for (const auto& l : r.items)
     if (l.quantity > 0) summed[l.item_id] += l.quantity;
   for (auto& [item, quantity] : summed) c.take.push_back({item, quantity});
   return c;
+}
+
+/// The order record once the attempt `c` completed: what it held while running, now paid.
+inline order_record paid_record(const checkout_context& c) {
+  order_record r;
+  r.user_id = c.user_id;
+  r.items = c.items;
+  r.total_cost = c.total_cost;
+  r.paid = true;
+  r.attempt = c.attempt;
+  r.checkout = checkout_state::paid;
+  return r;
 }
 
 /// The 400's text for a checkout that was rolled back, from the saga's detail ("step pay: ...",

@@ -199,12 +199,12 @@ private:
           (void)marked;
           continue; // a new attempt
         }
-        co_return co_await await_attempt(id, r, give_up);
+        co_return co_await await_attempt(id, r, version, give_up);
       }
       r.attempt += 1;
       r.checkout = checkout_state::running;
       auto put = co_await store(id, r, version);
-      if (put) co_return co_await await_attempt(id, r, give_up);
+      if (put) co_return co_await await_attempt(id, r, put.value(), give_up);
       if (put.error() == bulwark::errc::conflict) continue;
       // Unavailable or timed out: the write may have been applied; the next round reads it back.
       const bool again = co_await wait_out(put.error(), give_up, waits);
@@ -231,15 +231,17 @@ private:
   // 20 ms doubling to 1 s, without jitter: a wait is at most 1 s, far below the answer deadline.
   static constexpr bulwark::backoff store_waits{std::chrono::milliseconds(20), std::chrono::seconds(1), 2.0, false};
 
-  // Starts (or joins) the attempt's saga and answers with its final outcome.
-  bulwark::task<response> await_attempt(std::string id, order_record r, bulwark::clock::time_point give_up) {
+  // Starts (or joins) the attempt's saga and answers with its final outcome. `version`: the
+  // record's (r, running) version, carried in the saga's context for its confirm step.
+  bulwark::task<response> await_attempt(std::string id, order_record r, bulwark::version_t version,
+                                        bulwark::clock::time_point give_up) {
     const auto sid = saga_id(id, r.attempt);
     unsigned waits = 0;
-    auto started = co_await sagas_.start(sid, context_for(id, r));
+    auto started = co_await sagas_.start(sid, context_for(id, r, version));
     while (!started) {
       const bool again = co_await wait_out(started.error(), give_up, waits);
       if (!again) co_return started.error();
-      started = co_await sagas_.start(sid, context_for(id, r));
+      started = co_await sagas_.start(sid, context_for(id, r, version));
     }
     auto outcome = co_await sagas_.outcome(sid, opts_.clock.now() + opts_.answer_timeout);
     if (!outcome && outcome.error() == bulwark::errc::timeout) {

@@ -48,9 +48,21 @@ struct saga_timing {
 
 /// The confirm step: the order record of this attempt becomes paid (compare-and-set; a record
 /// already paid by this attempt is fine, the step may run twice).
+///
+/// While an attempt runs nothing else changes its record (items cannot be added, and only a
+/// compensated attempt is marked failed), so the record is still the one the attempt wrote,
+/// at the version the context carries: the step writes it paid against that version without
+/// reading it (one Redis round trip less per checkout). When that compare-and-set loses (this
+/// step ran before and its answer was lost, or the context does not know the version) it reads
+/// the record and decides from what it holds, as before.
 template <bulwark::repository Repository> saga::local_call<checkout_context> confirm_paid(Repository& orders) {
   return [&orders](checkout_context& c, bulwark::clock::time_point) -> bulwark::task<void> {
     const auto key = order_key(c.order_id);
+    if (c.record_version != bulwark::no_version) {
+      auto put = co_await orders.put(key, encode_order(paid_record(c)), c.record_version);
+      if (put) co_return bulwark::ok();
+      if (put.error() != bulwark::errc::conflict) co_return put.error();
+    }
     for (int tries = 0; tries < 16; ++tries) {
       auto got = co_await orders.get(key);
       if (!got) co_return got.error();
