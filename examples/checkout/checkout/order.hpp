@@ -177,8 +177,8 @@ struct context_codec {
 /// The context of attempt r.attempt of an order whose record (r, running) has `version`.
 inline checkout_context context_for(std::string_view order_id, const order_record& r,
                                     bulwark::version_t version = bulwark::no_version) {
-  checkout_context c{std::string(order_id), saga_id(order_id, r.attempt), r.attempt, r.user_id, r.total_cost,
-                     {},                    r.items,                     version};
+  checkout_context c{
+      std::string(order_id), saga_id(order_id, r.attempt), r.attempt, r.user_id, r.total_cost, {}, r.items, version};
   std::map<std::string, bulwark::amount, std::less<>> summed;
   for (const auto& l : r.items)
     if (l.quantity > 0) summed[l.item_id] += l.quantity;

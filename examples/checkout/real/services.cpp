@@ -93,7 +93,8 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.replication = std::stoi(option(argc, argv, "--replication", "CHECKOUT_REPLICATION", "3"));
   s.max_batch = static_cast<std::size_t>(std::stoul(option(argc, argv, "--max-batch", "CHECKOUT_MAX_BATCH", "128")));
   if (s.max_batch == 0) throw std::invalid_argument("--max-batch must be at least 1");
-  s.linger = std::chrono::milliseconds(std::stoll(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", default_linger_ms)));
+  s.linger =
+      std::chrono::milliseconds(std::stoll(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", default_linger_ms)));
   if (s.linger.count() < 0) throw std::invalid_argument("--linger-ms must not be negative");
   // "name=value,name=value": librdkafka settings after the services' own (they win).
   auto properties =
