@@ -23,13 +23,13 @@
 #       order service, the setup and the reads go to the service of each path. ORDERS_REAL
 #       (300k) orders. Then what one reply or command publish costs: raw librdkafka
 #       (benchmarks/kafka/raw_window.c) with one message in flight, with the services' producer
-#       settings (idempotent, acks=all, linger CHECKOUT_LINGER_MS, default 50 ms: the order service's;
-#       the participants' is 20 ms), linger 1 ms, without linger, and with acks=1.
+#       settings (idempotent, acks=all, linger CHECKOUT_LINGER_MS, default 20 ms), linger 1 ms, without
+#       linger, and with acks=1.
 #
-# CONNECTIONS_REAL (real mode, 1024; CONNECTIONS, 256, is memory mode's): wrk is a closed loop, so checkouts/s <= CONNECTIONS / latency. A checkout
-# waits for four publishes in a row, each lingering (order service 50 ms, participants 20 ms):
-# 140 ms on an idle machine, so 256 connections could never pass about 1,800/s; 1024 leave room
-# for 3,000/s at up to 340 ms a checkout.
+# CONNECTIONS_REAL (real mode, 1024; CONNECTIONS, 256, is memory mode's): wrk is a closed loop,
+# so checkouts/s <= connections / latency. A checkout waits for four publishes in a row, each
+# lingering 20 ms: 80 ms on an idle machine, so 256 connections could never pass 3,200/s, nor
+# 3,000/s once a checkout takes more than 85 ms; 1024 leave room for 3,000/s at up to 340 ms.
 #
 # Prints, per mode, the load average before and after, checkouts/s, p50/p99 latency, refusals and
 # errors, each process's CPU time per checkout (memory: the server; real: each service, the
@@ -39,8 +39,8 @@
 #
 # Environment: BUILD_DIR (an existing release build; default: configure and build
 # build/release), MODES ("memory real"), DURATION (20s), WARMUP (real mode: 10s; 0 none),
-# CONNECTIONS (memory mode, 256), CONNECTIONS_REAL (1024), ITEMS, USERS, ORDERS, ORDERS_REAL, PARTITIONS (8), KAFKA (private|shared),
-# MAX_BATCH (real mode: the participants' --max-batch; unset: the services' default).
+# CONNECTIONS (memory mode, 256), CONNECTIONS_REAL (1024), ITEMS, USERS, ORDERS, ORDERS_REAL,
+# PARTITIONS (8), KAFKA (private|shared), MAX_BATCH (real mode: the participants' --max-batch; unset: the services' default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -293,10 +293,8 @@ for mode in $MODES; do
       # shellcheck disable=SC2046
       cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
       raw() { "$tmp/raw_window" "$bootstrap" "${prefix}.raw" "$PARTITIONS" 1 3 "$@" 2> >(grep -v '^%' >&2) | sed 's/^raw_window: //'; }
-      linger=${CHECKOUT_LINGER_MS:-50}
-      echo "real publish latency, acks=all linger $linger ms (the order service's producer): $(raw linger.ms "$linger")"
-      [ -n "${CHECKOUT_LINGER_MS:-}" ] ||
-        echo "real publish latency, acks=all linger 20 ms (the participants' producer):   $(raw linger.ms 20)"
+      linger=${CHECKOUT_LINGER_MS:-20}
+      echo "real publish latency, acks=all linger $linger ms (the services' producer): $(raw linger.ms "$linger")"
       echo "real publish latency, acks=all linger 1 ms:                          $(raw linger.ms 1)"
       echo "real publish latency, acks=all linger 0:                             $(raw linger.ms 0)"
       echo "real publish latency, acks=1 linger 0 (not idempotent):              $(raw linger.ms 0 enable.idempotence false acks 1)"

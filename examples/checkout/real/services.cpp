@@ -55,7 +55,7 @@ struct settings {
   std::chrono::milliseconds redis_timeout{2000}; // cluster: one call, redirections and retries included
   std::size_t max_batch = 128; // a participant's commands handled together (saga::participant_options)
   std::vector<std::pair<std::string, std::string>> kafka_properties; // extra librdkafka settings
-  std::chrono::milliseconds linger{20}; // the producer's linger.ms (README, "Benchmark"): default_linger
+  std::chrono::milliseconds linger{20}; // the producer's linger.ms (see README, "Benchmark")
 };
 
 std::vector<std::string> split(const std::string& list) {
@@ -66,16 +66,7 @@ std::vector<std::string> split(const std::string& list) {
   return out;
 }
 
-// The producer's default linger.ms per service (--linger-ms overrides it). The order service
-// publishes two commands per checkout one at a time to 16 partitions; at 20 ms its producer's
-// broker threads made half to three quarters of its CPU per checkout, and at 50 ms a third as
-// much (README, "Where a checkout's CPU goes"). The participants publish their replies in
-// batches, whose broker threads cost little at 20 ms, so they keep the shorter wait.
-constexpr const char* order_linger_ms = "50";
-constexpr const char* participant_linger_ms = "20";
-
-settings read_settings(int argc, char** argv, std::string name, const char* default_port,
-                       const char* default_linger_ms) {
+settings read_settings(int argc, char** argv, std::string name, const char* default_port) {
   settings s;
   s.name = std::move(name);
   s.address = option(argc, argv, "--address", "CHECKOUT_ADDRESS", "127.0.0.1");
@@ -93,8 +84,7 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.replication = std::stoi(option(argc, argv, "--replication", "CHECKOUT_REPLICATION", "3"));
   s.max_batch = static_cast<std::size_t>(std::stoul(option(argc, argv, "--max-batch", "CHECKOUT_MAX_BATCH", "128")));
   if (s.max_batch == 0) throw std::invalid_argument("--max-batch must be at least 1");
-  s.linger =
-      std::chrono::milliseconds(std::stoll(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", default_linger_ms)));
+  s.linger = std::chrono::milliseconds(std::stoll(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", "20")));
   if (s.linger.count() < 0) throw std::invalid_argument("--linger-ms must not be negative");
   // "name=value,name=value": librdkafka settings after the services' own (they win).
   auto properties =
@@ -129,8 +119,8 @@ public:
     auto cfg = bulwark::kafka::config{};
     cfg.bootstrap_servers = s.kafka;
     // Every publish of a checkout (two commands, two replies) waits up to this long for others
-    // to share its produce request: fewer produce requests, fewer broker-thread wake-ups (at
-    // 1 ms they took over half of the order service's CPU per checkout; read_settings).
+    // to share its produce request. At 1 ms the producer's broker threads woke for nearly every
+    // message and took over half of the order service's CPU per checkout (README, "Benchmark").
     cfg.linger = s.linger;
     cfg.session_timeout = std::chrono::milliseconds(6000);
     cfg.heartbeat_interval = std::chrono::milliseconds(500);
@@ -235,7 +225,7 @@ int guarded(const char* name, const std::function<int()>& body) {
 int run_stock_service(int argc, char** argv) {
   bulwark::app::stop_signals signals;
   return guarded("stock-service", [&] {
-    const auto s = read_settings(argc, argv, "stock-service", "8002", participant_linger_ms);
+    const auto s = read_settings(argc, argv, "stock-service", "8002");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
     home h(s, metrics);
     h.ensure_topic(s, stock_topic(s.prefix));
@@ -265,7 +255,7 @@ int run_stock_service(int argc, char** argv) {
 int run_payment_service(int argc, char** argv) {
   bulwark::app::stop_signals signals;
   return guarded("payment-service", [&] {
-    const auto s = read_settings(argc, argv, "payment-service", "8003", participant_linger_ms);
+    const auto s = read_settings(argc, argv, "payment-service", "8003");
     auto metrics = std::make_shared<bulwark::metrics::registry>();
     home h(s, metrics);
     h.ensure_topic(s, pay_topic(s.prefix));
@@ -294,7 +284,7 @@ int run_payment_service(int argc, char** argv) {
 int run_order_service(int argc, char** argv) {
   bulwark::app::stop_signals signals;
   return guarded("order-service", [&] {
-    const auto s = read_settings(argc, argv, "order-service", "8001", order_linger_ms);
+    const auto s = read_settings(argc, argv, "order-service", "8001");
     // The lease owner: unique among the replicas, the same after a restart (default: the port).
     const auto replica = option(argc, argv, "--replica", "CHECKOUT_REPLICA",
                                 "order-" + std::to_string(s.port == 0 ? ::getpid() : s.port));
