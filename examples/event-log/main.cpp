@@ -12,7 +12,9 @@
 // --retention SECONDS (a command's decision and status, default 86400; 0: for ever),
 // --max-batch N (messages a stage takes at once: memory 256, real 1024), --max-in-flight N (the
 // command API's admission bound, in messages the stages have not handled: memory 1024, real 3072;
-// 0: none), --admit-timeout-ms N (how long a request is held before its 503, default 5000),
+// 0: none), --max-lag-ms N (real mode: also at most what the stages handle in N ms; default 0,
+// the count alone), --admit-timeout-ms N (how long a request is held before its 503,
+// default 5000),
 // --linger-ms N (real mode's producer linger, default 20), --kafka-properties name=value,...
 // (librdkafka settings, after the example's own).
 
@@ -59,6 +61,9 @@ struct options {
   std::optional<std::size_t> max_in_flight;
   std::chrono::milliseconds admit_timeout = el::pipeline_options{}.admit_timeout;
 #ifdef EVENT_LOG_REAL_BACKENDS
+  std::chrono::milliseconds max_lag = el::real_options{}.max_lag;
+#endif
+#ifdef EVENT_LOG_REAL_BACKENDS
   std::chrono::milliseconds linger = el::real_options{}.linger;
   std::vector<std::pair<std::string, std::string>> kafka_properties;
 #endif
@@ -72,7 +77,7 @@ int usage(const std::string& why) {
             << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
                " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
                " [--metrics-port N] [--threads N] [--retention SECONDS] [--max-batch N] [--max-in-flight N]"
-               " [--admit-timeout-ms N]"
+               " [--admit-timeout-ms N] [--max-lag-ms N]"
                " [--kafka LIST] [--redis HOST:PORT] [--prefix P] [--linger-ms N] [--kafka-properties name=value,...]\n";
   return 2;
 }
@@ -155,6 +160,7 @@ int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals
   if (o.max_batch > 0) r.max_batch = o.max_batch;
   r.linger = o.linger;
   if (o.max_in_flight) r.max_in_flight = *o.max_in_flight;
+  r.max_lag = o.max_lag;
   r.admit_timeout = o.admit_timeout;
   r.kafka_properties = o.kafka_properties;
   r.kafka_bootstrap = !o.kafka.empty()                         ? o.kafka
@@ -303,6 +309,10 @@ int main(int argc, char** argv) {
       good = count(ms, 600000) && ms > 0;
       o.admit_timeout = std::chrono::milliseconds(ms);
 #ifdef EVENT_LOG_REAL_BACKENDS
+    } else if (a == "--max-lag-ms") {
+      std::size_t ms = 0;
+      good = count(ms, 600000);
+      o.max_lag = std::chrono::milliseconds(ms);
     } else if (a == "--linger-ms") {
       std::size_t ms = 0;
       good = count(ms, 60000);

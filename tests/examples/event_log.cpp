@@ -655,9 +655,9 @@ TEST(event_log_admission, counts_admissions_since_the_last_measurement_and_relea
   std::atomic<int> measured{0};
   el::admission once(
       {.max_in_flight = 5, .timeout = std::chrono::milliseconds(50), .refresh = std::chrono::hours(1)},
-      [&]() -> bulwark::task<std::int64_t> {
+      [&]() -> bulwark::task<el::pipeline_count> {
         ++measured;
-        co_return behind.load();
+        co_return el::pipeline_count{behind.load(), 0};
       },
       metrics);
   // One measurement (0 behind; the next is an hour away): the commands admitted since count,
@@ -673,7 +673,10 @@ TEST(event_log_admission, counts_admissions_since_the_last_measurement_and_relea
   // A request held while the count is high passes once a measurement finds it low again.
   el::admission often(
       {.max_in_flight = 5, .timeout = std::chrono::seconds(5), .refresh = std::chrono::milliseconds(1)},
-      [&]() -> bulwark::task<std::int64_t> { co_return behind.load(); }, metrics);
+      [&]() -> bulwark::task<el::pipeline_count> {
+        co_return el::pipeline_count{behind.load(), 0};
+      },
+      metrics);
   behind = 100;
   std::atomic<bool> done{false};
   std::thread held([&] {
@@ -685,6 +688,37 @@ TEST(event_log_admission, counts_admissions_since_the_last_measurement_and_relea
   behind = 2;
   held.join(); // released by a measurement within milliseconds (bounded by the 5 s timeout)
   EXPECT_TRUE(done.load());
+
+  // The bound in time: what the stages handle in max_lag at their recent rate. Stages that
+  // make no progress close the door at min_in_flight; at 10,000 messages/s it opens to the cap.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<bool> progressing{false};
+  el::admission timed(
+      {.max_in_flight = 1000,
+       .max_lag = std::chrono::milliseconds(500),
+       .min_in_flight = 10,
+       .timeout = std::chrono::milliseconds(20),
+       .refresh = std::chrono::milliseconds(1)},
+      [&]() -> bulwark::task<el::pipeline_count> {
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+        co_return el::pipeline_count{50, progressing ? ms * 10 : 0};
+      },
+      metrics);
+  EXPECT_TRUE(bulwark::app::block_on(io.executor(), timed.admit())); // no rate yet: the cap, 1000
+  bulwark::result<void> stalled = bulwark::ok();
+  for (int i = 0; i < 400 && stalled; ++i) { // a rate needs measurements 50 ms apart: up to 0.8 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    stalled = bulwark::app::block_on(io.executor(), timed.admit());
+  }
+  ASSERT_FALSE(stalled); // 50 behind and no progress: the bound fell to 10
+  EXPECT_EQ(timed.bound(), 10);
+  EXPECT_NE(stalled.error().detail().find("(bound 10)"), std::string::npos) << stalled.error().detail();
+  progressing = true;
+  bulwark::result<void> flowing = bulwark::error(bulwark::errc::unavailable);
+  for (int i = 0; i < 200 && !flowing; ++i) flowing = bulwark::app::block_on(io.executor(), timed.admit());
+  EXPECT_TRUE(flowing); // 10,000 handled a second: the bound rose past 51
+  EXPECT_GT(timed.bound(), 51);
 }
 
 // A stage whose batch failed with a transient error (a store timing out under load) runs the

@@ -26,8 +26,11 @@ public:
   memory_deployment(asio::any_io_executor ex, const settings& s, pipeline_options o = {})
       : settings_(s), bus_(ex, bus_options(o.metrics)),
         admission_(
-            {o.max_in_flight, o.admit_timeout, std::chrono::milliseconds(1)},
-            [this]() -> bulwark::task<std::int64_t> { co_return in_flight(); }, *o.metrics),
+            {.max_in_flight = o.max_in_flight, .timeout = o.admit_timeout, .refresh = std::chrono::milliseconds(1)},
+            [this]() -> bulwark::task<pipeline_count> {
+              co_return pipeline_count{in_flight(), 0};
+            },
+            *o.metrics),
         pipeline_(settings_, bus_, state_, events_, snapshots_, std::move(o)) {
     commands_.types = &settings_;
     commands_.metrics = pipeline_.metrics();

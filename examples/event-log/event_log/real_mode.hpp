@@ -53,6 +53,12 @@ struct real_options {
   /// about three such messages (a command, an event for the persister and one for the
   /// materializer), and the groups' commits lag their progress by up to `commit_interval`.
   std::size_t max_in_flight = 3072;
+  /// A bound in time as well (admission_options::max_lag; `--max-lag-ms`), off by default:
+  /// measured, it cost two thirds of the throughput (README, "Admission"). The stages' rate it
+  /// derives the bound from is what the bound lets through, so a bound that throttles lowers
+  /// its own estimate; `min_in_flight` (2048 here) only stopped the fall at its floor.
+  std::chrono::milliseconds max_lag{0};
+  std::size_t min_in_flight = 2048;
   std::chrono::milliseconds admit_timeout{5000};
   std::chrono::milliseconds admit_refresh{100};
   /// How often the stages commit their offsets (kafka::config::commit_interval): 100 ms, not
@@ -101,8 +107,12 @@ private:
                   std::shared_ptr<bulwark::metrics::registry> metrics)
       : ex_(ex), settings_(s), client_(ex, redis_options(r)), bus_(std::move(bus)),
         state_(client_, {r.prefix + "state:"}), events_(client_, {r.prefix + "events:"}),
-        snapshots_(client_, {r.prefix + "snapshots:"}),
-        admission_({r.max_in_flight, r.admit_timeout, r.admit_refresh}, behind(bus_.admin(), r.prefix), *metrics),
+        snapshots_(client_, {r.prefix + "snapshots:"}), admission_({.max_in_flight = r.max_in_flight,
+                                                                    .max_lag = r.max_lag,
+                                                                    .min_in_flight = r.min_in_flight,
+                                                                    .timeout = r.admit_timeout,
+                                                                    .refresh = r.admit_refresh},
+                                                                   behind(bus_.admin(), r.prefix), *metrics),
         pipeline_(settings_, bus_, state_, events_, snapshots_,
                   pipeline_options{
                       .prefix = r.prefix, .metrics = metrics, .max_batch = r.max_batch, .retention = r.retention}) {
@@ -145,14 +155,17 @@ private:
     std::vector<std::pair<std::string, std::string>> groups;
     for (const auto& [t, group] : pipeline_type::consumer_groups)
       groups.emplace_back(prefix + std::string(group), prefix + std::string(t));
-    return [admin, groups = std::move(groups)]() -> bulwark::task<std::int64_t> {
+    return [admin, groups = std::move(groups)]() -> bulwark::task<pipeline_count> {
       using namespace asio::experimental::awaitable_operators;
       auto lag = [&](std::size_t i) { return admin.consumer_lag(groups[i].first, groups[i].second); };
       auto [a, b, c, d] = co_await (lag(0) && lag(1) && lag(2) && lag(3));
-      std::int64_t n = 0;
+      pipeline_count n;
       for (const auto* group : {&a, &b, &c, &d}) {
         if (!*group) co_return group->error();
-        for (const auto& p : group->value()) n += p.behind;
+        for (const auto& p : group->value()) {
+          n.behind += p.behind;
+          n.handled += p.end - p.behind; // the committed offset (or the first retained message)
+        }
       }
       co_return n;
     };
