@@ -119,7 +119,8 @@ public:
       // Again when a new count may be there: every refresh (at least 1 ms). Polling at a finer
       // grain woke each of hundreds of held requests a hundred times a second in real mode,
       // which doubled the command API's CPU per command and took it from the stages.
-      timer->expires_after(std::max(opts_.refresh, std::chrono::milliseconds(1)));
+      // (Never past the give-up time.)
+      timer->expires_at(std::min(clock::now() + std::max(opts_.refresh, std::chrono::milliseconds(1)), give_up));
       co_await timer->async_wait(asio::use_awaitable);
     }
   }
