@@ -136,6 +136,21 @@ protected:
     return kafka::event_bus::create(ctx.get_executor(), std::move(cfg)).value();
   }
 
+  /// Joins `group` on `topic` with a handler that holds each message until `open`, then counts
+  /// it in `handled`.
+  bulwark::result<kafka::event_bus::subscription> subscribe_held(kafka::event_bus& bus, const std::string& topic,
+                                                                 const std::string& group, std::atomic<bool>& open,
+                                                                 std::atomic<int>& handled) {
+    bulwark::subscribe_options o;
+    o.topic = topic;
+    o.group = group;
+    return bulwark::test::run(ctx, bus.subscribe(o, [&open, &handled](const bulwark::envelope&) -> task<void> {
+      while (!open) co_await sleep_for(5ms);
+      ++handled;
+      co_return bulwark::ok();
+    }));
+  }
+
   void rebalance_hands_over_exactly(const std::string& strategy, const char* protocol);
 
   asio::io_context ctx;
@@ -490,14 +505,7 @@ TEST_F(kafka_group, backlog_and_lag_gauges_follow_the_assigned_partitions) {
   ASSERT_TRUE(publish_range(ctx, bus, topic, 0, 5));
   std::atomic<bool> open{false};
   std::atomic<int> handled{0};
-  bulwark::subscribe_options o;
-  o.topic = topic;
-  o.group = group;
-  auto sub = bulwark::test::run(ctx, bus.subscribe(o, [&](const bulwark::envelope&) -> task<void> {
-    while (!open) co_await sleep_for(5ms);
-    ++handled;
-    co_return bulwark::ok();
-  }));
+  auto sub = subscribe_held(bus, topic, group, open, handled);
   ASSERT_TRUE(sub.has_value()) << sub.error();
   const std::string backlog = "bulwark_bus_backlog_messages{topic=\"" + topic + "\",partition=\"0\"} ";
   const std::string lag =
@@ -540,14 +548,7 @@ TEST_F(kafka_group, consumer_lag_is_the_end_minus_the_groups_committed_offset) {
   EXPECT_EQ(total(), 7);
   std::atomic<bool> open{false};
   std::atomic<int> handled{0};
-  bulwark::subscribe_options o;
-  o.topic = topic;
-  o.group = group;
-  auto sub = bulwark::test::run(ctx, bus.subscribe(o, [&](const bulwark::envelope&) -> task<void> {
-    while (!open) co_await sleep_for(5ms);
-    ++handled;
-    co_return bulwark::ok();
-  }));
+  auto sub = subscribe_held(bus, topic, group, open, handled);
   ASSERT_TRUE(sub.has_value()) << sub.error();
   bulwark::test::run(ctx, sleep_for(300ms)); // commit rounds pass; nothing handled, nothing committed
   EXPECT_EQ(total(), 7);
