@@ -10,9 +10,13 @@
 // stages: /metrics), --kafka host:port,... ($BULWARK_KAFKA_BOOTSTRAP), --redis host:port
 // ($BULWARK_REDIS_HOST/PORT), --prefix event-log. (topics, groups, Redis keys), --threads N,
 // --retention SECONDS (a command's decision and status, default 86400; 0: for ever),
-// --max-batch N (messages a stage takes at once: memory 256, real 1024), --max-in-flight N (memory mode's
-// admission bound, default 1024; 0: none), --linger-ms N (real mode's producer linger, default
-// 20), --kafka-properties name=value,... (librdkafka settings, after the example's own).
+// --max-batch N (messages a stage takes at once: memory 256, real 1024), --max-in-flight N (the
+// command API's admission bound, in messages the stages have not handled: memory 1024, real 3072;
+// 0: none), --max-lag-ms N (real mode: also at most what the stages handle in N ms; default 0,
+// the count alone), --admit-timeout-ms N (how long a request is held before its 503,
+// default 5000),
+// --linger-ms N (real mode's producer linger, default 20), --kafka-properties name=value,...
+// (librdkafka settings, after the example's own).
 
 #include <event_log/memory_mode.hpp>
 #include <event_log/routes.hpp>
@@ -32,6 +36,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,7 +57,12 @@ struct options {
   std::chrono::seconds retention = std::chrono::duration_cast<std::chrono::seconds>(el::pipeline_options{}.retention);
   std::string kafka, redis, prefix = "event-log.";
   std::size_t max_batch = 0; ///< 0: the mode's (pipeline_options::max_batch, real_options::max_batch)
-  std::size_t max_in_flight = el::pipeline_options{}.max_in_flight;
+  /// The admission bound (none given: the mode's, pipeline_options / real_options::max_in_flight).
+  std::optional<std::size_t> max_in_flight;
+  std::chrono::milliseconds admit_timeout = el::pipeline_options{}.admit_timeout;
+#ifdef EVENT_LOG_REAL_BACKENDS
+  std::chrono::milliseconds max_lag = el::real_options{}.max_lag;
+#endif
 #ifdef EVENT_LOG_REAL_BACKENDS
   std::chrono::milliseconds linger = el::real_options{}.linger;
   std::vector<std::pair<std::string, std::string>> kafka_properties;
@@ -67,6 +77,7 @@ int usage(const std::string& why) {
             << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
                " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
                " [--metrics-port N] [--threads N] [--retention SECONDS] [--max-batch N] [--max-in-flight N]"
+               " [--admit-timeout-ms N] [--max-lag-ms N]"
                " [--kafka LIST] [--redis HOST:PORT] [--prefix P] [--linger-ms N] [--kafka-properties name=value,...]\n";
   return 2;
 }
@@ -116,7 +127,8 @@ int run_memory(const options& o, const el::settings& s, bulwark::app::stop_signa
   el::pipeline_options p;
   p.retention = o.retention;
   if (o.max_batch > 0) p.max_batch = o.max_batch;
-  p.max_in_flight = o.max_in_flight;
+  if (o.max_in_flight) p.max_in_flight = *o.max_in_flight;
+  p.admit_timeout = o.admit_timeout;
   el::memory_deployment d(io.executor(), s, std::move(p));
   if (auto started = bulwark::app::block_on(io.executor(), d.start()); !started) {
     std::cerr << "event-log: " << started.error().message() << "\n";
@@ -147,6 +159,9 @@ int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals
   r.retention = o.retention;
   if (o.max_batch > 0) r.max_batch = o.max_batch;
   r.linger = o.linger;
+  if (o.max_in_flight) r.max_in_flight = *o.max_in_flight;
+  r.max_lag = o.max_lag;
+  r.admit_timeout = o.admit_timeout;
   r.kafka_properties = o.kafka_properties;
   r.kafka_bootstrap = !o.kafka.empty()                         ? o.kafka
                       : std::getenv("BULWARK_KAFKA_BOOTSTRAP") ? std::getenv("BULWARK_KAFKA_BOOTSTRAP")
@@ -286,8 +301,18 @@ int main(int argc, char** argv) {
     } else if (a == "--max-batch") {
       good = count(o.max_batch, 100000) && o.max_batch > 0;
     } else if (a == "--max-in-flight") {
-      good = count(o.max_in_flight, 100000000);
+      std::size_t n = 0;
+      good = count(n, 100000000);
+      o.max_in_flight = n;
+    } else if (a == "--admit-timeout-ms") {
+      std::size_t ms = 0;
+      good = count(ms, 600000) && ms > 0;
+      o.admit_timeout = std::chrono::milliseconds(ms);
 #ifdef EVENT_LOG_REAL_BACKENDS
+    } else if (a == "--max-lag-ms") {
+      std::size_t ms = 0;
+      good = count(ms, 600000);
+      o.max_lag = std::chrono::milliseconds(ms);
     } else if (a == "--linger-ms") {
       std::size_t ms = 0;
       good = count(ms, 60000);

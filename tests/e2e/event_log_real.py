@@ -8,6 +8,13 @@ finds the snapshots equal to a rebuild from the event store.
   event_log_real.py path/to/event-log [--commands N] [--victims validator,persister,...]
 
 Short form (CI): 300 commands, the validator killed. Long form: more commands, every stage.
+
+  event_log_real.py path/to/event-log --admission
+
+The command API's admission bound instead (README, "Admission"): with no materializer running,
+a command API bounded at 60 messages answers 503 (with Retry-After and the count) once the
+materializer's group is that far behind; a materializer started then drains the pipeline, the
+command API accepts again, and every accepted command is applied.
 Needs BULWARK_KAFKA_BOOTSTRAP, BULWARK_REDIS_HOST, BULWARK_REDIS_PORT (source /work/servers/env
 or scripts/servers.sh). Bounded: every wait has a deadline; the whole run fails after --timeout.
 """
@@ -18,6 +25,7 @@ p.add_argument("binary")
 p.add_argument("--commands", type=int, default=300)
 p.add_argument("--victims", default="validator")
 p.add_argument("--timeout", type=float, default=85)
+p.add_argument("--admission", action="store_true")
 args = p.parse_args()
 for v in ("BULWARK_KAFKA_BOOTSTRAP", "BULWARK_REDIS_HOST", "BULWARK_REDIS_PORT"):
     if not os.environ.get(v):
@@ -75,6 +83,107 @@ def stop_all():
             proc.kill()
 
 
+def request(conn, method, path, body=None):
+    conn.request(method, path, body=None if body is None else json.dumps(body))
+    r = conn.getresponse()
+    return r.status, r.read().decode()
+
+
+def metric(conn, name):
+    """The sum of the samples of /metrics whose line starts with `name`."""
+    _, text = request(conn, "GET", "/metrics")
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def wait_applied(qry, commands, seconds):
+    """Waits until every command's status is "applied"; fails on a rejection or the deadline."""
+    pending = list(commands)
+    until = time.monotonic() + min(seconds, left())
+    while pending and time.monotonic() < until:
+        status, body = request(qry, "GET", f"/commands/{pending[0]}")
+        if status == 200 and json.loads(body)["status"] == "applied":
+            pending.pop(0)
+            continue
+        if status == 200 and json.loads(body)["status"] == "rejected":
+            fail(f"command {pending[0]} rejected: {body}")
+        time.sleep(0.05)
+    if pending:
+        fail(f"{len(pending)} of {len(commands)} commands not applied in time (first: {pending[0]})")
+
+
+def admission():
+    bound = 60
+    for stage in ("validator", "persister"):
+        start(stage, stage, "--metrics-port", "0")
+    start("command-api", "command-api", "--command-port", "0", "--max-in-flight", str(bound),
+          "--admit-timeout-ms", "300")
+    start("query-api", "query-api", "--query-port", "0")
+    cmd_port = int(wait_line("command-api", r"command API listening on http://[^:]*:(\d+)").group(1))
+    qry_port = int(wait_line("query-api", r"query API listening on http://[^:]*:(\d+)").group(1))
+    for stage in ("validator", "persister"):
+        wait_line(stage, r"running on Kafka")
+    cmd = http.client.HTTPConnection("127.0.0.1", cmd_port, timeout=10)
+    qry = http.client.HTTPConnection("127.0.0.1", qry_port, timeout=10)
+
+    def create(i):
+        cmd.request("POST", "/assets", json.dumps({"title": f"a{i}", "src": "a.png", "width": i}))
+        r = cmd.getresponse()
+        return r.status, r.read().decode(), r.getheader("Retry-After")
+
+    # No materializer: every create leaves an event its group has not handled. Each command is
+    # counted once the stages' commits and the count (every 100 ms each) caught up, so some
+    # pass the bound meanwhile; without a bound all 400 are accepted.
+    accepted, refusal = [], None
+    for i in range(400):
+        status, body, retry_after = create(i)
+        if status == 202:
+            accepted.append(json.loads(body)["commandId"])
+            continue
+        if status != 503:
+            fail(f"create -> {status} {body}")
+        refusal = (body, retry_after)
+        break
+    if refusal is None:
+        fail(f"all {len(accepted)} commands accepted with the materializer stopped and a bound of {bound} messages")
+    if not re.fullmatch(rf"Command not accepted: .*the pipeline is \d+ messages behind \(bound {bound}\)", refusal[0]):
+        fail(f"503 text: {refusal[0]!r}")
+    if refusal[1] != "1":
+        fail(f"503 without Retry-After: 1 (got {refusal[1]!r})")
+    if len(accepted) > 3 * bound:
+        fail(f"{len(accepted)} commands accepted past a bound of {bound} messages")
+    behind = metric(cmd, "eventlog_admission_behind_messages")
+    overloaded = metric(cmd, 'eventlog_commands_total{outcome="overloaded"}')
+    if behind <= bound or overloaded < 1:
+        fail(f"metrics: eventlog_admission_behind_messages {behind}, overloaded {overloaded}")
+    refused_at, refused_after = len(accepted), time.monotonic() - started_at
+
+    # The materializer drains the pipeline: the command API accepts again.
+    start("materializer", "materializer", "--metrics-port", "0")
+    wait_line("materializer", r"running on Kafka")
+    until = time.monotonic() + min(40, left())
+    while time.monotonic() < until:
+        status, body, _ = create(len(accepted))
+        if status == 202:
+            accepted.append(json.loads(body)["commandId"])
+            break
+        if status != 503:
+            fail(f"create -> {status} {body}")
+    else:
+        fail("the command API still refuses commands after the materializer started")
+    admitted_after = time.monotonic() - started_at
+    wait_applied(qry, accepted, 40)
+    stop_all()
+    print(f"event-log admission e2e (real, prefix {prefix}): {refused_at} commands accepted, then 503 at "
+          f"{refused_after:.1f} s ({refusal[0]!r}, {int(behind)} messages behind); with the materializer started "
+          f"the pipeline drained, commands were accepted again at {admitted_after:.1f} s and all {len(accepted)} "
+          f"applied at {time.monotonic() - started_at:.1f} s")
+    print("1 passed, 0 failed")
+    sys.exit(0)
+
+
+if args.admission:
+    admission()
+
 consumers = ["validator", "persister", "materializer"]
 for stage in consumers:
     for replica in (1, 2):
@@ -89,12 +198,6 @@ for stage in consumers:
 
 cmd = http.client.HTTPConnection("127.0.0.1", cmd_port, timeout=10)
 qry = http.client.HTTPConnection("127.0.0.1", qry_port, timeout=10)
-
-
-def request(conn, method, path, body=None):
-    conn.request(method, path, body=None if body is None else json.dumps(body))
-    r = conn.getresponse()
-    return r.status, r.read().decode()
 
 
 victims = [v for v in args.victims.split(",") if v]
@@ -123,17 +226,7 @@ for i in range(args.commands):
     commands.append(doc["commandId"])
 sent_at = time.monotonic()
 
-pending = list(commands)
-while pending and left() > 10:
-    status, body = request(qry, "GET", f"/commands/{pending[0]}")
-    if status == 200 and json.loads(body)["status"] == "applied":
-        pending.pop(0)
-        continue
-    if status == 200 and json.loads(body)["status"] == "rejected":
-        fail(f"command {pending[0]} rejected: {body}")
-    time.sleep(0.05)
-if pending:
-    fail(f"{len(pending)} of {len(commands)} commands not applied in time (first: {pending[0]})")
+wait_applied(qry, commands, left() - 10)
 drained = time.monotonic() - sent_at
 
 wrong = []

@@ -13,6 +13,7 @@
 #include <event_log/routes.hpp>
 
 #include <bulwark/testing/faults.hpp>
+#include <event_log/admission.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -612,6 +613,156 @@ TEST_F(event_log_test, persister_and_materializer_batches) {
   EXPECT_EQ(json::parse(snapshots.get_now("snap:assets:" + a).value()->value)["fields"]["title"], "a3");
   EXPECT_EQ(json::parse(snapshots.get_now("status:" + es[2]["eventId"].get<std::string>()).value()->value)["status"],
             "applied");
+}
+
+// The command API's admission bound (admission.hpp, both modes): with no stage running, the
+// commands pile up; past the bound a request is held for admit_timeout and refused with 503, a
+// Retry-After and the count; eventlog_commands_total counts it as overloaded.
+TEST_F(event_log_test, the_admission_bound_refuses_with_503_and_retry_after) {
+  el::pipeline_options o;
+  o.max_in_flight = 3;
+  o.admit_timeout = std::chrono::milliseconds(100);
+  el::memory_deployment idle(io_.get_executor(), settings_, o); // its stages never start
+  http::router routes;
+  el::add_command_routes(routes, idle.commands());
+  int accepted_count = 0;
+  http::response refused(0);
+  for (int i = 0; i < 20 && refused.status == 0; ++i) {
+    auto r = call(routes, "POST", "/assets", asset_body());
+    if (r.status == 202)
+      ++accepted_count;
+    else
+      refused = std::move(r);
+  }
+  EXPECT_EQ(accepted_count, 4); // the count (0, 1, 2, 3) is at most the bound before each
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.body, "Command not accepted: backend unavailable: the pipeline is 4 messages behind (bound 3)");
+  EXPECT_EQ(refused.headers.value_or("Retry-After", ""), "1");
+  const auto metrics = idle.stages().metrics()->expose();
+  EXPECT_NE(metrics.find("eventlog_commands_total{outcome=\"overloaded\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("eventlog_admission_behind_messages 4\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("eventlog_admission_bound_messages 3\n"), std::string::npos) << metrics;
+  run(idle.stop());
+}
+
+// The admission's count between two measurements: the last one plus the commands admitted
+// since it began, so that requests released together by one low count do not all pass; a
+// request held while the count is high passes once a measurement finds it low again.
+TEST(event_log_admission, counts_admissions_since_the_last_measurement_and_releases_held_requests) {
+  bulwark::app::io_threads io(1);
+  bulwark::metrics::registry metrics;
+  std::atomic<std::int64_t> behind{0};
+  std::atomic<int> measured{0};
+  el::admission once(
+      {.max_in_flight = 5, .timeout = std::chrono::milliseconds(50), .refresh = std::chrono::hours(1)},
+      [&]() -> bulwark::task<el::pipeline_count> {
+        ++measured;
+        co_return el::pipeline_count{behind.load(), 0};
+      },
+      metrics);
+  // One measurement (0 behind; the next is an hour away): the commands admitted since count,
+  // so admissions stop after the bound: 6 (0..5 before each), or 7 when the measurement began
+  // after the first was admitted (the first then is not in its count). Without the count all
+  // 20 would pass.
+  int passed = 0;
+  for (int i = 0; i < 20; ++i)
+    if (bulwark::app::block_on(io.executor(), once.admit())) ++passed;
+  EXPECT_EQ(measured.load(), 1);
+  EXPECT_GE(passed, 6);
+  EXPECT_LE(passed, 7);
+  // A request held while the count is high passes once a measurement finds it low again.
+  el::admission often(
+      {.max_in_flight = 5, .timeout = std::chrono::seconds(5), .refresh = std::chrono::milliseconds(1)},
+      [&]() -> bulwark::task<el::pipeline_count> {
+        co_return el::pipeline_count{behind.load(), 0};
+      },
+      metrics);
+  behind = 100;
+  std::atomic<bool> done{false};
+  std::thread held([&] {
+    EXPECT_TRUE(bulwark::app::block_on(io.executor(), often.admit()));
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(done.load()); // held: 100 behind
+  behind = 2;
+  held.join(); // released by a measurement within milliseconds (bounded by the 5 s timeout)
+  EXPECT_TRUE(done.load());
+
+  // The bound in time: what the stages handle in max_lag at their recent rate. Stages that
+  // make no progress close the door at min_in_flight; at 10,000 messages/s it opens to the cap.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::atomic<bool> progressing{false};
+  el::admission timed(
+      {.max_in_flight = 1000,
+       .max_lag = std::chrono::milliseconds(500),
+       .min_in_flight = 10,
+       .timeout = std::chrono::milliseconds(20),
+       .refresh = std::chrono::milliseconds(1)},
+      [&]() -> bulwark::task<el::pipeline_count> {
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+        co_return el::pipeline_count{50, progressing ? ms * 10 : 0};
+      },
+      metrics);
+  EXPECT_TRUE(bulwark::app::block_on(io.executor(), timed.admit())); // no rate yet: the cap, 1000
+  bulwark::result<void> stalled = bulwark::ok();
+  for (int i = 0; i < 400 && stalled; ++i) { // a rate needs measurements 50 ms apart: up to 0.8 s
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    stalled = bulwark::app::block_on(io.executor(), timed.admit());
+  }
+  ASSERT_FALSE(stalled); // 50 behind and no progress: the bound fell to 10
+  EXPECT_EQ(timed.bound(), 10);
+  EXPECT_NE(stalled.error().detail().find("(bound 10)"), std::string::npos) << stalled.error().detail();
+  progressing = true;
+  bulwark::result<void> flowing = bulwark::error(bulwark::errc::unavailable);
+  for (int i = 0; i < 200 && !flowing; ++i) flowing = bulwark::app::block_on(io.executor(), timed.admit());
+  EXPECT_TRUE(flowing); // 10,000 handled a second: the bound rose past 51
+  EXPECT_GT(timed.bound(), 51);
+}
+
+// A stage whose batch failed with a transient error (a store timing out under load) runs the
+// batch again whole instead of leaving it to the bus's one-message-at-a-time delivery (which,
+// on Kafka, costs a round of store calls and acknowledgements per command: the minutes-long
+// tails of the loaded benchmark runs). The decisions come out the same and once each.
+TEST_F(event_log_test, a_batch_that_failed_for_a_moment_runs_again_whole) {
+  using inner = el::memory_deployment::repository_type;
+  using flaky = bulwark::testing::faulty_repository<inner>;
+  inner state, events, snapshots;
+  flaky flaky_state(state), flaky_events(events), flaky_snapshots(snapshots);
+  bulwark::memory::event_bus bus(io_.get_executor());
+  el::pipeline<bulwark::memory::event_bus, flaky> p(settings_, bus, flaky_state, flaky_events, flaky_snapshots, {});
+  const auto& asset_type = *settings_.by_name("Asset");
+  for (int i = 0; i < 100; ++i) {
+    const auto c = el::make_command(el::action::create, asset_type, el::new_uuid(), json::parse(asset_body()), "0",
+                                    el::new_uuid_v7(el::now_ms()));
+    bulwark::message m{std::string(el::command_key), c.dump(), {}};
+    ASSERT_TRUE(run(bus.publish("commands", std::move(m))));
+  }
+  flaky_state.faults().fail_nth(bulwark::testing::op::put, 1, bulwark::errc::timeout); // the first batch's store
+  ASSERT_TRUE(run(p.start_validator()));
+  ASSERT_TRUE(run(p.start_persister()));
+  ASSERT_TRUE(run(p.start_materializer()));
+  auto behind = [&](const std::string& topic, const std::string& group) {
+    std::int64_t n = 0;
+    for (std::int32_t part = 0; part < 4; ++part)
+      n += bus.end_offset(topic, part) - bus.committed(topic, group, part).value_or(0);
+    return n;
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((behind("commands", "validator") > 0 || behind("events", "materializer") > 0 ||
+          snapshots.scan_now("snap:assets:", "", 1000).value().entries.size() < 100) &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1)); // bounded
+  const auto metrics = p.metrics()->expose();
+  EXPECT_NE(metrics.find("eventlog_stage_batch_retries_total{stage=\"validator\"} 1\n"), std::string::npos) << metrics;
+  // Every create applied once: the run again published the events the failed run had already
+  // published (the same ids and versions), which the materializer dropped as duplicates.
+  const auto snaps = snapshots.scan_now("snap:assets:", "", 1000).value().entries;
+  EXPECT_EQ(snaps.size(), 100u);
+  for (const auto& e : snaps) EXPECT_EQ(json::parse(e.value)["version"], 1) << e.key;
+  run(p.stop());
+  run(bus.stop());
 }
 
 TEST_F(event_log_test, a_rebuild_while_commands_arrive_converges) {

@@ -136,6 +136,21 @@ protected:
     return kafka::event_bus::create(ctx.get_executor(), std::move(cfg)).value();
   }
 
+  /// Joins `group` on `topic` with a handler that holds each message until `open`, then counts
+  /// it in `handled`.
+  bulwark::result<kafka::event_bus::subscription> subscribe_held(kafka::event_bus& bus, const std::string& topic,
+                                                                 const std::string& group, std::atomic<bool>& open,
+                                                                 std::atomic<int>& handled) {
+    bulwark::subscribe_options o;
+    o.topic = topic;
+    o.group = group;
+    return bulwark::test::run(ctx, bus.subscribe(o, [&open, &handled](const bulwark::envelope&) -> task<void> {
+      while (!open) co_await sleep_for(5ms);
+      ++handled;
+      co_return bulwark::ok();
+    }));
+  }
+
   void rebalance_hands_over_exactly(const std::string& strategy, const char* protocol);
 
   asio::io_context ctx;
@@ -490,14 +505,7 @@ TEST_F(kafka_group, backlog_and_lag_gauges_follow_the_assigned_partitions) {
   ASSERT_TRUE(publish_range(ctx, bus, topic, 0, 5));
   std::atomic<bool> open{false};
   std::atomic<int> handled{0};
-  bulwark::subscribe_options o;
-  o.topic = topic;
-  o.group = group;
-  auto sub = bulwark::test::run(ctx, bus.subscribe(o, [&](const bulwark::envelope&) -> task<void> {
-    while (!open) co_await sleep_for(5ms);
-    ++handled;
-    co_return bulwark::ok();
-  }));
+  auto sub = subscribe_held(bus, topic, group, open, handled);
   ASSERT_TRUE(sub.has_value()) << sub.error();
   const std::string backlog = "bulwark_bus_backlog_messages{topic=\"" + topic + "\",partition=\"0\"} ";
   const std::string lag =
@@ -513,6 +521,54 @@ TEST_F(kafka_group, backlog_and_lag_gauges_follow_the_assigned_partitions) {
       ctx, [&] { return shows(lag + "0\n"); }, 20s))
       << registry->expose();
   bulwark::test::run(ctx, sub.value().stop(), 45s);
+}
+
+// admin::consumer_lag: the high watermark minus the group's committed offset, per partition.
+// A group that never ran is behind by every message; one whose handler holds the messages is
+// still behind by all of them; once it handled them and committed (every 100 ms here), by none.
+// A topic that does not exist has no partitions.
+TEST_F(kafka_group, consumer_lag_is_the_end_minus_the_groups_committed_offset) {
+  auto cfg = group_config();
+  cfg.commit_interval = 100ms;
+  auto bus = make_bus(cfg);
+  const auto topic = unique_name("lag");
+  const auto group = unique_name("lag-group");
+  auto created = bulwark::test::run(ctx, bus.admin().create_topic({topic, 2, 3, {}}));
+  ASSERT_TRUE(created.has_value()) << created.error();
+  ASSERT_TRUE(publish_range(ctx, bus, topic, 0, 7));
+  auto total = [&]() -> std::int64_t {
+    auto lag = bulwark::test::run(ctx, bus.admin().consumer_lag(group, topic));
+    EXPECT_TRUE(lag.has_value()) << lag.error();
+    if (!lag) return -1;
+    EXPECT_EQ(lag.value().size(), 2u);
+    std::int64_t n = 0;
+    for (const auto& p : lag.value()) n += p.behind;
+    return n;
+  };
+  EXPECT_EQ(total(), 7);
+  std::atomic<bool> open{false};
+  std::atomic<int> handled{0};
+  auto sub = subscribe_held(bus, topic, group, open, handled);
+  ASSERT_TRUE(sub.has_value()) << sub.error();
+  bulwark::test::run(ctx, sleep_for(300ms)); // commit rounds pass; nothing handled, nothing committed
+  EXPECT_EQ(total(), 7);
+  open = true;
+  ASSERT_TRUE(wait_until(
+      ctx, [&] { return handled.load() == 7; }, 20s));
+  EXPECT_TRUE(wait_until(
+      ctx, [&] { return total() == 0; }, 5s));
+  auto lag = bulwark::test::run(ctx, bus.admin().consumer_lag(group, topic));
+  ASSERT_TRUE(lag.has_value()) << lag.error();
+  std::int64_t ends = 0;
+  for (const auto& p : lag.value()) {
+    EXPECT_EQ(p.committed, p.end);
+    ends += p.end;
+  }
+  EXPECT_EQ(ends, 7);
+  bulwark::test::run(ctx, sub.value().stop(), 45s);
+  auto missing = bulwark::test::run(ctx, bus.admin().consumer_lag(group, unique_name("no-such-topic")));
+  ASSERT_TRUE(missing.has_value()) << missing.error();
+  EXPECT_TRUE(missing.value().empty());
 }
 
 // A group that subscribes to a topic created an instant before: brokers learn of a new topic one

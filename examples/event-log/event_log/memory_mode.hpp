@@ -3,6 +3,7 @@
 // repositories (validator state, event store, snapshots). No servers; nothing survives a
 // restart. main() puts the two HTTP servers in front; the tests call the routers in process.
 
+#include <event_log/admission.hpp>
 #include <event_log/pipeline.hpp>
 #include <event_log/routes.hpp>
 
@@ -10,11 +11,7 @@
 #include <bulwark/memory/repository.hpp>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <optional>
 
@@ -27,8 +24,14 @@ public:
   using pipeline_type = pipeline<bus_type, repository_type>;
 
   memory_deployment(asio::any_io_executor ex, const settings& s, pipeline_options o = {})
-      : settings_(s), max_in_flight_(o.max_in_flight), admit_timeout_(o.admit_timeout),
-        bus_(ex, bus_options(o.metrics)), pipeline_(settings_, bus_, state_, events_, snapshots_, std::move(o)) {
+      : settings_(s), bus_(ex, bus_options(o.metrics)),
+        admission_(
+            {.max_in_flight = o.max_in_flight, .timeout = o.admit_timeout, .refresh = std::chrono::milliseconds(1)},
+            [this]() -> bulwark::task<pipeline_count> {
+              co_return pipeline_count{in_flight(), 0};
+            },
+            *o.metrics),
+        pipeline_(settings_, bus_, state_, events_, snapshots_, std::move(o)) {
     commands_.types = &settings_;
     commands_.metrics = pipeline_.metrics();
     commands_.mark_accepted = [this](std::string cid, std::string status) -> bulwark::task<void> {
@@ -50,7 +53,7 @@ public:
       if (!sent) co_return sent.error();
       co_return bulwark::ok();
     };
-    if (max_in_flight_ > 0) commands_.admit = [this] { return admit(); };
+    commands_.admit = [this] { return admission_.admit(); };
     queries_.types = &settings_;
     queries_.retention = pipeline_.options().retention;
     queries_.metrics = pipeline_.metrics();
@@ -77,11 +80,10 @@ public:
   /// Messages of the pipeline not yet handled by every stage that reads them.
   std::int64_t in_flight() const {
     std::int64_t n = 0;
-    for (const auto& [t, group] : {std::pair{topic::commands, "validator"}, std::pair{topic::events, "persister"},
-                                   std::pair{topic::events, "materializer"}, std::pair{topic::rejections, "status"}}) {
+    for (const auto& [t, group] : pipeline_type::consumer_groups) {
       const auto name = pipeline_.topic_name(t);
       for (std::int32_t p = 0; p < bus_type::options{}.partitions; ++p)
-        n += bus_.end_offset(name, p) - bus_.committed(name, group, p).value_or(0);
+        n += bus_.end_offset(name, p) - bus_.committed(name, pipeline_.group_name(group), p).value_or(0);
     }
     return n;
   }
@@ -95,30 +97,6 @@ public:
   repository_type& state() { return state_; }
 
 private:
-  /// The command API's admission (pipeline_options::max_in_flight): waits, polling every
-  /// millisecond, while the pipeline is too far behind. The count is taken at most once a
-  /// millisecond for every request together (it locks the bus once per partition).
-  bulwark::task<void> admit() {
-    using clock = std::chrono::steady_clock;
-    const auto give_up = clock::now() + admit_timeout_;
-    std::optional<asio::steady_timer> timer;
-    for (;;) {
-      const auto now = clock::now().time_since_epoch().count();
-      if (now - counted_at_.load(std::memory_order_relaxed) > 1'000'000) {
-        counted_at_.store(now, std::memory_order_relaxed);
-        in_flight_.store(in_flight(), std::memory_order_relaxed);
-      }
-      const auto n = in_flight_.load(std::memory_order_relaxed);
-      if (n <= static_cast<std::int64_t>(max_in_flight_)) co_return bulwark::ok();
-      if (clock::now() >= give_up)
-        co_return bulwark::error(bulwark::errc::unavailable,
-                                 "the pipeline is " + std::to_string(n) + " messages behind");
-      if (!timer) timer.emplace(co_await asio::this_coro::executor);
-      timer->expires_after(std::chrono::milliseconds(1));
-      co_await timer->async_wait(asio::use_awaitable);
-    }
-  }
-
   static bus_type::options bus_options(std::shared_ptr<bulwark::metrics::registry> m) {
     bus_type::options b;
     b.metrics = std::move(m);
@@ -127,11 +105,9 @@ private:
   }
 
   const settings& settings_;
-  const std::size_t max_in_flight_;
-  const std::chrono::milliseconds admit_timeout_;
-  std::atomic<std::int64_t> counted_at_{0}, in_flight_{0}; // admit(): the last count, and when
   repository_type state_, events_, snapshots_;
   bus_type bus_;
+  admission admission_; // the command API's (pipeline_options::max_in_flight), counted by in_flight()
   pipeline_type pipeline_;
   command_api_context commands_;
   query_api_context queries_;

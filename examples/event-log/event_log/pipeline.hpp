@@ -12,10 +12,16 @@
 #include <bulwark/event_bus.hpp>
 #include <bulwark/metrics/registry.hpp>
 
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <array>
 #include <chrono>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace event_log {
@@ -47,6 +53,9 @@ struct pipeline_options {
   std::chrono::milliseconds retention{std::chrono::hours(24)};
   std::chrono::milliseconds sweep_every{std::chrono::minutes(1)};
   std::chrono::milliseconds admit_timeout{5000};
+  /// How often a stage runs a batch again whole after a transient error before the bus takes
+  /// it one message at a time (pipeline::retried_whole).
+  unsigned batch_retries = 5;
 };
 
 template <class Bus, class Repository>
@@ -78,6 +87,15 @@ public:
         rejection_(&processed_->labels({"materializer", "rejection"})) {}
 
   std::string topic_name(std::string_view t) const { return opts_.prefix + std::string(t); }
+  std::string group_name(std::string_view g) const { return opts_.prefix + std::string(g); }
+
+  /// Every (topic, group) the stages consume: what the admission bound counts (README,
+  /// "Admission").
+  static constexpr std::array<std::pair<std::string_view, std::string_view>, 4> consumer_groups{
+      {{topic::commands, "validator"},
+       {topic::events, "persister"},
+       {topic::events, "materializer"},
+       {topic::rejections, "status"}}};
 
   /// The validator: a batch of commands decided in order, then its decisions and records
   /// stored while its messages are published, every acknowledgement awaited together.
@@ -160,13 +178,42 @@ private:
   bulwark::task<void> join(std::string_view t, std::string group, bulwark::batch_handler h) {
     bulwark::subscribe_options o;
     o.topic = topic_name(t);
-    o.group = opts_.prefix + group;
+    o.group = group_name(group);
     o.retry.max_attempts = opts_.max_attempts;
     o.max_batch = opts_.max_batch;
-    auto sub = co_await bus_.subscribe_batch(std::move(o), std::move(h));
+    auto sub = co_await bus_.subscribe_batch(std::move(o), retried_whole(group, std::move(h)));
     if (!sub) co_return sub.error();
     subscriptions_.push_back(std::move(sub).value());
     co_return bulwark::ok();
+  }
+
+  /// `h`, whose batch is run again whole when it failed with a transient error (errc::timeout,
+  /// errc::unavailable: Redis or Kafka slow or away for a moment), up to
+  /// pipeline_options::batch_retries times after a growing wait (50 ms, 100 ms, ...), before
+  /// the error goes to the bus. The bus then delivers the batch one message at a time (to
+  /// single out a message that keeps failing): for a transient error of a 1024-command batch
+  /// that is 1024 rounds of store calls and Kafka acknowledgements (tens of milliseconds each
+  /// on a busy machine, the linger included), minutes during which the stage falls behind.
+  /// Running a batch again is safe: every stage gives the same result for a batch delivered
+  /// again, whatever of its writes the failed run made ("Crash safety"). A stop cancels the wait.
+  bulwark::batch_handler retried_whole(std::string_view stage, bulwark::batch_handler h) {
+    auto* retried = &opts_.metrics
+                         ->counter_family("eventlog_stage_batch_retries_total",
+                                          "Batches a stage ran again whole after a transient error", {"stage"})
+                         .labels({std::string(stage)});
+    return [this, retried, h = std::move(h)](std::span<const bulwark::envelope> batch) -> bulwark::task<void> {
+      auto wait = std::chrono::milliseconds(50);
+      for (unsigned attempt = 0;; ++attempt) {
+        auto done = co_await h(batch);
+        if (done || batch.size() == 1 || attempt >= opts_.batch_retries ||
+            (done.error() != bulwark::errc::timeout && done.error() != bulwark::errc::unavailable))
+          co_return done;
+        retried->inc();
+        asio::steady_timer timer(co_await asio::this_coro::executor, wait);
+        co_await timer.async_wait(asio::use_awaitable);
+        wait *= 2;
+      }
+    };
   }
 
   /// Where a stage's sweep stands: when it is due next, and the key it stopped after when it

@@ -7,6 +7,7 @@
 // Threads: one io_context thread runs the Kafka bus's deliveries and the Redis client; the HTTP
 // handlers (on the servers' threads) hop onto it for every backend call.
 
+#include <event_log/admission.hpp>
 #include <event_log/pipeline.hpp>
 #include <event_log/routes.hpp>
 
@@ -14,6 +15,8 @@
 #include <bulwark/redis/client.hpp>
 #include <bulwark/redis/repository.hpp>
 #include <bulwark/run_on.hpp>
+
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 #include <optional>
@@ -43,6 +46,24 @@ struct real_options {
   /// requests in flight a longer linger fills larger produce requests, so librdkafka's threads
   /// wake far less often per command (README, "Benchmark").
   std::chrono::milliseconds linger{20};
+  /// The command API's admission bound (README, "Admission"): it holds a command while the
+  /// consumer groups of the stages are together more than this many messages behind (Kafka's
+  /// high watermarks minus the groups' committed offsets, counted at most every
+  /// `admit_refresh`), and answers 503 after `admit_timeout` (0: no bound). Each command is
+  /// about three such messages (a command, an event for the persister and one for the
+  /// materializer), and the groups' commits lag their progress by up to `commit_interval`.
+  std::size_t max_in_flight = 3072;
+  /// A bound in time as well (admission_options::max_lag; `--max-lag-ms`), off by default:
+  /// measured, it cost two thirds of the throughput (README, "Admission"). The stages' rate it
+  /// derives the bound from is what the bound lets through, so a bound that throttles lowers
+  /// its own estimate; `min_in_flight` (2048 here) only stopped the fall at its floor.
+  std::chrono::milliseconds max_lag{0};
+  std::size_t min_in_flight = 2048;
+  std::chrono::milliseconds admit_timeout{5000};
+  std::chrono::milliseconds admit_refresh{100};
+  /// How often the stages commit their offsets (kafka::config::commit_interval): 100 ms, not
+  /// the library's second, so that the admission count follows the stages closely.
+  std::chrono::milliseconds commit_interval{100};
   /// Extra librdkafka settings (kafka::config::properties), after the example's own.
   std::vector<std::pair<std::string, std::string>> kafka_properties;
 };
@@ -66,6 +87,7 @@ public:
     k.heartbeat_interval = std::chrono::milliseconds(500);
     k.drain_timeout = std::chrono::seconds(5);
     k.linger = r.linger;
+    k.commit_interval = r.commit_interval;
     k.properties = r.kafka_properties;
     BOOST_OUTCOME_TRY(bus, bus_type::create(ex, k));
     return std::unique_ptr<real_deployment>(new real_deployment(ex, s, std::move(r), std::move(bus), metrics));
@@ -85,7 +107,12 @@ private:
                   std::shared_ptr<bulwark::metrics::registry> metrics)
       : ex_(ex), settings_(s), client_(ex, redis_options(r)), bus_(std::move(bus)),
         state_(client_, {r.prefix + "state:"}), events_(client_, {r.prefix + "events:"}),
-        snapshots_(client_, {r.prefix + "snapshots:"}),
+        snapshots_(client_, {r.prefix + "snapshots:"}), admission_({.max_in_flight = r.max_in_flight,
+                                                                    .max_lag = r.max_lag,
+                                                                    .min_in_flight = r.min_in_flight,
+                                                                    .timeout = r.admit_timeout,
+                                                                    .refresh = r.admit_refresh},
+                                                                   behind(bus_.admin(), r.prefix), *metrics),
         pipeline_(settings_, bus_, state_, events_, snapshots_,
                   pipeline_options{
                       .prefix = r.prefix, .metrics = metrics, .max_batch = r.max_batch, .retention = r.retention}) {
@@ -95,6 +122,7 @@ private:
       return bulwark::run_on(ex_, mark_accepted(std::move(cid), std::move(status)));
     };
     commands_.forget = [this](std::string cid) { return bulwark::run_on(ex_, forget(std::move(cid))); };
+    commands_.admit = [this] { return admission_.admit(); };
     commands_.publish = [this](std::string value) -> bulwark::task<void> {
       bulwark::message m;
       m.key = std::string(command_key);
@@ -117,6 +145,30 @@ private:
     o.host = r.redis_host;
     o.port = r.redis_port;
     return o;
+  }
+
+  /// What the admission bound counts: every stage's consumer group's lag, summed over the
+  /// partitions (kafka::admin::consumer_lag, the four groups at once, each on a thread of its
+  /// own). Owns what it uses: it may finish after the deployment is gone.
+  /// (`prefix`: the deployment's, as pipeline::group_name and topic_name prepend it.)
+  static admission::measure_fn behind(const bulwark::kafka::admin& admin, const std::string& prefix) {
+    std::vector<std::pair<std::string, std::string>> groups;
+    for (const auto& [t, group] : pipeline_type::consumer_groups)
+      groups.emplace_back(prefix + std::string(group), prefix + std::string(t));
+    return [admin, groups = std::move(groups)]() -> bulwark::task<pipeline_count> {
+      using namespace asio::experimental::awaitable_operators;
+      auto lag = [&](std::size_t i) { return admin.consumer_lag(groups[i].first, groups[i].second); };
+      auto [a, b, c, d] = co_await (lag(0) && lag(1) && lag(2) && lag(3));
+      pipeline_count n;
+      for (const auto* group : {&a, &b, &c, &d}) {
+        if (!*group) co_return group->error();
+        for (const auto& p : group->value()) {
+          n.behind += p.behind;
+          n.handled += p.end - p.behind; // the committed offset (or the first retained message)
+        }
+      }
+      co_return n;
+    };
   }
 
   // The backend calls of the HTTP handlers, run on the backend thread by run_on. Plain member
@@ -147,6 +199,7 @@ private:
   bulwark::redis::client client_;
   bus_type bus_;
   repository_type state_, events_, snapshots_;
+  admission admission_; // the command API's (real_options::max_in_flight), counted by behind()
   pipeline_type pipeline_;
   command_api_context commands_;
   query_api_context queries_;

@@ -35,13 +35,13 @@ struct command_api_context {
   std::function<bulwark::task<void>(std::string command_id)> forget;
   /// Publishes a command to `commands` (key: command_key).
   std::function<bulwark::task<void>(std::string value)> publish;
-  /// When set, awaited before a command is accepted (and stamped): memory mode holds requests
-  /// there while its pipeline is too far behind (pipeline_options::max_in_flight), so the lag
-  /// stays bounded and the stages keep the CPU. An error answers 503.
+  /// When set, awaited before a command is accepted (and stamped): both modes hold requests
+  /// there while the pipeline is too far behind (admission.hpp), so the lag stays bounded and
+  /// the stages keep the CPU. An error answers 503 with Retry-After.
   std::function<bulwark::task<void>()> admit;
   std::shared_ptr<bulwark::metrics::registry> metrics;
   /// eventlog_commands_total's counters (add_command_routes looks them up once).
-  bulwark::metrics::counter *accepted = nullptr, *refused = nullptr, *unavailable = nullptr;
+  bulwark::metrics::counter *accepted = nullptr, *refused = nullptr, *unavailable = nullptr, *overloaded = nullptr;
 };
 
 namespace detail {
@@ -78,8 +78,10 @@ inline bulwark::task<http::response> handle_command(command_api_context& ctx, ht
   if (ctx.admit) {
     auto admitted = co_await ctx.admit();
     if (!admitted) {
-      detail::count(ctx.unavailable);
-      co_return plain(503, "Command not accepted: " + admitted.error().message());
+      detail::count(ctx.overloaded);
+      auto busy = plain(503, "Command not accepted: " + admitted.error().message());
+      busy.headers.set("Retry-After", "1");
+      co_return busy;
     }
   }
   const std::string command_id = new_uuid_v7(now_ms()); // time-ordered: its status expires from the front
@@ -117,6 +119,7 @@ inline void add_command_routes(http::router& routes, command_api_context& ctx) {
     ctx.accepted = &family.labels({"accepted"});
     ctx.refused = &family.labels({"refused"});
     ctx.unavailable = &family.labels({"unavailable"});
+    ctx.overloaded = &family.labels({"overloaded"}); // refused by the admission bound
   }
 
   auto handle = [&ctx](http::request& req, action a, std::optional<std::string> given) {

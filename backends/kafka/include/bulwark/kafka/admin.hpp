@@ -45,6 +45,16 @@ struct topic_description {
   std::vector<partition_description> partitions;
 };
 
+/// How far a consumer group is behind on one partition of a topic (admin::consumer_lag).
+struct partition_lag {
+  std::int32_t partition = 0;
+  std::int64_t committed = -1; ///< the group's committed offset (the next to handle); -1: none
+  std::int64_t end = 0;        ///< the high watermark (the offset the next message gets)
+  /// Messages at or after the committed offset (a partition without one: every retained
+  /// message, as a group that starts from the earliest sees it).
+  std::int64_t behind = 0;
+};
+
 class admin {
 public:
   /// Errors: errc::invalid_argument for a configuration librdkafka refuses.
@@ -103,6 +113,23 @@ public:
   /// describe_topic_blocking() without blocking the caller's thread.
   task<topic_description> describe_topic(std::string name) const {
     auto call = [s = s_, name = std::move(name)] { return s->describe(name); };
+    co_return co_await detail::offload(std::move(call));
+  }
+
+  /// How far `group` is behind on every partition of `topic`: the high watermark minus the
+  /// group's committed offset. Three requests (metadata, the group coordinator's committed
+  /// offsets, the partition leaders' end offsets), each bounded by config::admin_timeout; a
+  /// group commits every config::commit_interval, so the figure is up to that much older than
+  /// the group's progress. A topic that does not exist (yet) gives no partitions; a group that
+  /// never committed a partition is behind by its retained messages. Errors: errc::timeout,
+  /// errc::unavailable, errc::invalid_argument (an empty group or topic).
+  result<std::vector<partition_lag>> consumer_lag_blocking(const std::string& group, const std::string& topic) const {
+    return s_->lag(group, topic);
+  }
+
+  /// consumer_lag_blocking() without blocking the caller's thread.
+  task<std::vector<partition_lag>> consumer_lag(std::string group, std::string topic) const {
+    auto call = [s = s_, group = std::move(group), topic = std::move(topic)] { return s->lag(group, topic); };
     co_return co_await detail::offload(std::move(call));
   }
 
@@ -211,6 +238,90 @@ private:
       // hold none of its partitions until its next metadata refresh.
       if (!r && r.error() == errc::duplicate) return wait_for_leaders(spec.name);
       return r;
+    }
+
+    result<std::vector<partition_lag>> lag(const std::string& group, const std::string& topic) const {
+      if (group.empty() || topic.empty())
+        return make_error(RD_KAFKA_RESP_ERR__INVALID_ARG, "consumer_lag needs a group and a topic");
+      auto d = describe_once(topic);
+      if (!d && d.error() == errc::not_found) return std::vector<partition_lag>{};
+      if (!d) return d.error();
+      std::vector<partition_lag> out;
+      if (d.value().partitions.empty()) return out;
+      const int timeout_ms = static_cast<int>(cfg.admin_timeout.count());
+      using partition_list =
+          std::unique_ptr<rd_kafka_topic_partition_list_t, void (*)(rd_kafka_topic_partition_list_t*)>;
+      auto listed = [&](std::int64_t offset) {
+        partition_list l(rd_kafka_topic_partition_list_new(static_cast<int>(d.value().partitions.size())),
+                         rd_kafka_topic_partition_list_destroy);
+        for (const auto& p : d.value().partitions)
+          rd_kafka_topic_partition_list_add(l.get(), topic.c_str(), p.id)->offset = offset;
+        return l;
+      };
+      for (const auto& p : d.value().partitions) out.push_back(partition_lag{p.id, -1, 0, 0});
+      BOOST_OUTCOME_TRY(committed(group, *listed(RD_KAFKA_OFFSET_INVALID), out));
+      // ListOffsets with the "latest" timestamp: every leader's high watermark in one request each.
+      auto ends = listed(RD_KAFKA_OFFSET_END);
+      if (const auto e = rd_kafka_offsets_for_times(rk.get(), ends.get(), timeout_ms))
+        return make_error(e, "end offsets of " + topic);
+      for (int i = 0; i < ends->cnt; ++i) {
+        const auto& p = ends->elems[i];
+        if (p.err) return make_error(p.err, "end offset of " + topic + " [" + std::to_string(p.partition) + "]");
+        out[static_cast<std::size_t>(i)].end = p.offset;
+      }
+      for (auto& p : out) {
+        std::int64_t from = p.committed;
+        if (from < 0) { // no commit: from the first retained message
+          std::int64_t low = 0, high = 0;
+          if (const auto e =
+                  rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p.partition, &low, &high, timeout_ms))
+            return make_error(e, "watermarks of " + topic + " [" + std::to_string(p.partition) + "]");
+          from = low;
+        }
+        p.behind = std::max<std::int64_t>(0, p.end - from);
+      }
+      return out;
+    }
+
+    // The committed offsets of `group` on the partitions of `parts` (one ListConsumerGroupOffsets
+    // request, to the group coordinator), into `out` (in the order of `parts`).
+    result<void> committed(const std::string& group, const rd_kafka_topic_partition_list_t& parts,
+                           std::vector<partition_lag>& out) const {
+      char errstr[512] = {};
+      const auto timeout_ms = static_cast<int>(cfg.admin_timeout.count());
+      rd_kafka_AdminOptions_t* options =
+          rd_kafka_AdminOptions_new(rk.get(), RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS);
+      rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, errstr, sizeof errstr);
+      rd_kafka_queue_t* queue = rd_kafka_queue_new(rk.get());
+      rd_kafka_ListConsumerGroupOffsets_t* request = rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), &parts);
+      rd_kafka_ListConsumerGroupOffsets(rk.get(), &request, 1, options, queue);
+      rd_kafka_ListConsumerGroupOffsets_destroy(request);
+      rd_kafka_event_t* event = rd_kafka_queue_poll(queue, timeout_ms + 2000);
+      result<void> outcome = ok();
+      if (!event) {
+        outcome = make_error(RD_KAFKA_RESP_ERR__TIMED_OUT, "committed offsets of " + group);
+      } else if (rd_kafka_event_error(event)) {
+        outcome = make_error(rd_kafka_event_error(event), rd_kafka_event_error_string(event));
+      } else {
+        size_t count = 0;
+        const rd_kafka_group_result_t** groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
+            rd_kafka_event_ListConsumerGroupOffsets_result(event), &count);
+        if (count != 1) {
+          outcome = make_error(RD_KAFKA_RESP_ERR__BAD_MSG, "committed offsets of " + group + ": no group result");
+        } else if (const rd_kafka_error_t* e = rd_kafka_group_result_error(groups[0])) {
+          outcome =
+              make_error(rd_kafka_error_code(e), "committed offsets of " + group + ": " + rd_kafka_error_string(e));
+        } else if (const auto* got = rd_kafka_group_result_partitions(groups[0])) {
+          for (int i = 0; i < got->cnt; ++i)
+            for (auto& p : out)
+              if (p.partition == got->elems[i].partition && !got->elems[i].err)
+                p.committed = got->elems[i].offset >= 0 ? got->elems[i].offset : -1;
+        }
+      }
+      if (event) rd_kafka_event_destroy(event);
+      rd_kafka_queue_destroy(queue);
+      rd_kafka_AdminOptions_destroy(options);
+      return outcome;
     }
 
     // The controller answers CreateTopics before every broker learnt the new leaders, and the

@@ -43,6 +43,10 @@ struct config {
   std::chrono::milliseconds heartbeat_interval{1000}; ///< heartbeat.interval.ms
   /// subscribe() fails with errc::timeout when the group has not assigned partitions by then.
   std::chrono::milliseconds subscribe_timeout{30000};
+  /// How often a member commits the offsets its handlers finished (auto.commit.interval.ms):
+  /// what admin::consumer_lag and other clients see of the group's progress is up to this old.
+  /// A revoke and a stop commit at once whatever the interval.
+  std::chrono::milliseconds commit_interval{1000};
   /// A rebalance or stop waits at most this long for the handlers in flight to finish.
   std::chrono::milliseconds drain_timeout{30000};
   /// Messages buffered per partition before the partition is paused (resumed at half).

@@ -13,7 +13,7 @@
 // At-least-once: a message's offset is stored (rd_kafka_offset_store, offset + 1) only after
 // its handler succeeded, or after it was parked on the dead-letter topic (a batch's: the last
 // offset of the messages detail::deliver_batch finished); librdkafka commits
-// stored offsets every second, and the consumer commits synchronously when partitions are
+// stored offsets every config::commit_interval (a second), and the consumer commits synchronously when partitions are
 // revoked and on stop. Each message goes through detail::deliver (bulwark/detail/delivery.hpp:
 // retries under the subscription's retry_policy, then the dead-letter topic), the rules every
 // bus shares; this member supplies the park (the bus's producer) and the wait (the real
@@ -623,7 +623,7 @@ private:
         {"group.id", o.group},
         {"client.id", "bulwark-consumer"},
         {"enable.auto.commit", "true"},
-        {"auto.commit.interval.ms", "1000"},
+        {"auto.commit.interval.ms", std::to_string(cfg.commit_interval.count())},
         {"enable.auto.offset.store", "false"},
         {"enable.partition.eof", "false"},
         {"auto.offset.reset", o.start == start_from::earliest ? "earliest" : "latest"},
