@@ -63,6 +63,17 @@
 // they save the task's coroutine frame, and a deadline cannot be missed by a call that never
 // waits. Models: memory::cache. Checked in tests/unit/core/concepts.cpp (the archetype is a cache
 // but not a synchronous one).
+//
+// Optional refinement of that, copying_cache: a synchronous model that can take the value as a
+// view and copy it into the buffer it already holds for the key:
+//
+// | expression                     | type         | semantics
+// |--------------------------------|--------------|-------------------------------------------
+// | c.put_copy_now(key, view,      | result<bool> | what c.put_now(key, versioned{std::string(
+// |                version, ttl)   |              | view), version}, ttl) returns
+//
+// A rewrite of a key then allocates nothing (flows::write_through's durable write). Models:
+// memory::cache.
 
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>
@@ -97,6 +108,13 @@ concept synchronous_cache = cache<C> &&
     requires(C& c, std::string_view key, versioned value, std::chrono::milliseconds ttl) {
   { c.get_now(key) } -> std::same_as<result<std::optional<cached>>>;
   { c.put_now(key, std::move(value), ttl) } -> std::same_as<result<bool>>;
+};
+
+/// A synchronous cache that copies a viewed value into its own buffer (see above).
+template <class C>
+concept copying_cache = synchronous_cache<C> &&
+    requires(C& c, std::string_view key, std::string_view value, version_t version, std::chrono::milliseconds ttl) {
+  { c.put_copy_now(key, value, version, ttl) } -> std::same_as<result<bool>>;
 };
 
 } // namespace bulwark

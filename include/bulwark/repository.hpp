@@ -78,6 +78,19 @@
 // Models: memory::repository. Checked in tests/unit/core/concepts.cpp (the archetype is a
 // repository but not a synchronous one).
 //
+// Optional refinement of that, copying_repository: a synchronous model that can take the value
+// as a view and copy it into the buffer it already holds for the key:
+//
+// | expression                    | type                            | semantics
+// |-------------------------------|---------------------------------|-----------------------------
+// | r.put_copy_now(key, view,     | result<version_t>               | what r.put_now(key,
+// |                expected)      |                                 | std::string(view), expected)
+// |                               |                                 | returns
+//
+// For a caller that keeps the bytes in a buffer of its own and reuses it: a rewrite of a key
+// allocates nothing (flows::write_through's durable write, which encodes each frame into one
+// reused buffer). Models: memory::repository.
+//
 // Optional refinement, purgeable_repository: a model that can remove a key range for good,
 // for data written once and expired by age (logs, decisions), where erase's tombstones would
 // keep a row per key forever:
@@ -134,6 +147,13 @@ concept synchronous_repository = repository<R> &&
     requires(R& r, std::string_view key, std::string value, std::optional<version_t> expected) {
   { r.get_now(key) } -> std::same_as<result<std::optional<versioned>>>;
   { r.put_now(key, std::move(value), expected) } -> std::same_as<result<version_t>>;
+};
+
+/// A synchronous repository that copies a viewed value into its own buffer (see above).
+template <class R>
+concept copying_repository = synchronous_repository<R> &&
+    requires(R& r, std::string_view key, std::string_view value, std::optional<version_t> expected) {
+  { r.put_copy_now(key, value, expected) } -> std::same_as<result<version_t>>;
 };
 
 /// A repository that removes key ranges for good (see above).

@@ -39,10 +39,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <charconv>
 #include <chrono>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -102,14 +104,13 @@ public:
 
   /// A stamp greater than every stamp this instance issued or observed, and not behind the
   /// physical clock. Cost: a coarse clock read and a compare-and-swap.
-  order_stamp now() noexcept {
-    const std::uint64_t physical = physical_ms() << order_stamp::ms_shift;
-    std::uint64_t last = last_.load(std::memory_order_relaxed);
-    for (;;) {
-      // Logical overflow carries into the millisecond field on its own: that is the "borrow".
-      const std::uint64_t next = (physical > last ? physical : last + (std::uint64_t{1} << order_stamp::node_bits));
-      if (last_.compare_exchange_weak(last, next, std::memory_order_relaxed)) return order_stamp{next | node_};
-    }
+  order_stamp now() noexcept { return issue(physical_ms()); }
+
+  /// now() with the wall time read by the caller (coarse_system_clock::now(), so that one read
+  /// serves the stamp and the caller's own timestamp). On a manual clock `wall` is ignored: the
+  /// stamp follows the manual clock, as now()'s does.
+  order_stamp now(std::chrono::system_clock::time_point wall) noexcept {
+    return issue(clock_.is_manual() ? physical_ms() : ms_of(wall));
   }
 
   /// Moves this clock past `seen` (a stamp from another replica or from storage), so the next
@@ -130,14 +131,30 @@ public:
   /// differ by more than that anyway.
   std::uint64_t physical_ms() const noexcept {
     using namespace std::chrono;
-    const auto wall = clock_.is_manual()
-                          ? wall_origin_ + duration_cast<system_clock::duration>(clock_.now() - steady_origin_)
-                          : coarse_system_clock::now();
+    return ms_of(clock_.is_manual()
+                     ? wall_origin_ + duration_cast<system_clock::duration>(clock_.now() - steady_origin_)
+                     : coarse_system_clock::now());
+  }
+
+private:
+  // A stamp past every one issued or observed, and not behind `physical` (ms since 2024-01-01).
+  order_stamp issue(std::uint64_t physical_ms) noexcept {
+    const std::uint64_t physical = physical_ms << order_stamp::ms_shift;
+    std::uint64_t last = last_.load(std::memory_order_relaxed);
+    for (;;) {
+      // Logical overflow carries into the millisecond field on its own: that is the "borrow".
+      const std::uint64_t next = (physical > last ? physical : last + (std::uint64_t{1} << order_stamp::node_bits));
+      if (last_.compare_exchange_weak(last, next, std::memory_order_relaxed)) return order_stamp{next | node_};
+    }
+  }
+
+  // `wall` in milliseconds since 2024-01-01 (0 before it).
+  static std::uint64_t ms_of(std::chrono::system_clock::time_point wall) noexcept {
+    using namespace std::chrono;
     const auto ms = duration_cast<milliseconds>(wall.time_since_epoch() - order_stamp::epoch).count();
     return ms <= 0 ? 0 : std::min<std::uint64_t>(static_cast<std::uint64_t>(ms), order_stamp::max_ms);
   }
 
-private:
   std::uint16_t node_;
   bulwark::clock clock_;
   std::chrono::system_clock::time_point wall_origin_;
@@ -175,23 +192,33 @@ inline result<void> check_request_id(std::string_view id) {
   return ok();
 }
 
-/// The bytes of the frame (state, stamp, request_id, value), from its parts (no frame object
-/// to build). Precondition: request_id is at most max_request_id bytes (check it with
-/// check_request_id); a longer one throws std::invalid_argument. Cost: one allocation, one copy
-/// of each part.
-inline std::string encode(write_state state, order_stamp stamp, std::string_view request_id, std::string_view value) {
+/// Writes the bytes of the frame (state, stamp, request_id, value), from its parts, into `out`
+/// (replacing what it held; no frame object to build). A buffer reused across calls allocates
+/// only when a frame outgrows its capacity. Precondition: request_id is at most max_request_id
+/// bytes (check it with check_request_id); a longer one throws std::invalid_argument.
+inline void encode_into(std::string& out, write_state state, order_stamp stamp, std::string_view request_id,
+                        std::string_view value) {
   if (request_id.size() > max_request_id)
     throw std::invalid_argument("flows::encode: request id over " + std::to_string(max_request_id) + " bytes");
-  // Sized once and filled in place: one allocation and three copies, none of append's checks.
-  std::string out(frame_header_bytes + request_id.size() + value.size(), '\0');
+  // Sized once and filled in place: three copies, none of append's checks.
+  out.resize(frame_header_bytes + request_id.size() + value.size());
   char* p = out.data();
   std::copy(frame_magic.begin(), frame_magic.end(), p);
   p[4] = static_cast<char>(frame_format_version);
   p[5] = static_cast<char>(state);
-  for (std::size_t i = 0; i < 8; ++i) p[6 + i] = static_cast<char>((stamp.value >> (56 - 8 * i)) & 0xff);
+  std::uint64_t big_endian = stamp.value;
+  if constexpr (std::endian::native == std::endian::little) big_endian = __builtin_bswap64(big_endian);
+  std::memcpy(p + 6, &big_endian, sizeof big_endian);
   p[14] = static_cast<char>(request_id.size());
   std::copy(request_id.begin(), request_id.end(), p + frame_header_bytes);
   std::copy(value.begin(), value.end(), p + frame_header_bytes + request_id.size());
+}
+
+/// The bytes of the frame, as a new string. Same precondition as encode_into. Cost: one
+/// allocation, one copy of each part.
+inline std::string encode(write_state state, order_stamp stamp, std::string_view request_id, std::string_view value) {
+  std::string out;
+  encode_into(out, state, stamp, request_id, value);
   return out;
 }
 

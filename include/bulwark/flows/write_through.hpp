@@ -25,18 +25,23 @@
 // reported durable: by order it lies before what the repository holds, and is not written), else
 // the put is retried with the version read (at most `max_cas_attempts` times, then
 // errc::conflict). Cost of a durable write: one bounded put through the breaker (plus one get when
-// the version is unknown or stale), one cache put, the frame encoded once and copied into this
+// the version is unknown or stale), one cache put, the frame encoded once and kept in this
 // process's map. A model of the synchronous refinements (synchronous_repository, synchronous_cache:
 // the memory models) is called through its plain calls: the repository's through the breaker but
 // with no with_timeout coroutine thread (a call that never suspends cannot be bounded: with_timeout
 // too returns its result), the cache's with no task; with both synchronous, the usual durable write
-// (version known, breaker closed) runs as plain calls outside the coroutine (write_now). The write
+// (version known, breaker closed) runs as plain calls outside the coroutine (write_now), in one
+// hold of this flow's mutex. Models of the copying refinements too (copying_repository,
+// copying_cache: the memory models) take the frame as a view: it is encoded into this flow's one
+// reused buffer and copied into the buffers they already hold for the key, and the buffer is then
+// swapped into this process's entry, so a rewrite of a key allocates and frees nothing. The write
 // views its key, value and request id (nothing is copied before the frame is encoded), makes a
-// request id that fits std::string's inline buffer, stamps on the coarse wall clock, and hands
-// back a receipt without the id. On the memory models a durable write costs about 2.6 bare puts
-// (by instructions; more by time) and a cache hit about 1.6 bare gets; the current figures are
-// the write_through rows of the README's "Measured figures" (benchmarks/write_through.sh,
-// write_through_instructions.sh), and docs/last_known_good.md says where the time goes.
+// request id that fits std::string's inline buffer, stamps on the coarse wall clock (the same
+// read as this process's entry's time), and hands back a receipt without the id. On the memory
+// models a durable write costs about 2.0 bare puts by instructions (more by time: it touches three
+// maps) and a cache hit about 1.5 bare gets; the current figures are the write_through rows of
+// the README's "Measured figures" (benchmarks/write_through.sh, write_through_instructions.sh),
+// and docs/last_known_good.md says where the time goes.
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
 // a time (the others wait for it and share its result), through breaker and timeout; the loaded
@@ -99,6 +104,8 @@
 #include <bulwark/cache.hpp>
 #include <bulwark/clock.hpp>
 #include <bulwark/coarse_clock.hpp>
+#include <bulwark/detail/assign_bytes.hpp>
+#include <bulwark/detail/key_hash.hpp>
 #include <bulwark/detail/request_id.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/flows/frame.hpp>
@@ -257,15 +264,18 @@ public:
     } else {
       BOOST_OUTCOME_CO_TRY(check_request_id(request_id));
     }
-    const order_stamp stamp = hlc_.now();
     if constexpr (synchronous_repository<Repository> && synchronous_cache<Cache>) {
       // The usual durable write in plain calls (write_now): its locals on the stack, and this
       // coroutine's frame small enough for Asio to recycle it. The rest in a coroutine of its own.
-      auto first = write_now(key, value, stamp, request_id);
+      // One wall clock read for the stamp and this process's entry (unless options::wall is set).
+      const auto wall = wall_now();
+      const order_stamp stamp = opts_.wall ? hlc_.now() : hlc_.now(wall);
+      auto first = write_now(key, value, stamp, request_id, wall);
       if (first && first.value() == first_attempt::durable) co_return write_receipt{write_state::durable, stamp};
       if (!first && !is_outage(first.error())) co_return first.error();
       co_return co_await write_rest(key, value, d, request_id, stamp, std::move(first));
     } else {
+      const order_stamp stamp = hlc_.now();
       co_return co_await write_rest(key, value, d, request_id, stamp, first_attempt::not_made);
     }
   }
@@ -376,35 +386,11 @@ private:
   };
   // Finds by std::string_view as well (no key copy per lookup). Deliberately not noexcept: for
   // such a hash libstdc++ keeps each node's hash code, so a lookup compares hash codes instead of
-  // rehashing every key it walks past in the bucket chain (~110 instructions a lookup).
-  //
-  // Inline, eight bytes at a time (a multiply and a shift per word, the last word read so that it
-  // ends at the key's end): ~15 instructions for a 16-byte key against ~60 for std::hash's call
-  // into libstdc++, on every write and every load. Not for untrusted keys from an adversary who
-  // could aim at one bucket: neither is std::hash (a fixed seed).
+  // rehashing every key it walks past in the bucket chain (~110 instructions a lookup). The hash
+  // itself is detail::hash_key (inline: ~15 instructions for a 16-byte key against ~60).
   struct key_hash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view key) const {
-      const auto word = [](const char* p) {
-        std::uint64_t w;
-        std::memcpy(&w, p, sizeof w);
-        return w;
-      };
-      const auto mix = [](std::uint64_t x) {
-        x *= 0xbf58476d1ce4e5b9u;
-        return x ^ (x >> 29);
-      };
-      const char* p = key.data();
-      std::size_t n = key.size();
-      std::uint64_t h = 0x9e3779b97f4a7c15u ^ n;
-      if (n >= 8) {
-        for (; n > 8; p += 8, n -= 8) h = mix(h ^ word(p));
-        return mix(h ^ word(p + n - 8)); // the last 8 bytes (overlapping the previous word)
-      }
-      std::uint64_t tail = 0;
-      for (std::size_t i = 0; i < n; ++i) tail = (tail << 8) | static_cast<unsigned char>(p[i]);
-      return mix(h ^ tail);
-    }
+    std::size_t operator()(std::string_view key) const { return bulwark::detail::hash_key(key); }
   };
   struct stored_outcome {
     version_t version = no_version;
@@ -542,7 +528,7 @@ private:
       // on every durable write): the version this process last saw.
       std::optional<result<version_t>> put;
       if constexpr (synchronous_repository<Repository>)
-        put.emplace(guarded_now([&] { return repo_.put_now(key, bytes, *slot.version); }, put_latency()));
+        put.emplace(guarded_now([&] { return repo_put_now(key, bytes, *slot.version); }, put_latency()));
       else
         put.emplace(co_await guarded(repo_.put(key, bytes, *slot.version), d, put_latency()));
       if (*put)
@@ -584,42 +570,73 @@ private:
   // cache put. Errors: the repository's refusal (an outage: write_rest() accepts the write
   // pending); errc::conflict is no error here but first_attempt::conflicted.
   //
-  // This process's entry is found and updated in one hold of mutex_, with the repository's
-  // put_now between (a synchronous model never waits, and calls nothing that takes mutex_): one
-  // lock and one lookup per write instead of two of each. The breaker admits the call under
-  // mutex_ only while closed (try_acquire_closed: no lock, no callback); in any other state
-  // write_rest() makes the attempt through guarded_now(), as for every other call. The outcome
-  // is reported after mutex_ is released, since a state-change callback may call this flow.
+  // Everything from the lookup of this process's entry to the cache put runs in one hold of
+  // mutex_ (the models never wait, and call nothing that takes mutex_): one lock and one lookup
+  // of the entry per write. The frame is encoded into frame_buffer_, this flow's one buffer
+  // (guarded by mutex_), and models that copy a viewed value into the buffer they hold for the
+  // key (copying_repository, copying_cache: the memory models) take it from there, so a rewrite
+  // of a key allocates nothing: no frame string, no copy for the repository, no old value freed.
+  // The breaker admits the call under mutex_ only while closed (try_acquire_closed: no lock, no
+  // callback); in any other state write_rest() makes the attempt through guarded_now(), as for
+  // every other call. The outcome is reported after mutex_ is released, since a state-change
+  // callback may call this flow.
   result<first_attempt> write_now(std::string_view key, std::string_view value, order_stamp stamp,
-                                  std::string_view request_id) {
+                                  std::string_view request_id, std::chrono::system_clock::time_point now) {
     static_assert(synchronous_repository<Repository> && synchronous_cache<Cache>);
-    std::string bytes = encode(write_state::durable, stamp, request_id, value);
-    const auto now = wall_now();
     metrics::histogram* const latency = put_latency();
     std::optional<circuit_breaker::permit> permit;
     std::optional<result<version_t>> put;
+    bool cache_failed = false;
     bulwark::clock::time_point started{};
-    try {
+    {
       std::lock_guard lock(mutex_);
       auto it = known_.find(key);
       if (it == known_.end() || it->second.repo_version == no_version) return first_attempt::no_version;
+      encode_into(frame_buffer_, write_state::durable, stamp, request_id, value);
       permit = breaker_.try_acquire_closed();
       if (!permit) return first_attempt::not_made;
       if (latency) started = opts_.clock.now();
-      put.emplace(repo_.put_now(key, bytes, it->second.repo_version));
-      if (*put) record_locked(it->second, false, bytes, stamp, false, put->value(), now);
-    } catch (...) {
-      if (permit) breaker_.record_exception(*permit);
-      throw;
+      try {
+        put.emplace(repo_put_now(key, frame_buffer_, it->second.repo_version));
+      } catch (...) {
+        breaker_.record_exception(*permit);
+        throw;
+      }
+      if (*put) {
+        cache_failed = !cache_put_now(key, frame_buffer_, stamp);
+        // The entry takes the frame's buffer (and frame_buffer_ the entry's old one): no copy.
+        record_locked(it->second, false, frame_buffer_, stamp, false, put->value(), now, &frame_buffer_);
+      }
     }
-    settle(*permit, *put, started, latency);
     if (!*put) {
+      settle(*permit, *put, started, latency);
       if (put->error() == errc::conflict) return first_attempt::conflicted;
       return put->error();
     }
-    if (!cache_.put_now(key, versioned{std::move(bytes), stamp.value}, opts_.cache_ttl))
-      count(stats_.cache_errors, cache_errors());
+    if (latency)
+      settle(*permit, *put, started, latency);
+    else
+      breaker_.record_success(*permit); // settle()'s work without metrics, inline
+    if (cache_failed) count(stats_.cache_errors, cache_errors());
     return first_attempt::durable;
+  }
+
+  // A synchronous repository's put of `bytes` (a frame): copied into the model's own buffer by a
+  // copying_repository, else as a new string.
+  result<version_t> repo_put_now(std::string_view key, std::string_view bytes, std::optional<version_t> expected) {
+    if constexpr (copying_repository<Repository>)
+      return repo_.put_copy_now(key, bytes, expected);
+    else
+      return repo_.put_now(key, std::string(bytes), expected);
+  }
+
+  // A synchronous cache's put of `bytes` (the frame of `stamp`, its version): whether the cache
+  // answered (a refusal for a higher version held is an answer). As repo_put_now.
+  bool cache_put_now(std::string_view key, std::string_view bytes, order_stamp stamp) {
+    if constexpr (copying_cache<Cache>)
+      return cache_.put_copy_now(key, bytes, stamp.value, opts_.cache_ttl).has_value();
+    else
+      return cache_.put_now(key, versioned{std::string(bytes), stamp.value}, opts_.cache_ttl).has_value();
   }
 
   // One repository call: the breaker, the per-call timeout within the caller's deadline, latency.
@@ -719,7 +736,7 @@ private:
       }
       std::optional<result<version_t>> put;
       if constexpr (synchronous_repository<Repository>)
-        put.emplace(guarded_now([&] { return repo_.put_now(key, bytes, expected); }, put_latency()));
+        put.emplace(guarded_now([&] { return repo_put_now(key, bytes, expected); }, put_latency()));
       else
         put.emplace(co_await guarded(repo_.put(key, bytes, expected), d, put_latency()));
       if (*put) co_return stored_outcome{put->value(), false};
@@ -898,19 +915,20 @@ private:
   }
 
   // The write of `stamp` (its frame's `bytes`) into this process's entry `k` (just `added`, or
-  // found), unless the entry holds a newer stamp; mutex_ held.
+  // found), unless the entry holds a newer stamp; mutex_ held. With `owner` (the string that
+  // holds `bytes`), the entry swaps buffers with it instead of copying.
   void record_locked(known& k, bool added, std::string_view bytes, order_stamp stamp, bool pending,
-                     std::optional<version_t> repo_version, std::chrono::system_clock::time_point now) {
+                     std::optional<version_t> repo_version, std::chrono::system_clock::time_point now,
+                     std::string* owner = nullptr) {
     if (!added && k.item.version > stamp.value) {
       if (repo_version) k.repo_version = *repo_version;
       return;
     }
     if (!added && k.pending) --pending_;
-    // A rewrite of the key usually has a frame of the same size: a plain copy into the buffer.
-    if (k.item.value.size() == bytes.size())
-      std::memcpy(k.item.value.data(), bytes.data(), bytes.size());
+    if (owner)
+      k.item.value.swap(*owner);
     else
-      k.item.value.assign(bytes);
+      bulwark::detail::assign_bytes(k.item.value, bytes); // a rewrite: usually a plain copy
     k.item.version = stamp.value;
     k.item.stored_at = now;
     if (repo_version) k.repo_version = *repo_version;
@@ -998,6 +1016,7 @@ private:
   std::unordered_map<std::string, known, key_hash, std::equal_to<>> known_; // found by string_view too
   std::uint64_t erasures_ = 0; // entries evict_one_locked() erased (see remember())
   std::size_t pending_ = 0;
+  std::string frame_buffer_; // write_now()'s frame, reused (guarded by mutex_)
   std::unique_ptr<snapshot_writer> writer_;
 };
 

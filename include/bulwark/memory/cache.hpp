@@ -12,7 +12,9 @@
 
 #include <bulwark/cache.hpp>
 #include <bulwark/coarse_clock.hpp>
+#include <bulwark/detail/assign_bytes.hpp>
 #include <bulwark/detail/hash_index.hpp>
+#include <bulwark/detail/key_hash.hpp>
 #include <bulwark/detail/key_rules.hpp>
 #include <bulwark/detail/saturating_cast.hpp>
 
@@ -77,7 +79,7 @@ public:
   task<bool> erase(std::string_view key) { co_return erase_now(key); }
 
   result<std::optional<cached>> get_now(std::string_view key) {
-    const hashed_key hk{key, std::hash<std::string_view>{}(key)};
+    const hashed_key hk{key, detail::hash_key(key)};
     auto& s = shard_for(hk);
     std::lock_guard lock(s.mutex);
     auto* it = s.find(hk);
@@ -98,42 +100,19 @@ public:
   }
 
   result<bool> put_now(std::string_view key, versioned value, std::chrono::milliseconds ttl) {
-    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
-    BOOST_OUTCOME_TRY(detail::check_ttl(ttl));
-    const hashed_key hk{key, std::hash<std::string_view>{}(key)};
-    auto& s = shard_for(hk);
-    const std::size_t cost = key.size() + value.value.size() + entry_overhead;
-    if (cost > s.max_bytes)
-      return error(errc::too_large, "entry of " + std::to_string(cost) + " bytes exceeds the shard bound of " +
-                                        std::to_string(s.max_bytes));
-    const auto now = clock_.now();
-    const auto expires_at = ttl.count() == 0 ? no_expiry : expiry(now, ttl);
-    std::lock_guard lock(s.mutex);
-    if (auto* it = s.find(hk)) {
-      auto node = it->handle;
-      const bool expired = node->expires_at != no_expiry && now >= node->expires_at;
-      if (!expired && node->item.version > value.version) return false;
-      s.bytes -= node->cost;
-      // Field by field: no temporary entry to build and destroy.
-      node->item.value = std::move(value.value);
-      node->item.version = value.version;
-      node->item.stored_at = now;
-      node->expires_at = expires_at;
-      node->cost = cost;
-      s.bytes += cost;
-      s.to_front(node);
-    } else {
-      s.lru.push_front(slot{std::string(key), hk.hash, cached{std::move(value.value), value.version, now}, expires_at,
-                            cost, ++s.moves});
-      s.index.insert(hk.hash, s.lru.begin());
-      s.bytes += cost;
-    }
-    s.evict_to_bounds();
-    return true;
+    return store(key, std::move(value.value), value.version, ttl);
+  }
+
+  /// put_now with the value viewed and copied into the entry's own buffer, which a rewrite of
+  /// the key reuses: no allocation when the new value fits the old one's capacity (see
+  /// bulwark::copying_cache).
+  result<bool> put_copy_now(std::string_view key, std::string_view value, version_t version,
+                            std::chrono::milliseconds ttl) {
+    return store(key, value, version, ttl);
   }
 
   result<bool> erase_now(std::string_view key) {
-    const hashed_key hk{key, std::hash<std::string_view>{}(key)};
+    const hashed_key hk{key, detail::hash_key(key)};
     auto& s = shard_for(hk);
     std::lock_guard lock(s.mutex);
     auto* it = s.find(hk);
@@ -167,6 +146,44 @@ private:
                                                       std::chrono::milliseconds ttl) noexcept {
     const auto life = detail::saturating_cast<std::chrono::system_clock::duration>(ttl);
     return life >= no_expiry - now ? no_expiry : now + life;
+  }
+
+  // put_now and put_copy_now: `value` a std::string (moved in) or a std::string_view (copied into
+  // the entry's buffer, reusing its capacity).
+  template <class Value>
+  result<bool> store(std::string_view key, Value&& value, version_t version, std::chrono::milliseconds ttl) {
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    BOOST_OUTCOME_TRY(detail::check_ttl(ttl));
+    const hashed_key hk{key, detail::hash_key(key)};
+    auto& s = shard_for(hk);
+    const std::size_t cost = key.size() + value.size() + entry_overhead;
+    if (cost > s.max_bytes)
+      return error(errc::too_large, "entry of " + std::to_string(cost) + " bytes exceeds the shard bound of " +
+                                        std::to_string(s.max_bytes));
+    const auto now = clock_.now();
+    const auto expires_at = ttl.count() == 0 ? no_expiry : expiry(now, ttl);
+    std::lock_guard lock(s.mutex);
+    if (auto* it = s.find(hk)) {
+      auto node = it->handle;
+      const bool expired = node->expires_at != no_expiry && now >= node->expires_at;
+      if (!expired && node->item.version > version) return false;
+      s.bytes -= node->cost;
+      // Field by field: no temporary entry to build and destroy.
+      detail::assign_bytes(node->item.value, std::forward<Value>(value));
+      node->item.version = version;
+      node->item.stored_at = now;
+      node->expires_at = expires_at;
+      node->cost = cost;
+      s.bytes += cost;
+      s.to_front(node);
+    } else {
+      s.lru.push_front(slot{std::string(key), hk.hash, cached{std::string(std::forward<Value>(value)), version, now},
+                            expires_at, cost, ++s.moves});
+      s.index.insert(hk.hash, s.lru.begin());
+      s.bytes += cost;
+    }
+    s.evict_to_bounds();
+    return true;
   }
 
   // A key with its hash, computed once per call and shared by shard choice and index lookup.
@@ -233,5 +250,6 @@ using cache = basic_cache<>;
 
 static_assert(bulwark::cache<cache>, "memory::cache must model bulwark::cache");
 static_assert(bulwark::synchronous_cache<cache>, "memory::cache must model bulwark::synchronous_cache");
+static_assert(bulwark::copying_cache<cache>, "memory::cache must model bulwark::copying_cache");
 
 } // namespace bulwark::memory

@@ -6,6 +6,7 @@
 // usually one key comparison, not a tree walk comparing long keys that share a prefix
 // (saga logs, outboxes). Only a new key pays the tree insert.
 
+#include <bulwark/detail/assign_bytes.hpp>
 #include <bulwark/detail/hash_index.hpp>
 #include <bulwark/detail/key_rules.hpp>
 #include <bulwark/repository.hpp>
@@ -65,26 +66,14 @@ public:
   }
 
   result<version_t> put_now(std::string_view key, std::string value, std::optional<version_t> expected) {
-    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
-    BOOST_OUTCOME_TRY(detail::check_value_size(value.size(), opts_.max_value_bytes));
-    const std::size_t hash = hash_of(key);
-    std::unique_lock lock(mutex_);
-    auto* found = find(key, hash);
-    const version_t current =
-        (found != nullptr && found->handle->second.live) ? found->handle->second.version : no_version;
-    if (expected && *expected != current)
-      return error(errc::conflict,
-                   "expected version " + std::to_string(*expected) + ", current " + std::to_string(current));
-    auto it = found != nullptr ? found->handle : rows_.end();
-    if (it == rows_.end()) {
-      it = rows_.emplace(std::string(key), row{{}, version_floor_, false}).first;
-      index_.insert(hash, it);
-    }
-    // Versions keep rising across erase: a tombstone remembers the last one.
-    it->second.version += 1;
-    it->second.value = std::move(value);
-    it->second.live = true;
-    return it->second.version;
+    return store(key, std::move(value), expected);
+  }
+
+  /// put_now with the value viewed and copied into the row's own buffer, which a rewrite of the
+  /// key reuses: no allocation when the new value fits the old one's capacity (see
+  /// bulwark::copying_repository). For a caller that keeps the bytes in a buffer of its own.
+  result<version_t> put_copy_now(std::string_view key, std::string_view value, std::optional<version_t> expected) {
+    return store(key, value, expected);
   }
 
   result<bool> erase_now(std::string_view key) {
@@ -150,6 +139,32 @@ private:
   using row_map = std::map<std::string, row, std::less<>>;
   using index_type = detail::hash_index<typename row_map::iterator>;
 
+  // put_now and put_copy_now: `value` a std::string (moved in) or a std::string_view (copied into
+  // the row's buffer, reusing its capacity).
+  template <class Value>
+  result<version_t> store(std::string_view key, Value&& value, std::optional<version_t> expected) {
+    BOOST_OUTCOME_TRY(detail::check_key(key, opts_.max_key_bytes));
+    BOOST_OUTCOME_TRY(detail::check_value_size(value.size(), opts_.max_value_bytes));
+    const std::size_t hash = hash_of(key);
+    std::unique_lock lock(mutex_);
+    auto* found = find(key, hash);
+    const version_t current =
+        (found != nullptr && found->handle->second.live) ? found->handle->second.version : no_version;
+    if (expected && *expected != current)
+      return error(errc::conflict,
+                   "expected version " + std::to_string(*expected) + ", current " + std::to_string(current));
+    auto it = found != nullptr ? found->handle : rows_.end();
+    if (it == rows_.end()) {
+      it = rows_.emplace(std::string(key), row{{}, version_floor_, false}).first;
+      index_.insert(hash, it);
+    }
+    // Versions keep rising across erase: a tombstone remembers the last one.
+    it->second.version += 1;
+    detail::assign_bytes(it->second.value, std::forward<Value>(value));
+    it->second.live = true;
+    return it->second.version;
+  }
+
   static std::size_t hash_of(std::string_view key) noexcept { return std::hash<std::string_view>{}(key); }
 
   // The index cell of key's row (live or tombstone), or nullptr. The caller holds the mutex.
@@ -188,6 +203,7 @@ private:
 static_assert(bulwark::repository<repository>, "memory::repository must model bulwark::repository");
 static_assert(bulwark::synchronous_repository<repository>,
               "memory::repository must model bulwark::synchronous_repository");
+static_assert(bulwark::copying_repository<repository>, "memory::repository must model bulwark::copying_repository");
 static_assert(bulwark::purgeable_repository<repository>, "memory::repository must model bulwark::purgeable_repository");
 
 } // namespace bulwark::memory

@@ -252,7 +252,13 @@ public:
   }
 
   /// Reports that the admitted call succeeded (slow if it took slow_call_duration or more).
-  void record_success(const permit& p) { record(p, false, false); }
+  void record_success(const permit& p) {
+    // The usual case inline: no metrics, a fast call, a clean closed window (one clock read and
+    // an atomic load; record()'s general path costs ~25 instructions more on every call).
+    if (!metrics_ && opts_.clock.now_coarse() - p.started < opts_.slow_call_duration && record_success_unlocked(p))
+      return;
+    record(p, false, false);
+  }
 
   /// Reports that the admitted call failed with `e`: a failure when options::record_failure
   /// says so, a success when not (the dependency answered), nothing for errc::cancelled. A

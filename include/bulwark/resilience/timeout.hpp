@@ -77,8 +77,14 @@ struct deadline {
   clock source{};
 
   /// The deadline `budget` from now on `c`.
-  static deadline after(clock::duration budget, clock c = {}) {
+  static deadline after(clock::duration budget, clock c) {
     return deadline{clock::later(c.now(), budget), std::move(c)};
+  }
+
+  /// The deadline `budget` from now on the real steady clock (one per request, on every request
+  /// path: no clock object to pass in and destroy).
+  static deadline after(clock::duration budget) {
+    return deadline{clock::later(std::chrono::steady_clock::now(), budget), clock{}};
   }
 
   bool passed() const noexcept { return source.now() >= at; }

@@ -51,6 +51,22 @@ struct synchronous_cache : cache {
 struct cache_with_get_now_only : cache {
   bulwark::result<std::optional<bulwark::cached>> get_now(std::string_view);
 };
+// The copying refinements (a viewed value copied into the model's buffer), and near misses: a
+// copying put without the synchronous calls, and one that takes the value as a string.
+struct copying_repository : synchronous_repository {
+  bulwark::result<bulwark::version_t> put_copy_now(std::string_view, std::string_view,
+                                                   std::optional<bulwark::version_t>);
+};
+struct repository_with_copying_put_only : repository {
+  bulwark::result<bulwark::version_t> put_copy_now(std::string_view, std::string_view,
+                                                   std::optional<bulwark::version_t>);
+};
+struct copying_cache : synchronous_cache {
+  bulwark::result<bool> put_copy_now(std::string_view, std::string_view, bulwark::version_t, std::chrono::milliseconds);
+};
+struct cache_with_owning_put_copy_now : synchronous_cache {
+  bulwark::result<bool> put_copy_now(std::string_view, std::string&&, bulwark::version_t, std::chrono::milliseconds);
+};
 struct bus {
   struct subscription {
     asio::awaitable<void> stop();
@@ -117,6 +133,12 @@ static_assert(!bulwark::purgeable_repository<archetype::repository_with_silent_p
 static_assert(!bulwark::synchronous_cache<archetype::cache>);
 static_assert(bulwark::synchronous_cache<archetype::synchronous_cache>);
 static_assert(!bulwark::synchronous_cache<archetype::cache_with_get_now_only>);
+static_assert(!bulwark::copying_repository<archetype::synchronous_repository>);
+static_assert(bulwark::copying_repository<archetype::copying_repository>);
+static_assert(!bulwark::copying_repository<archetype::repository_with_copying_put_only>);
+static_assert(!bulwark::copying_cache<archetype::synchronous_cache>);
+static_assert(bulwark::copying_cache<archetype::copying_cache>);
+static_assert(!bulwark::copying_cache<archetype::cache_with_owning_put_copy_now>);
 static_assert(bulwark::ledger<archetype::ledger>);
 static_assert(!bulwark::ledger<archetype::ledger_without_revert>);
 static_assert(!bulwark::ledger<archetype::repository>);

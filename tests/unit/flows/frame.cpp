@@ -59,6 +59,32 @@ TEST(frame, clock_follows_the_manual_wall_and_carries_the_node) {
   EXPECT_EQ(c.wall(), origin + 250ms);
 }
 
+TEST(frame, a_stamp_from_the_callers_wall_read_follows_it_and_still_rises) {
+  flows::hybrid_clock hlc(7);
+  const auto wall = origin + 5s;
+  const auto a = hlc.now(wall);
+  EXPECT_EQ(a.ms(), origin_ms + 5000);
+  EXPECT_EQ(a.node(), 7);
+  const auto b = hlc.now(origin); // an earlier read: the stamp still rises
+  EXPECT_GT(b, a);
+  // On a manual clock the wall read is ignored: the stamp follows the manual clock.
+  auto steady = bulwark::clock::manual();
+  flows::hybrid_clock manual(1, steady, origin);
+  EXPECT_EQ(manual.now(origin + 1h).ms(), origin_ms);
+}
+
+TEST(frame, encode_into_a_reused_buffer_gives_the_same_bytes) {
+  std::string buffer;
+  flows::encode_into(buffer, flows::write_state::durable, {123456789}, "req-1", std::string(100, 'v'));
+  EXPECT_EQ(buffer, flows::encode(flows::write_state::durable, {123456789}, "req-1", std::string(100, 'v')));
+  flows::encode_into(buffer, flows::write_state::pending, {42}, "", "x"); // shorter: replaced, not appended
+  EXPECT_EQ(buffer, flows::encode(flows::write_state::pending, {42}, "", "x"));
+  auto decoded = flows::decode(buffer);
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded.value().stamp.value, 42u);
+  EXPECT_EQ(decoded.value().value, "x");
+}
+
 TEST(frame, real_clock_stamps_follow_the_coarse_wall_clock) {
   flows::hybrid_clock hlc(1);
   // The physical part is the coarse wall clock (the last kernel tick): not before it, and never

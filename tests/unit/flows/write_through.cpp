@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -749,6 +750,42 @@ sync_flow::options sync_options(world& w) { // as world::options(), a breaker th
 }
 
 } // namespace
+
+// The copying models' path (memory::repository and memory::cache: the frame encoded into the
+// flow's one buffer, copied into the models' buffers, swapped into this process's entry): every
+// copy holds the latest frame of its key, across keys and value sizes that alternate.
+TEST(write_through, copying_models_hold_each_keys_latest_frame_everywhere) {
+  using copying_flow = flows::write_through<bulwark::memory::repository, mem_cache, bus_t>;
+  static_assert(bulwark::copying_repository<bulwark::memory::repository> && bulwark::copying_cache<mem_cache>);
+  world w;
+  copying_flow flow(w.db, *w.shared_cache, w.bus, w.options<copying_flow>());
+  const std::vector<std::pair<std::string, std::string>> writes{
+      {"a", std::string(100, '1')}, {"b", std::string(100, '2')}, {"a", std::string(100, '3')}, {"b", "short"},
+      {"a", std::string(300, '5')}, {"b", std::string(100, '6')}};
+  for (const auto& [key, value] : writes) {
+    auto r = w.run(flow.write(key, value, w.budget()));
+    ASSERT_TRUE(r) << r.error();
+    EXPECT_EQ(r.value().outcome, flows::write_state::durable);
+  }
+  const std::map<std::string, std::string> latest{{"a", std::string(300, '5')}, {"b", std::string(100, '6')}};
+  for (const auto& [key, value] : latest) {
+    auto stored = w.stored(key);
+    ASSERT_TRUE(stored) << key;
+    EXPECT_EQ(stored->value, value) << key;
+    EXPECT_EQ(stored->state, flows::write_state::durable);
+    auto cached = w.in_cache(key);
+    ASSERT_TRUE(cached) << key;
+    EXPECT_EQ(cached->value, w.db.get_now(key).value()->value) << key << ": the cache holds another frame";
+    EXPECT_EQ(cached->version, stored->stamp.value);
+  }
+  const auto entries = flow.entries();
+  ASSERT_EQ(entries.size(), 2u);
+  for (const auto& e : entries) {
+    EXPECT_EQ(e.entry.value, w.db.get_now(e.key).value()->value) << e.key << ": this process's copy is another frame";
+    EXPECT_EQ(flows::decode(e.entry.value).value().value, latest.at(e.key));
+  }
+  EXPECT_EQ(flow.stats().cache_errors, 0u);
+}
 
 // The memory models' path (plain get_now / put_now calls, no with_timeout thread): writes, hits,
 // the breaker counting the repository's failures and refusing once open, stale reads.

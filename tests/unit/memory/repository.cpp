@@ -63,3 +63,20 @@ TEST(memory_repository, scan_limit_zero_is_invalid_argument) {
   repository r;
   EXPECT_EQ(r.scan_now("", "", 0).error(), bulwark::errc::invalid_argument);
 }
+
+TEST(memory_repository, put_copy_now_is_put_now_and_rewrites_in_place) {
+  repository repo;
+  const std::string first(130, 'a'), second(130, 'b');
+  ASSERT_EQ(repo.put_copy_now("k", first, bulwark::no_version).value(), 1u);
+  auto conflict = repo.put_copy_now("k", second, bulwark::no_version);
+  ASSERT_FALSE(conflict);
+  EXPECT_EQ(conflict.error(), bulwark::errc::conflict);
+  EXPECT_EQ(repo.put_copy_now("", second, std::nullopt).error(), bulwark::errc::invalid_argument);
+  ASSERT_EQ(repo.put_copy_now("k", second, 1u).value(), 2u);
+  auto got = repo.get_now("k").value();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->value, second);
+  EXPECT_EQ(got->version, 2u);
+  ASSERT_EQ(repo.put_copy_now("k", "short", std::nullopt).value(), 3u); // another size
+  EXPECT_EQ(repo.get_now("k").value()->value, "short");
+}
