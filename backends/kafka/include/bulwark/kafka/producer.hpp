@@ -43,9 +43,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -81,7 +83,9 @@ protected:
   ~pending_delivery() = default;
 };
 
-template <class Handler> class delivery_op final : public pending_delivery {
+/// One publish's operation: on the heap (new; invoke() deletes it), or, with InPlace, in
+/// storage its initiation provides (invoke() only destroys it; see producer::publish).
+template <class Handler, bool InPlace = false> class delivery_op final : public pending_delivery {
 public:
   explicit delivery_op(Handler h) : handler_(std::move(h)), work_(completion_executor(handler_)) {
     hint = hint_of(handler_);
@@ -89,7 +93,10 @@ public:
   const asio::any_io_executor& executor() const noexcept override { return work_; }
   void invoke(result<delivery> r) override {
     auto handler = std::move(handler_);
-    delete this;
+    if constexpr (InPlace)
+      std::destroy_at(this); // the storage goes with the frame the handler resumes
+    else
+      delete this;
     std::move(handler)(std::move(r));
   }
 
@@ -159,8 +166,15 @@ inline bulwark::error not_persisted(rd_kafka_resp_err_t err, std::string_view wh
 }
 
 /// Hands one message (copied) to librdkafka; its headers become librdkafka's on success only.
+/// A message without headers goes through rd_kafka_produce(), which skips producev's argument
+/// list and its reference taken and dropped on the topic handle (two atomic updates on a
+/// count the broker threads share); should it refuse, producev tries again and gives the
+/// exact error (the first attempt enqueued nothing).
 inline rd_kafka_resp_err_t produce_copy(rd_kafka_t* rk, rd_kafka_topic_t* rkt, std::string_view key,
                                         std::string_view value, rd_kafka_headers_t* headers, void* opaque) {
+  if (!headers && rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, const_cast<char*>(value.data()),
+                                   value.size(), key.data(), key.size(), opaque) == 0)
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
   return rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                            RD_KAFKA_V_KEY(key.data(), key.size()),
                            RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_HEADERS(headers),
@@ -176,11 +190,15 @@ struct producer_state {
   std::atomic<bool> polling{true};
   std::atomic<bool> stopping{false};
   std::atomic<bool> all_brokers_down{false};
-  std::atomic<std::size_t> in_flight{0};
+  /// Updated by every publish, on a cache line of their own: the poll thread's per-report
+  /// writes below (served, completed) once shared this line with them, so every publish and
+  /// every report took it from the other thread.
+  alignas(64) std::atomic<std::size_t> in_flight{0};
+  std::atomic<std::uint64_t> next_seq{0};
   /// Reports served since the last hand-over, taken from in_flight there: one atomic update
   /// per poll instead of one per message on the line the publishing threads update. Poll
   /// thread only.
-  std::size_t served = 0;
+  alignas(64) std::size_t served = 0;
   /// Reports served by one rd_kafka_poll(), handed over together (one post per executor run
   /// instead of one per message). Touched only by the thread that polls.
   std::vector<std::pair<pending_delivery*, result<delivery>>> completed;
@@ -193,7 +211,6 @@ struct producer_state {
   /// again with their original deadlines (poll thread only).
   topic_retries retries;
   std::unordered_map<void*, clock::time_point> reproduced;
-  std::atomic<std::uint64_t> next_seq{0};
 
   ~producer_state() {
     stopping = true; // a report served below is never taken back for another attempt
@@ -425,16 +442,18 @@ public:
   /// unknown topic or partition is retried until then: brokers learn new topics with a lag).
   /// The error's detail tells whether the message may still have been written
   /// (possibly_persisted()).
-  task<delivery> publish(std::string_view topic, message m) {
+  task<delivery> publish(std::string_view topic, message&& m) {
     // Not a coroutine itself: the initiation runs inside the awaitable that async_initiate
     // makes, which saves a coroutine frame per message. The topic is resolved now, while
-    // `topic` is certainly alive.
-    auto request = std::make_unique<publish_request>(
-        publish_request{state_, state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr), std::move(m)});
+    // `topic` is certainly alive. `m` is taken by reference and moved once into the
+    // initiation (a message by value was moved three more times on its way there, each a
+    // move and a destruction of two strings and a vector).
     return asio::async_initiate<decltype(asio::use_awaitable), void(result<delivery>)>(
-        [request = std::move(request)](auto handler) mutable { start(std::move(request), std::move(handler)); },
+        publish_initiation(state_, state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr), std::move(m)),
         asio::use_awaitable);
   }
+  /// publish() of a copy of `m`.
+  task<delivery> publish(std::string_view topic, const message& m) { return publish(topic, message(m)); }
 
   /// Publishes `batch` to `topic` and completes once every message has its delivery report,
   /// with one result per message in batch order (each as publish() would give it). One
@@ -519,32 +538,58 @@ private:
     return decided(admission::expired, err); // refused for good: no report will come
   }
 
-  // What publish() hands to its initiation, kept apart from the awaiting frame and freed by
-  // start() once librdkafka has copied the message: the frame, touched again when the report
-  // comes, stays small, and the request's memory (with the message's buffers) is what the next
-  // publish reuses while it is still in cache. With many publishes in flight, cold memory
-  // touched per message is what per-message publish pays for.
-  struct publish_request {
-    std::shared_ptr<detail::producer_state> state;
-    result<rd_kafka_topic_t*> topic;
-    message m;
-  };
+  // publish()'s initiation. async_initiate keeps it in the awaitable's coroutine frame until the
+  // awaiting coroutine resumes, so the delivery operation is built inside it rather than on the
+  // heap: no allocation per publish beyond that frame (Asio recycles it), and the operation
+  // sits beside the frame's promise, which the completion touches anyway (two allocations and
+  // frees per publish before: a request carrying the message and the operation). The
+  // message's buffers are freed as soon as librdkafka has copied them, for the next publish
+  // to reuse while they are in cache.
+  class publish_initiation {
+  public:
+    publish_initiation(const std::shared_ptr<detail::producer_state>& s, result<rd_kafka_topic_t*>&& topic, message&& m)
+        : state_(s), topic_(std::move(topic)), m_(std::move(m)) {}
+    publish_initiation(publish_initiation&& o) noexcept
+        : state_(std::move(o.state_)), topic_(std::move(o.topic_)), m_(std::move(o.m_)) {} // never started yet
+    publish_initiation(const publish_initiation&) = delete;
+    publish_initiation& operator=(const publish_initiation&) = delete;
+    publish_initiation& operator=(publish_initiation&&) = delete;
+    ~publish_initiation() = default; // a started operation destroys itself in invoke()
 
-  template <class Handler> static void start(std::unique_ptr<publish_request> request, Handler handler) {
-    const auto& [s, topic, m] = *request;
-    auto* op = new detail::delivery_op<Handler>(std::move(handler));
-    if (!s || s->stopping.load()) {
-      op->post(error(errc::rejected, "producer is stopping"));
-      return;
+    template <class Handler> void operator()(Handler handler) {
+      // Once the message is enqueued, its report may resume the awaiting coroutine on another
+      // thread, which frees the frame holding *this (the operation, the message): nothing here
+      // touches *this after enqueue() but for a message refused (no report will come), and
+      // the producer's state is held by this call until it returns. The message's buffers go
+      // with the frame (moving them out to free them here cost more than it saved).
+      const auto state = std::move(state_);
+      detail::pending_delivery* op;
+      if constexpr (std::is_same_v<Handler, in_place_handler>)
+        op = ::new (static_cast<void*>(op_storage_)) detail::delivery_op<Handler, true>(std::move(handler));
+      else
+        op = new detail::delivery_op<Handler>(std::move(handler)); // another completion token
+      if (!state || state->stopping.load()) {
+        op->post(error(errc::rejected, "producer is stopping"));
+        return;
+      }
+      if (!topic_) {
+        op->post(topic_.error());
+        return;
+      }
+      if (const auto err = enqueue(*state, topic_.value(), m_, op); err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        op->post(detail::not_persisted(err)); // no report will come: *this is still alive
     }
-    if (!topic) {
-      op->post(topic.error());
-      return;
-    }
-    if (const auto err = enqueue(*s, topic.value(), m, static_cast<detail::pending_delivery*>(op));
-        err != RD_KAFKA_RESP_ERR_NO_ERROR)
-      op->post(detail::not_persisted(err));
-  }
+
+  private:
+    // The handler use_awaitable gives, whose operation fits op_storage_.
+    using in_place_handler = asio::detail::awaitable_handler<asio::any_io_executor, result<delivery>>;
+
+    std::shared_ptr<detail::producer_state> state_;
+    result<rd_kafka_topic_t*> topic_;
+    message m_;
+    alignas(detail::delivery_op<in_place_handler, true>) unsigned char op_storage_[sizeof(
+        detail::delivery_op<in_place_handler, true>)];
+  };
 
   template <class Handler> static void start_batch(const std::shared_ptr<detail::producer_state>& s,
                                                    const result<rd_kafka_topic_t*>& topic,
