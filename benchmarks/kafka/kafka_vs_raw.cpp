@@ -569,8 +569,7 @@ int main(int argc, char** argv) {
 
   // The topics go with the run: on a shared cluster (kafka_vs_raw.sh with KAFKA=shared) they
   // would otherwise keep a few hundred MB per run.
-  for (const auto& t :
-       {raw_topic, bulwark_topic, batched_topic, unbounded_topic, raw_small_topic, bulwark_small_topic})
+  for (const auto& t : {raw_topic, bulwark_topic, batched_topic, unbounded_topic, raw_small_topic, bulwark_small_topic})
     if (auto deleted = bus.value().admin().delete_topic_blocking(t); !deleted)
       std::fprintf(stderr, "kafka_vs_raw: delete %s: %s\n", t.c_str(), deleted.error().message().c_str());
 

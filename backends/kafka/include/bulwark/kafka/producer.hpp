@@ -587,8 +587,8 @@ private:
     std::shared_ptr<detail::producer_state> state_;
     result<rd_kafka_topic_t*> topic_;
     message m_;
-    alignas(detail::delivery_op<in_place_handler, true>) unsigned char op_storage_[sizeof(
-        detail::delivery_op<in_place_handler, true>)];
+    alignas(detail::delivery_op<in_place_handler,
+                                true>) unsigned char op_storage_[sizeof(detail::delivery_op<in_place_handler, true>)];
   };
 
   template <class Handler> static void start_batch(const std::shared_ptr<detail::producer_state>& s,
