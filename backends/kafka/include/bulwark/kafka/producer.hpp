@@ -43,11 +43,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -83,9 +81,7 @@ protected:
   ~pending_delivery() = default;
 };
 
-/// One publish's operation: on the heap (new; invoke() deletes it), or, with InPlace, in
-/// storage its initiation provides (invoke() only destroys it; see producer::publish).
-template <class Handler, bool InPlace = false> class delivery_op final : public pending_delivery {
+template <class Handler> class delivery_op final : public pending_delivery {
 public:
   explicit delivery_op(Handler h) : handler_(std::move(h)), work_(completion_executor(handler_)) {
     hint = hint_of(handler_);
@@ -93,10 +89,7 @@ public:
   const asio::any_io_executor& executor() const noexcept override { return work_; }
   void invoke(result<delivery> r) override {
     auto handler = std::move(handler_);
-    if constexpr (InPlace)
-      std::destroy_at(this); // the storage goes with the frame the handler resumes
-    else
-      delete this;
+    delete this;
     std::move(handler)(std::move(r));
   }
 
@@ -445,11 +438,13 @@ public:
   task<delivery> publish(std::string_view topic, message&& m) {
     // Not a coroutine itself: the initiation runs inside the awaitable that async_initiate
     // makes, which saves a coroutine frame per message. The topic is resolved now, while
-    // `topic` is certainly alive. `m` is taken by reference and moved once into the
-    // initiation (a message by value was moved three more times on its way there, each a
-    // move and a destruction of two strings and a vector).
+    // `topic` is certainly alive. `m` is taken by reference and moved once, into the request
+    // (a message taken by value was moved twice more on its way there, each a move and a
+    // destruction of two strings and a vector).
+    auto request = std::make_unique<publish_request>(
+        publish_request{state_, state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr), std::move(m)});
     return asio::async_initiate<decltype(asio::use_awaitable), void(result<delivery>)>(
-        publish_initiation(state_, state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr), std::move(m)),
+        [request = std::move(request)](auto handler) mutable { start(std::move(request), std::move(handler)); },
         asio::use_awaitable);
   }
   /// publish() of a copy of `m`.
@@ -538,58 +533,32 @@ private:
     return decided(admission::expired, err); // refused for good: no report will come
   }
 
-  // publish()'s initiation. async_initiate keeps it in the awaitable's coroutine frame until the
-  // awaiting coroutine resumes, so the delivery operation is built inside it rather than on the
-  // heap: no allocation per publish beyond that frame (Asio recycles it), and the operation
-  // sits beside the frame's promise, which the completion touches anyway (two allocations and
-  // frees per publish before: a request carrying the message and the operation). The
-  // message's buffers are freed as soon as librdkafka has copied them, for the next publish
-  // to reuse while they are in cache.
-  class publish_initiation {
-  public:
-    publish_initiation(const std::shared_ptr<detail::producer_state>& s, result<rd_kafka_topic_t*>&& topic, message&& m)
-        : state_(s), topic_(std::move(topic)), m_(std::move(m)) {}
-    publish_initiation(publish_initiation&& o) noexcept
-        : state_(std::move(o.state_)), topic_(std::move(o.topic_)), m_(std::move(o.m_)) {} // never started yet
-    publish_initiation(const publish_initiation&) = delete;
-    publish_initiation& operator=(const publish_initiation&) = delete;
-    publish_initiation& operator=(publish_initiation&&) = delete;
-    ~publish_initiation() = default; // a started operation destroys itself in invoke()
-
-    template <class Handler> void operator()(Handler handler) {
-      // Once the message is enqueued, its report may resume the awaiting coroutine on another
-      // thread, which frees the frame holding *this (the operation, the message): nothing here
-      // touches *this after enqueue() but for a message refused (no report will come), and
-      // the producer's state is held by this call until it returns. The message's buffers go
-      // with the frame (moving them out to free them here cost more than it saved).
-      const auto state = std::move(state_);
-      detail::pending_delivery* op;
-      if constexpr (std::is_same_v<Handler, in_place_handler>)
-        op = ::new (static_cast<void*>(op_storage_)) detail::delivery_op<Handler, true>(std::move(handler));
-      else
-        op = new detail::delivery_op<Handler>(std::move(handler)); // another completion token
-      if (!state || state->stopping.load()) {
-        op->post(error(errc::rejected, "producer is stopping"));
-        return;
-      }
-      if (!topic_) {
-        op->post(topic_.error());
-        return;
-      }
-      if (const auto err = enqueue(*state, topic_.value(), m_, op); err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        op->post(detail::not_persisted(err)); // no report will come: *this is still alive
-    }
-
-  private:
-    // The handler use_awaitable gives, whose operation fits op_storage_.
-    using in_place_handler = asio::detail::awaitable_handler<asio::any_io_executor, result<delivery>>;
-
-    std::shared_ptr<detail::producer_state> state_;
-    result<rd_kafka_topic_t*> topic_;
-    message m_;
-    alignas(detail::delivery_op<in_place_handler,
-                                true>) unsigned char op_storage_[sizeof(detail::delivery_op<in_place_handler, true>)];
+  // What publish() hands to its initiation, kept apart from the awaiting frame and freed by
+  // start() once librdkafka has copied the message: the frame, touched again when the report
+  // comes, stays small, and the request's memory (with the message's buffers) is what the next
+  // publish reuses while it is still in cache. With many publishes in flight, cold memory
+  // touched per message is what per-message publish pays for.
+  struct publish_request {
+    std::shared_ptr<detail::producer_state> state;
+    result<rd_kafka_topic_t*> topic;
+    message m;
   };
+
+  template <class Handler> static void start(std::unique_ptr<publish_request> request, Handler handler) {
+    const auto& [s, topic, m] = *request;
+    auto* op = new detail::delivery_op<Handler>(std::move(handler));
+    if (!s || s->stopping.load()) {
+      op->post(error(errc::rejected, "producer is stopping"));
+      return;
+    }
+    if (!topic) {
+      op->post(topic.error());
+      return;
+    }
+    if (const auto err = enqueue(*s, topic.value(), m, static_cast<detail::pending_delivery*>(op));
+        err != RD_KAFKA_RESP_ERR_NO_ERROR)
+      op->post(detail::not_persisted(err));
+  }
 
   template <class Handler> static void start_batch(const std::shared_ptr<detail::producer_state>& s,
                                                    const result<rd_kafka_topic_t*>& topic,
