@@ -18,6 +18,8 @@
 # Usage: benchmarks/kafka_vs_raw.sh [messages=1000000] [bytes=100] [window=50000] [rounds=3] [batch=1000]
 #        [small_window=64] [small_messages=9000]
 #   BUILD_DIR=build/release  use an existing build (default: configure and build the release preset)
+#   KAFKA=shared             use the cluster in $BULWARK_KAFKA_BOOTSTRAP (source the servers' env)
+#                            instead of starting a private one; the bench deletes its topics at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -35,15 +37,20 @@ if [ -z "${BUILD_DIR:-}" ]; then
 fi
 cmake --build "$BUILD_DIR" --target bulwark_kafka_bench >/dev/null
 
-# A cluster of its own, so that the benchmark's topics never burden the test cluster.
-export BULWARK_SERVERS_DIR=$root/.servers/bench-kafka
-rm -rf "$BULWARK_SERVERS_DIR"
-mkdir -p "$BULWARK_SERVERS_DIR"
-cleanup() { scripts/servers/kafka.sh down >/dev/null 2>&1 || true; rm -rf "$BULWARK_SERVERS_DIR"; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-scripts/servers/kafka.sh up
-# shellcheck disable=SC1091
-source "$BULWARK_SERVERS_DIR/env"
+if [ "${KAFKA:-private}" = shared ]; then
+  [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ] || { echo "KAFKA=shared needs BULWARK_KAFKA_BOOTSTRAP (source the servers' env)" >&2; exit 1; }
+  echo "cluster: shared ($BULWARK_KAFKA_BOOTSTRAP)"
+else
+  # A cluster of its own, so that the benchmark's topics never burden the test cluster.
+  export BULWARK_SERVERS_DIR=$root/.servers/bench-kafka
+  rm -rf "$BULWARK_SERVERS_DIR"
+  mkdir -p "$BULWARK_SERVERS_DIR"
+  cleanup() { scripts/servers/kafka.sh down >/dev/null 2>&1 || true; rm -rf "$BULWARK_SERVERS_DIR"; }
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+  scripts/servers/kafka.sh up
+  # shellcheck disable=SC1091
+  source "$BULWARK_SERVERS_DIR/env"
+fi
 echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 "$BUILD_DIR/benchmarks/kafka/bulwark_kafka_bench" "$messages" "$bytes" "$window" "$rounds" "$batch" "$small_window" "$small_messages" 2> >(grep -v '^%' >&2)

@@ -17,8 +17,10 @@
 # is the servers' own count (predictions_inputs_total{outcome="accepted"} over the run), not
 # the client's. The lag is predictions_lag_seconds (from the 202's timestamp at the API to the
 # count in the aggregates, which GET /live reads directly; the pages' streams add at most the
-# push interval, 200 ms), its p99 the upper bound of the bucket holding the 99th percentile,
-# summed over the consumers; measured until the consumers caught up (bounded: 120 s).
+# push interval, 200 ms), its p99 given as the bucket holding the 99th percentile (the buckets
+# are 50 ms apart from 0.75 s to 1.25 s) and an interpolation inside it, summed over the
+# consumers; measured until the consumers caught up (bounded: 120 s). lag_p99_s_* and
+# ratio_lag_real use the bucket's upper bound: a p99 of at most that, never a guess below it.
 # Per run it also prints loadgen's request latency (p50, p99), the CPU time each process spent per
 # accepted input over the run and the consumers' catch-up (the API, the consumers, and the
 # servers when the script started them: the brokers, mariadbd, redis-server), and the load
@@ -130,7 +132,10 @@ lag_buckets() {
 }
 
 # lag_p99 BEFORE_FILE PORT... -> the p99 of predictions_lag_seconds counted since BEFORE_FILE
-# (lag_buckets' output then) over the given processes: the upper bound of its bucket.
+# (lag_buckets' output then) over the given processes, as "UPPER LOWER ESTIMATE": the bounds of
+# the bucket holding it (the p99 lies in (LOWER, UPPER]; the buckets are 50 ms apart from 0.75 s
+# to 1.25 s, so around the 1 s goal the bound decides it) and a linear interpolation inside
+# that bucket, as Prometheus' histogram_quantile makes it.
 lag_p99() {
   local before=$1; shift
   lag_buckets "$@" | python3 -c '
@@ -146,10 +151,14 @@ now = read(sys.stdin)
 buckets = {le: n - before.get(le, 0) for le, n in now.items()}
 total = buckets.get(float("inf"), 0)
 if not total:
-    print("nan"); sys.exit()
+    print("nan nan nan"); sys.exit()
+lower, below = 0.0, 0.0
 for le in sorted(buckets):
     if buckets[le] >= 0.99 * total:
-        print(le); break' "$before"
+        inside = buckets[le] - below
+        estimate = le if le == float("inf") or inside <= 0 else lower + (le - lower) * (0.99 * total - below) / inside
+        print(le, lower, "%.3f" % estimate); break
+    lower, below = le, buckets[le]' "$before"
 }
 
 accepted() { metric "$1" '^predictions_inputs_total\\{outcome="accepted"\\}'; }
@@ -227,7 +236,8 @@ run() {
   # shellcheck disable=SC2086
   consumers_t1=$(cpu_ticks $consumer_pids) kafka_t1=$(cpu_ticks $kafka_pids) mysql_t1=$(cpu_ticks $mysql_pids) \
     redis_t1=$(cpu_ticks $redis_pids)
-  p99=$(lag_p99 "$tmp/lag-$mode-before" "$@")
+  local p99_lower p99_estimate
+  read -r p99 p99_lower p99_estimate < <(lag_p99 "$tmp/lag-$mode-before" "$@")
   # CPU per accepted input, in microseconds, over the run and the catch-up.
   per() { awk -v t="$1" -v n="$n" -v hz="$ticks_per_s" 'BEGIN { if (n > 0) printf "%.0f", t / hz / n * 1e6; else print "nan" }'; }
   local cpu_line="api $(per $((api_t1 - api_t0))) us"
@@ -240,7 +250,7 @@ run() {
   lat50=$(latency "$tmp/load-$mode.json" p50)
   lat99=$(latency "$tmp/load-$mode.json" p99)
   catch_up=$(awk -v a="$end_ns" -v b="$caught_ns" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
-  echo "$mode: accepted $n in ${seconds}s = $accepted_rate/s; counted $((counted - before)) of $n (all by ${catch_up}s after the load); lag p99 <= ${p99}s; request latency p50 $lat50 p99 $lat99 (loadgen -c$CONNECTIONS); CPU per accepted input: $cpu_line; load average before $load_before, after $(load); $(grep -E '^loadgen:|errors' "$tmp/load-$mode.log" | tr -s ' ' | tr '\n' ' ')"
+  echo "$mode: accepted $n in ${seconds}s = $accepted_rate/s; counted $((counted - before)) of $n (all by ${catch_up}s after the load); lag p99 in (${p99_lower}, ${p99}] s (interpolated ${p99_estimate} s); request latency p50 $lat50 p99 $lat99 (loadgen -c$CONNECTIONS); CPU per accepted input: $cpu_line; load average before $load_before, after $(load); $(grep -E '^loadgen:|errors' "$tmp/load-$mode.log" | tr -s ' ' | tr '\n' ' ')"
 }
 
 for mode in $MODES; do

@@ -43,9 +43,13 @@
 
 namespace predictions {
 
-/// The lag buckets (seconds) of predictions_lag_seconds: acceptance -> counted in /live.
+/// The lag buckets (seconds) of predictions_lag_seconds: acceptance -> counted in /live. Every
+/// 50 ms from 0.75 s to 1.25 s: the p99 goal is under 1 s, and a p99 known only to lie in
+/// (0.75, 1] (the buckets before) could not say by how much it met it, nor one in (1, 2.5] by
+/// how much it missed.
 inline std::vector<double> lag_buckets() {
-  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60};
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95,
+          1,     1.05, 1.1,   1.15, 1.2, 1.25, 1.5, 2,   2.5, 5,    10,  30,   60};
 }
 
 template <class Bus> class ingestion {

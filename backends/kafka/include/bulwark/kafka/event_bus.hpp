@@ -56,7 +56,10 @@ public:
   }
 
   /// Publishes m to topic; completes once all in-sync replicas have it (see producer::publish).
-  task<delivery> publish(std::string_view topic, message m) { return producer_->publish(topic, std::move(m)); }
+  /// Takes `m` by reference (moved from) and moves it once (producer::publish).
+  task<delivery> publish(std::string_view topic, message&& m) { return producer_->publish(topic, std::move(m)); }
+  /// publish() of a copy of `m`.
+  task<delivery> publish(std::string_view topic, const message& m) { return producer_->publish(topic, m); }
 
   /// Publishes a batch with one coroutine resumption for all of it (see
   /// producer::publish_batch): one result per message, in batch order.

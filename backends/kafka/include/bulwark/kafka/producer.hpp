@@ -159,8 +159,15 @@ inline bulwark::error not_persisted(rd_kafka_resp_err_t err, std::string_view wh
 }
 
 /// Hands one message (copied) to librdkafka; its headers become librdkafka's on success only.
+/// A message without headers goes through rd_kafka_produce(), which skips producev's argument
+/// list and its reference taken and dropped on the topic handle (two atomic updates on a
+/// count the broker threads share); should it refuse, producev tries again and gives the
+/// exact error (the first attempt enqueued nothing).
 inline rd_kafka_resp_err_t produce_copy(rd_kafka_t* rk, rd_kafka_topic_t* rkt, std::string_view key,
                                         std::string_view value, rd_kafka_headers_t* headers, void* opaque) {
+  if (!headers && rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, const_cast<char*>(value.data()),
+                                   value.size(), key.data(), key.size(), opaque) == 0)
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
   return rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                            RD_KAFKA_V_KEY(key.data(), key.size()),
                            RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()), RD_KAFKA_V_HEADERS(headers),
@@ -176,11 +183,15 @@ struct producer_state {
   std::atomic<bool> polling{true};
   std::atomic<bool> stopping{false};
   std::atomic<bool> all_brokers_down{false};
-  std::atomic<std::size_t> in_flight{0};
+  /// Updated by every publish, on a cache line of their own: the poll thread's per-report
+  /// writes below (served, completed) once shared this line with them, so every publish and
+  /// every report took it from the other thread.
+  alignas(64) std::atomic<std::size_t> in_flight{0};
+  std::atomic<std::uint64_t> next_seq{0};
   /// Reports served since the last hand-over, taken from in_flight there: one atomic update
   /// per poll instead of one per message on the line the publishing threads update. Poll
   /// thread only.
-  std::size_t served = 0;
+  alignas(64) std::size_t served = 0;
   /// Reports served by one rd_kafka_poll(), handed over together (one post per executor run
   /// instead of one per message). Touched only by the thread that polls.
   std::vector<std::pair<pending_delivery*, result<delivery>>> completed;
@@ -193,7 +204,6 @@ struct producer_state {
   /// again with their original deadlines (poll thread only).
   topic_retries retries;
   std::unordered_map<void*, clock::time_point> reproduced;
-  std::atomic<std::uint64_t> next_seq{0};
 
   ~producer_state() {
     stopping = true; // a report served below is never taken back for another attempt
@@ -425,16 +435,20 @@ public:
   /// unknown topic or partition is retried until then: brokers learn new topics with a lag).
   /// The error's detail tells whether the message may still have been written
   /// (possibly_persisted()).
-  task<delivery> publish(std::string_view topic, message m) {
+  task<delivery> publish(std::string_view topic, message&& m) {
     // Not a coroutine itself: the initiation runs inside the awaitable that async_initiate
     // makes, which saves a coroutine frame per message. The topic is resolved now, while
-    // `topic` is certainly alive.
+    // `topic` is certainly alive. `m` is taken by reference and moved once, into the request
+    // (a message taken by value was moved twice more on its way there, each a move and a
+    // destruction of two strings and a vector).
     auto request = std::make_unique<publish_request>(
         publish_request{state_, state_ ? state_->topic(topic) : result<rd_kafka_topic_t*>(nullptr), std::move(m)});
     return asio::async_initiate<decltype(asio::use_awaitable), void(result<delivery>)>(
         [request = std::move(request)](auto handler) mutable { start(std::move(request), std::move(handler)); },
         asio::use_awaitable);
   }
+  /// publish() of a copy of `m`.
+  task<delivery> publish(std::string_view topic, const message& m) { return publish(topic, message(m)); }
 
   /// Publishes `batch` to `topic` and completes once every message has its delivery report,
   /// with one result per message in batch order (each as publish() would give it). One
