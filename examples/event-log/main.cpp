@@ -314,9 +314,11 @@ int main(int argc, char** argv) {
       good = count(ms, 600000);
       o.max_lag = std::chrono::milliseconds(ms);
     } else if (a == "--linger-ms") {
-      std::size_t ms = 0;
-      good = count(ms, 60000);
-      o.linger = std::chrono::milliseconds(ms);
+      auto v = value();
+      if (!v) return usage("bad value for " + a);
+      auto linger = bulwark::kafka::parse_linger_ms(*v);
+      if (!linger) return usage("--linger-ms: " + std::string(linger.error().detail()));
+      o.linger = linger.value();
     } else if (a == "--kafka-properties") {
       auto v = value();
       if (!v) return usage("bad value for " + a);

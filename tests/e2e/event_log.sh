@@ -16,7 +16,7 @@ refused_flag() { # refused_flag TEXT ARGS...
 refused_flag 'bad value for --max-in-flight' --max-in-flight many
 refused_flag 'bad value for --max-batch' --max-batch 0
 if "$bin" --help 2>&1 | grep -q -- --linger-ms; then # real mode built in
-  refused_flag 'bad value for --linger-ms' --linger-ms -1
+  refused_flag '--linger-ms: linger "-1" is not a whole number of milliseconds from 0 to 900000' --linger-ms -1
   refused_flag '--kafka-properties: "linger.ms" is not name=value' --kafka-properties acks=all,linger.ms
 fi
 # The flags taken (a small admission bound and batches: the run below goes through them).

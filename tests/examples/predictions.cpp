@@ -199,7 +199,8 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   EXPECT_EQ(c.value().logs_prune_interval, 5s);
   EXPECT_FALSE(pr::parse_config({"--logs-prune-interval-s", "0"}, none));
   EXPECT_FALSE(pr::parse_config({"--logs-retention-s", "-1"}, none));
-  EXPECT_FALSE(pr::parse_config({"--linger-ms", "1001"}, none));
+  EXPECT_FALSE(pr::parse_config({"--linger-ms", "900001"}, none));
+  EXPECT_TRUE(pr::parse_config({"--linger-ms", "900000"}, none));
   EXPECT_FALSE(pr::parse_config({"--port", "70000"}, none));
   EXPECT_FALSE(pr::parse_config({"--colour", "blue"}, none));
   EXPECT_FALSE(pr::parse_config({"--port"}, none));

@@ -78,6 +78,18 @@ TEST(kafka_config, parse_properties_reads_a_command_lines_name_value_list) {
   }
 }
 
+TEST(kafka_config, parse_linger_ms_takes_librdkafkas_range_and_nothing_else) {
+  EXPECT_EQ(bulwark::kafka::parse_linger_ms("0").value(), std::chrono::milliseconds(0));
+  EXPECT_EQ(bulwark::kafka::parse_linger_ms("20").value(), std::chrono::milliseconds(20));
+  EXPECT_EQ(bulwark::kafka::parse_linger_ms("900000").value(), std::chrono::milliseconds(900000));
+  for (std::string_view bad : {"", "-1", "+5", "900001", "20ms", " 20", "1e3", "99999999999999999999"}) {
+    auto refused = bulwark::kafka::parse_linger_ms(bad);
+    ASSERT_FALSE(refused) << bad;
+    EXPECT_EQ(refused.error(), bulwark::errc::invalid_argument);
+    EXPECT_NE(refused.error().detail().find("from 0 to 900000"), std::string_view::npos) << refused.error().detail();
+  }
+}
+
 TEST(kafka_errors, bad_configuration_is_invalid_argument) {
   kafka::config cfg;
   cfg.bootstrap_servers = "127.0.0.1:1";

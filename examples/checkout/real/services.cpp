@@ -84,8 +84,9 @@ settings read_settings(int argc, char** argv, std::string name, const char* defa
   s.replication = std::stoi(option(argc, argv, "--replication", "CHECKOUT_REPLICATION", "3"));
   s.max_batch = static_cast<std::size_t>(std::stoul(option(argc, argv, "--max-batch", "CHECKOUT_MAX_BATCH", "128")));
   if (s.max_batch == 0) throw std::invalid_argument("--max-batch must be at least 1");
-  s.linger = std::chrono::milliseconds(std::stoll(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", "20")));
-  if (s.linger.count() < 0) throw std::invalid_argument("--linger-ms must not be negative");
+  auto linger = bulwark::kafka::parse_linger_ms(option(argc, argv, "--linger-ms", "CHECKOUT_LINGER_MS", "20"));
+  if (!linger) throw std::invalid_argument("--linger-ms: " + std::string(linger.error().detail()));
+  s.linger = linger.value();
   // "name=value,name=value": librdkafka settings after the services' own (they win).
   auto properties =
       bulwark::kafka::parse_properties(option(argc, argv, "--kafka-properties", "CHECKOUT_KAFKA_PROPERTIES", ""));

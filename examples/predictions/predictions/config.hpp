@@ -156,7 +156,7 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
   text("group", c.group);
   number("partitions", c.partitions, 1, 1000);
   long long linger_ms = c.linger.count();
-  number("linger-ms", linger_ms, 0, 1000);
+  number("linger-ms", linger_ms, 0, 900000); // librdkafka's range, as bulwark::kafka::parse_linger_ms
   c.linger = std::chrono::milliseconds(linger_ms);
   text("mysql-host", c.mysql_host);
   number("mysql-port", c.mysql_port, 1, 65535);

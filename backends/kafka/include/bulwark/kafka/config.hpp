@@ -5,6 +5,7 @@
 #include <bulwark/metrics/registry.hpp>
 #include <bulwark/result.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
@@ -96,6 +97,19 @@ inline result<std::vector<std::pair<std::string, std::string>>> parse_properties
     out.emplace_back(std::string(item.substr(0, eq)), std::string(item.substr(eq + 1)));
   }
   return out;
+}
+
+/// Reads a producer's linger in milliseconds (the examples' `--linger-ms`): a whole decimal
+/// number from 0 to 900,000, librdkafka's own range for linger.ms. Errors: errc::invalid_argument
+/// saying what is accepted.
+inline result<std::chrono::milliseconds> parse_linger_ms(std::string_view text) {
+  constexpr long long max = 900'000;
+  long long ms = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || ms < 0 || ms > max)
+    return error(errc::invalid_argument,
+                 "linger \"" + std::string(text) + "\" is not a whole number of milliseconds from 0 to 900000");
+  return std::chrono::milliseconds(ms);
 }
 
 } // namespace bulwark::kafka
