@@ -608,15 +608,11 @@ private:
         record_locked(it->second, false, frame_buffer_, stamp, false, put->value(), now, &frame_buffer_);
       }
     }
+    settle(*permit, *put, started, latency);
     if (!*put) {
-      settle(*permit, *put, started, latency);
       if (put->error() == errc::conflict) return first_attempt::conflicted;
       return put->error();
     }
-    if (latency)
-      settle(*permit, *put, started, latency);
-    else
-      breaker_.record_success(*permit); // settle()'s work without metrics, inline
     if (cache_failed) count(stats_.cache_errors, cache_errors());
     return first_attempt::durable;
   }
