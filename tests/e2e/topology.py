@@ -359,18 +359,25 @@ class Load:
 def wait_healthy(t):
     """Every CMS replica sees database, cache and bus up (a previous scenario's fault is over:
     MySQL back and the breaker closed again), and CRS has no message left to replay."""
+    last = {}  # replica -> what it answered last (the failure names the replica that held out)
+
     def healthy():
         for replica in t.env["TOPOLOGY_CMS_REPLICAS"].split(","):
             try:
                 h = call(replica, "GET", "/private/healthcheck", timeout=5).json()
-            except Exception:  # noqa: BLE001 - not healthy yet
+            except Exception as e:  # noqa: BLE001 - not healthy yet
+                last[replica] = f"no answer: {e}"
                 return False
+            last[replica] = h
             if any(h.get("components", {}).get(c, {}).get("status") != "UP" for c in ("database", "cache", "bus")):
                 return False
             if h["components"].get("writes", {}).get("details", {}).get("pending", 1) != 0:
                 return False
         return True
-    wait_for("every CMS replica healthy with no pending write", healthy, 90)
+    try:
+        wait_for("every CMS replica healthy with no pending write", healthy, 90)
+    except Failure as e:
+        raise Failure(f"{e}; last healthchecks: {last}") from None
 
 
 def seed(t, countries, prefix):

@@ -513,9 +513,11 @@ TEST(channel_metadata_config, every_kind_of_value_parses) {
   EXPECT_EQ(c.value().kafka_brokers, (std::vector<std::string>{"k1:9092", "k2:9093"}));
   EXPECT_EQ(c.value().snapshot_path, "");
   EXPECT_EQ(c.value().threads, 4u);
-  auto redis =
-      load(cm::service::cms, {"--backend", "mysql+redis", "--redis-port", "6380", "--request-timeout", "1500"});
+  EXPECT_EQ(c.value().reconcile_period, 5s) << "the default";
+  auto redis = load(cm::service::cms, {"--backend", "mysql+redis", "--redis-port", "6380", "--request-timeout", "1500",
+                                       "--reconcile-period", "2s"});
   ASSERT_TRUE(redis.has_value());
+  EXPECT_EQ(redis.value().reconcile_period, 2s);
   EXPECT_EQ(redis.value().backend, cm::backend_kind::mysql_redis);
   EXPECT_EQ(redis.value().redis_port, 6380);
   EXPECT_EQ(redis.value().request_timeout, 1500ms);

@@ -85,6 +85,9 @@ struct config {
   std::string peer_user;
   std::string peer_password;
   std::chrono::milliseconds reconcile_retry_delay{5000}; ///< CRS: before its one retry of force-update-all
+  /// CMS: how often it reconciles its own pending writes while it has any (behind nginx, CRS's
+  /// force-update-all reaches one replica; each replica's pending writes are its own).
+  std::chrono::milliseconds reconcile_period{5000};
 
   /// CMS, memory backend: the port of the cache-retry-service run in the same process.
   std::uint16_t crs_port = 8090;
@@ -356,6 +359,8 @@ inline std::span<const config_option> options() {
       {"peer-password", "password for calling the other service", true, true, non_empty_text{&c::peer_password}, true},
       {"reconcile-retry-delay", "delay before CRS retries a failed force-update-all once", false, true,
        &c::reconcile_retry_delay},
+      {"reconcile-period", "how often CMS reconciles its own pending writes while it has any", true, false,
+       &c::reconcile_period},
       {"crs-port", "backend memory: port of the cache-retry-service run in the same process (0: a free one)", true,
        false, detail::listen_port{&c::crs_port}},
       {"fault-control", "backend memory: serve POST /private/faults/database (a bare flag means true)", true, false,

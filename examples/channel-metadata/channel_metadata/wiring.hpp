@@ -43,6 +43,7 @@ template <class Flow> typename Flow::options store_options(const config& c,
   o.breaker.window_size = 10;
   o.breaker.open_duration = std::chrono::seconds(5);
   o.breaker.half_open_probes = 2;
+  o.reconcile_period = c.reconcile_period; // each replica's own pending writes, without waiting to be asked
   if (!c.snapshot_path.empty()) o.snapshot = typename Flow::snapshot_options{c.snapshot_path, std::chrono::seconds(30)};
   return o;
 }

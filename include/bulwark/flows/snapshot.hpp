@@ -28,20 +28,12 @@
 #include <bulwark/cache.hpp>
 #include <bulwark/clock.hpp>
 #include <bulwark/detail/crc32.hpp>
-#include <bulwark/detail/notifier.hpp>
-#include <bulwark/detail/saturating_cast.hpp>
+#include <bulwark/detail/periodic.hpp>
 #include <bulwark/metrics/registry.hpp>
 #include <bulwark/result.hpp>
 #include <bulwark/run_on.hpp>
 
 #include <asio/any_io_executor.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/post.hpp>
-#include <asio/strand.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <cerrno>
@@ -369,26 +361,25 @@ public:
 
   /// Does not start: call start().
   snapshot_writer(asio::any_io_executor executor, provider entries, options opts)
-      : state_(std::make_shared<state>(std::move(executor), std::move(entries), std::move(opts))) {}
+      : state_(std::make_shared<state>(std::move(entries), std::move(opts))),
+        loop_(std::move(executor), state_->opts.clock, state_->opts.period,
+              [s = state_]() -> asio::awaitable<void> { (void)co_await save_once(s); }) {}
   snapshot_writer(const snapshot_writer&) = delete;
   snapshot_writer& operator=(const snapshot_writer&) = delete;
-  /// Asks the loop to stop without a final save; call stop() first to have one.
-  ~snapshot_writer() { request_stop(state_); }
+  /// Asks the loop to stop without a final save (the loop's destructor); call stop() first to
+  /// have one.
+  ~snapshot_writer() = default;
 
   /// Starts the loop: the first save one period from now. A second call does nothing.
-  void start() {
-    if (state_->started.exchange(true)) return;
-    auto s = state_;
-    asio::co_spawn(s->strand, loop(s, bulwark::clock::later(s->opts.clock.now(), period_of(*s))),
-                   asio::bind_cancellation_slot(s->wake.slot(), asio::detached));
-  }
+  void start() { loop_.start(); }
 
   /// Stops the loop (a save in progress finishes first), then saves once more and returns that
   /// save's result (errc::unavailable etc. as last_known_good::save). Later calls return at
   /// once with success and save nothing. Without a start(), only the final save happens.
   task<void> stop() {
     auto s = state_;
-    co_return co_await bulwark::run_on(s->strand, stop_on_strand(s));
+    (void)co_await loop_.stop();
+    co_return co_await bulwark::run_on(loop_.strand(), final_save(s));
   }
 
   /// Saves that succeeded and that failed so far (loop and stop).
@@ -411,9 +402,7 @@ private:
   };
 
   struct state {
-    state(asio::any_io_executor ex, provider p, options o)
-        : strand(asio::make_strand(std::move(ex))), entries(std::move(p)), opts(std::move(o)),
-          started_at(opts.clock.now()) {
+    state(provider p, options o) : entries(std::move(p)), opts(std::move(o)), started_at(opts.clock.now()) {
       if (opts.metrics) {
         auto& saves = opts.metrics->counter_family("bulwark_snapshot_saves_total",
                                                    "Last-known-good snapshot saves attempted", {"snapshot", "result"});
@@ -438,29 +427,14 @@ private:
       return now - (last != no_time ? bulwark::clock::time_point(bulwark::clock::duration(last)) : started_at);
     }
 
-    asio::strand<asio::any_io_executor> strand;
     provider entries;
     options opts;
     const bulwark::clock::time_point started_at;
-    std::atomic<bool> started{false};
-    // Strand-only.
-    bool stopping = false;
-    bool stopped = false;
-    bool waiting = false;
-    asio::cancellation_signal wake;
-    bulwark::detail::latch_event loop_done;
+    bool stopped = false; // the loop's strand only
     std::atomic<std::uint64_t> saves{0}, failures{0};
     std::atomic<bulwark::clock::duration::rep> last_success{no_time};
     std::optional<gauges> metrics;
   };
-
-  // From any thread; the strand decides, so it never races the loop.
-  static void request_stop(const std::shared_ptr<state>& s) {
-    asio::post(s->strand, [s]() {
-      s->stopping = true;
-      if (s->waiting) s->wake.emit(asio::cancellation_type::terminal);
-    });
-  }
 
   // One save, from the provider's entries to the file, with its accounting. On the strand.
   static asio::awaitable<result<void>> save_once(std::shared_ptr<state> s) {
@@ -504,39 +478,14 @@ private:
     co_return saved;
   }
 
-  // The period on the clock, saturated: a period of milliseconds::max() ("only on stop") must not
-  // wrap the next save's time into the past, which would save in a tight loop.
-  static bulwark::clock::duration period_of(const state& s) {
-    return bulwark::detail::saturating_cast<bulwark::clock::duration>(s.opts.period);
-  }
-
-  // `next`: the first save's time, taken in start() so that the period counts from there.
-  static asio::awaitable<void> loop(std::shared_ptr<state> s, bulwark::clock::time_point next) {
-    while (!s->stopping) {
-      s->waiting = true;
-      const bool reached = co_await s->opts.clock.wait_until(next);
-      s->waiting = false;
-      // Cancelled: the coroutine is marked cancelled, so it must not await anything else.
-      if (!reached || s->stopping) break;
-      (void)co_await save_once(s);
-      // A slow save does not cause a burst of saves to catch up.
-      next = std::max(bulwark::clock::later(next, period_of(*s)), s->opts.clock.now());
-    }
-    s->loop_done.set();
-  }
-
-  static task<void> stop_on_strand(std::shared_ptr<state> s) {
+  static task<void> final_save(std::shared_ptr<state> s) {
     if (s->stopped) co_return ok();
     s->stopped = true;
-    s->stopping = true;
-    if (s->started.exchange(true)) {
-      if (s->waiting) s->wake.emit(asio::cancellation_type::terminal);
-      co_await s->loop_done.async_wait(asio::use_awaitable);
-    }
     co_return co_await save_once(s);
   }
 
   std::shared_ptr<state> state_;
+  bulwark::detail::periodic loop_;
 };
 
 } // namespace bulwark::flows

@@ -81,7 +81,10 @@
 // reconcile(): the cache concept cannot list entries, so pending entries are found in a
 // process-local index, fed by this process's pending writes and by its snapshot (so they survive
 // a restart). Entries other replicas accepted are theirs to reconcile; the retry topic
-// (retry_replayer) covers every replica's. Each pending entry newer than the repository's copy is
+// (retry_replayer) covers every replica's. With options::reconcile_period each replica runs it by
+// itself in the background while its index is not empty and its breaker lets calls through (a
+// reconcile request behind a load balancer reaches one replica only, and the others' entries would
+// stay pending until their next write of the key). Each pending entry newer than the repository's copy is
 // written (compare-and-set loop), and then cached as durable (same stamp: the cache's equal-version
 // refresh); one the repository already holds at the same or a newer stamp is superseded (at the
 // same stamp it is this very write, replayed: its cache entry is refreshed as durable too).
@@ -93,7 +96,8 @@
 // Metrics (options::metrics), labelled name=options::name:
 //   bulwark_write_through_cache_hits_total, _cache_misses_total, _cache_errors_total,
 //   _stale_serves_total, _stale_age_seconds (histogram), _pending_writes_total,
-//   _pending_entries (gauge), _retry_published_total, _repository_seconds{op} (histogram);
+//   _pending_entries (gauge), _retry_published_total, _repository_seconds{op} (histogram),
+//   _reconciled_total{outcome="written"|"superseded"|"failed"};
 //   the breaker's own bulwark_circuit_breaker_* and the snapshot writer's bulwark_snapshot_*
 //   (bulwark_snapshot_age_seconds) go to the same registry.
 //
@@ -106,6 +110,7 @@
 #include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/assign_bytes.hpp>
 #include <bulwark/detail/key_hash.hpp>
+#include <bulwark/detail/periodic.hpp>
 #include <bulwark/detail/request_id.hpp>
 #include <bulwark/event_bus.hpp>
 #include <bulwark/flows/frame.hpp>
@@ -118,6 +123,7 @@
 
 #include <asio/this_coro.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -200,6 +206,14 @@ public:
     std::size_t last_known_good_entries = 100'000; ///< bound of this process's map (pending ones stay)
     std::function<void(const error&)> on_snapshot_error{};
     unsigned max_cas_attempts = 8;
+    /// With a period, start() starts a background reconcile(): every period, while this
+    /// process's pending index is not empty and the breaker lets calls through, so that each
+    /// replica writes (or finds superseded) and forgets its own pending entries once the
+    /// repository is back, whether or not anyone calls reconcile() (behind a load balancer, a
+    /// reconcile request reaches one replica). Each run is bounded by the longer of the period
+    /// and repository_timeout; what it cannot write waits for the next. 0 (the default): only
+    /// when reconcile() is called.
+    std::chrono::milliseconds reconcile_period{0};
   };
 
   /// Holds the three models by reference (they must outlive it). Throws std::invalid_argument for
@@ -216,13 +230,22 @@ public:
   /// period. A snapshot that cannot be read is reported to options::on_snapshot_error and
   /// ignored. Errors: only what the cache refuses for a pending entry is ignored too; never fails.
   task<void> start() {
-    if (!opts_.snapshot) co_return ok();
+    auto executor = co_await asio::this_coro::executor;
+    if (opts_.reconcile_period > std::chrono::milliseconds::zero() && !reconciling_) {
+      reconciling_ = std::make_unique<bulwark::detail::periodic>(executor, opts_.clock, opts_.reconcile_period,
+                                                                 [this] { return reconcile_in_background(); });
+    }
+    if (!opts_.snapshot) {
+      if (reconciling_) reconciling_->start();
+      co_return ok();
+    }
     auto loaded = last_known_good::load(opts_.snapshot->path);
     if (!loaded) {
       if (opts_.on_snapshot_error) opts_.on_snapshot_error(loaded.error());
     } else {
       for (auto& e : loaded.value()) co_await restore(std::move(e));
     }
+    if (reconciling_) reconciling_->start(); // after the snapshot's pending entries are back
     snapshot_writer::options w;
     w.path = opts_.snapshot->path;
     w.period = opts_.snapshot->period;
@@ -230,15 +253,16 @@ public:
     w.metrics = opts_.metrics;
     w.name = opts_.name;
     w.on_failure = opts_.on_snapshot_error;
-    auto executor = co_await asio::this_coro::executor;
     snapshot_writer::provider provide = [this] { return entries(); };
     writer_ = std::make_unique<snapshot_writer>(std::move(executor), std::move(provide), std::move(w));
     writer_->start();
     co_return ok();
   }
 
-  /// Stops the snapshot writer after a last save (its error, if that save failed).
+  /// Stops the background reconcile (waiting for a run in progress), then the snapshot writer
+  /// after a last save (its error, if that save failed). Call it before destroying the flow.
   task<void> stop() {
+    if (reconciling_) (void)co_await reconciling_->stop();
     if (!writer_) co_return ok();
     co_return co_await writer_->stop();
   }
@@ -323,10 +347,12 @@ public:
       auto stored = co_await store_durably(key, f.stamp, bytes, d);
       if (!stored) {
         ++report.failed;
+        if (gauges_) gauges_->reconciled_failed->inc();
         continue;
       }
       if (stored.value().superseded) {
         ++report.superseded;
+        if (gauges_) gauges_->reconciled_superseded->inc();
         forget_pending(key, f.stamp);
         // The repository holds this very write (a retry_replayer wrote it): the cache's pending
         // copy becomes durable (same stamp: the cache's equal-version refresh), so reads stop
@@ -342,6 +368,7 @@ public:
       co_await cache_put(key, encode(f), f.stamp, &d);
       remember(key, f, stored.value().version);
       ++report.written;
+      if (gauges_) gauges_->reconciled_written->inc();
     }
     co_return report;
   }
@@ -429,12 +456,18 @@ private:
                .labels({name});
       retry_published = &r.counter_family("bulwark_write_through_retry_published_total", "Retry messages published", l)
                              .labels({name});
+      auto& reconciled = r.counter_family("bulwark_write_through_reconciled_total",
+                                          "Pending entries reconcile() handled, by outcome", {"name", "outcome"});
+      reconciled_written = &reconciled.labels({name, "written"});
+      reconciled_superseded = &reconciled.labels({name, "superseded"});
+      reconciled_failed = &reconciled.labels({name, "failed"});
       auto& latency = r.histogram_family("bulwark_write_through_repository_seconds", "Repository call latency",
                                          {"name", "op"}, metrics::default_latency_buckets());
       get_latency = &latency.labels({name, "get"});
       put_latency = &latency.labels({name, "put"});
     }
     metrics::counter *hits, *misses, *cache_errors, *stale, *pending_writes, *retry_published;
+    metrics::counter *reconciled_written, *reconciled_superseded, *reconciled_failed;
     metrics::histogram *stale_age, *get_latency, *put_latency;
     metrics::gauge* pending_entries;
   };
@@ -968,6 +1001,14 @@ private:
     return held_from(std::string(it->second.item.value), age_of(it->second.item.stored_at));
   }
 
+  // One background reconcile (options::reconcile_period): with nothing pending, or the breaker
+  // refusing calls, it makes no call at all.
+  asio::awaitable<void> reconcile_in_background() {
+    if (pending_count() == 0 || !breaker_.permits()) co_return;
+    const auto budget = std::max<bulwark::clock::duration>(opts_.reconcile_period, opts_.repository_timeout);
+    (void)co_await reconcile(deadline::after(budget, opts_.clock));
+  }
+
   std::vector<std::pair<std::string, frame>> pending_entries() const {
     std::lock_guard lock(mutex_);
     std::vector<std::pair<std::string, frame>> out;
@@ -1014,6 +1055,7 @@ private:
   std::size_t pending_ = 0;
   std::string frame_buffer_; // write_now()'s frame, reused (guarded by mutex_)
   std::unique_ptr<snapshot_writer> writer_;
+  std::unique_ptr<bulwark::detail::periodic> reconciling_; // options::reconcile_period
 };
 
 } // namespace bulwark::flows

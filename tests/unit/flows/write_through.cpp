@@ -543,6 +543,50 @@ TEST(write_through, reconcile_writes_pending_entries_and_skips_superseded_ones) 
   EXPECT_EQ(again.written + again.superseded + again.failed, 0u);
 }
 
+TEST(write_through, a_background_reconcile_writes_this_replicas_pending_entries_once_the_repository_is_back) {
+  world w;
+  auto o = w.options(1);
+  o.name = "channels";
+  o.metrics = std::make_shared<bulwark::metrics::registry>();
+  o.reconcile_period = 2s;
+  auto a = w.make(o);
+  auto b = w.make(w.options(2)); // no period: its pending entry waits for a reconcile() call
+  w.repo.faults().fail(op::every);
+  auto k1 = w.run(a->write("k1", "a1", w.budget()));
+  ASSERT_TRUE(w.run(b->write("k2", "b2", w.budget())));
+  ASSERT_TRUE(k1);
+  ASSERT_EQ(a->pending_count(), 1u);
+  const auto puts_down = w.repo.faults().calls(op::put);
+  w.advance(2s);
+  EXPECT_EQ(a->pending_count(), 1u) << "still down: it stays pending";
+  EXPECT_GT(w.repo.faults().calls(op::put), puts_down) << "the first period's run did not try";
+  w.repo.faults().clear_all();
+  w.advance(2s);
+  EXPECT_EQ(a->pending_count(), 0u);
+  ASSERT_TRUE(w.stored("k1"));
+  EXPECT_EQ(w.stored("k1")->value, "a1");
+  EXPECT_EQ(w.stored("k1")->stamp, k1.value().stamp);
+  EXPECT_EQ(flows::decode(w.in_cache("k1")->value).value().state, flows::write_state::durable);
+  EXPECT_EQ(b->pending_count(), 1u);
+  EXPECT_FALSE(w.stored("k2"));
+  // Nothing pending: a period makes no repository call.
+  const auto puts_idle = w.repo.faults().calls(op::put) + w.repo.faults().calls(op::get);
+  w.advance(2s);
+  EXPECT_EQ(w.repo.faults().calls(op::put) + w.repo.faults().calls(op::get), puts_idle);
+  const auto text = o.metrics->expose();
+  for (const char* line : {"bulwark_write_through_reconciled_total{name=\"channels\",outcome=\"written\"} 1",
+                           "bulwark_write_through_reconciled_total{name=\"channels\",outcome=\"failed\"} 1"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  // Stopped: the loop no longer runs.
+  ASSERT_TRUE(w.run(a->stop()));
+  w.repo.faults().fail(op::every);
+  ASSERT_TRUE(w.run(a->write("k3", "a3", w.budget())));
+  w.repo.faults().clear_all();
+  w.advance(2s);
+  EXPECT_EQ(a->pending_count(), 1u);
+  EXPECT_FALSE(w.stored("k3"));
+}
+
 TEST(write_through, a_write_older_than_the_repository_copy_is_not_written) {
   world w;
   auto o = w.options(1);
