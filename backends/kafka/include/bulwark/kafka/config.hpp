@@ -35,9 +35,9 @@ struct config {
   /// acknowledged message is on min.insync.replicas brokers: the same durability), but a retried
   /// message may be written twice, or after later messages of its key; for consumers that
   /// tolerate both (saga participants and orchestrators do: docs/participant.md). It also lifts
-  /// the idempotent producer's limit of 5 produce requests in flight per partition, which on a
-  /// loaded machine made librdkafka 2.0.2's broker threads poll without sleeping while a due
-  /// batch waited for an acknowledgement (docs/kafka.md, "Semantics").
+  /// the idempotent producer's limit of 5 produce requests in flight per partition, with which
+  /// librdkafka 2.0.2's broker threads, on a loaded machine, took most of a producing service's
+  /// CPU in wake-ups (docs/kafka.md, "Semantics").
   bool idempotent = true;
   /// Messages the producer may hold before publish is rejected (queue.buffering.max.messages).
   std::size_t max_queued_messages = 200000;
