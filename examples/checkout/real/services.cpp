@@ -134,7 +134,7 @@ public:
     // from their record, a compensation ahead of its action leaves a ledger tombstone that
     // refuses the action, and the orchestrator drops duplicate replies. With the idempotent
     // producer (5 requests in flight per partition at most) the order service's librdkafka
-    // broker threads took 118-225 us of CPU per checkout under the benchmark, without it 13-25
+    // broker threads took 118-225 us of CPU per checkout under the benchmark, without it 13-42
     // us (README, "Idempotence off, jemalloc").
     cfg.idempotent = s.idempotent;
     cfg.session_timeout = std::chrono::milliseconds(6000);
