@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config git curl
   libasio-dev libboost-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libhiredis-dev default-libmysqlclient-dev librdkafka-dev
+  libhiredis-dev default-libmysqlclient-dev librdkafka-dev libjemalloc2
   redis-server redis-tools mariadb-server mariadb-client prometheus
   prometheus-alertmanager nginx-light wrk
   iproute2 procps python3 python3-venv util-linux
@@ -16,6 +16,8 @@ packages=(
   chromium nodejs npm
 )
 # prometheus-alertmanager (amtool) and nginx: the channel-metadata ops tests and its topology.
+# libjemalloc2: the checkout example's executables link it as their malloc when it is there
+# (examples/checkout/CMakeLists.txt).
 # wrk: the predictions chaos test's load (tests/e2e/predictions.sh) and the benchmarks.
 # --all: also what the benchmarks and the fuzzer need (valgrind for instruction counts,
 # clang's libFuzzer).

@@ -155,7 +155,16 @@ if real:
     if kill == "redis-master":
         # A call waits out the failover (node timeout 2 s, then the election) rather than failing.
         common += ["--redis-replicas-acked", "1", "--redis-timeout-ms", "15000"]
+    if kill == "payment":
+        # The producers' idempotence is off by default (README, "Idempotence off, jemalloc"); this
+        # variant runs with it on, so both forms pass the kill scenario.
+        common += ["--idempotent-producer", "true"]
     order_bin, stock_bin, payment_bin = args[1:4]
+    # A setting a service cannot read ends it at once with a clear text, before it connects.
+    refused = subprocess.run([stock_bin, "--port", "0", "--idempotent-producer", "maybe"] + common,
+                             capture_output=True, text=True, timeout=30)
+    if refused.returncode != 1 or "--idempotent-producer must be true or false, got 'maybe'" not in refused.stderr:
+        fail(f"stock-service --idempotent-producer maybe: status {refused.returncode}, {refused.stderr.strip()!r}")
     stock_port = start("stock", [stock_bin, "--port", "0"] + common)
     payment_port = start("payment", [payment_bin, "--port", "0"] + common)
     order_port = start("order", [order_bin, "--port", "0", "--stock-url", f"127.0.0.1:{stock_port}",

@@ -205,6 +205,38 @@ TEST_F(kafka_mock, retriable_produce_errors_are_retried_without_duplicates) {
   bulwark::test::run(ctx_, p.stop());
 }
 
+// config::idempotent = false drops enable.idempotence and keeps acks=all (the durability); the
+// producer still retries a retriable Produce error inside librdkafka until the publish succeeds.
+TEST_F(kafka_mock, a_producer_without_idempotence_keeps_acks_all_and_retries) {
+  char value[64];
+  std::size_t size = sizeof value;
+  {
+    auto idempotent = kafka::producer::create(cfg_).value();
+    ASSERT_EQ(rd_kafka_conf_get(rd_kafka_conf(idempotent.native_handle()), "enable.idempotence", value, &size),
+              RD_KAFKA_CONF_OK);
+    EXPECT_STREQ(value, "true") << "the default producer is idempotent";
+    bulwark::test::run(ctx_, idempotent.stop());
+  }
+  cfg_.idempotent = false;
+  auto p = kafka::producer::create(cfg_).value();
+  const rd_kafka_conf_t* conf = rd_kafka_conf(p.native_handle());
+  size = sizeof value;
+  ASSERT_EQ(rd_kafka_conf_get(conf, "enable.idempotence", value, &size), RD_KAFKA_CONF_OK);
+  EXPECT_STREQ(value, "false");
+  rd_kafka_topic_conf_t* topic_conf = rd_kafka_default_topic_conf_dup(p.native_handle());
+  size = sizeof value;
+  ASSERT_EQ(rd_kafka_topic_conf_get(topic_conf, "acks", value, &size), RD_KAFKA_CONF_OK);
+  rd_kafka_topic_conf_destroy(topic_conf);
+  EXPECT_STREQ(value, "-1") << "acks=all";
+  ASSERT_TRUE(publish(p, "warm-up").has_value());
+  rd_kafka_mock_push_request_errors(cluster_, produce_api, 2, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                                    RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
+  auto r = publish(p, "retried");
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r.value().offset, 1);
+  bulwark::test::run(ctx_, p.stop());
+}
+
 // A permanent Produce error fails the publish with the broker's code mapped onto a condition,
 // and the message is reported as not written.
 TEST_F(kafka_mock, permanent_produce_error_fails_the_publish) {

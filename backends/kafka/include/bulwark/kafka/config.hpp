@@ -30,6 +30,15 @@ struct config {
   std::chrono::milliseconds delivery_timeout{30000};
   /// How long the producer waits to fill a batch (linger.ms).
   std::chrono::milliseconds linger{5};
+  /// The idempotent producer (enable.idempotence): a message that librdkafka retries is written
+  /// once, and a key's messages keep their order across retries. false keeps acks=all (an
+  /// acknowledged message is on min.insync.replicas brokers: the same durability), but a retried
+  /// message may be written twice, or after later messages of its key; for consumers that
+  /// tolerate both (saga participants and orchestrators do: docs/participant.md). It also lifts
+  /// the idempotent producer's limit of 5 produce requests in flight per partition, with which
+  /// librdkafka 2.0.2's broker threads, on a loaded machine, took most of a producing service's
+  /// CPU in wake-ups (docs/kafka.md, "Semantics").
+  bool idempotent = true;
   /// Messages the producer may hold before publish is rejected (queue.buffering.max.messages).
   std::size_t max_queued_messages = 200000;
   /// stop() waits at most this long for queued messages to be acknowledged, then purges them.

@@ -1,6 +1,7 @@
 #pragma once
-// kafka::producer: an idempotent (enable.idempotence, acks=all) librdkafka producer whose
-// publish completes when the broker acknowledged the message (its delivery report).
+// kafka::producer: an idempotent (enable.idempotence, acks=all; config::idempotent = false
+// drops the idempotence, not acks=all) librdkafka producer whose publish completes when the
+// broker acknowledged the message (its delivery report).
 //
 // A poll thread serves librdkafka's delivery reports and hands each result back to the
 // awaiting coroutine's own executor (asio::post), so no coroutine ever runs on a librdkafka
@@ -403,7 +404,7 @@ public:
     auto state = std::make_shared<detail::producer_state>();
     state->cfg = cfg;
     const detail::property_list own{
-        {"enable.idempotence", "true"},
+        {"enable.idempotence", cfg.idempotent ? "true" : "false"},
         {"acks", "all"},
         {"message.timeout.ms", std::to_string(cfg.delivery_timeout.count())},
         {"linger.ms", std::to_string(cfg.linger.count())},
