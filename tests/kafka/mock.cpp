@@ -205,6 +205,34 @@ TEST_F(kafka_mock, retriable_produce_errors_are_retried_without_duplicates) {
   bulwark::test::run(ctx_, p.stop());
 }
 
+/// librdkafka's effective value of `name` on a handle.
+std::string handle_property(rd_kafka_t* rk, const char* name) {
+  char value[64];
+  std::size_t size = sizeof value;
+  if (rd_kafka_conf_get(rd_kafka_conf(rk), name, value, &size) != RD_KAFKA_CONF_OK) return "(unknown)";
+  return value;
+}
+
+// config::idempotence: on by default; off, the producer keeps acks=all, sends one request at a
+// time per broker (so retries keep per-key order) and still delivers through retried errors.
+TEST_F(kafka_mock, idempotence_is_on_by_default_and_can_be_turned_off) {
+  auto idempotent = kafka::producer::create(cfg_).value();
+  EXPECT_EQ(handle_property(idempotent.native_handle(), "enable.idempotence"), "true");
+  EXPECT_EQ(handle_property(idempotent.native_handle(), "max.in.flight.requests.per.connection"), "5");
+  bulwark::test::run(ctx_, idempotent.stop());
+
+  cfg_.idempotence = false;
+  auto plain = kafka::producer::create(cfg_).value();
+  EXPECT_EQ(handle_property(plain.native_handle(), "enable.idempotence"), "false");
+  EXPECT_EQ(handle_property(plain.native_handle(), "acks"), "-1"); // all
+  EXPECT_EQ(handle_property(plain.native_handle(), "max.in.flight.requests.per.connection"), "1");
+  ASSERT_TRUE(publish(plain, "warm-up").has_value());
+  rd_kafka_mock_push_request_errors(cluster_, produce_api, 1, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
+  auto r = publish(plain, "retried");
+  ASSERT_TRUE(r.has_value()) << r.error();
+  bulwark::test::run(ctx_, plain.stop());
+}
+
 // A permanent Produce error fails the publish with the broker's code mapped onto a condition,
 // and the message is reported as not written.
 TEST_F(kafka_mock, permanent_produce_error_fails_the_publish) {

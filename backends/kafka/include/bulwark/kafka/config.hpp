@@ -30,6 +30,19 @@ struct config {
   std::chrono::milliseconds delivery_timeout{30000};
   /// How long the producer waits to fill a batch (linger.ms).
   std::chrono::milliseconds linger{5};
+  /// Whether the producer is idempotent (enable.idempotence; acks=all either way). true (the
+  /// default): its retries write no duplicate and keep per-key order. The cost, in librdkafka
+  /// 2.0.2: while a partition's produce request waits for its acknowledgement and its next
+  /// batch is due, that broker's thread polls without waiting, so once acknowledgements take
+  /// longer than the linger (a loaded cluster) the broker threads spin (measured:
+  /// benchmarks/predictions.sh's API at 3,000 messages/s, 1,000 in flight, linger 20 ms:
+  /// 14,000-28,000 poll() calls per second per broker thread and 25-77 us of their CPU per
+  /// message; with false, about 100 polls per second and 3-9 us). false: one produce request
+  /// in flight per broker connection (max.in.flight.requests.per.connection 1, which keeps
+  /// per-key order across retries; a property in `properties` can raise it), and a retry after
+  /// a lost acknowledgement may write a message twice: for consumers that drop what they have
+  /// already seen.
+  bool idempotence = true;
   /// Messages the producer may hold before publish is rejected (queue.buffering.max.messages).
   std::size_t max_queued_messages = 200000;
   /// stop() waits at most this long for queued messages to be acknowledged, then purges them.
