@@ -213,8 +213,8 @@ std::string handle_property(rd_kafka_t* rk, const char* name) {
   return value;
 }
 
-// config::idempotence: on by default; off, the producer keeps acks=all, sends one request at a
-// time per broker (so retries keep per-key order) and still delivers through retried errors.
+// config::idempotence: on by default; off, the producer keeps acks=all and 5 requests in flight
+// per broker (not librdkafka's 1,000,000) and still delivers through retried errors.
 TEST_F(kafka_mock, idempotence_is_on_by_default_and_can_be_turned_off) {
   auto idempotent = kafka::producer::create(cfg_).value();
   EXPECT_EQ(handle_property(idempotent.native_handle(), "enable.idempotence"), "true");
@@ -225,7 +225,7 @@ TEST_F(kafka_mock, idempotence_is_on_by_default_and_can_be_turned_off) {
   auto plain = kafka::producer::create(cfg_).value();
   EXPECT_EQ(handle_property(plain.native_handle(), "enable.idempotence"), "false");
   EXPECT_EQ(handle_property(plain.native_handle(), "acks"), "-1"); // all
-  EXPECT_EQ(handle_property(plain.native_handle(), "max.in.flight.requests.per.connection"), "1");
+  EXPECT_EQ(handle_property(plain.native_handle(), "max.in.flight.requests.per.connection"), "5");
   ASSERT_TRUE(publish(plain, "warm-up").has_value());
   rd_kafka_mock_push_request_errors(cluster_, produce_api, 1, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS);
   auto r = publish(plain, "retried");

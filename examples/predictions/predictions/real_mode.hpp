@@ -247,12 +247,13 @@ inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
   k.admin_timeout = std::chrono::seconds(10);
   k.stop_timeout = std::chrono::seconds(5);
   k.linger = c.linger;
-  // Not idempotent: the consumers count and log each id once, so a duplicate written by a
-  // retry changes nothing (and each prediction's key is its own id). What idempotence costs
-  // here is librdkafka's broker threads spinning whenever the brokers acknowledge slower than
-  // the linger (kafka::config::idempotence): 25-77 us of the API's CPU per input at 3,000/s on
-  // the loaded test machine, against 3-9. `--kafka-properties enable.idempotence=true` (with
-  // max.in.flight.requests.per.connection=5) turns it back on.
+  // Not idempotent: each prediction's key is its own id, so no per-key order can break, and
+  // the consumers count and log each id once, so a duplicate written by a retry changes
+  // nothing. What idempotence costs here is librdkafka's broker threads spinning whenever the
+  // brokers acknowledge slower than the linger (kafka::config::idempotence): 25-77 us of the
+  // API's CPU per input at 3,000/s on the loaded test machine, against 3-9
+  // (benchmarks/predictions.sh there: 6,185-6,612/s against 3,993/s). `--kafka-properties
+  // enable.idempotence=true` turns it back on.
   k.idempotence = false;
   auto properties = bulwark::kafka::parse_properties(c.kafka_properties);
   if (!properties) {
