@@ -251,9 +251,10 @@ inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
   // the consumers count and log each id once, so a duplicate written by a retry changes
   // nothing. What idempotence costs here is librdkafka's broker threads spinning whenever the
   // brokers acknowledge slower than the linger (kafka::config::idempotence): 25-77 us of the
-  // API's CPU per input at 3,000/s on the loaded test machine, against 3-9
-  // (benchmarks/predictions.sh there: 6,185-6,612/s against 3,993/s). `--kafka-properties
-  // enable.idempotence=true` turns it back on.
+  // API's CPU per input at 3,000/s on the loaded test machine, against 3-9 (in
+  // benchmarks/predictions.sh there the API's 26-39 us per input against 54-127 us; the rate
+  // within the noise of the shared brokers). `--kafka-properties enable.idempotence=true`
+  // turns it back on.
   k.idempotence = false;
   auto properties = bulwark::kafka::parse_properties(c.kafka_properties);
   if (!properties) {

@@ -40,10 +40,9 @@ struct config {
   /// message; with false, about 100 polls per second and 3-9 us). false: up to 5 produce
   /// requests in flight per broker connection, as with idempotence (Kafka's Java default; a
   /// property in `properties` can change it; 1 keeps per-key order across retries, at the
-  /// cost of one request at a time per broker: 1,865/s against 6,185-6,612/s with 5 in
-  /// predictions.sh on the loaded machine), and a retry may write a message twice or after a
-  /// later one of its key: for messages with keys of their own and consumers that drop what
-  /// they have already seen.
+  /// cost of one request at a time per broker), and a retry may write a message twice or
+  /// after a later one of its key: for messages with keys of their own and consumers that
+  /// drop what they have already seen.
   bool idempotence = true;
   /// Messages the producer may hold before publish is rejected (queue.buffering.max.messages).
   std::size_t max_queued_messages = 200000;
