@@ -192,6 +192,10 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   c = pr::parse_config({"--backend", "real", "--linger-ms", "5"}, env);
   ASSERT_TRUE(c);
   EXPECT_EQ(c.value().linger, 5ms);
+  EXPECT_TRUE(c.value().kafka_properties.empty());
+  c = pr::parse_config({"--backend", "real", "--kafka-properties", "enable.idempotence=true,linger.ms=7"}, env);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c.value().kafka_properties, "enable.idempotence=true,linger.ms=7");
   EXPECT_EQ(pr::parse_config({}, none).value().logs_retention, std::chrono::hours(24 * 7));
   c = pr::parse_config({"--logs-retention-s", "0", "--logs-prune-interval-s", "5"}, none);
   ASSERT_TRUE(c);

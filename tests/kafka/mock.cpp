@@ -205,36 +205,34 @@ TEST_F(kafka_mock, retriable_produce_errors_are_retried_without_duplicates) {
   bulwark::test::run(ctx_, p.stop());
 }
 
-// config::idempotent = false drops enable.idempotence and keeps acks=all (the durability); the
-// producer still retries a retriable Produce error inside librdkafka until the publish succeeds.
-TEST_F(kafka_mock, a_producer_without_idempotence_keeps_acks_all_and_retries) {
+/// librdkafka's effective value of `name` on a handle.
+std::string handle_property(rd_kafka_t* rk, const char* name) {
   char value[64];
   std::size_t size = sizeof value;
-  {
-    auto idempotent = kafka::producer::create(cfg_).value();
-    ASSERT_EQ(rd_kafka_conf_get(rd_kafka_conf(idempotent.native_handle()), "enable.idempotence", value, &size),
-              RD_KAFKA_CONF_OK);
-    EXPECT_STREQ(value, "true") << "the default producer is idempotent";
-    bulwark::test::run(ctx_, idempotent.stop());
-  }
+  if (rd_kafka_conf_get(rd_kafka_conf(rk), name, value, &size) != RD_KAFKA_CONF_OK) return "(unknown)";
+  return value;
+}
+
+// config::idempotent: on by default; off, the producer keeps acks=all and 5 requests in flight
+// per broker (not librdkafka's 1,000,000) and still delivers through retried errors.
+TEST_F(kafka_mock, idempotence_is_on_by_default_and_can_be_turned_off) {
+  auto idempotent = kafka::producer::create(cfg_).value();
+  EXPECT_EQ(handle_property(idempotent.native_handle(), "enable.idempotence"), "true");
+  EXPECT_EQ(handle_property(idempotent.native_handle(), "max.in.flight.requests.per.connection"), "5");
+  bulwark::test::run(ctx_, idempotent.stop());
+
   cfg_.idempotent = false;
-  auto p = kafka::producer::create(cfg_).value();
-  const rd_kafka_conf_t* conf = rd_kafka_conf(p.native_handle());
-  size = sizeof value;
-  ASSERT_EQ(rd_kafka_conf_get(conf, "enable.idempotence", value, &size), RD_KAFKA_CONF_OK);
-  EXPECT_STREQ(value, "false");
-  rd_kafka_topic_conf_t* topic_conf = rd_kafka_default_topic_conf_dup(p.native_handle());
-  size = sizeof value;
-  ASSERT_EQ(rd_kafka_topic_conf_get(topic_conf, "acks", value, &size), RD_KAFKA_CONF_OK);
-  rd_kafka_topic_conf_destroy(topic_conf);
-  EXPECT_STREQ(value, "-1") << "acks=all";
-  ASSERT_TRUE(publish(p, "warm-up").has_value());
+  auto plain = kafka::producer::create(cfg_).value();
+  EXPECT_EQ(handle_property(plain.native_handle(), "enable.idempotence"), "false");
+  EXPECT_EQ(handle_property(plain.native_handle(), "acks"), "-1"); // all
+  EXPECT_EQ(handle_property(plain.native_handle(), "max.in.flight.requests.per.connection"), "5");
+  ASSERT_TRUE(publish(plain, "warm-up").has_value());
   rd_kafka_mock_push_request_errors(cluster_, produce_api, 2, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
                                     RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
-  auto r = publish(p, "retried");
+  auto r = publish(plain, "retried");
   ASSERT_TRUE(r.has_value()) << r.error();
   EXPECT_EQ(r.value().offset, 1);
-  bulwark::test::run(ctx_, p.stop());
+  bulwark::test::run(ctx_, plain.stop());
 }
 
 // A permanent Produce error fails the publish with the broker's code mapped onto a condition,

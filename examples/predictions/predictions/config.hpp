@@ -45,6 +45,9 @@ struct config {
   /// threads wake far less often (benchmarks/predictions.sh, quiet machine: 7,973/s at 5 ms,
   /// 15,229/s at 20 ms, the API's CPU per input 79 -> 33 us).
   std::chrono::milliseconds linger{20};
+  /// Extra librdkafka properties for every Kafka handle, "name=value,..." (read by
+  /// bulwark::kafka::parse_properties when real mode starts; applied after bulwark's own).
+  std::string kafka_properties;
   std::string mysql_host = "127.0.0.1";
   std::uint16_t mysql_port = 3306;
   std::string mysql_user = "root";
@@ -79,6 +82,8 @@ inline constexpr std::string_view usage = R"(usage: predictions [options]
   --logs-prune-interval-s N how often the consumers erase them (default 60)
   --kafka BROKERS --topic T --group G --partitions N
   --linger-ms N             the producer's linger.ms (default 20): longer fills larger batches
+  --kafka-properties name=value,...
+                            extra librdkafka properties for every Kafka handle, after bulwark's own
   --mysql-host H --mysql-port P --mysql-user U --mysql-password W --mysql-database D --logs-table T
   --redis-host H --redis-port P --redis-prefix X
 Every option may also come from PREDICTIONS_<NAME> (PREDICTIONS_KAFKA, PREDICTIONS_MYSQL_PORT, ...).
@@ -158,6 +163,7 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
   long long linger_ms = c.linger.count();
   number("linger-ms", linger_ms, 0, 900000); // librdkafka's range, as bulwark::kafka::parse_linger_ms
   c.linger = std::chrono::milliseconds(linger_ms);
+  text("kafka-properties", c.kafka_properties);
   text("mysql-host", c.mysql_host);
   number("mysql-port", c.mysql_port, 1, 65535);
   text("mysql-user", c.mysql_user);

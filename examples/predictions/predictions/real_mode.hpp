@@ -247,6 +247,21 @@ inline int run_real(const config& c, bulwark::app::stop_signals& signals) {
   k.admin_timeout = std::chrono::seconds(10);
   k.stop_timeout = std::chrono::seconds(5);
   k.linger = c.linger;
+  // Not idempotent: each prediction's key is its own id, so no per-key order can break, and
+  // the consumers count and log each id once, so a duplicate written by a retry changes
+  // nothing. What idempotence costs here is librdkafka's broker threads spinning whenever the
+  // brokers acknowledge slower than the linger (kafka::config::idempotent): 25-77 us of the
+  // API's CPU per input at 3,000/s on the loaded test machine, against 3-9 (in
+  // benchmarks/predictions.sh there the API's 26-39 us per input against 54-127 us; the rate
+  // within the noise of the shared brokers). `--kafka-properties enable.idempotence=true`
+  // turns it back on.
+  k.idempotent = false;
+  auto properties = bulwark::kafka::parse_properties(c.kafka_properties);
+  if (!properties) {
+    std::cerr << "predictions: --kafka-properties: " << properties.error().detail() << "\n";
+    return 2;
+  }
+  k.properties = std::move(properties).value();
   auto made = bulwark::kafka::event_bus::create(ex, k);
   if (!made) {
     std::cerr << "predictions: kafka: " << made.error().message() << "\n";

@@ -30,14 +30,19 @@ struct config {
   std::chrono::milliseconds delivery_timeout{30000};
   /// How long the producer waits to fill a batch (linger.ms).
   std::chrono::milliseconds linger{5};
-  /// The idempotent producer (enable.idempotence): a message that librdkafka retries is written
-  /// once, and a key's messages keep their order across retries. false keeps acks=all (an
-  /// acknowledged message is on min.insync.replicas brokers: the same durability), but a retried
-  /// message may be written twice, or after later messages of its key; for consumers that
-  /// tolerate both (saga participants and orchestrators do: docs/participant.md). It also lifts
-  /// the idempotent producer's limit of 5 produce requests in flight per partition, with which
-  /// librdkafka 2.0.2's broker threads, on a loaded machine, took most of a producing service's
-  /// CPU in wake-ups (docs/kafka.md, "Semantics").
+  /// Whether the producer is idempotent (enable.idempotence; acks=all either way). true (the
+  /// default): its retries write no duplicate and keep per-key order. The cost, in librdkafka
+  /// 2.0.2: while a partition's produce request waits for its acknowledgement and its next
+  /// batch is due, that broker's thread polls without waiting, so once acknowledgements take
+  /// longer than the linger (a loaded cluster) the broker threads spin (measured:
+  /// benchmarks/predictions.sh's API at 3,000 messages/s, 1,000 in flight, linger 20 ms:
+  /// 14,000-28,000 poll() calls per second per broker thread and 25-77 us of their CPU per
+  /// message; with false, about 100 polls per second and 3-9 us). false: up to 5 produce
+  /// requests in flight per broker connection, as with idempotence (Kafka's Java default; a
+  /// property in `properties` can change it; 1 keeps per-key order across retries, at the
+  /// cost of one request at a time per broker), and a retry may write a message twice or
+  /// after a later one of its key: for messages with keys of their own and consumers that
+  /// drop what they have already seen.
   bool idempotent = true;
   /// Messages the producer may hold before publish is rejected (queue.buffering.max.messages).
   std::size_t max_queued_messages = 200000;

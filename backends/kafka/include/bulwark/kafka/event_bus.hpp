@@ -1,8 +1,8 @@
 #pragma once
-// kafka::event_bus: bulwark::event_bus on Kafka. publish() goes through one idempotent
-// producer (acks=all); every subscribe() is a consumer-group member of its own (a
-// kafka::consumer) that dead-letters through the same producer. stop() stops every member the
-// bus made (each drains), then flushes the producer.
+// kafka::event_bus: bulwark::event_bus on Kafka. publish() goes through one producer
+// (acks=all, idempotent unless config::idempotent is false); every subscribe() is a
+// consumer-group member of its own (a kafka::consumer) that dead-letters through the same
+// producer. stop() stops every member the bus made (each drains), then flushes the producer.
 //
 // Topics: publish relies on the brokers' auto-creation (or topics made beforehand);
 // subscribe creates its topic when missing (config::default_partitions and

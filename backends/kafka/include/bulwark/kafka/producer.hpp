@@ -1,7 +1,8 @@
 #pragma once
-// kafka::producer: an idempotent (enable.idempotence, acks=all; config::idempotent = false
-// drops the idempotence, not acks=all) librdkafka producer whose publish completes when the
-// broker acknowledged the message (its delivery report).
+// kafka::producer: an idempotent (enable.idempotence, acks=all) librdkafka producer whose
+// publish completes when the broker acknowledged the message (its delivery report);
+// config::idempotent = false keeps acks=all and drops idempotence: a retry may then write a
+// message twice or after a later one of its key (the trade: config.hpp).
 //
 // A poll thread serves librdkafka's delivery reports and hands each result back to the
 // awaiting coroutine's own executor (asio::post), so no coroutine ever runs on a librdkafka
@@ -403,7 +404,7 @@ public:
   static result<producer> create(const config& cfg) {
     auto state = std::make_shared<detail::producer_state>();
     state->cfg = cfg;
-    const detail::property_list own{
+    detail::property_list own{
         {"enable.idempotence", cfg.idempotent ? "true" : "false"},
         {"acks", "all"},
         {"message.timeout.ms", std::to_string(cfg.delivery_timeout.count())},
@@ -413,6 +414,9 @@ public:
         {"reconnect.backoff.max.ms", "1000"},
         {"client.id", "bulwark-producer"},
     };
+    // Not idempotent: as many requests in flight as idempotence allows; librdkafka's default,
+    // 1,000,000, splits the load into many small requests that cost the brokers more.
+    if (!cfg.idempotent) own.emplace_back("max.in.flight.requests.per.connection", "5");
     BOOST_OUTCOME_TRY(conf, detail::make_conf(cfg, own));
     rd_kafka_conf_set_opaque(conf.get(), state.get());
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &detail::producer_state::on_delivery);
