@@ -49,8 +49,13 @@ struct admission_options {
   std::chrono::milliseconds refresh{1};
 };
 
-/// What a measurement finds: the messages the stages have not handled yet, and those they
-/// handled in all (any origin: only its growth is used, for the rate).
+/// What a measurement finds: the messages the stages have not handled yet (summed over the
+/// stages: a command waiting for the validator counts once, its event twice, once for the
+/// persister and once for the materializer), and the messages the pipeline's first stage (the
+/// validator) handled in all (any origin: only its growth is used). That growth is the rate at
+/// which commands go through, the rate Little's law divides the backlog by: the first stage
+/// alone, because a sum over the stages counts every command once per stage, and a bound
+/// derived from it let the backlog grow to three times max_lag.
 struct pipeline_count {
   std::int64_t behind = 0;
   std::int64_t handled = 0;
