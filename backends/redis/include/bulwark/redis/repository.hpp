@@ -41,28 +41,11 @@ struct repository_options {
 };
 
 namespace detail {
-// KEYS: data, index, seq. ARGV: key, value, mode ('a' any, 'n' absent, 'v' version), expected.
-// Returns the new version, or -1 on a conflict.
+// The put script, for one key (put) or many (put_batch), in order (a key twice: the second sees
+// the first). KEYS: index, seq, then one data key per put. ARGV per put: key, value, mode ('a'
+// any, 'n' absent, 'v' version), expected. Returns per put the new version, or -1 on a
+// conflict.
 inline const script& repository_put_script() {
-  static const script s(R"lua(
-local cur = redis.call('HGET', KEYS[1], 'v')
-if ARGV[3] == 'n' then
-  if cur then return -1 end
-elseif ARGV[3] == 'v' then
-  if cur ~= ARGV[4] then return -1 end
-end
-local v = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'v', string.format('%d', v), 'd', ARGV[2])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return v
-)lua");
-  return s;
-}
-
-// The put script for many keys: each put as the one above, in order (a key twice: the second
-// sees the first). KEYS: index, seq, then one data key per put. ARGV: key, value, mode,
-// expected per put. Returns one new version, or -1 on a conflict, per put.
-inline const script& repository_put_batch_script() {
   static const script s(R"lua(
 local out = {}
 for i = 3, #KEYS do
@@ -168,10 +151,12 @@ public:
     const std::string_view mode = !expected ? "a" : *expected == no_version ? "n" : "v";
     const auto expected_text = expected ? std::to_string(*expected) : std::string();
     auto r = co_await detail::repository_put_script().run(
-        client_, std::array<std::string_view, 3>{data, index_key_, seq_key_},
+        client_, std::array<std::string_view, 3>{index_key_, seq_key_, data},
         std::array<std::string_view, 4>{key, value, mode, expected_text});
     if (!r) co_return r.error();
-    const auto n = r.value().as_integer();
+    const auto& rep = r.value();
+    const auto n =
+        rep.type == reply::kind::array && rep.elements.size() == 1 ? rep.elements[0].as_integer() : std::nullopt;
     if (!n) co_return unexpected("put script");
     if (*n < 0) co_return conflict(expected);
     co_return static_cast<version_t>(*n);
@@ -220,7 +205,7 @@ public:
         const auto& e = entries[sent[j]];
         args.insert(args.end(), {e.key, e.value, modes[j], expected[j]});
       }
-      auto r = co_await detail::repository_put_batch_script().run(client_, keys, args);
+      auto r = co_await detail::repository_put_script().run(client_, keys, args);
       const bool well_formed = r && r.value().type == reply::kind::array && r.value().elements.size() == sent.size();
       for (std::size_t j = 0; j < sent.size(); ++j) {
         auto& slot = out[sent[j]];
@@ -228,7 +213,7 @@ public:
         if (!r)
           slot = r.error();
         else if (!n)
-          slot = unexpected("put batch script");
+          slot = unexpected("put script");
         else if (*n < 0)
           slot = conflict(entries[sent[j]].expected);
         else
