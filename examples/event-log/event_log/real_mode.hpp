@@ -52,11 +52,10 @@ struct real_options {
   /// (pipeline::behind_on_the_way of Kafka's high watermarks minus the groups' committed
   /// offsets, counted at most every `admit_refresh`), and answers 503 after `admit_timeout`
   /// (0: no bound). Each command is one or two such messages (a command, then an event), and
-  /// the groups' commits lag their progress by up to `commit_interval`. 2048: under load the
-  /// backlog sits before the validator, so at the 3,500-4,000 commands/s of a quiet machine
-  /// it adds about half a second to the visibility lag (3072 added 0.8 s, too close to the 1 s
-  /// goal), and the validator still finds a full batch (1024) waiting.
-  std::size_t max_in_flight = 2048;
+  /// the groups' commits lag their progress by up to `commit_interval`. 3072: measured against
+  /// 2048 and 2560 at load 9-12 it gave 3,324-3,933 commands/s in five runs (2048: 2,965-3,452,
+  /// 2560: 2,876-3,308), the p99 lag <= 1 s in all (README, "Benchmark").
+  std::size_t max_in_flight = 3072;
   /// A bound in time as well (admission_options::max_lag; `--max-lag-ms`), off by default:
   /// measured, it halved the throughput (README, "Admission"): the time a message stays in the
   /// count (commit intervals, the count's own age) is most of max_lag on a busy machine, so the
