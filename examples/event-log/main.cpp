@@ -12,8 +12,9 @@
 // --retention SECONDS (a command's decision and status, default 86400; 0: for ever),
 // --max-batch N (messages a stage takes at once: memory 256, real 1024), --max-in-flight N (the
 // command API's admission bound, in messages the stages have not handled: memory 1024, real 3072;
-// 0: none), --max-lag-ms N (real mode: also at most what the stages handle in N ms; default 0,
-// the count alone), --admit-timeout-ms N (how long a request is held before its 503,
+// 0: none), --max-lag-ms N (real mode: also at most the commands the validator decides in N ms;
+// default 0, the count alone), --min-in-flight N (the floor of that bound, default 1024),
+// --admit-timeout-ms N (how long a request is held before its 503,
 // default 5000),
 // --linger-ms N (real mode's producer linger, default 20), --kafka-properties name=value,...
 // (librdkafka settings, after the example's own).
@@ -62,6 +63,7 @@ struct options {
   std::chrono::milliseconds admit_timeout = el::pipeline_options{}.admit_timeout;
 #ifdef EVENT_LOG_REAL_BACKENDS
   std::chrono::milliseconds max_lag = el::real_options{}.max_lag;
+  std::size_t min_in_flight = el::real_options{}.min_in_flight;
 #endif
 #ifdef EVENT_LOG_REAL_BACKENDS
   std::chrono::milliseconds linger = el::real_options{}.linger;
@@ -77,7 +79,7 @@ int usage(const std::string& why) {
             << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
                " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
                " [--metrics-port N] [--threads N] [--retention SECONDS] [--max-batch N] [--max-in-flight N]"
-               " [--admit-timeout-ms N] [--max-lag-ms N]"
+               " [--admit-timeout-ms N] [--max-lag-ms N] [--min-in-flight N]"
                " [--kafka LIST] [--redis HOST:PORT] [--prefix P] [--linger-ms N] [--kafka-properties name=value,...]\n";
   return 2;
 }
@@ -161,6 +163,7 @@ int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals
   r.linger = o.linger;
   if (o.max_in_flight) r.max_in_flight = *o.max_in_flight;
   r.max_lag = o.max_lag;
+  r.min_in_flight = o.min_in_flight;
   r.admit_timeout = o.admit_timeout;
   r.kafka_properties = o.kafka_properties;
   r.kafka_bootstrap = !o.kafka.empty()                         ? o.kafka
@@ -313,6 +316,8 @@ int main(int argc, char** argv) {
       std::size_t ms = 0;
       good = count(ms, 600000);
       o.max_lag = std::chrono::milliseconds(ms);
+    } else if (a == "--min-in-flight") {
+      good = count(o.min_in_flight, 100000000);
     } else if (a == "--linger-ms") {
       auto v = value();
       if (!v) return usage("bad value for " + a);

@@ -145,15 +145,21 @@ def admission():
         break
     if refusal is None:
         fail(f"all {len(accepted)} commands accepted with the materializer stopped and a bound of {bound} messages")
-    if not re.fullmatch(rf"Command not accepted: .*the pipeline is \d+ messages behind \(bound {bound}\)", refusal[0]):
+    counted = re.fullmatch(rf"Command not accepted: .*the pipeline is (\d+) messages behind \(bound {bound}\)",
+                           refusal[0])
+    if not counted:
         fail(f"503 text: {refusal[0]!r}")
+    if int(counted.group(1)) <= bound:
+        fail(f"refused at a count within the bound: {refusal[0]!r}")
     if refusal[1] != "1":
         fail(f"503 without Retry-After: 1 (got {refusal[1]!r})")
     if len(accepted) > 3 * bound:
         fail(f"{len(accepted)} commands accepted past a bound of {bound} messages")
+    # The last measurement alone may be within the bound: the refusal's count adds the commands
+    # admitted since it began.
     behind = metric(cmd, "eventlog_admission_behind_messages")
     overloaded = metric(cmd, 'eventlog_commands_total{outcome="overloaded"}')
-    if behind <= bound or overloaded < 1:
+    if behind < 1 or overloaded < 1:
         fail(f"metrics: eventlog_admission_behind_messages {behind}, overloaded {overloaded}")
     refused_at, refused_after = len(accepted), time.monotonic() - started_at
 

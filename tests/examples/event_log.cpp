@@ -645,6 +645,32 @@ TEST_F(event_log_test, the_admission_bound_refuses_with_503_and_retry_after) {
   run(idle.stop());
 }
 
+// What the admission counts: the messages on a command's way through the stages. The persister
+// and the materializer read the same events side by side, so an event neither has handled is
+// one message on the way, not two (the sum over the groups took the pipeline for twice as slow
+// as it is, and a bound derived from it held the throughput at half).
+TEST_F(event_log_test, the_admission_counts_an_event_once_for_the_stages_that_read_it_side_by_side) {
+  using pipeline_type = el::memory_deployment::pipeline_type;
+  EXPECT_EQ(pipeline_type::behind_on_the_way({5, 7, 3, 1}), 5 + 7 + 1);
+  EXPECT_EQ(pipeline_type::behind_on_the_way({0, 2, 9, 0}), 9);
+  el::memory_deployment half(io_.get_executor(), settings_, {});
+  ASSERT_TRUE(run(half.stages().start_validator())); // no persister, no materializer
+  http::router routes;
+  el::add_command_routes(routes, half.commands());
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(call(routes, "POST", "/assets", asset_body()).status, 202);
+  auto decided = [&] {
+    std::int64_t n = 0;
+    for (std::int32_t part = 0; part < 4; ++part) n += half.bus().end_offset("events", part);
+    return n;
+  };
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((decided() < 3 || half.in_flight() != 3) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1)); // bounded
+  EXPECT_EQ(decided(), 3);
+  EXPECT_EQ(half.in_flight(), 3); // three events, each waiting for two stages: 6 in the old sum
+  run(half.stop());
+}
+
 // The admission's count between two measurements: the last one plus the commands admitted
 // since it began, so that requests released together by one low count do not all pass; a
 // request held while the count is high passes once a measurement finds it low again.

@@ -313,6 +313,49 @@ TEST_F(redis_client, repository_layout_index_and_scan_edges) {
   run(c.stop());
 }
 
+// put_batch and get_batch: each entry's result is what put() and get() give, in order, over
+// several script calls (max_batch 2); a refused key or value fails alone and is not sent.
+TEST_F(redis_client, repository_put_batch_and_get_batch_answer_per_entry) {
+  redis::client c(ctx_.get_executor(), main_server());
+  redis::repository repo(c, {.key_prefix = prefix_, .max_key_bytes = 8, .max_value_bytes = 8, .max_batch = 2});
+  const auto v0 = run(repo.put("old", "o1", std::nullopt));
+  ASSERT_TRUE(v0.has_value()) << v0.error();
+  using entry = redis::repository::put_entry;
+  auto put = run(repo.put_batch(
+      {entry{"a", "a1", bulwark::no_version}, entry{"a", "a2", bulwark::no_version}, // exists by now: conflict
+       entry{"too-long-key", "x", std::nullopt},                                     // refused, not sent
+       entry{"old", "o2", v0.value()}, entry{"old", "o3", v0.value()},               // the version moved: conflict
+       entry{"big", "123456789", std::nullopt}, entry{"b", "b1", std::nullopt}}));
+  ASSERT_EQ(put.size(), 7u);
+  ASSERT_TRUE(put[0].has_value()) << put[0].error();
+  EXPECT_EQ(put[1].error(), bulwark::errc::conflict);
+  EXPECT_EQ(put[1].error().detail(), "the key already exists");
+  EXPECT_EQ(put[2].error(), bulwark::errc::invalid_argument);
+  ASSERT_TRUE(put[3].has_value()) << put[3].error();
+  EXPECT_GT(put[3].value(), put[0].value());
+  EXPECT_EQ(put[4].error(), bulwark::errc::conflict);
+  EXPECT_EQ(put[4].error().detail(), "expected version " + std::to_string(v0.value()) + " is not the current one");
+  EXPECT_EQ(put[5].error(), bulwark::errc::too_large);
+  ASSERT_TRUE(put[6].has_value()) << put[6].error();
+  EXPECT_EQ(run(c.execute("ZCARD", key("index"))).value().integer, 3); // old, a, b
+
+  auto got = run(repo.get_batch({"b", "missing", "too-long-key", "old", "a"}));
+  ASSERT_EQ(got.size(), 5u);
+  ASSERT_TRUE(got[0].has_value() && got[0].value().has_value());
+  EXPECT_EQ(got[0].value()->value, "b1");
+  EXPECT_EQ(got[0].value()->version, put[6].value());
+  ASSERT_TRUE(got[1].has_value());
+  EXPECT_FALSE(got[1].value().has_value());
+  EXPECT_EQ(got[2].error(), bulwark::errc::invalid_argument);
+  ASSERT_TRUE(got[3].has_value() && got[3].value().has_value());
+  EXPECT_EQ(got[3].value()->value, "o2");
+  EXPECT_EQ(got[3].value()->version, put[3].value());
+  EXPECT_EQ(got[4].value(), run(repo.get("a")).value()); // what get() says
+  EXPECT_TRUE(run(repo.put_batch({})).empty());
+  EXPECT_TRUE(run(repo.get_batch({})).empty());
+  run(c.stop());
+}
+
 TEST_F(redis_client, two_clients_share_versions_and_conflicts) {
   redis::client one(ctx_.get_executor(), main_server());
   redis::client two(ctx_.get_executor(), main_server());

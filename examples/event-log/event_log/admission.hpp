@@ -34,12 +34,15 @@ namespace event_log {
 struct admission_options {
   /// The bound: messages not yet handled by every stage (0: no bound).
   std::size_t max_in_flight = 1024;
-  /// When above 0, also a bound in time: the messages the stages handle in `max_lag` at the
-  /// rate they handled them lately (the handled counts' growth between measurements, smoothed),
-  /// at least `min_in_flight`, at most max_in_flight. So the backlog, and with it the
-  /// visibility lag, stays near `max_lag` whether the stages handle 1,000 or 10,000 messages a
-  /// second (a count alone lets the lag grow as the stages slow down: a busy machine halves
-  /// their rate), and a stage that stops (no progress) closes the door at `min_in_flight`.
+  /// When above 0, also a bound in time: the commands that go through in `max_lag` at the
+  /// rate they went through lately (pipeline_count::handled's growth between measurements,
+  /// smoothed), at least `min_in_flight`, at most max_in_flight (Little's law: the backlog over
+  /// the rate is the time in the pipeline). So the backlog, and with it the visibility lag,
+  /// stays near `max_lag` whether the stages handle 1,000 or 10,000 commands a second (a count
+  /// alone lets the lag grow as the stages slow down: a busy machine halves their rate), and a
+  /// stage that stops (no progress) closes the door at `min_in_flight`. The time a message
+  /// stays in the count includes the stages' commit intervals and the count's own age: a
+  /// max_lag not well above those throttles the pipeline down to `min_in_flight`.
   std::chrono::milliseconds max_lag{0};
   std::size_t min_in_flight = 256;
   /// How long a request is held before it is refused.
@@ -49,8 +52,13 @@ struct admission_options {
   std::chrono::milliseconds refresh{1};
 };
 
-/// What a measurement finds: the messages the stages have not handled yet, and those they
-/// handled in all (any origin: only its growth is used, for the rate).
+/// What a measurement finds: the messages the stages have not handled yet (summed over the
+/// stages: a command waiting for the validator counts once, its event twice, once for the
+/// persister and once for the materializer), and the messages the pipeline's first stage (the
+/// validator) handled in all (any origin: only its growth is used). That growth is the rate at
+/// which commands go through, the rate Little's law divides the backlog by: the first stage
+/// alone, because a sum over the stages counts every command once per stage, and a bound
+/// derived from it let the backlog grow to three times max_lag.
 struct pipeline_count {
   std::int64_t behind = 0;
   std::int64_t handled = 0;

@@ -12,6 +12,7 @@
 
 #include <asio/any_io_executor.hpp>
 
+#include <array>
 #include <chrono>
 #include <optional>
 
@@ -77,15 +78,18 @@ public:
     co_await bus_.stop();
   }
 
-  /// Messages of the pipeline not yet handled by every stage that reads them.
+  /// Messages of the pipeline not yet handled by the stages, on a command's way through them
+  /// (pipeline::behind_on_the_way).
   std::int64_t in_flight() const {
-    std::int64_t n = 0;
+    std::array<std::int64_t, 4> behind{};
+    std::size_t i = 0;
     for (const auto& [t, group] : pipeline_type::consumer_groups) {
       const auto name = pipeline_.topic_name(t);
       for (std::int32_t p = 0; p < bus_type::options{}.partitions; ++p)
-        n += bus_.end_offset(name, p) - bus_.committed(name, pipeline_.group_name(group), p).value_or(0);
+        behind[i] += bus_.end_offset(name, p) - bus_.committed(name, pipeline_.group_name(group), p).value_or(0);
+      ++i;
     }
-    return n;
+    return pipeline_type::behind_on_the_way(behind);
   }
 
   command_api_context& commands() { return commands_; }

@@ -16,6 +16,7 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <memory>
@@ -96,6 +97,17 @@ public:
        {topic::events, "persister"},
        {topic::events, "materializer"},
        {topic::rejections, "status"}}};
+
+  /// What the admission bound counts, from each consumer group's backlog in messages (in
+  /// consumer_groups' order): the messages on a command's way through the stages, the
+  /// validator's, then the larger of the persister's and the materializer's (they read the same
+  /// events side by side), then the status writer's. A sum over the four counted an accepted
+  /// command's event twice (and each group's commits lag its progress), which took the pipeline
+  /// for about twice as slow as it is: a bound in time derived from that sum held the
+  /// throughput at half (README, "Admission").
+  static std::int64_t behind_on_the_way(const std::array<std::int64_t, 4>& groups) {
+    return groups[0] + std::max(groups[1], groups[2]) + groups[3];
+  }
 
   /// The validator: a batch of commands decided in order, then its decisions and records
   /// stored while its messages are published, every acknowledgement awaited together.

@@ -18,6 +18,7 @@
 
 #include <asio/experimental/awaitable_operators.hpp>
 
+#include <array>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -47,18 +48,20 @@ struct real_options {
   /// wake far less often per command (README, "Benchmark").
   std::chrono::milliseconds linger{20};
   /// The command API's admission bound (README, "Admission"): it holds a command while the
-  /// consumer groups of the stages are together more than this many messages behind (Kafka's
-  /// high watermarks minus the groups' committed offsets, counted at most every
-  /// `admit_refresh`), and answers 503 after `admit_timeout` (0: no bound). Each command is
-  /// about three such messages (a command, an event for the persister and one for the
-  /// materializer), and the groups' commits lag their progress by up to `commit_interval`.
+  /// stages' consumer groups are more than this many messages behind on a command's way
+  /// (pipeline::behind_on_the_way of Kafka's high watermarks minus the groups' committed
+  /// offsets, counted at most every `admit_refresh`), and answers 503 after `admit_timeout`
+  /// (0: no bound). Each command is one or two such messages (a command, then an event), and
+  /// the groups' commits lag their progress by up to `commit_interval`. 3072: measured against
+  /// 2048 and 2560 at load 9-12 it gave 3,324-3,933 commands/s in five runs (2048: 2,965-3,452,
+  /// 2560: 2,876-3,308), the p99 lag <= 1 s in all (README, "Benchmark").
   std::size_t max_in_flight = 3072;
   /// A bound in time as well (admission_options::max_lag; `--max-lag-ms`), off by default:
-  /// measured, it cost two thirds of the throughput (README, "Admission"). The stages' rate it
-  /// derives the bound from is what the bound lets through, so a bound that throttles lowers
-  /// its own estimate; `min_in_flight` (2048 here) only stopped the fall at its floor.
+  /// measured, it halved the throughput (README, "Admission"): the time a message stays in the
+  /// count (commit intervals, the count's own age) is most of max_lag on a busy machine, so the
+  /// bound sits at its floor, `min_in_flight` (`--min-in-flight`).
   std::chrono::milliseconds max_lag{0};
-  std::size_t min_in_flight = 2048;
+  std::size_t min_in_flight = 1024;
   std::chrono::milliseconds admit_timeout{5000};
   std::chrono::milliseconds admit_refresh{100};
   /// How often the stages commit their offsets (kafka::config::commit_interval): 100 ms, not
@@ -160,13 +163,19 @@ private:
       auto lag = [&](std::size_t i) { return admin.consumer_lag(groups[i].first, groups[i].second); };
       auto [a, b, c, d] = co_await (lag(0) && lag(1) && lag(2) && lag(3));
       pipeline_count n;
+      std::array<std::int64_t, 4> behind{};
+      std::size_t i = 0;
       for (const auto* group : {&a, &b, &c, &d}) {
         if (!*group) co_return group->error();
         for (const auto& p : group->value()) {
-          n.behind += p.behind;
-          n.handled += p.end - p.behind; // the committed offset (or the first retained message)
+          behind[i] += p.behind;
+          // The validator's committed offsets (or the first retained message): the commands
+          // decided, the pipeline's rate (pipeline_count).
+          if (i == 0) n.handled += p.end - p.behind;
         }
+        ++i;
       }
+      n.behind = pipeline_type::behind_on_the_way(behind);
       co_return n;
     };
   }

@@ -1,8 +1,9 @@
 #pragma once
 // Many store operations of one batch at once: on Redis, the client pipelines the commands started
-// in one turn of the event loop, so N operations cost about one round trip instead of N; on the
-// memory repository, which never waits, a spawn per operation would cost more than the operation,
-// so they are awaited one after the other.
+// in one turn of the event loop, so N operations cost about one round trip instead of N, and a
+// batch's gets and puts are one script call (redis::repository::get_batch, put_batch: no command
+// line, reply and coroutine per key); on the memory repository, which never waits, a spawn per
+// operation would cost more than the operation, so they are awaited one after the other.
 
 #include <bulwark/repository.hpp>
 #include <bulwark/result.hpp>
@@ -88,9 +89,20 @@ asio::awaitable<std::vector<bulwark::result<T>>> together(std::vector<bulwark::t
   co_return out;
 }
 
-/// Gets every key at once (see together); one result per key, in order.
+/// A repository that gets and puts many keys in one call (redis::repository: one script per
+/// batch, where each get or put alone is a command and a reply, and a coroutine here).
+template <class Repository>
+concept batches_calls = requires(Repository& r, std::vector<std::string> keys,
+                                 std::vector<typename Repository::put_entry> puts) {
+  r.get_batch(std::move(keys));
+  r.put_batch(std::move(puts));
+};
+
+/// Gets every key at once (see together; one call with batches_calls); one result per key, in
+/// order.
 template <class Repository> asio::awaitable<std::vector<bulwark::result<std::optional<bulwark::versioned>>>>
 get_each(Repository& repo, std::vector<std::string> keys) {
+  if constexpr (batches_calls<Repository>) co_return co_await repo.get_batch(std::move(keys));
   std::vector<bulwark::task<std::optional<bulwark::versioned>>> gets;
   gets.reserve(keys.size());
   for (const auto& k : keys) gets.push_back(repo.get(k));
@@ -104,9 +116,16 @@ struct write {
   std::optional<bulwark::version_t> expected;
 };
 
-/// Puts every write at once (see together); one result per write, in order.
+/// Puts every write at once (see together; one call with batches_calls); one result per
+/// write, in order.
 template <class Repository> asio::awaitable<std::vector<bulwark::result<bulwark::version_t>>>
 put_each(Repository& repo, std::vector<write> writes) {
+  if constexpr (batches_calls<Repository>) {
+    std::vector<typename Repository::put_entry> entries;
+    entries.reserve(writes.size());
+    for (auto& w : writes) entries.push_back({std::move(w.key), std::move(w.value), w.expected});
+    co_return co_await repo.put_batch(std::move(entries));
+  }
   std::vector<bulwark::task<bulwark::version_t>> puts;
   puts.reserve(writes.size());
   for (auto& w : writes) puts.push_back(repo.put(w.key, std::move(w.value), w.expected));

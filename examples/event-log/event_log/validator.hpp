@@ -34,6 +34,7 @@
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
@@ -415,9 +416,9 @@ private:
   bulwark::task<void> fetch(working_set& ws, std::vector<std::string> ids, std::vector<std::string> cids) {
     std::vector<std::string> keys;
     std::vector<std::string> wanted_ids;
+    std::unordered_set<std::string_view> wanted; // views of `ids`, which stay put
     for (auto& id : ids)
-      if (!ws.records.contains(id) && std::find(wanted_ids.begin(), wanted_ids.end(), id) == wanted_ids.end())
-        wanted_ids.push_back(std::move(id));
+      if (!ws.records.contains(id) && wanted.insert(id).second) wanted_ids.push_back(id);
     for (const auto& id : wanted_ids) keys.push_back("agg:" + id);
     for (const auto& cid : cids) keys.push_back("decision:" + cid);
     if (keys.empty()) co_return bulwark::ok();

@@ -8,20 +8,23 @@
 //   P seq       the namespace's version counter (INCR): versions rise on every put of every
 //               key, so they stay monotonic per key even across erase
 // put and erase are Lua scripts (EVALSHA, EVAL on NOSCRIPT) that update the hash and the index
-// atomically; get is one HMGET; a scan page is one script that reads the index range and the
-// entries together (it touches keys it derives from the index, so it needs a standalone server
-// or a cluster in which all of P's keys share a hash slot, e.g. a prefix with a {hash tag}).
+// atomically; get is one HMGET; put_batch and get_batch are one script for many keys; a scan
+// page is one script that reads the index range and the entries together (it touches keys it derives from the index, so
+// it needs a standalone server or a cluster in which all of P's keys share a hash slot, e.g. a prefix with a {hash
+// tag}).
 
 #include <bulwark/detail/key_rules.hpp>
 #include <bulwark/redis/client.hpp>
 #include <bulwark/redis/script.hpp>
 #include <bulwark/repository.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace bulwark::redis {
 
@@ -32,23 +35,47 @@ struct repository_options {
   std::size_t max_key_bytes = 1024;
   /// Larger values fail with errc::too_large.
   std::size_t max_value_bytes = 16u << 20;
+  /// The most keys one script of put_batch or get_batch handles: Redis runs a script alone, so
+  /// this bounds how long one batch holds the server (about 5-10 us a put).
+  std::size_t max_batch = 1024;
 };
 
 namespace detail {
-// KEYS: data, index, seq. ARGV: key, value, mode ('a' any, 'n' absent, 'v' version), expected.
-// Returns the new version, or -1 on a conflict.
+// The put script, for one key (put) or many (put_batch), in order (a key twice: the second sees
+// the first). KEYS: index, seq, then one data key per put. ARGV per put: key, value, mode ('a'
+// any, 'n' absent, 'v' version), expected. Returns per put the new version, or -1 on a
+// conflict.
 inline const script& repository_put_script() {
   static const script s(R"lua(
-local cur = redis.call('HGET', KEYS[1], 'v')
-if ARGV[3] == 'n' then
-  if cur then return -1 end
-elseif ARGV[3] == 'v' then
-  if cur ~= ARGV[4] then return -1 end
+local out = {}
+for i = 3, #KEYS do
+  local a = 4 * (i - 3)
+  local cur = redis.call('HGET', KEYS[i], 'v')
+  local mode = ARGV[a + 3]
+  if (mode == 'n' and cur) or (mode == 'v' and cur ~= ARGV[a + 4]) then
+    out[#out + 1] = -1
+  else
+    local v = redis.call('INCR', KEYS[2])
+    redis.call('HSET', KEYS[i], 'v', string.format('%d', v), 'd', ARGV[a + 2])
+    redis.call('ZADD', KEYS[1], 0, ARGV[a + 1])
+    out[#out + 1] = v
+  end
 end
-local v = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[1], 'v', string.format('%d', v), 'd', ARGV[2])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-return v
+return out
+)lua");
+  return s;
+}
+
+// KEYS: the data keys. Returns {version, value} per key, both nil (false) when it is absent.
+inline const script& repository_get_batch_script() {
+  static const script s(R"lua(
+local out = {}
+for i = 1, #KEYS do
+  local f = redis.call('HMGET', KEYS[i], 'v', 'd')
+  out[2 * i - 1] = f[1]
+  out[2 * i] = f[2]
+end
+return out
 )lua");
   return s;
 }
@@ -124,17 +151,121 @@ public:
     const std::string_view mode = !expected ? "a" : *expected == no_version ? "n" : "v";
     const auto expected_text = expected ? std::to_string(*expected) : std::string();
     auto r = co_await detail::repository_put_script().run(
-        client_, std::array<std::string_view, 3>{data, index_key_, seq_key_},
+        client_, std::array<std::string_view, 3>{index_key_, seq_key_, data},
         std::array<std::string_view, 4>{key, value, mode, expected_text});
     if (!r) co_return r.error();
-    const auto n = r.value().as_integer();
+    const auto& rep = r.value();
+    const auto n =
+        rep.type == reply::kind::array && rep.elements.size() == 1 ? rep.elements[0].as_integer() : std::nullopt;
     if (!n) co_return unexpected("put script");
-    if (*n < 0)
-      co_return bulwark::error(bulwark::errc::conflict,
-                               expected && *expected != no_version
-                                   ? "expected version " + std::to_string(*expected) + " is not the current one"
-                                   : "the key already exists");
+    if (*n < 0) co_return conflict(expected);
     co_return static_cast<version_t>(*n);
+  }
+
+  /// One put of put_batch: the arguments of put().
+  struct put_entry {
+    std::string key;
+    std::string value;
+    std::optional<version_t> expected;
+  };
+
+  /// put() of every entry, in order: one result per entry, each what put() would give (a
+  /// conflict, a refused key or value fails that entry alone; a refused one is not sent). Cost:
+  /// one script call (one round trip) per options().max_batch entries, the calls one after the
+  /// other, instead of one call per put; Redis's work per put (the script's four commands)
+  /// stays. A client error fails every entry of its call.
+  asio::awaitable<std::vector<result<version_t>>> put_batch(std::vector<put_entry> entries) {
+    std::vector<result<version_t>> out(entries.size(), result<version_t>(version_t{}));
+    std::vector<std::size_t> sent; // indexes of the entries of the call being built
+    for (std::size_t first = 0; first < entries.size();) {
+      sent.clear();
+      // Owned for the call: the script's argv is sent again after NOSCRIPT.
+      std::vector<std::string> data, modes, expected;
+      for (; first < entries.size() && sent.size() < std::max<std::size_t>(1, options_.max_batch); ++first) {
+        const auto& e = entries[first];
+        if (auto checked = check_key(e.key); !checked) {
+          out[first] = checked.error();
+          continue;
+        }
+        if (auto checked = bulwark::detail::check_value_size(e.value.size(), options_.max_value_bytes); !checked) {
+          out[first] = checked.error();
+          continue;
+        }
+        sent.push_back(first);
+        data.push_back(data_prefix_ + e.key);
+        modes.emplace_back(!e.expected ? "a" : *e.expected == no_version ? "n" : "v");
+        expected.push_back(e.expected ? std::to_string(*e.expected) : std::string());
+      }
+      if (sent.empty()) continue;
+      std::vector<std::string_view> keys{index_key_, seq_key_}, args;
+      keys.reserve(2 + sent.size());
+      args.reserve(4 * sent.size());
+      for (std::size_t j = 0; j < sent.size(); ++j) {
+        keys.push_back(data[j]);
+        const auto& e = entries[sent[j]];
+        args.insert(args.end(), {e.key, e.value, modes[j], expected[j]});
+      }
+      auto r = co_await detail::repository_put_script().run(client_, keys, args);
+      const bool well_formed = r && r.value().type == reply::kind::array && r.value().elements.size() == sent.size();
+      for (std::size_t j = 0; j < sent.size(); ++j) {
+        auto& slot = out[sent[j]];
+        const auto n = well_formed ? r.value().elements[j].as_integer() : std::nullopt;
+        if (!r)
+          slot = r.error();
+        else if (!n)
+          slot = unexpected("put script");
+        else if (*n < 0)
+          slot = conflict(entries[sent[j]].expected);
+        else
+          slot = static_cast<version_t>(*n);
+      }
+    }
+    co_return out;
+  }
+
+  /// get() of every key, in order: one result per key (a refused key fails alone and is not
+  /// sent). Cost: one script call per options().max_batch keys, one after the other, instead of
+  /// one HMGET per key. A client error fails every key of its call.
+  asio::awaitable<std::vector<result<std::optional<versioned>>>> get_batch(std::vector<std::string> keys) {
+    std::vector<result<std::optional<versioned>>> out(keys.size(), std::optional<versioned>());
+    std::vector<std::size_t> sent;
+    for (std::size_t first = 0; first < keys.size();) {
+      sent.clear();
+      std::vector<std::string> data;
+      for (; first < keys.size() && sent.size() < std::max<std::size_t>(1, options_.max_batch); ++first) {
+        if (auto checked = check_key(keys[first]); !checked) {
+          out[first] = checked.error();
+          continue;
+        }
+        sent.push_back(first);
+        data.push_back(data_prefix_ + keys[first]);
+      }
+      if (sent.empty()) continue;
+      const std::vector<std::string_view> data_keys(data.begin(), data.end());
+      auto r = co_await detail::repository_get_batch_script().run(client_, data_keys, {});
+      const bool well_formed =
+          r && r.value().type == reply::kind::array && r.value().elements.size() == 2 * sent.size();
+      for (std::size_t j = 0; j < sent.size(); ++j) {
+        auto& slot = out[sent[j]];
+        if (!r) {
+          slot = r.error();
+          continue;
+        }
+        if (!well_formed) {
+          slot = unexpected("get batch script");
+          continue;
+        }
+        auto& version_reply = r.value().elements[2 * j];
+        auto& value_reply = r.value().elements[2 * j + 1];
+        if (version_reply.is_nil()) continue; // absent
+        const auto version = detail::parse_version(version_reply.str);
+        if (!version || value_reply.type != reply::kind::string)
+          slot = unexpected("get batch script");
+        else
+          slot = std::optional<versioned>(versioned{std::move(value_reply.str), *version});
+      }
+    }
+    co_return out;
   }
 
   /// Removes `key`; true when it existed. One script.
@@ -189,6 +320,12 @@ public:
 
 private:
   result<void> check_key(std::string_view key) const { return bulwark::detail::check_key(key, options_.max_key_bytes); }
+  static bulwark::error conflict(const std::optional<version_t>& expected) {
+    return bulwark::error(bulwark::errc::conflict,
+                          expected && *expected != no_version
+                              ? "expected version " + std::to_string(*expected) + " is not the current one"
+                              : "the key already exists");
+  }
   static bulwark::error unexpected(const char* what) {
     return {make_error_code(redis_errc::unexpected_reply), std::string(what) + ": unexpected reply"};
   }
