@@ -10,6 +10,7 @@
 #include <bulwark/detail/key_hash.hpp>
 
 #include <cstddef>
+#include <iterator>
 #include <list>
 #include <string>
 #include <string_view>
