@@ -37,11 +37,16 @@
 // swapped into this process's entry, so a rewrite of a key allocates and frees nothing. The write
 // views its key, value and request id (nothing is copied before the frame is encoded), makes a
 // request id that fits std::string's inline buffer, stamps on the coarse wall clock (the same
-// read as this process's entry's time), and hands back a receipt without the id. On the memory
-// models a durable write costs about 2.0 bare puts by instructions (more by time: it touches three
-// maps) and a cache hit about 1.5 bare gets; the current figures are the write_through rows of
-// the README's "Measured figures" (benchmarks/write_through.sh, write_through_instructions.sh),
-// and docs/last_known_good.md says where the time goes.
+// read as this process's entry's time), and hands back a receipt without the id. By time the
+// write is mostly cache misses (it touches three maps' entries where a bare put touches one):
+// this process's entries are a detail::keyed_list (a hash_index over a list, one dependent miss
+// less per lookup than std::unordered_map), the write asks for its entry's index cell before it
+// stamps and locks (hash_index::prefetch, as memory::cache's put does for its own), and the
+// buffer it swaps out of the entry (the next write's frame) is prefetched for writing. On the
+// memory models a durable write costs about 2.0 bare puts by instructions and ~2.5 by CPU time,
+// and a cache hit about 1.5 bare gets; the current figures are the write_through rows of the
+// README's "Measured figures" (benchmarks/write_through.sh, write_through_instructions.sh), and
+// docs/last_known_good.md says where the time goes.
 //
 // Read. The cache, fresh within soft_ttl -> the answer. Else the repository, one load per key at
 // a time (the others wait for it and share its result), through breaker and timeout; the loaded
@@ -72,7 +77,8 @@
 //
 // Last-known-good: this process keeps a bounded map of the entries it wrote and loaded from the
 // repository (not those it merely found in the cache, so a hit takes no lock), each with the
-// repository version it last saw. With options::snapshot set, start() loads the snapshot file
+// repository version it last saw; past options::last_known_good_entries the durable entry first
+// recorded is dropped (pending ones stay). With options::snapshot set, start() loads the snapshot file
 // before anything reaches the repository: pending entries go to the cache (the version rule keeps
 // newer ones) and the pending index; durable ones go to the map only, since a cache put would
 // make them look stored now and so fresh. A snapshot_writer then saves the map every period and
@@ -110,6 +116,7 @@
 #include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/assign_bytes.hpp>
 #include <bulwark/detail/key_hash.hpp>
+#include <bulwark/detail/keyed_list.hpp>
 #include <bulwark/detail/periodic.hpp>
 #include <bulwark/detail/request_id.hpp>
 #include <bulwark/event_bus.hpp>
@@ -136,7 +143,6 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace bulwark::flows {
@@ -278,6 +284,10 @@ public:
   task<write_receipt> write(std::string_view key, std::string_view value, deadline d,
                             std::string_view request_id = {}) {
     char made[max_request_id]; // a new request id's bytes, in this coroutine's frame
+    // This process's entry for the key is looked up under mutex_ after the stamp is issued: the
+    // start of that lookup is fetched meanwhile (usually a cache miss on a busy map).
+    const std::size_t hash = bulwark::detail::hash_key(key);
+    known_.prefetch(hash);
     if (request_id.empty() && !opts_.request_ids) {
       bulwark::detail::next_request_id(made); // 15 characters from this thread's source, ~15 instructions
       request_id = std::string_view(made, bulwark::detail::request_id_chars);
@@ -294,7 +304,7 @@ public:
       // One wall clock read for the stamp and this process's entry (unless options::wall is set).
       const auto wall = wall_now();
       const order_stamp stamp = opts_.wall ? hlc_.now() : hlc_.now(wall);
-      auto first = write_now(key, value, stamp, request_id, wall);
+      auto first = write_now(key, hash, value, stamp, request_id, wall);
       if (first && first.value() == first_attempt::durable) co_return write_receipt{write_state::durable, stamp};
       if (!first && !is_outage(first.error())) co_return first.error();
       co_return co_await write_rest(key, value, d, request_id, stamp, std::move(first));
@@ -393,7 +403,7 @@ public:
     std::lock_guard lock(mutex_);
     std::vector<snapshot_entry> out;
     out.reserve(known_.size());
-    for (const auto& [key, k] : known_) out.push_back(snapshot_entry{key, k.item});
+    for (const auto& e : known_) out.push_back(snapshot_entry{e.key, e.value.item});
     return out;
   }
 
@@ -410,14 +420,6 @@ private:
     cached item;                         // the frame's bytes, version = stamp, stored_at
     version_t repo_version = no_version; // the repository version last seen (0: none)
     bool pending = false;
-  };
-  // Finds by std::string_view as well (no key copy per lookup). Deliberately not noexcept: for
-  // such a hash libstdc++ keeps each node's hash code, so a lookup compares hash codes instead of
-  // rehashing every key it walks past in the bucket chain (~110 instructions a lookup). The hash
-  // itself is detail::hash_key (inline: ~15 instructions for a 16-byte key against ~60).
-  struct key_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view key) const { return bulwark::detail::hash_key(key); }
   };
   struct stored_outcome {
     version_t version = no_version;
@@ -613,41 +615,55 @@ private:
   // callback); in any other state write_rest() makes the attempt through guarded_now(), as for
   // every other call. The outcome is reported after mutex_ is released, since a state-change
   // callback may call this flow.
-  result<first_attempt> write_now(std::string_view key, std::string_view value, order_stamp stamp,
+  result<first_attempt> write_now(std::string_view key, std::size_t hash, std::string_view value, order_stamp stamp,
                                   std::string_view request_id, std::chrono::system_clock::time_point now) {
     static_assert(synchronous_repository<Repository> && synchronous_cache<Cache>);
     metrics::histogram* const latency = put_latency();
-    std::optional<circuit_breaker::permit> permit;
-    std::optional<result<version_t>> put;
-    bool cache_failed = false;
-    bulwark::clock::time_point started{};
-    {
-      std::lock_guard lock(mutex_);
-      auto it = known_.find(key);
-      if (it == known_.end() || it->second.repo_version == no_version) return first_attempt::no_version;
-      encode_into(frame_buffer_, write_state::durable, stamp, request_id, value);
-      permit = breaker_.try_acquire_closed();
-      if (!permit) return first_attempt::not_made;
-      if (latency) started = opts_.clock.now();
+    std::unique_lock lock(mutex_);
+    auto* found = known_.find(key, hash);
+    if (!found || found->value.repo_version == no_version) return first_attempt::no_version;
+    known& k = found->value;
+    encode_into(frame_buffer_, write_state::durable, stamp, request_id, value);
+    const auto admitted = breaker_.try_acquire_closed();
+    if (!admitted) return first_attempt::not_made;
+    const circuit_breaker::permit& permit = *admitted;
+    const auto started = latency ? opts_.clock.now() : bulwark::clock::time_point{};
+    result<version_t> put = [&] {
       try {
-        put.emplace(repo_put_now(key, frame_buffer_, it->second.repo_version));
+        return repo_put_now(key, frame_buffer_, k.repo_version);
       } catch (...) {
-        breaker_.record_exception(*permit);
+        breaker_.record_exception(permit);
         throw;
       }
-      if (*put) {
-        cache_failed = !cache_put_now(key, frame_buffer_, stamp);
-        // The entry takes the frame's buffer (and frame_buffer_ the entry's old one): no copy.
-        record_locked(it->second, false, frame_buffer_, stamp, false, put->value(), now, &frame_buffer_);
-      }
+    }();
+    bool cache_failed = false;
+    if (put) {
+      cache_failed = !cache_put_now(key, frame_buffer_, stamp);
+      // The entry takes the frame's buffer (and frame_buffer_ the entry's old one): no copy.
+      record_locked(k, false, frame_buffer_, stamp, false, put.assume_value(), now, &frame_buffer_);
+      prefetch_for_write(frame_buffer_);
     }
-    settle(*permit, *put, started, latency);
-    if (!*put) {
-      if (put->error() == errc::conflict) return first_attempt::conflicted;
-      return put->error();
+    lock.unlock();
+    settle(permit, put, started, latency);
+    if (!put) {
+      if (put.assume_error() == errc::conflict) return first_attempt::conflicted;
+      return put.assume_error();
     }
     if (cache_failed) count(stats_.cache_errors, cache_errors());
     return first_attempt::durable;
+  }
+
+  // Asks for the cache lines of `buffer`'s bytes, to be written: write_now() hands frame_buffer_
+  // the buffer a key's entry held (untouched since that key's last write, so usually out of the
+  // CPU's caches), and the next write encodes its frame there. Fetched now, while this write
+  // returns, the next one does not wait for them.
+  static void prefetch_for_write(const std::string& buffer) noexcept {
+#if defined(__GNUC__)
+    const char* p = buffer.data();
+    for (std::size_t at = 0; at < buffer.size(); at += 64) __builtin_prefetch(p + at, 1);
+#else
+    (void)buffer;
+#endif
   }
 
   // A synchronous repository's put of `bytes` (a frame): copied into the model's own buffer by a
@@ -907,9 +923,9 @@ private:
 
   known_slot find_known(std::string_view key) {
     std::lock_guard lock(mutex_);
-    auto it = known_.find(key);
-    if (it == known_.end()) return known_slot{std::nullopt, nullptr, erasures_};
-    auto& k = it->second;
+    auto* found = known_.find(key);
+    if (!found) return known_slot{std::nullopt, nullptr, erasures_};
+    auto& k = found->value;
     return known_slot{k.repo_version == no_version ? std::nullopt : std::optional<version_t>(k.repo_version), &k,
                       erasures_};
   }
@@ -932,12 +948,9 @@ private:
     known* entry = slot.entry && slot.erasures == erasures_ ? slot.entry : nullptr;
     bool added = false;
     if (!entry) {
-      auto it = known_.find(key);
-      if (it == known_.end()) {
-        it = known_.emplace(std::string(key), known{}).first;
-        added = true;
-      }
-      entry = &it->second;
+      auto [found, is_new] = known_.try_emplace(key);
+      entry = &found->value;
+      added = is_new;
     }
     record_locked(*entry, added, bytes, stamp, pending, repo_version, now);
     if (added && known_.size() > opts_.last_known_good_entries) evict_one_locked(key);
@@ -966,10 +979,10 @@ private:
     if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
   }
 
-  // Drops one durable entry other than `keep` (an arbitrary one: the map is a bounded copy).
+  // Drops the durable entry first recorded, other than `keep` (the map is a bounded copy).
   void evict_one_locked(std::string_view keep) {
     for (auto it = known_.begin(); it != known_.end(); ++it) {
-      if (!it->second.pending && it->first != keep) {
+      if (!it->value.pending && it->key != keep) {
         known_.erase(it);
         ++erasures_;
         return;
@@ -979,9 +992,9 @@ private:
 
   void forget_pending(const std::string& key, order_stamp stamp) {
     std::lock_guard lock(mutex_);
-    auto it = known_.find(key);
-    if (it == known_.end() || !it->second.pending || it->second.item.version != stamp.value) return;
-    it->second.pending = false;
+    auto* found = known_.find(key);
+    if (!found || !found->value.pending || found->value.item.version != stamp.value) return;
+    found->value.pending = false;
     --pending_;
     if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
   }
@@ -989,16 +1002,16 @@ private:
   // This process's entry for key; with `newer_than`, only if its stamp is greater.
   std::optional<held> known_entry(const std::string& key, std::optional<order_stamp> newer_than = {}) const {
     std::lock_guard lock(mutex_);
-    auto it = known_.find(key);
-    if (it == known_.end() || (newer_than && it->second.item.version <= newer_than->value)) return std::nullopt;
-    return held_from(std::string(it->second.item.value), age_of(it->second.item.stored_at));
+    const auto* found = known_.find(key);
+    if (!found || (newer_than && found->value.item.version <= newer_than->value)) return std::nullopt;
+    return held_from(std::string(found->value.item.value), age_of(found->value.item.stored_at));
   }
 
   std::optional<held> pending_newer_than(const std::string& key, order_stamp stamp) const {
     std::lock_guard lock(mutex_);
-    auto it = known_.find(key);
-    if (it == known_.end() || !it->second.pending || it->second.item.version <= stamp.value) return std::nullopt;
-    return held_from(std::string(it->second.item.value), age_of(it->second.item.stored_at));
+    const auto* found = known_.find(key);
+    if (!found || !found->value.pending || found->value.item.version <= stamp.value) return std::nullopt;
+    return held_from(std::string(found->value.item.value), age_of(found->value.item.stored_at));
   }
 
   // One background reconcile (options::reconcile_period): with nothing pending, or the breaker
@@ -1012,9 +1025,9 @@ private:
   std::vector<std::pair<std::string, frame>> pending_entries() const {
     std::lock_guard lock(mutex_);
     std::vector<std::pair<std::string, frame>> out;
-    for (const auto& [key, k] : known_) {
-      if (!k.pending) continue;
-      if (auto f = decode(k.item.value)) out.emplace_back(key, std::move(f).value());
+    for (const auto& e : known_) {
+      if (!e.value.pending) continue;
+      if (auto f = decode(e.value.item.value)) out.emplace_back(e.key, std::move(f).value());
     }
     return out;
   }
@@ -1031,11 +1044,12 @@ private:
     const bool pending = f.value().state == write_state::pending;
     if (pending) co_await cache_put(e.key, f.value());
     std::lock_guard lock(mutex_);
-    auto [it, added] = known_.try_emplace(e.key);
-    if (!added && it->second.item.version >= e.entry.version) co_return;
-    if (!added && it->second.pending) --pending_;
-    it->second.item = std::move(e.entry);
-    it->second.pending = pending;
+    auto [found, added] = known_.try_emplace(e.key);
+    known& k = found->value;
+    if (!added && k.item.version >= e.entry.version) co_return;
+    if (!added && k.pending) --pending_;
+    k.item = std::move(e.entry);
+    k.pending = pending;
     if (pending) ++pending_;
     if (gauges_) gauges_->pending_entries->set(static_cast<double>(pending_));
   }
@@ -1050,8 +1064,8 @@ private:
   std::optional<instruments> gauges_;
   atomic_stats stats_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, known, key_hash, std::equal_to<>> known_; // found by string_view too
-  std::uint64_t erasures_ = 0; // entries evict_one_locked() erased (see remember())
+  bulwark::detail::keyed_list<known> known_; // this process's entries, in the order first recorded
+  std::uint64_t erasures_ = 0;               // entries evict_one_locked() erased (see remember())
   std::size_t pending_ = 0;
   std::string frame_buffer_; // write_now()'s frame, reused (guarded by mutex_)
   std::unique_ptr<snapshot_writer> writer_;

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
 #include <random>
+#include <thread>
 
 namespace {
 
@@ -61,6 +63,35 @@ TEST(hash_index, equal_hashes_are_told_apart_by_the_key) {
     EXPECT_EQ(c->handle, k);
   }
   EXPECT_EQ(index.find(8, [](int) { return true; }), nullptr);
+}
+
+} // namespace
+
+namespace {
+
+// prefetch() may run without the owner's lock while the owner inserts and erases (memory::cache
+// calls it before taking its shard lock): under the tsan preset this test fails if it reads
+// anything the owner writes non-atomically; everywhere it fails if a stale table address faults.
+TEST(hash_index, prefetch_runs_beside_inserts_and_erases_without_the_lock) {
+  bulwark::detail::hash_index<int> index;
+  index.prefetch(12345); // an empty index: no table yet
+  std::atomic<bool> done{false};
+  std::thread prefetcher([&] {
+    std::size_t n = 0;
+    while (!done.load(std::memory_order_acquire)) index.prefetch(n++ * 0x9E3779B97F4A7C15ull);
+  });
+  for (int round = 0; round < 20; ++round) {
+    for (int k = 0; k < 2000; ++k) index.insert(static_cast<std::size_t>(k) * 0x9E3779B97F4A7C15ull, k);
+    for (int k = 0; k < 2000; ++k) {
+      const std::size_t hash = static_cast<std::size_t>(k) * 0x9E3779B97F4A7C15ull;
+      auto* c = index.find(hash, [&](int h) { return h == k; });
+      ASSERT_NE(c, nullptr);
+      index.erase(c);
+    }
+  }
+  done.store(true, std::memory_order_release);
+  prefetcher.join();
+  EXPECT_EQ(index.size(), 0u);
 }
 
 } // namespace
