@@ -128,6 +128,7 @@
 #include <bulwark/resilience/singleflight.hpp>
 #include <bulwark/resilience/timeout.hpp>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/this_coro.hpp>
 
 #include <algorithm>
@@ -237,31 +238,13 @@ public:
   /// ignored. Errors: only what the cache refuses for a pending entry is ignored too; never fails.
   task<void> start() {
     auto executor = co_await asio::this_coro::executor;
+    if (opts_.snapshot) co_await start_snapshot(executor);
+    // After the snapshot's pending entries are back, so that the first run sees them.
     if (opts_.reconcile_period > std::chrono::milliseconds::zero() && !reconciling_) {
       reconciling_ = std::make_unique<bulwark::detail::periodic>(executor, opts_.clock, opts_.reconcile_period,
                                                                  [this] { return reconcile_in_background(); });
+      reconciling_->start();
     }
-    if (!opts_.snapshot) {
-      if (reconciling_) reconciling_->start();
-      co_return ok();
-    }
-    auto loaded = last_known_good::load(opts_.snapshot->path);
-    if (!loaded) {
-      if (opts_.on_snapshot_error) opts_.on_snapshot_error(loaded.error());
-    } else {
-      for (auto& e : loaded.value()) co_await restore(std::move(e));
-    }
-    if (reconciling_) reconciling_->start(); // after the snapshot's pending entries are back
-    snapshot_writer::options w;
-    w.path = opts_.snapshot->path;
-    w.period = opts_.snapshot->period;
-    w.clock = opts_.clock;
-    w.metrics = opts_.metrics;
-    w.name = opts_.name;
-    w.on_failure = opts_.on_snapshot_error;
-    snapshot_writer::provider provide = [this] { return entries(); };
-    writer_ = std::make_unique<snapshot_writer>(std::move(executor), std::move(provide), std::move(w));
-    writer_->start();
     co_return ok();
   }
 
@@ -1012,6 +995,27 @@ private:
     const auto* found = known_.find(key);
     if (!found || !found->value.pending || found->value.item.version <= stamp.value) return std::nullopt;
     return held_from(std::string(found->value.item.value), age_of(found->value.item.stored_at));
+  }
+
+  // start()'s snapshot part: the file's entries back (a file that cannot be read is reported to
+  // options::on_snapshot_error and ignored), then a writer saving every period.
+  asio::awaitable<void> start_snapshot(asio::any_io_executor executor) {
+    auto loaded = last_known_good::load(opts_.snapshot->path);
+    if (!loaded) {
+      if (opts_.on_snapshot_error) opts_.on_snapshot_error(loaded.error());
+    } else {
+      for (auto& e : loaded.value()) co_await restore(std::move(e));
+    }
+    snapshot_writer::options w;
+    w.path = opts_.snapshot->path;
+    w.period = opts_.snapshot->period;
+    w.clock = opts_.clock;
+    w.metrics = opts_.metrics;
+    w.name = opts_.name;
+    w.on_failure = opts_.on_snapshot_error;
+    snapshot_writer::provider provide = [this] { return entries(); };
+    writer_ = std::make_unique<snapshot_writer>(std::move(executor), std::move(provide), std::move(w));
+    writer_->start();
   }
 
   // One background reconcile (options::reconcile_period): with nothing pending, or the breaker

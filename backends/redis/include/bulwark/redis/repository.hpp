@@ -145,10 +145,9 @@ public:
     // Owned: the script's argv is sent again after a suspension (EVAL after NOSCRIPT), and a
     // call abandoned at its deadline runs on after its caller's key is gone.
     const std::string key(key_view);
-    BOOST_OUTCOME_CO_TRY(check_key(key));
-    BOOST_OUTCOME_CO_TRY(bulwark::detail::check_value_size(value.size(), options_.max_value_bytes));
+    BOOST_OUTCOME_CO_TRY(check_put(key, value));
     const auto data = data_prefix_ + key;
-    const std::string_view mode = !expected ? "a" : *expected == no_version ? "n" : "v";
+    const std::string_view mode = put_mode(expected);
     const auto expected_text = expected ? std::to_string(*expected) : std::string();
     auto r = co_await detail::repository_put_script().run(
         client_, std::array<std::string_view, 3>{index_key_, seq_key_, data},
@@ -180,20 +179,15 @@ public:
     for (std::size_t first = 0; first < entries.size();) {
       sent.clear();
       // Owned for the call: the script's argv is sent again after NOSCRIPT.
-      std::vector<std::string> data, modes, expected;
+      std::vector<std::string> data, expected;
       for (; first < entries.size() && sent.size() < std::max<std::size_t>(1, options_.max_batch); ++first) {
         const auto& e = entries[first];
-        if (auto checked = check_key(e.key); !checked) {
-          out[first] = checked.error();
-          continue;
-        }
-        if (auto checked = bulwark::detail::check_value_size(e.value.size(), options_.max_value_bytes); !checked) {
+        if (auto checked = check_put(e.key, e.value); !checked) {
           out[first] = checked.error();
           continue;
         }
         sent.push_back(first);
         data.push_back(data_prefix_ + e.key);
-        modes.emplace_back(!e.expected ? "a" : *e.expected == no_version ? "n" : "v");
         expected.push_back(e.expected ? std::to_string(*e.expected) : std::string());
       }
       if (sent.empty()) continue;
@@ -203,7 +197,7 @@ public:
       for (std::size_t j = 0; j < sent.size(); ++j) {
         keys.push_back(data[j]);
         const auto& e = entries[sent[j]];
-        args.insert(args.end(), {e.key, e.value, modes[j], expected[j]});
+        args.insert(args.end(), {e.key, e.value, put_mode(e.expected), expected[j]});
       }
       auto r = co_await detail::repository_put_script().run(client_, keys, args);
       const bool well_formed = r && r.value().type == reply::kind::array && r.value().elements.size() == sent.size();
@@ -320,6 +314,15 @@ public:
 
 private:
   result<void> check_key(std::string_view key) const { return bulwark::detail::check_key(key, options_.max_key_bytes); }
+  // What put and put_batch refuse before sending anything.
+  result<void> check_put(std::string_view key, std::string_view value) const {
+    BOOST_OUTCOME_TRY(check_key(key));
+    return bulwark::detail::check_value_size(value.size(), options_.max_value_bytes);
+  }
+  // The put script's mode for `expected`: 'a' any, 'n' absent, 'v' that version.
+  static std::string_view put_mode(const std::optional<version_t>& expected) {
+    return !expected ? "a" : *expected == no_version ? "n" : "v";
+  }
   static bulwark::error conflict(const std::optional<version_t>& expected) {
     return bulwark::error(bulwark::errc::conflict,
                           expected && *expected != no_version
