@@ -15,6 +15,7 @@
 #include <bulwark/http/negotiation.hpp>
 #include <bulwark/memory/event_bus.hpp>
 #include <bulwark/memory/repository.hpp>
+#include <bulwark/testing/faults.hpp>
 #ifdef PREDICTIONS_REAL_BACKENDS
 #include <predictions/real_mode.hpp>
 
@@ -30,8 +31,11 @@
 #include <asio/write.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -203,6 +207,10 @@ TEST(PredictionsConfig, DefaultsFlagsEnvironmentAndErrors) {
   EXPECT_EQ(c.value().logs_prune_interval, 5s);
   EXPECT_FALSE(pr::parse_config({"--logs-prune-interval-s", "0"}, none));
   EXPECT_FALSE(pr::parse_config({"--logs-retention-s", "-1"}, none));
+  EXPECT_EQ(pr::parse_config({}, none).value().max_attempts, 1000u);
+  EXPECT_EQ(pr::consumer_group(pr::parse_config({"--max-attempts", "7"}, none).value()).retry.max_attempts, 7u);
+  EXPECT_FALSE(pr::parse_config({"--max-attempts", "0"}, none));
+  EXPECT_FALSE(pr::parse_config({"--max-attempts", "many"}, none));
   EXPECT_FALSE(pr::parse_config({"--linger-ms", "900001"}, none));
   EXPECT_TRUE(pr::parse_config({"--linger-ms", "900000"}, none));
   EXPECT_FALSE(pr::parse_config({"--port", "70000"}, none));
@@ -405,6 +413,75 @@ TEST(PredictionsConsumer, ABatchCountsEachIdOnceInMemoryMode) {
   bulwark::memory::repository logs;
   pr::memory_aggregates aggregates;
   a_batch_counts_each_id_once(home.executor(), logs, aggregates);
+}
+
+// The logs store away for longer than the bus's default retry policy (5 attempts, about 0.15 s)
+// would take to park a message: the consumer group the process joins (consumer_group, the
+// options `start()` subscribes with) keeps trying, so once the store is back every accepted
+// prediction is counted and none was parked on the dead-letter topic. A message that is not a
+// prediction is still parked at once.
+TEST(PredictionsConsumer, AStoreAwayLongerThanTheDefaultRetriesParksNoPrediction) {
+  pr::home_thread home;
+  const auto ex = home.executor();
+  bulwark::memory::event_bus bus(ex, memory_pipeline::bus_options());
+  bulwark::memory::repository stored;
+  bulwark::testing::faulty_repository<bulwark::memory::repository> logs(stored);
+  pr::memory_aggregates aggregates;
+  auto metrics = std::make_shared<bulwark::metrics::registry>();
+  pr::consumer<decltype(logs), pr::memory_aggregates> out(logs, aggregates, metrics);
+  pr::config c;
+  c.topic = "predictions-store-away";
+  auto group = pr::consumer_group(c);
+  ASSERT_GT(group.retry.max_attempts, bulwark::retry_policy{}.max_attempts);
+  group.retry.delays.max = 20ms; // the test's patience: the attempts, not their spacing, are the point
+
+  auto parked = std::make_shared<std::atomic<int>>(0);
+  bulwark::subscribe_options dlq;
+  dlq.topic = group.dead_letter_topic_name();
+  dlq.group = "test-dlq";
+  auto parking = [parked](const bulwark::envelope&) -> bulwark::task<void> {
+    parked->fetch_add(1);
+    co_return bulwark::ok();
+  };
+  auto dead = bulwark::app::block_on(ex, bus.subscribe(dlq, parking));
+  ASSERT_TRUE(dead) << dead.error();
+  logs.faults().fail(bulwark::testing::op::put, bulwark::errc::unavailable);
+  auto handler = [&out](std::span<const bulwark::envelope> batch) { return out.handle_batch(batch); };
+  auto sub = bulwark::app::block_on(ex, bus.subscribe_batch(group, handler));
+  ASSERT_TRUE(sub) << sub.error();
+
+  pr::id_source ids;
+  for (int i = 0; i < 5; ++i) {
+    pr::accepted a{ids.next(pr::unix_ms()), pr::unix_ms(), {"Qatar", "Ecuador", i, 0, 1}};
+    bulwark::message m;
+    m.key = a.id;
+    m.value = pr::to_json(a).dump();
+    ASSERT_TRUE(bulwark::app::block_on(ex, bus.publish(c.topic, m)));
+  }
+  // Under the default policy each message is refused at most 6 times (its 5 attempts and a
+  // batch's run) before it is parked; the five (on several partitions, tried side by side) are
+  // refused more than that here.
+  const auto refused_at_most_by_default = 5 * (bulwark::retry_policy{}.max_attempts + 1);
+  ASSERT_TRUE(
+      eventually([&] { return logs.faults().injected(bulwark::testing::op::put) > refused_at_most_by_default; }));
+  EXPECT_EQ(parked->load(), 0);
+  EXPECT_EQ(sample(*metrics, "predictions_consumed_total{outcome=\"counted\"}"), 0);
+  logs.faults().clear(bulwark::testing::op::put); // the store is back
+  ASSERT_TRUE(eventually([&] { return sample(*metrics, "predictions_consumed_total{outcome=\"counted\"}") == 5; }));
+  auto live = bulwark::app::block_on(ex, aggregates.snapshot());
+  ASSERT_TRUE(live) << live.error();
+  EXPECT_EQ(live.value()["total"], 5) << live.value().dump();
+  auto logged = bulwark::app::block_on(ex, pr::all_log_ids(stored));
+  ASSERT_TRUE(logged) << logged.error();
+  EXPECT_EQ(logged.value().size(), 5u);
+  EXPECT_EQ(parked->load(), 0);
+
+  bulwark::message junk;
+  junk.key = "junk";
+  junk.value = "not a prediction";
+  ASSERT_TRUE(bulwark::app::block_on(ex, bus.publish(c.topic, junk)));
+  EXPECT_TRUE(eventually([&] { return parked->load() == 1; }, 3s)); // not retried: parked at once
+  EXPECT_EQ(sample(*metrics, "predictions_consumed_total{outcome=\"counted\"}"), 5);
 }
 
 TEST(PredictionsRetention, OldLogsArePrunedInMemoryMode) {

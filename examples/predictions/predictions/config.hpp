@@ -35,6 +35,12 @@ struct config {
   /// 0: forever.
   std::chrono::seconds logs_retention{std::chrono::hours(24 * 7)};
   std::chrono::seconds logs_prune_interval{60};
+  /// How often the consumer tries a batch (then each of its messages) before the bus parks it on
+  /// the dead-letter topic. An accepted prediction must be counted, so a store that is away
+  /// (MariaDB or Redis restarting, a timeout under load) must not park it: the bound is long
+  /// (the bus's backoff, jittered up to 1 s, spreads 1000 attempts over several minutes). A
+  /// message that is not a prediction is parked at once whatever this says (not retried).
+  unsigned max_attempts = 1000;
   // real mode
   std::string kafka;                 ///< bootstrap servers
   std::string topic = "predictions"; ///< the inputs' topic (created with `partitions`, RF 3, min ISR 2)
@@ -80,6 +86,9 @@ inline constexpr std::string_view usage = R"(usage: predictions [options]
   --push-interval-ms N      how often open event streams are refreshed (default 200)
   --logs-retention-s N      logs older than N seconds are erased (default 604800, 7 days; 0: never)
   --logs-prune-interval-s N how often the consumers erase them (default 60)
+  --max-attempts N          how often the consumer tries a message whose store write fails before
+                            it goes to the dead-letter topic (default 1000: a store away for
+                            minutes parks nothing; a message that is not a prediction goes at once)
   --kafka BROKERS --topic T --group G --partitions N
   --linger-ms N             the producer's linger.ms (default 20): longer fills larger batches
   --kafka-properties name=value,...
@@ -156,6 +165,7 @@ inline bulwark::result<config> parse_config(const std::vector<std::string_view>&
   number("logs-prune-interval-s", prune_s, 1, 24 * 3600);
   c.logs_retention = std::chrono::seconds(retention_s);
   c.logs_prune_interval = std::chrono::seconds(prune_s);
+  number("max-attempts", c.max_attempts, 1, 1000000);
   text("kafka", c.kafka);
   text("topic", c.topic);
   text("group", c.group);

@@ -39,6 +39,16 @@ inline void log_line(const std::string& line) {
   std::cout << "predictions: " << line << std::endl;
 }
 
+/// How a consumer replica joins its group: the inputs' topic, retried `max_attempts` times
+/// before a message is parked on "<topic>.dlq".
+inline bulwark::subscribe_options consumer_group(const config& c) {
+  bulwark::subscribe_options o;
+  o.topic = c.topic;
+  o.group = c.group;
+  o.retry.max_attempts = c.max_attempts;
+  return o;
+}
+
 /// The models one process runs on (opened, living on `home`), whatever they are.
 template <class Bus, class Logs, class Aggregates> struct models {
   Bus& bus;
@@ -84,9 +94,7 @@ public:
   /// Joins the group (unless role api), then listens. Errors: the bus's subscribe, the listen.
   bulwark::result<void> start() {
     if (c_.role != role_kind::api) {
-      bulwark::subscribe_options group;
-      group.topic = c_.topic;
-      group.group = c_.group;
+      auto group = consumer_group(c_);
       auto handler = [this](std::span<const bulwark::envelope> batch) { return out_.handle_batch(batch); };
       auto subscribing = [](Bus& bus, bulwark::subscribe_options o,
                             bulwark::batch_handler h) -> bulwark::task<typename Bus::subscription> {
