@@ -32,6 +32,8 @@ struct real_options {
   std::string redis_host = "127.0.0.1";
   std::uint16_t redis_port = 6379;
   std::string prefix = "event-log.";
+  /// Partitions of `events` (keyed by id: the persister's and the materializer's replicas share
+  /// them). `commands` and `rejections` get one each (create_topics).
   int partitions = 4;
   std::chrono::milliseconds session_timeout{6000};
   /// pipeline_options::retention.
@@ -96,6 +98,28 @@ public:
     return std::unique_ptr<real_deployment>(new real_deployment(ex, s, std::move(r), std::move(bus), metrics));
   }
 
+  /// Creates the deployment's topics when missing, never leaving them to auto-creation (the
+  /// broker's num.partitions) or to whichever stage subscribes first: `events` with
+  /// real_options::partitions, `commands` and `rejections` with one partition each; replication
+  /// factor 3, min.insync.replicas 2. One each because more add only cost: every command has
+  /// one key (command_key), so `commands` fills one partition whatever it has, and rejections
+  /// are few; an idle partition still costs the brokers requests all the time (the consumers'
+  /// long-poll fetches to its leader, the metrics' and the admission's offset queries, its
+  /// replication). With four each, they were 16 of the admission's 34 requests per count
+  /// (README, "Benchmark"). An existing topic is left as it is. Errors: the cluster's.
+  bulwark::task<void> create_topics() {
+    const std::array<std::pair<std::string_view, int>, 3> topics{
+        {{topic::commands, 1}, {topic::events, partitions_}, {topic::rejections, 1}}};
+    for (const auto& [t, partitions] : topics) {
+      bulwark::kafka::topic_spec spec{pipeline_.topic_name(t), partitions, 3, {{"min.insync.replicas", "2"}}};
+      auto made = co_await bus_.admin().ensure_topic(std::move(spec));
+      if (!made)
+        co_return bulwark::error(made.error().code(),
+                                 pipeline_.topic_name(t) + ": " + std::string(made.error().detail()));
+    }
+    co_return bulwark::ok();
+  }
+
   pipeline_type& stages() { return pipeline_; }
   command_api_context& commands() { return commands_; }
   query_api_context& queries() { return queries_; }
@@ -108,7 +132,7 @@ public:
 private:
   real_deployment(asio::any_io_executor ex, const settings& s, real_options r, bus_type bus,
                   std::shared_ptr<bulwark::metrics::registry> metrics)
-      : ex_(ex), settings_(s), client_(ex, redis_options(r)), bus_(std::move(bus)),
+      : ex_(ex), settings_(s), partitions_(r.partitions), client_(ex, redis_options(r)), bus_(std::move(bus)),
         state_(client_, {r.prefix + "state:"}), events_(client_, {r.prefix + "events:"}),
         snapshots_(client_, {r.prefix + "snapshots:"}), admission_({.max_in_flight = r.max_in_flight,
                                                                     .max_lag = r.max_lag,
@@ -205,6 +229,7 @@ private:
 
   asio::any_io_executor ex_;
   const settings& settings_;
+  int partitions_; // of `events` (real_options::partitions)
   bulwark::redis::client client_;
   bus_type bus_;
   repository_type state_, events_, snapshots_;
