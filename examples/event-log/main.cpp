@@ -11,7 +11,7 @@
 // ($BULWARK_REDIS_HOST/PORT), --prefix event-log. (topics, groups, Redis keys), --threads N,
 // --retention SECONDS (a command's decision and status, default 86400; 0: for ever),
 // --max-batch N (messages a stage takes at once: memory 256, real 1024), --max-in-flight N (the
-// command API's admission bound, in messages the stages have not handled: memory 1024, real 3072;
+// command API's admission bound, in messages the stages have not handled: memory 1024, real 2048;
 // 0: none), --max-lag-ms N (real mode: also at most the commands the validator decides in N ms;
 // default 0, the count alone), --min-in-flight N (the floor of that bound, default 1024),
 // --admit-timeout-ms N (how long a request is held before its 503, default 5000),

@@ -54,10 +54,11 @@ struct real_options {
   /// (pipeline::behind_on_the_way of Kafka's high watermarks minus the groups' committed
   /// offsets, counted at most every `admit_refresh`), and answers 503 after `admit_timeout`
   /// (0: no bound). Each command is one or two such messages (a command, then an event), and
-  /// the groups' commits lag their progress by up to `commit_interval`. 3072: measured against
-  /// 2048 and 2560 at load 9-12 it gave 3,324-3,933 commands/s in five runs (2048: 2,965-3,452,
-  /// 2560: 2,876-3,308), the p99 lag <= 1 s in all (README, "Benchmark").
-  std::size_t max_in_flight = 3072;
+  /// the groups' commits lag their progress by up to `commit_interval`. 2048 (it was 3072): on
+  /// warm brokers, interleaved at load 10-19, 2048 kept the p99 lag <= 1 s in 7 runs of 7
+  /// (2,199-4,444 commands/s), 3072 in 4 of 6 (1,893-5,367/s); at load 11-12 3072 gave more
+  /// (4,921-5,367/s against 4,287-4,444/s), both under 1 s (README, "Admission").
+  std::size_t max_in_flight = 2048;
   /// A bound in time as well (admission_options::max_lag; `--max-lag-ms`), off by default:
   /// measured, it halved the throughput (README, "Admission"): the time a message stays in the
   /// count (commit intervals, the count's own age) is most of max_lag on a busy machine, so the
