@@ -22,9 +22,13 @@
 # Per mode it prints the request latency (loadgen's p50, p99), the consumer lag each real stage
 # had when the load ended (bulwark_bus_consumer_lag_messages: which stage is behind), and the
 # CPU time each process spent per command over the load and the catch-up (the command API, the
-# validator, the persister, the materializer, redis-server, and the brokers when the script
-# started them): the machine is shared, and the load moves the throughput far more than the CPU
-# per command.
+# validator, the persister, the materializer, redis-server, and the brokers: those the script
+# started, or with KAFKA=shared the JVMs listening on the bootstrap ports, with their CPU in
+# the 3 s before the load, since other clients' work counts in it): the machine is shared, and
+# the load moves the throughput far more than the CPU per command. Freshly started brokers
+# spend more CPU compiling than serving for minutes (examples/event-log/README.md,
+# "Benchmark"): measure after a throwaway run. With KAFKA=shared the run's topics are deleted
+# at the end.
 # The last lines are (goals: 20,000 commands/s in memory mode, 3,000/s in real mode, p99 lag < 1 s)
 #   ratio_memory: <commands/s / 20000>
 #   ratio_real: <commands/s / 3000>
