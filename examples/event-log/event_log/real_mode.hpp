@@ -106,8 +106,8 @@ public:
   /// one key (command_key), so `commands` fills one partition whatever it has, and rejections
   /// are few; an idle partition still costs the brokers requests all the time (the consumers'
   /// long-poll fetches to its leader, the metrics' and the admission's offset queries, its
-  /// replication). With four each, they were 16 of the admission's 34 requests per count
-  /// (README, "Benchmark"). An existing topic is left as it is. Errors: the cluster's.
+  /// replication). With four each, the admission made 34 requests per count, now 18 (README,
+  /// "Storage"). An existing topic is left as it is. Errors: the cluster's.
   bulwark::task<void> create_topics() {
     const std::array<std::pair<std::string_view, int>, 3> topics{
         {{topic::commands, 1}, {topic::events, partitions_}, {topic::rejections, 1}}};
