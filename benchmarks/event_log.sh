@@ -22,9 +22,13 @@
 # Per mode it prints the request latency (loadgen's p50, p99), the consumer lag each real stage
 # had when the load ended (bulwark_bus_consumer_lag_messages: which stage is behind), and the
 # CPU time each process spent per command over the load and the catch-up (the command API, the
-# validator, the persister, the materializer, redis-server, and the brokers when the script
-# started them): the machine is shared, and the load moves the throughput far more than the CPU
-# per command.
+# validator, the persister, the materializer, redis-server, and the brokers: those the script
+# started, or with KAFKA=shared the JVMs listening on the bootstrap ports, with their CPU in
+# the 3 s before the load, since other clients' work counts in it): the machine is shared, and
+# the load moves the throughput far more than the CPU per command. Freshly started brokers
+# spend more CPU compiling than serving for minutes (examples/event-log/README.md,
+# "Benchmark"): measure after a throwaway run. With KAFKA=shared the run's topics are deleted
+# at the end.
 # The last lines are (goals: 20,000 commands/s in memory mode, 3,000/s in real mode, p99 lag < 1 s)
 #   ratio_memory: <commands/s / 20000>
 #   ratio_real: <commands/s / 3000>
@@ -80,6 +84,13 @@ stop_stages() {
 }
 cleanup() {
   stop_stages
+  # A shared cluster: this run's topics go too (a cluster with thousands of partitions slows
+  # every client), once no stage of it runs.
+  if [ -n "${topic_prefix:-}" ] && [ "$own_kafka" = 0 ]; then
+    cc -O2 -o "$work/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka) &&
+      "$work/raw_window" "$bootstrap" --delete "${topic_prefix}"{commands,events,rejections}{,.dlq} \
+        2> >(grep -v '^%' >&2) || true
+  fi
   stop_private_redis
   [ -z "${LOGS:-}" ] || { mkdir -p "$LOGS" && cp "$work"/*.log "$LOGS"/; }
   if [ "$own_kafka" = 1 ]; then scripts/servers/kafka.sh down >/dev/null 2>&1 || true; rm -rf "$BULWARK_SERVERS_DIR"; fi
@@ -123,6 +134,17 @@ run() {
   shift 3
   local procs=("$@") p t0=() t1=() load_before start end accepted applied
   load_before=$(load)
+  # The brokers' CPU for 3 s before the load (other clients, the cluster's own work): what of
+  # their CPU per command is not this run's.
+  local idle=""
+  for p in "${procs[@]}"; do
+    [ "${p%%=*}" = brokers ] || continue
+    # shellcheck disable=SC2086
+    idle=$(cpu_ticks ${p#*=})
+    sleep 3
+    # shellcheck disable=SC2086
+    idle=$(awk -v t="$(($(cpu_ticks ${p#*=}) - idle))" -v hz="$ticks_per_s" 'BEGIN { printf "%.2f", t / hz / 3 }')
+  done
   # shellcheck disable=SC2086
   for p in "${procs[@]}"; do t0+=("$(cpu_ticks ${p#*=})"); done
   start=$(date +%s.%N)
@@ -153,6 +175,7 @@ run() {
   echo "        request latency $latency (loadgen -c$connections); $(grep -E '^loadgen:|errors' "$work/$mode.loadgen" | tr -s ' ' | tr '\n' ' ')"
   [ -z "$behind" ] || echo "        consumer lag when the load ended (messages): $behind"
   echo "        CPU per command: $cpu; load average before $load_before, after $(load)"
+  [ -z "$idle" ] || echo "        brokers before the load: $idle CPU seconds per second"
   # Real mode: the Redis calls each command cost (the private redis-server served only this run).
   [ "$mode" != real ] || redis-cli -p "$redis_port" info commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$accepted" '
     /^cmdstat_/ { sub(/^cmdstat_/, "", $1); calls += $3; usec += $5; line = line sprintf("%s%s %.2f", (line == "" ? "" : ", "), $1, $3 / n) }
@@ -193,6 +216,10 @@ private_redis "$work"
 brokers=()
 if [ "$kafka_mode" = shared ] && [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ]; then
   bootstrap=$BULWARK_KAFKA_BOOTSTRAP
+  # The shared brokers' CPU too (the JVMs listening on the bootstrap ports, when ss shows them):
+  # other clients of the cluster count in it, so compare such figures only run against run.
+  shared_pids=$(for hp in ${bootstrap//,/ }; do ss -ltnpH "sport = :${hp##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | head -1; done | tr '\n' ' ')
+  [ -z "${shared_pids// /}" ] || brokers=("brokers=${shared_pids% }")
 else
   export BULWARK_SERVERS_DIR=$root/.servers/bench-event-log
   own_kafka=1
@@ -200,7 +227,8 @@ else
   bootstrap=$(sed -n 's/^export BULWARK_KAFKA_BOOTSTRAP=//p' "$BULWARK_SERVERS_DIR/env" | tr -d '\\' | tail -1)
   brokers=("brokers=$(cat "$BULWARK_SERVERS_DIR"/kafka/node*/pid | tr '\n' ' ')")
 fi
-common=(--mode real --kafka "$bootstrap" --redis "127.0.0.1:$redis_port" --prefix "bench-$$-$(date +%s)." "${real_args[@]}")
+topic_prefix="bench-$$-$(date +%s)."
+common=(--mode real --kafka "$bootstrap" --redis "127.0.0.1:$redis_port" --prefix "$topic_prefix" "${real_args[@]}")
 command_port=$(free_port) validator_port=$(free_port) persister_port=$(free_port) materializer_port=$(free_port)
 start command-api command-api --command-port "$command_port" "${common[@]}"
 start validator validator --metrics-port "$validator_port" "${common[@]}"

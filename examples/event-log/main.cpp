@@ -11,11 +11,11 @@
 // ($BULWARK_REDIS_HOST/PORT), --prefix event-log. (topics, groups, Redis keys), --threads N,
 // --retention SECONDS (a command's decision and status, default 86400; 0: for ever),
 // --max-batch N (messages a stage takes at once: memory 256, real 1024), --max-in-flight N (the
-// command API's admission bound, in messages the stages have not handled: memory 1024, real 3072;
+// command API's admission bound, in messages the stages have not handled: memory 1024, real 2048;
 // 0: none), --max-lag-ms N (real mode: also at most the commands the validator decides in N ms;
 // default 0, the count alone), --min-in-flight N (the floor of that bound, default 1024),
-// --admit-timeout-ms N (how long a request is held before its 503,
-// default 5000),
+// --admit-timeout-ms N (how long a request is held before its 503, default 5000),
+// --admit-refresh-ms N (real mode: how often the admission counts the backlog, default 100),
 // --linger-ms N (real mode's producer linger, default 20), --kafka-properties name=value,...
 // (librdkafka settings, after the example's own).
 
@@ -64,6 +64,7 @@ struct options {
 #ifdef EVENT_LOG_REAL_BACKENDS
   std::chrono::milliseconds max_lag = el::real_options{}.max_lag;
   std::size_t min_in_flight = el::real_options{}.min_in_flight;
+  std::chrono::milliseconds admit_refresh = el::real_options{}.admit_refresh;
 #endif
 #ifdef EVENT_LOG_REAL_BACKENDS
   std::chrono::milliseconds linger = el::real_options{}.linger;
@@ -79,7 +80,7 @@ int usage(const std::string& why) {
             << "\nusage: event-log [all|command-api|validator|persister|materializer|query-api|rebuild|verify]"
                " [--mode memory|real] [--settings FILE] [--address A] [--command-port N] [--query-port N]"
                " [--metrics-port N] [--threads N] [--retention SECONDS] [--max-batch N] [--max-in-flight N]"
-               " [--admit-timeout-ms N] [--max-lag-ms N] [--min-in-flight N]"
+               " [--admit-timeout-ms N] [--max-lag-ms N] [--min-in-flight N] [--admit-refresh-ms N]"
                " [--kafka LIST] [--redis HOST:PORT] [--prefix P] [--linger-ms N] [--kafka-properties name=value,...]\n";
   return 2;
 }
@@ -165,6 +166,7 @@ int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals
   r.max_lag = o.max_lag;
   r.min_in_flight = o.min_in_flight;
   r.admit_timeout = o.admit_timeout;
+  r.admit_refresh = o.admit_refresh;
   r.kafka_properties = o.kafka_properties;
   r.kafka_bootstrap = !o.kafka.empty()                         ? o.kafka
                       : std::getenv("BULWARK_KAFKA_BOOTSTRAP") ? std::getenv("BULWARK_KAFKA_BOOTSTRAP")
@@ -213,7 +215,7 @@ int run_real(const options& o, const el::settings& s, bulwark::app::stop_signals
     if (!started) std::cerr << "event-log: " << what << ": " << started.error().message() << "\n";
     return bool(started);
   };
-  bool ok = true;
+  bool ok = o.stage == "query-api" || start([&] { return d.create_topics(); }, "Kafka topics");
   if (all || o.stage == "validator") ok = ok && start([&] { return d.stages().start_validator(); }, "validator");
   if (all || o.stage == "persister") ok = ok && start([&] { return d.stages().start_persister(); }, "persister");
   if (all || o.stage == "materializer")
@@ -318,6 +320,10 @@ int main(int argc, char** argv) {
       o.max_lag = std::chrono::milliseconds(ms);
     } else if (a == "--min-in-flight") {
       good = count(o.min_in_flight, 100000000);
+    } else if (a == "--admit-refresh-ms") {
+      std::size_t ms = 0;
+      good = count(ms, 60000) && ms > 0;
+      o.admit_refresh = std::chrono::milliseconds(ms);
     } else if (a == "--linger-ms") {
       auto v = value();
       if (!v) return usage("bad value for " + a);

@@ -32,6 +32,8 @@ struct real_options {
   std::string redis_host = "127.0.0.1";
   std::uint16_t redis_port = 6379;
   std::string prefix = "event-log.";
+  /// Partitions of `events` (keyed by id: the persister's and the materializer's replicas share
+  /// them). `commands` and `rejections` get one each (create_topics).
   int partitions = 4;
   std::chrono::milliseconds session_timeout{6000};
   /// pipeline_options::retention.
@@ -52,10 +54,11 @@ struct real_options {
   /// (pipeline::behind_on_the_way of Kafka's high watermarks minus the groups' committed
   /// offsets, counted at most every `admit_refresh`), and answers 503 after `admit_timeout`
   /// (0: no bound). Each command is one or two such messages (a command, then an event), and
-  /// the groups' commits lag their progress by up to `commit_interval`. 3072: measured against
-  /// 2048 and 2560 at load 9-12 it gave 3,324-3,933 commands/s in five runs (2048: 2,965-3,452,
-  /// 2560: 2,876-3,308), the p99 lag <= 1 s in all (README, "Benchmark").
-  std::size_t max_in_flight = 3072;
+  /// the groups' commits lag their progress by up to `commit_interval`. 2048 (it was 3072): on
+  /// warm brokers, interleaved at load 10-19, 2048 kept the p99 lag <= 1 s in 7 runs of 7
+  /// (2,199-4,444 commands/s), 3072 in 4 of 6 (1,893-5,367/s); at load 11-12 3072 gave more
+  /// (4,921-5,367/s against 4,287-4,444/s), both under 1 s (README, "Admission").
+  std::size_t max_in_flight = 2048;
   /// A bound in time as well (admission_options::max_lag; `--max-lag-ms`), off by default:
   /// measured, it halved the throughput (README, "Admission"): the time a message stays in the
   /// count (commit intervals, the count's own age) is most of max_lag on a busy machine, so the
@@ -96,6 +99,28 @@ public:
     return std::unique_ptr<real_deployment>(new real_deployment(ex, s, std::move(r), std::move(bus), metrics));
   }
 
+  /// Creates the deployment's topics when missing, never leaving them to auto-creation (the
+  /// broker's num.partitions) or to whichever stage subscribes first: `events` with
+  /// real_options::partitions, `commands` and `rejections` with one partition each; replication
+  /// factor 3, min.insync.replicas 2. One each because more add only cost: every command has
+  /// one key (command_key), so `commands` fills one partition whatever it has, and rejections
+  /// are few; an idle partition still costs the brokers requests all the time (the consumers'
+  /// long-poll fetches to its leader, the metrics' and the admission's offset queries, its
+  /// replication). With four each, the admission made 34 requests per count, now 18 (README,
+  /// "Storage"). An existing topic is left as it is. Errors: the cluster's.
+  bulwark::task<void> create_topics() {
+    const std::array<std::pair<std::string_view, int>, 3> topics{
+        {{topic::commands, 1}, {topic::events, partitions_}, {topic::rejections, 1}}};
+    for (const auto& [t, partitions] : topics) {
+      bulwark::kafka::topic_spec spec{pipeline_.topic_name(t), partitions, 3, {{"min.insync.replicas", "2"}}};
+      auto made = co_await bus_.admin().ensure_topic(std::move(spec));
+      if (!made)
+        co_return bulwark::error(made.error().code(),
+                                 pipeline_.topic_name(t) + ": " + std::string(made.error().detail()));
+    }
+    co_return bulwark::ok();
+  }
+
   pipeline_type& stages() { return pipeline_; }
   command_api_context& commands() { return commands_; }
   query_api_context& queries() { return queries_; }
@@ -108,7 +133,7 @@ public:
 private:
   real_deployment(asio::any_io_executor ex, const settings& s, real_options r, bus_type bus,
                   std::shared_ptr<bulwark::metrics::registry> metrics)
-      : ex_(ex), settings_(s), client_(ex, redis_options(r)), bus_(std::move(bus)),
+      : ex_(ex), settings_(s), partitions_(r.partitions), client_(ex, redis_options(r)), bus_(std::move(bus)),
         state_(client_, {r.prefix + "state:"}), events_(client_, {r.prefix + "events:"}),
         snapshots_(client_, {r.prefix + "snapshots:"}), admission_({.max_in_flight = r.max_in_flight,
                                                                     .max_lag = r.max_lag,
@@ -205,6 +230,7 @@ private:
 
   asio::any_io_executor ex_;
   const settings& settings_;
+  int partitions_; // of `events` (real_options::partitions)
   bulwark::redis::client client_;
   bus_type bus_;
   repository_type state_, events_, snapshots_;
