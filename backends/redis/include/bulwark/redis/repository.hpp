@@ -51,7 +51,9 @@ namespace detail {
 // for an erase 1 when the key existed, else 0. Each on its own: in order (a key twice: the
 // second sees the first). All or nothing: every condition is checked before anything is
 // written (the caller sends no key twice); one that fails: nothing written, -1 for it and 0 for
-// the others. Only the modes that compare read the version first ('a' writes without a read).
+// the others. Only the modes that compare read the version first ('a' writes without a read),
+// and only a new key is added to the index (HSET made its fields: a key's hash and its index
+// entry are made and removed together, so a key that has its hash is indexed).
 inline const script& repository_put_script() {
   static const script s(R"lua(
 local all = ARGV[1] == '1'
@@ -78,8 +80,9 @@ for i = 3, #KEYS do
     out[i - 2] = -1
   else
     local v = redis.call('INCR', KEYS[2])
-    redis.call('HSET', KEYS[i], 'v', string.format('%d', v), 'd', ARGV[a + 2])
-    redis.call('ZADD', KEYS[1], 0, ARGV[a + 1])
+    if redis.call('HSET', KEYS[i], 'v', string.format('%d', v), 'd', ARGV[a + 2]) > 0 then
+      redis.call('ZADD', KEYS[1], 0, ARGV[a + 1])
+    end
     out[i - 2] = v
   end
 end
