@@ -2,10 +2,12 @@
 // atomic_batch_repository the live entry is written with the create and the index writes go with
 // the final write, all or nothing (saga/orchestrator.hpp). What a sweep relies on must hold after
 // every saga: a final record has its ended entry and no live entry; a duplicate start writes
-// nothing.
+// nothing. And the participant's record with its expiry-index entry (saga/participant.hpp).
+#include <bulwark/memory/event_bus.hpp>
 #include <bulwark/redis.hpp>
 #include <bulwark/saga/definition.hpp>
 #include <bulwark/saga/orchestrator.hpp>
+#include <bulwark/saga/participant.hpp>
 
 #include "fixture.hpp"
 #include "support/run.hpp"
@@ -103,5 +105,45 @@ TEST_F(redis_saga_log, a_final_record_has_its_ended_entry_and_no_live_entry_and_
   EXPECT_EQ(again.value().state, saga::saga_state::completed);
   EXPECT_TRUE(keys(repo, "~live/").empty()) << "a start that conflicts writes no live entry";
   run(o.stop());
+  run(c.stop());
+}
+
+// A new command's record and its expiry-index entry are written together (one put_all); a
+// duplicate is answered from the record and writes nothing more.
+TEST_F(redis_saga_log, a_participant_writes_its_record_with_its_expiry_index_entry) {
+  redis::client c(ctx_.get_executor(), redis::test::main_server());
+  redis::repository store(c, {.key_prefix = redis::test::fresh_prefix("participant")});
+  bulwark::memory::event_bus bus(ctx_.get_executor(), {.partitions = 1});
+  saga::participant_options o;
+  o.topic = "stock.commands";
+  o.group = "stock";
+  o.key_prefix = "p/";
+  saga::participant<bulwark::memory::event_bus, redis::repository> p(bus, store, o);
+  int runs = 0;
+  p.add_step("reserve", {.action = [&runs](const saga::step_command&) -> bulwark::task<saga::step_result> {
+               ++runs;
+               co_return saga::step_result::succeeded("reserved");
+             }});
+  ASSERT_TRUE(run(p.start()).has_value());
+  const saga::command cmd{"s1", "reserve", saga::op::action, "replies", "1"};
+  auto handled = [&](std::uint64_t commands, std::uint64_t duplicates) {
+    for (int i = 0; i < 1000 && (p.stats().handled < commands || p.stats().duplicates < duplicates); ++i)
+      ctx_.run_one_for(10ms);
+    return p.stats().handled == commands && p.stats().duplicates == duplicates;
+  };
+  ASSERT_TRUE(run(bus.publish("stock.commands", cmd.to_message())).has_value());
+  ASSERT_TRUE(handled(1, 0));
+  EXPECT_EQ(keys(store, "p/r/"), (std::vector<std::string>{"p/r/s1/reserve"}));
+  const auto index = keys(store, "p/x/");
+  ASSERT_EQ(index.size(), 1u);
+  EXPECT_TRUE(index[0].ends_with("/s1/reserve")) << index[0];
+  ASSERT_TRUE(run(bus.publish("stock.commands", cmd.to_message())).has_value());
+  ASSERT_TRUE(handled(1, 1));
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(keys(store, "p/x/").size(), 1u);
+  auto recorded = run(p.recorded_reply("s1", "reserve", saga::op::action));
+  ASSERT_TRUE(recorded.has_value() && recorded.value().has_value());
+  EXPECT_EQ(recorded.value()->payload, "reserved");
+  run(p.stop());
   run(c.stop());
 }
