@@ -53,10 +53,11 @@
 // after the final write (after the outcome's waiters were woken), and at the purge a read and
 // two erases. On an atomic_batch_repository (repository.hpp; redis::repository) the live entry
 // goes with the create and the index writes with the final write, each in one all-or-nothing
-// put_all: no round trip more than the log's own writes. The sweep's cost: the live entries, plus the outcomes due for
-// purging, plus one entry read. A log written before these indexes existed: reindex() once (a full scan). An id is
-// refused (errc::invalid_argument, before anything is written) when its live key
-// ("~live/" P <id>, 6 bytes longer than its log key) is over the repository's key limit.
+// put_all: no round trip more than the log's own writes. The sweep's cost: the live entries,
+// plus the outcomes due for purging, plus one entry read. A log written before these indexes
+// existed: reindex() once (a full scan). An id is refused (errc::invalid_argument, before
+// anything is written) when its live key ("~live/" P <id>, 6 bytes longer than its log key) is
+// over the repository's key limit.
 //
 // Deadlines: one saga deadline (the definition's saga_timeout from its start) and one per step
 // attempt (min(attempt start + step timeout, saga deadline)), passed down as time points. A
@@ -805,11 +806,7 @@ private:
     // both again.
     awaitable<void> index_final(const std::string& id, wall_time ended) {
       if constexpr (atomic_batch_repository<Repository>) {
-        std::vector<batch_put> puts; // built apart: GCC 12 miscompiles a braced list inside co_await
-        puts.push_back({ended_key(ended, id), id, std::nullopt});
-        std::vector<std::string> erases;
-        erases.push_back(live_key(id));
-        (void)co_await repo.put_all(std::move(puts), std::move(erases));
+        (void)co_await put_with_final_indexes(std::vector<batch_put>(), id, ended);
       } else {
         auto put = co_await write(ended_key(ended, id), id, std::nullopt);
         if (put) (void)co_await remove(live_key(id));
@@ -827,12 +824,20 @@ private:
                                              version_t v) {
       std::vector<batch_put> puts; // built apart: GCC 12 miscompiles a braced list inside co_await
       puts.push_back({k, log_codec::encode(r), v});
-      puts.push_back({ended_key(r.updated, id), id, std::nullopt});
-      std::vector<std::string> erases;
-      erases.push_back(live_key(id));
-      auto put = co_await repo.put_all(std::move(puts), std::move(erases));
+      auto put = co_await put_with_final_indexes(std::move(puts), id, r.updated);
       if (!put) co_return put.error();
       co_return put.value()[0];
+    }
+
+    // `puts`, then the ended entry of saga `id` (final at `ended`) and its live entry's erase, in
+    // one all-or-nothing put_all (atomic_batch_repository): the versions of `puts`, then the
+    // ended entry's.
+    task<std::vector<version_t>> put_with_final_indexes(std::vector<batch_put> puts, const std::string& id,
+                                                        wall_time ended) {
+      puts.push_back({ended_key(ended, id), id, std::nullopt});
+      std::vector<std::string> erases;
+      erases.push_back(live_key(id));
+      co_return co_await repo.put_all(std::move(puts), std::move(erases));
     }
 
     // index_final() for a repository whose calls never wait, without a coroutine.
