@@ -105,6 +105,24 @@
 // A key written again after a purge may start its versions over (mysql::repository) or above
 // the highest purged (memory::repository): purge only what is never written again. Models:
 // memory::repository, mysql::repository.
+//
+// Optional refinement, atomic_batch_repository: a model that writes several keys all or nothing
+// in one call (where a put each would be a round trip each), for a caller whose keys go
+// together (a record and its index entries):
+//
+// | expression                    | type                        | semantics
+// |-------------------------------|-----------------------------|----------------------------------
+// | r.put_all(puts, erases)       | task<std::vector<version_t>>| puts: std::vector<batch_put>,
+// |                               |                             | erases: std::vector<std::string>.
+// |                               |                             | Every put's expected version holds
+// |                               |                             | and every put and erase is done,
+// |                               |                             | or none: errc::conflict (the detail
+// |                               |                             | names the key). The puts' new
+// |                               |                             | versions, in order. A key given
+// |                               |                             | twice: errc::invalid_argument.
+//
+// Errors also as put's (an error other than conflict leaves the outcome unknown, all or
+// nothing still). Models: redis::repository (one script call; tests/redis/client.cpp).
 
 #include <bulwark/result.hpp>
 #include <bulwark/versioned.hpp>
@@ -154,6 +172,20 @@ template <class R>
 concept copying_repository = synchronous_repository<R> &&
     requires(R& r, std::string_view key, std::string_view value, std::optional<version_t> expected) {
   { r.put_copy_now(key, value, expected) } -> std::same_as<result<version_t>>;
+};
+
+/// One put of a batch: the arguments of put().
+struct batch_put {
+  std::string key;
+  std::string value;
+  std::optional<version_t> expected;
+};
+
+/// A repository that writes several keys all or nothing in one call (see above).
+template <class R>
+concept atomic_batch_repository = repository<R> &&
+    requires(R& r, std::vector<batch_put> puts, std::vector<std::string> erases) {
+  { r.put_all(std::move(puts), std::move(erases)) } -> std::same_as<task<std::vector<version_t>>>;
 };
 
 /// A repository that removes key ranges for good (see above).

@@ -356,6 +356,77 @@ TEST_F(redis_client, repository_put_batch_and_get_batch_answer_per_entry) {
   run(c.stop());
 }
 
+// put_all: every put and erase or none. A conflict on any entry writes nothing (the other
+// puts, the erases and the version counter stay as they were) and names the key; a refused key,
+// a key twice or more than max_batch keys sends nothing; erase() and put() answer as before.
+TEST_F(redis_client, repository_put_all_writes_every_key_or_none) {
+  redis::client c(ctx_.get_executor(), main_server());
+  redis::repository repo(c, {.key_prefix = prefix_, .max_key_bytes = 8, .max_value_bytes = 8, .max_batch = 4});
+  using entry = redis::repository::put_entry;
+  const auto old = run(repo.put("old", "o1", std::nullopt));
+  const auto gone = run(repo.put("gone", "g1", std::nullopt));
+  ASSERT_TRUE(old && gone);
+  auto both = run(repo.put_all({entry{"rec", "r1", bulwark::no_version}, entry{"idx", "", std::nullopt}}, {"gone"}));
+  ASSERT_TRUE(both.has_value()) << both.error();
+  ASSERT_EQ(both.value().size(), 2u);
+  EXPECT_GT(both.value()[1], both.value()[0]);
+  EXPECT_GT(both.value()[0], gone.value());
+  EXPECT_EQ(run(repo.get("rec")).value()->value, "r1");
+  EXPECT_EQ(run(repo.get("rec")).value()->version, both.value()[0]);
+  EXPECT_FALSE(run(repo.get("gone")).value().has_value());
+  auto listed = run(repo.scan("", "", 10));
+  ASSERT_TRUE(listed.has_value());
+  std::vector<std::string> keys;
+  for (const auto& e : listed.value().entries) keys.push_back(e.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"idx", "old", "rec"})) << "the erased key leaves the index";
+
+  // Every condition holds: three puts in one call.
+  auto three = run(repo.put_all(
+      {entry{"new", "n1", std::nullopt}, entry{"rec", "r2", both.value()[0]}, entry{"old", "o2", old.value()}}));
+  ASSERT_TRUE(three.has_value()) << three.error();
+  EXPECT_EQ(run(repo.get("rec")).value()->version, three.value()[1]);
+  const auto seq_before = run(c.execute("GET", key("seq"))).value().str;
+  // The last entry's version moved: nothing of the call is written, the erase neither.
+  auto refused = run(repo.put_all({entry{"new2", "n1", std::nullopt}, entry{"rec", "r3", both.value()[0]}}, {"idx"}));
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error(), bulwark::errc::conflict);
+  EXPECT_EQ(refused.error().detail(),
+            "put_all: \"rec\": expected version " + std::to_string(both.value()[0]) + " is not the current one");
+  EXPECT_FALSE(run(repo.get("new2")).value().has_value()) << "a conflict writes nothing";
+  EXPECT_TRUE(run(repo.get("idx")).value().has_value()) << "a conflict erases nothing";
+  EXPECT_EQ(run(repo.get("rec")).value()->value, "r2");
+  auto exists = run(repo.put_all({entry{"new3", "x", std::nullopt}, entry{"new", "x", bulwark::no_version}}));
+  ASSERT_FALSE(exists.has_value());
+  EXPECT_EQ(exists.error().detail(), "put_all: \"new\": the key already exists");
+  EXPECT_FALSE(run(repo.get("new3")).value().has_value());
+  EXPECT_EQ(run(c.execute("GET", key("seq"))).value().str, seq_before) << "a conflict takes no version";
+  const auto& seq_after = seq_before;
+
+  // Refused before sending: a bad key or value, a key twice (as put or erase), too many keys.
+  EXPECT_EQ(run(repo.put_all({entry{"too-long-key", "x", std::nullopt}})).error(), bulwark::errc::invalid_argument);
+  EXPECT_EQ(run(repo.put_all({entry{"a", "123456789", std::nullopt}})).error(), bulwark::errc::too_large);
+  EXPECT_EQ(run(repo.put_all({entry{"a", "1", std::nullopt}}, {""})).error(), bulwark::errc::invalid_argument);
+  auto twice = run(repo.put_all({entry{"a", "1", std::nullopt}}, {"a"}));
+  ASSERT_FALSE(twice.has_value());
+  EXPECT_EQ(twice.error(), bulwark::errc::invalid_argument);
+  EXPECT_EQ(twice.error().detail(), "put_all: key \"a\" given twice");
+  auto many = run(repo.put_all(
+      {entry{"a", "1", std::nullopt}, entry{"b", "1", std::nullopt}, entry{"c", "1", std::nullopt}}, {"d", "e"}));
+  ASSERT_FALSE(many.has_value());
+  EXPECT_EQ(many.error(), bulwark::errc::invalid_argument);
+  EXPECT_FALSE(run(repo.get("a")).value().has_value());
+  EXPECT_EQ(run(c.execute("GET", key("seq"))).value().str, seq_after) << "a refused call sends nothing";
+  EXPECT_TRUE(run(repo.put_all({}, {})).value().empty());
+
+  // erase() goes through the same script: true once, then false; put() of an absent key.
+  EXPECT_TRUE(run(repo.erase("idx")).value());
+  EXPECT_FALSE(run(repo.erase("idx")).value());
+  EXPECT_FALSE(run(repo.get("idx")).value().has_value());
+  EXPECT_TRUE(run(repo.put("idx", "i", bulwark::no_version)).has_value());
+  EXPECT_EQ(run(repo.put("idx", "i", bulwark::no_version)).error(), bulwark::errc::conflict);
+  run(c.stop());
+}
+
 TEST_F(redis_client, two_clients_share_versions_and_conflicts) {
   redis::client one(ctx_.get_executor(), main_server());
   redis::client two(ctx_.get_executor(), main_server());

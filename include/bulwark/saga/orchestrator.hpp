@@ -51,10 +51,13 @@
 // its live entry, whatever crashed when, so the sweep finds every saga whose driver died.
 // Cost per saga: one put before the create (one round trip of latency), one put and one erase
 // after the final write (after the outcome's waiters were woken), and at the purge a read and
-// two erases. The sweep's cost: the live entries, plus the outcomes due for purging, plus one
-// entry read. A log written before these indexes existed: reindex() once (a full scan).
-// An id is refused (errc::invalid_argument, before anything is written) when its live key
-// ("~live/" P <id>, 6 bytes longer than its log key) is over the repository's key limit.
+// two erases. On an atomic_batch_repository (repository.hpp; redis::repository) the live entry
+// goes with the create and the index writes with the final write, each in one all-or-nothing
+// put_all: no round trip more than the log's own writes. The sweep's cost: the live entries,
+// plus the outcomes due for purging, plus one entry read. A log written before these indexes
+// existed: reindex() once (a full scan). An id is refused (errc::invalid_argument, before
+// anything is written) when its live key ("~live/" P <id>, 6 bytes longer than its log key) is
+// over the repository's key limit.
 //
 // Deadlines: one saga deadline (the definition's saga_timeout from its start) and one per step
 // attempt (min(attempt start + step timeout, saga deadline)), passed down as time points. A
@@ -461,6 +464,22 @@ private:
         // No coroutine frame per start.
         indexed = self->repo.put_now(live, written, std::nullopt);
         if (indexed) put = self->repo.put_now(k, log_codec::encode(r), no_version);
+      } else if constexpr (atomic_batch_repository<Repository>) {
+        // Both in one call, all or nothing: a conflict (the saga exists) writes neither, and no
+        // sweep can find the entry without its record.
+        std::vector<batch_put> puts; // built apart: GCC 12 miscompiles a braced list inside co_await
+        puts.push_back({live, written, std::nullopt});
+        puts.push_back({k, log_codec::encode(r), no_version});
+        auto both = co_await self->repo.put_all(std::move(puts), {});
+        if (both) {
+          indexed = both.value()[0];
+          put = both.value()[1];
+        } else if (both.error() == errc::conflict) {
+          indexed = version_t{};
+          put = both.error();
+        } else {
+          indexed = both.error();
+        }
       } else {
         indexed = co_await self->repo.put(live, written, std::nullopt);
         if (indexed) put = co_await self->repo.put(k, log_codec::encode(r), no_version);
@@ -468,8 +487,9 @@ private:
       if (!indexed) co_return indexed.error();
       // A create that took over half a lease: a sweep may have found the live entry without its
       // record and erased it as a failed start's. Written again (an entry too many is harmless).
-      if (put && self->opts.wall() - now > std::chrono::duration_cast<wall_time::duration>(self->opts.lease / 2))
-        (void)co_await self->write(live, written, std::nullopt);
+      if constexpr (!atomic_batch_repository<Repository>)
+        if (put && self->opts.wall() - now > std::chrono::duration_cast<wall_time::duration>(self->opts.lease / 2))
+          (void)co_await self->write(live, written, std::nullopt);
       if (!put) {
         if (put.error() != errc::conflict) co_return put.error();
         auto existing = co_await self->read(k);
@@ -781,11 +801,43 @@ private:
       co_return true;
     }
 
-    // A final record's index entries: its ended entry, then its live entry erased. A failure
-    // leaves the live entry, and the next sweep does both again.
+    // A final record's index entries: its ended entry, then its live entry erased (in one call
+    // on an atomic_batch_repository). A failure leaves the live entry, and the next sweep does
+    // both again.
     awaitable<void> index_final(const std::string& id, wall_time ended) {
-      auto put = co_await write(ended_key(ended, id), id, std::nullopt);
-      if (put) (void)co_await remove(live_key(id));
+      if constexpr (atomic_batch_repository<Repository>) {
+        (void)co_await put_with_final_indexes(std::vector<batch_put>(), id, ended);
+      } else {
+        auto put = co_await write(ended_key(ended, id), id, std::nullopt);
+        if (put) (void)co_await remove(live_key(id));
+      }
+    }
+
+    // Whether persist() writes a final record with its index entries in one call (write_final),
+    // so that run_saga() has no index_final() to do after it.
+    static constexpr bool final_write_indexes =
+        !synchronous_repository<Repository> && atomic_batch_repository<Repository>;
+
+    // The final record r (compare-and-set on v), its ended entry and its live entry's erase in
+    // one call, all or nothing: what persist() then index_final() do in three round trips.
+    awaitable<result<version_t>> write_final(const std::string& id, const std::string& k, const log_record& r,
+                                             version_t v) {
+      std::vector<batch_put> puts; // built apart: GCC 12 miscompiles a braced list inside co_await
+      puts.push_back({k, log_codec::encode(r), v});
+      auto put = co_await put_with_final_indexes(std::move(puts), id, r.updated);
+      if (!put) co_return put.error();
+      co_return put.value()[0];
+    }
+
+    // `puts`, then the ended entry of saga `id` (final at `ended`) and its live entry's erase, in
+    // one all-or-nothing put_all (atomic_batch_repository): the versions of `puts`, then the
+    // ended entry's.
+    task<std::vector<version_t>> put_with_final_indexes(std::vector<batch_put> puts, const std::string& id,
+                                                        wall_time ended) {
+      puts.push_back({ended_key(ended, id), id, std::nullopt});
+      std::vector<std::string> erases;
+      erases.push_back(live_key(id));
+      co_return co_await repo.put_all(std::move(puts), std::move(erases));
     }
 
     // index_final() for a repository whose calls never wait, without a coroutine.
@@ -950,9 +1002,20 @@ private:
     // Writes r over version v. On a conflict: the record changed under us. When this replica
     // still owns it (an abort() wrote it) the new record is adopted; otherwise another replica
     // took the saga over and this one lets go.
-    awaitable<persisted> persist(const std::string& k, log_record& r, version_t& v, bulwark::clock::duration hold) {
+    // A final record goes with its index entries when final_write_indexes.
+    awaitable<persisted> persist(const std::string& id, const std::string& k, log_record& r, version_t& v,
+                                 bulwark::clock::duration hold) {
       stamp(r, hold);
-      auto put = co_await write(k, log_codec::encode(r), v);
+      result<version_t> put = error(errc::cancelled);
+      if constexpr (final_write_indexes) {
+        if (is_final(r.state))
+          put = co_await write_final(id, k, r, v);
+        else
+          put = co_await write(k, log_codec::encode(r), v);
+      } else {
+        (void)id;
+        put = co_await write(k, log_codec::encode(r), v);
+      }
       if (put) {
         v = put.value();
         co_return persisted::ok;
@@ -1273,12 +1336,12 @@ private:
         if constexpr (synchronous_repository<Repository>)
           p = persist_now(k, r, v, hold); // the memory models: no coroutine per write
         else
-          p = co_await persist(k, r, v, hold);
+          p = co_await persist(id, k, r, v, hold);
         if (p == persisted::ok && is_final(r.state)) {
           finish(id, r, context); // wakes the waiters: the index writes are not theirs to wait for
           if constexpr (synchronous_repository<Repository> && requires { repo.erase_now(std::string_view()); })
             index_final_now(id, r.updated); // the memory models: no coroutine frame per write
-          else
+          else if constexpr (!final_write_indexes)
             co_await index_final(id, r.updated);
         }
         if (p == persisted::ok && delay) {
