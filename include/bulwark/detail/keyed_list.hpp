@@ -29,7 +29,7 @@ public:
 
   /// key's entry (`hash`: hash_key(key)), or nullptr. Valid until it is erased.
   entry* find(std::string_view key, std::size_t hash) {
-    auto* c = index_.find(hash, [key](const iterator& it) { return it->key == key; });
+    auto* c = index_.find(hash, [key](const iterator& it) { return same_key(it->key, key); });
     return c ? &*c->handle : nullptr;
   }
   const entry* find(std::string_view key, std::size_t hash) const {

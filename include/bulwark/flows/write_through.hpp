@@ -43,7 +43,7 @@
 // less per lookup than std::unordered_map), the write asks for its entry's index cell before it
 // stamps and locks (hash_index::prefetch, as memory::cache's put does for its own), and the
 // buffer it swaps out of the entry (the next write's frame) is prefetched for writing. On the
-// memory models a durable write costs about 2.0 bare puts by instructions and ~2.5 by CPU time,
+// memory models a durable write costs about 1.95 bare puts by instructions and ~2.2 by CPU time,
 // and a cache hit about 1.5 bare gets; the current figures are the write_through rows of the
 // README's "Measured figures" (benchmarks/write_through.sh, write_through_instructions.sh), and
 // docs/last_known_good.md says where the time goes.

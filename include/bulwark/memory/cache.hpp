@@ -222,7 +222,7 @@ private:
     using cell = typename detail::hash_index<typename lru_list::iterator>::cell;
 
     cell* find(const hashed_key& k) {
-      return index.find(k.hash, [&](typename lru_list::iterator node) { return node->key == k.key; });
+      return index.find(k.hash, [&](typename lru_list::iterator node) { return detail::same_key(node->key, k.key); });
     }
     void remove(cell* c) {
       auto node = c->handle;

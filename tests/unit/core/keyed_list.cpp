@@ -68,3 +68,21 @@ TEST(keyed_list, entries_keep_their_address_and_the_order_they_were_added_in) {
 }
 
 } // namespace
+
+// same_key against std::string_view's ==, on every length from 0 to 40 (each of its word paths
+// and memcmp's) and a difference in every byte position: the overlapping words must not miss one.
+TEST(same_key, agrees_with_string_equality_for_every_length_and_every_differing_byte) {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    std::string a(n, 'k');
+    for (std::size_t i = 0; i < n; ++i) a[i] = static_cast<char>('a' + i % 26);
+    const std::string same = a;
+    EXPECT_TRUE(bulwark::detail::same_key(a, same)) << n;
+    EXPECT_FALSE(bulwark::detail::same_key(a, a + "x")) << n;
+    EXPECT_FALSE(bulwark::detail::same_key(a + "x", a)) << n;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string b = a;
+      b[i] = static_cast<char>(b[i] ^ 0x01);
+      EXPECT_FALSE(bulwark::detail::same_key(a, b)) << n << " bytes, differing at " << i;
+    }
+  }
+}

@@ -413,3 +413,17 @@ TEST(deadline, passed_coarse_is_never_early_and_exact_on_a_manual_clock) {
   EXPECT_TRUE(past.passed_coarse());
   EXPECT_LE(bulwark::coarse_steady_clock::now(), std::chrono::steady_clock::now());
 }
+
+// deadline::after(budget) counts from the last kernel tick: never later than the precise
+// now + budget, and earlier by a tick at most (a generous 50 ms here: a loaded machine may
+// deschedule the test between the reads, which only makes the bound looser).
+TEST(deadline, after_on_the_real_clock_is_never_late_and_at_most_a_tick_early) {
+  for (int i = 0; i < 1000; ++i) {
+    const auto before = std::chrono::steady_clock::now();
+    const auto d = bulwark::deadline::after(1s);
+    const auto after = std::chrono::steady_clock::now();
+    ASSERT_LE(d.at, after + 1s) << "later than now + budget";
+    ASSERT_GE(d.at, before + 1s - 50ms) << "earlier than a tick before now + budget";
+    EXPECT_FALSE(d.source.is_manual());
+  }
+}
