@@ -87,11 +87,14 @@ struct deadline {
   /// last kernel tick (coarse_steady_clock: ~4 ns instead of ~24 ns here, where the precise read
   /// was a tenth of a write through flows::write_through), so the deadline is at most a tick
   /// (1-4 ms) earlier than after(budget, clock{}) would set it, never later: a bound is never
-  /// overrun, a budget is a tick shorter at most. For budgets of a few ms, where a tick matters,
-  /// use after(budget, clock{}).
+  /// overrun, a budget is a tick shorter at most. A budget under `precise_below` (100 ms), where
+  /// a tick would be a noticeable share, is counted from the precise clock instead.
   static deadline after(clock::duration budget) {
-    return deadline{clock::later(coarse_steady_clock::now(), budget), clock{}};
+    const auto now = budget < precise_below ? std::chrono::steady_clock::now() : coarse_steady_clock::now();
+    return deadline{clock::later(now, budget), clock{}};
   }
+  /// Budgets shorter than this are counted from the precise clock by after(budget).
+  static constexpr clock::duration precise_below = std::chrono::milliseconds(100);
 
   bool passed() const noexcept { return source.now() >= at; }
 

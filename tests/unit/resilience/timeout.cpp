@@ -426,4 +426,10 @@ TEST(deadline, after_on_the_real_clock_is_never_late_and_at_most_a_tick_early) {
     ASSERT_GE(d.at, before + 1s - 50ms) << "earlier than a tick before now + budget";
     EXPECT_FALSE(d.source.is_manual());
   }
+  // A short budget, where a tick would be a good share of it, counts from the precise clock.
+  for (int i = 0; i < 1000; ++i) {
+    const auto before = std::chrono::steady_clock::now();
+    const auto d = bulwark::deadline::after(bulwark::deadline::precise_below - 1ms);
+    ASSERT_GE(d.at, before + bulwark::deadline::precise_below - 1ms) << "a short budget cut by a tick";
+  }
 }
