@@ -9,7 +9,10 @@
  * (PARTITIONS, replication factor 3, min.insync.replicas 2, as the examples create theirs).
  * Exit 1 on a failed delivery, a topic that could not be created, or a bad argument.
  * `raw_window BOOTSTRAP --delete TOPIC...` deletes topics instead (a benchmark's own, on a
- * cluster it shares): exit 1 when one could not be deleted (a missing one is fine). */
+ * cluster it shares): exit 1 when one could not be deleted (a missing one is fine).
+ * `raw_window BOOTSTRAP --count` prints "cluster: T topics, P partitions" (internal topics
+ * included): a long-lived test cluster holding hundreds of leftover topics runs a benchmark at
+ * half its rate (docs/benchmarks_history.md, 2026-12-04 21:18). */
 #include <librdkafka/rdkafka.h>
 
 #include <stdio.h>
@@ -108,7 +111,35 @@ static int set(rd_kafka_conf_t* c, const char* name, const char* value) {
   return 1;
 }
 
+/* Prints the cluster's topic and partition counts; 1 when the metadata could not be read. */
+static int count_topics(rd_kafka_t* rk) {
+  const struct rd_kafka_metadata* md = NULL;
+  const rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+  if (e) {
+    fprintf(stderr, "raw_window: metadata: %s\n", rd_kafka_err2str(e));
+    return 1;
+  }
+  long partitions = 0;
+  for (int i = 0; i < md->topic_cnt; ++i) partitions += md->topics[i].partition_cnt;
+  printf("cluster: %d topics, %ld partitions\n", md->topic_cnt, partitions);
+  rd_kafka_metadata_destroy(md);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 3 && strcmp(argv[2], "--count") == 0) {
+    char err[512];
+    rd_kafka_conf_t* c = rd_kafka_conf_new();
+    if (set(c, "bootstrap.servers", argv[1])) return 1;
+    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+    if (!rk) {
+      fprintf(stderr, "raw_window: %s\n", err);
+      return 1;
+    }
+    const int failed = count_topics(rk);
+    rd_kafka_destroy(rk);
+    return failed;
+  }
   if (argc >= 4 && strcmp(argv[2], "--delete") == 0) {
     char err[512];
     rd_kafka_conf_t* c = rd_kafka_conf_new();
