@@ -126,32 +126,27 @@ static int count_topics(rd_kafka_t* rk) {
   return 0;
 }
 
+/* A producer handle on BOOTSTRAP for the admin modes; NULL (said why) when it could not be made. */
+static rd_kafka_t* admin_handle(const char* bootstrap) {
+  char err[512];
+  rd_kafka_conf_t* c = rd_kafka_conf_new();
+  if (set(c, "bootstrap.servers", bootstrap)) {
+    rd_kafka_conf_destroy(c);
+    return NULL;
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
+  if (!rk) fprintf(stderr, "raw_window: %s\n", err);
+  return rk;
+}
+
 int main(int argc, char** argv) {
-  if (argc == 3 && strcmp(argv[2], "--count") == 0) {
-    char err[512];
-    rd_kafka_conf_t* c = rd_kafka_conf_new();
-    if (set(c, "bootstrap.servers", argv[1])) return 1;
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
-    if (!rk) {
-      fprintf(stderr, "raw_window: %s\n", err);
-      return 1;
-    }
-    const int failed = count_topics(rk);
+  const int counting = argc == 3 && strcmp(argv[2], "--count") == 0;
+  if (counting || (argc >= 4 && strcmp(argv[2], "--delete") == 0)) {
+    rd_kafka_t* rk = admin_handle(argv[1]);
+    if (!rk) return 1;
+    const int failed = counting ? count_topics(rk) : delete_topics(rk, argv + 3, argc - 3);
     rd_kafka_destroy(rk);
     return failed;
-  }
-  if (argc >= 4 && strcmp(argv[2], "--delete") == 0) {
-    char err[512];
-    rd_kafka_conf_t* c = rd_kafka_conf_new();
-    if (set(c, "bootstrap.servers", argv[1])) return 1;
-    rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err);
-    if (!rk) {
-      fprintf(stderr, "raw_window: %s\n", err);
-      return 1;
-    }
-    const int failed_delete = delete_topics(rk, argv + 3, argc - 3);
-    rd_kafka_destroy(rk);
-    return failed_delete;
   }
   if (argc < 6 || argc % 2 != 0) {
     fprintf(stderr, "usage: raw_window BOOTSTRAP TOPIC PARTITIONS W SECONDS [name value]...\n");
