@@ -87,7 +87,7 @@ cleanup() {
   # A shared cluster: this run's topics go too (a cluster with thousands of partitions slows
   # every client), once no stage of it runs.
   if [ -n "${topic_prefix:-}" ] && [ "$own_kafka" = 0 ]; then
-    cc -O2 -o "$work/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka) &&
+    { [ -x "$work/raw_window" ] || cc -O2 -o "$work/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka); } &&
       "$work/raw_window" "$bootstrap" --delete "${topic_prefix}"{commands,events,rejections}{,.dlq} \
         2> >(grep -v '^%' >&2) || true
   fi
@@ -220,6 +220,9 @@ if [ "$kafka_mode" = shared ] && [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ]; then
   # other clients of the cluster count in it, so compare such figures only run against run.
   shared_pids=$(for hp in ${bootstrap//,/ }; do ss -ltnpH "sport = :${hp##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | head -1; done | tr '\n' ' ')
   [ -z "${shared_pids// /}" ] || brokers=("brokers=${shared_pids% }")
+  # shellcheck disable=SC2046
+  cc -O2 -o "$work/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka) &&
+    kafka_crowded "$work/raw_window" "$bootstrap" event_log.sh
 else
   export BULWARK_SERVERS_DIR=$root/.servers/bench-event-log
   own_kafka=1

@@ -87,17 +87,6 @@ if [[ " $MODES " == *" real "* ]]; then
   cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
 fi
 
-# crowded_cluster -> prints the cluster's topic and partition counts, and a warning above 300
-# partitions: a cluster that other runs left hundreds of topics on halves this benchmark's rate.
-crowded_cluster() {
-  local counted
-  counted=$("$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" --count 2> >(grep -v '^%' >&2)) || return 0
-  echo "$counted"
-  if [ "$(sed -n 's/.* \([0-9]*\) partitions/\1/p' <<<"$counted")" -gt 300 ] 2>/dev/null; then
-    echo "predictions.sh: warning: more than 300 partitions on this cluster; leftover topics slow it (delete them first)" >&2
-  fi
-}
-
 # start NAME ARGS... -> runs predictions in the background, waits for its port (sets $port).
 start() {
   local name=$1; shift
@@ -282,7 +271,7 @@ for mode in $MODES; do
         scripts/servers.sh up mysql redis kafka >/dev/null
         source "$BULWARK_SERVERS_DIR/env"
       fi
-      crowded_cluster
+      kafka_crowded "$tmp/raw_window" "$BULWARK_KAFKA_BOOTSTRAP" predictions.sh
       suffix="bench_$(date +%s)_$$"
       export PREDICTIONS_BACKEND=real PREDICTIONS_KAFKA="$BULWARK_KAFKA_BOOTSTRAP" PREDICTIONS_TOPIC="predictions_$suffix" \
         PREDICTIONS_GROUP="predictions_$suffix" PREDICTIONS_PARTITIONS=12 PREDICTIONS_LINGER_MS="$LINGER_MS" \

@@ -109,6 +109,18 @@ cpu_ticks() {
   echo "$t"
 }
 
+# kafka_crowded RAW_WINDOW BOOTSTRAP WHO -> prints the cluster's topic and partition counts
+# (benchmarks/kafka/raw_window.c --count, built as RAW_WINDOW), and WHO's warning above 300
+# partitions: a cluster that other runs left hundreds of topics on halves a benchmark's rate.
+kafka_crowded() {
+  local counted
+  counted=$("$1" "$2" --count 2> >(grep -v '^%' >&2)) || return 0
+  echo "$counted"
+  if [ "$(sed -n 's/.* \([0-9]*\) partitions/\1/p' <<<"$counted")" -gt 300 ] 2>/dev/null; then
+    echo "$3: warning: more than 300 partitions on this cluster; leftover topics slow it (delete them first)" >&2
+  fi
+}
+
 # The benchmark scripts' arithmetic.
 # mixed A B -> the throughput of an even GET/SET mix of rates A and B (2 / (1/A + 1/B)), rounded
 mixed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", 2 / (1 / a + 1 / b) }'; }
