@@ -92,8 +92,7 @@ asio::awaitable<std::vector<bulwark::result<T>>> together(std::vector<bulwark::t
 /// A repository that gets and puts many keys in one call (redis::repository: one script per
 /// batch, where each get or put alone is a command and a reply, and a coroutine here).
 template <class Repository>
-concept batches_calls = requires(Repository& r, std::vector<std::string> keys,
-                                 std::vector<typename Repository::put_entry> puts) {
+concept batches_calls = requires(Repository& r, std::vector<std::string> keys, std::vector<bulwark::batch_put> puts) {
   r.get_batch(std::move(keys));
   r.put_batch(std::move(puts));
 };
@@ -109,23 +108,14 @@ get_each(Repository& repo, std::vector<std::string> keys) {
   co_return co_await together<Repository>(std::move(gets)); // `keys` lives until then
 }
 
-/// One put of a batch: key, value and the expected version (as repository::put takes it).
-struct write {
-  std::string key;
-  std::string value;
-  std::optional<bulwark::version_t> expected;
-};
+/// One put of a batch: key, value and the expected version (as repository::put takes them).
+using write = bulwark::batch_put;
 
 /// Puts every write at once (see together; one call with batches_calls); one result per
 /// write, in order.
 template <class Repository> asio::awaitable<std::vector<bulwark::result<bulwark::version_t>>>
 put_each(Repository& repo, std::vector<write> writes) {
-  if constexpr (batches_calls<Repository>) {
-    std::vector<typename Repository::put_entry> entries;
-    entries.reserve(writes.size());
-    for (auto& w : writes) entries.push_back({std::move(w.key), std::move(w.value), w.expected});
-    co_return co_await repo.put_batch(std::move(entries));
-  }
+  if constexpr (batches_calls<Repository>) co_return co_await repo.put_batch(std::move(writes));
   std::vector<bulwark::task<bulwark::version_t>> puts;
   puts.reserve(writes.size());
   for (auto& w : writes) puts.push_back(repo.put(w.key, std::move(w.value), w.expected));
