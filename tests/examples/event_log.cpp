@@ -679,14 +679,17 @@ TEST(event_log_admission, counts_admissions_since_the_last_measurement_and_relea
   bulwark::metrics::registry metrics;
   std::atomic<std::int64_t> behind{0};
   std::atomic<int> measured{0};
+  // The next measurement a century away: longer than the steady clock has run on any machine
+  // (its epoch is the boot), so the first admission must still measure ("never measured" is no
+  // age; a test machine up for less than the refresh once found the count fresh and never measured).
   el::admission once(
-      {.max_in_flight = 5, .timeout = std::chrono::milliseconds(50), .refresh = std::chrono::hours(1)},
+      {.max_in_flight = 5, .timeout = std::chrono::milliseconds(50), .refresh = std::chrono::hours(24 * 365 * 100)},
       [&]() -> bulwark::task<el::pipeline_count> {
         ++measured;
         co_return el::pipeline_count{behind.load(), 0};
       },
       metrics);
-  // One measurement (0 behind; the next is an hour away): the commands admitted since count,
+  // One measurement (0 behind; the next is a century away): the commands admitted since count,
   // so admissions stop after the bound: 6 (0..5 before each), or 7 when the measurement began
   // after the first was admitted (the first then is not in its count). Without the count all
   // 20 would pass.

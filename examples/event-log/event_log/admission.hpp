@@ -157,9 +157,11 @@ private:
   };
 
   void measure_if_stale(const asio::any_io_executor& ex) {
+    // Never measured (0) is stale whatever the refresh: the steady clock's epoch is the boot, so
+    // "now - 0" is only the machine's uptime.
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    if (now - state_->measured_at.load(std::memory_order_relaxed) < std::chrono::nanoseconds(opts_.refresh).count())
-      return;
+    const auto at = state_->measured_at.load(std::memory_order_relaxed);
+    if (at != 0 && now - at < std::chrono::nanoseconds(opts_.refresh).count()) return;
     if (state_->measuring.exchange(true, std::memory_order_acquire)) return;
     asio::co_spawn(ex, measure(state_), asio::detached);
   }
