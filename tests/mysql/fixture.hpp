@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -62,7 +63,10 @@ inline std::string current_test_name() {
 class private_server {
 public:
   explicit private_server(std::string script, std::string instance)
-      : script_(std::move(script)), instance_(std::move(instance)) {}
+      : script_(std::move(script)), instance_(std::move(instance)) {
+    std::error_code ignored; // a directory that cannot be made shows in up()'s log message
+    std::filesystem::create_directories(servers_dir(), ignored);
+  }
   ~private_server() { command("down"); }
 
   /// Runs `mysql.sh <action>` for this instance; true on exit status 0. Its output goes to
