@@ -115,6 +115,7 @@
 #include <bulwark/clock.hpp>
 #include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/assign_bytes.hpp>
+#include <bulwark/detail/atomic_mutex.hpp>
 #include <bulwark/detail/key_hash.hpp>
 #include <bulwark/detail/keyed_list.hpp>
 #include <bulwark/detail/periodic.hpp>
@@ -1067,7 +1068,8 @@ private:
   singleflight<std::optional<loaded_frame>> loads_;
   std::optional<instruments> gauges_;
   atomic_stats stats_;
-  mutable std::mutex mutex_;
+  // Taken on every durable write: an atomic_mutex locks and unlocks inline (no libpthread call).
+  mutable bulwark::detail::atomic_mutex mutex_;
   bulwark::detail::keyed_list<known> known_; // this process's entries, in the order first recorded
   std::uint64_t erasures_ = 0;               // entries evict_one_locked() erased (see remember())
   std::size_t pending_ = 0;

@@ -2,7 +2,8 @@
 // memory::cache: the in-memory model of bulwark::cache. Sharded (one lock per shard), LRU
 // within a shard, bounded by entries and by bytes, TTL read from an injected clock (by
 // default the coarse wall clock: TTLs are exact to a kernel tick, 1-4 ms).
-// Thread-safe. get/put/erase cost one hash, one shard lock and one copy of the value.
+// Thread-safe. get/put/erase cost one hash, one shard lock and one copy of the value. The shard
+// lock is a detail::atomic_mutex: taken and released inline, where std::mutex calls libpthread.
 //
 // Recency is kept the way memcached keeps it: a hit moves its entry to the front of the
 // shard's list only when the entry may have left the front half (more than half the shard's
@@ -13,6 +14,7 @@
 #include <bulwark/cache.hpp>
 #include <bulwark/coarse_clock.hpp>
 #include <bulwark/detail/assign_bytes.hpp>
+#include <bulwark/detail/atomic_mutex.hpp>
 #include <bulwark/detail/hash_index.hpp>
 #include <bulwark/detail/key_hash.hpp>
 #include <bulwark/detail/key_rules.hpp>
@@ -205,7 +207,7 @@ private:
   using lru_list = std::list<slot>;
 
   struct shard {
-    mutable std::mutex mutex;
+    mutable detail::atomic_mutex mutex;
     lru_list lru; // most recently used first
     detail::hash_index<typename lru_list::iterator> index;
     std::size_t bytes = 0;
