@@ -37,7 +37,9 @@
 #   ratio_memory: <checkouts/s in memory mode / 20000>  (goal >= 1)
 #   ratio_real: <checkouts/s in real mode / 3000>       (goal >= 1)
 # With KAFKA=shared the brokers' CPU is that of the shared cluster's java processes (pgrep -f
-# kafka.Kafka): every client of theirs counts, other helpers' benchmarks included. Real mode also
+# kafka.Kafka): every client of theirs counts, other helpers' benchmarks included;
+# `brokers_background` is their CPU over 3 s with no checkout in flight just before the run
+# (other clients, the brokers' own housekeeping), for a sense of how much of it is not this run's. Real mode also
 # prints the Kafka messages per checkout (the run's topics' high watermarks before and after the
 # measured run: commands, replies, resends) and, with COUNT_REQUESTS=1, the requests each
 # service's librdkafka sent per checkout by type (debug=protocol: its log costs CPU, so the
@@ -208,7 +210,14 @@ measure() {
     settle "$order_base"
   fi
 
-  local group label before=() after=() i messages_before lines_before=()
+  local group label before=() after=() i messages_before lines_before=() idle_ticks=
+  # The brokers' CPU over 3 s with no checkout in flight (before the measured run): on a shared
+  # cluster, what other clients and the brokers' own housekeeping cost them meanwhile.
+  if [ -n "${broker_pids:-}" ]; then
+    idle_ticks=$(cpu_ticks $broker_pids)
+    sleep 3
+    idle_ticks=$(($(cpu_ticks $broker_pids) - idle_ticks))
+  fi
   for group in "$@"; do before+=("$(cpu_ticks ${group#*:})"); done
   # Real mode: the private redis-server's command counts over the measured run only, the
   # topics' messages and the services' logged requests from here.
@@ -244,6 +253,11 @@ measure() {
     done
     line+=", wrk $(awk -v n="$ok" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$tmp/wrk-$mode.out.cpu") us"
     echo "$mode cpu_us_per_checkout: $line"
+    # shellcheck disable=SC2086
+    [ -z "$idle_ticks" ] || echo "$mode brokers_background: $(awk -v t="$idle_ticks" -v hz="$hz" \
+      'BEGIN { printf "%.0f", t / hz / 3 * 1000 }') ms of CPU per second with no checkout running (3 s before the run)," \
+      "$(awk -v t="$idle_ticks" -v hz="$hz" -v n="$ok" -v s="$(awk '/^seconds:/ {print $2}' "$tmp/wrk-$mode.out")" \
+        'BEGIN { printf "%.0f", t / hz / 3 * s * 1e6 / n }') us per checkout at this run's rate"
     if [ "$mode" = real ]; then
       echo "$mode kafka_messages_per_checkout: $(div $((messages_after - messages_before)) "$ok")" \
         "($((messages_after - messages_before)) written to the run's topics during it)"
