@@ -49,6 +49,7 @@
 # build/release), MODES ("memory real"), DURATION (20s), WARMUP (real mode: 10s; 0 none),
 # CONNECTIONS (memory mode, 256), CONNECTIONS_REAL (1024), ITEMS, USERS, ORDERS, ORDERS_REAL,
 # PARTITIONS (8), KAFKA (private|shared), MAX_BATCH (real mode: the participants' --max-batch; unset: the services' default),
+# PARTICIPANT_LINGER_MS (real mode: the participants' --linger-ms; unset: the services' default),
 # COUNT_REQUESTS (real mode: 1 counts the services' Kafka requests), CHECKOUT_KAFKA_PROPERTIES
 # (the services' extra librdkafka settings, name=value,...; read by the services themselves).
 set -euo pipefail
@@ -346,6 +347,7 @@ for mode in $MODES; do
       fi
       participant_args=()
       [ -z "${MAX_BATCH:-}" ] || participant_args=(--max-batch "$MAX_BATCH")
+      [ -z "${PARTICIPANT_LINGER_MS:-}" ] || participant_args+=(--linger-ms "$PARTICIPANT_LINGER_MS")
       start stock "$bins/stock-service" --port 0 "${common[@]}" "${participant_args[@]}"
       stock_port=$port stock_pid=${pids[-1]}
       start payment "$bins/payment-service" --port 0 "${common[@]}" "${participant_args[@]}"
