@@ -33,14 +33,25 @@
 #
 # Prints, per mode, the load average before and after, checkouts/s, p50/p99 latency, refusals and
 # errors, each process's CPU time per checkout (memory: the server; real: each service, the
-# brokers when the script started them, redis-server), the consistency check, and ends with:
+# brokers, redis-server; both: wrk), the consistency check, and ends with:
 #   ratio_memory: <checkouts/s in memory mode / 20000>  (goal >= 1)
 #   ratio_real: <checkouts/s in real mode / 3000>       (goal >= 1)
+# With KAFKA=shared the brokers' CPU is that of the shared cluster's java processes (pgrep -f
+# kafka.Kafka): every client of theirs counts, other helpers' benchmarks included;
+# `brokers_background` is their CPU over 3 s with no checkout in flight just before the run
+# (other clients, the brokers' own housekeeping), for a sense of how much of it is not this run's. Real mode also
+# prints the Kafka messages per checkout (the run's topics' high watermarks before and after the
+# measured run: commands, replies, resends) and, with COUNT_REQUESTS=1, the requests each
+# service's librdkafka sent per checkout by type (debug=protocol: its log costs CPU, so the
+# run's other figures are not comparable with a run without it).
 #
 # Environment: BUILD_DIR (an existing release build; default: configure and build
 # build/release), MODES ("memory real"), DURATION (20s), WARMUP (real mode: 10s; 0 none),
 # CONNECTIONS (memory mode, 256), CONNECTIONS_REAL (1024), ITEMS, USERS, ORDERS, ORDERS_REAL,
-# PARTITIONS (8), KAFKA (private|shared), MAX_BATCH (real mode: the participants' --max-batch; unset: the services' default).
+# PARTITIONS (8), KAFKA (private|shared), MAX_BATCH (real mode: the participants' --max-batch; unset: the services' default),
+# PARTICIPANT_LINGER_MS (real mode: the participants' --linger-ms; unset: the services' default),
+# COUNT_REQUESTS (real mode: 1 counts the services' Kafka requests), CHECKOUT_KAFKA_PROPERTIES
+# (the services' extra librdkafka settings, name=value,...; read by the services themselves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -69,6 +80,7 @@ for b in checkout order-service stock-service payment-service; do
   [ -x "$bins/$b" ] || { echo "no $bins/$b: build the checkout targets" >&2; exit 1; }
 done
 command -v wrk >/dev/null || { echo "needs wrk (scripts/install-deps.sh --all)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time): wrk's CPU time" >&2; exit 1; }
 # wrk and the service it loads each hold a socket per connection.
 most=$((CONNECTIONS > CONNECTIONS_REAL ? CONNECTIONS : CONNECTIONS_REAL))
 [ "$(ulimit -n)" -ge $((2 * most + 256)) ] || ulimit -n $((2 * most + 256)) || {
@@ -154,9 +166,27 @@ settle() {
   echo "sagas still in flight after 120 s: $n" >&2
 }
 
-# wrk_run BASE SECONDS FIRST OUT -> wrk checking out orders FIRST, FIRST + 1, ... for SECONDS.
+# wrk_run BASE SECONDS FIRST OUT -> wrk checking out orders FIRST, FIRST + 1, ... for SECONDS;
+# OUT.cpu gets wrk's CPU seconds (user + system).
 wrk_run() {
-  wrk -t2 -c"$connections" -d"$2" --timeout 60s --latency -s benchmarks/checkout.lua "$1" -- 2 "$orders" "$3" >"$4"
+  /usr/bin/time -f '%U %S' -o "$4.cpu" \
+    wrk -t2 -c"$connections" -d"$2" --timeout 60s --latency -s benchmarks/checkout.lua "$1" -- 2 "$orders" "$3" >"$4"
+}
+
+# kafka_messages -> the messages ever written to the run's topics ($kafka_topics), summed.
+kafka_messages() {
+  "$tmp/raw_window" "$bootstrap" --offsets $kafka_topics 2> >(grep -v '^%' >&2) | awk '{ n += $2 } END { print n + 0 }'
+}
+
+# log_lines NAME -> the lines of service NAME's log so far.
+log_lines() { wc -l <"$tmp/$1.log"; }
+
+# kafka_requests NAME FROM TO -> "Type n, ..." of the requests librdkafka logged as sent
+# (debug=protocol) in lines FROM+1..TO of service NAME's log, each per checkout ($ok).
+kafka_requests() {
+  sed -n "$(($2 + 1)),$3p" "$tmp/$1.log" | sed -n 's/.*: Sent \([A-Za-z]*\)Request .*/\1/p' | sort | uniq -c |
+    sort -rn | awk -v n="$ok" '{ t += $1; line = line sprintf("%s%s %.2f", (line == "" ? "" : ", "), $2, $1 / n) }
+      END { printf "%.2f (%s)", t / n, line }'
 }
 
 # measure MODE ORDER_BASE STOCK_BASE PAYMENT_BASE CPU_GROUPS... -> batch_init, the warm-up
@@ -181,13 +211,30 @@ measure() {
     settle "$order_base"
   fi
 
-  local group label before=() after=() i
+  local group label before=() after=() i messages_before lines_before=() idle_ticks=
+  # The brokers' CPU over 3 s with no checkout in flight (before the measured run): on a shared
+  # cluster, what other clients and the brokers' own housekeeping cost them meanwhile.
+  if [ -n "${broker_pids:-}" ]; then
+    idle_ticks=$(cpu_ticks $broker_pids)
+    sleep 3
+    idle_ticks=$(($(cpu_ticks $broker_pids) - idle_ticks))
+  fi
   for group in "$@"; do before+=("$(cpu_ticks ${group#*:})"); done
-  # Real mode: the private redis-server's command counts over the measured run only.
-  [ "$mode" != real ] || redis-cli -p "$redis_port" config resetstat >/dev/null
+  # Real mode: the private redis-server's command counts over the measured run only, the
+  # topics' messages and the services' logged requests from here.
+  if [ "$mode" = real ]; then
+    redis-cli -p "$redis_port" config resetstat >/dev/null
+    messages_before=$(kafka_messages)
+    for label in order stock payment; do lines_before+=("$(log_lines $label)"); done
+  fi
   echo "$mode: load average before the run: $(load) ($connections connections)"
   wrk_run "$order_base" "$DURATION" "$first" "$tmp/wrk-$mode.out"
   for group in "$@"; do after+=("$(cpu_ticks ${group#*:})"); done
+  local messages_after lines_after=()
+  if [ "$mode" = real ]; then
+    messages_after=$(kafka_messages)
+    for label in order stock payment; do lines_after+=("$(log_lines $label)"); done
+  fi
   echo "$mode: load average after the run: $(load)"
   local ok refused other sent
   ok=$(awk '/^checkouts_ok:/ {print $2}' "$tmp/wrk-$mode.out")
@@ -205,7 +252,24 @@ measure() {
       line+="${line:+, }$label $(awk -v t=$((after[i] - before[i])) -v hz="$hz" -v n="$ok" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') us"
       i=$((i + 1))
     done
+    line+=", wrk $(awk -v n="$ok" '{ printf "%.0f", ($1 + $2) * 1e6 / n }' "$tmp/wrk-$mode.out.cpu") us"
     echo "$mode cpu_us_per_checkout: $line"
+    # shellcheck disable=SC2086
+    [ -z "$idle_ticks" ] || echo "$mode brokers_background: $(awk -v t="$idle_ticks" -v hz="$hz" \
+      'BEGIN { printf "%.0f", t / hz / 3 * 1000 }') ms of CPU per second with no checkout running (3 s before the run)," \
+      "$(awk -v t="$idle_ticks" -v hz="$hz" -v n="$ok" -v s="$(awk '/^seconds:/ {print $2}' "$tmp/wrk-$mode.out")" \
+        'BEGIN { printf "%.0f", t / hz / 3 * s * 1e6 / n }') us per checkout at this run's rate"
+    if [ "$mode" = real ]; then
+      echo "$mode kafka_messages_per_checkout: $(div $((messages_after - messages_before)) "$ok")" \
+        "($((messages_after - messages_before)) written to the run's topics during it)"
+      if [ "${COUNT_REQUESTS:-0}" = 1 ]; then
+        i=0
+        for label in order stock payment; do
+          echo "$mode kafka_requests_per_checkout $label-service: $(kafka_requests $label "${lines_before[i]}" "${lines_after[i]}")"
+          i=$((i + 1))
+        done
+      fi
+    fi
     # Commands sent during the run by checkouts still in flight after it count too (as in the
     # CPU figures): a per-checkout figure within a few percent at 1024 connections.
     [ "$mode" != real ] || redis-cli -p "$redis_port" info commandstats | tr -d '\r' | awk -F'[:=,]' -v n="$ok" '
@@ -263,7 +327,7 @@ for mode in $MODES; do
       if [ "$KAFKA" = shared ]; then
         [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ] || { echo "KAFKA=shared needs BULWARK_KAFKA_BOOTSTRAP (source the servers' env)" >&2; exit 1; }
         bootstrap=${BULWARK_KAFKA_BOOTSTRAP//\\/}
-        broker_pids=
+        broker_pids=$(pgrep -f 'kafka\.Kafka' | tr '\n' ' ')
       else
         export BULWARK_SERVERS_DIR="$tmp/servers"
         mkdir -p "$BULWARK_SERVERS_DIR"
@@ -274,9 +338,16 @@ for mode in $MODES; do
         broker_pids=$(cat "$BULWARK_SERVERS_DIR"/kafka/node*/pid | tr '\n' ' ')
       fi
       prefix="ckbench$$-$(date +%s)"
+      kafka_topics="$prefix.stock.commands $prefix.payment.commands $prefix.replies.order-bench"
+      # shellcheck disable=SC2046
+      cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
       common=(--redis "127.0.0.1:$redis_port" --kafka "$bootstrap" --prefix "$prefix" --partitions "$PARTITIONS")
+      if [ "${COUNT_REQUESTS:-0}" = 1 ]; then
+        export CHECKOUT_KAFKA_PROPERTIES="${CHECKOUT_KAFKA_PROPERTIES:+$CHECKOUT_KAFKA_PROPERTIES,}debug=protocol"
+      fi
       participant_args=()
       [ -z "${MAX_BATCH:-}" ] || participant_args=(--max-batch "$MAX_BATCH")
+      [ -z "${PARTICIPANT_LINGER_MS:-}" ] || participant_args+=(--linger-ms "$PARTICIPANT_LINGER_MS")
       start stock "$bins/stock-service" --port 0 "${common[@]}" "${participant_args[@]}"
       stock_port=$port stock_pid=${pids[-1]}
       start payment "$bins/payment-service" --port 0 "${common[@]}" "${participant_args[@]}"
@@ -297,8 +368,6 @@ for mode in $MODES; do
 
       # What one publish costs (a checkout waits for four in a row: the pay command and its
       # reply, the stock command and its reply): raw librdkafka, one message in flight.
-      # shellcheck disable=SC2046
-      cc -O2 -o "$tmp/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka)
       raw() { "$tmp/raw_window" "$bootstrap" "${prefix}.raw" "$PARTITIONS" 1 3 "$@" 2> >(grep -v '^%' >&2) | sed 's/^raw_window: //'; }
       linger=${CHECKOUT_LINGER_MS:-20}
       echo "real publish latency, acks=all linger $linger ms (the services' producer): $(raw linger.ms "$linger")"
@@ -308,8 +377,9 @@ for mode in $MODES; do
       # On a shared cluster the run's topics go too, once no service of it can use them.
       for p in "$order_pid" "$stock_pid" "$payment_pid"; do kill "$p" 2>/dev/null || true; done
       for p in "$order_pid" "$stock_pid" "$payment_pid"; do wait "$p" 2>/dev/null || true; done
-      [ "$KAFKA" = shared ] && "$tmp/raw_window" "$bootstrap" --delete "${prefix}.raw" "$prefix.stock.commands" \
-        "$prefix.payment.commands" "$prefix.replies.order-bench" 2> >(grep -v '^%' >&2) >/dev/null || true
+      # shellcheck disable=SC2086
+      [ "$KAFKA" = shared ] && "$tmp/raw_window" "$bootstrap" --delete "${prefix}.raw" $kafka_topics \
+        2> >(grep -v '^%' >&2) >/dev/null || true
       ;;
     *) echo "unknown mode $mode" >&2; exit 1 ;;
   esac

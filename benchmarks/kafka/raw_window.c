@@ -12,7 +12,10 @@
  * cluster it shares): exit 1 when one could not be deleted (a missing one is fine).
  * `raw_window BOOTSTRAP --count` prints "cluster: T topics, P partitions" (internal topics
  * included): a long-lived test cluster holding hundreds of leftover topics runs a benchmark at
- * half its rate (docs/benchmarks_history.md, 2026-12-04 21:18). */
+ * half its rate (docs/benchmarks_history.md, 2026-12-04 21:18).
+ * `raw_window BOOTSTRAP --offsets TOPIC...` prints "TOPIC N" for each topic, N the sum of its
+ * partitions' high watermarks: the messages ever written to it (benchmarks/checkout_throughput.sh
+ * counts a run's messages per checkout from two of these); exit 1 when one could not be read. */
 #include <librdkafka/rdkafka.h>
 
 #include <stdio.h>
@@ -126,6 +129,39 @@ static int count_topics(rd_kafka_t* rk) {
   return 0;
 }
 
+/* Prints "TOPIC N" for each of `topics`, N the sum of its partitions' high watermarks; 1 when
+ * the metadata or a watermark could not be read or a topic does not exist. Reads the metadata of
+ * all topics: a request naming a missing topic would create it on a broker that auto-creates. */
+static int print_offsets(rd_kafka_t* rk, char** topics, int n) {
+  const struct rd_kafka_metadata* md = NULL;
+  rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+  if (e) {
+    fprintf(stderr, "raw_window: metadata: %s\n", rd_kafka_err2str(e));
+    return 1;
+  }
+  int failed_read = 0;
+  for (int i = 0; i < n; ++i) {
+    const struct rd_kafka_metadata_topic* t = NULL;
+    for (int k = 0; k < md->topic_cnt && !t; ++k)
+      if (strcmp(md->topics[k].topic, topics[i]) == 0) t = &md->topics[k];
+    e = t ? t->err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    long long total = 0;
+    for (int p = 0; !e && p < t->partition_cnt; ++p) {
+      int64_t low = 0, high = 0;
+      e = rd_kafka_query_watermark_offsets(rk, topics[i], t->partitions[p].id, &low, &high, 10000);
+      total += high;
+    }
+    if (e) {
+      fprintf(stderr, "raw_window: offsets of %s: %s\n", topics[i], rd_kafka_err2str(e));
+      failed_read = 1;
+    } else {
+      printf("%s %lld\n", topics[i], total);
+    }
+  }
+  rd_kafka_metadata_destroy(md);
+  return failed_read;
+}
+
 /* A producer handle on BOOTSTRAP for the admin modes; NULL (said why) when it could not be made. */
 static rd_kafka_t* admin_handle(const char* bootstrap) {
   char err[512];
@@ -141,10 +177,14 @@ static rd_kafka_t* admin_handle(const char* bootstrap) {
 
 int main(int argc, char** argv) {
   const int counting = argc == 3 && strcmp(argv[2], "--count") == 0;
-  if (counting || (argc >= 4 && strcmp(argv[2], "--delete") == 0)) {
+  const int deleting = argc >= 4 && strcmp(argv[2], "--delete") == 0;
+  const int offsets = argc >= 4 && strcmp(argv[2], "--offsets") == 0;
+  if (counting || deleting || offsets) {
     rd_kafka_t* rk = admin_handle(argv[1]);
     if (!rk) return 1;
-    const int failed = counting ? count_topics(rk) : delete_topics(rk, argv + 3, argc - 3);
+    const int failed = counting   ? count_topics(rk)
+                       : deleting ? delete_topics(rk, argv + 3, argc - 3)
+                                  : print_offsets(rk, argv + 3, argc - 3);
     rd_kafka_destroy(rk);
     return failed;
   }
