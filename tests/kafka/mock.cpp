@@ -378,8 +378,8 @@ TEST_F(kafka_mock, stop_purges_what_it_cannot_flush_in_time) {
 
 // Publishes from several executors through one producer, their reports served by one poll
 // (one partition, spawned together): each completes on its own executor, a strand's inside its
-// strand and another context's on that context's thread, however the reports interleave. The
-// poll thread hands a poll's reports to the first one's executor, which forwards the others.
+// strand and another context's on that context's thread, however the reports interleave
+// (the hand-over posts each run of reports that share an executor to that executor).
 TEST_F(kafka_mock, each_publish_completes_on_its_own_executor) {
   auto p = kafka::producer::create(cfg_).value();
   ASSERT_TRUE(publish(p, "warm-up").has_value());

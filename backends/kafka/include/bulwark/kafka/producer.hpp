@@ -308,73 +308,38 @@ struct producer_state {
   /// its handler will resume (this many): enough for the misses of several to overlap.
   static constexpr std::size_t fetch_ahead = 4;
 
-  /// Completion vectors the executors emptied, for the poll thread's next hand-overs: with
-  /// 50,000 publishes in flight one poll serves thousands of reports, and a vector made per
-  /// poll (and per run of one executor) was a large allocation on the poll thread freed on
-  /// another. Shared with the posted batches, which may run after the producer is gone.
-  struct completion_buffers {
-    std::mutex mutex;
-    std::vector<completions> spare;
-
-    completions take() {
-      std::lock_guard lock(mutex);
-      if (spare.empty()) return {};
-      auto v = std::move(spare.back());
-      spare.pop_back();
-      return v;
-    }
-    void give(completions&& v) {
-      v.clear();
-      std::lock_guard lock(mutex);
-      if (spare.size() < 4) spare.push_back(std::move(v));
-    }
-  };
-  std::shared_ptr<completion_buffers> buffers = std::make_shared<completion_buffers>();
-
-  // Hands this poll's completions, as one vector, to the executor of the first of them, which
-  // runs those that are its own and forwards the others (complete_on). The poll thread reads
-  // no operation but that first one: each is cold memory (last touched when its message was
-  // published, 50,000 publishes earlier with that many in flight), and reading every one here
-  // for its executor, as this once did, took those cache misses on this thread and then again
-  // on the executor's.
+  // Posts the collected completions, one batch per run of publishes sharing an executor.
   void hand_over() {
     if (served > 0) retired.fetch_add(std::exchange(served, 0));
-    if (completed.empty()) return;
-    asio::any_io_executor ex = completed.front().first->executor();
-    completions batch = buffers->take();
-    batch.swap(completed);
-    asio::post(ex, [ex, batch = std::move(batch), buffers = buffers]() mutable {
-      complete_on(ex, batch);
-      buffers->give(std::move(batch));
-    });
+    const std::size_t n = completed.size();
+    for (std::size_t k = 0; k < n && k < 2 * fetch_ahead; ++k) completed[k].first->prefetch();
+    for (std::size_t i = 0; i < n;) {
+      const asio::any_io_executor& ex = completed[i].first->executor();
+      std::size_t j = i + 1;
+      for (; j < n; ++j) {
+        if (j + 2 * fetch_ahead < n) completed[j + 2 * fetch_ahead].first->prefetch();
+        if (completed[j].first->executor() != ex) break;
+      }
+      completions batch(std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(i)),
+                        std::make_move_iterator(completed.begin() + static_cast<std::ptrdiff_t>(j)));
+      asio::post(ex, [batch = std::move(batch)]() mutable { complete_in_order(batch); });
+      i = j;
+    }
+    completed.clear();
   }
 
-  // Runs, in order, each completion of `batch` whose executor is `ex` (the one running this),
-  // fetching the operations and the frames that the next ones will touch ahead of them
-  // (detail/resume_hint.hpp); the completions of other executors go to theirs, in order, one
-  // post per run of completions sharing an executor. Only invoke() frees an operation, so
-  // those ahead are alive when read; a prefetch of memory freed meanwhile is harmless.
-  static void complete_on(const asio::any_io_executor& ex, completions& batch) {
+  // Runs each completion of `batch` in order on its executor, fetching the operations and the
+  // frames that the next ones will touch ahead of them (detail/resume_hint.hpp). Only
+  // invoke() frees an operation, so those ahead are alive when read; a prefetch of memory
+  // freed meanwhile is harmless.
+  static void complete_in_order(completions& batch) {
     const std::size_t n = batch.size();
-    std::size_t others = 0; // completions of other executors, gathered at the front
     for (std::size_t k = 0; k < n && k < 2 * fetch_ahead; ++k) batch[k].first->prefetch();
     for (std::size_t k = 0; k < n && k < fetch_ahead; ++k) batch[k].first->hint.prefetch();
     for (std::size_t k = 0; k < n; ++k) {
       if (k + 2 * fetch_ahead < n) batch[k + 2 * fetch_ahead].first->prefetch();
       if (k + fetch_ahead < n) batch[k + fetch_ahead].first->hint.prefetch();
-      if (batch[k].first->executor() == ex)
-        batch[k].first->invoke(std::move(batch[k].second));
-      else if (others++ != k)
-        batch[others - 1] = std::move(batch[k]);
-    }
-    for (std::size_t i = 0; i < others;) {
-      asio::any_io_executor to = batch[i].first->executor();
-      std::size_t j = i + 1;
-      while (j < others && batch[j].first->executor() == to) ++j;
-      completions run(std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
-                      std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(j)));
-      asio::post(to, [to, run = std::move(run)]() mutable { complete_on(to, run); });
-      i = j;
+      batch[k].first->invoke(std::move(batch[k].second));
     }
   }
 
