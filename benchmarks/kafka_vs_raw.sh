@@ -8,8 +8,9 @@
 # bulwark publish_batch (1000 per batch, 50 batches in flight) -> `ratio:`; bulwark publish per
 # message (50000 coroutines, spawned before the clock starts, each taking the next message when
 # its report came) -> `ratio_per_message_publish:`; raw with no bound but librdkafka's queue,
-# printed for reference. Each way prints client CPU per message (whole process, main thread)
-# and page faults. Then 9,000 messages with
+# printed for reference. Each way prints client CPU per message (whole process, main thread,
+# and by kind of thread: main, rdk:main, rdk:broker*, rdk:other, poll) and page faults; the
+# producer settings in which the two handles differ are printed first. Then 9,000 messages with
 # 64 in flight (an ingestion API's concurrency), raw (a loop keeping 64 waiting for reports)
 # against publish per message (64 coroutines) -> `ratio_per_message_publish_64:`. Last, a handler that
 # awaits a simulated 100 us round trip per call reads up to 50,000 of the messages again:

@@ -10,8 +10,11 @@
 // flight; and, for reference, raw librdkafka with no bound but its queue (the baseline before
 // issue 17's third pass). `ratio:` is raw / publish_batch; `ratio_per_message_publish:` is raw
 // / publish, both at the same in-flight bound. Each way prints its client CPU per message (the
-// whole process, and the main thread's part) and minor page faults, counted from the moment
-// its clock starts. Then `small_messages` (default
+// whole process, and the main thread's part), minor page faults, and its CPU per message by
+// kind of thread (main, librdkafka's rdk:main, its rdk:broker<n> threads, the delivery-report
+// poll threads), counted from the moment its clock starts; before them, the producer settings
+// in which the raw loop's handle and kafka::producer's differ (rd_kafka_conf_dump). Then
+// `small_messages` (default
 // min(messages, 9,000)) go out with `small_window` (default 64) in flight, in the same rounds
 // alternating raw (a loop that keeps that many waiting for their reports) and publish per
 // message (that many coroutines), on topics of their own: `ratio_per_message_publish_64:`.
@@ -31,19 +34,25 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <dirent.h>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 
 namespace {
 
@@ -58,11 +67,52 @@ double cpu_seconds() {
          static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+/// The threads of this process by kind: the main (publishing) thread, librdkafka's main
+/// thread (rdk:main), its broker threads (rdk:broker<n>), its other threads, and the rest
+/// (the delivery-report poll threads: kafka::producer's and the raw loop's).
+enum thread_kind { main_thread, rdk_main, rdk_broker, rdk_other, poll_threads, thread_kinds };
+constexpr const char* thread_kind_names[thread_kinds] = {"main", "rdk:main", "rdk:broker*", "rdk:other", "poll"};
+
+/// CPU seconds each kind of thread used so far, from the kernel's per-thread run time
+/// (/proc/self/task/<tid>/schedstat, nanoseconds; a thread that ended is no longer counted, so
+/// a phase's difference is exact only for threads living through it: every thread of a
+/// producer does).
+std::array<double, thread_kinds> cpu_by_thread_kind() {
+  std::array<double, thread_kinds> out{};
+  const long self = static_cast<long>(getpid());
+  DIR* dir = opendir("/proc/self/task");
+  if (!dir) return out;
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.') continue;
+    const std::string task = std::string("/proc/self/task/") + e->d_name;
+    char name[64] = {};
+    unsigned long long ns = 0;
+    if (FILE* f = std::fopen((task + "/comm").c_str(), "r")) {
+      if (!std::fgets(name, sizeof name, f)) name[0] = 0;
+      std::fclose(f);
+    }
+    if (FILE* f = std::fopen((task + "/schedstat").c_str(), "r")) {
+      if (std::fscanf(f, "%llu", &ns) != 1) ns = 0;
+      std::fclose(f);
+    }
+    const std::string_view n(name, std::strcspn(name, "\n"));
+    const thread_kind kind = std::atol(e->d_name) == self  ? main_thread
+                             : n == "rdk:main"             ? rdk_main
+                             : n.starts_with("rdk:broker") ? rdk_broker
+                             : n.starts_with("rdk:")       ? rdk_other
+                                                           : poll_threads;
+    out[kind] += static_cast<double>(ns) / 1e9;
+  }
+  closedir(dir);
+  return out;
+}
+
 /// What a phase cost the client: CPU of the whole process, CPU of the calling (main) thread,
-/// the process's minor page faults.
+/// the process's minor page faults, CPU by kind of thread.
 struct client_cost {
   double cpu = 0, main_cpu = 0;
   long faults = 0;
+  std::array<double, thread_kinds> threads{};
   static client_cost now() {
     rusage self{}, thread{};
     getrusage(RUSAGE_SELF, &self);
@@ -71,15 +121,20 @@ struct client_cost {
       return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
              static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
     };
-    return {secs(self), secs(thread), self.ru_minflt};
+    return {secs(self), secs(thread), self.ru_minflt, cpu_by_thread_kind()};
   }
   client_cost& operator+=(const client_cost& o) {
     cpu += o.cpu;
     main_cpu += o.main_cpu;
     faults += o.faults;
+    for (int k = 0; k < thread_kinds; ++k) threads[k] += o.threads[k];
     return *this;
   }
-  client_cost operator-(const client_cost& o) const { return {cpu - o.cpu, main_cpu - o.main_cpu, faults - o.faults}; }
+  client_cost operator-(const client_cost& o) const {
+    client_cost d{cpu - o.cpu, main_cpu - o.main_cpu, faults - o.faults, {}};
+    for (int k = 0; k < thread_kinds; ++k) d.threads[k] = threads[k] - o.threads[k];
+    return d;
+  }
 };
 
 /// What the last publish phase cost from the moment its clock started to its last report.
@@ -212,11 +267,36 @@ public:
     return elapsed;
   }
 
+  rd_kafka_t* native_handle() const noexcept { return rk_; }
+
 private:
   rd_kafka_t* rk_ = nullptr;
   std::atomic<bool> polling_{true};
   std::thread poller_;
 };
+
+/// A handle's effective configuration (rd_kafka_conf_dump), name -> value.
+std::map<std::string, std::string> effective_conf(rd_kafka_t* rk) {
+  std::map<std::string, std::string> out;
+  std::size_t count = 0;
+  const char** dump = rd_kafka_conf_dump(const_cast<rd_kafka_conf_t*>(rd_kafka_conf(rk)), &count);
+  for (std::size_t i = 0; i + 1 < count; i += 2) out[dump[i]] = dump[i + 1];
+  rd_kafka_conf_dump_free(dump, count);
+  return out;
+}
+
+/// Prints the settings in which two producers' effective configurations differ.
+void print_conf_differences(rd_kafka_t* raw, rd_kafka_t* bulwark) {
+  const auto a = effective_conf(raw), b = effective_conf(bulwark);
+  std::map<std::string, std::pair<std::string, std::string>> differ;
+  for (const auto& [name, value] : a)
+    if (auto it = b.find(name); it == b.end() || it->second != value) differ[name].first = value;
+  for (const auto& [name, value] : b)
+    if (auto it = a.find(name); it == a.end() || it->second != value) differ[name].second = value;
+  std::printf("  producer settings that differ (raw / kafka::producer):%s\n", differ.empty() ? " none" : "");
+  for (const auto& [name, values] : differ)
+    std::printf("    %s: %s / %s\n", name.c_str(), values.first.c_str(), values.second.c_str());
+}
 
 // Publishes messages [first, first + count) through the bus with `window` publishers, each
 // awaiting its delivery before it takes the next message (in index order, as the raw loop
@@ -458,6 +538,7 @@ int main(int argc, char** argv) {
   double small_secs[2] = {0, 0}, small_cpus[2] = {0, 0};
   {
     raw_producer raw(cfg);
+    print_conf_differences(raw.native_handle(), bus.value().producer().native_handle());
     // Warm-up, not counted: every way connects and the brokers' JVMs warm up before timing.
     const long warm = std::max(1000L, n / 10);
     raw.publish_windowed(raw_topic, 0, warm, value, window);
@@ -517,7 +598,13 @@ int main(int argc, char** argv) {
     std::snprintf(line, sizeof line, "client cpu %.2f s, %.2f us/msg, main thread %.2f us/msg, %.1f faults/1k msgs",
                   costs[way].cpu, us_per(costs[way].cpu, n), us_per(costs[way].main_cpu, n),
                   static_cast<double>(costs[way].faults) * 1000.0 / static_cast<double>(n));
-    return std::string(line);
+    std::string text(line);
+    text += "; by thread us/msg:";
+    for (int k = 0; k < thread_kinds; ++k) {
+      std::snprintf(line, sizeof line, " %s %.2f", thread_kind_names[k], us_per(costs[way].threads[k], n));
+      text += line;
+    }
+    return text;
   };
   std::printf("publish raw librdkafka, %ld in flight: %10.0f msgs/s  (%.2f s, %s)\n", window, n / secs[0], secs[0],
               cost_of(0).c_str());

@@ -11,8 +11,10 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -20,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -371,6 +374,48 @@ TEST_F(kafka_mock, stop_purges_what_it_cannot_flush_in_time) {
   auto late = publish(p, "late");
   ASSERT_FALSE(late.has_value());
   EXPECT_EQ(late.error(), errc::rejected);
+}
+
+// Publishes from several executors through one producer, their reports served by one poll
+// (one partition, spawned together): each completes on its own executor, a strand's inside its
+// strand and another context's on that context's thread, however the reports interleave
+// (the hand-over posts each run of reports that share an executor to that executor).
+TEST_F(kafka_mock, each_publish_completes_on_its_own_executor) {
+  auto p = kafka::producer::create(cfg_).value();
+  ASSERT_TRUE(publish(p, "warm-up").has_value());
+  asio::io_context other;
+  auto other_work = asio::make_work_guard(other);
+  std::thread other_thread([&] { other.run(); });
+  auto strand = asio::make_strand(ctx_);
+  constexpr int n = 90; // a third from each executor, interleaved
+  std::atomic<int> done{0}, failed{0}, misplaced{0};
+  auto one = [&](int i, std::function<bool()> on_own_executor) -> asio::awaitable<void> {
+    bulwark::message m{"key", "v" + std::to_string(i), {}};
+    auto r = co_await p.publish(topic_, std::move(m));
+    if (!r) ++failed;
+    if (!on_own_executor()) ++misplaced;
+    ++done;
+  };
+  const std::function<bool()> on_context = [&] {
+    return ctx_.get_executor().running_in_this_thread() && !strand.running_in_this_thread();
+  };
+  const std::function<bool()> on_strand = [&] { return strand.running_in_this_thread(); };
+  const std::function<bool()> on_other = [&] { return other.get_executor().running_in_this_thread(); };
+  auto all = [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < n; ++i) {
+      if (i % 3 == 0) asio::co_spawn(ctx_, one(i, on_context), asio::detached);
+      if (i % 3 == 1) asio::co_spawn(strand, one(i, on_strand), asio::detached);
+      if (i % 3 == 2) asio::co_spawn(other, one(i, on_other), asio::detached);
+    }
+    co_await bulwark::test::eventually([&] { return done.load() == n; }, 20s);
+  };
+  bulwark::test::run(ctx_, all(), 30s);
+  other_work.reset();
+  other_thread.join();
+  EXPECT_EQ(done.load(), n);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(misplaced.load(), 0) << "completions ran on another executor than their publisher's";
+  bulwark::test::run(ctx_, p.stop());
 }
 
 // Lifetimes of publishes in flight (the brokers down, so none is acknowledged): a caller that

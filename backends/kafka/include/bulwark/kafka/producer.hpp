@@ -305,8 +305,11 @@ struct producer_state {
   using completions = std::vector<std::pair<pending_delivery*, result<delivery>>>;
 
   /// How many completions ahead the loops below fetch an operation (twice this) and the frames
-  /// its handler will resume (this many): enough for the misses of several to overlap.
-  static constexpr std::size_t fetch_ahead = 4;
+  /// its handler will resume (this many): enough for the misses of several to overlap. A
+  /// resumption takes about 0.5 us, several memory latencies; 2 ahead left the publishing
+  /// thread 5% cheaper than 4 (median of 12 interleaved rounds, 0.726 vs 0.768 us per publish,
+  /// 2026-12-05), 8 no better than 4 (docs/benchmarks_history.md, seventh pass).
+  static constexpr std::size_t fetch_ahead = 2;
 
   // Posts the collected completions, one batch per run of publishes sharing an executor.
   void hand_over() {
