@@ -36,6 +36,10 @@
 #   accepted_per_s_memory, accepted_per_s_real, lag_p99_s_memory, lag_p99_s_real
 #   ratio_memory: <memory accepted/s / 30000>   ratio_real: <real accepted/s / 10000>
 #   ratio_lag_real: <1 s / real p99 lag>        (each goal >= 1)
+# The closed loop saturates the pipeline, so its lag is mostly queueing. Real mode then also runs
+# loadgen's open model at GOAL_RATE (10,000/s, the goal's rate; 0: skip) for DURATION and prints
+#   lag_p99_s_real_at_<GOAL_RATE>_per_s, ratio_lag_real_at_goal_rate: <1 s / that p99 lag>
+# the lag an operator sees with the service running at the goal's rate.
 #
 # Environment: BUILD_DIR (an existing release build; default: build the `predictions` target in
 # build/release), DURATION (10s), WARMUP (30s of the same load before the measured run, not
@@ -43,7 +47,7 @@
 # server's max_connections is 10,000), SERVERS_ENV (an env file of running servers,
 # as scripts/servers.sh writes; default: start MariaDB, Redis and Kafka of the script's own under
 # a temporary BULWARK_SERVERS_DIR and stop them at the end; on servers given this way the run's
-# table, Redis keys and both topics are deleted after it), MODES ("memory real").
+# table, Redis keys and both topics are deleted after it), MODES ("memory real"), GOAL_RATE (10000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -53,6 +57,7 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-30s}
 CONNECTIONS=${CONNECTIONS:-1000}
 LINGER_MS=${LINGER_MS:-20}
+GOAL_RATE=${GOAL_RATE:-10000}
 MODES=${MODES:-memory real}
 if [ -z "${BUILD_DIR:-}" ]; then
   BUILD_DIR=build/release
@@ -253,6 +258,26 @@ run() {
   echo "$mode: accepted $n in ${seconds}s = $accepted_rate/s; counted $((counted - before)) of $n (all by ${catch_up}s after the load); lag p99 in (${p99_lower}, ${p99}] s (interpolated ${p99_estimate} s); request latency p50 $lat50 p99 $lat99 (loadgen -c$CONNECTIONS); CPU per accepted input: $cpu_line; load average before $load_before, after $(load); $(grep -E '^loadgen:|errors' "$tmp/load-$mode.log" | tr -s ' ' | tr '\n' ' ')"
 }
 
+# at_rate MODE RATE API_PORT CONSUMER_PORTS... -> loadgen's open model (RATE requests/s on a fixed
+# schedule, CONNECTIONS at most in flight) for DURATION, then waits until the consumers counted
+# everything accepted; prints the run and sets rate_p99 (the lag's p99 bucket bound) and
+# rate_accepted. The closed loop above measures the lag at saturation, where it is queueing;
+# this one measures it at the goal's rate, as an operator would run the service.
+at_rate() {
+  local mode=$1 rate=$2 api=$3; shift 3
+  local before after counted lower estimate seconds
+  before=$(accepted "$api")
+  lag_buckets "$@" >"$tmp/lag-$mode-rate-before"
+  "$LOADGEN" -f "$tmp/data.json" --rate "$rate" -c "$CONNECTIONS" -d "$DURATION" -q --json "$tmp/rate-$mode.json" \
+    "http://127.0.0.1:$api/input" >"$tmp/rate-$mode.log" 2>&1 || true
+  after=$(accepted "$api")
+  counted=$(wait_counted "$after" "$@")
+  seconds=$(seconds_of "$DURATION")
+  rate_accepted=$(awk -v n="$((after - before))" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
+  read -r rate_p99 lower estimate < <(lag_p99 "$tmp/lag-$mode-rate-before" "$@")
+  echo "$mode at $rate/s (loadgen --rate $rate): accepted $((after - before)) (~$rate_accepted/s); counted all: $([ "$counted" -ge "$after" ] && echo yes || echo "no ($counted of $after)"); lag p99 in ($lower, $rate_p99] s (interpolated $estimate s); request latency p50 $(python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))["latency_ms"]; print("%.1fms p99 %.1fms" % (d["p50"], d["p99"]))' "$tmp/rate-$mode.json"); load average $(load)"
+}
+
 for mode in $MODES; do
   case $mode in
     memory)
@@ -288,6 +313,10 @@ for mode in $MODES; do
       c2=$port c2_pid=${pids[-1]}
       run real "$api_pid" "$c1_pid $c2_pid" "$api" "$c1" "$c2"
       real_rate=$accepted_rate real_p99=$p99
+      if [ "$GOAL_RATE" != 0 ]; then
+        at_rate real "$GOAL_RATE" "$api" "$c1" "$c2"
+        real_rate_p99=$rate_p99
+      fi
       mysql -h "$BULWARK_MYSQL_HOST" -P "$BULWARK_MYSQL_PORT" -u "$BULWARK_MYSQL_USER" -p"${BULWARK_MYSQL_PASSWORD:-}" \
         -e "DROP TABLE IF EXISTS predictions_$suffix" "${BULWARK_MYSQL_DATABASE:-bulwark_test}" 2>/dev/null || true
       redis-cli -h "$BULWARK_REDIS_HOST" -p "$BULWARK_REDIS_PORT" --scan --pattern "predictions_$suffix:*" |
@@ -315,5 +344,9 @@ if [ -n "${real_rate:-}" ]; then
   echo "lag_p99_s_real: $real_p99"
   echo "ratio_real: $(div "$real_rate" 10000)"
   echo "ratio_lag_real: $(awk -v p="$real_p99" 'BEGIN { if (p == "nan" || p == "inf") print "0.00"; else printf "%.2f", 1 / p }')"
+  if [ -n "${real_rate_p99:-}" ]; then
+    echo "lag_p99_s_real_at_${GOAL_RATE}_per_s: $real_rate_p99"
+    echo "ratio_lag_real_at_goal_rate: $(awk -v p="$real_rate_p99" 'BEGIN { if (p == "nan" || p == "inf") print "0.00"; else printf "%.2f", 1 / p }')"
+  fi
   [ -n "${ceiling_rate:-}" ] && echo "ratio_real_to_raw_librdkafka: $(div "$real_rate" "$ceiling_rate")"
 fi
