@@ -10,7 +10,7 @@ packages=(
   libhiredis-dev default-libmysqlclient-dev librdkafka-dev libjemalloc2
   redis-server redis-tools mariadb-server mariadb-client prometheus
   prometheus-alertmanager nginx-light wrk
-  iproute2 procps python3 python3-venv util-linux
+  iproute2 procps python3 python3-venv util-linux time
   clang-format
   default-jdk-headless maven
   chromium nodejs npm
