@@ -36,8 +36,8 @@
 # brokers, redis-server; both: wrk), the consistency check, and ends with:
 #   ratio_memory: <checkouts/s in memory mode / 20000>  (goal >= 1)
 #   ratio_real: <checkouts/s in real mode / 3000>       (goal >= 1)
-# With KAFKA=shared the brokers' CPU is that of the shared cluster's java processes (pgrep -f
-# kafka.Kafka): every client of theirs counts, other helpers' benchmarks included;
+# With KAFKA=shared the brokers' CPU is that of the shared cluster's java processes (those
+# listening on the bootstrap ports): every client of theirs counts, other helpers' benchmarks included;
 # `brokers_background` is their CPU over 3 s with no checkout in flight just before the run
 # (other clients, the brokers' own housekeeping), for a sense of how much of it is not this run's. Real mode also
 # prints the Kafka messages per checkout (the run's topics' high watermarks before and after the
@@ -327,7 +327,7 @@ for mode in $MODES; do
       if [ "$KAFKA" = shared ]; then
         [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ] || { echo "KAFKA=shared needs BULWARK_KAFKA_BOOTSTRAP (source the servers' env)" >&2; exit 1; }
         bootstrap=${BULWARK_KAFKA_BOOTSTRAP//\\/}
-        broker_pids=$(pgrep -f 'kafka\.Kafka' | tr '\n' ' ')
+        broker_pids=$(listening_pids "$bootstrap")
       else
         export BULWARK_SERVERS_DIR="$tmp/servers"
         mkdir -p "$BULWARK_SERVERS_DIR"

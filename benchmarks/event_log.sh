@@ -218,7 +218,7 @@ if [ "$kafka_mode" = shared ] && [ -n "${BULWARK_KAFKA_BOOTSTRAP:-}" ]; then
   bootstrap=$BULWARK_KAFKA_BOOTSTRAP
   # The shared brokers' CPU too (the JVMs listening on the bootstrap ports, when ss shows them):
   # other clients of the cluster count in it, so compare such figures only run against run.
-  shared_pids=$(for hp in ${bootstrap//,/ }; do ss -ltnpH "sport = :${hp##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | head -1; done | tr '\n' ' ')
+  shared_pids=$(listening_pids "$bootstrap")
   [ -z "${shared_pids// /}" ] || brokers=("brokers=${shared_pids% }")
   # shellcheck disable=SC2046
   cc -O2 -o "$work/raw_window" benchmarks/kafka/raw_window.c $(pkg-config --cflags --libs rdkafka) &&

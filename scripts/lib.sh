@@ -109,6 +109,15 @@ cpu_ticks() {
   echo "$t"
 }
 
+# listening_pids HOST:PORT,... -> the PIDs listening on those ports (ss), space-separated: a
+# shared Kafka cluster's brokers from its bootstrap list, whose CPU the benchmarks count.
+listening_pids() {
+  local hp
+  for hp in ${1//,/ }; do
+    ss -ltnpH "sport = :${hp##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | head -1
+  done | tr '\n' ' '
+}
+
 # kafka_crowded RAW_WINDOW BOOTSTRAP WHO -> prints the cluster's topic and partition counts
 # (benchmarks/kafka/raw_window.c --count, built as RAW_WINDOW), and WHO's warning above 300
 # partitions: a cluster that other runs left hundreds of topics on halves a benchmark's rate.
