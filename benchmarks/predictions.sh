@@ -199,6 +199,12 @@ load_for() {
     "http://127.0.0.1:$2/input" >"$tmp/$3.log" 2>&1 || true
 }
 
+# latency JSON PERCENTILE -> loadgen's latency at PERCENTILE (p50, p99) from its JSON summary, as "12.3ms".
+latency() { python3 -c 'import json, sys; print("%.1fms" % json.load(open(sys.argv[1]))["latency_ms"][sys.argv[2]])' "$@"; }
+
+# lag_ratio P99 -> 1 s over a p99 lag bound (0.00 when there is none: nan or inf).
+lag_ratio() { awk -v p="$1" 'BEGIN { if (p == "nan" || p == "inf") print "0.00"; else printf "%.2f", 1 / p }'; }
+
 # run MODE API_PID CONSUMER_PIDS API_PORT CONSUMER_PORTS... -> a warm-up (WARMUP, not counted:
 # freshly started brokers run interpreted code and compile for their first minute), loadgen against
 # the API for DURATION, then waits until the consumers counted everything accepted; prints the
@@ -251,7 +257,6 @@ run() {
   [ -n "$mysql_pids" ] && cpu_line+=", mariadbd $(per $((mysql_t1 - mysql_t0))) us"
   [ -n "$redis_pids" ] && cpu_line+=", redis-server $(per $((redis_t1 - redis_t0))) us"
   local lat50 lat99 catch_up
-  latency() { python3 -c 'import json, sys; print("%.1fms" % json.load(open(sys.argv[1]))["latency_ms"][sys.argv[2]])' "$@"; }
   lat50=$(latency "$tmp/load-$mode.json" p50)
   lat99=$(latency "$tmp/load-$mode.json" p99)
   catch_up=$(awk -v a="$end_ns" -v b="$caught_ns" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
@@ -275,7 +280,7 @@ at_rate() {
   seconds=$(seconds_of "$DURATION")
   rate_accepted=$(awk -v n="$((after - before))" -v s="$seconds" 'BEGIN { printf "%.0f", n / s }')
   read -r rate_p99 lower estimate < <(lag_p99 "$tmp/lag-$mode-rate-before" "$@")
-  echo "$mode at $rate/s (loadgen --rate $rate): accepted $((after - before)) (~$rate_accepted/s); counted all: $([ "$counted" -ge "$after" ] && echo yes || echo "no ($counted of $after)"); lag p99 in ($lower, $rate_p99] s (interpolated $estimate s); request latency p50 $(python3 -c 'import json, sys; d = json.load(open(sys.argv[1]))["latency_ms"]; print("%.1fms p99 %.1fms" % (d["p50"], d["p99"]))' "$tmp/rate-$mode.json"); load average $(load)"
+  echo "$mode at $rate/s (loadgen --rate $rate): accepted $((after - before)) (~$rate_accepted/s); counted all: $([ "$counted" -ge "$after" ] && echo yes || echo "no ($counted of $after)"); lag p99 in ($lower, $rate_p99] s (interpolated $estimate s); request latency p50 $(latency "$tmp/rate-$mode.json" p50) p99 $(latency "$tmp/rate-$mode.json" p99); load average $(load)"
 }
 
 for mode in $MODES; do
@@ -343,10 +348,10 @@ if [ -n "${real_rate:-}" ]; then
   echo "accepted_per_s_real: $real_rate"
   echo "lag_p99_s_real: $real_p99"
   echo "ratio_real: $(div "$real_rate" 10000)"
-  echo "ratio_lag_real: $(awk -v p="$real_p99" 'BEGIN { if (p == "nan" || p == "inf") print "0.00"; else printf "%.2f", 1 / p }')"
+  echo "ratio_lag_real: $(lag_ratio "$real_p99")"
   if [ -n "${real_rate_p99:-}" ]; then
     echo "lag_p99_s_real_at_${GOAL_RATE}_per_s: $real_rate_p99"
-    echo "ratio_lag_real_at_goal_rate: $(awk -v p="$real_rate_p99" 'BEGIN { if (p == "nan" || p == "inf") print "0.00"; else printf "%.2f", 1 / p }')"
+    echo "ratio_lag_real_at_goal_rate: $(lag_ratio "$real_rate_p99")"
   fi
   [ -n "${ceiling_rate:-}" ] && echo "ratio_real_to_raw_librdkafka: $(div "$real_rate" "$ceiling_rate")"
 fi
